@@ -1,0 +1,71 @@
+//! Time as a dependency. Domain code asks a [`Clock`] for the time so tests
+//! can move it; only the binary wires in the system clock.
+
+use std::sync::Mutex;
+use time::OffsetDateTime;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// A clock tests set and advance by hand instead of sleeping.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn set(&self, at: OffsetDateTime) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = at;
+        }
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+            .lock()
+            .map(|now| *now)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// Milliseconds since the Unix epoch: how both databases store instants.
+pub fn to_unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The instant `ms` milliseconds after the Unix epoch.
+pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let start = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let clock = ManualClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(time::Duration::seconds(30));
+        assert_eq!(clock.now(), start + time::Duration::seconds(30));
+    }
+
+    #[test]
+    fn unix_ms_round_trips_to_the_millisecond() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_000_000).unwrap();
+        assert_eq!(from_unix_ms(to_unix_ms(at)), at);
+    }
+}

@@ -1,0 +1,168 @@
+//! TOTP (RFC 6238): HOTP over the number of `period`-second steps since the
+//! Unix epoch, verified within a drift window of steps.
+
+use subtle::ConstantTimeEq;
+
+use crate::algorithm::{KeyedMac, format_code};
+use crate::hotp::parse_code;
+use crate::{Algorithm, DIGITS_RANGE, ParamError, Secret};
+
+/// Steps of clock drift accepted either side by default (RFC 6238 §5.2
+/// recommends at most one step backward; one forward covers a fast phone).
+pub const DEFAULT_WINDOW: u64 = 1;
+
+/// A TOTP generator: secret, digits, period and hash function.
+#[derive(Clone)]
+pub struct Totp {
+    mac: KeyedMac,
+    digits: u32,
+    period: u64,
+}
+
+impl Totp {
+    /// Builds a generator; `digits` must be 6–8 and `period` 1–3600 seconds.
+    pub fn new(
+        secret: &Secret,
+        digits: u32,
+        period: u64,
+        algorithm: Algorithm,
+    ) -> Result<Self, ParamError> {
+        if !DIGITS_RANGE.contains(&digits) {
+            return Err(ParamError::Digits(digits));
+        }
+        if !(1..=3600).contains(&period) {
+            return Err(ParamError::Period(period));
+        }
+        Ok(Self {
+            mac: KeyedMac::new(algorithm, secret.as_bytes()),
+            digits,
+            period,
+        })
+    }
+
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// The time step that contains `unix_time` (RFC 6238 §4.2, T0 = 0).
+    pub fn step(&self, unix_time: u64) -> u64 {
+        unix_time / self.period
+    }
+
+    /// Seconds left before the code at `unix_time` changes.
+    pub fn remaining_s(&self, unix_time: u64) -> u64 {
+        self.period - unix_time % self.period
+    }
+
+    /// The code at `unix_time`, leading zeros kept.
+    pub fn generate(&self, unix_time: u64) -> String {
+        self.generate_step(self.step(unix_time))
+    }
+
+    /// The code of one time step.
+    pub fn generate_step(&self, step: u64) -> String {
+        format_code(self.mac.truncated(step), self.digits)
+    }
+
+    /// Checks `code` against the steps within `window` of `unix_time` and
+    /// returns the step that matched. Steps at or before `last_used_step`
+    /// never match, which is how callers refuse a replayed code: store the
+    /// returned step and pass it back next time.
+    pub fn verify(
+        &self,
+        code: &str,
+        unix_time: u64,
+        window: u64,
+        last_used_step: Option<u64>,
+    ) -> Option<u64> {
+        let wanted = parse_code(code, self.digits)?;
+        let modulus = 10u32.pow(self.digits);
+        let now = self.step(unix_time);
+        let first = now.saturating_sub(window);
+        let first = match last_used_step {
+            Some(last) if last >= first => last.saturating_add(1),
+            _ => first,
+        };
+        let mut found = None;
+        // SECURITY: all candidate steps are computed and compared in constant
+        // time; the first match wins so the earliest step is recorded.
+        for step in first..=now.saturating_add(window) {
+            let hit = (self.mac.truncated(step) % modulus).ct_eq(&wanted);
+            if bool::from(hit) && found.is_none() {
+                found = Some(step);
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> Secret {
+        Secret::from_bytes(b"12345678901234567890".to_vec())
+    }
+
+    #[test]
+    fn rfc6238_sha1_at_59() {
+        let t = Totp::new(&secret(), 8, 30, Algorithm::Sha1).unwrap();
+        assert_eq!(t.generate(59), "94287082");
+    }
+
+    #[test]
+    fn drift_window_is_one_step_each_side() {
+        let t = Totp::new(&secret(), 6, 30, Algorithm::Sha1).unwrap();
+        let now = 1_700_000_000;
+        let step = t.step(now);
+        assert_eq!(
+            t.verify(&t.generate_step(step - 1), now, 1, None),
+            Some(step - 1)
+        );
+        assert_eq!(
+            t.verify(&t.generate_step(step + 1), now, 1, None),
+            Some(step + 1)
+        );
+        assert_eq!(t.verify(&t.generate_step(step - 2), now, 1, None), None);
+        assert_eq!(t.verify(&t.generate_step(step + 2), now, 1, None), None);
+        assert_eq!(
+            t.verify(&t.generate_step(step + 2), now, 2, None),
+            Some(step + 2)
+        );
+    }
+
+    #[test]
+    fn a_used_step_is_refused() {
+        let t = Totp::new(&secret(), 6, 30, Algorithm::Sha1).unwrap();
+        let now = 1_700_000_000;
+        let code = t.generate(now);
+        let step = t.verify(&code, now, 1, None).unwrap();
+        assert_eq!(t.verify(&code, now, 1, Some(step)), None);
+        assert_eq!(
+            t.verify(&t.generate_step(step - 1), now, 1, Some(step)),
+            None
+        );
+        assert_eq!(
+            t.verify(&t.generate_step(step + 1), now, 1, Some(step)),
+            Some(step + 1)
+        );
+    }
+
+    #[test]
+    fn remaining_counts_down_to_the_next_step() {
+        let t = Totp::new(&secret(), 6, 30, Algorithm::Sha1).unwrap();
+        assert_eq!(t.remaining_s(60), 30);
+        assert_eq!(t.remaining_s(89), 1);
+    }
+
+    #[test]
+    fn period_bounds() {
+        assert!(Totp::new(&secret(), 6, 0, Algorithm::Sha1).is_err());
+        assert!(Totp::new(&secret(), 6, 3601, Algorithm::Sha1).is_err());
+        assert!(Totp::new(&secret(), 6, 60, Algorithm::Sha256).is_ok());
+    }
+}

@@ -1,0 +1,102 @@
+//! Storage for vouchsafe over sqlx: SQLite (the embedded default: one file,
+//! WAL, `synchronous=FULL`) and PostgreSQL (for several server processes).
+//! [`SqlStore`] implements the traits of `vouchsafe_core::store`.
+//!
+//! This is the only crate with SQL. The statements are written once, in the
+//! subset both engines speak (`$1` placeholders, `ON CONFLICT`, `RETURNING`,
+//! instants as Unix milliseconds); what differs — connecting, pragmas,
+//! migrations — lives in `sqlite.rs` and `postgres.rs`. It must not decide
+//! policy: it stores what the domain hands it, with conditional writes where
+//! rows can race.
+
+mod api_keys;
+mod database_url;
+mod meta;
+mod postgres;
+mod rows;
+mod services;
+mod sqlite;
+mod tenants;
+
+pub use database_url::{DatabaseUrl, SqliteSync};
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use vouchsafe_core::store::StoreError;
+
+/// A pool of one of the two engines.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body
+/// is compiled once per engine, so each gets its own typed statements while
+/// the SQL text is written once.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The store: one pool, either engine.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: Db,
+}
+
+impl SqlStore {
+    /// Connects (creating the SQLite file if needed) without migrating.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let db = match url {
+            DatabaseUrl::Sqlite { path, sync } => Db::Sqlite(sqlite::connect(path, *sync).await?),
+            DatabaseUrl::Postgres(url) => Db::Postgres(postgres::connect(url).await?),
+        };
+        Ok(Self { db })
+    }
+
+    /// Applies every migration not yet applied. Safe to run from several
+    /// processes at once (PostgreSQL takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::migrate(pool).await,
+            Db::Postgres(pool) => postgres::migrate(pool).await,
+        }
+    }
+
+    /// Which engine this store runs on, for logs.
+    pub fn engine(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        on_pool!(&self.db, pool => pool.close().await)
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// Maps driver errors onto the store's outcomes. The text of backend errors
+/// goes to logs only; it never carries bound values (sqlx does not print them).
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict("already exists")
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        other => StoreError::Backend(other.to_string()),
+    }
+}

@@ -1,0 +1,119 @@
+//! Services (verification profiles).
+
+use async_trait::async_trait;
+use vouchsafe_core::clock::to_unix_ms;
+use vouchsafe_core::ids::{ServiceId, TenantId};
+use vouchsafe_core::service::Service;
+use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
+
+use crate::rows::ServiceRow;
+use crate::{SqlStore, map_err, on_pool};
+
+pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
+    (id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)";
+
+/// `SELECT` of every service column, followed by a literal clause.
+macro_rules! select_service {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at FROM services ",
+            $rest
+        )
+    };
+}
+
+/// Binds a service's members to [`INSERT_SERVICE`], for either engine.
+macro_rules! bind_service {
+    ($query:expr, $s:expr) => {
+        $query
+            .bind($s.id.as_str())
+            .bind($s.tenant_id.as_str())
+            .bind(&$s.name)
+            .bind($s.code_length.map(i64::from))
+            .bind($s.ttl_s.map(i64::from))
+            .bind(vouchsafe_core::service::channels_to_text(&$s.channels))
+            .bind(to_unix_ms($s.created_at))
+            .bind(to_unix_ms($s.updated_at))
+    };
+}
+pub(crate) use bind_service;
+
+#[async_trait]
+impl ServiceStore for SqlStore {
+    async fn create_service(&self, service: &Service) -> StoreResult<()> {
+        on_pool!(self.db(), pool => bind_service!(sqlx::query(INSERT_SERVICE), service).execute(pool).await.map(|_| ()))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<Versioned<Service>> {
+        let sql = select_service!("WHERE tenant_id = $1 AND id = $2");
+        let row: ServiceRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        Ok(row.into())
+    }
+
+    async fn service_by_name(&self, tenant: &TenantId, name: &str) -> StoreResult<Service> {
+        let sql = select_service!("WHERE tenant_id = $1 AND name = $2");
+        let row: ServiceRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(name).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        Ok(Versioned::from(row).value)
+    }
+
+    async fn list_services(&self, tenant: &TenantId) -> StoreResult<Vec<Service>> {
+        let sql = select_service!("WHERE tenant_id = $1 ORDER BY created_at, id");
+        let rows: Vec<ServiceRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(pool).await
+        )
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(|r| Versioned::from(r).value).collect())
+    }
+
+    async fn replace_service(&self, s: &Service, expected_version: i64) -> StoreResult<()> {
+        let done = on_pool!(self.db(), pool =>
+            sqlx::query(
+                "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
+                 version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
+            )
+            .bind(&s.name)
+            .bind(s.code_length.map(i64::from))
+            .bind(s.ttl_s.map(i64::from))
+            .bind(vouchsafe_core::service::channels_to_text(&s.channels))
+            .bind(to_unix_ms(s.updated_at))
+            .bind(s.tenant_id.as_str())
+            .bind(s.id.as_str())
+            .bind(expected_version)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        )
+        .map_err(map_err)?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("service changed meanwhile"))
+        }
+    }
+
+    async fn delete_service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<()> {
+        let done = on_pool!(self.db(), pool =>
+            sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )
+        .map_err(map_err)?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+}

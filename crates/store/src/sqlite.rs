@@ -1,0 +1,46 @@
+//! SQLite: the file, its pragmas and its migrations.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use vouchsafe_core::store::StoreError;
+
+use crate::{SqliteSync, map_err};
+
+pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(map_err)?
+        .filename(path)
+        .create_if_missing(true)
+        // WAL lets readers run beside the one writer. FULL syncs the WAL on
+        // every commit: WAL with NORMAL can lose committed transactions on
+        // power loss, which would lose approvals and attempt counts.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match sync {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::migrate!("./migrations/sqlite")
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Backend(format!("SQLite migration failed: {e}")))
+}

@@ -1,0 +1,72 @@
+//! Test support: a fresh, empty database for each test, on the engine that
+//! `TEST_DB` names (`sqlite`, the default, or `postgres`). PostgreSQL tests
+//! create a new database in the server at `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, as `.ci/run` starts it).
+
+use std::path::PathBuf;
+
+use crate::{DatabaseUrl, SqliteSync};
+
+/// A database that exists for one test. The SQLite file lives in a folder
+/// that is removed with this value.
+pub struct TestDatabase {
+    pub url: DatabaseUrl,
+    pub url_text: String,
+    _dir: Option<TempDir>,
+}
+
+/// A temporary folder removed on drop (a tiny stand-in for `tempfile`, so
+/// the feature adds no dependency).
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether the tests run against PostgreSQL.
+pub fn is_postgres() -> bool {
+    std::env::var("TEST_DB").is_ok_and(|v| v == "postgres")
+}
+
+pub async fn fresh_database() -> Result<TestDatabase, String> {
+    if is_postgres() {
+        let admin = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("vs_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .map_err(|e| format!("TEST_DB=postgres but {admin} is not reachable: {e}"))?;
+        // The name is made here from hex digits only.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        pool.close().await;
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin);
+        let url_text = format!("{base}/{name}");
+        Ok(TestDatabase {
+            url: DatabaseUrl::Postgres(url_text.clone()),
+            url_text,
+            _dir: None,
+        })
+    } else {
+        let dir =
+            std::env::temp_dir().join(format!("vouchsafe-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.join("vouchsafe.db");
+        let url_text = format!("sqlite://{}", path.display());
+        Ok(TestDatabase {
+            url: DatabaseUrl::Sqlite {
+                path,
+                sync: SqliteSync::Full,
+            },
+            url_text,
+            _dir: Some(TempDir(dir)),
+        })
+    }
+}
