@@ -4,6 +4,7 @@
 //! request.
 
 use crate::crypto::{CryptoError, KeyedHasher, MasterKey};
+use crate::field_error::FieldError;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::role::Role;
 use time::OffsetDateTime;
@@ -48,9 +49,8 @@ impl NewSecret {
 /// Whether `text` has the shape of a secret; anything else is refused before
 /// a hash is computed or the database is asked.
 pub fn looks_like_secret(text: &str) -> bool {
-    text.strip_prefix(SECRET_PREFIX).is_some_and(|rest| {
-        rest.len() == SECRET_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    text.strip_prefix(SECRET_PREFIX)
+        .is_some_and(|rest| rest.len() == SECRET_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// The keyed hash under which a secret is stored and looked up.
@@ -86,6 +86,40 @@ pub struct NewApiKey {
     pub secret_hash: String,
 }
 
+/// Makes a key for `tenant`: the record to store (holding only the hash)
+/// and the secret to show once. Used by the API and by `vouchsafe keys create`.
+pub fn issue(
+    tenant: &TenantId,
+    role: Role,
+    name: &str,
+    hasher: &SecretHasher,
+    now: OffsetDateTime,
+) -> Result<(NewApiKey, NewSecret), KeyError> {
+    let name = name.trim();
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(KeyError::Name(FieldError::new("name", "must be at most 100 printable characters")));
+    }
+    let secret = NewSecret::generate().map_err(KeyError::Crypto)?;
+    let key = ApiKey {
+        id: ApiKeyId::generate(),
+        tenant_id: tenant.clone(),
+        name: if name.is_empty() { role.as_str().to_owned() } else { name.to_owned() },
+        role,
+        hint: secret.hint(),
+        created_at: now,
+        revoked_at: None,
+    };
+    Ok((NewApiKey { key, secret_hash: hasher.hash(secret.expose()) }, secret))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Name(FieldError),
+    #[error(transparent)]
+    Crypto(CryptoError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,11 +137,22 @@ mod tests {
     #[test]
     fn malformed_secrets_are_recognised() {
         assert!(!looks_like_secret("vsk_short"));
-        assert!(!looks_like_secret(
-            "xyz_0123456789012345678901234567890123456789"
-        ));
-        assert!(!looks_like_secret(
-            "vsk_012345678901234567890123456789012345678!"
+        assert!(!looks_like_secret("xyz_0123456789012345678901234567890123456789"));
+        assert!(!looks_like_secret("vsk_012345678901234567890123456789012345678!"));
+    }
+
+    #[test]
+    fn issued_keys_store_only_the_hash() {
+        let hasher = SecretHasher::new(&MasterKey::generate().unwrap());
+        let tenant = TenantId::generate();
+        let (new, secret) = issue(&tenant, Role::Agent, " ", &hasher, OffsetDateTime::UNIX_EPOCH).unwrap();
+        assert_eq!(new.key.name, "agent", "a blank name falls back to the role");
+        assert_eq!(new.secret_hash, hasher.hash(secret.expose()));
+        assert_eq!(new.key.hint, secret.hint());
+        assert!(!format!("{new:?}").contains(secret.expose()));
+        assert!(matches!(
+            issue(&tenant, Role::Admin, &"x".repeat(101), &hasher, OffsetDateTime::UNIX_EPOCH),
+            Err(KeyError::Name(_))
         ));
     }
 

@@ -46,15 +46,8 @@ impl MasterKey {
 
     /// Reads the base64 text of the environment variable or key file.
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| CryptoError::BadMasterKey)?,
-        );
-        let array: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::BadMasterKey)?;
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadMasterKey)?);
+        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::BadMasterKey)?;
         Ok(Self(array))
     }
 
@@ -115,13 +108,7 @@ impl Sealer {
         getrandom::fill(&mut nonce).map_err(|_| CryptoError::Rng)?;
         let sealed = self
             .cipher()?
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: context.as_bytes(),
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: context.as_bytes() })
             .map_err(|_| CryptoError::Open)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(SEAL_VERSION);
@@ -138,13 +125,7 @@ impl Sealer {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Open)?;
         self.cipher()?
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: context.as_bytes(),
-                },
-            )
+            .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: context.as_bytes() })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Open)
     }
@@ -161,12 +142,10 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]
@@ -179,35 +158,20 @@ mod tests {
         let sealer = key.sealer();
         let sealed = sealer.seal(b"seed bytes", "authenticator:1").unwrap();
         assert!(!sealed.windows(10).any(|w| w == b"seed bytes"));
-        assert_eq!(
-            &sealer.open(&sealed, "authenticator:1").unwrap()[..],
-            b"seed bytes"
-        );
-        assert_eq!(
-            sealer.open(&sealed, "authenticator:2"),
-            Err(CryptoError::Open)
-        );
+        assert_eq!(&sealer.open(&sealed, "authenticator:1").unwrap()[..], b"seed bytes");
+        assert_eq!(sealer.open(&sealed, "authenticator:2"), Err(CryptoError::Open));
         let other = MasterKey::generate().unwrap().sealer();
-        assert_eq!(
-            other.open(&sealed, "authenticator:1"),
-            Err(CryptoError::Open)
-        );
+        assert_eq!(other.open(&sealed, "authenticator:1"), Err(CryptoError::Open));
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert_eq!(
-            sealer.open(&tampered, "authenticator:1"),
-            Err(CryptoError::Open)
-        );
+        assert_eq!(sealer.open(&tampered, "authenticator:1"), Err(CryptoError::Open));
     }
 
     #[test]
     fn two_seals_of_the_same_text_differ() {
         let sealer = MasterKey::generate().unwrap().sealer();
-        assert_ne!(
-            sealer.seal(b"x", "c").unwrap(),
-            sealer.seal(b"x", "c").unwrap()
-        );
+        assert_ne!(sealer.seal(b"x", "c").unwrap(), sealer.seal(b"x", "c").unwrap());
     }
 
     #[test]
@@ -215,35 +179,20 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let again = MasterKey::from_base64(&key.to_base64()).unwrap();
         assert_eq!(key.check_value(), again.check_value());
-        assert_eq!(
-            MasterKey::from_base64("c2hvcnQ=").err(),
-            Some(CryptoError::BadMasterKey)
-        );
-        assert_eq!(
-            MasterKey::from_base64("not base64!").err(),
-            Some(CryptoError::BadMasterKey)
-        );
+        assert_eq!(MasterKey::from_base64("c2hvcnQ=").err(), Some(CryptoError::BadMasterKey));
+        assert_eq!(MasterKey::from_base64("not base64!").err(), Some(CryptoError::BadMasterKey));
     }
 
     #[test]
     fn purpose_keys_are_independent() {
         let key = MasterKey::generate().unwrap();
-        assert_ne!(
-            key.hasher("api-key").hash(b"x"),
-            key.hasher("otp-code").hash(b"x")
-        );
-        assert_eq!(
-            key.hasher("api-key").hash(b"x"),
-            key.hasher("api-key").hash(b"x")
-        );
+        assert_ne!(key.hasher("api-key").hash(b"x"), key.hasher("otp-code").hash(b"x"));
+        assert_eq!(key.hasher("api-key").hash(b"x"), key.hasher("api-key").hash(b"x"));
         assert_eq!(key.hasher("api-key").hash(b"x").len(), 64);
     }
 
     #[test]
     fn debug_hides_the_key() {
-        assert_eq!(
-            format!("{:?}", MasterKey::generate().unwrap()),
-            "MasterKey([REDACTED])"
-        );
+        assert_eq!(format!("{:?}", MasterKey::generate().unwrap()), "MasterKey([REDACTED])");
     }
 }

@@ -11,10 +11,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -27,9 +24,6 @@ pub fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
     if range.contains(&value) {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            format!("must be between {} and {}", range.start(), range.end()),
-        ))
+        Err(FieldError::new(field, format!("must be between {} and {}", range.start(), range.end())))
     }
 }

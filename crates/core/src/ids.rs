@@ -103,10 +103,7 @@ mod tests {
         let key = ApiKeyId::generate();
         assert_eq!(TenantId::parse(key.as_str()), None);
         assert_eq!(ApiKeyId::parse("key_123"), None);
-        assert_eq!(
-            ApiKeyId::parse("key_0123456789ABCDEF0123456789abcdef"),
-            None
-        );
+        assert_eq!(ApiKeyId::parse("key_0123456789ABCDEF0123456789abcdef"), None);
     }
 
     #[test]
@@ -114,9 +111,6 @@ mod tests {
         let sid = AccountSid::generate();
         let hex = sid.as_str().strip_prefix("AC").unwrap();
         assert_eq!(hex.len(), 32);
-        assert!(
-            hex.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        );
+        assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 }

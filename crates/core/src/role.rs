@@ -31,10 +31,7 @@ impl Role {
 
     /// Whether this role includes every right of `needed`.
     pub fn grants(self, needed: Role) -> bool {
-        matches!(
-            (self, needed),
-            (Self::Admin, _) | (Self::Agent, Self::Agent) | (Self::Webhook, Self::Webhook)
-        )
+        matches!((self, needed), (Self::Admin, _) | (Self::Agent, Self::Agent) | (Self::Webhook, Self::Webhook))
     }
 }
 

@@ -52,10 +52,7 @@ impl Service {
     pub fn validate(&self) -> Result<(), FieldError> {
         let chars = self.name.chars().count();
         if !(1..=64).contains(&chars) || self.name.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "name",
-                "must be 1 to 64 printable characters",
-            ));
+            return Err(FieldError::new("name", "must be 1 to 64 printable characters"));
         }
         if let Some(len) = self.code_length {
             check_range("code_length", len, 4..=10)?;
@@ -64,10 +61,7 @@ impl Service {
             check_range("ttl_s", ttl, 30..=86_400)?;
         }
         if self.channels.is_empty() {
-            return Err(FieldError::new(
-                "channels",
-                "must name at least one channel",
-            ));
+            return Err(FieldError::new("channels", "must name at least one channel"));
         }
         let mut seen = self.channels.clone();
         seen.sort_by_key(|c| c.as_str());
@@ -81,11 +75,7 @@ impl Service {
 
 /// Channels as stored: a comma-separated list.
 pub fn channels_to_text(channels: &[Channel]) -> String {
-    channels
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
 }
 
 pub fn channels_from_text(text: &str) -> Vec<Channel> {
@@ -102,85 +92,25 @@ mod tests {
 
     #[test]
     fn defaults_to_every_channel() {
-        let s = Service::new(
-            tenant(),
-            " Acme ",
-            None,
-            None,
-            None,
-            OffsetDateTime::UNIX_EPOCH,
-        )
-        .unwrap();
+        let s = Service::new(tenant(), " Acme ", None, None, None, OffsetDateTime::UNIX_EPOCH).unwrap();
         assert_eq!(s.name, "Acme");
         assert_eq!(s.channels, Channel::ALL.to_vec());
-        assert_eq!(
-            channels_from_text(&channels_to_text(&s.channels)),
-            s.channels
-        );
+        assert_eq!(channels_from_text(&channels_to_text(&s.channels)), s.channels);
     }
 
     #[test]
     fn bounds_name_the_field() {
         let at = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(Service::new(tenant(), "", None, None, None, at).unwrap_err().field, "name");
+        assert_eq!(Service::new(tenant(), "x", Some(3), None, None, at).unwrap_err().field, "code_length");
+        assert_eq!(Service::new(tenant(), "x", Some(11), None, None, at).unwrap_err().field, "code_length");
+        assert_eq!(Service::new(tenant(), "x", None, Some(29), None, at).unwrap_err().field, "ttl_s");
+        assert_eq!(Service::new(tenant(), "x", None, Some(86_401), None, at).unwrap_err().field, "ttl_s");
+        assert_eq!(Service::new(tenant(), "x", None, None, Some(vec![]), at).unwrap_err().field, "channels");
         assert_eq!(
-            Service::new(tenant(), "", None, None, None, at)
-                .unwrap_err()
-                .field,
-            "name"
-        );
-        assert_eq!(
-            Service::new(tenant(), "x", Some(3), None, None, at)
-                .unwrap_err()
-                .field,
-            "code_length"
-        );
-        assert_eq!(
-            Service::new(tenant(), "x", Some(11), None, None, at)
-                .unwrap_err()
-                .field,
-            "code_length"
-        );
-        assert_eq!(
-            Service::new(tenant(), "x", None, Some(29), None, at)
-                .unwrap_err()
-                .field,
-            "ttl_s"
-        );
-        assert_eq!(
-            Service::new(tenant(), "x", None, Some(86_401), None, at)
-                .unwrap_err()
-                .field,
-            "ttl_s"
-        );
-        assert_eq!(
-            Service::new(tenant(), "x", None, None, Some(vec![]), at)
-                .unwrap_err()
-                .field,
+            Service::new(tenant(), "x", None, None, Some(vec![Channel::Sms, Channel::Sms]), at).unwrap_err().field,
             "channels"
         );
-        assert_eq!(
-            Service::new(
-                tenant(),
-                "x",
-                None,
-                None,
-                Some(vec![Channel::Sms, Channel::Sms]),
-                at
-            )
-            .unwrap_err()
-            .field,
-            "channels"
-        );
-        assert!(
-            Service::new(
-                tenant(),
-                "x",
-                Some(4),
-                Some(30),
-                Some(vec![Channel::Email]),
-                at
-            )
-            .is_ok()
-        );
+        assert!(Service::new(tenant(), "x", Some(4), Some(30), Some(vec![Channel::Email]), at).is_ok());
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::channel::Channel;
 use crate::field_error::{FieldError, check_range};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub otp: OtpSettings,
@@ -70,19 +70,6 @@ pub struct Templates {
     pub caller: String,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            otp: OtpSettings::default(),
-            lockout: LockoutSettings::default(),
-            geo: GeoSettings::default(),
-            branding: BrandingSettings::default(),
-            caller_verification: CallerVerificationSettings::default(),
-            templates: Templates::default(),
-        }
-    }
-}
-
 impl Default for OtpSettings {
     fn default() -> Self {
         Self {
@@ -98,37 +85,25 @@ impl Default for OtpSettings {
 
 impl Default for LockoutSettings {
     fn default() -> Self {
-        Self {
-            threshold: 10,
-            duration_s: 900,
-        }
+        Self { threshold: 10, duration_s: 900 }
     }
 }
 
 impl Default for GeoSettings {
     fn default() -> Self {
-        Self {
-            allowed_countries: vec!["*".into()],
-        }
+        Self { allowed_countries: vec!["*".into()] }
     }
 }
 
 impl Default for BrandingSettings {
     fn default() -> Self {
-        Self {
-            name: "vouchsafe".into(),
-            logo_url: None,
-            message: None,
-        }
+        Self { name: "vouchsafe".into(), logo_url: None, message: None }
     }
 }
 
 impl Default for CallerVerificationSettings {
     fn default() -> Self {
-        Self {
-            time_allowed_s: 60,
-            channel: Channel::Sms,
-        }
+        Self { time_allowed_s: 60, channel: Channel::Sms }
     }
 }
 
@@ -150,8 +125,7 @@ impl Settings {
         if !patch.is_object() {
             return Err(FieldError::new("body", "must be a JSON object"));
         }
-        let mut doc =
-            serde_json::to_value(self).map_err(|e| FieldError::new("body", e.to_string()))?;
+        let mut doc = serde_json::to_value(self).map_err(|e| FieldError::new("body", e.to_string()))?;
         merge_patch(&mut doc, patch);
         Self::from_document(doc)
     }
@@ -160,14 +134,7 @@ impl Settings {
     pub fn from_document(doc: Value) -> Result<Settings, FieldError> {
         let settings: Settings = serde_path_to_error::deserialize(doc).map_err(|e| {
             let field = e.path().to_string();
-            FieldError::new(
-                if field == "." {
-                    "body".to_owned()
-                } else {
-                    field
-                },
-                e.inner().to_string(),
-            )
+            FieldError::new(if field == "." { "body".to_owned() } else { field }, e.inner().to_string())
         })?;
         settings.validate()?;
         Ok(settings)
@@ -187,28 +154,19 @@ impl Settings {
         self.validate_geo()?;
         let b = &self.branding;
         check_len("branding.name", &b.name, 1, 100)?;
-        if let Some(url) = &b.logo_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2_000 {
-                return Err(FieldError::new(
-                    "branding.logo_url",
-                    "must be an http(s) URL of at most 2000 characters",
-                ));
-            }
+        if let Some(url) = &b.logo_url
+            && (!(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2_000)
+        {
+            return Err(FieldError::new("branding.logo_url", "must be an http(s) URL of at most 2000 characters"));
         }
         if let Some(message) = &b.message {
             check_len("branding.message", message, 0, 500)?;
         }
-        check_range(
-            "caller_verification.time_allowed_s",
-            self.caller_verification.time_allowed_s,
-            10..=3_600,
-        )?;
+        check_range("caller_verification.time_allowed_s", self.caller_verification.time_allowed_s, 10..=3_600)?;
         let t = &self.templates;
-        for (field, text) in [
-            ("templates.sms", &t.sms),
-            ("templates.voice", &t.voice),
-            ("templates.email_body", &t.email_body),
-        ] {
+        for (field, text) in
+            [("templates.sms", &t.sms), ("templates.voice", &t.voice), ("templates.email_body", &t.email_body)]
+        {
             check_len(field, text, 1, 2_000)?;
             if !text.contains("{code}") {
                 return Err(FieldError::new(field, "must contain {code}"));
@@ -217,10 +175,7 @@ impl Settings {
         check_len("templates.email_subject", &t.email_subject, 1, 200)?;
         check_len("templates.caller", &t.caller, 1, 2_000)?;
         if !t.caller.contains("{link}") && !t.caller.contains("{code}") {
-            return Err(FieldError::new(
-                "templates.caller",
-                "must contain {link} or {code}",
-            ));
+            return Err(FieldError::new("templates.caller", "must contain {link} or {code}"));
         }
         Ok(())
     }
@@ -228,25 +183,17 @@ impl Settings {
     fn validate_geo(&self) -> Result<(), FieldError> {
         let countries = &self.geo.allowed_countries;
         let ok = countries.len() <= 300
-            && countries
-                .iter()
-                .all(|c| c == "*" || (c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
+            && countries.iter().all(|c| c == "*" || (c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
         if ok {
             Ok(())
         } else {
-            Err(FieldError::new(
-                "geo.allowed_countries",
-                "must list \"*\" or ISO 3166-1 alpha-2 codes such as \"US\"",
-            ))
+            Err(FieldError::new("geo.allowed_countries", "must list \"*\" or ISO 3166-1 alpha-2 codes such as \"US\""))
         }
     }
 
     /// Whether codes may be sent to numbers of `country` (alpha-2).
     pub fn country_allowed(&self, country: &str) -> bool {
-        self.geo
-            .allowed_countries
-            .iter()
-            .any(|c| c == "*" || c == country)
+        self.geo.allowed_countries.iter().any(|c| c == "*" || c == country)
     }
 }
 
@@ -255,10 +202,7 @@ fn check_len(field: &str, text: &str, min: usize, max: usize) -> Result<(), Fiel
     if (min..=max).contains(&n) {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            format!("must be {min} to {max} characters"),
-        ))
+        Err(FieldError::new(field, format!("must be {min} to {max} characters")))
     }
 }
 
@@ -299,17 +243,12 @@ mod tests {
         );
         assert_eq!(doc["lockout"], json!({"threshold": 10, "duration_s": 900}));
         assert_eq!(doc["geo"], json!({"allowed_countries": ["*"]}));
-        assert_eq!(
-            doc["caller_verification"],
-            json!({"time_allowed_s": 60, "channel": "sms"})
-        );
+        assert_eq!(doc["caller_verification"], json!({"time_allowed_s": 60, "channel": "sms"}));
     }
 
     #[test]
     fn a_patch_changes_only_what_it_names() {
-        let s = Settings::default()
-            .patched(&json!({"otp": {"code_length": 8}}))
-            .unwrap();
+        let s = Settings::default().patched(&json!({"otp": {"code_length": 8}})).unwrap();
         assert_eq!(s.otp.code_length, 8);
         assert_eq!(s.otp.ttl_s, 600);
         assert_eq!(s.lockout, LockoutSettings::default());
@@ -317,9 +256,7 @@ mod tests {
 
     #[test]
     fn null_resets_a_member_to_its_default() {
-        let s = Settings::default()
-            .patched(&json!({"branding": {"logo_url": "https://x.test/l.png"}}))
-            .unwrap();
+        let s = Settings::default().patched(&json!({"branding": {"logo_url": "https://x.test/l.png"}})).unwrap();
         assert_eq!(s.branding.logo_url.as_deref(), Some("https://x.test/l.png"));
         let s = s.patched(&json!({"branding": {"logo_url": null}})).unwrap();
         assert_eq!(s.branding.logo_url, None);
@@ -332,26 +269,11 @@ mod tests {
             (json!({"otp": {"code_length": 11}}), "otp.code_length"),
             (json!({"otp": {"ttl_s": 29}}), "otp.ttl_s"),
             (json!({"otp": {"ttl_s": 86401}}), "otp.ttl_s"),
-            (
-                json!({"otp": {"max_check_attempts": 0}}),
-                "otp.max_check_attempts",
-            ),
-            (
-                json!({"otp": {"max_check_attempts": 21}}),
-                "otp.max_check_attempts",
-            ),
-            (
-                json!({"geo": {"allowed_countries": ["usa"]}}),
-                "geo.allowed_countries",
-            ),
-            (
-                json!({"templates": {"sms": "no code here"}}),
-                "templates.sms",
-            ),
-            (
-                json!({"caller_verification": {"channel": "fax"}}),
-                "caller_verification.channel",
-            ),
+            (json!({"otp": {"max_check_attempts": 0}}), "otp.max_check_attempts"),
+            (json!({"otp": {"max_check_attempts": 21}}), "otp.max_check_attempts"),
+            (json!({"geo": {"allowed_countries": ["usa"]}}), "geo.allowed_countries"),
+            (json!({"templates": {"sms": "no code here"}}), "templates.sms"),
+            (json!({"caller_verification": {"channel": "fax"}}), "caller_verification.channel"),
             (json!({"otp": {"code_length": "six"}}), "otp.code_length"),
             (json!({"otp": {"colour": 1}}), "otp.colour"),
             (json!({"nonsense": true}), "nonsense"),

@@ -16,9 +16,12 @@ use crate::tenant::Tenant;
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// A unique name taken, or a row changed since it was read.
+    /// A unique name or value is taken.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A conditional update found the row changed since it was read.
+    #[error("changed since it was read")]
+    Stale,
     /// The database failed; the text is for logs, never for clients.
     #[error("database error: {0}")]
     Backend(String),
@@ -34,10 +37,7 @@ pub struct Versioned<T> {
 }
 
 /// Everything the server needs from storage, one sub-trait per concern.
-pub trait Store:
-    MetaStore + TenantStore + ServiceStore + ApiKeyStore + Send + Sync + 'static
-{
-}
+pub trait Store: MetaStore + TenantStore + ServiceStore + ApiKeyStore + Send + Sync + 'static {}
 
 impl<T: MetaStore + TenantStore + ServiceStore + ApiKeyStore + Send + Sync + 'static> Store for T {}
 
@@ -53,18 +53,14 @@ pub trait MetaStore {
 
 #[async_trait]
 pub trait TenantStore {
-    /// Creates a tenant with its `default` service and settings, atomically.
-    async fn create_tenant(
-        &self,
-        tenant: &Tenant,
-        default_service: &Service,
-        settings: &Settings,
-    ) -> StoreResult<()>;
+    /// Creates a tenant with its default service (whose id the tenant names)
+    /// and settings, atomically.
+    async fn create_tenant(&self, tenant: &Tenant, default_service: &Service, settings: &Settings) -> StoreResult<()>;
     async fn tenant(&self, id: &TenantId) -> StoreResult<Tenant>;
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Tenant>;
     async fn settings(&self, tenant: &TenantId) -> StoreResult<Versioned<Settings>>;
     /// Replaces the settings if they are still at `expected_version`
-    /// (`Conflict` otherwise, and the caller re-reads and retries).
+    /// (`Stale` otherwise, and the caller re-reads and retries).
     async fn replace_settings(
         &self,
         tenant: &TenantId,
@@ -93,10 +89,5 @@ pub trait ApiKeyStore {
     async fn api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> StoreResult<ApiKey>;
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key; it stops working with the next request.
-    async fn revoke_api_key(
-        &self,
-        tenant: &TenantId,
-        id: &ApiKeyId,
-        at: OffsetDateTime,
-    ) -> StoreResult<()>;
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<()>;
 }

@@ -52,17 +52,14 @@ impl KeyedMac {
         // HMAC accepts keys of any length (RFC 2104 §3), so these cannot fail;
         // the fallback keeps the code free of panics all the same.
         match algorithm {
-            Algorithm::Sha1 => Self::Sha1(
-                Hmac::<Sha1>::new_from_slice(key)
-                    .unwrap_or_else(|_| Hmac::<Sha1>::new(&Default::default())),
-            ),
+            Algorithm::Sha1 => {
+                Self::Sha1(Hmac::<Sha1>::new_from_slice(key).unwrap_or_else(|_| Hmac::<Sha1>::new(&Default::default())))
+            }
             Algorithm::Sha256 => Self::Sha256(
-                Hmac::<Sha256>::new_from_slice(key)
-                    .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default())),
+                Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default())),
             ),
             Algorithm::Sha512 => Self::Sha512(
-                Hmac::<Sha512>::new_from_slice(key)
-                    .unwrap_or_else(|_| Hmac::<Sha512>::new(&Default::default())),
+                Hmac::<Sha512>::new_from_slice(key).unwrap_or_else(|_| Hmac::<Sha512>::new(&Default::default())),
             ),
         }
     }

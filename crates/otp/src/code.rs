@@ -28,11 +28,7 @@ pub fn random_numeric_code(length: u32) -> Result<String, CodeLengthError> {
         getrandom::fill(&mut bytes).map_err(|_| CodeLengthError::Rng)?;
         let value = u64::from_le_bytes(bytes);
         if value < zone {
-            return Ok(format!(
-                "{:0width$}",
-                value % modulus,
-                width = length as usize
-            ));
+            return Ok(format!("{:0width$}", value % modulus, width = length as usize));
         }
     }
 }
@@ -53,10 +49,7 @@ mod tests {
     #[test]
     fn out_of_range_lengths_are_refused() {
         assert_eq!(random_numeric_code(3), Err(CodeLengthError::OutOfRange(3)));
-        assert_eq!(
-            random_numeric_code(11),
-            Err(CodeLengthError::OutOfRange(11))
-        );
+        assert_eq!(random_numeric_code(11), Err(CodeLengthError::OutOfRange(11)));
     }
 
     /// A chi-squared test over the first digit of 20,000 four-digit codes:
@@ -72,13 +65,7 @@ mod tests {
             counts[usize::from(code.as_bytes()[0] - b'0')] += 1;
         }
         let expected = f64::from(n) / 10.0;
-        let chi2: f64 = counts
-            .iter()
-            .map(|&c| (f64::from(c) - expected).powi(2) / expected)
-            .sum();
-        assert!(
-            chi2 < 33.7,
-            "first-digit counts {counts:?} are not uniform (chi2 = {chi2})"
-        );
+        let chi2: f64 = counts.iter().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
+        assert!(chi2 < 33.7, "first-digit counts {counts:?} are not uniform (chi2 = {chi2})");
     }
 }

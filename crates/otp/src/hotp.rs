@@ -31,10 +31,7 @@ impl Hotp {
         if !DIGITS_RANGE.contains(&digits) {
             return Err(ParamError::Digits(digits));
         }
-        Ok(Self {
-            mac: KeyedMac::new(algorithm, secret.as_bytes()),
-            digits,
-        })
+        Ok(Self { mac: KeyedMac::new(algorithm, secret.as_bytes()), digits })
     }
 
     pub fn digits(&self) -> u32 {
@@ -104,10 +101,8 @@ mod tests {
     #[test]
     fn rfc4226_appendix_d() {
         let h = Hotp::new(&rfc_secret(), 6, Algorithm::Sha1).unwrap();
-        let expected = [
-            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
-            "399871", "520489",
-        ];
+        let expected =
+            ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"];
         for (counter, code) in expected.iter().enumerate() {
             assert_eq!(h.generate(counter as u64), *code);
         }
@@ -117,16 +112,8 @@ mod tests {
     fn verify_returns_matched_counter_inside_look_ahead_only() {
         let h = Hotp::new(&rfc_secret(), 6, Algorithm::Sha1).unwrap();
         assert_eq!(h.verify("969429", 0, 10), Some(3));
-        assert_eq!(
-            h.verify("969429", 4, 10),
-            None,
-            "a used counter must not match again"
-        );
-        assert_eq!(
-            h.verify("520489", 0, 8),
-            None,
-            "counter 9 is beyond a look-ahead of 8"
-        );
+        assert_eq!(h.verify("969429", 4, 10), None, "a used counter must not match again");
+        assert_eq!(h.verify("520489", 0, 8), None, "counter 9 is beyond a look-ahead of 8");
         assert_eq!(h.verify("520489", 0, 9), Some(9));
     }
 
@@ -143,10 +130,7 @@ mod tests {
     fn resync_needs_two_consecutive_codes() {
         let h = Hotp::new(&rfc_secret(), 6, Algorithm::Sha1).unwrap();
         // Counters 7 and 8, found from a stored counter of 0.
-        assert_eq!(
-            h.resync("162583", "399871", 0, 100),
-            Some(Resync { matched: 8 })
-        );
+        assert_eq!(h.resync("162583", "399871", 0, 100), Some(Resync { matched: 8 }));
         // Not consecutive (7 then 9).
         assert_eq!(h.resync("162583", "520489", 0, 100), None);
         // Outside the window.

@@ -60,9 +60,7 @@ impl Secret {
         if trimmed.chars().all(|c| c.is_whitespace() || c == '-') {
             return Err(SecretError::Empty);
         }
-        let bytes = lenient_base32()
-            .decode(trimmed.as_bytes())
-            .map_err(|_| SecretError::InvalidBase32)?;
+        let bytes = lenient_base32().decode(trimmed.as_bytes()).map_err(|_| SecretError::InvalidBase32)?;
         if bytes.is_empty() {
             return Err(SecretError::Empty);
         }
@@ -93,12 +91,8 @@ mod tests {
 
     #[test]
     fn lower_case_spaces_and_padding_are_tolerated() {
-        let want =
-            Secret::parse_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA").unwrap();
-        let got = Secret::parse_base32(
-            "gezd gnbv gy3t qojq gezd gnbv gy3t qojq gezd gnbv gy3t qojq geza====",
-        )
-        .unwrap();
+        let want = Secret::parse_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA").unwrap();
+        let got = Secret::parse_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq gezd gnbv gy3t qojq geza====").unwrap();
         assert_eq!(want, got);
     }
 
@@ -106,14 +100,8 @@ mod tests {
     fn bad_input_is_refused() {
         assert_eq!(Secret::parse_base32(""), Err(SecretError::Empty));
         assert_eq!(Secret::parse_base32("   "), Err(SecretError::Empty));
-        assert_eq!(
-            Secret::parse_base32("GEZDGNB1"),
-            Err(SecretError::InvalidBase32)
-        );
-        assert_eq!(
-            Secret::parse_base32("GEZ!"),
-            Err(SecretError::InvalidBase32)
-        );
+        assert_eq!(Secret::parse_base32("GEZDGNB1"), Err(SecretError::InvalidBase32));
+        assert_eq!(Secret::parse_base32("GEZ!"), Err(SecretError::InvalidBase32));
     }
 
     #[test]

@@ -21,23 +21,14 @@ pub struct Totp {
 
 impl Totp {
     /// Builds a generator; `digits` must be 6–8 and `period` 1–3600 seconds.
-    pub fn new(
-        secret: &Secret,
-        digits: u32,
-        period: u64,
-        algorithm: Algorithm,
-    ) -> Result<Self, ParamError> {
+    pub fn new(secret: &Secret, digits: u32, period: u64, algorithm: Algorithm) -> Result<Self, ParamError> {
         if !DIGITS_RANGE.contains(&digits) {
             return Err(ParamError::Digits(digits));
         }
         if !(1..=3600).contains(&period) {
             return Err(ParamError::Period(period));
         }
-        Ok(Self {
-            mac: KeyedMac::new(algorithm, secret.as_bytes()),
-            digits,
-            period,
-        })
+        Ok(Self { mac: KeyedMac::new(algorithm, secret.as_bytes()), digits, period })
     }
 
     pub fn digits(&self) -> u32 {
@@ -72,13 +63,7 @@ impl Totp {
     /// returns the step that matched. Steps at or before `last_used_step`
     /// never match, which is how callers refuse a replayed code: store the
     /// returned step and pass it back next time.
-    pub fn verify(
-        &self,
-        code: &str,
-        unix_time: u64,
-        window: u64,
-        last_used_step: Option<u64>,
-    ) -> Option<u64> {
+    pub fn verify(&self, code: &str, unix_time: u64, window: u64, last_used_step: Option<u64>) -> Option<u64> {
         let wanted = parse_code(code, self.digits)?;
         let modulus = 10u32.pow(self.digits);
         let now = self.step(unix_time);
@@ -119,20 +104,11 @@ mod tests {
         let t = Totp::new(&secret(), 6, 30, Algorithm::Sha1).unwrap();
         let now = 1_700_000_000;
         let step = t.step(now);
-        assert_eq!(
-            t.verify(&t.generate_step(step - 1), now, 1, None),
-            Some(step - 1)
-        );
-        assert_eq!(
-            t.verify(&t.generate_step(step + 1), now, 1, None),
-            Some(step + 1)
-        );
+        assert_eq!(t.verify(&t.generate_step(step - 1), now, 1, None), Some(step - 1));
+        assert_eq!(t.verify(&t.generate_step(step + 1), now, 1, None), Some(step + 1));
         assert_eq!(t.verify(&t.generate_step(step - 2), now, 1, None), None);
         assert_eq!(t.verify(&t.generate_step(step + 2), now, 1, None), None);
-        assert_eq!(
-            t.verify(&t.generate_step(step + 2), now, 2, None),
-            Some(step + 2)
-        );
+        assert_eq!(t.verify(&t.generate_step(step + 2), now, 2, None), Some(step + 2));
     }
 
     #[test]
@@ -142,14 +118,8 @@ mod tests {
         let code = t.generate(now);
         let step = t.verify(&code, now, 1, None).unwrap();
         assert_eq!(t.verify(&code, now, 1, Some(step)), None);
-        assert_eq!(
-            t.verify(&t.generate_step(step - 1), now, 1, Some(step)),
-            None
-        );
-        assert_eq!(
-            t.verify(&t.generate_step(step + 1), now, 1, Some(step)),
-            Some(step + 1)
-        );
+        assert_eq!(t.verify(&t.generate_step(step - 1), now, 1, Some(step)), None);
+        assert_eq!(t.verify(&t.generate_step(step + 1), now, 1, Some(step)), Some(step + 1));
     }
 
     #[test]

@@ -7,12 +7,7 @@ use crate::{Algorithm, DIGITS_RANGE, Secret};
 
 /// Characters left as they are in labels and values; everything else is
 /// percent-encoded (a space becomes `%20`, never `+`, as the format asks).
-const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'@');
+const ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'@');
 
 /// Counter- or time-based, with the parameter that belongs to each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +53,11 @@ impl OtpauthUri {
             Some(issuer) => format!("{}:{}", enc(issuer), enc(&self.account)),
             None => enc(&self.account),
         };
-        let mut uri = format!(
-            "otpauth://{kind}/{label}?secret={}",
-            self.secret.to_base32()
-        );
+        let mut uri = format!("otpauth://{kind}/{label}?secret={}", self.secret.to_base32());
         if let Some(issuer) = &self.issuer {
             uri.push_str(&format!("&issuer={}", enc(issuer)));
         }
-        uri.push_str(&format!(
-            "&algorithm={}&digits={}&{extra}",
-            self.algorithm.as_str(),
-            self.digits
-        ));
+        uri.push_str(&format!("&algorithm={}&digits={}&{extra}", self.algorithm.as_str(), self.digits));
         uri
     }
 
@@ -98,20 +86,12 @@ impl OtpauthUri {
         let mut counter = None;
         for (key, value) in url.query_pairs() {
             match key.as_ref() {
-                "secret" => {
-                    secret = Some(
-                        Secret::parse_base32(&value).map_err(|_| UriError::Invalid("secret"))?,
-                    )
-                }
+                "secret" => secret = Some(Secret::parse_base32(&value).map_err(|_| UriError::Invalid("secret"))?),
                 "issuer" => issuer = Some(value.into_owned()),
-                "algorithm" => {
-                    algorithm = Algorithm::parse(&value).ok_or(UriError::Invalid("algorithm"))?
-                }
+                "algorithm" => algorithm = Algorithm::parse(&value).ok_or(UriError::Invalid("algorithm"))?,
                 "digits" => digits = value.parse().map_err(|_| UriError::Invalid("digits"))?,
                 "period" => period = value.parse().map_err(|_| UriError::Invalid("period"))?,
-                "counter" => {
-                    counter = Some(value.parse().map_err(|_| UriError::Invalid("counter"))?)
-                }
+                "counter" => counter = Some(value.parse().map_err(|_| UriError::Invalid("counter"))?),
                 _ => {} // Apps add their own parameters (image, color); ignore them.
             }
         }
@@ -121,9 +101,7 @@ impl OtpauthUri {
         let kind = match kind_name.as_str() {
             "totp" if (1..=3600).contains(&period) => OtpKind::Totp { period },
             "totp" => return Err(UriError::Invalid("period")),
-            "hotp" => OtpKind::Hotp {
-                counter: counter.ok_or(UriError::Missing("counter"))?,
-            },
+            "hotp" => OtpKind::Hotp { counter: counter.ok_or(UriError::Missing("counter"))? },
             _ => return Err(UriError::Type),
         };
         Ok(Self {
@@ -173,14 +151,8 @@ mod tests {
 
     #[test]
     fn hotp_needs_a_counter() {
-        assert_eq!(
-            OtpauthUri::parse("otpauth://hotp/x?secret=GEZDGNBV"),
-            Err(UriError::Missing("counter"))
-        );
-        let h = OtpauthUri::parse(
-            "otpauth://hotp/Co:x?secret=GEZDGNBV&counter=7&digits=8&algorithm=SHA512",
-        )
-        .unwrap();
+        assert_eq!(OtpauthUri::parse("otpauth://hotp/x?secret=GEZDGNBV"), Err(UriError::Missing("counter")));
+        let h = OtpauthUri::parse("otpauth://hotp/Co:x?secret=GEZDGNBV&counter=7&digits=8&algorithm=SHA512").unwrap();
         assert_eq!(h.kind, OtpKind::Hotp { counter: 7 });
         assert_eq!(h.digits, 8);
         assert_eq!(h.algorithm, Algorithm::Sha512);
@@ -189,30 +161,12 @@ mod tests {
 
     #[test]
     fn bad_uris_are_refused() {
-        assert_eq!(
-            OtpauthUri::parse("https://totp/x?secret=GEZDGNBV"),
-            Err(UriError::Scheme)
-        );
-        assert_eq!(
-            OtpauthUri::parse("otpauth://motp/x?secret=GEZDGNBV"),
-            Err(UriError::Type)
-        );
-        assert_eq!(
-            OtpauthUri::parse("otpauth://totp/x"),
-            Err(UriError::Missing("secret"))
-        );
-        assert_eq!(
-            OtpauthUri::parse("otpauth://totp/x?secret=GEZDGNBV&digits=9"),
-            Err(UriError::Invalid("digits"))
-        );
-        assert_eq!(
-            OtpauthUri::parse("otpauth://totp/x?secret=GEZDGNBV&period=0"),
-            Err(UriError::Invalid("period"))
-        );
-        assert_eq!(
-            OtpauthUri::parse("otpauth://totp/x?secret=1111"),
-            Err(UriError::Invalid("secret"))
-        );
+        assert_eq!(OtpauthUri::parse("https://totp/x?secret=GEZDGNBV"), Err(UriError::Scheme));
+        assert_eq!(OtpauthUri::parse("otpauth://motp/x?secret=GEZDGNBV"), Err(UriError::Type));
+        assert_eq!(OtpauthUri::parse("otpauth://totp/x"), Err(UriError::Missing("secret")));
+        assert_eq!(OtpauthUri::parse("otpauth://totp/x?secret=GEZDGNBV&digits=9"), Err(UriError::Invalid("digits")));
+        assert_eq!(OtpauthUri::parse("otpauth://totp/x?secret=GEZDGNBV&period=0"), Err(UriError::Invalid("period")));
+        assert_eq!(OtpauthUri::parse("otpauth://totp/x?secret=1111"), Err(UriError::Invalid("secret")));
     }
 
     proptest! {

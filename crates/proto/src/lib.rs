@@ -1,1 +1,13 @@
-//! placeholder
+//! Wire types of the vouchsafe HTTP API (`…Request` in, `…Response` out) and
+//! the stable error codes of API.md. These are the shapes clients see; the
+//! OpenAPI document is generated from them.
+//!
+//! This crate owns field names and JSON shapes only. It must not validate
+//! (the server turns requests into domain values) or depend on other crates
+//! of the workspace.
+
+mod error;
+mod v1;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use v1::*;

@@ -1,1 +1,66 @@
-//! placeholder
+//! The vouchsafe HTTP server: the `/v1` API, authentication and roles, the
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
+//! `/docs`), request ids, body limits and the one error shape of API.md.
+//!
+//! Handlers turn requests into domain values, call the store through the
+//! traits of `vouchsafe_core`, and map outcomes to statuses in one place
+//! (`error.rs`). This crate must not contain SQL, read the system clock
+//! (it is handed a `Clock`) or put a secret in a log line or error body.
+
+mod api;
+mod auth;
+mod error;
+mod extract;
+mod layers;
+mod metrics;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use vouchsafe_core::clock::Clock;
+use vouchsafe_core::crypto::MasterKey;
+use vouchsafe_core::store::Store;
+
+pub use error::ApiError;
+pub use state::{AppState, ServerConfig};
+
+/// A bound, ready-to-run server. Binding happens in [`Application::build`]
+/// so callers (and tests, with port 0) learn the real address first.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master_key: &MasterKey,
+    ) -> std::io::Result<Self> {
+        // Install the metrics recorder before the first request is counted.
+        let _ = metrics::handle();
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+        let state = Arc::new(AppState::new(config, public_url, store, clock, master_key));
+        let router = api::router(state);
+        Ok(Self { listener, router, local_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections
+    /// and lets requests in flight finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -13,10 +13,7 @@ use crate::{SqlStore, map_err, on_pool};
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, tenant_id, name, role, hint, created_at, revoked_at FROM api_keys ",
-            $rest
-        )
+        concat!("SELECT id, tenant_id, name, role, hint, created_at, revoked_at FROM api_keys ", $rest)
     };
 }
 
@@ -71,12 +68,7 @@ impl ApiKeyStore for SqlStore {
         rows.into_iter().map(ApiKey::try_from).collect()
     }
 
-    async fn revoke_api_key(
-        &self,
-        tenant: &TenantId,
-        id: &ApiKeyId,
-        at: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<()> {
         // Revoking twice keeps the first time; an unknown id is NotFound.
         let done = on_pool!(self.db(), pool =>
             sqlx::query(
@@ -90,10 +82,6 @@ impl ApiKeyStore for SqlStore {
             .map(|r| r.rows_affected())
         )
         .map_err(map_err)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        if done == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }

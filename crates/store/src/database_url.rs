@@ -38,18 +38,12 @@ impl DatabaseUrl {
     /// (also `postgresql://…`).
     pub fn parse(text: &str, sync: SqliteSync) -> Result<Self, String> {
         let text = text.trim();
-        if let Some(rest) = text
-            .strip_prefix("sqlite://")
-            .or_else(|| text.strip_prefix("sqlite:"))
-        {
+        if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
             let path = rest.split('?').next().unwrap_or_default();
             if path.is_empty() {
                 return Err("sqlite URL needs a file path, e.g. sqlite://vouchsafe.db".into());
             }
-            return Ok(Self::Sqlite {
-                path: PathBuf::from(path),
-                sync,
-            });
+            return Ok(Self::Sqlite { path: PathBuf::from(path), sync });
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(Self::Postgres(text.to_owned()));
@@ -81,22 +75,13 @@ mod tests {
     fn parses_both_engines() {
         assert_eq!(
             DatabaseUrl::parse("sqlite://data/v.db", SqliteSync::Full).unwrap(),
-            DatabaseUrl::Sqlite {
-                path: "data/v.db".into(),
-                sync: SqliteSync::Full
-            }
+            DatabaseUrl::Sqlite { path: "data/v.db".into(), sync: SqliteSync::Full }
         );
         assert_eq!(
             DatabaseUrl::parse("sqlite:/tmp/v.db?mode=rwc", SqliteSync::Normal).unwrap(),
-            DatabaseUrl::Sqlite {
-                path: "/tmp/v.db".into(),
-                sync: SqliteSync::Normal
-            }
+            DatabaseUrl::Sqlite { path: "/tmp/v.db".into(), sync: SqliteSync::Normal }
         );
-        assert!(matches!(
-            DatabaseUrl::parse("postgresql://u@h/db", SqliteSync::Full),
-            Ok(DatabaseUrl::Postgres(_))
-        ));
+        assert!(matches!(DatabaseUrl::parse("postgresql://u@h/db", SqliteSync::Full), Ok(DatabaseUrl::Postgres(_))));
         assert!(DatabaseUrl::parse("mysql://h/db", SqliteSync::Full).is_err());
         assert!(DatabaseUrl::parse("sqlite://", SqliteSync::Full).is_err());
     }

@@ -93,9 +93,7 @@ impl SqlStore {
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict("already exists")
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("already exists"),
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
         other => StoreError::Backend(other.to_string()),
     }

@@ -10,8 +10,7 @@ const KEY_CHECK: &str = "master_key_check";
 #[async_trait]
 impl MetaStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        on_pool!(self.db(), pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
-            .map_err(map_err)?;
+        on_pool!(self.db(), pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ())).map_err(map_err)?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ pub(crate) struct TenantRow {
     id: String,
     name: String,
     account_sid: String,
+    default_service_id: String,
     created_at: i64,
 }
 
@@ -24,6 +25,7 @@ impl From<TenantRow> for Tenant {
             id: TenantId::from_stored(r.id),
             name: r.name,
             account_sid: AccountSid::from_stored(r.account_sid),
+            default_service_id: ServiceId::from_stored(r.default_service_id),
             created_at: from_unix_ms(r.created_at),
         }
     }
@@ -76,9 +78,8 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 
     fn try_from(r: ApiKeyRow) -> Result<Self, StoreError> {
         Ok(ApiKey {
-            role: Role::parse(&r.role).ok_or_else(|| {
-                StoreError::Backend(format!("unknown role in api_keys row {}", r.id))
-            })?,
+            role: Role::parse(&r.role)
+                .ok_or_else(|| StoreError::Backend(format!("unknown role in api_keys row {}", r.id)))?,
             id: ApiKeyId::from_stored(r.id),
             tenant_id: TenantId::from_stored(r.tenant_id),
             name: r.name,

@@ -93,11 +93,7 @@ impl ServiceStore for SqlStore {
             .map(|r| r.rows_affected())
         )
         .map_err(map_err)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("service changed meanwhile"))
-        }
+        if done == 1 { Ok(()) } else { Err(StoreError::Stale) }
     }
 
     async fn delete_service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<()> {
@@ -110,10 +106,6 @@ impl ServiceStore for SqlStore {
                 .map(|r| r.rows_affected())
         )
         .map_err(map_err)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        if done == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }

@@ -30,12 +30,7 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         .min_connections(1)
         .connect_with(options)
         .await
-        .map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot open SQLite database {}: {e}",
-                path.display()
-            ))
-        })
+        .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))
 }
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

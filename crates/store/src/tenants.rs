@@ -16,10 +16,7 @@ use crate::{SqlStore, map_err, on_pool};
 /// `SELECT` of every tenant column, followed by a literal clause.
 macro_rules! select_tenant {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, name, account_sid, created_at FROM tenants ",
-            $rest
-        )
+        concat!("SELECT id, name, account_sid, default_service_id, created_at FROM tenants ", $rest)
     };
 }
 
@@ -29,20 +26,16 @@ fn settings_text(settings: &Settings) -> StoreResult<String> {
 
 #[async_trait]
 impl TenantStore for SqlStore {
-    async fn create_tenant(
-        &self,
-        tenant: &Tenant,
-        default_service: &Service,
-        settings: &Settings,
-    ) -> StoreResult<()> {
+    async fn create_tenant(&self, tenant: &Tenant, default_service: &Service, settings: &Settings) -> StoreResult<()> {
         let document = settings_text(settings)?;
         let at = to_unix_ms(tenant.created_at);
         on_pool!(self.db(), pool => async {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO tenants (id, name, account_sid, created_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(tenant.id.as_str())
                 .bind(&tenant.name)
                 .bind(tenant.account_sid.as_str())
+                .bind(tenant.default_service_id.as_str())
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
@@ -79,12 +72,12 @@ impl TenantStore for SqlStore {
                 .await
         )
         .map_err(map_err)?;
-        let doc = serde_json::from_str(&document)
-            .map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
+        let doc =
+            serde_json::from_str(&document).map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
         // Read with the current defaults so members added by later versions
         // of the server appear without a migration.
-        let value = Settings::from_document(doc)
-            .map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
+        let value =
+            Settings::from_document(doc).map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
         Ok(Versioned { value, version })
     }
 
@@ -110,10 +103,6 @@ impl TenantStore for SqlStore {
             .map(|r| r.rows_affected())
         )
         .map_err(map_err)?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("settings changed meanwhile"))
-        }
+        if done == 1 { Ok(()) } else { Err(StoreError::Stale) }
     }
 }

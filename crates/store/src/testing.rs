@@ -32,8 +32,8 @@ pub fn is_postgres() -> bool {
 
 pub async fn fresh_database() -> Result<TestDatabase, String> {
     if is_postgres() {
-        let admin = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin =
+            std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("vs_test_{}", uuid::Uuid::new_v4().simple());
         let pool = sqlx::PgPool::connect(&admin)
             .await
@@ -44,27 +44,16 @@ pub async fn fresh_database() -> Result<TestDatabase, String> {
             .await
             .map_err(|e| e.to_string())?;
         pool.close().await;
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_owned())
-            .unwrap_or(admin);
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
         let url_text = format!("{base}/{name}");
-        Ok(TestDatabase {
-            url: DatabaseUrl::Postgres(url_text.clone()),
-            url_text,
-            _dir: None,
-        })
+        Ok(TestDatabase { url: DatabaseUrl::Postgres(url_text.clone()), url_text, _dir: None })
     } else {
-        let dir =
-            std::env::temp_dir().join(format!("vouchsafe-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!("vouchsafe-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let path = dir.join("vouchsafe.db");
         let url_text = format!("sqlite://{}", path.display());
         Ok(TestDatabase {
-            url: DatabaseUrl::Sqlite {
-                path,
-                sync: SqliteSync::Full,
-            },
+            url: DatabaseUrl::Sqlite { path, sync: SqliteSync::Full },
             url_text,
             _dir: Some(TempDir(dir)),
         })

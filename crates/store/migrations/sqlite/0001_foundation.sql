@@ -10,6 +10,9 @@ CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
     account_sid TEXT NOT NULL UNIQUE,
+    -- The service native endpoints use when no service_id is given. Not a
+    -- foreign key: the tenant row is written first, in the same transaction.
+    default_service_id TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
 

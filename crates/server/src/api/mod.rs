@@ -1,0 +1,59 @@
+//! Routes. Each resource has one file; this module assembles them, with
+//! the OpenAPI document generated from their annotations, and serves that
+//! document at `/openapi.json` and the embedded Swagger UI at `/docs`.
+
+mod ops;
+mod v1;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vouchsafe",
+        description = "Self-hosted identity verification: one-time passwords and passkeys.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(vouchsafe_proto::ErrorBody, vouchsafe_proto::ErrorCode))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+pub fn router(state: SharedState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(v1::tenant::get_tenant))
+        .routes(routes!(v1::api_keys::create_api_key, v1::api_keys::list_api_keys))
+        .routes(routes!(v1::api_keys::revoke_api_key))
+        .routes(routes!(v1::settings::get_settings, v1::settings::patch_settings))
+        .routes(routes!(v1::services::create_service, v1::services::list_services))
+        .routes(routes!(v1::services::get_service, v1::services::update_service, v1::services::delete_service))
+        .with_state(state)
+        .split_for_parts();
+    let router = api
+        .route("/metrics", get(ops::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    crate::layers::apply(router)
+}

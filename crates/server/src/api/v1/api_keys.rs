@@ -1,0 +1,113 @@
+//! `/v1/api-keys`: create (secret shown once), list (never secrets), revoke.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use vouchsafe_core::api_key::{ApiKey, KeyError, issue};
+use vouchsafe_core::ids::ApiKeyId;
+use vouchsafe_core::role::Role;
+use vouchsafe_proto::{ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreatedApiKeyResponse, ErrorBody};
+
+use super::rfc3339;
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::SharedState;
+
+fn to_response(key: ApiKey) -> ApiKeyResponse {
+    ApiKeyResponse {
+        id: key.id.to_string(),
+        name: key.name,
+        role: key.role.as_str().to_owned(),
+        hint: key.hint,
+        created_at: rfc3339(key.created_at),
+        revoked_at: key.revoked_at.map(rfc3339),
+    }
+}
+
+/// Creates a key; the response is the only place its secret ever appears.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    security(("bearer" = []), ("basic" = [])),
+    request_body = CreateApiKeyRequest,
+    responses(
+        (status = 201, body = CreatedApiKeyResponse),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+pub async fn create_api_key(
+    State(state): State<SharedState>,
+    AdminCaller(caller): AdminCaller,
+    ApiJson(req): ApiJson<CreateApiKeyRequest>,
+) -> Result<Response, ApiError> {
+    let role =
+        Role::parse(&req.role).ok_or_else(|| ApiError::unprocessable("role", "must be admin, agent or webhook"))?;
+    let name = req.name.unwrap_or_default();
+    let (new, secret) =
+        issue(&caller.tenant_id, role, &name, &state.key_hasher, state.clock.now()).map_err(|e| match e {
+            KeyError::Name(field) => ApiError::from(field),
+            KeyError::Crypto(e) => ApiError::Internal(e.to_string()),
+        })?;
+    state.store.create_api_key(&new).await?;
+    tracing::info!(target: "vouchsafe::security", key_id = %new.key.id, role = role.as_str(), by = %caller.key_id, "API key created");
+    let key = new.key;
+    let body = CreatedApiKeyResponse {
+        id: key.id.to_string(),
+        name: key.name,
+        role: key.role.as_str().to_owned(),
+        tenant_id: key.tenant_id.to_string(),
+        secret: secret.expose().to_owned(),
+        hint: key.hint,
+        created_at: rfc3339(key.created_at),
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // SECURITY: a response holding a secret must not be cached anywhere.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Every key of the tenant, revoked ones included, without secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    security(("bearer" = []), ("basic" = [])),
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn list_api_keys(
+    State(state): State<SharedState>,
+    AdminCaller(caller): AdminCaller,
+) -> Result<Json<ApiKeyList>, ApiError> {
+    let keys = state.store.list_api_keys(&caller.tenant_id).await?;
+    Ok(Json(ApiKeyList { api_keys: keys.into_iter().map(to_response).collect() }))
+}
+
+/// Revokes a key at once: its next request answers `401`.
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{id}",
+    tag = "api-keys",
+    security(("bearer" = []), ("basic" = [])),
+    params(("id" = String, Path, description = "`key_…`")),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn revoke_api_key(
+    State(state): State<SharedState>,
+    AdminCaller(caller): AdminCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = ApiKeyId::parse(&id).ok_or(ApiError::NotFound)?;
+    state.store.revoke_api_key(&caller.tenant_id, &id, state.clock.now()).await?;
+    tracing::info!(target: "vouchsafe::security", key_id = %id, by = %caller.key_id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

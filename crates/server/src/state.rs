@@ -1,0 +1,52 @@
+//! What every handler shares: storage, the clock, derived keys and boot
+//! configuration. Passed as axum state, never global.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use vouchsafe_core::api_key::SecretHasher;
+use vouchsafe_core::clock::Clock;
+use vouchsafe_core::crypto::{MasterKey, Sealer};
+use vouchsafe_core::store::Store;
+
+/// Boot settings of the HTTP server (validated by the binary).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base of the absolute links the server writes; `None` uses
+    /// `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// Lets tenants point webhooks and providers at private addresses
+    /// (development and tests only).
+    pub allow_private_targets: bool,
+}
+
+pub struct AppState {
+    pub config: ServerConfig,
+    pub public_url: String,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub key_hasher: SecretHasher,
+    pub sealer: Sealer,
+}
+
+impl AppState {
+    pub fn new(
+        config: ServerConfig,
+        public_url: String,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master_key: &MasterKey,
+    ) -> Self {
+        Self {
+            config,
+            public_url,
+            store,
+            clock,
+            key_hasher: SecretHasher::new(master_key),
+            sealer: master_key.sealer(),
+        }
+    }
+}
+
+pub type SharedState = Arc<AppState>;

@@ -1,0 +1,73 @@
+//! One function per command. Commands that touch the database open it,
+//! migrate it (idempotent and cheap) and check the master key first.
+
+mod admin;
+mod serve;
+mod totp;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use vouchsafe_core::crypto::MasterKey;
+use vouchsafe_store::SqlStore;
+
+use crate::cli::{Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
+use crate::config::{self, Config, LogFormat};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Totp(TotpCommand::Code(args)) = &cli.command {
+        // Needs no configuration, database or key: it must work anywhere.
+        return totp::code(args);
+    }
+    let (listen, public_url) = match &cli.command {
+        Command::Serve(args) => (args.listen.as_deref(), args.public_url.as_deref()),
+        _ => (None, None),
+    };
+    let config = config::load(&cli, listen, public_url)?;
+    init_logging(&config, matches!(cli.command, Command::Serve(_)));
+    match cli.command {
+        Command::Init(flag) => admin::init(&config, flag.json).await,
+        Command::Serve(_) => serve::serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("database {} is up to date", config.database.redacted());
+            store.close().await;
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Create { name, json }) => {
+            admin::create_tenant(&config, &name, json.json).await
+        }
+        Command::Keys(KeysCommand::Create { tenant, role, name, json }) => {
+            admin::create_key(&config, &tenant, &role, name.as_deref(), json.json).await
+        }
+        Command::Totp(_) => Ok(()),
+    }
+}
+
+/// Logs go to stderr. Commands other than `serve` log only warnings by
+/// default so their output stays what the user asked for.
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { config.log.clone() } else { "warn".to_owned() };
+    let filter = EnvFilter::try_new(&default).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens and migrates the database.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<SqlStore>> {
+    let store = SqlStore::connect(&config.database).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(Arc::new(store))
+}
+
+/// Opens the database and the master key that belongs to it.
+async fn open_store_and_key(config: &Config) -> anyhow::Result<(Arc<SqlStore>, MasterKey)> {
+    let store = open_store(config).await?;
+    let key = crate::master_key::load_or_create(&config.master_key, store.as_ref()).await?;
+    Ok((store, key))
+}

@@ -1,0 +1,58 @@
+//! `serve`: run the HTTP server until SIGTERM or SIGINT, then let requests
+//! in flight finish and close the database cleanly.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use vouchsafe_server::{Application, ServerConfig};
+
+use super::open_store_and_key;
+use crate::config::Config;
+use crate::system_clock::SystemClock;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (store, master) = open_store_and_key(&config).await?;
+    let server_config = ServerConfig {
+        listen: config.listen,
+        public_url: config.public_url.clone(),
+        allow_private_targets: config.allow_private_targets,
+    };
+    let app = Application::build(server_config, store.clone(), Arc::new(SystemClock), &master)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %app.local_addr(),
+        database = %config.database.redacted(),
+        engine = store.engine(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "vouchsafe is ready"
+    );
+    app.run_until(shutdown_signal()).await.context("server failed")?;
+    tracing::info!("stopped accepting requests; requests in flight finished");
+    store.close().await;
+    tracing::info!("database closed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
