@@ -1,0 +1,141 @@
+//! `spawn_app()`: a server of our own on 127.0.0.1:0 with a fresh database,
+//! a tenant `default` and an admin key, plus a client that speaks to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use time::OffsetDateTime;
+use vouchsafe_core::api_key::{SecretHasher, issue};
+use vouchsafe_core::clock::ManualClock;
+use vouchsafe_core::crypto::MasterKey;
+use vouchsafe_core::role::Role;
+use vouchsafe_core::settings::Settings;
+use vouchsafe_core::store::{ApiKeyStore, TenantStore};
+use vouchsafe_core::tenant::Tenant;
+use vouchsafe_server::{Application, ServerConfig};
+use vouchsafe_store::SqlStore;
+use vouchsafe_store::testing::{TestDatabase, fresh_database};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<SqlStore>,
+    pub master: MasterKey,
+    pub db: TestDatabase,
+    pub clock: Arc<ManualClock>,
+    pub tenant: Tenant,
+    /// Secret of an admin key of `tenant`.
+    pub admin: String,
+    pub admin_key_id: String,
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = fresh_database().await.expect("test database");
+    let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
+    store.migrate().await.unwrap();
+    let master = MasterKey::generate().unwrap();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), public_url: None, allow_private_targets: true };
+    let app = Application::build(config, store.clone(), clock.clone(), &master).await.unwrap();
+    let addr: SocketAddr = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let tenant = create_tenant(&store, "default").await;
+    let (admin, admin_key_id) = create_key(&store, &master, &tenant, Role::Admin).await;
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+        master,
+        db,
+        clock,
+        tenant,
+        admin,
+        admin_key_id,
+    }
+}
+
+async fn create_tenant(store: &SqlStore, name: &str) -> Tenant {
+    let (tenant, service) = Tenant::new(name, OffsetDateTime::now_utc()).unwrap();
+    store.create_tenant(&tenant, &service, &Settings::default()).await.unwrap();
+    tenant
+}
+
+/// A new key, made the way `vouchsafe keys create` does; (secret, key id).
+async fn create_key(store: &SqlStore, master: &MasterKey, tenant: &Tenant, role: Role) -> (String, String) {
+    let (new, secret) = issue(&tenant.id, role, "test", &SecretHasher::new(master), OffsetDateTime::now_utc()).unwrap();
+    store.create_api_key(&new).await.unwrap();
+    (secret.expose().to_owned(), new.key.id.to_string())
+}
+
+impl TestApp {
+    /// Creates a tenant with one key of `role`; returns (tenant, secret, key id).
+    pub async fn new_tenant(&self, name: &str, role: Role) -> (Tenant, String, String) {
+        let tenant = create_tenant(&self.store, name).await;
+        let (secret, key_id) = create_key(&self.store, &self.master, &tenant, role).await;
+        (tenant, secret, key_id)
+    }
+
+    /// A new key of `role` for the main tenant.
+    pub async fn key(&self, role: Role) -> String {
+        create_key(&self.store, &self.master, &self.tenant, role).await.0
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional Bearer secret and JSON body.
+    pub async fn call(&self, method: Method, path: &str, secret: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(secret) = secret {
+            req = req.bearer_auth(secret);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, secret: &str) -> Reply {
+        self.call(Method::GET, path, Some(secret), None).await
+    }
+
+    pub async fn post(&self, path: &str, secret: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(secret), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, secret: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(secret), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, secret: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(secret), None).await
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, body, text }
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests of the HTTP API: the real server on a random loopback
+//! port over a fresh database (SQLite, or PostgreSQL with TEST_DB=postgres),
+//! driven with a real HTTP client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api_keys;
+mod errors;
+mod helpers;
+mod isolation;
+mod ops;
+mod roles;
+mod secrets;
+mod services;
+mod settings;

@@ -1,0 +1,82 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["status"], "ok");
+    app.store.close().await;
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.code(), "unavailable");
+    // The process itself is still alive.
+    assert_eq!(app.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn_app().await;
+    let service = app.tenant.default_service_id.to_string();
+    app.get(&format!("/v1/services/{service}"), &app.admin).await;
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    assert!(metrics.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        metrics
+            .text
+            .contains("vouchsafe_http_requests_total{method=\"GET\",route=\"/v1/services/{id}\",status=\"200\"}")
+    );
+    assert!(metrics.text.contains("vouchsafe_http_request_duration_seconds_bucket"));
+    assert!(!metrics.text.contains(&service), "ids must never become label values");
+}
+
+#[tokio::test]
+async fn openapi_documents_every_v1_route() {
+    let app = spawn_app().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc.body["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/readyz", &["get"]),
+        ("/v1/tenant", &["get"]),
+        ("/v1/api-keys", &["get", "post"]),
+        ("/v1/api-keys/{id}", &["delete"]),
+        ("/v1/settings", &["get", "patch"]),
+        ("/v1/services", &["get", "post"]),
+        ("/v1/services/{id}", &["get", "patch", "delete"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} missing from /openapi.json"
+            );
+        }
+    }
+    let schemes = &doc.body["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    let error_codes = doc.body["components"]["schemas"]["ErrorCode"].to_string();
+    for code in ["unauthorized", "forbidden", "not_found", "invalid_request", "payload_too_large"] {
+        assert!(error_codes.contains(code), "{code} missing from ErrorCode");
+    }
+}
+
+#[tokio::test]
+async fn docs_are_served_from_embedded_assets() {
+    let app = spawn_app().await;
+    let page = app.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("swagger-ui-bundle.js"));
+    assert!(!page.text.contains("https://"), "the page must load nothing from the internet");
+    let bundle = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(bundle.status(), StatusCode::OK);
+    assert!(bundle.bytes().await.unwrap().len() > 100_000);
+    let init = app.call(Method::GET, "/docs/swagger-initializer.js", None, None).await;
+    assert!(init.text.contains("/openapi.json"));
+}
