@@ -33,6 +33,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
+    public_url: String,
 }
 
 impl Application {
@@ -47,13 +48,18 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
-        let state = Arc::new(AppState::new(config, public_url, store, clock, master_key));
+        let state = Arc::new(AppState::new(config, public_url.clone(), store, clock, master_key));
         let router = api::router(state);
-        Ok(Self { listener, router, local_addr })
+        Ok(Self { listener, router, local_addr, public_url })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Base of the absolute links this server writes.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// Serves until `shutdown` completes, then stops accepting connections

@@ -24,6 +24,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         listen = %app.local_addr(),
+        public_url = %app.public_url(),
         database = %config.database.redacted(),
         engine = store.engine(),
         startup_ms = started.elapsed().as_millis() as u64,
