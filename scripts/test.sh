@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need
+# (oathtool, pyotp, PostgreSQL), checks formatting and lints, then runs
+# every test against SQLite and again against PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test tools: oathtool (Debian), pyotp (PyPI), PostgreSQL (Debian)"
+if ! command -v oathtool >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool >/dev/null
+fi
+if ! python3 -c "import pyotp" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check pyotp
+fi
+$SUDO bash .ci/postgres.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests on SQLite"
+TEST_DB=sqlite cargo test --workspace --locked
+
+step "tests on PostgreSQL"
+TEST_DB=postgres cargo test --workspace --locked
+
+step "all tests passed on SQLite and PostgreSQL"
