@@ -1,9 +1,12 @@
 //! The HMAC hash functions RFC 6238 allows, and the keyed HMAC state that
 //! computes one HOTP value (RFC 4226 §5.3) per counter.
 
+use std::ops::RangeInclusive;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
 
 /// Hash function of the HMAC (RFC 6238 §1.2). SHA1 is what every
 /// authenticator app defaults to.
@@ -90,6 +93,24 @@ fn dynamic_truncation(digest: &impl AsRef<[u8]>) -> u32 {
         | (u32::from(d[offset + 1]) << 16)
         | (u32::from(d[offset + 2]) << 8)
         | u32::from(d[offset + 3])
+}
+
+impl KeyedMac {
+    /// The first counter in `counters` whose `digits`-digit code is
+    /// `wanted`. SECURITY: every counter of the window is computed and
+    /// compared in constant time, so timing tells neither where nor whether
+    /// it matched.
+    pub(crate) fn find_counter(&self, counters: RangeInclusive<u64>, wanted: u32, digits: u32) -> Option<u64> {
+        let modulus = 10u32.pow(digits);
+        let mut found = None;
+        for counter in counters {
+            let hit = (self.truncated(counter) % modulus).ct_eq(&wanted);
+            if bool::from(hit) && found.is_none() {
+                found = Some(counter);
+            }
+        }
+        found
+    }
 }
 
 /// Formats `truncated mod 10^digits` with leading zeros kept.

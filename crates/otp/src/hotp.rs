@@ -48,17 +48,7 @@ impl Hotp {
     /// the same code (and every earlier one) can never be used again.
     pub fn verify(&self, code: &str, counter: u64, look_ahead: u64) -> Option<u64> {
         let wanted = parse_code(code, self.digits)?;
-        let modulus = 10u32.pow(self.digits);
-        let mut found = None;
-        // SECURITY: every counter of the window is computed and compared in
-        // constant time, so timing does not reveal where (or whether) it matched.
-        for c in counter..=counter.saturating_add(look_ahead) {
-            let hit = (self.mac.truncated(c) % modulus).ct_eq(&wanted);
-            if bool::from(hit) && found.is_none() {
-                found = Some(c);
-            }
-        }
-        found
+        self.mac.find_counter(counter..=counter.saturating_add(look_ahead), wanted, self.digits)
     }
 
     /// Resynchronises a token that drifted past the look-ahead: `first` and
@@ -141,5 +131,23 @@ mod tests {
     fn digits_outside_6_to_8_are_refused() {
         assert!(Hotp::new(&rfc_secret(), 5, Algorithm::Sha1).is_err());
         assert!(Hotp::new(&rfc_secret(), 9, Algorithm::Sha1).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn generated_codes_verify_and_resync_at_their_counter(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+            base in 0u64..u64::MAX / 2,
+            ahead in 1u64..50,
+            digits in 6u32..=8,
+        ) {
+            let h = Hotp::new(&Secret::from_bytes(key), digits, Algorithm::Sha1).unwrap();
+            let counter = base + ahead;
+            proptest::prop_assert_eq!(h.verify(&h.generate(counter), counter, 0), Some(counter));
+            proptest::prop_assert_eq!(
+                h.resync(&h.generate(counter), &h.generate(counter + 1), base, ahead + 1),
+                Some(Resync { matched: counter + 1 })
+            );
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! TOTP (RFC 6238): HOTP over the number of `period`-second steps since the
 //! Unix epoch, verified within a drift window of steps.
 
-use subtle::ConstantTimeEq;
-
 use crate::algorithm::{KeyedMac, format_code};
 use crate::hotp::parse_code;
 use crate::{Algorithm, DIGITS_RANGE, ParamError, Secret};
@@ -65,23 +63,14 @@ impl Totp {
     /// returned step and pass it back next time.
     pub fn verify(&self, code: &str, unix_time: u64, window: u64, last_used_step: Option<u64>) -> Option<u64> {
         let wanted = parse_code(code, self.digits)?;
-        let modulus = 10u32.pow(self.digits);
         let now = self.step(unix_time);
         let first = now.saturating_sub(window);
         let first = match last_used_step {
             Some(last) if last >= first => last.saturating_add(1),
             _ => first,
         };
-        let mut found = None;
-        // SECURITY: all candidate steps are computed and compared in constant
-        // time; the first match wins so the earliest step is recorded.
-        for step in first..=now.saturating_add(window) {
-            let hit = (self.mac.truncated(step) % modulus).ct_eq(&wanted);
-            if bool::from(hit) && found.is_none() {
-                found = Some(step);
-            }
-        }
-        found
+        // The earliest matching step is returned, so it is the one recorded.
+        self.mac.find_counter(first..=now.saturating_add(window), wanted, self.digits)
     }
 }
 
@@ -134,5 +123,27 @@ mod tests {
         assert!(Totp::new(&secret(), 6, 0, Algorithm::Sha1).is_err());
         assert!(Totp::new(&secret(), 6, 3601, Algorithm::Sha1).is_err());
         assert!(Totp::new(&secret(), 6, 60, Algorithm::Sha256).is_ok());
+    }
+
+    fn algorithm(i: u8) -> Algorithm {
+        [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512][usize::from(i % 3)]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_generated_code_verifies_at_its_own_step(
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+            time in 0u64..4_102_444_800,
+            digits in 6u32..=8,
+            period in 1u64..=3600,
+            alg in 0u8..3,
+        ) {
+            let t = Totp::new(&Secret::from_bytes(key), digits, period, algorithm(alg)).unwrap();
+            let code = t.generate(time);
+            proptest::prop_assert_eq!(code.len(), digits as usize);
+            proptest::prop_assert_eq!(t.verify(&code, time, 0, None), Some(t.step(time)));
+            // Once its step is used, the same code never verifies again.
+            proptest::prop_assert_eq!(t.verify(&code, time, 1, Some(t.step(time))), None);
+        }
     }
 }

@@ -8,7 +8,7 @@ use vouchsafe_core::ids::{ApiKeyId, TenantId};
 use vouchsafe_core::store::{ApiKeyStore, StoreError, StoreResult};
 
 use crate::rows::ApiKeyRow;
-use crate::{SqlStore, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
@@ -70,18 +70,19 @@ impl ApiKeyStore for SqlStore {
 
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<()> {
         // Revoking twice keeps the first time; an unknown id is NotFound.
-        let done = on_pool!(self.db(), pool =>
-            sqlx::query(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
-            )
-            .bind(to_unix_ms(at))
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+        one_row(
+            on_pool!(self.db(), pool =>
+                sqlx::query(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
+                )
+                .bind(to_unix_ms(at))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            ),
+            StoreError::NotFound,
         )
-        .map_err(map_err)?;
-        if done == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }

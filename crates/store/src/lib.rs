@@ -88,6 +88,15 @@ impl SqlStore {
     }
 }
 
+/// Turns the row count of a conditional write into its outcome: exactly
+/// one row changed, or `otherwise` (the row is missing, or changed since read).
+pub(crate) fn one_row(affected: Result<u64, sqlx::Error>, otherwise: StoreError) -> Result<(), StoreError> {
+    match affected.map_err(map_err)? {
+        1 => Ok(()),
+        _ => Err(otherwise),
+    }
+}
+
 /// Maps driver errors onto the store's outcomes. The text of backend errors
 /// goes to logs only; it never carries bound values (sqlx does not print them).
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {

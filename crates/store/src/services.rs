@@ -7,7 +7,7 @@ use vouchsafe_core::service::Service;
 use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
-use crate::{SqlStore, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
     (id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at) \
@@ -75,37 +75,39 @@ impl ServiceStore for SqlStore {
     }
 
     async fn replace_service(&self, s: &Service, expected_version: i64) -> StoreResult<()> {
-        let done = on_pool!(self.db(), pool =>
-            sqlx::query(
-                "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
-                 version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
-            )
-            .bind(&s.name)
-            .bind(s.code_length.map(i64::from))
-            .bind(s.ttl_s.map(i64::from))
-            .bind(vouchsafe_core::service::channels_to_text(&s.channels))
-            .bind(to_unix_ms(s.updated_at))
-            .bind(s.tenant_id.as_str())
-            .bind(s.id.as_str())
-            .bind(expected_version)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        )
-        .map_err(map_err)?;
-        if done == 1 { Ok(()) } else { Err(StoreError::Stale) }
-    }
-
-    async fn delete_service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<()> {
-        let done = on_pool!(self.db(), pool =>
-            sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id.as_str())
+        one_row(
+            on_pool!(self.db(), pool =>
+                sqlx::query(
+                    "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
+                     version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
+                )
+                .bind(&s.name)
+                .bind(s.code_length.map(i64::from))
+                .bind(s.ttl_s.map(i64::from))
+                .bind(vouchsafe_core::service::channels_to_text(&s.channels))
+                .bind(to_unix_ms(s.updated_at))
+                .bind(s.tenant_id.as_str())
+                .bind(s.id.as_str())
+                .bind(expected_version)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
+            ),
+            StoreError::Stale,
         )
-        .map_err(map_err)?;
-        if done == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    async fn delete_service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<()> {
+        one_row(
+            on_pool!(self.db(), pool =>
+                sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            ),
+            StoreError::NotFound,
+        )
     }
 }

@@ -11,7 +11,7 @@ use vouchsafe_core::tenant::Tenant;
 
 use crate::rows::TenantRow;
 use crate::services::{INSERT_SERVICE, bind_service};
-use crate::{SqlStore, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 /// `SELECT` of every tenant column, followed by a literal clause.
 macro_rules! select_tenant {
@@ -89,20 +89,21 @@ impl TenantStore for SqlStore {
         at: OffsetDateTime,
     ) -> StoreResult<()> {
         let document = settings_text(settings)?;
-        let done = on_pool!(self.db(), pool =>
-            sqlx::query(
-                "UPDATE tenant_settings SET document = $1, version = version + 1, updated_at = $2 \
-                 WHERE tenant_id = $3 AND version = $4",
-            )
-            .bind(&document)
-            .bind(to_unix_ms(at))
-            .bind(tenant.as_str())
-            .bind(expected_version)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+        one_row(
+            on_pool!(self.db(), pool =>
+                sqlx::query(
+                    "UPDATE tenant_settings SET document = $1, version = version + 1, updated_at = $2 \
+                     WHERE tenant_id = $3 AND version = $4",
+                )
+                .bind(&document)
+                .bind(to_unix_ms(at))
+                .bind(tenant.as_str())
+                .bind(expected_version)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            ),
+            StoreError::Stale,
         )
-        .map_err(map_err)?;
-        if done == 1 { Ok(()) } else { Err(StoreError::Stale) }
     }
 }
