@@ -1,0 +1,150 @@
+//! HTTP load against the real binary: a fresh SQLite database in a temp
+//! folder, `vouchsafe init`, `vouchsafe serve` on a free port; then, from
+//! this process, a fixed number of concurrent keep-alive connections each
+//! sending requests back to back for a fixed time.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Kills the server when the benchmark ends, however it ends.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Peak resident memory of a process (Linux), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct LoadResult {
+    requests: usize,
+    errors: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+async fn load(url: &str, secret: Option<&str>, concurrency: usize, seconds: u64) -> LoadResult {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = url.to_owned();
+        let secret = secret.map(str::to_owned);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let mut req = client.get(&url);
+                if let Some(secret) = &secret {
+                    req = req.bearer_auth(secret);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((latencies, e)) = task.await {
+            all.extend(latencies);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).map_or(0.0, |&us| f64::from(us) / 1000.0);
+    LoadResult {
+        requests: all.len(),
+        errors,
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+    }
+}
+
+pub async fn run(bin: &Path, concurrency: usize, seconds: u64) -> anyhow::Result<String> {
+    let bin =
+        std::fs::canonicalize(bin).with_context(|| format!("{} not found; cargo build --release", bin.display()))?;
+    let dir = tempfile::tempdir()?;
+    let init = Command::new(&bin).current_dir(dir.path()).args(["init", "--json"]).output()?;
+    if !init.status.success() {
+        bail!("vouchsafe init failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let secret = serde_json::from_slice::<serde_json::Value>(&init.stdout)?["secret"]
+        .as_str()
+        .context("init printed no secret")?
+        .to_owned();
+
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let spawned = Instant::now();
+    let server = ServerProcess(
+        Command::new(&bin)
+            .current_dir(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("VOUCHSAFE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let ready_ms = loop {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break spawned.elapsed().as_secs_f64() * 1000.0;
+        }
+        if spawned.elapsed() > Duration::from_secs(30) {
+            bail!("the server did not answer /healthz within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+
+    let mut report = format!(
+        "## HTTP (`vouchsafe serve`, SQLite, synchronous=FULL)\n\n\
+         Start-up, process spawn to first `200` from `/healthz`: **{ready_ms:.0} ms** (target ≤ 200 ms).\n\n\
+         Concurrency {concurrency}, {seconds} s per endpoint, keep-alive connections.\n\n\
+         | endpoint | requests | errors | req/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|\n"
+    );
+    for (label, path, auth) in [
+        ("GET /healthz (no auth, no database)", "/healthz", None),
+        ("GET /v1/tenant (API-key auth + 2 reads)", "/v1/tenant", Some(secret.as_str())),
+    ] {
+        println!("  {label}");
+        let r = load(&format!("{base}{path}"), auth, concurrency, seconds).await;
+        report.push_str(&format!(
+            "| {label} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+            r.requests, r.errors, r.per_second, r.p50_ms, r.p99_ms, r.max_ms
+        ));
+    }
+    let rss = peak_rss_mib(server.0.id()).map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
+    report.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB).\n"));
+    drop(server);
+    Ok(report)
+}
