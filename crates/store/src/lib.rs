@@ -78,6 +78,16 @@ impl SqlStore {
         }
     }
 
+    /// How the database is really set up, read back from it (not from our
+    /// own options): for SQLite the journal mode and `synchronous` level,
+    /// for PostgreSQL the server version. Logged at start-up.
+    pub async fn describe(&self) -> Result<String, StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlite::describe(pool).await,
+            Db::Postgres(pool) => postgres::describe(pool).await,
+        }
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         on_pool!(&self.db, pool => pool.close().await)

@@ -16,6 +16,11 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))
 }
 
+pub(crate) async fn describe(pool: &PgPool) -> Result<String, StoreError> {
+    let (version,): (String,) = sqlx::query_as("SHOW server_version").fetch_one(pool).await.map_err(crate::map_err)?;
+    Ok(format!("PostgreSQL {version}"))
+}
+
 pub(crate) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::migrate!("./migrations/postgres")
         .run(pool)

@@ -33,6 +33,19 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))
 }
 
+pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {
+    let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(pool).await.map_err(map_err)?;
+    let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(pool).await.map_err(map_err)?;
+    let (busy,): (i64,) = sqlx::query_as("PRAGMA busy_timeout").fetch_one(pool).await.map_err(map_err)?;
+    let sync = match sync {
+        0 => "OFF",
+        1 => "NORMAL",
+        2 => "FULL",
+        _ => "EXTRA",
+    };
+    Ok(format!("SQLite journal_mode={journal} synchronous={sync} busy_timeout={busy}ms"))
+}
+
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::migrate!("./migrations/sqlite")
         .run(pool)

@@ -55,6 +55,18 @@ async fn migrations_run_twice_without_harm() {
 }
 
 #[tokio::test]
+async fn the_database_is_set_up_durably() {
+    let (store, _db) = store().await;
+    let described = store.describe().await.unwrap();
+    if vouchsafe_store::testing::is_postgres() {
+        assert!(described.starts_with("PostgreSQL "), "{described}");
+    } else {
+        // WAL with FULL: a committed transaction survives power loss.
+        assert_eq!(described, "SQLite journal_mode=wal synchronous=FULL busy_timeout=10000ms");
+    }
+}
+
+#[tokio::test]
 async fn key_check_is_written_once() {
     let (store, _db) = store().await;
     assert_eq!(store.key_check().await.unwrap(), None);

@@ -22,6 +22,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(server_config, store.clone(), Arc::new(SystemClock), &master)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    match store.describe().await {
+        Ok(described) => tracing::info!(database = %described, "database settings"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the database settings"),
+    }
     tracing::info!(
         listen = %app.local_addr(),
         public_url = %app.public_url(),
