@@ -66,6 +66,28 @@ typed_id!(
     "VA"
 );
 
+typed_id!(
+    /// An event (`msg_…`): its Standard Webhooks `webhook-id`, the same on
+    /// every endpoint and every retry.
+    EventId,
+    "msg_"
+);
+typed_id!(
+    /// A webhook endpoint of a tenant.
+    WebhookEndpointId,
+    "whe_"
+);
+typed_id!(
+    /// One event on its way to one endpoint (a row of the outbox).
+    MessageId,
+    "wm_"
+);
+typed_id!(
+    /// One delivery attempt of a message, as the delivery log shows it.
+    AttemptId,
+    "wa_"
+);
+
 /// A tenant's Twilio-style account sid: `AC` + 32 lowercase hex.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct AccountSid(String);

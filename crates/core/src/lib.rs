@@ -7,15 +7,19 @@
 //! the system clock (time comes from a [`clock::Clock`]) or log secrets.
 
 pub mod api_key;
+pub mod audit;
 pub mod channel;
 pub mod clock;
 pub mod crypto;
+pub mod event;
 pub mod field_error;
 pub mod ids;
+pub mod outbound;
 pub mod role;
 pub mod service;
 pub mod settings;
 pub mod store;
 pub mod tenant;
+pub mod webhook;
 
 pub use vouchsafe_otp as otp;

@@ -1,14 +1,14 @@
 //! API keys: stored by the keyed hash of their secret, revocable at once.
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 use vouchsafe_core::api_key::{ApiKey, NewApiKey};
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::to_unix_ms;
 use vouchsafe_core::ids::{ApiKeyId, TenantId};
 use vouchsafe_core::store::{ApiKeyStore, StoreError, StoreResult};
 
 use crate::rows::ApiKeyRow;
-use crate::{SqlStore, map_err, on_pool, one_row};
+use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
@@ -19,9 +19,9 @@ macro_rules! select_key {
 
 #[async_trait]
 impl ApiKeyStore for SqlStore {
-    async fn create_api_key(&self, new: &NewApiKey) -> StoreResult<()> {
+    async fn create_api_key(&self, new: &NewApiKey, audit: &AuditEntry) -> StoreResult<()> {
         let k = &new.key;
-        on_pool!(self.db(), pool =>
+        audited!(self, k.tenant_id.as_str(), audit, pool =>
             sqlx::query(
                 "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
@@ -33,9 +33,6 @@ impl ApiKeyStore for SqlStore {
             .bind(&new.secret_hash)
             .bind(&k.hint)
             .bind(to_unix_ms(k.created_at))
-            .execute(pool)
-            .await
-            .map(|_| ())
         )
         .map_err(map_err)?;
         Ok(())
@@ -68,19 +65,16 @@ impl ApiKeyStore for SqlStore {
         rows.into_iter().map(ApiKey::try_from).collect()
     }
 
-    async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<()> {
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, audit: &AuditEntry) -> StoreResult<()> {
         // Revoking twice keeps the first time; an unknown id is NotFound.
         one_row(
-            on_pool!(self.db(), pool =>
+            audited!(self, tenant.as_str(), audit, pool =>
                 sqlx::query(
                     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
                 )
-                .bind(to_unix_ms(at))
+                .bind(to_unix_ms(audit.at))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
             ),
             StoreError::NotFound,
         )

@@ -10,6 +10,7 @@
 //! rows can race.
 
 mod api_keys;
+mod audit;
 mod database_url;
 mod meta;
 mod postgres;
@@ -17,6 +18,7 @@ mod rows;
 mod services;
 mod sqlite;
 mod tenants;
+mod webhooks;
 
 pub use database_url::{DatabaseUrl, SqliteSync};
 
@@ -44,6 +46,26 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Runs one write statement in a transaction and, if it changed any row,
+/// appends `$audit` to the tenant's audit log in that same transaction
+/// before committing: the change and its audit event land together or not
+/// at all. Evaluates to the number of rows the statement changed.
+macro_rules! audited {
+    ($store:expr, $tenant:expr, $audit:expr, $pool:ident => $query:expr) => {
+        $crate::on_pool!($store.db(), $pool => async {
+            let mut tx = $pool.begin().await?;
+            let changed = $query.execute(&mut *tx).await?.rows_affected();
+            if changed > 0 {
+                $crate::audit::append_audit!(tx, $tenant, $audit);
+                tx.commit().await?;
+            }
+            Ok::<u64, sqlx::Error>(changed)
+        }
+        .await)
+    };
+}
+pub(crate) use audited;
 
 /// The store: one pool, either engine.
 #[derive(Debug, Clone)]

@@ -1,13 +1,14 @@
 //! Services (verification profiles).
 
 use async_trait::async_trait;
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::to_unix_ms;
 use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
-use crate::{SqlStore, map_err, on_pool, one_row};
+use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
     (id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at) \
@@ -41,8 +42,8 @@ pub(crate) use bind_service;
 
 #[async_trait]
 impl ServiceStore for SqlStore {
-    async fn create_service(&self, service: &Service) -> StoreResult<()> {
-        on_pool!(self.db(), pool => bind_service!(sqlx::query(INSERT_SERVICE), service).execute(pool).await.map(|_| ()))
+    async fn create_service(&self, service: &Service, audit: &AuditEntry) -> StoreResult<()> {
+        audited!(self, service.tenant_id.as_str(), audit, pool => bind_service!(sqlx::query(INSERT_SERVICE), service))
             .map_err(map_err)?;
         Ok(())
     }
@@ -74,9 +75,9 @@ impl ServiceStore for SqlStore {
         Ok(rows.into_iter().map(|r| Versioned::from(r).value).collect())
     }
 
-    async fn replace_service(&self, s: &Service, expected_version: i64) -> StoreResult<()> {
+    async fn replace_service(&self, s: &Service, expected_version: i64, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            on_pool!(self.db(), pool =>
+            audited!(self, s.tenant_id.as_str(), audit, pool =>
                 sqlx::query(
                     "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
                      version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
@@ -89,23 +90,17 @@ impl ServiceStore for SqlStore {
                 .bind(s.tenant_id.as_str())
                 .bind(s.id.as_str())
                 .bind(expected_version)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
             ),
             StoreError::Stale,
         )
     }
 
-    async fn delete_service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<()> {
+    async fn delete_service(&self, tenant: &TenantId, id: &ServiceId, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            on_pool!(self.db(), pool =>
+            audited!(self, tenant.as_str(), audit, pool =>
                 sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
             ),
             StoreError::NotFound,
         )

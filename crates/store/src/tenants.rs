@@ -1,7 +1,7 @@
 //! Tenants and their settings.
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
+use vouchsafe_core::audit::{AuditEntry, GENESIS_HASH};
 use vouchsafe_core::clock::to_unix_ms;
 use vouchsafe_core::ids::TenantId;
 use vouchsafe_core::service::Service;
@@ -9,9 +9,10 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{StoreError, StoreResult, TenantStore, Versioned};
 use vouchsafe_core::tenant::Tenant;
 
+use crate::audit::append_audit;
 use crate::rows::TenantRow;
 use crate::services::{INSERT_SERVICE, bind_service};
-use crate::{SqlStore, map_err, on_pool, one_row};
+use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 /// `SELECT` of every tenant column, followed by a literal clause.
 macro_rules! select_tenant {
@@ -26,7 +27,13 @@ fn settings_text(settings: &Settings) -> StoreResult<String> {
 
 #[async_trait]
 impl TenantStore for SqlStore {
-    async fn create_tenant(&self, tenant: &Tenant, default_service: &Service, settings: &Settings) -> StoreResult<()> {
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        default_service: &Service,
+        settings: &Settings,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
         let document = settings_text(settings)?;
         let at = to_unix_ms(tenant.created_at);
         on_pool!(self.db(), pool => async {
@@ -46,6 +53,12 @@ impl TenantStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             bind_service!(sqlx::query(INSERT_SERVICE), default_service).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)")
+                .bind(tenant.id.as_str())
+                .bind(GENESIS_HASH)
+                .execute(&mut *tx)
+                .await?;
+            append_audit!(tx, tenant.id.as_str(), audit);
             tx.commit().await
         }
         .await)
@@ -86,22 +99,19 @@ impl TenantStore for SqlStore {
         tenant: &TenantId,
         settings: &Settings,
         expected_version: i64,
-        at: OffsetDateTime,
+        audit: &AuditEntry,
     ) -> StoreResult<()> {
         let document = settings_text(settings)?;
         one_row(
-            on_pool!(self.db(), pool =>
+            audited!(self, tenant.as_str(), audit, pool =>
                 sqlx::query(
                     "UPDATE tenant_settings SET document = $1, version = version + 1, updated_at = $2 \
                      WHERE tenant_id = $3 AND version = $4",
                 )
                 .bind(&document)
-                .bind(to_unix_ms(at))
+                .bind(to_unix_ms(audit.at))
                 .bind(tenant.as_str())
                 .bind(expected_version)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
             ),
             StoreError::Stale,
         )

@@ -3,20 +3,34 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use serde_json::json;
 use time::OffsetDateTime;
 use vouchsafe_core::api_key::{ApiKey, NewApiKey};
+use vouchsafe_core::audit::{AuditEntry, verify_chain};
 use vouchsafe_core::channel::Channel;
+use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{ApiKeyId, ServiceId, TenantId};
+use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::role::Role;
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{ApiKeyStore, MetaStore, ServiceStore, StoreError, TenantStore};
+use vouchsafe_core::store::{Attempt, AuditStore, DueMessage, MessageOutcome, WebhookStore};
 use vouchsafe_core::tenant::Tenant;
+use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
 use vouchsafe_store::testing::{TestDatabase, fresh_database};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
+}
+
+fn audit(action: &str) -> AuditEntry {
+    audit_at(action, 1_700_000_000)
+}
+
+fn audit_at(action: &str, s: i64) -> AuditEntry {
+    AuditEntry::success("key_test", action, "target", at(s))
 }
 
 async fn store() -> (SqlStore, TestDatabase) {
@@ -28,7 +42,7 @@ async fn store() -> (SqlStore, TestDatabase) {
 
 async fn tenant(store: &SqlStore, name: &str) -> Tenant {
     let (t, default) = Tenant::new(name, at(1_700_000_000)).unwrap();
-    store.create_tenant(&t, &default, &Settings::default()).await.unwrap();
+    store.create_tenant(&t, &default, &Settings::default(), &audit("tenant.created")).await.unwrap();
     t
 }
 
@@ -95,7 +109,10 @@ async fn tenant_names_and_unknown_ids() {
     let (store, _db) = store().await;
     tenant(&store, "acme").await;
     let (dup, svc) = Tenant::new("acme", at(1)).unwrap();
-    assert!(matches!(store.create_tenant(&dup, &svc, &Settings::default()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.create_tenant(&dup, &svc, &Settings::default(), &audit("tenant.created")).await,
+        Err(StoreError::Conflict(_))
+    ));
     // Nothing of the failed tenant was left behind.
     assert!(matches!(store.tenant(&dup.id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.tenant_by_name("nobody").await, Err(StoreError::NotFound)));
@@ -107,13 +124,13 @@ async fn settings_replace_is_conditional_on_the_version() {
     let t = tenant(&store, "acme").await;
     let mut s = Settings::default();
     s.otp.code_length = 8;
-    store.replace_settings(&t.id, &s, 1, at(2)).await.unwrap();
+    store.replace_settings(&t.id, &s, 1, &audit("settings.updated")).await.unwrap();
     let read = store.settings(&t.id).await.unwrap();
     assert_eq!(read.value.otp.code_length, 8);
     assert_eq!(read.version, 2);
     // A writer that read version 1 loses instead of overwriting.
     s.otp.code_length = 4;
-    assert!(matches!(store.replace_settings(&t.id, &s, 1, at(3)).await, Err(StoreError::Stale)));
+    assert!(matches!(store.replace_settings(&t.id, &s, 1, &audit("settings.updated")).await, Err(StoreError::Stale)));
     assert_eq!(store.settings(&t.id).await.unwrap().value.otp.code_length, 8);
 }
 
@@ -123,7 +140,7 @@ async fn services_crud_and_isolation() {
     let a = tenant(&store, "a").await;
     let b = tenant(&store, "b").await;
     let svc = Service::new(a.id.clone(), "Login", Some(8), Some(300), Some(vec![Channel::Sms]), at(5)).unwrap();
-    store.create_service(&svc).await.unwrap();
+    store.create_service(&svc, &audit("service.created")).await.unwrap();
     let read = store.service(&a.id, &svc.id).await.unwrap();
     assert_eq!(read.value, svc);
     assert!(
@@ -131,20 +148,29 @@ async fn services_crud_and_isolation() {
         "tenant b must not see a's service"
     );
     let same_name = Service::new(a.id.clone(), "Login", None, None, None, at(6)).unwrap();
-    assert!(matches!(store.create_service(&same_name).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.create_service(&same_name, &audit("service.created")).await, Err(StoreError::Conflict(_))));
     // Another tenant may use the name.
-    store.create_service(&Service::new(b.id.clone(), "Login", None, None, None, at(6)).unwrap()).await.unwrap();
+    store
+        .create_service(
+            &Service::new(b.id.clone(), "Login", None, None, None, at(6)).unwrap(),
+            &audit("service.created"),
+        )
+        .await
+        .unwrap();
 
     let mut changed = read.value.clone();
     changed.ttl_s = None;
     changed.updated_at = at(7);
-    store.replace_service(&changed, read.version).await.unwrap();
-    assert!(matches!(store.replace_service(&changed, read.version).await, Err(StoreError::Stale)));
+    store.replace_service(&changed, read.version, &audit("service.updated")).await.unwrap();
+    assert!(matches!(
+        store.replace_service(&changed, read.version, &audit("service.updated")).await,
+        Err(StoreError::Stale)
+    ));
     assert_eq!(store.service(&a.id, &svc.id).await.unwrap().value.ttl_s, None);
     assert_eq!(store.service_by_name(&a.id, "Login").await.unwrap().id, svc.id);
 
-    assert!(matches!(store.delete_service(&b.id, &svc.id).await, Err(StoreError::NotFound)));
-    store.delete_service(&a.id, &svc.id).await.unwrap();
+    assert!(matches!(store.delete_service(&b.id, &svc.id, &audit("service.deleted")).await, Err(StoreError::NotFound)));
+    store.delete_service(&a.id, &svc.id, &audit("service.deleted")).await.unwrap();
     assert!(matches!(store.service(&a.id, &svc.id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.service(&a.id, &ServiceId::generate()).await, Err(StoreError::NotFound)));
 }
@@ -155,18 +181,181 @@ async fn api_keys_are_found_by_hash_until_revoked() {
     let a = tenant(&store, "a").await;
     let b = tenant(&store, "b").await;
     let key = new_key(&a.id, "hash-1");
-    store.create_api_key(&key).await.unwrap();
+    store.create_api_key(&key, &audit("api_key.created")).await.unwrap();
     assert_eq!(store.api_key_by_secret_hash("hash-1").await.unwrap(), Some(key.key.clone()));
     assert_eq!(store.api_key_by_secret_hash("hash-2").await.unwrap(), None);
     assert_eq!(store.list_api_keys(&a.id).await.unwrap(), vec![key.key.clone()]);
     assert!(store.list_api_keys(&b.id).await.unwrap().is_empty());
     assert!(matches!(store.api_key(&b.id, &key.key.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.revoke_api_key(&b.id, &key.key.id, at(9)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.revoke_api_key(&b.id, &key.key.id, &audit_at("api_key.revoked", 9)).await,
+        Err(StoreError::NotFound)
+    ));
 
-    store.revoke_api_key(&a.id, &key.key.id, at(10)).await.unwrap();
+    store.revoke_api_key(&a.id, &key.key.id, &audit_at("api_key.revoked", 10)).await.unwrap();
     assert_eq!(store.api_key_by_secret_hash("hash-1").await.unwrap(), None);
-    store.revoke_api_key(&a.id, &key.key.id, at(11)).await.unwrap();
+    store.revoke_api_key(&a.id, &key.key.id, &audit_at("api_key.revoked", 11)).await.unwrap();
     assert_eq!(store.api_key(&a.id, &key.key.id).await.unwrap().revoked_at, Some(at(10)));
     // The same hash can never be registered twice.
-    assert!(matches!(store.create_api_key(&new_key(&b.id, "hash-1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.create_api_key(&new_key(&b.id, "hash-1"), &audit("api_key.created")).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+// ----- audit log -----
+
+#[tokio::test]
+async fn audited_changes_chain_and_failed_changes_leave_no_event() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let key = new_key(&t.id, "hash-a");
+    store.create_api_key(&key, &audit("api_key.created")).await.unwrap();
+    let missing = ApiKeyId::generate();
+    assert!(store.revoke_api_key(&t.id, &missing, &audit("api_key.revoked")).await.is_err());
+    assert!(store.replace_settings(&t.id, &Settings::default(), 99, &audit("settings.updated")).await.is_err());
+    assert!(store.create_api_key(&new_key(&t.id, "hash-a"), &audit("api_key.created")).await.is_err());
+
+    let events = store.audit_events(&t.id, 0, 100).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.entry.action.as_str()).collect();
+    assert_eq!(actions, vec!["tenant.created", "api_key.created"], "failed changes must not be audited");
+    assert_eq!(store.audit_head(&t.id).await.unwrap(), 2);
+    assert!(verify_chain(&events, 2).valid);
+    assert_eq!(store.audit_events(&t.id, 1, 100).await.unwrap().len(), 1, "paging by seq");
+}
+
+#[tokio::test]
+async fn concurrent_audited_changes_keep_one_valid_chain() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let writes = (0..20).map(|i| {
+        let store = store.clone();
+        let service = Service::new(t.id.clone(), &format!("s{i}"), None, None, None, at(5)).unwrap();
+        tokio::spawn(async move { store.create_service(&service, &audit("service.created")).await })
+    });
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let events = store.audit_events(&t.id, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), 21);
+    let check = verify_chain(&events, store.audit_head(&t.id).await.unwrap());
+    assert!(check.valid, "{check:?}");
+}
+
+// ----- webhook endpoints and the outbox -----
+
+async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
+    let e = WebhookEndpoint {
+        id: WebhookEndpointId::generate(),
+        tenant_id: t.id.clone(),
+        url: "https://crm.example.test/hook".into(),
+        description: String::new(),
+        events: filter,
+        enabled,
+        disabled_reason: None,
+        created_at: at(1),
+        updated_at: at(1),
+    };
+    store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created")).await.unwrap();
+    e
+}
+
+fn attempt_of(m: &DueMessage, outcome: &str, s: i64) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        message_id: m.id.clone(),
+        tenant_id: m.tenant_id.clone(),
+        endpoint_id: m.endpoint_id.clone(),
+        event_id: m.event_id.clone(),
+        event_type: m.event_type.as_str().into(),
+        attempt: m.attempts,
+        at: at(s),
+        status_code: Some(500),
+        latency_ms: 3,
+        error: None,
+        outcome: outcome.into(),
+    }
+}
+
+#[tokio::test]
+async fn events_fan_out_to_enabled_endpoints_that_want_them() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let other = tenant(&store, "b").await;
+    let wants_ping = endpoint(&store, &t, EventFilter::Only(vec![EventType::Ping]), true).await;
+    endpoint(&store, &t, EventFilter::Only(vec![EventType::UserLocked]), true).await;
+    endpoint(&store, &t, EventFilter::All, false).await;
+    endpoint(&store, &other, EventFilter::All, true).await;
+    let all = endpoint(&store, &t, EventFilter::All, true).await;
+
+    let event = Event::new(t.id.clone(), EventType::Ping, json!({"n": 1}), at(100));
+    assert_eq!(store.enqueue_event(&event, None).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(100)), Some(&all.id))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.outbox_depth().await.unwrap(), 3);
+
+    let due = store.claim_due_messages(at(100), at(130), 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    let first = due.iter().find(|m| m.event_id == event.id && m.endpoint_id == wants_ping.id).unwrap();
+    assert_eq!(first.body, event.body());
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.secrets.current, b"sealed");
+    assert!(
+        store.claim_due_messages(at(101), at(131), 10).await.unwrap().is_empty(),
+        "leased messages are not claimed twice"
+    );
+
+    for m in &due {
+        store.finish_message(m, MessageOutcome::Delivered, &attempt_of(m, "delivered", 101)).await.unwrap();
+    }
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    let log = store.webhook_attempts(&t.id, &wants_ping.id, None, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, "delivered");
+    assert!(store.webhook_attempts(&other.id, &wants_ping.id, None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_lost_lease_cannot_move_the_message() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    endpoint(&store, &t, EventFilter::All, true).await;
+    store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(100)), None).await.unwrap();
+    let slow = store.claim_due_messages(at(100), at(105), 10).await.unwrap().remove(0);
+    // The lease ran out; another dispatcher takes the message over.
+    let fast = store.claim_due_messages(at(106), at(136), 10).await.unwrap().remove(0);
+    assert_eq!(fast.id, slow.id);
+    assert_eq!(fast.attempts, 2);
+    store.finish_message(&slow, MessageOutcome::Delivered, &attempt_of(&slow, "delivered", 107)).await.unwrap();
+    assert_eq!(store.outbox_depth().await.unwrap(), 1, "the stale finisher changed nothing");
+    store.finish_message(&fast, MessageOutcome::RetryAt(at(200)), &attempt_of(&fast, "failed", 107)).await.unwrap();
+    assert!(store.claim_due_messages(at(199), at(229), 10).await.unwrap().is_empty(), "not due before its time");
+    assert_eq!(store.claim_due_messages(at(200), at(230), 10).await.unwrap()[0].attempts, 3);
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_audits_it() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let e = endpoint(&store, &t, EventFilter::All, true).await;
+    for _ in 0..2 {
+        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(100)), None).await.unwrap();
+    }
+    let due = store.claim_due_messages(at(100), at(130), 1).await.unwrap();
+    store.finish_message(&due[0], MessageOutcome::Gone, &attempt_of(&due[0], "gone", 101)).await.unwrap();
+    let read = store.webhook_endpoint(&t.id, &e.id).await.unwrap();
+    assert!(!read.enabled);
+    assert!(read.disabled_reason.unwrap().contains("410"));
+    assert!(
+        store.claim_due_messages(at(102), at(132), 10).await.unwrap().is_empty(),
+        "a disabled endpoint gets nothing"
+    );
+    let events = store.audit_events(&t.id, 0, 100).await.unwrap();
+    assert_eq!(events.last().unwrap().entry.action, "webhook_endpoint.disabled");
+    assert!(verify_chain(&events, store.audit_head(&t.id).await.unwrap()).valid);
 }

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use time::OffsetDateTime;
 use vouchsafe_core::api_key::{SecretHasher, issue};
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::ManualClock;
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::role::Role;
@@ -75,14 +76,16 @@ pub async fn spawn_app() -> TestApp {
 
 async fn create_tenant(store: &SqlStore, name: &str) -> Tenant {
     let (tenant, service) = Tenant::new(name, OffsetDateTime::now_utc()).unwrap();
-    store.create_tenant(&tenant, &service, &Settings::default()).await.unwrap();
+    let audit = AuditEntry::success("cli", "tenant.created", tenant.id.as_str(), tenant.created_at);
+    store.create_tenant(&tenant, &service, &Settings::default(), &audit).await.unwrap();
     tenant
 }
 
 /// A new key, made the way `vouchsafe keys create` does; (secret, key id).
 async fn create_key(store: &SqlStore, master: &MasterKey, tenant: &Tenant, role: Role) -> (String, String) {
     let (new, secret) = issue(&tenant.id, role, "test", &SecretHasher::new(master), OffsetDateTime::now_utc()).unwrap();
-    store.create_api_key(&new).await.unwrap();
+    let audit = AuditEntry::success("cli", "api_key.created", new.key.id.as_str(), new.key.created_at);
+    store.create_api_key(&new, &audit).await.unwrap();
     (secret.expose().to_owned(), new.key.id.to_string())
 }
 

@@ -4,6 +4,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use time::OffsetDateTime;
 use vouchsafe_core::api_key::{KeyError, SecretHasher, issue};
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::role::Role;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{ApiKeyStore, StoreError, TenantStore};
@@ -90,7 +91,8 @@ pub async fn create_key(
 async fn insert_tenant(store: &SqlStore, name: &str) -> anyhow::Result<Tenant> {
     let (tenant, service) =
         Tenant::new(name, OffsetDateTime::now_utc()).map_err(|e| anyhow!("tenant name: {}", e.message))?;
-    match store.create_tenant(&tenant, &service, &Settings::default()).await {
+    let audit = AuditEntry::success("cli", "tenant.created", tenant.id.as_str(), tenant.created_at);
+    match store.create_tenant(&tenant, &service, &Settings::default(), &audit).await {
         Ok(()) => Ok(tenant),
         Err(StoreError::Conflict(_)) => bail!("a tenant named {name:?} exists already"),
         Err(e) => Err(e).context("creating the tenant"),
@@ -109,6 +111,7 @@ async fn insert_key(
         KeyError::Name(e) => anyhow!("--name {}", e.message),
         KeyError::Crypto(e) => anyhow!(e),
     })?;
-    store.create_api_key(&new).await.context("storing the API key")?;
+    let audit = AuditEntry::success("cli", "api_key.created", new.key.id.as_str(), new.key.created_at);
+    store.create_api_key(&new, &audit).await.context("storing the API key")?;
     Ok((new.key.id.to_string(), secret.expose().to_owned()))
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vouchsafe_core::api_key::{ApiKey, KeyError, issue};
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::ids::ApiKeyId;
 use vouchsafe_core::role::Role;
 use vouchsafe_proto::{ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreatedApiKeyResponse, ErrorBody};
@@ -53,7 +54,8 @@ pub async fn create_api_key(
             KeyError::Name(field) => ApiError::from(field),
             KeyError::Crypto(e) => ApiError::Internal(e.to_string()),
         })?;
-    state.store.create_api_key(&new).await?;
+    let audit = AuditEntry::success(caller.key_id.as_str(), "api_key.created", new.key.id.as_str(), new.key.created_at);
+    state.store.create_api_key(&new, &audit).await?;
     tracing::info!(target: "vouchsafe::security", key_id = %new.key.id, role = role.as_str(), by = %caller.key_id, "API key created");
     let key = new.key;
     let body = CreatedApiKeyResponse {
@@ -107,7 +109,8 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = ApiKeyId::parse(&id).ok_or(ApiError::NotFound)?;
-    state.store.revoke_api_key(&caller.tenant_id, &id, state.clock.now()).await?;
+    let audit = AuditEntry::success(caller.key_id.as_str(), "api_key.revoked", id.as_str(), state.clock.now());
+    state.store.revoke_api_key(&caller.tenant_id, &id, &audit).await?;
     tracing::info!(target: "vouchsafe::security", key_id = %id, by = %caller.key_id, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

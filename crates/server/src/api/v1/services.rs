@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
@@ -76,7 +77,8 @@ pub async fn create_service(
     let channels = parse_channels(req.channels)?;
     let service =
         Service::new(caller.tenant_id.clone(), &req.name, req.code_length, req.ttl_s, channels, state.clock.now())?;
-    state.store.create_service(&service).await.map_err(name_taken)?;
+    let audit = AuditEntry::success(caller.key_id.as_str(), "service.created", service.id.as_str(), service.created_at);
+    state.store.create_service(&service, &audit).await.map_err(name_taken)?;
     tracing::info!(service_id = %service.id, by = %caller.key_id, "service created");
     let default_id = default_service_id(&state, &caller.tenant_id).await?;
     Ok((StatusCode::CREATED, Json(to_response(service, &default_id))))
@@ -167,7 +169,8 @@ pub async fn update_service(
         }
         next.updated_at = state.clock.now();
         next.validate()?;
-        match state.store.replace_service(&next, current.version).await {
+        let audit = AuditEntry::success(caller.key_id.as_str(), "service.updated", id.as_str(), next.updated_at);
+        match state.store.replace_service(&next, current.version, &audit).await {
             Ok(()) => {
                 tracing::info!(service_id = %id, by = %caller.key_id, "service changed");
                 let default_id = default_service_id(&state, &caller.tenant_id).await?;
@@ -204,7 +207,8 @@ pub async fn delete_service(
     if id == default_service_id(&state, &caller.tenant_id).await? {
         return Err(ApiError::Conflict("the default service cannot be deleted"));
     }
-    state.store.delete_service(&caller.tenant_id, &id).await?;
+    let audit = AuditEntry::success(caller.key_id.as_str(), "service.deleted", id.as_str(), state.clock.now());
+    state.store.delete_service(&caller.tenant_id, &id, &audit).await?;
     tracing::info!(service_id = %id, by = %caller.key_id, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }

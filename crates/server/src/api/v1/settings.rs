@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
+use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::ErrorBody;
 
@@ -55,7 +56,8 @@ pub async fn patch_settings(
     for _ in 0..CONFLICT_RETRIES {
         let current = state.store.settings(&caller.tenant_id).await?;
         let next = current.value.patched(&patch)?;
-        match state.store.replace_settings(&caller.tenant_id, &next, current.version, state.clock.now()).await {
+        let audit = AuditEntry::success(caller.key_id.as_str(), "settings.updated", "settings", state.clock.now());
+        match state.store.replace_settings(&caller.tenant_id, &next, current.version, &audit).await {
             Ok(()) => {
                 tracing::info!(by = %caller.key_id, "settings changed");
                 return document(&next);

@@ -1,0 +1,103 @@
+//! The audit log. [`append_audit!`] runs inside the transaction of the
+//! change it records: it advances the tenant's head row with one
+//! conditional `UPDATE … RETURNING` (which also serialises concurrent
+//! appends of a tenant on that row), chains the hash, and inserts the event.
+
+use async_trait::async_trait;
+use vouchsafe_core::audit::{AuditEntry, AuditEvent};
+use vouchsafe_core::clock::from_unix_ms;
+use vouchsafe_core::ids::TenantId;
+use vouchsafe_core::store::{AuditStore, StoreResult};
+
+use crate::{SqlStore, map_err, on_pool};
+
+/// Appends `$entry` for `$tenant` inside the open transaction `$tx`.
+macro_rules! append_audit {
+    ($tx:expr, $tenant:expr, $entry:expr) => {{
+        let entry: &vouchsafe_core::audit::AuditEntry = $entry;
+        let tenant: &str = $tenant;
+        let (seq, prev_hash): (i64, String) =
+            sqlx::query_as("UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash")
+                .bind(tenant)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let hash = vouchsafe_core::audit::chain_hash(&prev_hash, seq, entry);
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant)
+        .bind(seq)
+        .bind(vouchsafe_core::clock::to_unix_ms(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.outcome)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2")
+            .bind(&hash)
+            .bind(tenant)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use append_audit;
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    seq: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(r: AuditRow) -> Self {
+        AuditEvent {
+            seq: r.seq,
+            entry: AuditEntry {
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                outcome: r.outcome,
+                at: from_unix_ms(r.at),
+            },
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn audit_events(&self, tenant: &TenantId, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+        let rows: Vec<AuditRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(
+                "SELECT seq, at, actor, action, target, outcome, prev_hash, hash FROM audit_events \
+                 WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(tenant.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        )
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(AuditEvent::from).collect())
+    }
+
+    async fn audit_head(&self, tenant: &TenantId) -> StoreResult<i64> {
+        let (seq,): (i64,) = on_pool!(self.db(), pool =>
+            sqlx::query_as("SELECT seq FROM audit_heads WHERE tenant_id = $1").bind(tenant.as_str()).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        Ok(seq)
+    }
+}

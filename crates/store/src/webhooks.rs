@@ -1,0 +1,458 @@
+//! Webhook endpoints and the outbox. Events are stored with one message
+//! per interested endpoint ([`insert_event!`], usable inside any change's
+//! transaction); dispatchers on any number of nodes claim due messages with
+//! one conditional `UPDATE … RETURNING` that sets a lease, and finish them
+//! only while that lease is still theirs.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
+use vouchsafe_core::store::{
+    Attempt, DueMessage, MessageOutcome, SealedSecrets, StoreError, StoreResult, WebhookStore,
+};
+use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
+
+use crate::audit::append_audit;
+use crate::{SqlStore, audited, map_err, on_pool, one_row};
+
+/// Stores `$event` and fans it out to the tenant's enabled endpoints whose
+/// filter takes it (all of them, or only `$only` when not empty), inside
+/// the open transaction `$tx`. Evaluates to the number of messages queued.
+macro_rules! insert_event {
+    ($tx:expr, $event:expr, $only:expr) => {{
+        let event: &vouchsafe_core::event::Event = $event;
+        let only: &str = $only;
+        let at = vouchsafe_core::clock::to_unix_ms(event.created_at);
+        sqlx::query("INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(event.id.as_str())
+            .bind(event.tenant_id.as_str())
+            .bind(event.event_type.as_str())
+            .bind(event.body())
+            .bind(at)
+            .execute(&mut *$tx)
+            .await?;
+        // The message id joins event and endpoint ids: unique per pair,
+        // made in SQL so the fan-out is one statement.
+        sqlx::query(
+            "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
+             next_attempt_at, locked_until, created_at, updated_at) \
+             SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
+             WHERE tenant_id = $3 AND enabled = TRUE AND (events = '*' OR events LIKE '%,' || $4 || ',%') \
+             AND ($5 = '' OR id = $5)",
+        )
+        .bind(event.id.as_str())
+        .bind(at)
+        .bind(event.tenant_id.as_str())
+        .bind(event.event_type.as_str())
+        .bind(only)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use insert_event;
+
+macro_rules! select_endpoint {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, tenant_id, url, description, events, enabled, disabled_reason, created_at, updated_at \
+             FROM webhook_endpoints ",
+            $rest
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: String,
+    tenant_id: String,
+    url: String,
+    description: String,
+    events: String,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<EndpointRow> for WebhookEndpoint {
+    fn from(r: EndpointRow) -> Self {
+        WebhookEndpoint {
+            id: WebhookEndpointId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            url: r.url,
+            description: r.description,
+            events: EventFilter::from_stored(&r.events),
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    id: String,
+    event_id: String,
+    event_type: String,
+    tenant_id: String,
+    endpoint_id: String,
+    url: String,
+    body: String,
+    event_created_at: i64,
+    attempts: i64,
+    locked_until: i64,
+    secret: Vec<u8>,
+    previous_secret: Option<Vec<u8>>,
+    previous_secret_expires_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    id: String,
+    message_id: String,
+    tenant_id: String,
+    endpoint_id: String,
+    event_id: String,
+    event_type: String,
+    attempt: i64,
+    at: i64,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    outcome: String,
+}
+
+impl From<AttemptRow> for Attempt {
+    fn from(r: AttemptRow) -> Self {
+        Attempt {
+            id: AttemptId::from_stored(r.id),
+            message_id: MessageId::from_stored(r.message_id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            endpoint_id: WebhookEndpointId::from_stored(r.endpoint_id),
+            event_id: EventId::from_stored(r.event_id),
+            event_type: r.event_type,
+            attempt: u32::try_from(r.attempt).unwrap_or(u32::MAX),
+            at: from_unix_ms(r.at),
+            status_code: r.status_code.and_then(|c| u16::try_from(c).ok()),
+            latency_ms: u64::try_from(r.latency_ms).unwrap_or(0),
+            error: r.error,
+            outcome: r.outcome,
+        }
+    }
+}
+
+fn sealed(secret: Vec<u8>, previous: Option<Vec<u8>>, until: Option<i64>) -> SealedSecrets {
+    SealedSecrets { current: secret, previous: previous.zip(until.map(from_unix_ms)) }
+}
+
+#[async_trait]
+impl WebhookStore for SqlStore {
+    async fn create_webhook_endpoint(
+        &self,
+        e: &WebhookEndpoint,
+        sealed_secret: &[u8],
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        audited!(self, e.tenant_id.as_str(), audit, pool =>
+            sqlx::query(
+                "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, previous_secret, \
+                 previous_secret_expires_at, enabled, disabled_reason, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, NULL, $8, $9)",
+            )
+            .bind(e.id.as_str())
+            .bind(e.tenant_id.as_str())
+            .bind(&e.url)
+            .bind(&e.description)
+            .bind(e.events.to_stored())
+            .bind(sealed_secret)
+            .bind(e.enabled)
+            .bind(to_unix_ms(e.created_at))
+            .bind(to_unix_ms(e.updated_at))
+        )
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn webhook_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> StoreResult<WebhookEndpoint> {
+        let row: EndpointRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(select_endpoint!("WHERE tenant_id = $1 AND id = $2"))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_one(pool)
+                .await
+        )
+        .map_err(map_err)?;
+        Ok(row.into())
+    }
+
+    async fn list_webhook_endpoints(&self, tenant: &TenantId) -> StoreResult<Vec<WebhookEndpoint>> {
+        let rows: Vec<EndpointRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(select_endpoint!("WHERE tenant_id = $1 ORDER BY created_at, id"))
+                .bind(tenant.as_str())
+                .fetch_all(pool)
+                .await
+        )
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(WebhookEndpoint::from).collect())
+    }
+
+    async fn update_webhook_endpoint(&self, e: &WebhookEndpoint, audit: &AuditEntry) -> StoreResult<()> {
+        one_row(
+            audited!(self, e.tenant_id.as_str(), audit, pool =>
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET url = $1, description = $2, events = $3, enabled = $4, \
+                     disabled_reason = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
+                )
+                .bind(&e.url)
+                .bind(&e.description)
+                .bind(e.events.to_stored())
+                .bind(e.enabled)
+                .bind(&e.disabled_reason)
+                .bind(to_unix_ms(e.updated_at))
+                .bind(e.tenant_id.as_str())
+                .bind(e.id.as_str())
+            ),
+            StoreError::NotFound,
+        )
+    }
+
+    async fn delete_webhook_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookEndpointId,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let deleted = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 1 {
+                for sql in ["DELETE FROM webhook_messages WHERE endpoint_id = $1", "DELETE FROM webhook_attempts WHERE endpoint_id = $1"] {
+                    sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+                }
+                append_audit!(tx, tenant.as_str(), audit);
+                tx.commit().await?;
+            }
+            Ok::<u64, sqlx::Error>(deleted)
+        }
+        .await);
+        one_row(deleted, StoreError::NotFound)
+    }
+
+    async fn webhook_secrets(&self, tenant: &TenantId, id: &WebhookEndpointId) -> StoreResult<SealedSecrets> {
+        let (secret, previous, until): (Vec<u8>, Option<Vec<u8>>, Option<i64>) = on_pool!(self.db(), pool =>
+            sqlx::query_as(
+                "SELECT secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_one(pool)
+            .await
+        )
+        .map_err(map_err)?;
+        Ok(sealed(secret, previous, until))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookEndpointId,
+        sealed_secret: &[u8],
+        previous_until: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        one_row(
+            audited!(self, tenant.as_str(), audit, pool =>
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $1, \
+                     secret = $2, updated_at = $3 WHERE tenant_id = $4 AND id = $5",
+                )
+                .bind(to_unix_ms(previous_until))
+                .bind(sealed_secret)
+                .bind(to_unix_ms(audit.at))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+            ),
+            StoreError::NotFound,
+        )
+    }
+
+    async fn enqueue_event(&self, event: &Event, only_endpoint: Option<&WebhookEndpointId>) -> StoreResult<usize> {
+        let only = only_endpoint.map(|id| id.as_str()).unwrap_or("");
+        let queued = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let queued = insert_event!(tx, event, only);
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(queued)
+        }
+        .await)
+        .map_err(map_err)?;
+        Ok(usize::try_from(queued).unwrap_or(usize::MAX))
+    }
+
+    async fn claim_due_messages(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<DueMessage>> {
+        let (now, lease) = (to_unix_ms(now), to_unix_ms(lease_until));
+        // SECURITY/CORRECTNESS: the outer WHERE repeats the claim condition,
+        // so when two nodes pick the same rows, the second one's UPDATE finds
+        // them leased (PostgreSQL re-checks locked rows) and skips them.
+        let claimed: Vec<(String,)> = on_pool!(self.db(), pool =>
+            sqlx::query_as(
+                "UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
+                 WHERE id IN (SELECT m.id FROM webhook_messages m JOIN webhook_endpoints w ON w.id = m.endpoint_id \
+                   WHERE m.status = 'pending' AND m.next_attempt_at <= $2 AND m.locked_until < $2 AND w.enabled = TRUE \
+                   ORDER BY m.next_attempt_at LIMIT $3) \
+                 AND status = 'pending' AND locked_until < $2 RETURNING id",
+            )
+            .bind(lease)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        )
+        .map_err(map_err)?;
+        let mut due = Vec::with_capacity(claimed.len());
+        for (id,) in claimed {
+            let row: DueRow = on_pool!(self.db(), pool =>
+                sqlx::query_as(
+                    "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, \
+                     e.created_at AS event_created_at, m.attempts, m.locked_until, w.secret, w.previous_secret, \
+                     w.previous_secret_expires_at FROM webhook_messages m \
+                     JOIN events e ON e.id = m.event_id JOIN webhook_endpoints w ON w.id = m.endpoint_id \
+                     WHERE m.id = $1",
+                )
+                .bind(&id)
+                .fetch_one(pool)
+                .await
+            )
+            .map_err(map_err)?;
+            due.push(DueMessage {
+                id: MessageId::from_stored(row.id),
+                event_id: EventId::from_stored(row.event_id),
+                event_type: EventType::parse(&row.event_type)
+                    .ok_or_else(|| StoreError::Backend(format!("unknown event type {}", row.event_type)))?,
+                tenant_id: TenantId::from_stored(row.tenant_id),
+                endpoint_id: WebhookEndpointId::from_stored(row.endpoint_id),
+                url: row.url,
+                body: row.body,
+                event_created_at: from_unix_ms(row.event_created_at),
+                attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                lease: row.locked_until,
+                secrets: sealed(row.secret, row.previous_secret, row.previous_secret_expires_at),
+            });
+        }
+        Ok(due)
+    }
+
+    async fn finish_message(&self, m: &DueMessage, outcome: MessageOutcome, a: &Attempt) -> StoreResult<()> {
+        let (status, next_at) = match outcome {
+            MessageOutcome::Delivered => ("delivered", 0),
+            MessageOutcome::RetryAt(at) => ("pending", to_unix_ms(at)),
+            MessageOutcome::Dead | MessageOutcome::Gone => ("dead", 0),
+        };
+        let disable = (outcome == MessageOutcome::Gone)
+            .then(|| AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at));
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            // The attempt happened, so it is logged even if the lease ran out
+            // meanwhile; the message moves on only while the lease is ours.
+            sqlx::query(
+                "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, attempt, \
+                 at, status_code, latency_ms, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(a.id.as_str())
+            .bind(a.message_id.as_str())
+            .bind(a.tenant_id.as_str())
+            .bind(a.endpoint_id.as_str())
+            .bind(a.event_id.as_str())
+            .bind(&a.event_type)
+            .bind(i64::from(a.attempt))
+            .bind(to_unix_ms(a.at))
+            .bind(a.status_code.map(i64::from))
+            .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+            .bind(&a.error)
+            .bind(&a.outcome)
+            .execute(&mut *tx)
+            .await?;
+            let moved = sqlx::query(
+                "UPDATE webhook_messages SET status = $1, next_attempt_at = $2, locked_until = 0, updated_at = $3 \
+                 WHERE id = $4 AND locked_until = $5",
+            )
+            .bind(status)
+            .bind(next_at)
+            .bind(to_unix_ms(a.at))
+            .bind(m.id.as_str())
+            .bind(m.lease)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved == 1 && let Some(entry) = &disable {
+                let disabled = sqlx::query(
+                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+                     WHERE id = $3 AND enabled = TRUE",
+                )
+                .bind("the endpoint answered 410 Gone")
+                .bind(to_unix_ms(a.at))
+                .bind(m.endpoint_id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if disabled == 1 {
+                    append_audit!(tx, m.tenant_id.as_str(), entry);
+                }
+            }
+            tx.commit().await
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn webhook_attempts(
+        &self,
+        tenant: &TenantId,
+        endpoint: &WebhookEndpointId,
+        before: Option<&AttemptId>,
+        limit: i64,
+    ) -> StoreResult<Vec<Attempt>> {
+        // Attempt ids are UUIDv7: ordering by id is ordering by time.
+        let before = before.map(|id| id.as_str()).unwrap_or("wa_g");
+        let rows: Vec<AttemptRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(
+                "SELECT id, message_id, tenant_id, endpoint_id, event_id, event_type, attempt, at, status_code, \
+                 latency_ms, error, outcome FROM webhook_attempts \
+                 WHERE tenant_id = $1 AND endpoint_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(endpoint.as_str())
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        )
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(Attempt::from).collect())
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = on_pool!(self.db(), pool =>
+            sqlx::query_as("SELECT COUNT(*) FROM webhook_messages WHERE status = 'pending'").fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        Ok(n)
+    }
+}
