@@ -7,7 +7,9 @@
 //! of the workspace.
 
 mod error;
+mod events;
 mod v1;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use events::*;
 pub use v1::*;

@@ -9,10 +9,12 @@
 
 mod api;
 mod auth;
+mod dispatcher;
 mod error;
 mod extract;
 mod layers;
 mod metrics;
+mod outbound;
 mod state;
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::store::Store;
 
+pub use dispatcher::WebhookConfig;
 pub use error::ApiError;
 pub use state::{AppState, ServerConfig};
 
@@ -34,6 +37,7 @@ pub struct Application {
     router: axum::Router,
     local_addr: SocketAddr,
     public_url: String,
+    dispatcher: dispatcher::Dispatcher,
 }
 
 impl Application {
@@ -49,8 +53,16 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
         let state = Arc::new(AppState::new(config, public_url.clone(), store, clock, master_key));
+        let dispatcher = dispatcher::Dispatcher {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            sealer: state.sealer.clone(),
+            client: state.outbound.clone(),
+            config: state.config.webhooks.clone(),
+            wake: state.wake_dispatcher.clone(),
+        };
         let router = api::router(state);
-        Ok(Self { listener, router, local_addr, public_url })
+        Ok(Self { listener, router, local_addr, public_url, dispatcher })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -62,11 +74,17 @@ impl Application {
         &self.public_url
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections
-    /// and lets requests in flight finish.
+    /// Serves (and dispatches webhooks) until `shutdown` completes, then
+    /// stops accepting connections, lets requests in flight finish, and
+    /// lets the dispatcher finish the attempts it has started.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = tokio::spawn(self.dispatcher.run(stopped));
+        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        let _ = stop.send(true);
+        let _ = dispatcher.await;
+        served
     }
 }

@@ -4,10 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
 use vouchsafe_core::api_key::SecretHasher;
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::{MasterKey, Sealer};
 use vouchsafe_core::store::Store;
+
+use crate::dispatcher::WebhookConfig;
+use crate::outbound::OutboundClient;
 
 /// Boot settings of the HTTP server (validated by the binary).
 #[derive(Debug, Clone)]
@@ -19,6 +23,7 @@ pub struct ServerConfig {
     /// Lets tenants point webhooks and providers at private addresses
     /// (development and tests only).
     pub allow_private_targets: bool,
+    pub webhooks: WebhookConfig,
 }
 
 pub struct AppState {
@@ -28,6 +33,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub key_hasher: SecretHasher,
     pub sealer: Sealer,
+    /// For tenant-given URLs, under the outbound-address rule.
+    pub outbound: OutboundClient,
+    /// Wakes this process's dispatcher when an event was just queued.
+    pub wake_dispatcher: Arc<Notify>,
 }
 
 impl AppState {
@@ -38,6 +47,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         master_key: &MasterKey,
     ) -> Self {
+        let outbound = OutboundClient::new(config.allow_private_targets, config.webhooks.timeout);
         Self {
             config,
             public_url,
@@ -45,6 +55,8 @@ impl AppState {
             clock,
             key_hasher: SecretHasher::new(master_key),
             sealer: master_key.sealer(),
+            outbound,
+            wake_dispatcher: Arc::new(Notify::new()),
         }
     }
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use vouchsafe_core::webhook::RetrySchedule;
+use vouchsafe_server::WebhookConfig;
 use vouchsafe_store::{DatabaseUrl, SqliteSync};
 
 use crate::cli::Cli;
@@ -24,24 +26,31 @@ pub struct RawConfig {
     pub master_key: Option<String>,
     pub master_key_file: Option<String>,
     pub sqlite_synchronous: Option<String>,
-    #[serde(default, deserialize_with = "bool_or_text")]
+    #[serde(default, deserialize_with = "scalar_text")]
     pub allow_private_targets: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<String>,
+    pub webhook_retry_schedule_s: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    pub webhook_timeout_s: Option<String>,
+    #[serde(default, deserialize_with = "scalar_text")]
+    pub webhook_poll_interval_ms: Option<String>,
 }
 
-/// TOML writes `true`; the environment writes `"true"`. Both become text
-/// here and are validated once, in [`validate`].
-fn bool_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+/// TOML writes `true` and `10`; the environment writes `"true"` and
+/// `"10"`. All become text here and are validated once, in [`validate`].
+fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum BoolOrText {
+    enum Scalar {
         Bool(bool),
+        Int(i64),
         Text(String),
     }
-    Ok(Option::<BoolOrText>::deserialize(d)?.map(|v| match v {
-        BoolOrText::Bool(b) => b.to_string(),
-        BoolOrText::Text(t) => t,
+    Ok(Option::<Scalar>::deserialize(d)?.map(|v| match v {
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Text(t) => t,
     }))
 }
 
@@ -56,6 +65,9 @@ const ENV_KEYS: &[&str] = &[
     "ALLOW_PRIVATE_TARGETS",
     "LOG",
     "LOG_FORMAT",
+    "WEBHOOK_RETRY_SCHEDULE_S",
+    "WEBHOOK_TIMEOUT_S",
+    "WEBHOOK_POLL_INTERVAL_MS",
 ];
 
 impl RawConfig {
@@ -71,6 +83,9 @@ impl RawConfig {
             allow_private_targets: over.allow_private_targets.or(self.allow_private_targets),
             log: over.log.or(self.log),
             log_format: over.log_format.or(self.log_format),
+            webhook_retry_schedule_s: over.webhook_retry_schedule_s.or(self.webhook_retry_schedule_s),
+            webhook_timeout_s: over.webhook_timeout_s.or(self.webhook_timeout_s),
+            webhook_poll_interval_ms: over.webhook_poll_interval_ms.or(self.webhook_poll_interval_ms),
         }
     }
 
@@ -84,7 +99,10 @@ impl RawConfig {
             "SQLITE_SYNCHRONOUS" => &mut self.sqlite_synchronous,
             "ALLOW_PRIVATE_TARGETS" => &mut self.allow_private_targets,
             "LOG" => &mut self.log,
-            _ => &mut self.log_format,
+            "LOG_FORMAT" => &mut self.log_format,
+            "WEBHOOK_RETRY_SCHEDULE_S" => &mut self.webhook_retry_schedule_s,
+            "WEBHOOK_TIMEOUT_S" => &mut self.webhook_timeout_s,
+            _ => &mut self.webhook_poll_interval_ms,
         };
         *slot = Some(value);
     }
@@ -115,6 +133,7 @@ pub struct Config {
     pub allow_private_targets: bool,
     pub log: String,
     pub log_format: LogFormat,
+    pub webhooks: WebhookConfig,
 }
 
 /// The environment as a layer. `vars` is passed in so tests need not touch
@@ -176,6 +195,9 @@ fn defaults() -> RawConfig {
         allow_private_targets: Some("false".into()),
         log: Some("info".into()),
         log_format: Some("text".into()),
+        webhook_retry_schedule_s: Some("0,5,300,1800,7200,18000,36000,50400,72000,86400".into()),
+        webhook_timeout_s: Some("10".into()),
+        webhook_poll_interval_ms: Some("1000".into()),
         ..RawConfig::default()
     }
 }
@@ -210,7 +232,33 @@ pub fn validate(raw: RawConfig) -> anyhow::Result<Config> {
         "json" => LogFormat::Json,
         _ => bail!("log_format: must be text or json"),
     };
-    Ok(Config { listen, database, public_url, master_key, allow_private_targets, log: text(raw.log), log_format })
+    let schedule = RetrySchedule::parse(&text(raw.webhook_retry_schedule_s))
+        .ok_or_else(|| anyhow::anyhow!("webhook_retry_schedule_s: must be comma-separated seconds, such as 0,5,300"))?;
+    let timeout_s: u64 = text(raw.webhook_timeout_s)
+        .parse()
+        .ok()
+        .filter(|s| (1..=120).contains(s))
+        .ok_or_else(|| anyhow::anyhow!("webhook_timeout_s: must be 1 to 120 seconds"))?;
+    let poll_ms: u64 = text(raw.webhook_poll_interval_ms)
+        .parse()
+        .ok()
+        .filter(|ms| (10..=60_000).contains(ms))
+        .ok_or_else(|| anyhow::anyhow!("webhook_poll_interval_ms: must be 10 to 60000"))?;
+    let webhooks = WebhookConfig {
+        schedule,
+        timeout: std::time::Duration::from_secs(timeout_s),
+        poll_interval: std::time::Duration::from_millis(poll_ms),
+    };
+    Ok(Config {
+        listen,
+        database,
+        public_url,
+        master_key,
+        allow_private_targets,
+        log: text(raw.log),
+        log_format,
+        webhooks,
+    })
 }
 
 #[cfg(test)]
@@ -232,14 +280,17 @@ mod tests {
 
     #[test]
     fn layers_override_in_order() {
-        let file: RawConfig =
-            toml::from_str("listen = \"127.0.0.1:9000\"\nlog = \"debug\"\nallow_private_targets = true").unwrap();
+        let file: RawConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\nallow_private_targets = true\nwebhook_timeout_s = 3",
+        )
+        .unwrap();
         let (env, _) = env_layer(&vars(&[("VOUCHSAFE_LISTEN", "127.0.0.1:9001"), ("PATH", "/bin")])).unwrap();
         let flags = RawConfig { listen: Some("127.0.0.1:9002".into()), ..RawConfig::default() };
         let merged = defaults().overlay(file.clone()).overlay(env.clone());
         assert_eq!(validate(merged.clone()).unwrap().listen.port(), 9001, "env beats the file");
         assert_eq!(validate(merged.clone()).unwrap().log, "debug", "the file beats defaults");
         assert!(validate(merged.clone()).unwrap().allow_private_targets, "TOML booleans are read");
+        assert_eq!(validate(merged.clone()).unwrap().webhooks.timeout.as_secs(), 3, "TOML integers are read");
         assert_eq!(validate(merged.overlay(flags)).unwrap().listen.port(), 9002, "flags beat env");
     }
 

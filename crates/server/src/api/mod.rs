@@ -48,6 +48,18 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v1::settings::get_settings, v1::settings::patch_settings))
         .routes(routes!(v1::services::create_service, v1::services::list_services))
         .routes(routes!(v1::services::get_service, v1::services::update_service, v1::services::delete_service))
+        .routes(routes!(v1::webhooks::create_webhook_endpoint, v1::webhooks::list_webhook_endpoints))
+        .routes(routes!(
+            v1::webhooks::get_webhook_endpoint,
+            v1::webhooks::update_webhook_endpoint,
+            v1::webhooks::delete_webhook_endpoint
+        ))
+        .routes(routes!(v1::webhooks::rotate_webhook_secret))
+        .routes(routes!(v1::webhooks::ping_webhook_endpoint))
+        .routes(routes!(v1::webhooks::send_test_event))
+        .routes(routes!(v1::webhooks::list_deliveries))
+        .routes(routes!(v1::audit::list_audit_events))
+        .routes(routes!(v1::audit::verify_audit_events))
         .with_state(state)
         .split_for_parts();
     let router = api

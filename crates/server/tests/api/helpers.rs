@@ -7,6 +7,7 @@ use std::sync::Arc;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::time::Duration;
 use time::OffsetDateTime;
 use vouchsafe_core::api_key::{SecretHasher, issue};
 use vouchsafe_core::audit::AuditEntry;
@@ -16,7 +17,9 @@ use vouchsafe_core::role::Role;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{ApiKeyStore, TenantStore};
 use vouchsafe_core::tenant::Tenant;
-use vouchsafe_server::{Application, ServerConfig};
+
+use vouchsafe_core::webhook::RetrySchedule;
+use vouchsafe_server::{Application, ServerConfig, WebhookConfig};
 use vouchsafe_store::SqlStore;
 use vouchsafe_store::testing::{TestDatabase, fresh_database};
 
@@ -55,7 +58,16 @@ pub async fn spawn_app() -> TestApp {
     store.migrate().await.unwrap();
     let master = MasterKey::generate().unwrap();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), public_url: None, allow_private_targets: true };
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        allow_private_targets: true,
+        webhooks: WebhookConfig {
+            schedule: RetrySchedule::parse("0,5,60,300").unwrap(),
+            timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(25),
+        },
+    };
     let app = Application::build(config, store.clone(), clock.clone(), &master).await.unwrap();
     let addr: SocketAddr = app.local_addr();
     tokio::spawn(app.run_until(std::future::pending()));

@@ -18,6 +18,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listen: config.listen,
         public_url: config.public_url.clone(),
         allow_private_targets: config.allow_private_targets,
+        webhooks: config.webhooks.clone(),
     };
     let app = Application::build(server_config, store.clone(), Arc::new(SystemClock), &master)
         .await

@@ -78,14 +78,18 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before announcing readiness, so the ready line is in
+                // the log by the time the test reads it.
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
                     && v["fields"]["message"] == "vouchsafe is ready"
                 {
                     let _ = ready_tx.send(v["fields"]["listen"].as_str().unwrap_or_default().to_owned());
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let listen = ready_rx

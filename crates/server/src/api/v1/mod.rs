@@ -1,9 +1,11 @@
 //! The `/v1` JSON API, one file per resource.
 
 pub mod api_keys;
+pub mod audit;
 pub mod services;
 pub mod settings;
 pub mod tenant;
+pub mod webhooks;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

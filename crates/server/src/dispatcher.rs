@@ -1,0 +1,192 @@
+//! The webhook dispatcher: a background task on every server process that
+//! claims due messages from the outbox (a lease per message, so several
+//! processes on one database never make the same attempt at once), signs
+//! them per Standard Webhooks, POSTs them, and moves each message on:
+//! delivered, retried later (with jitter), dead-lettered at the end of the
+//! schedule, or ended with its endpoint disabled on `410 Gone`. Nothing is
+//! kept in memory between ticks, so a crash at any point loses no event:
+//! an unfinished lease simply runs out and the message is tried again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use vouchsafe_core::clock::Clock;
+use vouchsafe_core::crypto::Sealer;
+use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
+use vouchsafe_core::store::{Attempt, DueMessage, MessageOutcome, SealedSecrets, Store};
+use vouchsafe_core::webhook::{RetrySchedule, WebhookSecret, random_unit, signature_header};
+
+use crate::outbound::OutboundClient;
+
+/// Dispatcher settings (boot configuration).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub schedule: RetrySchedule,
+    /// Per attempt; a slower endpoint counts as failed.
+    pub timeout: Duration,
+    /// How often an idle dispatcher looks for due messages.
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::default(),
+            timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Messages claimed per tick.
+const BATCH: i64 = 32;
+
+/// The sealing context of an endpoint's secrets: a sealed secret moved to
+/// another endpoint's row does not open.
+pub fn secret_context(endpoint: &WebhookEndpointId) -> String {
+    format!("webhook-secret:{endpoint}")
+}
+
+/// The secrets to sign with now: the current one, and the previous one
+/// while its rotation grace period lasts.
+pub fn open_secrets(
+    sealer: &Sealer,
+    endpoint: &WebhookEndpointId,
+    sealed: &SealedSecrets,
+    now: OffsetDateTime,
+) -> Option<Vec<WebhookSecret>> {
+    let context = secret_context(endpoint);
+    let mut secrets = vec![WebhookSecret::from_bytes(sealer.open(&sealed.current, &context).ok()?.to_vec())];
+    if let Some((previous, until)) = &sealed.previous
+        && *until > now
+        && let Ok(bytes) = sealer.open(previous, &context)
+    {
+        secrets.push(WebhookSecret::from_bytes(bytes.to_vec()));
+    }
+    Some(secrets)
+}
+
+/// The Standard Webhooks headers of one attempt.
+pub fn signed_headers(
+    secrets: &[WebhookSecret],
+    msg_id: &str,
+    now: OffsetDateTime,
+    body: &str,
+) -> Vec<(&'static str, String)> {
+    let timestamp = now.unix_timestamp();
+    let refs: Vec<&WebhookSecret> = secrets.iter().collect();
+    vec![
+        ("webhook-id", msg_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature_header(&refs, msg_id, timestamp, body)),
+    ]
+}
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub sealer: Sealer,
+    pub client: OutboundClient,
+    pub config: WebhookConfig,
+    pub wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// Runs until `stop` turns true; the tick in progress finishes first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let worked = self.tick().await;
+            if worked == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = self.wake.notified() => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        tracing::info!("webhook dispatcher stopped");
+    }
+
+    /// One round: claim, send concurrently, finish. Returns messages handled.
+    async fn tick(&self) -> usize {
+        let now = self.clock.now();
+        // The lease outlasts the attempt's timeout, so it only runs out when
+        // this process died or stalled.
+        let lease_until = now + self.config.timeout + Duration::from_secs(30);
+        let due = match self.store.claim_due_messages(now, lease_until, BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim webhook messages");
+                return 0;
+            }
+        };
+        if let Ok(depth) = self.store.outbox_depth().await {
+            metrics::gauge!("vouchsafe_webhook_outbox_depth").set(depth as f64);
+        }
+        let handled = due.len();
+        futures::future::join_all(due.into_iter().map(|m| self.deliver(m))).await;
+        handled
+    }
+
+    async fn deliver(&self, message: DueMessage) {
+        let now = self.clock.now();
+        let Some(secrets) = open_secrets(&self.sealer, &message.endpoint_id, &message.secrets, now) else {
+            tracing::error!(endpoint_id = %message.endpoint_id, "cannot open the endpoint's secret; is the master key right?");
+            return;
+        };
+        let headers = signed_headers(&secrets, message.event_id.as_str(), now, &message.body);
+        let started = Instant::now();
+        let sent = self.client.post(&message.url, headers, message.body.clone()).await;
+        let latency = started.elapsed();
+        let (status_code, error) = match &sent {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                (Some(code), (!response.status().is_success()).then(|| format!("HTTP {code}")))
+            }
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let at = self.clock.now();
+        let outcome = match status_code {
+            Some(code) if (200..300).contains(&code) => MessageOutcome::Delivered,
+            Some(410) => MessageOutcome::Gone,
+            _ => match self.config.schedule.next_attempt_at(message.attempts, at, random_unit()) {
+                Some(next) => MessageOutcome::RetryAt(next),
+                None => MessageOutcome::Dead,
+            },
+        };
+        let attempt = Attempt {
+            id: AttemptId::generate(),
+            message_id: message.id.clone(),
+            tenant_id: message.tenant_id.clone(),
+            endpoint_id: message.endpoint_id.clone(),
+            event_id: message.event_id.clone(),
+            event_type: message.event_type.as_str().to_owned(),
+            attempt: message.attempts,
+            at,
+            status_code,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            error,
+            outcome: outcome.as_str().to_owned(),
+        };
+        metrics::counter!("vouchsafe_webhook_deliveries_total", "outcome" => outcome.as_str()).increment(1);
+        metrics::histogram!("vouchsafe_webhook_delivery_duration_seconds").record(latency.as_secs_f64());
+        match outcome {
+            MessageOutcome::Dead => tracing::warn!(
+                tenant_id = %message.tenant_id, endpoint_id = %message.endpoint_id, event_id = %message.event_id,
+                attempts = message.attempts, "webhook dead-lettered: retry schedule used up"
+            ),
+            MessageOutcome::Gone => tracing::warn!(
+                tenant_id = %message.tenant_id, endpoint_id = %message.endpoint_id, "endpoint answered 410 Gone; disabled"
+            ),
+            _ => tracing::debug!(event_id = %message.event_id, outcome = outcome.as_str(), "webhook attempt"),
+        }
+        if let Err(e) = self.store.finish_message(&message, outcome, &attempt).await {
+            tracing::error!(error = %e, event_id = %message.event_id, "cannot record a webhook attempt; it will be retried");
+        }
+    }
+}
