@@ -52,6 +52,11 @@ impl Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(true).await
+}
+
+/// A server whose outbound-address rule is on (`allow_private = false`) or off.
+pub async fn spawn_app_with(allow_private: bool) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = fresh_database().await.expect("test database");
     let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
@@ -61,7 +66,7 @@ pub async fn spawn_app() -> TestApp {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
-        allow_private_targets: true,
+        allow_private_targets: allow_private,
         webhooks: WebhookConfig {
             schedule: RetrySchedule::parse("0,5,60,300").unwrap(),
             timeout: Duration::from_secs(5),
@@ -144,6 +149,28 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str, secret: &str) -> Reply {
         self.call(Method::DELETE, path, Some(secret), None).await
+    }
+}
+
+impl TestApp {
+    /// Runs one SQL statement directly against the test database, behind
+    /// the server's back (to tamper with stored rows).
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.db.url {
+            vouchsafe_store::DatabaseUrl::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let n = sqlx::query(sql).execute(&pool).await.unwrap().rows_affected();
+                pool.close().await;
+                n
+            }
+            vouchsafe_store::DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n = sqlx::query(sql).execute(&pool).await.unwrap().rows_affected();
+                pool.close().await;
+                n
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api_keys;
+mod audit;
 mod errors;
 mod helpers;
 mod isolation;
@@ -13,3 +14,7 @@ mod roles;
 mod secrets;
 mod services;
 mod settings;
+mod webhooks;
+
+#[path = "../../../../tests/support/receiver.rs"]
+mod receiver;

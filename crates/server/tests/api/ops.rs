@@ -50,6 +50,14 @@ async fn openapi_documents_every_v1_route() {
         ("/v1/settings", &["get", "patch"]),
         ("/v1/services", &["get", "post"]),
         ("/v1/services/{id}", &["get", "patch", "delete"]),
+        ("/v1/webhook-endpoints", &["get", "post"]),
+        ("/v1/webhook-endpoints/{id}", &["get", "patch", "delete"]),
+        ("/v1/webhook-endpoints/{id}/ping", &["post"]),
+        ("/v1/webhook-endpoints/{id}/test", &["post"]),
+        ("/v1/webhook-endpoints/{id}/rotate-secret", &["post"]),
+        ("/v1/webhook-endpoints/{id}/deliveries", &["get"]),
+        ("/v1/audit-events", &["get"]),
+        ("/v1/audit-events/verify", &["get"]),
     ] {
         for method in methods {
             assert!(

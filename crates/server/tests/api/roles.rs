@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vouchsafe_core::ids::{ApiKeyId, ServiceId};
+use vouchsafe_core::ids::{ApiKeyId, ServiceId, WebhookEndpointId};
 use vouchsafe_core::role::Role;
 
 use crate::helpers::spawn_app;
@@ -12,6 +12,7 @@ use crate::helpers::spawn_app;
 fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)> {
     let missing_service = ServiceId::generate().to_string();
     let missing_key = ApiKeyId::generate().to_string();
+    let missing_hook = WebhookEndpointId::generate().to_string();
     vec![
         (Method::GET, "/v1/tenant".into(), None, Role::Agent),
         (Method::GET, "/v1/settings".into(), None, Role::Agent),
@@ -24,6 +25,17 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
         (Method::GET, "/v1/api-keys".into(), None, Role::Admin),
         (Method::POST, "/v1/api-keys".into(), Some(json!({"role": "agent"})), Role::Admin),
         (Method::DELETE, format!("/v1/api-keys/{missing_key}"), None, Role::Admin),
+        (Method::GET, "/v1/webhook-endpoints".into(), None, Role::Admin),
+        (Method::POST, "/v1/webhook-endpoints".into(), Some(json!({"url": "https://crm.example.test/h"})), Role::Admin),
+        (Method::GET, format!("/v1/webhook-endpoints/{missing_hook}"), None, Role::Admin),
+        (Method::PATCH, format!("/v1/webhook-endpoints/{missing_hook}"), Some(json!({})), Role::Admin),
+        (Method::DELETE, format!("/v1/webhook-endpoints/{missing_hook}"), None, Role::Admin),
+        (Method::POST, format!("/v1/webhook-endpoints/{missing_hook}/ping"), None, Role::Admin),
+        (Method::POST, format!("/v1/webhook-endpoints/{missing_hook}/test"), None, Role::Admin),
+        (Method::POST, format!("/v1/webhook-endpoints/{missing_hook}/rotate-secret"), Some(json!({})), Role::Admin),
+        (Method::GET, format!("/v1/webhook-endpoints/{missing_hook}/deliveries"), None, Role::Admin),
+        (Method::GET, "/v1/audit-events".into(), None, Role::Admin),
+        (Method::GET, "/v1/audit-events/verify".into(), None, Role::Admin),
     ]
 }
 

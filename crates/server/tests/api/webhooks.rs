@@ -1,0 +1,248 @@
+//! Webhooks end to end: a real receiver on loopback verifies every
+//! delivery with the official `standardwebhooks` package; retries keep the
+//! event's id; `410 Gone` disables the endpoint; the schedule ends in the
+//! dead letter; ping reports plainly; rotation signs with both secrets.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
+use crate::receiver::Receiver;
+
+async fn endpoint(app: &TestApp, receiver: &Receiver) -> (String, String) {
+    let created = app.post("/v1/webhook-endpoints", &app.admin, json!({"url": receiver.url, "events": ["ping"]})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    receiver.configure(json!({"secret": secret})).await;
+    (created.body["id"].as_str().unwrap().to_owned(), secret)
+}
+
+async fn test_event(app: &TestApp, id: &str) -> String {
+    let reply = app.call(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), Some(&app.admin), None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    reply.body["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn deliveries(app: &TestApp, id: &str) -> Vec<Value> {
+    let reply: Reply = app.get(&format!("/v1/webhook-endpoints/{id}/deliveries"), &app.admin).await;
+    reply.body["deliveries"].as_array().unwrap().clone()
+}
+
+/// Waits until the endpoint's log has `n` attempts (the dispatcher polls every 25 ms).
+async fn wait_attempts(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let log = deliveries(app, id).await;
+        if log.len() >= n {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} attempts: {:?}", deliveries(app, id).await);
+}
+
+#[tokio::test]
+async fn an_event_arrives_signed_so_standardwebhooks_verifies_it() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, secret) = endpoint(&app, &receiver).await;
+    assert!(secret.starts_with("whsec_"));
+    let event_id = test_event(&app, &id).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["id"], event_id.as_str());
+    assert_eq!(got[0]["verified"], true, "standardwebhooks must accept the signature");
+    assert_eq!(got[0]["type"], "ping");
+    let log = wait_attempts(&app, &id, 1).await;
+    assert_eq!(log[0]["outcome"], "delivered");
+    assert_eq!(log[0]["status_code"], 200);
+    assert_eq!(log[0]["event_id"], event_id.as_str());
+
+    // With another secret the same delivery would not verify: the check is real.
+    receiver.configure(json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).await;
+    test_event(&app, &id).await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1]["verified"], false);
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_then_recovers_gets_the_event_with_the_same_id() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    receiver.configure(json!({"fail_first": 2, "failure_status": 503})).await;
+    let event_id = test_event(&app, &id).await;
+    wait_attempts(&app, &id, 1).await;
+    // The schedule of this server is 0, 5, 60, 300 s: move its clock on.
+    app.clock.advance(time::Duration::seconds(6));
+    wait_attempts(&app, &id, 2).await;
+    app.clock.advance(time::Duration::seconds(70));
+    let log = wait_attempts(&app, &id, 3).await;
+
+    let got = receiver.received().await;
+    assert_eq!(got.len(), 3);
+    for request in &got {
+        assert_eq!(request["id"], event_id.as_str(), "every retry keeps the webhook-id");
+        assert_eq!(request["verified"], true);
+    }
+    let outcomes: Vec<_> = log
+        .iter()
+        .rev()
+        .map(|a| (a["attempt"].as_u64().unwrap(), a["outcome"].as_str().unwrap().to_owned(), a["status_code"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, "failed".into(), json!(503)), (2, "failed".into(), json!(503)), (3, "delivered".into(), json!(200))]
+    );
+    assert!(log.iter().all(|a| a["latency_ms"].is_u64() && a["at"].is_string()));
+}
+
+#[tokio::test]
+async fn a_retry_waits_for_its_time() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    receiver.configure(json!({"fail_first": 1})).await;
+    test_event(&app, &id).await;
+    wait_attempts(&app, &id, 1).await;
+    app.clock.advance(time::Duration::seconds(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().await.len(), 1, "no retry before 5 s (±10%) have passed");
+}
+
+#[tokio::test]
+async fn the_schedule_ends_in_the_dead_letter() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    receiver.configure(json!({"fail_first": 100})).await;
+    test_event(&app, &id).await;
+    for n in 1..=4 {
+        wait_attempts(&app, &id, n).await;
+        app.clock.advance(time::Duration::seconds(400));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = deliveries(&app, &id).await;
+    assert_eq!(log.len(), 4, "four attempts in a schedule of four");
+    assert_eq!(log[0]["outcome"], "dead");
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(metrics.contains("vouchsafe_webhook_deliveries_total{outcome=\"dead\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_until_it_is_enabled_again() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    receiver.configure(json!({"fail_first": 1, "failure_status": 410})).await;
+    test_event(&app, &id).await;
+    let log = wait_attempts(&app, &id, 1).await;
+    assert_eq!(log[0]["outcome"], "gone");
+    let read = app.get(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await;
+    assert_eq!(read.body["enabled"], false);
+    assert!(read.body["disabled_reason"].as_str().unwrap().contains("410"));
+    let refused = app.call(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), Some(&app.admin), None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+
+    let enabled = app.patch(&format!("/v1/webhook-endpoints/{id}"), &app.admin, json!({"enabled": true})).await;
+    assert_eq!(enabled.body["enabled"], true);
+    test_event(&app, &id).await;
+    let log = wait_attempts(&app, &id, 2).await;
+    assert_eq!(log[0]["outcome"], "delivered");
+}
+
+#[tokio::test]
+async fn ping_reports_health_and_says_plainly_what_a_403_means() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    let path = format!("/v1/webhook-endpoints/{id}/ping");
+    let healthy = app.call(Method::POST, &path, Some(&app.admin), None).await;
+    assert_eq!(healthy.status, StatusCode::OK);
+    assert_eq!(healthy.body["healthy"], true);
+    assert_eq!(healthy.body["status_code"], 200);
+    assert!(healthy.body["latency_ms"].is_u64());
+    assert_eq!(receiver.received().await[0]["verified"], true);
+
+    receiver.configure(json!({"status": 403})).await;
+    let refused = app.call(Method::POST, &path, Some(&app.admin), None).await;
+    assert_eq!(refused.body["healthy"], false);
+    assert_eq!(refused.body["status_code"], 403);
+    let error = refused.body["error"].as_str().unwrap();
+    assert!(error.contains("403") && error.contains("refused"), "{error}");
+
+    drop(receiver);
+    let down = app.call(Method::POST, &path, Some(&app.admin), None).await;
+    assert_eq!(down.body["healthy"], false);
+    assert_eq!(down.body["status_code"], Value::Null);
+    assert!(down.body["error"].as_str().unwrap().contains("connect"));
+}
+
+#[tokio::test]
+async fn during_rotation_both_secrets_sign() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, old_secret) = endpoint(&app, &receiver).await;
+    let rotated =
+        app.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"), &app.admin, json!({"grace_s": 60})).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    assert_eq!(rotated.headers["cache-control"], "no-store");
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+
+    test_event(&app, &id).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0]["verified"], true, "a receiver still on the old secret keeps working");
+    assert_eq!(got[0]["signature"].as_str().unwrap().split(' ').count(), 2);
+    receiver.configure(json!({"secret": new_secret})).await;
+    test_event(&app, &id).await;
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await[1]["verified"], true);
+
+    // After the grace period only the new secret signs. (The receiver
+    // rejects timestamps more than 5 minutes off its own clock, so the grace
+    // period here is short.)
+    app.clock.advance(time::Duration::seconds(61));
+    test_event(&app, &id).await;
+    let got = receiver.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got[2]["signature"].as_str().unwrap().split(' ').count(), 1);
+    assert_eq!(got[2]["verified"], true);
+}
+
+#[tokio::test]
+async fn endpoints_validate_input_and_never_show_the_secret_again() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"url": "ftp://x"}), "url"),
+        (json!({"url": "https://crm.example.test", "events": ["nope"]}), "events"),
+        (json!({"events": ["ping"]}), "url"),
+    ] {
+        let reply = app.post("/v1/webhook-endpoints", &app.admin, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.body["error"]["field"], field);
+    }
+    let created = app.post("/v1/webhook-endpoints", &app.admin, json!({"url": "https://crm.example.test/h"})).await;
+    let secret = created.body["secret"].as_str().unwrap();
+    assert_eq!(created.body["events"].as_array().unwrap().len(), 7, "no filter means every event");
+    let id = created.body["id"].as_str().unwrap();
+    assert!(id.starts_with("whe_"));
+    for path in ["/v1/webhook-endpoints".to_owned(), format!("/v1/webhook-endpoints/{id}")] {
+        assert!(!app.get(&path, &app.admin).await.text.contains(&secret[6..]));
+    }
+    assert_eq!(app.delete(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_unless_allowed() {
+    let app = spawn_app_with(false).await;
+    for url in ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.0.0.7/hook", "http://[::1]/hook"] {
+        let reply = app.post("/v1/webhook-endpoints", &app.admin, json!({"url": url})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        assert_eq!(reply.code(), "invalid_request");
+        assert_eq!(reply.body["error"]["field"], "url");
+    }
+    assert!(
+        app.get("/v1/webhook-endpoints", &app.admin).await.body["webhook_endpoints"].as_array().unwrap().is_empty()
+    );
+}
