@@ -11,7 +11,7 @@ use vouchsafe_core::service::Service;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{CreateServiceRequest, ErrorBody, ServiceList, ServiceResponse, UpdateServiceRequest};
 
-use super::{CONFLICT_RETRIES, rfc3339};
+use super::{CONFLICT_RETRIES, conflict_backoff, rfc3339};
 use crate::auth::{AdminCaller, AgentCaller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -152,7 +152,7 @@ pub async fn update_service(
 ) -> Result<Json<ServiceResponse>, ApiError> {
     let id = ServiceId::parse(&id).ok_or(ApiError::NotFound)?;
     let channels = parse_channels(req.channels)?;
-    for _ in 0..CONFLICT_RETRIES {
+    for attempt in 0..CONFLICT_RETRIES {
         let current = state.store.service(&caller.tenant_id, &id).await?;
         let mut next = current.value.clone();
         if let Some(name) = &req.name {
@@ -176,7 +176,7 @@ pub async fn update_service(
                 let default_id = default_service_id(&state, &caller.tenant_id).await?;
                 return Ok(Json(to_response(next, &default_id)));
             }
-            Err(StoreError::Stale) => continue,
+            Err(StoreError::Stale) => conflict_backoff(attempt).await,
             Err(e) => return Err(name_taken(e)),
         }
     }

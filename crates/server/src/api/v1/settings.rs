@@ -8,7 +8,7 @@ use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::ErrorBody;
 
-use super::CONFLICT_RETRIES;
+use super::{CONFLICT_RETRIES, conflict_backoff};
 use crate::auth::{AdminCaller, AgentCaller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -53,7 +53,7 @@ pub async fn patch_settings(
     AdminCaller(caller): AdminCaller,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    for _ in 0..CONFLICT_RETRIES {
+    for attempt in 0..CONFLICT_RETRIES {
         let current = state.store.settings(&caller.tenant_id).await?;
         let next = current.value.patched(&patch)?;
         let audit = AuditEntry::success(caller.key_id.as_str(), "settings.updated", "settings", state.clock.now());
@@ -62,7 +62,7 @@ pub async fn patch_settings(
                 tracing::info!(by = %caller.key_id, "settings changed");
                 return document(&next);
             }
-            Err(StoreError::Stale) => continue,
+            Err(StoreError::Stale) => conflict_backoff(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
