@@ -9,3 +9,7 @@ mod config;
 mod crosscheck;
 mod helpers;
 mod serve;
+mod webhooks;
+
+#[path = "../../../../tests/support/receiver.rs"]
+mod receiver;
