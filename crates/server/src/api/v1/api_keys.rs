@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use vouchsafe_core::api_key::{ApiKey, KeyError, issue};
 use vouchsafe_core::audit::AuditEntry;
@@ -10,7 +10,7 @@ use vouchsafe_core::ids::ApiKeyId;
 use vouchsafe_core::role::Role;
 use vouchsafe_proto::{ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreatedApiKeyResponse, ErrorBody};
 
-use super::rfc3339;
+use super::{no_store, rfc3339};
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -67,10 +67,7 @@ pub async fn create_api_key(
         hint: key.hint,
         created_at: rfc3339(key.created_at),
     };
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    // SECURITY: a response holding a secret must not be cached anywhere.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
 /// Every key of the tenant, revoked ones included, without secrets.

@@ -15,6 +15,13 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
+/// Marks a response that holds a secret (shown once) as never cacheable.
+pub fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    // SECURITY: a response holding a secret must not be cached anywhere.
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    response
+}
+
 /// Re-reads and retries a conditional update this many times before
 /// answering `409 conflict` (another writer keeps winning).
 pub const CONFLICT_RETRIES: u32 = 20;

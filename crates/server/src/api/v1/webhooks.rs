@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,7 +22,7 @@ use vouchsafe_proto::{
     WebhookEndpointList, WebhookEndpointResponse,
 };
 
-use super::rfc3339;
+use super::{no_store, rfc3339};
 use crate::auth::AdminCaller;
 use crate::dispatcher::{open_secrets, secret_context, signed_headers};
 use crate::error::ApiError;
@@ -40,12 +40,6 @@ fn to_response(e: WebhookEndpoint) -> WebhookEndpointResponse {
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
     }
-}
-
-fn no_store(mut response: Response) -> Response {
-    // SECURITY: responses holding a secret must not be cached anywhere.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn description(text: Option<String>) -> Result<String, ApiError> {
