@@ -93,12 +93,23 @@ pub struct Dispatcher {
     pub wake: Arc<Notify>,
 }
 
+/// How often the outbox-depth gauge is refreshed (a `COUNT(*)`), however
+/// busy the dispatcher is.
+const DEPTH_EVERY: Duration = Duration::from_secs(1);
+
 impl Dispatcher {
     /// Runs until `stop` turns true; the tick in progress finishes first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut depth_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if depth_at.is_none_or(|at| at.elapsed() >= DEPTH_EVERY) {
+                if let Ok(depth) = self.store.outbox_depth().await {
+                    metrics::gauge!("vouchsafe_webhook_outbox_depth").set(depth as f64);
+                }
+                depth_at = Some(Instant::now());
             }
             let worked = self.tick().await;
             if worked == 0 {
@@ -125,9 +136,6 @@ impl Dispatcher {
                 return 0;
             }
         };
-        if let Ok(depth) = self.store.outbox_depth().await {
-            metrics::gauge!("vouchsafe_webhook_outbox_depth").set(depth as f64);
-        }
         let handled = due.len();
         futures::future::join_all(due.into_iter().map(|m| self.deliver(m))).await;
         handled

@@ -166,6 +166,8 @@ mod tests {
 
     #[tokio::test]
     async fn private_targets_are_refused_when_saved_and_when_sent() {
+        // reqwest is built without a default TLS provider; the binary installs ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let strict = OutboundClient::new(false, Duration::from_secs(2));
         for url in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/", "http://169.254.169.254/latest"]
         {

@@ -128,6 +128,14 @@ async fn the_schedule_ends_in_the_dead_letter() {
     assert_eq!(log[0]["outcome"], "dead");
     let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
     assert!(metrics.contains("vouchsafe_webhook_deliveries_total{outcome=\"dead\"}"), "{metrics}");
+    for family in [
+        "vouchsafe_webhook_deliveries_total{outcome=\"failed\"}",
+        "vouchsafe_webhook_events_enqueued_total{type=\"ping\"}",
+        "vouchsafe_webhook_delivery_duration_seconds_bucket",
+        "vouchsafe_webhook_outbox_depth",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from /metrics");
+    }
 }
 
 #[tokio::test]
