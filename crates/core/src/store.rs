@@ -167,6 +167,14 @@ impl MessageOutcome {
     }
 }
 
+/// A message with the outcome of its attempt, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub message: DueMessage,
+    pub outcome: MessageOutcome,
+    pub attempt: Attempt,
+}
+
 /// One attempt, as the delivery log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -227,9 +235,9 @@ pub trait WebhookStore {
         lease_until: OffsetDateTime,
         limit: i64,
     ) -> StoreResult<Vec<DueMessage>>;
-    /// Records an attempt and moves its message on, if the lease is still ours.
-    async fn finish_message(&self, message: &DueMessage, outcome: MessageOutcome, attempt: &Attempt)
-    -> StoreResult<()>;
+    /// Records attempts and moves each message on while its lease is still
+    /// ours, all in one transaction (one durable commit for a whole batch).
+    async fn finish_messages(&self, finished: &[Finished]) -> StoreResult<()>;
     /// Attempts to one endpoint, newest first, before the attempt `before`.
     async fn webhook_attempts(
         &self,

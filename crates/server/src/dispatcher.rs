@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::Sealer;
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
-use vouchsafe_core::store::{Attempt, DueMessage, MessageOutcome, SealedSecrets, Store};
+use vouchsafe_core::store::{Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, Store};
 use vouchsafe_core::webhook::{RetrySchedule, WebhookSecret, random_unit, signature_header};
 
 use crate::outbound::OutboundClient;
@@ -123,7 +123,9 @@ impl Dispatcher {
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// One round: claim, send concurrently, finish. Returns messages handled.
+    /// One round: claim, send concurrently, record every outcome in one
+    /// transaction (one durable commit per batch, not per message).
+    /// Returns messages handled.
     async fn tick(&self) -> usize {
         let now = self.clock.now();
         // The lease outlasts the attempt's timeout, so it only runs out when
@@ -137,15 +139,21 @@ impl Dispatcher {
             }
         };
         let handled = due.len();
-        futures::future::join_all(due.into_iter().map(|m| self.deliver(m))).await;
+        let finished: Vec<Finished> =
+            futures::future::join_all(due.into_iter().map(|m| self.deliver(m))).await.into_iter().flatten().collect();
+        if let Err(e) = self.store.finish_messages(&finished).await {
+            // Nothing is lost: the leases run out and the messages are tried again.
+            tracing::error!(error = %e, messages = finished.len(), "cannot record webhook attempts; they will be retried");
+        }
         handled
     }
 
-    async fn deliver(&self, message: DueMessage) {
+    /// Sends one message; `None` if it could not even be signed.
+    async fn deliver(&self, message: DueMessage) -> Option<Finished> {
         let now = self.clock.now();
         let Some(secrets) = open_secrets(&self.sealer, &message.endpoint_id, &message.secrets, now) else {
             tracing::error!(endpoint_id = %message.endpoint_id, "cannot open the endpoint's secret; is the master key right?");
-            return;
+            return None;
         };
         let headers = signed_headers(&secrets, message.event_id.as_str(), now, &message.body);
         let started = Instant::now();
@@ -193,8 +201,6 @@ impl Dispatcher {
             ),
             _ => tracing::debug!(event_id = %message.event_id, outcome = outcome.as_str(), "webhook attempt"),
         }
-        if let Err(e) = self.store.finish_message(&message, outcome, &attempt).await {
-            tracing::error!(error = %e, event_id = %message.event_id, "cannot record a webhook attempt; it will be retried");
-        }
+        Some(Finished { message, outcome, attempt })
     }
 }

@@ -11,7 +11,7 @@ use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
 use vouchsafe_core::store::{
-    Attempt, DueMessage, MessageOutcome, SealedSecrets, StoreError, StoreResult, WebhookStore,
+    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, WebhookStore,
 };
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 
@@ -359,61 +359,66 @@ impl WebhookStore for SqlStore {
         Ok(due)
     }
 
-    async fn finish_message(&self, m: &DueMessage, outcome: MessageOutcome, a: &Attempt) -> StoreResult<()> {
-        let (status, next_at) = match outcome {
-            MessageOutcome::Delivered => ("delivered", 0),
-            MessageOutcome::RetryAt(at) => ("pending", to_unix_ms(at)),
-            MessageOutcome::Dead | MessageOutcome::Gone => ("dead", 0),
-        };
-        let disable = (outcome == MessageOutcome::Gone)
-            .then(|| AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at));
+    async fn finish_messages(&self, finished: &[Finished]) -> StoreResult<()> {
+        if finished.is_empty() {
+            return Ok(());
+        }
         on_pool!(self.db(), pool => async {
             let mut tx = pool.begin().await?;
-            // The attempt happened, so it is logged even if the lease ran out
-            // meanwhile; the message moves on only while the lease is ours.
-            sqlx::query(
-                "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, attempt, \
-                 at, status_code, latency_ms, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(a.id.as_str())
-            .bind(a.message_id.as_str())
-            .bind(a.tenant_id.as_str())
-            .bind(a.endpoint_id.as_str())
-            .bind(a.event_id.as_str())
-            .bind(&a.event_type)
-            .bind(i64::from(a.attempt))
-            .bind(to_unix_ms(a.at))
-            .bind(a.status_code.map(i64::from))
-            .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
-            .bind(&a.error)
-            .bind(&a.outcome)
-            .execute(&mut *tx)
-            .await?;
-            let moved = sqlx::query(
-                "UPDATE webhook_messages SET status = $1, next_attempt_at = $2, locked_until = 0, updated_at = $3 \
-                 WHERE id = $4 AND locked_until = $5",
-            )
-            .bind(status)
-            .bind(next_at)
-            .bind(to_unix_ms(a.at))
-            .bind(m.id.as_str())
-            .bind(m.lease)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if moved == 1 && let Some(entry) = &disable {
-                let disabled = sqlx::query(
-                    "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
-                     WHERE id = $3 AND enabled = TRUE",
+            for Finished { message: m, outcome, attempt: a } in finished {
+                let (status, next_at) = match outcome {
+                    MessageOutcome::Delivered => ("delivered", 0),
+                    MessageOutcome::RetryAt(at) => ("pending", to_unix_ms(*at)),
+                    MessageOutcome::Dead | MessageOutcome::Gone => ("dead", 0),
+                };
+                // The attempt happened, so it is logged even if the lease ran
+                // out meanwhile; the message moves on only while the lease is ours.
+                sqlx::query(
+                    "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, \
+                     attempt, at, status_code, latency_ms, error, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
-                .bind("the endpoint answered 410 Gone")
+                .bind(a.id.as_str())
+                .bind(a.message_id.as_str())
+                .bind(a.tenant_id.as_str())
+                .bind(a.endpoint_id.as_str())
+                .bind(a.event_id.as_str())
+                .bind(&a.event_type)
+                .bind(i64::from(a.attempt))
                 .bind(to_unix_ms(a.at))
-                .bind(m.endpoint_id.as_str())
+                .bind(a.status_code.map(i64::from))
+                .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
+                .bind(&a.error)
+                .bind(&a.outcome)
+                .execute(&mut *tx)
+                .await?;
+                let moved = sqlx::query(
+                    "UPDATE webhook_messages SET status = $1, next_attempt_at = $2, locked_until = 0, updated_at = $3 \
+                     WHERE id = $4 AND locked_until = $5",
+                )
+                .bind(status)
+                .bind(next_at)
+                .bind(to_unix_ms(a.at))
+                .bind(m.id.as_str())
+                .bind(m.lease)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if disabled == 1 {
-                    append_audit!(tx, m.tenant_id.as_str(), entry);
+                if moved == 1 && *outcome == MessageOutcome::Gone {
+                    let disabled = sqlx::query(
+                        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+                         WHERE id = $3 AND enabled = TRUE",
+                    )
+                    .bind("the endpoint answered 410 Gone")
+                    .bind(to_unix_ms(a.at))
+                    .bind(m.endpoint_id.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if disabled == 1 {
+                        let entry = AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at);
+                        append_audit!(tx, m.tenant_id.as_str(), &entry);
+                    }
                 }
             }
             tx.commit().await

@@ -15,7 +15,7 @@ use vouchsafe_core::role::Role;
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{ApiKeyStore, MetaStore, ServiceStore, StoreError, TenantStore};
-use vouchsafe_core::store::{Attempt, AuditStore, DueMessage, MessageOutcome, WebhookStore};
+use vouchsafe_core::store::{Attempt, AuditStore, DueMessage, Finished, MessageOutcome, WebhookStore};
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
@@ -260,6 +260,12 @@ async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bo
     e
 }
 
+/// Records one attempt of `m` with `outcome`.
+async fn finish(store: &SqlStore, m: &DueMessage, outcome: MessageOutcome, s: i64) {
+    let finished = Finished { message: m.clone(), outcome, attempt: attempt_of(m, outcome.as_str(), s) };
+    store.finish_messages(&[finished]).await.unwrap();
+}
+
 fn attempt_of(m: &DueMessage, outcome: &str, s: i64) -> Attempt {
     Attempt {
         id: AttemptId::generate(),
@@ -310,9 +316,16 @@ async fn events_fan_out_to_enabled_endpoints_that_want_them() {
         "leased messages are not claimed twice"
     );
 
-    for m in &due {
-        store.finish_message(m, MessageOutcome::Delivered, &attempt_of(m, "delivered", 101)).await.unwrap();
-    }
+    // One transaction for the whole batch.
+    let batch: Vec<_> = due
+        .iter()
+        .map(|m| Finished {
+            message: m.clone(),
+            outcome: MessageOutcome::Delivered,
+            attempt: attempt_of(m, "delivered", 101),
+        })
+        .collect();
+    store.finish_messages(&batch).await.unwrap();
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
     let log = store.webhook_attempts(&t.id, &wants_ping.id, None, 10).await.unwrap();
     assert_eq!(log.len(), 1);
@@ -331,9 +344,9 @@ async fn a_lost_lease_cannot_move_the_message() {
     let fast = store.claim_due_messages(at(106), at(136), 10).await.unwrap().remove(0);
     assert_eq!(fast.id, slow.id);
     assert_eq!(fast.attempts, 2);
-    store.finish_message(&slow, MessageOutcome::Delivered, &attempt_of(&slow, "delivered", 107)).await.unwrap();
+    finish(&store, &slow, MessageOutcome::Delivered, 107).await;
     assert_eq!(store.outbox_depth().await.unwrap(), 1, "the stale finisher changed nothing");
-    store.finish_message(&fast, MessageOutcome::RetryAt(at(200)), &attempt_of(&fast, "failed", 107)).await.unwrap();
+    finish(&store, &fast, MessageOutcome::RetryAt(at(200)), 107).await;
     assert!(store.claim_due_messages(at(199), at(229), 10).await.unwrap().is_empty(), "not due before its time");
     assert_eq!(store.claim_due_messages(at(200), at(230), 10).await.unwrap()[0].attempts, 3);
 }
@@ -347,7 +360,7 @@ async fn gone_disables_the_endpoint_and_audits_it() {
         store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(100)), None).await.unwrap();
     }
     let due = store.claim_due_messages(at(100), at(130), 1).await.unwrap();
-    store.finish_message(&due[0], MessageOutcome::Gone, &attempt_of(&due[0], "gone", 101)).await.unwrap();
+    finish(&store, &due[0], MessageOutcome::Gone, 101).await;
     let read = store.webhook_endpoint(&t.id, &e.id).await.unwrap();
     assert!(!read.enabled);
     assert!(read.disabled_reason.unwrap().contains("410"));
