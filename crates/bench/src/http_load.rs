@@ -180,8 +180,9 @@ async fn webhook_throughput(base: &str, secret: &str) -> anyhow::Result<String> 
         "\n## Webhook outbox (SQLite, synchronous=FULL)\n\n\
          {ok} test events queued through the API (100 at a time) in {enqueue_s:.2} s; \
          {n} delivered, signed, to a local receiver {total_s:.2} s after the first was queued: \
-         **{:.0} events/s** end to end (each event: an outbox write, a leased claim, a signed POST, \
-         and the attempt recorded, every step a durable commit).\n",
+         **{:.0} events/s** end to end (each event: a durable outbox write by its API request, \
+         then a leased claim, a signed POST, and its attempt recorded, claims and records committed \
+         durably per batch of up to 32).\n",
         n as f64 / total_s
     ))
 }
