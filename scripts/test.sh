@@ -26,6 +26,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the README's server command resolves to the server binary"
+cargo run -q --locked -- --version
+
 step "tests on SQLite"
 TEST_DB=sqlite cargo test --workspace --locked
 
