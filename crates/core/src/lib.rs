@@ -11,6 +11,7 @@ pub mod audit;
 pub mod channel;
 pub mod clock;
 pub mod crypto;
+pub mod destination;
 pub mod event;
 pub mod field_error;
 pub mod ids;

@@ -1,0 +1,190 @@
+//! Where a code goes: phone numbers, parsed with libphonenumber's metadata
+//! (the `phonenumber` crate) and kept in E.164, and email addresses. Both
+//! are valid by construction and know how to mask themselves for logs.
+
+use phonenumber::metadata::DATABASE;
+use phonenumber::{Mode, Type};
+
+use crate::field_error::FieldError;
+
+/// What the number plan says a number is. Line type comes from number
+/// ranges only: NANP numbers (+1) cannot be told apart and read
+/// `FixedLineOrMobile`; ported numbers need a carrier lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineType {
+    Mobile,
+    FixedLine,
+    FixedLineOrMobile,
+    Voip,
+    TollFree,
+    Other,
+}
+
+/// A valid phone number in E.164 form (`+14155552671`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhoneNumber {
+    e164: String,
+    country: Option<String>,
+    line: LineType,
+}
+
+impl std::fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+impl PhoneNumber {
+    /// Any format libphonenumber reads, with an explicit `+` country code.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        let text = text.trim();
+        if !text.starts_with('+') {
+            return Err(FieldError::new(field, "must start with + and the country code, e.g. +14155552671"));
+        }
+        let number = phonenumber::parse(None, text).map_err(|_| FieldError::new(field, "is not a phone number"))?;
+        if !number.is_valid() {
+            return Err(FieldError::new(field, "is not a valid phone number for its country"));
+        }
+        let line = match number.number_type(&DATABASE) {
+            Type::Mobile => LineType::Mobile,
+            Type::FixedLine => LineType::FixedLine,
+            Type::FixedLineOrMobile => LineType::FixedLineOrMobile,
+            Type::Voip => LineType::Voip,
+            Type::TollFree => LineType::TollFree,
+            _ => LineType::Other,
+        };
+        Ok(Self {
+            e164: number.format().mode(Mode::E164).to_string(),
+            country: number.country().id().map(|id| id.as_ref().to_owned()),
+            line,
+        })
+    }
+
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// ISO 3166-1 alpha-2 of the number plan, when it names one country.
+    pub fn country(&self) -> Option<&str> {
+        self.country.as_deref()
+    }
+
+    pub fn line_type(&self) -> LineType {
+        self.line
+    }
+
+    /// Whether SMS may be sent: not to numbers the plan says are landlines.
+    pub fn accepts_sms(&self) -> bool {
+        self.line != LineType::FixedLine
+    }
+
+    /// For logs: country code and last two digits only (`+44*******18`).
+    pub fn masked(&self) -> String {
+        let digits = self.e164.len();
+        let keep_head = 3.min(digits);
+        let keep_tail = 2.min(digits.saturating_sub(keep_head));
+        format!(
+            "{}{}{}",
+            &self.e164[..keep_head],
+            "*".repeat(digits - keep_head - keep_tail),
+            &self.e164[digits - keep_tail..]
+        )
+    }
+}
+
+/// A syntactically valid email address, domain in lower case.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl std::fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EmailAddress({})", self.masked())
+    }
+}
+
+impl EmailAddress {
+    /// `local@domain` with a dotted domain of letters, digits and hyphens
+    /// (RFC 5321 lengths: local ≤ 64, whole ≤ 254).
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        let bad = || FieldError::new(field, "is not an email address");
+        let text = text.trim();
+        let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;
+        let local_ok = (1..=64).contains(&local.len())
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                (1..=63).contains(&l.len())
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !local_ok || !domain_ok || text.len() > 254 {
+            return Err(bad());
+        }
+        Ok(Self(format!("{local}@{}", domain.to_ascii_lowercase())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: first letter and domain (`j***@example.com`).
+    pub fn masked(&self) -> String {
+        match self.0.split_once('@') {
+            Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+            None => "***".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_normalise_to_e164_with_country_and_line_type() {
+        let us = PhoneNumber::parse("to", "+1 (415) 555-2671").unwrap();
+        assert_eq!(us.e164(), "+14155552671");
+        assert_eq!(us.country(), Some("US"));
+        assert_eq!(us.line_type(), LineType::FixedLineOrMobile);
+        assert!(us.accepts_sms());
+        let uk_landline = PhoneNumber::parse("to", "+44 20 7946 0018").unwrap();
+        assert_eq!(uk_landline.line_type(), LineType::FixedLine);
+        assert!(!uk_landline.accepts_sms(), "SMS to a landline is refused");
+        let uk_mobile = PhoneNumber::parse("to", "+447400123456").unwrap();
+        assert_eq!(uk_mobile.line_type(), LineType::Mobile);
+        assert_eq!(PhoneNumber::parse("to", "+4915123456789").unwrap().country(), Some("DE"));
+    }
+
+    #[test]
+    fn bad_numbers_name_the_field() {
+        for bad in ["4155552671", "+1", "+999123", "hello", "+44770090012", ""] {
+            assert_eq!(PhoneNumber::parse("to", bad).unwrap_err().field, "to", "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks_keep_only_what_identifies_the_route() {
+        let n = PhoneNumber::parse("to", "+442079460018").unwrap();
+        assert_eq!(n.masked(), "+44********18");
+        assert!(!format!("{n:?}").contains("2079460018"));
+        let e = EmailAddress::parse("to", "Jane.Doe@Example.COM").unwrap();
+        assert_eq!(e.as_str(), "Jane.Doe@example.com");
+        assert_eq!(e.masked(), "J***@example.com");
+        assert!(!format!("{e:?}").contains("Doe"));
+    }
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(EmailAddress::parse("to", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a..b@c.co", ".a@b.co", "a@-b.co", "a b@c.co", "a@b_c.co"] {
+            assert!(EmailAddress::parse("to", bad).is_err(), "{bad}");
+        }
+    }
+}
