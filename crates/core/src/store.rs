@@ -136,7 +136,6 @@ pub struct DueMessage {
     pub endpoint_id: WebhookEndpointId,
     pub url: String,
     pub body: String,
-    pub event_created_at: OffsetDateTime,
     /// Attempts made so far, this one included.
     pub attempts: u32,
     /// The lease this dispatcher holds; finishing is conditional on it.

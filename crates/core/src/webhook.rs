@@ -70,7 +70,7 @@ impl WebhookSecret {
 
 /// The `webhook-signature` header: one signature per valid secret, space
 /// separated, so receivers keep verifying while a secret is rotated.
-pub fn signature_header(secrets: &[&WebhookSecret], msg_id: &str, timestamp: i64, body: &str) -> String {
+pub fn signature_header(secrets: &[WebhookSecret], msg_id: &str, timestamp: i64, body: &str) -> String {
     secrets.iter().map(|s| s.sign(msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
@@ -203,7 +203,7 @@ mod tests {
     fn rotation_sends_both_signatures() {
         let a = WebhookSecret::generate().unwrap();
         let b = WebhookSecret::generate().unwrap();
-        let header = signature_header(&[&a, &b], "msg_1", 1, "{}");
+        let header = signature_header(&[a.clone(), b.clone()], "msg_1", 1, "{}");
         let parts: Vec<_> = header.split(' ').collect();
         assert_eq!(parts, vec![a.sign("msg_1", 1, "{}"), b.sign("msg_1", 1, "{}")]);
         assert_eq!(WebhookSecret::parse(&a.expose()).unwrap().as_bytes(), a.as_bytes());

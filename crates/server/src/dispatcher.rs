@@ -76,11 +76,10 @@ pub fn signed_headers(
     body: &str,
 ) -> Vec<(&'static str, String)> {
     let timestamp = now.unix_timestamp();
-    let refs: Vec<&WebhookSecret> = secrets.iter().collect();
     vec![
         ("webhook-id", msg_id.to_owned()),
         ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature_header(&refs, msg_id, timestamp, body)),
+        ("webhook-signature", signature_header(secrets, msg_id, timestamp, body)),
     ]
 }
 

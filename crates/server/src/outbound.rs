@@ -69,12 +69,12 @@ impl OutboundClient {
         if self.allow_private {
             return Ok(parsed);
         }
-        let host = host_of(parsed.as_str());
         let refused = || FieldError::new(field, "must not point at a loopback, private or link-local address");
-        match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-            Ok(ip) if is_public(ip) => Ok(parsed),
-            Ok(_) => Err(refused()),
-            Err(_) => {
+        match ip_literal(parsed.as_str()) {
+            Some(ip) if is_public(ip) => Ok(parsed),
+            Some(_) => Err(refused()),
+            None => {
+                let host = host_of(parsed.as_str());
                 let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                     .await
                     .map_err(|_| FieldError::new(field, "host does not resolve"))?
@@ -92,13 +92,8 @@ impl OutboundClient {
         headers: Vec<(&'static str, String)>,
         body: String,
     ) -> Result<reqwest::Response, SendError> {
-        if !self.allow_private {
-            let host = host_of(url);
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
-                && !is_public(ip)
-            {
-                return Err(SendError::Refused);
-            }
+        if !self.allow_private && ip_literal(url).is_some_and(|ip| !is_public(ip)) {
+            return Err(SendError::Refused);
         }
         let mut req = self.client.post(url).header("content-type", "application/json").body(body);
         for (name, value) in headers {
@@ -140,6 +135,11 @@ impl std::fmt::Display for SendError {
             Self::Other => "the request failed",
         })
     }
+}
+
+/// The address of a URL whose host is an IP literal (`10.0.0.1`, `[::1]`).
+fn ip_literal(url: &str) -> Option<IpAddr> {
+    host_of(url).trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 /// The host part of an http(s) URL.

@@ -104,7 +104,6 @@ struct DueRow {
     endpoint_id: String,
     url: String,
     body: String,
-    event_created_at: i64,
     attempts: i64,
     locked_until: i64,
     secret: Vec<u8>,
@@ -330,8 +329,7 @@ impl WebhookStore for SqlStore {
         for (id,) in claimed {
             let row: DueRow = on_pool!(self.db(), pool =>
                 sqlx::query_as(
-                    "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, \
-                     e.created_at AS event_created_at, m.attempts, m.locked_until, w.secret, w.previous_secret, \
+                    "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, m.attempts, m.locked_until, w.secret, w.previous_secret, \
                      w.previous_secret_expires_at FROM webhook_messages m \
                      JOIN events e ON e.id = m.event_id JOIN webhook_endpoints w ON w.id = m.endpoint_id \
                      WHERE m.id = $1",
@@ -350,7 +348,6 @@ impl WebhookStore for SqlStore {
                 endpoint_id: WebhookEndpointId::from_stored(row.endpoint_id),
                 url: row.url,
                 body: row.body,
-                event_created_at: from_unix_ms(row.event_created_at),
                 attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
                 lease: row.locked_until,
                 secrets: sealed(row.secret, row.previous_secret, row.previous_secret_expires_at),
