@@ -88,6 +88,31 @@ typed_id!(
     "wa_"
 );
 
+typed_id!(
+    /// A verification (`ver_…`). The Twilio-compatible surface names the
+    /// same verification `VE` + the same 32 hex digits.
+    VerificationId,
+    "ver_"
+);
+typed_id!(
+    /// One message handed to a provider (a verification's send or a
+    /// delivery the CRM asked for).
+    DeliveryId,
+    "dlv_"
+);
+
+impl VerificationId {
+    /// The Twilio-style sid of this verification: `VE` + its hex digits.
+    pub fn twilio_sid(&self) -> String {
+        format!("VE{}", &self.0[Self::PREFIX.len()..])
+    }
+
+    /// The verification a Twilio-style `VE…` sid names.
+    pub fn from_twilio_sid(sid: &str) -> Option<Self> {
+        Self::parse(&format!("{}{}", Self::PREFIX, sid.strip_prefix("VE")?))
+    }
+}
+
 /// A tenant's Twilio-style account sid: `AC` + 32 lowercase hex.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct AccountSid(String);
@@ -126,6 +151,15 @@ mod tests {
         assert_eq!(TenantId::parse(key.as_str()), None);
         assert_eq!(ApiKeyId::parse("key_123"), None);
         assert_eq!(ApiKeyId::parse("key_0123456789ABCDEF0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn verification_ids_map_to_and_from_twilio_sids() {
+        let id = VerificationId::generate();
+        let sid = id.twilio_sid();
+        assert!(sid.starts_with("VE") && sid.len() == 34);
+        assert_eq!(VerificationId::from_twilio_sid(&sid), Some(id));
+        assert_eq!(VerificationId::from_twilio_sid("VA0123"), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! A patch is applied to the stored document and the result validated as a
 //! whole; nothing is stored unless every member is valid.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -15,6 +17,7 @@ pub struct Settings {
     pub otp: OtpSettings,
     pub lockout: LockoutSettings,
     pub geo: GeoSettings,
+    pub fraud: FraudSettings,
     pub branding: BrandingSettings,
     pub caller_verification: CallerVerificationSettings,
     pub templates: Templates,
@@ -45,6 +48,18 @@ pub struct GeoSettings {
     pub allowed_countries: Vec<String>,
 }
 
+/// Hourly send limits against SMS pumping (see `fraud.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FraudSettings {
+    pub max_sends_per_destination_per_hour: u32,
+    /// Sends to one block of numbers: the first `prefix_length` digits of
+    /// the E.164 number (country code included).
+    pub max_sends_per_prefix_per_hour: u32,
+    pub prefix_length: u32,
+    pub max_sends_per_tenant_per_hour: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrandingSettings {
@@ -68,6 +83,22 @@ pub struct Templates {
     pub email_subject: String,
     pub email_body: String,
     pub caller: String,
+    /// Per-locale overrides (`"es"`, `"pt-BR"`); members left out fall back
+    /// to the built-in text of that locale, then to the members above.
+    pub locales: BTreeMap<String, LocaleTemplates>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocaleTemplates {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_body: Option<String>,
 }
 
 impl Default for OtpSettings {
@@ -95,6 +126,17 @@ impl Default for GeoSettings {
     }
 }
 
+impl Default for FraudSettings {
+    fn default() -> Self {
+        Self {
+            max_sends_per_destination_per_hour: 10,
+            max_sends_per_prefix_per_hour: 100,
+            prefix_length: 8,
+            max_sends_per_tenant_per_hour: 10_000,
+        }
+    }
+}
+
 impl Default for BrandingSettings {
     fn default() -> Self {
         Self { name: "vouchsafe".into(), logo_url: None, message: None }
@@ -113,8 +155,9 @@ impl Default for Templates {
             sms: "Your {service} verification code is: {code}".into(),
             voice: "Your {service} verification code is {code}. Again, your code is {code}.".into(),
             email_subject: "Your {service} verification code".into(),
-            email_body: "Your {service} verification code is: {code}\n\nIt expires in {ttl_minutes} minutes. If you did not ask for it, ignore this message.".into(),
+            email_body: "Your {service} verification code is: {code}\n\nIt expires in {minutes} minutes. If you did not ask for it, ignore this message.".into(),
             caller: "{service}: are you on a call with us? {link} — or read {code} to the agent.".into(),
+            locales: BTreeMap::new(),
         }
     }
 }
@@ -152,6 +195,11 @@ impl Settings {
         check_range("lockout.threshold", self.lockout.threshold, 1..=1_000)?;
         check_range("lockout.duration_s", self.lockout.duration_s, 1..=604_800)?;
         self.validate_geo()?;
+        let f = &self.fraud;
+        check_range("fraud.max_sends_per_destination_per_hour", f.max_sends_per_destination_per_hour, 1..=10_000)?;
+        check_range("fraud.max_sends_per_prefix_per_hour", f.max_sends_per_prefix_per_hour, 1..=1_000_000)?;
+        check_range("fraud.prefix_length", f.prefix_length, 3..=14)?;
+        check_range("fraud.max_sends_per_tenant_per_hour", f.max_sends_per_tenant_per_hour, 1..=100_000_000)?;
         let b = &self.branding;
         check_len("branding.name", &b.name, 1, 100)?;
         if let Some(url) = &b.logo_url
@@ -173,6 +221,30 @@ impl Settings {
             }
         }
         check_len("templates.email_subject", &t.email_subject, 1, 200)?;
+        for (locale, overrides) in &t.locales {
+            let valid_tag = (2..=10).contains(&locale.len())
+                && locale.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+            if !valid_tag || t.locales.len() > 100 {
+                return Err(FieldError::new(
+                    "templates.locales",
+                    "keys must be locale tags such as \"es\" or \"pt-BR\"",
+                ));
+            }
+            for (member, text) in
+                [("sms", &overrides.sms), ("voice", &overrides.voice), ("email_body", &overrides.email_body)]
+            {
+                if let Some(text) = text {
+                    let field = format!("templates.locales.{locale}.{member}");
+                    check_len(&field, text, 1, 2_000)?;
+                    if !text.contains("{code}") {
+                        return Err(FieldError::new(field, "must contain {code}"));
+                    }
+                }
+            }
+            if let Some(subject) = &overrides.email_subject {
+                check_len(&format!("templates.locales.{locale}.email_subject"), subject, 1, 200)?;
+            }
+        }
         check_len("templates.caller", &t.caller, 1, 2_000)?;
         if !t.caller.contains("{link}") && !t.caller.contains("{code}") {
             return Err(FieldError::new("templates.caller", "must contain {link} or {code}"));

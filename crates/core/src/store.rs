@@ -8,11 +8,18 @@ use time::OffsetDateTime;
 
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::audit::{AuditEntry, AuditEvent};
+use crate::channel::Channel;
+use crate::delivery::Delivery;
 use crate::event::{Event, EventType};
-use crate::ids::{ApiKeyId, AttemptId, EventId, MessageId, ServiceId, TenantId, WebhookEndpointId};
+use crate::fraud::SendCounter;
+use crate::ids::{
+    ApiKeyId, AttemptId, DeliveryId, EventId, MessageId, ServiceId, TenantId, VerificationId, WebhookEndpointId,
+};
+use crate::provider::{CredentialInfo, ProviderConfig};
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::tenant::Tenant;
+use crate::verification::Verification;
 use crate::webhook::WebhookEndpoint;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +48,34 @@ pub struct Versioned<T> {
 
 /// Everything the server needs from storage, one sub-trait per concern.
 pub trait Store:
-    MetaStore + TenantStore + ServiceStore + ApiKeyStore + AuditStore + WebhookStore + Send + Sync + 'static
+    MetaStore
+    + TenantStore
+    + ServiceStore
+    + ApiKeyStore
+    + AuditStore
+    + WebhookStore
+    + ProviderStore
+    + VerificationStore
+    + DeliveryStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: MetaStore + TenantStore + ServiceStore + ApiKeyStore + AuditStore + WebhookStore + Send + Sync + 'static
+    T: MetaStore
+        + TenantStore
+        + ServiceStore
+        + ApiKeyStore
+        + AuditStore
+        + WebhookStore
+        + ProviderStore
+        + VerificationStore
+        + DeliveryStore
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -247,4 +276,133 @@ pub trait WebhookStore {
     ) -> StoreResult<Vec<Attempt>>;
     /// Messages waiting to be delivered (all tenants), for the metrics.
     async fn outbox_depth(&self) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait ProviderStore {
+    /// Creates or replaces a credential (sealed by the caller).
+    async fn put_credential(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        kind: &str,
+        sealed: &[u8],
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<CredentialInfo>;
+    async fn list_credentials(&self, tenant: &TenantId) -> StoreResult<Vec<CredentialInfo>>;
+    async fn sealed_credential(&self, tenant: &TenantId, name: &str) -> StoreResult<Vec<u8>>;
+    /// Deletes a credential; `Conflict` while a provider refers to it.
+    async fn delete_credential(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()>;
+    /// Creates or replaces a provider (keeping its `created_at`); `NotFound`
+    /// when it names a credential that does not exist. Returns it as stored.
+    async fn put_provider(&self, provider: &ProviderConfig, audit: &AuditEntry) -> StoreResult<ProviderConfig>;
+    /// Every provider of the tenant, in the order they are tried.
+    async fn list_providers(&self, tenant: &TenantId) -> StoreResult<Vec<ProviderConfig>>;
+    async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()>;
+}
+
+/// Why a send was refused by a limit; each carries its `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// Inside `resend_cooldown_s` of the last send.
+    Cooldown { retry_after_s: u64 },
+    /// `max_sends` reached within `send_window_s`.
+    MaxSends { retry_after_s: u64 },
+    /// An hourly fraud limit (`scope`: destination, prefix or tenant).
+    Fraud { scope: &'static str, retry_after_s: u64 },
+}
+
+/// A fresh code for a pending verification, and the limits it must pass.
+#[derive(Debug, Clone)]
+pub struct Resend {
+    pub tenant_id: TenantId,
+    pub id: VerificationId,
+    pub code_hash: String,
+    pub channel: Channel,
+    pub locale: Option<String>,
+    pub now: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub max_sends: u32,
+    pub send_window_ms: i64,
+    pub cooldown_ms: i64,
+}
+
+/// Verifications. Every state change is one conditional statement, so a
+/// code is approved at most once however many checks race on any nodes.
+#[async_trait]
+pub trait VerificationStore {
+    /// Inserts a pending verification and counts its first send, all or
+    /// nothing. A pending verification for the same service and `to` that
+    /// is past its expiry is marked expired first; one still live makes
+    /// this `Conflict` (resend on it instead).
+    async fn create_verification(
+        &self,
+        verification: &Verification,
+        counters: &[SendCounter],
+    ) -> StoreResult<Result<(), SendRefusal>>;
+    /// Puts a fresh code on a pending verification if the cooldown and
+    /// send limits allow, and counts the send. `NotFound` when it is no
+    /// longer pending.
+    async fn resend_verification(
+        &self,
+        resend: &Resend,
+        counters: &[SendCounter],
+    ) -> StoreResult<Result<Verification, SendRefusal>>;
+    async fn verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Verification>;
+    /// The pending verification of `to` in a service, else its newest one.
+    async fn verification_by_to(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceId,
+        to: &str,
+    ) -> StoreResult<Option<Verification>>;
+    /// Approves if still pending, unexpired, under its attempt limit and
+    /// still holding `code_hash`; stores `event` and `audit` with it.
+    /// `false` when another check got there first (or the state moved on).
+    async fn approve_verification(
+        &self,
+        verification: &Verification,
+        now: OffsetDateTime,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// Counts a wrong code on a pending, unexpired verification, moving it
+    /// to `max_attempts_reached` with the last allowed one (and then
+    /// appending `audit`). `None` when it was not pending.
+    async fn record_wrong_code(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<Verification>>;
+    /// Ends a pending verification as `canceled` or `expired` (`expired`
+    /// only once its time is up). `false` when it was not pending.
+    async fn end_verification(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        canceled: bool,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    /// After every provider failed: lets the next start resend at once
+    /// (the failed send still counts toward the limits).
+    async fn clear_cooldown(&self, tenant: &TenantId, id: &VerificationId, send_count: u32) -> StoreResult<()>;
+    /// Counts one send against the fraud limits (deliveries), all or nothing.
+    async fn count_sends(&self, counters: &[SendCounter], now: OffsetDateTime) -> StoreResult<Result<(), SendRefusal>>;
+}
+
+#[async_trait]
+pub trait DeliveryStore {
+    /// Records a delivery, with its `delivery.failed` event if it failed.
+    async fn record_delivery(&self, delivery: &Delivery, event: Option<&Event>) -> StoreResult<()>;
+    async fn delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Delivery>;
+    /// A delivery by id alone, for provider callbacks (which then prove
+    /// they come from the provider with its credential).
+    async fn delivery_for_callback(&self, id: &DeliveryId) -> StoreResult<Delivery>;
+    /// Records a provider's receipt on a `sent` delivery (status, error),
+    /// with its event. `false` when the delivery had already settled.
+    async fn record_receipt(&self, delivery: &Delivery, event: Option<&Event>) -> StoreResult<bool>;
 }

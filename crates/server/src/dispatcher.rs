@@ -18,7 +18,7 @@ use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::{Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, Store};
 use vouchsafe_core::webhook::{RetrySchedule, WebhookSecret, random_unit, signature_header};
 
-use crate::outbound::OutboundClient;
+use vouchsafe_delivery::outbound::OutboundClient;
 
 /// Dispatcher settings (boot configuration).
 #[derive(Debug, Clone)]

@@ -14,7 +14,6 @@ mod error;
 mod extract;
 mod layers;
 mod metrics;
-mod outbound;
 mod state;
 
 use std::future::Future;

@@ -11,7 +11,7 @@ use vouchsafe_core::crypto::{MasterKey, Sealer};
 use vouchsafe_core::store::Store;
 
 use crate::dispatcher::WebhookConfig;
-use crate::outbound::OutboundClient;
+use vouchsafe_delivery::outbound::OutboundClient;
 
 /// Boot settings of the HTTP server (validated by the binary).
 #[derive(Debug, Clone)]

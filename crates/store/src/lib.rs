@@ -12,12 +12,15 @@
 mod api_keys;
 mod audit;
 mod database_url;
+mod deliveries;
 mod meta;
 mod postgres;
+mod providers;
 mod rows;
 mod services;
 mod sqlite;
 mod tenants;
+mod verifications;
 mod webhooks;
 
 pub use database_url::{DatabaseUrl, SqliteSync};

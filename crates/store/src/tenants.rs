@@ -10,6 +10,7 @@ use vouchsafe_core::store::{StoreError, StoreResult, TenantStore, Versioned};
 use vouchsafe_core::tenant::Tenant;
 
 use crate::audit::append_audit;
+use crate::providers::INSERT_CONSOLE_PROVIDER;
 use crate::rows::TenantRow;
 use crate::services::{INSERT_SERVICE, bind_service};
 use crate::{SqlStore, audited, map_err, on_pool, one_row};
@@ -53,6 +54,7 @@ impl TenantStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             bind_service!(sqlx::query(INSERT_SERVICE), default_service).execute(&mut *tx).await?;
+            sqlx::query(INSERT_CONSOLE_PROVIDER).bind(tenant.id.as_str()).bind(at).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)")
                 .bind(tenant.id.as_str())
                 .bind(GENESIS_HASH)

@@ -53,7 +53,6 @@ macro_rules! insert_event {
         .rows_affected()
     }};
 }
-#[allow(unused_imports)]
 pub(crate) use insert_event;
 
 macro_rules! select_endpoint {

@@ -1,0 +1,145 @@
+//! Deliveries: what was handed to which provider and what became of it.
+//! A failure's `delivery.failed` event is stored in the same transaction.
+
+use async_trait::async_trait;
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
+use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
+use vouchsafe_core::event::Event;
+use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
+use vouchsafe_core::store::{DeliveryStore, StoreError, StoreResult};
+
+use crate::webhooks::insert_event;
+use crate::{SqlStore, map_err, on_pool};
+
+macro_rules! select_delivery {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, tenant_id, verification_id, channel, destination, country, status, result, provider, \
+             provider_message_id, error, created_at, updated_at FROM deliveries ",
+            $rest
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    tenant_id: String,
+    verification_id: Option<String>,
+    channel: String,
+    destination: String,
+    country: Option<String>,
+    status: String,
+    result: String,
+    provider: Option<String>,
+    provider_message_id: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = StoreError;
+
+    fn try_from(r: DeliveryRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Backend(format!("delivery {} has an unreadable {what}", r.id));
+        Ok(Delivery {
+            channel: Channel::parse(&r.channel).ok_or_else(|| bad("channel"))?,
+            status: DeliveryStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            result: DeliveryResult::parse(&r.result).ok_or_else(|| bad("result"))?,
+            id: DeliveryId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            verification_id: r.verification_id.map(VerificationId::from_stored),
+            to: r.destination,
+            country: r.country,
+            provider: r.provider,
+            provider_message_id: r.provider_message_id,
+            error: r.error,
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+        })
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqlStore {
+    async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
+                 result, provider, provider_message_id, error, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(d.id.as_str())
+            .bind(d.tenant_id.as_str())
+            .bind(d.verification_id.as_ref().map(VerificationId::as_str))
+            .bind(d.channel.as_str())
+            .bind(&d.to)
+            .bind(d.country.as_deref())
+            .bind(d.status.as_str())
+            .bind(d.result.as_str())
+            .bind(d.provider.as_deref())
+            .bind(d.provider_message_id.as_deref())
+            .bind(d.error.as_deref())
+            .bind(to_unix_ms(d.created_at))
+            .bind(to_unix_ms(d.updated_at))
+            .execute(&mut *tx)
+            .await?;
+            if let Some(event) = event {
+                insert_event!(tx, event, "");
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Delivery> {
+        let sql = select_delivery!("WHERE tenant_id = $1 AND id = $2");
+        let row: DeliveryRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        row.try_into()
+    }
+
+    async fn delivery_for_callback(&self, id: &DeliveryId) -> StoreResult<Delivery> {
+        let sql = select_delivery!("WHERE id = $1");
+        let row: DeliveryRow = on_pool!(self.db(), pool => sqlx::query_as(sql).bind(id.as_str()).fetch_one(pool).await)
+            .map_err(map_err)?;
+        row.try_into()
+    }
+
+    async fn record_receipt(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<bool> {
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            // Only a delivery still waiting for its receipt moves: a late
+            // or replayed callback changes nothing and emits nothing.
+            let moved = sqlx::query(
+                "UPDATE deliveries SET status = $1, error = $2, updated_at = $3 \
+                 WHERE tenant_id = $4 AND id = $5 AND status = 'sent'",
+            )
+            .bind(d.status.as_str())
+            .bind(d.error.as_deref())
+            .bind(to_unix_ms(d.updated_at))
+            .bind(d.tenant_id.as_str())
+            .bind(d.id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if moved {
+                if let Some(event) = event {
+                    insert_event!(tx, event, "");
+                }
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(moved)
+        }
+        .await)
+        .map_err(map_err)
+    }
+}

@@ -1,0 +1,397 @@
+//! Verifications and the send counters of the fraud limits. Each state
+//! change is one conditional statement whose `WHERE` carries the whole
+//! rule (still pending, unexpired, under the limit, same code), so the
+//! database, not a read in Rust, decides who wins a race.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
+use vouchsafe_core::event::Event;
+use vouchsafe_core::fraud::SendCounter;
+use vouchsafe_core::ids::{ServiceId, TenantId, VerificationId};
+use vouchsafe_core::store::{Resend, SendRefusal, StoreError, StoreResult, VerificationStore};
+use vouchsafe_core::verification::{Verification, VerificationStatus};
+
+use crate::audit::append_audit;
+use crate::webhooks::insert_event;
+use crate::{SqlStore, map_err, on_pool};
+
+macro_rules! verification_columns {
+    () => {
+        "id, tenant_id, service_id, destination, channel, locale, country, status, code_hash, attempts, \
+         max_attempts, send_count, window_started_at, window_sends, last_sent_at, expires_at, created_at, updated_at"
+    };
+}
+
+macro_rules! select_verification {
+    ($rest:literal) => {
+        concat!("SELECT ", verification_columns!(), " FROM verifications ", $rest)
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct VerificationRow {
+    id: String,
+    tenant_id: String,
+    service_id: String,
+    destination: String,
+    channel: String,
+    locale: Option<String>,
+    country: Option<String>,
+    status: String,
+    code_hash: String,
+    attempts: i64,
+    max_attempts: i64,
+    send_count: i64,
+    window_started_at: i64,
+    window_sends: i64,
+    last_sent_at: i64,
+    expires_at: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+impl TryFrom<VerificationRow> for Verification {
+    type Error = StoreError;
+
+    fn try_from(r: VerificationRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Backend(format!("verification {} has an unreadable {what}", r.id));
+        Ok(Verification {
+            channel: Channel::parse(&r.channel).ok_or_else(|| bad("channel"))?,
+            status: VerificationStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            service_id: ServiceId::from_stored(r.service_id),
+            to: r.destination,
+            locale: r.locale,
+            country: r.country,
+            code_hash: r.code_hash,
+            attempts: count(r.attempts),
+            max_attempts: count(r.max_attempts),
+            send_count: count(r.send_count),
+            window_started_at: from_unix_ms(r.window_started_at),
+            window_sends: count(r.window_sends),
+            last_sent_at: from_unix_ms(r.last_sent_at),
+            expires_at: from_unix_ms(r.expires_at),
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+            id: VerificationId::from_stored(r.id),
+        })
+    }
+}
+
+/// Increments every counter of one send inside the open transaction `$tx`,
+/// each only while it is under its limit. Evaluates to the first counter
+/// that was full (the caller then rolls back), or `None`.
+macro_rules! count_sends_in {
+    ($tx:expr, $counters:expr) => {{
+        let mut full: Option<&SendCounter> = None;
+        for c in $counters {
+            let counted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ($1, $2, $3, $4, 1) \
+                 ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
+                 WHERE send_counters.count < $5 RETURNING count",
+            )
+            .bind(c.tenant_id.as_str())
+            .bind(c.scope)
+            .bind(&c.key)
+            .bind(c.bucket)
+            .bind(i64::from(c.limit))
+            .fetch_optional(&mut *$tx)
+            .await?;
+            if counted.is_none() {
+                full = Some(c);
+                break;
+            }
+        }
+        full
+    }};
+}
+
+fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
+    SendRefusal::Fraud { scope: counter.scope, retry_after_s: counter.retry_after_s(now) }
+}
+
+fn seconds_until(at_ms: i64, now_ms: i64) -> u64 {
+    // Rounded up, at least 1: `Retry-After: 0` would invite a busy loop.
+    u64::try_from((at_ms - now_ms + 999) / 1000).unwrap_or(0).max(1)
+}
+
+#[async_trait]
+impl VerificationStore for SqlStore {
+    async fn create_verification(
+        &self,
+        v: &Verification,
+        counters: &[SendCounter],
+    ) -> StoreResult<Result<(), SendRefusal>> {
+        let now = to_unix_ms(v.created_at);
+        let insert = concat!(
+            "INSERT INTO verifications (",
+            verification_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        );
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            // Write first: frees the one-pending slot of an expired verification.
+            sqlx::query(
+                "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
+                 AND destination = $3 AND status = 'pending' AND expires_at <= $1",
+            )
+            .bind(now)
+            .bind(v.service_id.as_str())
+            .bind(&v.to)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(insert)
+                .bind(v.id.as_str())
+                .bind(v.tenant_id.as_str())
+                .bind(v.service_id.as_str())
+                .bind(&v.to)
+                .bind(v.channel.as_str())
+                .bind(v.locale.as_deref())
+                .bind(v.country.as_deref())
+                .bind(v.status.as_str())
+                .bind(&v.code_hash)
+                .bind(i64::from(v.attempts))
+                .bind(i64::from(v.max_attempts))
+                .bind(i64::from(v.send_count))
+                .bind(to_unix_ms(v.window_started_at))
+                .bind(i64::from(v.window_sends))
+                .bind(to_unix_ms(v.last_sent_at))
+                .bind(to_unix_ms(v.expires_at))
+                .bind(now)
+                .bind(to_unix_ms(v.updated_at))
+                .execute(&mut *tx)
+                .await?;
+            if let Some(full) = count_sends_in!(tx, counters) {
+                return Ok(Err(fraud_refusal(full, v.created_at)));
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Ok(()))
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn resend_verification(
+        &self,
+        r: &Resend,
+        counters: &[SendCounter],
+    ) -> StoreResult<Result<Verification, SendRefusal>> {
+        let now = to_unix_ms(r.now);
+        // A send window that has run out starts afresh with this send.
+        let update = concat!(
+            "UPDATE verifications SET code_hash = $1, channel = $2, locale = $3, send_count = send_count + 1, \
+             window_sends = CASE WHEN window_started_at <= $4 - $5 THEN 1 ELSE window_sends + 1 END, \
+             window_started_at = CASE WHEN window_started_at <= $4 - $5 THEN $4 ELSE window_started_at END, \
+             last_sent_at = $4, expires_at = $6, updated_at = $4 \
+             WHERE tenant_id = $7 AND id = $8 AND status = 'pending' AND expires_at > $4 \
+             AND last_sent_at <= $4 - $9 AND (window_started_at <= $4 - $5 OR window_sends < $10) RETURNING ",
+            verification_columns!()
+        );
+        let select = select_verification!("WHERE tenant_id = $1 AND id = $2");
+        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let updated: Option<VerificationRow> = sqlx::query_as(update)
+                .bind(&r.code_hash)
+                .bind(r.channel.as_str())
+                .bind(r.locale.as_deref())
+                .bind(now)
+                .bind(r.send_window_ms)
+                .bind(to_unix_ms(r.expires_at))
+                .bind(r.tenant_id.as_str())
+                .bind(r.id.as_str())
+                .bind(r.cooldown_ms)
+                .bind(i64::from(r.max_sends))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(updated) = updated else {
+                // Refused: say which rule, from the row as it stands.
+                let row: Option<VerificationRow> =
+                    sqlx::query_as(select).bind(r.tenant_id.as_str()).bind(r.id.as_str()).fetch_optional(&mut *tx).await?;
+                return Ok(match row {
+                    Some(row) if row.status == "pending" && row.expires_at > now => {
+                        if row.last_sent_at > now - r.cooldown_ms {
+                            Ok(Err(SendRefusal::Cooldown { retry_after_s: seconds_until(row.last_sent_at + r.cooldown_ms, now) }))
+                        } else {
+                            Ok(Err(SendRefusal::MaxSends {
+                                retry_after_s: seconds_until(row.window_started_at + r.send_window_ms, now),
+                            }))
+                        }
+                    }
+                    _ => Err(StoreError::NotFound),
+                });
+            };
+            if let Some(full) = count_sends_in!(tx, counters) {
+                return Ok(Ok(Err(fraud_refusal(full, r.now))));
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Ok(Ok(updated)))
+        }
+        .await)
+        .map_err(map_err)?;
+        match outcome? {
+            Ok(row) => Ok(Ok(row.try_into()?)),
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    async fn verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Verification> {
+        let sql = select_verification!("WHERE tenant_id = $1 AND id = $2");
+        let row: VerificationRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        row.try_into()
+    }
+
+    async fn verification_by_to(
+        &self,
+        tenant: &TenantId,
+        service: &ServiceId,
+        to: &str,
+    ) -> StoreResult<Option<Verification>> {
+        let sql = select_verification!(
+            "WHERE tenant_id = $1 AND service_id = $2 AND destination = $3 \
+             ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id DESC LIMIT 1"
+        );
+        let row: Option<VerificationRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(service.as_str()).bind(to).fetch_optional(pool).await
+        )
+        .map_err(map_err)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn approve_verification(
+        &self,
+        v: &Verification,
+        now: OffsetDateTime,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let at = to_unix_ms(now);
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let approved = sqlx::query(
+                "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
+                 AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
+            )
+            .bind(at)
+            .bind(v.tenant_id.as_str())
+            .bind(v.id.as_str())
+            .bind(&v.code_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if approved {
+                insert_event!(tx, event, "");
+                append_audit!(tx, v.tenant_id.as_str(), audit);
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(approved)
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn record_wrong_code(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<Verification>> {
+        let at = to_unix_ms(now);
+        let sql = concat!(
+            "UPDATE verifications SET attempts = attempts + 1, updated_at = $1, \
+             status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
+             AND attempts < max_attempts RETURNING ",
+            verification_columns!()
+        );
+        let row: Option<VerificationRow> = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let row: Option<VerificationRow> =
+                sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *tx).await?;
+            if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
+                append_audit!(tx, tenant.as_str(), audit);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }
+        .await)
+        .map_err(map_err)?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn end_verification(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        canceled: bool,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let at = to_unix_ms(now);
+        // Cancel ends any pending verification; expire only one whose time is up.
+        let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
+                "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
+                 AND status = 'pending' AND expires_at <= $5",
+            )
+            .bind(status)
+            .bind(at)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(until)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if ended {
+                append_audit!(tx, tenant.as_str(), audit);
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(ended)
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn clear_cooldown(&self, tenant: &TenantId, id: &VerificationId, send_count: u32) -> StoreResult<()> {
+        on_pool!(self.db(), pool =>
+            sqlx::query(
+                "UPDATE verifications SET last_sent_at = 0 WHERE tenant_id = $1 AND id = $2 AND send_count = $3 \
+                 AND status = 'pending'",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(i64::from(send_count))
+            .execute(pool)
+            .await
+            .map(|_| ())
+        )
+        .map_err(map_err)
+    }
+
+    async fn count_sends(&self, counters: &[SendCounter], now: OffsetDateTime) -> StoreResult<Result<(), SendRefusal>> {
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            if let Some(full) = count_sends_in!(tx, counters) {
+                return Ok(Err(fraud_refusal(full, now)));
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Ok(()))
+        }
+        .await)
+        .map_err(map_err)
+    }
+}

@@ -1,0 +1,307 @@
+//! The storage contract of verifications, send limits, providers and
+//! deliveries, on whichever engine `TEST_DB` names. The racing tests use
+//! two pools on one database, as two server processes would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::fraud::{SendCounter, counters_for};
+use vouchsafe_core::ids::{DeliveryId, VerificationId};
+use vouchsafe_core::provider::{ProviderConfig, ProviderKind};
+use vouchsafe_core::service::Service;
+use vouchsafe_core::settings::{FraudSettings, Settings};
+use vouchsafe_core::store::{
+    AuditStore, DeliveryStore, ProviderStore, Resend, SendRefusal, StoreError, TenantStore, VerificationStore,
+};
+use vouchsafe_core::tenant::Tenant;
+use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
+use vouchsafe_store::SqlStore;
+use vouchsafe_store::testing::{TestDatabase, fresh_database};
+
+fn at(s: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(s).unwrap()
+}
+
+const T0: i64 = 1_700_000_000;
+
+async fn store() -> (SqlStore, TestDatabase) {
+    let db = fresh_database().await.unwrap();
+    let store = SqlStore::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, db)
+}
+
+async fn tenant(store: &SqlStore) -> (Tenant, Service) {
+    let (t, default) = Tenant::new("acme", at(T0)).unwrap();
+    let audit = AuditEntry::success("cli", "tenant.created", t.id.as_str(), at(T0));
+    store.create_tenant(&t, &default, &Settings::default(), &audit).await.unwrap();
+    (t, default)
+}
+
+fn pending(service: &Service, to: &str, hash: &str, now: i64) -> Verification {
+    let policy = OtpPolicy::resolve(&Settings::default(), service);
+    let to = Destination::parse(Channel::Sms, "to", to).unwrap();
+    Verification::new(VerificationId::generate(), service, &to, Channel::Sms, None, hash.into(), &policy, at(now))
+}
+
+fn audit(action: &str, s: i64) -> AuditEntry {
+    AuditEntry::success("key_test", action, "ver", at(s))
+}
+
+#[tokio::test]
+async fn one_pending_verification_per_destination_until_it_expires() {
+    let (store, _db) = store().await;
+    let (_, service) = tenant(&store).await;
+    let first = pending(&service, "+447400123456", "h1", T0);
+    store.create_verification(&first, &[]).await.unwrap().unwrap();
+    let second = pending(&service, "+447400123456", "h2", T0 + 1);
+    assert!(matches!(store.create_verification(&second, &[]).await, Err(StoreError::Conflict(_))));
+    // Once the first is past its time, a new one takes the slot and the
+    // old one is written down as expired.
+    let later = pending(&service, "+447400123456", "h3", T0 + 601);
+    store.create_verification(&later, &[]).await.unwrap().unwrap();
+    let old = store.verification(&service.tenant_id, &first.id).await.unwrap();
+    assert_eq!(old.status, VerificationStatus::Expired);
+    let found = store.verification_by_to(&service.tenant_id, &service.id, "+447400123456").await.unwrap().unwrap();
+    assert_eq!(found.id, later.id, "the pending one is found first");
+}
+
+#[tokio::test]
+async fn a_code_is_approved_once_under_a_hundred_racing_checks_on_two_nodes() {
+    let (store, db) = store().await;
+    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let (t, service) = tenant(&store).await;
+    let v = pending(&service, "+447400123456", "right", T0);
+    store.create_verification(&v, &[]).await.unwrap().unwrap();
+    let nodes = [Arc::new(store.clone()), Arc::new(other_node)];
+    let mut checks = Vec::new();
+    for i in 0..100 {
+        let node = nodes[i % 2].clone();
+        let v = v.clone();
+        checks.push(tokio::spawn(async move {
+            let event = Event::new(v.tenant_id.clone(), EventType::VerificationApproved, json!({"i": i}), at(T0 + 5));
+            node.approve_verification(&v, at(T0 + 5), &event, &audit("verification.approved", T0 + 5)).await.unwrap()
+        }));
+    }
+    let mut approvals = 0;
+    for c in checks {
+        approvals += usize::from(c.await.unwrap());
+    }
+    assert_eq!(approvals, 1);
+    let events = store.audit_events(&t.id, 0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.entry.action == "verification.approved").count(), 1);
+    assert_eq!(store.verification(&t.id, &v.id).await.unwrap().status, VerificationStatus::Approved);
+}
+
+#[tokio::test]
+async fn an_old_code_or_an_expired_verification_is_not_approved() {
+    let (store, _db) = store().await;
+    let (t, service) = tenant(&store).await;
+    let v = pending(&service, "+447400123456", "old", T0);
+    store.create_verification(&v, &[]).await.unwrap().unwrap();
+    let resend = Resend {
+        tenant_id: t.id.clone(),
+        id: v.id.clone(),
+        code_hash: "new".into(),
+        channel: Channel::Sms,
+        locale: None,
+        now: at(T0 + 60),
+        expires_at: at(T0 + 660),
+        max_sends: 5,
+        send_window_ms: 600_000,
+        cooldown_ms: 30_000,
+    };
+    store.resend_verification(&resend, &[]).await.unwrap().unwrap();
+    let event = Event::new(t.id.clone(), EventType::VerificationApproved, json!({}), at(T0 + 61));
+    // `v` still carries the first code's hash: a check that read it before
+    // the resend cannot approve.
+    assert!(!store.approve_verification(&v, at(T0 + 61), &event, &audit("a", T0 + 61)).await.unwrap());
+    let fresh = store.verification(&t.id, &v.id).await.unwrap();
+    assert!(!store.approve_verification(&fresh, at(T0 + 660), &event, &audit("a", T0 + 660)).await.unwrap());
+    assert!(store.approve_verification(&fresh, at(T0 + 659), &event, &audit("a", T0 + 659)).await.unwrap());
+}
+
+#[tokio::test]
+async fn wrong_codes_stop_at_the_limit_even_when_they_race() {
+    let (store, db) = store().await;
+    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let (t, service) = tenant(&store).await;
+    let v = pending(&service, "+447400123456", "h", T0);
+    store.create_verification(&v, &[]).await.unwrap().unwrap();
+    let nodes = [Arc::new(store.clone()), Arc::new(other_node)];
+    let mut tries = Vec::new();
+    for i in 0..40 {
+        let node = nodes[i % 2].clone();
+        let (tenant, id) = (t.id.clone(), v.id.clone());
+        tries.push(tokio::spawn(async move {
+            node.record_wrong_code(&tenant, &id, at(T0 + 1), &audit("verification.max_attempts_reached", T0 + 1))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut counted = 0;
+    for t in tries {
+        counted += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(counted, 5, "exactly max_check_attempts wrong codes are counted");
+    let after = store.verification(&t.id, &v.id).await.unwrap();
+    assert_eq!((after.status, after.attempts), (VerificationStatus::MaxAttemptsReached, 5));
+    let events = store.audit_events(&t.id, 0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.entry.action == "verification.max_attempts_reached").count(), 1);
+    // Even the right code cannot approve it now.
+    let event = Event::new(t.id.clone(), EventType::VerificationApproved, json!({}), at(T0 + 2));
+    assert!(!store.approve_verification(&after, at(T0 + 2), &event, &audit("a", T0 + 2)).await.unwrap());
+}
+
+#[tokio::test]
+async fn resends_respect_cooldown_and_the_send_window_and_keep_attempts() {
+    let (store, _db) = store().await;
+    let (t, service) = tenant(&store).await;
+    let v = pending(&service, "+447400123456", "h0", T0);
+    store.create_verification(&v, &[]).await.unwrap().unwrap();
+    store.record_wrong_code(&t.id, &v.id, at(T0 + 1), &audit("x", T0 + 1)).await.unwrap().unwrap();
+    let resend = |s: i64| Resend {
+        tenant_id: t.id.clone(),
+        id: v.id.clone(),
+        code_hash: format!("h{s}"),
+        channel: Channel::Sms,
+        locale: Some("es".into()),
+        now: at(s),
+        expires_at: at(s + 600),
+        max_sends: 3,
+        send_window_ms: 600_000,
+        cooldown_ms: 30_000,
+    };
+    assert_eq!(
+        store.resend_verification(&resend(T0 + 10), &[]).await.unwrap(),
+        Err(SendRefusal::Cooldown { retry_after_s: 20 })
+    );
+    let second = store.resend_verification(&resend(T0 + 30), &[]).await.unwrap().unwrap();
+    assert_eq!((second.send_count, second.attempts, second.locale.as_deref()), (2, 1, Some("es")));
+    store.resend_verification(&resend(T0 + 60), &[]).await.unwrap().unwrap();
+    assert_eq!(
+        store.resend_verification(&resend(T0 + 90), &[]).await.unwrap(),
+        Err(SendRefusal::MaxSends { retry_after_s: 510 })
+    );
+    // A new window starts once the old one has run out.
+    let fourth = store.resend_verification(&resend(T0 + 600), &[]).await.unwrap().unwrap();
+    assert_eq!((fourth.send_count, fourth.window_sends, fourth.attempts), (4, 1, 1));
+    // A verification that is no longer pending cannot be resent.
+    store.end_verification(&t.id, &v.id, true, at(T0 + 601), &audit("c", T0 + 601)).await.unwrap();
+    assert!(matches!(store.resend_verification(&resend(T0 + 700), &[]).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn fraud_counters_hold_their_limit_under_racing_sends_and_roll_back_together() {
+    let (store, db) = store().await;
+    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let (t, _) = tenant(&store).await;
+    let limits = FraudSettings { max_sends_per_destination_per_hour: 7, ..FraudSettings::default() };
+    let nodes = [Arc::new(store.clone()), Arc::new(other_node)];
+    let mut sends = Vec::new();
+    for i in 0..30 {
+        let node = nodes[i % 2].clone();
+        let counters = counters_for(&t.id, "+447400123456", &limits, at(T0));
+        sends.push(tokio::spawn(async move { node.count_sends(&counters, at(T0)).await.unwrap() }));
+    }
+    let mut allowed = 0;
+    for s in sends {
+        allowed += usize::from(s.await.unwrap().is_ok());
+    }
+    assert_eq!(allowed, 7);
+    // The prefix counter was rolled back with each refusal: a neighbour
+    // number still has the prefix budget minus those 7.
+    let tight = FraudSettings { max_sends_per_prefix_per_hour: 8, ..limits };
+    let neighbour = counters_for(&t.id, "+447400123457", &tight, at(T0));
+    store.count_sends(&neighbour, at(T0)).await.unwrap().unwrap();
+    let refused = store.count_sends(&neighbour, at(T0)).await.unwrap().unwrap_err();
+    assert_eq!(refused, SendRefusal::Fraud { scope: "prefix", retry_after_s: 3_600 - (T0 % 3_600) as u64 });
+    // The next hour is a new bucket.
+    let next_hour = counters_for(&t.id, "+447400123456", &limits, at(T0 + 3_600));
+    store.count_sends(&next_hour, at(T0 + 3_600)).await.unwrap().unwrap();
+    let _: Vec<SendCounter> = next_hour;
+}
+
+#[tokio::test]
+async fn tenants_start_with_the_console_provider_and_credentials_guard_their_use() {
+    let (store, _db) = store().await;
+    let (t, _) = tenant(&store).await;
+    let providers = store.list_providers(&t.id).await.unwrap();
+    assert_eq!(providers.len(), 1);
+    assert_eq!(
+        (providers[0].name.as_str(), providers[0].kind, providers[0].priority),
+        ("console", ProviderKind::Console, 1000)
+    );
+    let mut twilio = ProviderConfig::console(t.id.clone(), at(T0 + 1));
+    twilio.name = "twilio-main".into();
+    twilio.kind = ProviderKind::Twilio;
+    twilio.channels = vec![Channel::Sms, Channel::Voice];
+    twilio.priority = 10;
+    twilio.credential = Some("twilio".into());
+    twilio.settings = json!({"from": "+15005550006"});
+    assert!(matches!(store.put_provider(&twilio, &audit("provider.put", T0)).await, Err(StoreError::NotFound)));
+    let info = store
+        .put_credential(&t.id, "twilio", "basic", b"sealed-bytes", at(T0 + 1), &audit("credential.put", T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!((info.name.as_str(), info.kind.as_str()), ("twilio", "basic"));
+    let saved = store.put_provider(&twilio, &audit("provider.put", T0 + 1)).await.unwrap();
+    assert_eq!(saved, twilio);
+    let names: Vec<_> = store.list_providers(&t.id).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["twilio-main", "console"], "tried in priority order");
+    assert!(matches!(
+        store.delete_credential(&t.id, "twilio", &audit("credential.deleted", T0 + 2)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Replacing keeps created_at and moves updated_at.
+    twilio.updated_at = at(T0 + 5);
+    let info = store
+        .put_credential(&t.id, "twilio", "basic", b"rotated", at(T0 + 5), &audit("credential.put", T0 + 5))
+        .await
+        .unwrap();
+    assert_eq!((info.created_at, info.updated_at), (at(T0 + 1), at(T0 + 5)));
+    assert_eq!(store.sealed_credential(&t.id, "twilio").await.unwrap(), b"rotated");
+    store.delete_provider(&t.id, "twilio-main", &audit("provider.deleted", T0 + 6)).await.unwrap();
+    store.delete_credential(&t.id, "twilio", &audit("credential.deleted", T0 + 6)).await.unwrap();
+    assert!(matches!(store.sealed_credential(&t.id, "twilio").await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn a_receipt_settles_a_sent_delivery_once() {
+    let (store, _db) = store().await;
+    let (t, _) = tenant(&store).await;
+    let sent = Delivery {
+        id: DeliveryId::generate(),
+        tenant_id: t.id.clone(),
+        verification_id: None,
+        channel: Channel::Sms,
+        to: "+447400123456".into(),
+        country: Some("GB".into()),
+        status: DeliveryStatus::Sent,
+        result: DeliveryResult::Success,
+        provider: Some("twilio-main".into()),
+        provider_message_id: Some("SM123".into()),
+        error: None,
+        created_at: at(T0),
+        updated_at: at(T0),
+    };
+    store.record_delivery(&sent, None).await.unwrap();
+    assert_eq!(store.delivery_for_callback(&sent.id).await.unwrap(), sent);
+    let failed = Delivery {
+        status: DeliveryStatus::Undelivered,
+        error: Some("30003".into()),
+        updated_at: at(T0 + 9) + Duration::ZERO,
+        ..sent.clone()
+    };
+    let event = Event::new(t.id.clone(), EventType::DeliveryFailed, json!({}), at(T0 + 9));
+    assert!(store.record_receipt(&failed, Some(&event)).await.unwrap());
+    assert!(!store.record_receipt(&failed, Some(&event)).await.unwrap(), "a replayed receipt changes nothing");
+    assert_eq!(store.delivery(&t.id, &sent.id).await.unwrap().status, DeliveryStatus::Undelivered);
+}
