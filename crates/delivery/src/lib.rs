@@ -7,4 +7,8 @@
 //! who may receive a code or when (the domain in `vouchsafe-core` does), and
 //! it must never log a code or a provider credential.
 
+pub mod failover;
 pub mod outbound;
+pub mod provider;
+pub mod providers;
+pub mod templates;

@@ -1,5 +1,4 @@
-//! Calls to URLs that tenants gave us (webhook endpoints now, providers
-//! later), under API.md's outbound-address rule: no loopback, private,
+//! Calls to URLs that tenants gave us (webhook endpoints and providers), under API.md's outbound-address rule: no loopback, private,
 //! link-local or unspecified targets unless the server runs with
 //! `allow_private_targets`. The rule is applied when a URL is saved and
 //! again at connect time by the client's own DNS resolver, so a name that
@@ -101,6 +100,55 @@ impl OutboundClient {
         }
         req.send().await.map_err(SendError::from)
     }
+
+    /// A request to a tenant-given URL, for providers to finish and send
+    /// with [`OutboundClient::execute`]. IP literals skip DNS, so the
+    /// address rule is checked here for them.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder, SendError> {
+        if !self.allow_private && ip_literal(url).is_some_and(|ip| !is_public(ip)) {
+            return Err(SendError::Refused);
+        }
+        Ok(self.client.request(method, url))
+    }
+
+    pub async fn execute(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
+        request.send().await.map_err(SendError::from)
+    }
+
+    /// Whether private targets are allowed (SMTP applies the rule itself).
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
+    }
+
+    /// Checks a host name (an SMTP server) when it is saved.
+    pub async fn check_host(&self, field: &str, host: &str) -> Result<(), FieldError> {
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        if !valid {
+            return Err(FieldError::new(field, "must be a host name or IP address"));
+        }
+        if self.allow_private {
+            return Ok(());
+        }
+        resolve_public(host, 25).await.map(|_| ()).map_err(|_| {
+            FieldError::new(field, "must resolve to public addresses only (not loopback, private or link-local)")
+        })
+    }
+}
+
+/// The addresses of `host`, refused unless every one is public: the
+/// connect-time half of the rule for connections reqwest does not make.
+pub async fn resolve_public(host: &str, port: u16) -> Result<Vec<SocketAddr>, SendError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let all: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((bare, port)).await.map_err(|_| SendError::Connect)?.collect(),
+    };
+    if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) {
+        return Err(SendError::Refused);
+    }
+    Ok(all)
 }
 
 /// Why a call failed, in words safe to store and show: never the URL

@@ -1,0 +1,156 @@
+//! Failover between the providers of a channel: lowest priority first; on
+//! an error or a timeout the next one is tried. A provider that keeps
+//! failing is skipped for a while (a circuit breaker per tenant and
+//! provider, in this process) so sends do not wait on a dead provider's
+//! timeout every time; when its time is up it gets one trial send, and a
+//! success closes the breaker. If every provider is skipped, they are
+//! tried anyway: a message is worth more than the time saved.
+//!
+//! Metrics: sends by channel/provider/outcome, provider latency, and which
+//! breakers are open.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use vouchsafe_core::clock::Clock;
+use vouchsafe_core::provider::{Credential, ProviderConfig};
+
+use crate::outbound::OutboundClient;
+use crate::provider::{OutgoingMessage, ProviderError};
+use crate::providers;
+
+/// A provider of the channel, with its credential opened.
+pub struct Candidate {
+    pub config: ProviderConfig,
+    pub credential: Option<Credential>,
+}
+
+/// One provider that did not take the message, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tried {
+    pub provider: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted {
+        provider: String,
+        provider_message_id: Option<String>,
+        tried: Vec<Tried>,
+    },
+    /// Every provider failed (or there was none for the channel).
+    Failed {
+        tried: Vec<Tried>,
+    },
+}
+
+/// When a breaker opens and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerPolicy {
+    pub failures: u32,
+    pub open_for: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self { failures: 3, open_for: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<OffsetDateTime>,
+}
+
+pub struct Failover {
+    client: OutboundClient,
+    clock: Arc<dyn Clock>,
+    policy: BreakerPolicy,
+    breakers: Mutex<HashMap<String, Breaker>>,
+}
+
+fn breaker_key(config: &ProviderConfig) -> String {
+    format!("{}/{}", config.tenant_id, config.name)
+}
+
+impl Failover {
+    pub fn new(client: OutboundClient, clock: Arc<dyn Clock>, policy: BreakerPolicy) -> Self {
+        Self { client, clock, policy, breakers: Mutex::new(HashMap::new()) }
+    }
+
+    fn is_open(&self, config: &ProviderConfig, now: OffsetDateTime) -> bool {
+        let breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        breakers.get(&breaker_key(config)).and_then(|b| b.open_until).is_some_and(|until| now < until)
+    }
+
+    fn record(&self, config: &ProviderConfig, ok: bool) {
+        let now = self.clock.now();
+        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        let breaker = breakers.entry(breaker_key(config)).or_default();
+        let gauge = metrics::gauge!("vouchsafe_provider_circuit_open", "provider" => config.name.clone());
+        if ok {
+            *breaker = Breaker::default();
+            gauge.set(0.0);
+        } else {
+            breaker.consecutive_failures += 1;
+            if breaker.consecutive_failures >= self.policy.failures {
+                if breaker.open_until.is_none_or(|until| until <= now) {
+                    tracing::warn!(provider = %config.name, "provider keeps failing; skipping it for a while");
+                }
+                breaker.open_until = Some(now + self.policy.open_for);
+                gauge.set(1.0);
+            }
+        }
+    }
+
+    /// Sends through the first provider that takes the message.
+    /// `candidates` are the tenant's enabled providers of the channel in
+    /// priority order.
+    pub async fn send(&self, candidates: &[Candidate], message: &OutgoingMessage) -> Outcome {
+        let now = self.clock.now();
+        let (ready, skipped): (Vec<&Candidate>, Vec<&Candidate>) =
+            candidates.iter().partition(|c| !self.is_open(&c.config, now));
+        for c in &skipped {
+            metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
+                "provider" => c.config.name.clone(), "outcome" => "skipped")
+            .increment(1);
+        }
+        let order = if ready.is_empty() { skipped } else { ready };
+        let mut tried = Vec::new();
+        for candidate in order {
+            let config = &candidate.config;
+            let provider = providers::build(config, candidate.credential.clone(), &self.client);
+            let started = Instant::now();
+            let result = match tokio::time::timeout(config.timeout(), provider.send(message)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError("timed out".into())),
+            };
+            metrics::histogram!("vouchsafe_provider_latency_seconds", "provider" => config.name.clone())
+                .record(started.elapsed().as_secs_f64());
+            let outcome = if result.is_ok() { "sent" } else { "failed" };
+            metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
+                "provider" => config.name.clone(), "outcome" => outcome)
+            .increment(1);
+            self.record(config, result.is_ok());
+            match result {
+                Ok(accepted) => {
+                    return Outcome::Accepted {
+                        provider: config.name.clone(),
+                        provider_message_id: accepted.provider_message_id,
+                        tried,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %config.name, channel = message.channel.as_str(), to = %message.to_masked,
+                        error = %e, "provider failed; trying the next");
+                    tried.push(Tried { provider: config.name.clone(), error: e.0 });
+                }
+            }
+        }
+        Outcome::Failed { tried }
+    }
+}

@@ -1,0 +1,53 @@
+//! The providers, one file each, and what they share: reading settings,
+//! applying a credential, describing a failed HTTP status.
+
+pub mod console;
+pub mod http;
+pub mod smtp;
+pub mod telesign;
+pub mod twilio;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind};
+
+use crate::outbound::OutboundClient;
+use crate::provider::{Provider, ProviderError};
+
+/// A string member of a provider's settings.
+pub(crate) fn setting<'a>(settings: &'a Value, key: &str) -> Option<&'a str> {
+    settings.get(key).and_then(Value::as_str)
+}
+
+/// Authenticates a request with the provider's credential.
+pub(crate) fn apply_credential(
+    request: reqwest::RequestBuilder,
+    credential: Option<&Credential>,
+) -> reqwest::RequestBuilder {
+    match credential {
+        None => request,
+        Some(Credential::Basic { username, password }) => {
+            let token = STANDARD.encode(format!("{username}:{password}"));
+            request.header("authorization", format!("Basic {token}"))
+        }
+        Some(Credential::Bearer { token }) => request.header("authorization", format!("Bearer {token}")),
+        Some(Credential::Header { header, value }) => request.header(header.as_str(), value.as_str()),
+    }
+}
+
+pub(crate) fn error_status(status: reqwest::StatusCode) -> ProviderError {
+    ProviderError(format!("the provider answered {}", status.as_u16()))
+}
+
+/// The provider a configuration describes, ready to send.
+pub fn build(config: &ProviderConfig, credential: Option<Credential>, client: &OutboundClient) -> Box<dyn Provider> {
+    let (settings, timeout, client) = (config.settings.clone(), config.timeout(), client.clone());
+    match config.kind {
+        ProviderKind::Console => Box::new(console::Console),
+        ProviderKind::Http => Box::new(http::Http { client, settings, credential, timeout }),
+        ProviderKind::Twilio => Box::new(twilio::Twilio { client, settings, credential, timeout }),
+        ProviderKind::Telesign => Box::new(telesign::Telesign { client, settings, credential, timeout }),
+        ProviderKind::Smtp => Box::new(smtp::Smtp { client, settings, credential, timeout }),
+    }
+}
