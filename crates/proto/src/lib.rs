@@ -9,7 +9,9 @@
 mod error;
 mod events;
 mod v1;
+mod verify;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::*;
 pub use v1::*;
+pub use verify::*;

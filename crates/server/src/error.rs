@@ -23,6 +23,20 @@ pub enum ApiError {
     },
     PayloadTooLarge,
     Conflict(&'static str),
+    /// A destination that is not a phone number (or email address).
+    InvalidPhoneNumber {
+        field: String,
+        message: String,
+    },
+    /// The destination's country is not in `geo.allowed_countries`.
+    GeoNotPermitted(String),
+    /// A send limit; `Retry-After` says when to try again.
+    MaxSendAttempts {
+        retry_after_s: u64,
+        message: String,
+    },
+    /// Every provider of the channel failed.
+    ProviderUnavailable,
     /// The database is unreachable.
     Unavailable,
     /// Anything else; the text is logged, never sent.
@@ -58,6 +72,7 @@ impl From<FieldError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, code, message, field) = match self {
             Self::Unauthorized => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing or invalid API key".to_owned(), None)
@@ -82,6 +97,25 @@ impl IntoResponse for ApiError {
                 None,
             ),
             Self::Conflict(what) => (StatusCode::CONFLICT, ErrorCode::Conflict, what.to_owned(), None),
+            Self::InvalidPhoneNumber { field, message } => {
+                (StatusCode::BAD_REQUEST, ErrorCode::InvalidPhoneNumber, format!("{field}: {message}"), Some(field))
+            }
+            Self::GeoNotPermitted(country) => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::GeoNotPermitted,
+                format!("sending to numbers of {country} is not permitted for this tenant"),
+                None,
+            ),
+            Self::MaxSendAttempts { retry_after_s, message } => {
+                retry_after = Some(retry_after_s);
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::MaxSendAttemptsReached, message, None)
+            }
+            Self::ProviderUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::ProviderUnavailable,
+                "every provider for this channel failed; try again later".to_owned(),
+                None,
+            ),
             Self::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "database unavailable".to_owned(), None)
             }
@@ -92,6 +126,9 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody { error: ErrorDetail { code, message, status: status.as_u16(), field } };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

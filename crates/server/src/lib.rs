@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod dispatcher;
+mod engine;
 mod error;
 mod extract;
 mod layers;

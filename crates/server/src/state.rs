@@ -9,6 +9,8 @@ use vouchsafe_core::api_key::SecretHasher;
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::{MasterKey, Sealer};
 use vouchsafe_core::store::Store;
+use vouchsafe_core::verification::CodeHasher;
+use vouchsafe_delivery::failover::{BreakerPolicy, Failover};
 
 use crate::dispatcher::WebhookConfig;
 use vouchsafe_delivery::outbound::OutboundClient;
@@ -33,6 +35,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub key_hasher: SecretHasher,
     pub sealer: Sealer,
+    pub code_hasher: CodeHasher,
+    /// The providers' failover and circuit breakers (per process).
+    pub failover: Failover,
     /// For tenant-given URLs, under the outbound-address rule.
     pub outbound: OutboundClient,
     /// Wakes this process's dispatcher when an event was just queued.
@@ -48,7 +53,10 @@ impl AppState {
         master_key: &MasterKey,
     ) -> Self {
         let outbound = OutboundClient::new(config.allow_private_targets, config.webhooks.timeout);
+        let failover = Failover::new(outbound.clone(), clock.clone(), BreakerPolicy::default());
         Self {
+            code_hasher: CodeHasher::new(master_key),
+            failover,
             config,
             public_url,
             store,

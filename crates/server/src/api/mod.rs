@@ -3,7 +3,7 @@
 //! document at `/openapi.json` and the embedded Swagger UI at `/docs`.
 
 mod ops;
-mod v1;
+pub(crate) mod v1;
 
 use axum::Router;
 use axum::routing::get;
@@ -58,6 +58,17 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v1::webhooks::ping_webhook_endpoint))
         .routes(routes!(v1::webhooks::send_test_event))
         .routes(routes!(v1::webhooks::list_deliveries))
+        .routes(routes!(v1::credentials::list_credentials))
+        .routes(routes!(v1::credentials::put_credential, v1::credentials::delete_credential))
+        .routes(routes!(v1::providers::list_providers))
+        .routes(routes!(v1::providers::put_provider, v1::providers::delete_provider))
+        .routes(routes!(v1::verifications::create_verification))
+        .routes(routes!(v1::verifications::check_verification))
+        .routes(routes!(v1::verifications::get_verification))
+        .routes(routes!(v1::verifications::cancel_verification))
+        .routes(routes!(v1::deliveries::create_delivery))
+        .routes(routes!(v1::deliveries::get_delivery))
+        .routes(routes!(v1::callbacks::twilio_callback))
         .routes(routes!(v1::audit::list_audit_events))
         .routes(routes!(v1::audit::verify_audit_events))
         .with_state(state)

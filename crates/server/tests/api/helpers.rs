@@ -34,6 +34,7 @@ pub struct TestApp {
     /// Secret of an admin key of `tenant`.
     pub admin: String,
     pub admin_key_id: String,
+    pub config: ServerConfig,
 }
 
 /// A response, read whole.
@@ -73,7 +74,7 @@ pub async fn spawn_app_with(allow_private: bool) -> TestApp {
             poll_interval: Duration::from_millis(25),
         },
     };
-    let app = Application::build(config, store.clone(), clock.clone(), &master).await.unwrap();
+    let app = Application::build(config.clone(), store.clone(), clock.clone(), &master).await.unwrap();
     let addr: SocketAddr = app.local_addr();
     tokio::spawn(app.run_until(std::future::pending()));
     let tenant = create_tenant(&store, "default").await;
@@ -88,7 +89,18 @@ pub async fn spawn_app_with(allow_private: bool) -> TestApp {
         tenant,
         admin,
         admin_key_id,
+        config,
     }
+}
+
+/// A second server process on the same database (own pool, same master
+/// key and clock), as a second node behind a load balancer; its base URL.
+pub async fn spawn_second_node(app: &TestApp) -> String {
+    let store = Arc::new(SqlStore::connect(&app.db.url).await.unwrap());
+    let node = Application::build(app.config.clone(), store, app.clock.clone(), &app.master).await.unwrap();
+    let base = format!("http://{}", node.local_addr());
+    tokio::spawn(node.run_until(std::future::pending()));
+    base
 }
 
 async fn create_tenant(store: &SqlStore, name: &str) -> Tenant {
@@ -147,12 +159,35 @@ impl TestApp {
         self.call(Method::PATCH, path, Some(secret), Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, secret: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(secret), Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str, secret: &str) -> Reply {
         self.call(Method::DELETE, path, Some(secret), None).await
     }
 }
 
 impl TestApp {
+    /// Runs a `SELECT COUNT(*) …` directly against the test database.
+    pub async fn count_rows(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.db.url {
+            vouchsafe_store::DatabaseUrl::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            vouchsafe_store::DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
     /// Runs one SQL statement directly against the test database, behind
     /// the server's back (to tamper with stored rows).
     pub async fn execute_sql(&self, sql: &str) -> u64 {

@@ -7,6 +7,7 @@
 mod api_keys;
 mod audit;
 mod errors;
+mod fake_providers;
 mod helpers;
 mod isolation;
 mod ops;
@@ -14,6 +15,7 @@ mod roles;
 mod secrets;
 mod services;
 mod settings;
+mod verifications;
 mod webhooks;
 
 #[path = "../../../../tests/support/receiver.rs"]

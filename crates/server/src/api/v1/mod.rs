@@ -2,9 +2,14 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod callbacks;
+pub mod credentials;
+pub mod deliveries;
+pub mod providers;
 pub mod services;
 pub mod settings;
 pub mod tenant;
+pub mod verifications;
 pub mod webhooks;
 
 use time::OffsetDateTime;

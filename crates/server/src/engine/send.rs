@@ -1,0 +1,134 @@
+//! Handing one message to the tenant's providers: pick the enabled ones
+//! of the channel, open their credentials, fail over between them, and
+//! record the delivery (with `delivery.failed` when every provider failed).
+
+use serde_json::json;
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
+use vouchsafe_core::provider::{Credential, ProviderKind};
+use vouchsafe_delivery::failover::{Candidate, Outcome};
+use vouchsafe_delivery::provider::OutgoingMessage;
+
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+/// The tenant's enabled providers of `channel`, in the order to try them,
+/// with credentials opened. A provider whose credential cannot be opened
+/// is left out (and logged) rather than failing the send.
+async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> Result<Vec<Candidate>, ApiError> {
+    let mut out = Vec::new();
+    for config in state.store.list_providers(tenant).await? {
+        if !config.enabled || !config.channels.contains(&channel) {
+            continue;
+        }
+        let credential = match &config.credential {
+            None => None,
+            Some(name) => match open_credential(state, tenant, name).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(provider = %config.name, error = %e, "cannot open the provider's credential; skipping it");
+                    continue;
+                }
+            },
+        };
+        out.push(Candidate { config, credential });
+    }
+    Ok(out)
+}
+
+/// A credential in the clear, for a provider about to send.
+pub async fn open_credential(state: &SharedState, tenant: &TenantId, name: &str) -> Result<Credential, String> {
+    let sealed = state.store.sealed_credential(tenant, name).await.map_err(|e| e.to_string())?;
+    let opened = state
+        .sealer
+        .open(&sealed, &Credential::seal_context(tenant, name))
+        .map_err(|_| "the credential does not open with this master key".to_owned())?;
+    serde_json::from_slice(&opened).map_err(|_| "the credential is unreadable".to_owned())
+}
+
+/// Where Twilio should post receipts for this delivery.
+fn status_callback(state: &SharedState, id: &DeliveryId) -> String {
+    format!("{}/v1/provider-callbacks/twilio?delivery_id={id}", state.public_url.trim_end_matches('/'))
+}
+
+/// What a send is for, so the delivery record can say.
+pub struct SendRequest {
+    pub tenant_id: TenantId,
+    pub verification_id: Option<VerificationId>,
+    pub country: Option<String>,
+    pub message: OutgoingMessage,
+}
+
+/// Sends through failover and records the outcome as a delivery.
+pub async fn send(state: &SharedState, mut request: SendRequest) -> Result<Delivery, ApiError> {
+    let id = DeliveryId::generate();
+    let channel = request.message.channel;
+    let candidates = candidates(state, &request.tenant_id, channel).await?;
+    if candidates.iter().any(|c| c.config.kind == ProviderKind::Twilio) {
+        request.message.status_callback = Some(status_callback(state, &id));
+    }
+    let outcome = state.failover.send(&candidates, &request.message).await;
+    let now = state.clock.now();
+    let mut delivery = Delivery {
+        id,
+        tenant_id: request.tenant_id.clone(),
+        verification_id: request.verification_id.clone(),
+        channel,
+        to: request.message.to.clone(),
+        country: request.country.clone(),
+        status: DeliveryStatus::Sent,
+        result: DeliveryResult::Success,
+        provider: None,
+        provider_message_id: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let event = match outcome {
+        Outcome::Accepted { provider, provider_message_id, tried } => {
+            if !tried.is_empty() {
+                tracing::info!(provider = %provider, failed_over = tried.len(), "sent after failover");
+            }
+            delivery.provider = Some(provider);
+            delivery.provider_message_id = provider_message_id;
+            None
+        }
+        Outcome::Failed { tried } => {
+            delivery.status = DeliveryStatus::Failed;
+            delivery.result = DeliveryResult::ProviderError;
+            delivery.provider = tried.last().map(|t| t.provider.clone());
+            delivery.error = Some(if tried.is_empty() {
+                format!("no enabled provider carries {}", channel.as_str())
+            } else {
+                tried.iter().map(|t| format!("{}: {}", t.provider, t.error)).collect::<Vec<_>>().join("; ")
+            });
+            Some(failed_event(&delivery, now))
+        }
+    };
+    state.store.record_delivery(&delivery, event.as_ref()).await?;
+    if event.is_some() {
+        state.wake_dispatcher.notify_one();
+    }
+    Ok(delivery)
+}
+
+/// The `delivery.failed` event of a delivery.
+pub fn failed_event(d: &Delivery, now: time::OffsetDateTime) -> Event {
+    Event::new(
+        d.tenant_id.clone(),
+        EventType::DeliveryFailed,
+        json!({
+            "delivery_id": d.id.as_str(),
+            "verification_id": d.verification_id.as_ref().map(VerificationId::as_str),
+            "channel": d.channel.as_str(),
+            "to": d.to,
+            "status": d.status.as_str(),
+            "provider": d.provider,
+            "provider_message_id": d.provider_message_id,
+            "error": d.error,
+        }),
+        now,
+    )
+}

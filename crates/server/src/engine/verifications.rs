@@ -1,0 +1,309 @@
+//! Starting, checking and ending verifications (API.md, "Verifications").
+//!
+//! A start makes a fresh code and either opens a verification or puts the
+//! code on the pending one (which then accepts only the newest code); the
+//! store applies cooldown, send window and fraud limits in the same
+//! transaction. A check compares the code's keyed hash in constant time,
+//! then lets one conditional statement approve (or count a wrong code),
+//! so a code is approved at most once across any number of nodes.
+
+use serde_json::json;
+use time::OffsetDateTime;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::fraud::counters_for;
+use vouchsafe_core::ids::{TenantId, VerificationId};
+use vouchsafe_core::otp::random_numeric_code;
+use vouchsafe_core::store::{Resend, SendRefusal, StoreError};
+use vouchsafe_core::verification::{
+    Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code,
+};
+use vouchsafe_delivery::provider::OutgoingMessage;
+use vouchsafe_delivery::templates::{Values, render};
+
+use super::send::{SendRequest, send};
+use super::{parse_locale, sender_name, settings_and_service};
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+/// How many times a start re-reads after losing a race with another start
+/// for the same destination.
+const START_RACES: u32 = 5;
+
+pub struct StartRequest<'a> {
+    pub tenant_id: &'a TenantId,
+    pub to: &'a str,
+    pub channel: &'a str,
+    pub service_id: Option<&'a str>,
+    pub locale: Option<&'a str>,
+}
+
+/// Parses a destination for a channel into API.md's errors.
+pub fn destination(channel: Channel, field: &str, to: &str) -> Result<Destination, ApiError> {
+    Destination::parse(channel, field, to).map_err(|e| match e {
+        DestinationError::Invalid(e) if channel == Channel::Email => ApiError::bad_request(e.field, e.message),
+        DestinationError::Invalid(e) => ApiError::InvalidPhoneNumber { field: e.field, message: e.message },
+        DestinationError::Landline => {
+            ApiError::bad_request(field, "is a landline, which cannot receive SMS; use the voice channel")
+        }
+    })
+}
+
+pub fn refusal_error(refusal: SendRefusal) -> ApiError {
+    match refusal {
+        SendRefusal::Cooldown { retry_after_s } => ApiError::MaxSendAttempts {
+            retry_after_s,
+            message: format!("a code was sent moments ago; wait {retry_after_s} s before asking for another"),
+        },
+        SendRefusal::MaxSends { retry_after_s } => ApiError::MaxSendAttempts {
+            retry_after_s,
+            message: "too many codes were sent to this destination; try again later".into(),
+        },
+        SendRefusal::Fraud { scope, retry_after_s } => ApiError::MaxSendAttempts {
+            retry_after_s,
+            message: format!("the hourly send limit per {scope} is reached; try again later"),
+        },
+    }
+}
+
+fn country_label(v: &Verification) -> String {
+    v.country.clone().unwrap_or_else(|| "none".into())
+}
+
+/// Sends a fresh code to `to`, opening a verification or resending on the
+/// pending one.
+pub async fn start(state: &SharedState, req: StartRequest<'_>) -> Result<Verification, ApiError> {
+    let channel =
+        Channel::parse(req.channel).ok_or_else(|| ApiError::bad_request("channel", "must be sms, voice or email"))?;
+    let locale = parse_locale(req.locale)?;
+    let (settings, service, is_default) = settings_and_service(state, req.tenant_id, req.service_id).await?;
+    if !service.channels.contains(&channel) {
+        return Err(ApiError::bad_request("channel", "this service does not send on that channel"));
+    }
+    let to = destination(channel, "to", req.to)?;
+    if let Destination::Phone(phone) = &to {
+        let country = phone.country().unwrap_or("international");
+        if !settings.country_allowed(country) {
+            return Err(ApiError::GeoNotPermitted(country.to_owned()));
+        }
+    }
+    let policy = OtpPolicy::resolve(&settings, &service);
+    let code = random_numeric_code(policy.code_length).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut verification = None;
+    for _ in 0..START_RACES {
+        let now = state.clock.now();
+        let counters = counters_for(req.tenant_id, to.as_str(), &settings.fraud, now);
+        let pending = state
+            .store
+            .verification_by_to(req.tenant_id, &service.id, to.as_str())
+            .await?
+            .filter(|v| v.status_at(now) == VerificationStatus::Pending);
+        if let Some(pending) = pending {
+            let resend = Resend {
+                tenant_id: req.tenant_id.clone(),
+                code_hash: state.code_hasher.hash(pending.id.as_str(), &code),
+                id: pending.id,
+                channel,
+                locale: locale.clone(),
+                now,
+                expires_at: now + policy.ttl,
+                max_sends: policy.max_sends,
+                send_window_ms: millis(policy.send_window),
+                cooldown_ms: millis(policy.resend_cooldown),
+            };
+            match state.store.resend_verification(&resend, &counters).await {
+                Ok(Ok(v)) => {
+                    verification = Some(v);
+                    break;
+                }
+                Ok(Err(refusal)) => return Err(refusal_error(refusal)),
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            let id = VerificationId::generate();
+            let hash = state.code_hasher.hash(id.as_str(), &code);
+            let v = Verification::new(id, &service, &to, channel, locale.clone(), hash, &policy, now);
+            match state.store.create_verification(&v, &counters).await {
+                Ok(Ok(())) => {
+                    verification = Some(v);
+                    break;
+                }
+                Ok(Err(refusal)) => return Err(refusal_error(refusal)),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let verification =
+        verification.ok_or(ApiError::Conflict("another start for this destination keeps winning; try again"))?;
+    let values = Values {
+        code: &code,
+        service: sender_name(&settings, &service, is_default),
+        minutes: policy.ttl.as_secs().div_ceil(60),
+    };
+    let message = OutgoingMessage {
+        channel,
+        to: to.as_str().to_owned(),
+        to_masked: to.masked(),
+        rendered: render(channel, &settings.templates, locale.as_deref(), &values),
+        code: code.clone(),
+        locale: locale.clone(),
+        user_id: None,
+        network_id: None,
+        experience_id: None,
+        status_callback: None,
+    };
+    let delivery = send(
+        state,
+        SendRequest {
+            tenant_id: req.tenant_id.clone(),
+            verification_id: Some(verification.id.clone()),
+            country: verification.country.clone(),
+            message,
+        },
+    )
+    .await?;
+    metrics::counter!("vouchsafe_verification_sends_total", "channel" => channel.as_str(),
+        "country" => country_label(&verification), "outcome" => delivery.status.as_str())
+    .increment(1);
+    tracing::info!(verification_id = %verification.id, to = %to.masked(), channel = channel.as_str(),
+        send_count = verification.send_count, delivery_id = %delivery.id, "verification code sent");
+    if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {
+        // Nobody got the code: let the next start try again at once (the
+        // failed send still counts toward the limits).
+        state.store.clear_cooldown(req.tenant_id, &verification.id, verification.send_count).await?;
+        return Err(ApiError::ProviderUnavailable);
+    }
+    Ok(verification)
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a check found.
+pub struct Checked {
+    pub verification: Verification,
+    pub status: VerificationStatus,
+    pub valid: bool,
+}
+
+/// How a check names its verification.
+pub enum Target<'a> {
+    Id(&'a str),
+    To { to: &'a str, service_id: Option<&'a str> },
+}
+
+pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) -> Result<Verification, ApiError> {
+    match target {
+        Target::Id(id) => {
+            let id = VerificationId::parse(id).ok_or(ApiError::NotFound)?;
+            Ok(state.store.verification(tenant, &id).await?)
+        }
+        Target::To { to, service_id } => {
+            let (_, service, _) = settings_and_service(state, tenant, service_id).await?;
+            // The stored form: E.164 for numbers, normalised email addresses.
+            let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
+            let to = destination(channel, "to", to)?;
+            state.store.verification_by_to(tenant, &service.id, to.as_str()).await?.ok_or(ApiError::NotFound)
+        }
+    }
+}
+
+/// Writes down that a pending verification's time ran out (audited once).
+async fn settle_expiry(
+    state: &SharedState,
+    v: &Verification,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    if v.status == VerificationStatus::Pending && v.status_at(now) == VerificationStatus::Expired {
+        let audit = AuditEntry::new(actor, "verification.expired", v.id.as_str(), "expired", now);
+        state.store.end_verification(&v.tenant_id, &v.id, false, now, &audit).await?;
+    }
+    Ok(())
+}
+
+/// Checks a code.
+pub async fn check(
+    state: &SharedState,
+    tenant: &TenantId,
+    actor: &str,
+    target: Target<'_>,
+    code: &str,
+) -> Result<Checked, ApiError> {
+    let v = find(state, tenant, target).await?;
+    let now = state.clock.now();
+    let status = v.status_at(now);
+    if status.is_final() {
+        settle_expiry(state, &v, actor, now).await?;
+        return Ok(finished(v, status, "final"));
+    }
+    // SECURITY: the hash comparison is constant-time; a code that cannot
+    // be a code is simply wrong.
+    if plausible_code(code) && state.code_hasher.matches(&v.code_hash, v.id.as_str(), code) {
+        let event = Event::new(
+            tenant.clone(),
+            EventType::VerificationApproved,
+            json!({
+                "verification_id": v.id.as_str(),
+                "service_id": v.service_id.as_str(),
+                "to": v.to,
+                "channel": v.channel.as_str(),
+                "send_count": v.send_count,
+                "approved_at": crate::api::v1::rfc3339(now),
+            }),
+            now,
+        );
+        let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved", now);
+        if state.store.approve_verification(&v, now, &event, &audit).await? {
+            state.wake_dispatcher.notify_one();
+            metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "approved").increment(1);
+            metrics::counter!("vouchsafe_verification_approvals_total", "channel" => v.channel.as_str(),
+                "country" => country_label(&v))
+            .increment(1);
+            tracing::info!(verification_id = %v.id, "verification approved");
+            return Ok(Checked { status: VerificationStatus::Approved, valid: true, verification: v });
+        }
+        // Another check won, or a resend replaced the code meanwhile.
+        let now_v = state.store.verification(tenant, &v.id).await?;
+        if now_v.status_at(now).is_final() {
+            let status = now_v.status_at(now);
+            return Ok(finished(now_v, status, "raced"));
+        }
+    }
+    let audit = AuditEntry::new(actor, "verification.max_attempts_reached", v.id.as_str(), "denied", now);
+    match state.store.record_wrong_code(tenant, &v.id, now, &audit).await? {
+        Some(after) => {
+            metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "wrong_code").increment(1);
+            tracing::info!(verification_id = %v.id, attempts = after.attempts, "wrong code");
+            Ok(Checked { status: after.status, valid: false, verification: after })
+        }
+        None => {
+            let now_v = state.store.verification(tenant, &v.id).await?;
+            let status = now_v.status_at(now);
+            Ok(finished(now_v, status, "raced"))
+        }
+    }
+}
+
+fn finished(v: Verification, status: VerificationStatus, why: &'static str) -> Checked {
+    metrics::counter!("vouchsafe_verification_checks_total", "outcome" => status.as_str()).increment(1);
+    tracing::debug!(verification_id = %v.id, status = status.as_str(), why, "check of a settled verification");
+    Checked { verification: v, status, valid: false }
+}
+
+/// Cancels a pending verification; a settled one is returned as it is.
+pub async fn cancel(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> Result<Verification, ApiError> {
+    let v = find(state, tenant, Target::Id(id)).await?;
+    let now = state.clock.now();
+    if v.status_at(now) == VerificationStatus::Pending {
+        let audit = AuditEntry::new(actor, "verification.canceled", v.id.as_str(), "canceled", now);
+        state.store.end_verification(tenant, &v.id, true, now, &audit).await?;
+    } else {
+        settle_expiry(state, &v, actor, now).await?;
+    }
+    Ok(state.store.verification(tenant, &v.id).await?)
+}

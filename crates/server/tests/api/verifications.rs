@@ -1,0 +1,274 @@
+//! Verifications end to end: codes sent through fake providers on
+//! loopback (the real wire formats), read back from what the provider
+//! received, and checked against the real server.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::Duration;
+
+use crate::fake_providers::{FakeProviders, Mode, Seen, TWILIO_SID, TWILIO_TOKEN, code_in};
+use crate::helpers::{TestApp, spawn_app, spawn_second_node};
+
+pub const MOBILE: &str = "+447400123456";
+pub const LANDLINE: &str = "+442079460018";
+
+/// Twilio (fake) as the tenant's only provider.
+pub async fn use_twilio(app: &TestApp, fake: &FakeProviders) {
+    let cred = json!({"type": "basic", "username": TWILIO_SID, "password": TWILIO_TOKEN});
+    assert_eq!(app.put("/v1/credentials/twilio", &app.admin, cred).await.status, StatusCode::OK);
+    let provider = json!({"type": "twilio", "channels": ["sms", "voice"], "priority": 10, "credential": "twilio",
+        "settings": {"from": "+15005550006", "base_url": fake.base}});
+    let reply = app.put("/v1/providers/twilio", &app.admin, provider).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(app.delete("/v1/providers/console", &app.admin).await.status, StatusCode::NO_CONTENT);
+}
+
+async fn start(app: &TestApp, to: &str, channel: &str) -> crate::helpers::Reply {
+    app.post("/v1/verifications", &app.admin, json!({"to": to, "channel": channel})).await
+}
+
+async fn check(app: &TestApp, to: &str, code: &str) -> crate::helpers::Reply {
+    app.post("/v1/verifications/check", &app.admin, json!({"to": to, "code": code})).await
+}
+
+fn sms_code(seen: &Seen) -> String {
+    code_in(&seen.form["Body"], 6)
+}
+
+fn wrong(code: &str) -> String {
+    let flipped = (code.as_bytes()[0] - b'0' + 1) % 10;
+    format!("{flipped}{}", &code[1..])
+}
+
+#[tokio::test]
+async fn a_code_sent_by_sms_is_approved_once() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let started = start(&app, "+44 7400 123456", "sms").await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert_eq!(started.body["status"], "pending");
+    assert_eq!(started.body["to"], MOBILE, "stored and shown in E.164");
+    assert_eq!(started.body["attempts_remaining"], 5);
+    assert_eq!(started.body["send_count"], 1);
+    assert!(started.body["id"].as_str().unwrap().starts_with("ver_"));
+    let sent = &fake.wait_for("twilio_sms", 1).await[0];
+    assert_eq!(sent.form["To"], MOBILE);
+    assert_eq!(sent.form["From"], "+15005550006");
+    assert!(sent.form["StatusCallback"].contains("/v1/provider-callbacks/twilio?delivery_id=dlv_"));
+    let code = sms_code(sent);
+    assert_eq!(sent.form["Body"], format!("Your vouchsafe verification code is: {code}"));
+
+    let miss = check(&app, MOBILE, &wrong(&code)).await;
+    assert_eq!(miss.status, StatusCode::OK);
+    assert_eq!((miss.body["status"].as_str(), miss.body["valid"].as_bool()), (Some("pending"), Some(false)));
+    assert_eq!(miss.body["attempts_remaining"], 4);
+    let hit = check(&app, MOBILE, &code).await;
+    assert_eq!((hit.body["status"].as_str(), hit.body["valid"].as_bool()), (Some("approved"), Some(true)));
+    let again = check(&app, MOBILE, &code).await;
+    assert_eq!((again.body["status"].as_str(), again.body["valid"].as_bool()), (Some("approved"), Some(false)));
+    let id = started.body["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/v1/verifications/{id}"), &app.admin).await.body["status"], "approved");
+    // The approval is in the audit log and its event in the outbox.
+    let audit = app.get("/v1/audit-events", &app.admin).await;
+    let approved: Vec<&Value> = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "verification.approved")
+        .collect();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0]["target"], id);
+    let events = app.count_rows(&format!("SELECT COUNT(*) FROM events WHERE type = 'verification.approved' AND body LIKE '%{id}%'")).await;
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn a_resend_replaces_the_code_and_keeps_the_attempts() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let first = start(&app, MOBILE, "sms").await;
+    let old = sms_code(&fake.wait_for("twilio_sms", 1).await[0]);
+    assert_eq!(check(&app, MOBILE, &wrong(&old)).await.body["attempts_remaining"], 4);
+    let early = start(&app, MOBILE, "sms").await;
+    assert_eq!(early.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(early.code(), "max_send_attempts_reached");
+    assert_eq!(early.headers["retry-after"], "30");
+    app.clock.advance(Duration::seconds(31));
+    let second = start(&app, MOBILE, "sms").await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
+    assert_eq!(second.body["id"], first.body["id"], "the same verification");
+    assert_eq!(second.body["send_count"], 2);
+    assert_eq!(second.body["attempts_remaining"], 4, "a resend never resets attempts");
+    let new = sms_code(&fake.wait_for("twilio_sms", 2).await[1]);
+    if new != old {
+        let stale = check(&app, MOBILE, &old).await;
+        assert_eq!((stale.body["status"].as_str(), stale.body["valid"].as_bool()), (Some("pending"), Some(false)));
+        assert_eq!(stale.body["attempts_remaining"], 3);
+    }
+    assert_eq!(check(&app, MOBILE, &new).await.body["valid"], true);
+}
+
+#[tokio::test]
+async fn sends_stop_at_max_sends_within_the_window() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let patch = json!({"otp": {"max_sends": 2, "resend_cooldown_s": 0, "send_window_s": 600}});
+    assert_eq!(app.patch("/v1/settings", &app.admin, patch).await.status, StatusCode::OK);
+    assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
+    assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
+    let third = start(&app, MOBILE, "sms").await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.code(), "max_send_attempts_reached");
+    assert_eq!(third.headers["retry-after"], "600");
+    assert_eq!(fake.seen_of("twilio_sms").len(), 2, "a refused start sends nothing");
+}
+
+#[tokio::test]
+async fn the_wrong_code_limit_ends_the_verification() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    start(&app, MOBILE, "sms").await;
+    let code = sms_code(&fake.wait_for("twilio_sms", 1).await[0]);
+    for left in (0..5).rev() {
+        let reply = check(&app, MOBILE, &wrong(&code)).await;
+        assert_eq!(reply.body["attempts_remaining"], left);
+        let expected = if left == 0 { "max_attempts_reached" } else { "pending" };
+        assert_eq!(reply.body["status"], expected);
+    }
+    let right = check(&app, MOBILE, &code).await;
+    assert_eq!(right.status, StatusCode::OK);
+    assert_eq!((right.body["status"].as_str(), right.body["valid"].as_bool()), (Some("max_attempts_reached"), Some(false)));
+    // Non-digit guesses count as wrong too, and change nothing once final.
+    assert_eq!(check(&app, MOBILE, "abc").await.body["status"], "max_attempts_reached");
+}
+
+#[tokio::test]
+async fn expiry_and_cancel_are_final_states() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    start(&app, MOBILE, "sms").await;
+    let code = sms_code(&fake.wait_for("twilio_sms", 1).await[0]);
+    app.clock.advance(Duration::seconds(601));
+    let late = check(&app, MOBILE, &code).await;
+    assert_eq!((late.body["status"].as_str(), late.body["valid"].as_bool()), (Some("expired"), Some(false)));
+    let audit = app.get("/v1/audit-events", &app.admin).await;
+    assert!(audit.text.contains("verification.expired"));
+
+    // A new start after expiry opens a new verification; cancel ends it.
+    let next = start(&app, MOBILE, "sms").await;
+    assert_eq!(next.status, StatusCode::CREATED);
+    let code = sms_code(&fake.wait_for("twilio_sms", 2).await[1]);
+    let id = next.body["id"].as_str().unwrap();
+    let canceled = app.post(&format!("/v1/verifications/{id}/cancel"), &app.admin, json!({})).await;
+    assert_eq!(canceled.body["status"], "canceled");
+    let after = app.post("/v1/verifications/check", &app.admin, json!({"verification_id": id, "code": code})).await;
+    assert_eq!((after.body["status"].as_str(), after.body["valid"].as_bool()), (Some("canceled"), Some(false)));
+}
+
+#[tokio::test]
+async fn bad_destinations_get_their_own_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let landline = start(&app, LANDLINE, "sms").await;
+    assert_eq!((landline.status, landline.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(landline.body["error"]["field"], "to");
+    for bad in ["4155552671", "+1", "not a number"] {
+        let reply = start(&app, bad, "sms").await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_phone_number"), "{bad}");
+    }
+    let email = start(&app, "not-an-email", "email").await;
+    assert_eq!((email.status, email.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let channel = start(&app, MOBILE, "fax").await;
+    assert_eq!((channel.status, channel.body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("channel")));
+    assert_eq!(fake.seen().len(), 0);
+    let none = check(&app, LANDLINE, "123456").await;
+    assert_eq!((none.status, none.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let missing = app.post("/v1/verifications/check", &app.admin, json!({"code": "123456"})).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_landline_gets_its_code_by_voice_digit_by_digit() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let started = start(&app, LANDLINE, "voice").await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let call = &fake.wait_for("twilio_call", 1).await[0];
+    let twiml = &call.form["Twiml"];
+    assert!(twiml.starts_with("<?xml") && twiml.contains("<Say language=\"en-US\">"), "{twiml}");
+    let code = code_in(twiml.split("code is ").nth(1).unwrap(), 6);
+    let spaced = code.chars().map(String::from).collect::<Vec<_>>().join(", ");
+    assert!(twiml.contains(&spaced), "{twiml}");
+    assert_eq!(check(&app, LANDLINE, &code).await.body["valid"], true);
+}
+
+#[tokio::test]
+async fn geo_permissions_refuse_other_countries() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    app.patch("/v1/settings", &app.admin, json!({"geo": {"allowed_countries": ["US", "DE"]}})).await;
+    let refused = start(&app, MOBILE, "sms").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "geo_not_permitted"));
+    assert_eq!(check(&app, MOBILE, "123456").await.status, StatusCode::NOT_FOUND, "nothing was stored");
+    assert_eq!(start(&app, "+4915123456789", "sms").await.status, StatusCode::CREATED);
+    assert_eq!(fake.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn messages_speak_the_locale_asked_for() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let reply = app.post("/v1/verifications", &app.admin, json!({"to": MOBILE, "channel": "sms", "locale": "es"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let body = &fake.wait_for("twilio_sms", 1).await[0].form["Body"];
+    assert!(body.starts_with("Tu código de verificación de vouchsafe es: "), "{body}");
+    // A tenant override for a locale wins over the built-in text.
+    let patch = json!({"templates": {"locales": {"fr": {"voice": "Code Acme : {code}"}}}});
+    assert_eq!(app.patch("/v1/settings", &app.admin, patch).await.status, StatusCode::OK);
+    app.post("/v1/verifications", &app.admin, json!({"to": LANDLINE, "channel": "voice", "locale": "fr-FR"})).await;
+    let twiml = &fake.wait_for("twilio_call", 1).await[0].form["Twiml"];
+    assert!(twiml.contains("<Say language=\"fr-FR\">Code Acme : "), "{twiml}");
+    let bad = app.post("/v1/verifications", &app.admin, json!({"to": MOBILE, "channel": "sms", "locale": "x y"})).await;
+    assert_eq!(bad.body["error"]["field"], "locale");
+}
+
+#[tokio::test]
+async fn a_hundred_racing_checks_on_two_nodes_approve_once() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let second = spawn_second_node(&app).await;
+    let started = start(&app, MOBILE, "sms").await;
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let code = sms_code(&fake.wait_for("twilio_sms", 1).await[0]);
+    let bases = Arc::new([app.base.clone(), second]);
+    let mut checks = Vec::new();
+    for i in 0..100 {
+        let (client, bases, secret) = (app.client.clone(), bases.clone(), app.admin.clone());
+        let body = json!({"verification_id": id, "code": code});
+        checks.push(tokio::spawn(async move {
+            let url = format!("{}/v1/verifications/check", bases[i % 2]);
+            let reply: Value = client.post(url).bearer_auth(secret).json(&body).send().await.unwrap().json().await.unwrap();
+            assert_eq!(reply["status"], "approved", "{reply}");
+            reply["valid"].as_bool().unwrap()
+        }));
+    }
+    let mut valid = 0;
+    for c in checks {
+        valid += usize::from(c.await.unwrap());
+    }
+    assert_eq!(valid, 1, "exactly one check approves");
+    let events = app.count_rows("SELECT COUNT(*) FROM events WHERE type = 'verification.approved'").await;
+    assert_eq!(events, 1, "and exactly one event");
+}
