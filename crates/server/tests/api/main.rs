@@ -11,6 +11,7 @@ mod fake_providers;
 mod helpers;
 mod isolation;
 mod ops;
+mod providers;
 mod roles;
 mod secrets;
 mod services;
@@ -20,3 +21,6 @@ mod webhooks;
 
 #[path = "../../../../tests/support/receiver.rs"]
 mod receiver;
+
+#[path = "../../../../tests/support/smtp_sink.rs"]
+mod smtp_sink;

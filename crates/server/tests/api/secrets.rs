@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, spawn_app};
 
 /// Everything the database holds, as text: the SQLite file and its WAL
 /// byte for byte, or every row of every PostgreSQL table.
-async fn database_contents(app: &TestApp) -> String {
+pub async fn database_contents(app: &TestApp) -> String {
     match &app.db.url {
         DatabaseUrl::Sqlite { path, .. } => {
             let mut bytes = std::fs::read(path).unwrap();

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::Duration;
 
-use crate::fake_providers::{FakeProviders, Mode, Seen, TWILIO_SID, TWILIO_TOKEN, code_in};
+use crate::fake_providers::{FakeProviders, Seen, TWILIO_SID, TWILIO_TOKEN, code_in};
 use crate::helpers::{TestApp, spawn_app, spawn_second_node};
 
 pub const MOBILE: &str = "+447400123456";

@@ -1,0 +1,241 @@
+//! Providers and credentials through the API, each provider type's wire
+//! format against fakes on loopback (and a real SMTP server), failover,
+//! and the circuit breaker.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use time::Duration;
+
+use crate::fake_providers::{FakeProviders, Mode, TELESIGN_CUSTOMER, TELESIGN_KEY, TWILIO_SID, TWILIO_TOKEN, code_in};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::smtp_sink::SmtpSink;
+use crate::verifications::{LANDLINE, MOBILE, use_twilio};
+
+async fn start(app: &TestApp, to: &str, channel: &str) -> crate::helpers::Reply {
+    app.post("/v1/verifications", &app.admin, json!({"to": to, "channel": channel})).await
+}
+
+async fn http_provider(app: &TestApp, fake: &FakeProviders, name: &str, priority: i32, timeout_ms: u64) {
+    let provider = json!({"type": "http", "channels": ["sms", "voice"], "priority": priority, "credential": "hook",
+        "settings": {"url": format!("{}/http/{name}", fake.base), "timeout_ms": timeout_ms,
+            "headers": {"X-Tenant-Tag": "acme"},
+            "body_template": "{\"to\":\"{to}\",\"text\":\"{message}\",\"code\":\"{code}\",\"channel\":\"{channel}\"}"}});
+    let reply = app.put(&format!("/v1/providers/{name}"), &app.admin, provider).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+async fn bearer_credential(app: &TestApp) {
+    let reply = app.put("/v1/credentials/hook", &app.admin, json!({"type": "bearer", "token": "hook-token-secret"})).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_fresh_tenant_has_the_console_provider_and_it_sends() {
+    let app = spawn_app().await;
+    let listed = app.get("/v1/providers", &app.admin).await;
+    assert_eq!(listed.body["providers"][0]["name"], "console");
+    assert_eq!(listed.body["providers"][0]["priority"], 1000);
+    assert_eq!(listed.body["providers"][0]["channels"], json!(["sms", "voice", "email"]));
+    for (to, channel) in [(MOBILE, "sms"), (LANDLINE, "voice"), ("jane@example.com", "email")] {
+        assert_eq!(start(&app, to, channel).await.status, StatusCode::CREATED, "{channel}");
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_write_only() {
+    let app = spawn_app().await;
+    let secret = "pw-that-must-never-come-back";
+    let put = app.put("/v1/credentials/twilio", &app.admin, json!({"type": "basic", "username": TWILIO_SID, "password": secret})).await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!((put.body["name"].as_str(), put.body["type"].as_str()), (Some("twilio"), Some("basic")));
+    let list = app.get("/v1/credentials", &app.admin).await;
+    assert_eq!(list.body["credentials"].as_array().unwrap().len(), 1);
+    let audit = app.get("/v1/audit-events", &app.admin).await;
+    assert!(audit.text.contains("credential.put"));
+    for text in [&put.text, &list.text, &audit.text] {
+        assert!(!text.contains(secret) && !text.contains(TWILIO_SID), "a credential came back: {text}");
+    }
+    let contents = crate::secrets::database_contents(&app).await;
+    assert!(!contents.contains(secret), "the credential is stored in clear");
+    let bad = app.put("/v1/credentials/x", &app.admin, json!({"type": "basic", "username": "u"})).await;
+    assert_eq!(bad.code(), "invalid_request", "a member is missing");
+    let bad = app.put("/v1/credentials/x", &app.admin, json!({"type": "header", "header": "X-K", "value": "a\nb"})).await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("value")));
+    let bad = app.put("/v1/credentials/bad%20name", &app.admin, json!({"type": "bearer", "token": "t"})).await;
+    assert_eq!(bad.body["error"]["field"], "name");
+    // In use by a provider, a credential cannot be deleted.
+    app.put("/v1/providers/twilio", &app.admin,
+        json!({"type": "twilio", "credential": "twilio", "settings": {"from": "+15005550006"}})).await;
+    assert_eq!(app.delete("/v1/credentials/twilio", &app.admin).await.status, StatusCode::CONFLICT);
+    assert_eq!(app.delete("/v1/providers/twilio", &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/v1/credentials/twilio", &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/v1/credentials/twilio", &app.admin).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn provider_settings_are_checked_when_saved() {
+    let app = spawn_app().await;
+    let cases = [
+        (json!({"type": "sms-magic"}), "type"),
+        (json!({"type": "twilio", "settings": {}}), "settings.from"),
+        (json!({"type": "twilio", "settings": {"from": "+1", "form": 1}}), "settings.form"),
+        (json!({"type": "smtp", "channels": ["sms"], "settings": {"host": "h.test", "from": "a@b.test"}}), "channels"),
+        (json!({"type": "http", "settings": {"url": "ftp://x.test/", "body_template": "{}"}}), "settings.url"),
+        (json!({"type": "twilio", "credential": "nope", "settings": {"from": "+1"}}), "credential"),
+        (json!({"type": "console", "priority": -1}), "priority"),
+    ];
+    for (body, field) in cases {
+        let reply = app.put("/v1/providers/p", &app.admin, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], field, "{body}");
+    }
+    assert_eq!(app.get("/v1/providers", &app.admin).await.body["providers"].as_array().unwrap().len(), 1);
+    // With the outbound-address rule on, loopback targets are refused.
+    let strict = spawn_app_with(false).await;
+    for (body, field) in [
+        (json!({"type": "http", "settings": {"url": "http://127.0.0.1:9/x", "body_template": "{}"}}), "settings.url"),
+        (json!({"type": "twilio", "settings": {"from": "+1", "base_url": "http://localhost:9"}}), "settings.base_url"),
+        (json!({"type": "smtp", "settings": {"host": "127.0.0.1", "from": "a@b.test"}}), "settings.host"),
+    ] {
+        let reply = strict.put("/v1/providers/p", &strict.admin, body).await;
+        assert_eq!(reply.body["error"]["field"], field, "{}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn telesign_carries_sms_and_voice_in_its_wire_format() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    app.put("/v1/credentials/ts", &app.admin, json!({"type": "basic", "username": TELESIGN_CUSTOMER, "password": TELESIGN_KEY})).await;
+    let reply = app.put("/v1/providers/telesign", &app.admin,
+        json!({"type": "telesign", "priority": 5, "credential": "ts", "settings": {"base_url": fake.base}})).await;
+    assert_eq!(reply.body["channels"], json!(["sms", "voice"]));
+    app.delete("/v1/providers/console", &app.admin).await;
+    assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
+    let sms = &fake.wait_for("telesign_sms", 1).await[0];
+    assert_eq!(sms.form["phone_number"], "447400123456");
+    assert_eq!(sms.form["message_type"], "OTP");
+    let code = code_in(&sms.form["message"], 6);
+    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": MOBILE, "code": code})).await;
+    assert_eq!(check.body["valid"], true);
+    app.post("/v1/verifications", &app.admin, json!({"to": LANDLINE, "channel": "voice", "locale": "de"})).await;
+    let voice = &fake.wait_for("telesign_voice", 1).await[0];
+    assert_eq!((voice.form["phone_number"].as_str(), voice.form["voice"].as_str()), ("442079460018", "f-de-DE"));
+    assert!(voice.form["message"].starts_with("Ihr vouchsafe-Bestätigungscode lautet "), "{}", voice.form["message"]);
+}
+
+#[tokio::test]
+async fn the_http_provider_fills_its_template_and_authenticates() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    bearer_credential(&app).await;
+    http_provider(&app, &fake, "gateway", 5, 2_000).await;
+    app.delete("/v1/providers/console", &app.admin).await;
+    assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
+    let seen = &fake.wait_for("http/gateway", 1).await[0];
+    assert_eq!(seen.authorization.as_deref(), Some("Bearer hook-token-secret"));
+    assert_eq!(seen.headers["x-tenant-tag"], "acme");
+    assert_eq!((seen.json["to"].as_str(), seen.json["channel"].as_str()), (Some(MOBILE), Some("sms")));
+    let code = seen.json["code"].as_str().unwrap();
+    assert_eq!(seen.json["text"], format!("Your vouchsafe verification code is: {code}"));
+}
+
+#[tokio::test]
+async fn email_goes_through_a_real_smtp_server_as_plain_text_and_html() {
+    let app = spawn_app().await;
+    let sink = SmtpSink::start(Some(("mailer", "smtp-password")));
+    app.put("/v1/credentials/smtp", &app.admin, json!({"type": "basic", "username": "mailer", "password": "smtp-password"})).await;
+    let reply = app.put("/v1/providers/mail", &app.admin, json!({"type": "smtp", "priority": 5, "credential": "smtp",
+        "settings": {"host": "127.0.0.1", "port": sink.port, "tls": "none", "from": "Acme <codes@acme.test>"}})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["channels"], json!(["email"]));
+    app.delete("/v1/providers/console", &app.admin).await;
+    let started = start(&app, "Jane.Doe@Example.COM", "email").await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert_eq!(started.body["to"], "Jane.Doe@example.com");
+    let mail = &sink.wait_for(1).await[0];
+    assert_eq!(mail["rcpt_tos"], json!(["Jane.Doe@example.com"]));
+    assert_eq!(mail["mail_from"], "codes@acme.test");
+    assert_eq!(mail["auth_user"], "mailer");
+    let data = mail["data"].as_str().unwrap();
+    assert!(data.contains("Subject: Your vouchsafe verification code"), "{data}");
+    assert!(data.contains("multipart/alternative") && data.contains("text/plain") && data.contains("text/html"), "{data}");
+    let code = code_in(data.split("code is: ").nth(1).unwrap(), 6);
+    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": "jane.doe@example.com", "code": code})).await;
+    assert_eq!(check.status, StatusCode::NOT_FOUND, "the local part is kept as written (RFC 5321)");
+    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": "Jane.Doe@example.com", "code": code})).await;
+    assert_eq!(check.body["valid"], true, "{}", check.text);
+}
+
+#[tokio::test]
+async fn a_failing_or_hanging_provider_fails_over_to_the_next() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    bearer_credential(&app).await;
+    http_provider(&app, &fake, "primary", 1, 300).await;
+    fake.set_mode("http/primary", Mode::Fail(500));
+    assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
+    assert_eq!(fake.seen_of("http/primary").len(), 1);
+    assert_eq!(fake.wait_for("twilio_sms", 1).await.len(), 1, "the next provider sent it");
+    fake.set_mode("http/primary", Mode::Hang);
+    let started = std::time::Instant::now();
+    assert_eq!(start(&app, "+4915123456789", "sms").await.status, StatusCode::CREATED);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the hang was cut off by the provider timeout");
+    assert_eq!(fake.wait_for("twilio_sms", 2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_skipped_until_it_recovers() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    bearer_credential(&app).await;
+    http_provider(&app, &fake, "primary", 1, 2_000).await;
+    fake.set_mode("http/primary", Mode::Fail(503));
+    let numbers = ["+447400123401", "+447400123402", "+447400123403", "+447400123404", "+447400123405"];
+    for to in &numbers[..3] {
+        assert_eq!(start(&app, to, "sms").await.status, StatusCode::CREATED);
+    }
+    assert_eq!(fake.seen_of("http/primary").len(), 3);
+    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await.text;
+    assert!(metrics.contains("vouchsafe_provider_circuit_open{provider=\"primary\"} 1"), "{metrics}");
+    assert!(metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider=\"primary\",outcome=\"failed\"}"));
+    // Open: the fourth send does not wait on the primary at all.
+    assert_eq!(start(&app, numbers[3], "sms").await.status, StatusCode::CREATED);
+    assert_eq!(fake.seen_of("http/primary").len(), 3);
+    assert_eq!(fake.seen_of("twilio_sms").len(), 4);
+    // After a while it gets a trial send; it has recovered, so it is used again.
+    fake.set_mode("http/primary", Mode::Accept);
+    app.clock.advance(Duration::seconds(31));
+    assert_eq!(start(&app, numbers[4], "sms").await.status, StatusCode::CREATED);
+    assert_eq!(fake.seen_of("http/primary").len(), 4);
+    assert_eq!(fake.seen_of("twilio_sms").len(), 4);
+}
+
+#[tokio::test]
+async fn when_every_provider_fails_the_start_says_so_and_may_be_retried_at_once() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    fake.set_mode("twilio_sms", Mode::Fail(500));
+    let failed = start(&app, MOBILE, "sms").await;
+    assert_eq!((failed.status, failed.code()), (StatusCode::BAD_GATEWAY, "provider_unavailable"));
+    let events = app.count_rows("SELECT COUNT(*) FROM events WHERE type = 'delivery.failed'").await;
+    assert_eq!(events, 1);
+    fake.set_mode("twilio_sms", Mode::Accept);
+    let retried = start(&app, MOBILE, "sms").await;
+    assert_eq!(retried.status, StatusCode::CREATED, "no cooldown after a send nobody got: {}", retried.text);
+    assert_eq!(retried.body["send_count"], 2, "but the failed send still counts");
+}
+
+#[tokio::test]
+async fn the_twilio_credential_must_be_right() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    app.put("/v1/credentials/twilio", &app.admin, json!({"type": "basic", "username": TWILIO_SID, "password": "wrong"})).await;
+    let failed = start(&app, MOBILE, "sms").await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    let _ = TWILIO_TOKEN;
+}
