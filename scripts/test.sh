@@ -16,7 +16,7 @@ if ! command -v oathtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool >/dev/null
 fi
 if ! python3 -c "import pyotp, standardwebhooks" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks
+  python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks twilio aiosmtpd
 fi
 $SUDO bash .ci/postgres.sh
 

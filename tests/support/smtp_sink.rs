@@ -31,7 +31,10 @@ impl SmtpSink {
             .expect("python3 must be installed (.ci/run installs aiosmtpd)");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        let port: u16 = first.trim().parse().unwrap_or_else(|_| panic!("SMTP sink did not start (is aiosmtpd installed?): {first:?}"));
+        let port: u16 = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("SMTP sink did not start (is aiosmtpd installed?): {first:?}"));
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = messages.clone();
         std::thread::spawn(move || {

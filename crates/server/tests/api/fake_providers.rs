@@ -158,16 +158,20 @@ async fn twilio(
         return reply;
     }
     if !ok_auth {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"code": 20003, "message": "Authenticate", "status": 401})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"code": 20003, "message": "Authenticate", "status": 401})),
+        )
             .into_response();
     }
     let prefix = if kind == "twilio_sms" { "SM" } else { "CA" };
-    (StatusCode::CREATED, axum::Json(json!({"sid": format!("{prefix}{}", hex_id()), "status": "queued"}))).into_response()
+    (StatusCode::CREATED, axum::Json(json!({"sid": format!("{prefix}{}", hex_id()), "status": "queued"})))
+        .into_response()
 }
 
 async fn telesign(inner: Arc<Mutex<Inner>>, kind: &str, headers: HeaderMap, body: Bytes) -> axum::response::Response {
-    let ok_auth = headers.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&basic(TELESIGN_CUSTOMER, TELESIGN_KEY));
+    let ok_auth =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&basic(TELESIGN_CUSTOMER, TELESIGN_KEY));
     if let Some(reply) = record(&inner, kind, &headers, form(&body), Value::Null).await {
         return reply;
     }
@@ -175,15 +179,25 @@ async fn telesign(inner: Arc<Mutex<Inner>>, kind: &str, headers: HeaderMap, body
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": {"code": 10033, "description": "bad auth"}})))
             .into_response();
     }
-    axum::Json(json!({"reference_id": hex_id().to_uppercase(), "status": {"code": 290, "description": "Message in progress"}}))
-        .into_response()
+    axum::Json(
+        json!({"reference_id": hex_id().to_uppercase(), "status": {"code": 290, "description": "Message in progress"}}),
+    )
+    .into_response()
 }
 
-async fn telesign_sms(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+async fn telesign_sms(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     telesign(inner, "telesign_sms", headers, body).await
 }
 
-async fn telesign_voice(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+async fn telesign_voice(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     telesign(inner, "telesign_voice", headers, body).await
 }
 

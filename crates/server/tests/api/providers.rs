@@ -25,7 +25,8 @@ async fn http_provider(app: &TestApp, fake: &FakeProviders, name: &str, priority
 }
 
 async fn bearer_credential(app: &TestApp) {
-    let reply = app.put("/v1/credentials/hook", &app.admin, json!({"type": "bearer", "token": "hook-token-secret"})).await;
+    let reply =
+        app.put("/v1/credentials/hook", &app.admin, json!({"type": "bearer", "token": "hook-token-secret"})).await;
     assert_eq!(reply.status, StatusCode::OK);
 }
 
@@ -45,7 +46,9 @@ async fn a_fresh_tenant_has_the_console_provider_and_it_sends() {
 async fn credentials_are_write_only() {
     let app = spawn_app().await;
     let secret = "pw-that-must-never-come-back";
-    let put = app.put("/v1/credentials/twilio", &app.admin, json!({"type": "basic", "username": TWILIO_SID, "password": secret})).await;
+    let put = app
+        .put("/v1/credentials/twilio", &app.admin, json!({"type": "basic", "username": TWILIO_SID, "password": secret}))
+        .await;
     assert_eq!(put.status, StatusCode::OK);
     assert_eq!((put.body["name"].as_str(), put.body["type"].as_str()), (Some("twilio"), Some("basic")));
     let list = app.get("/v1/credentials", &app.admin).await;
@@ -59,13 +62,18 @@ async fn credentials_are_write_only() {
     assert!(!contents.contains(secret), "the credential is stored in clear");
     let bad = app.put("/v1/credentials/x", &app.admin, json!({"type": "basic", "username": "u"})).await;
     assert_eq!(bad.code(), "invalid_request", "a member is missing");
-    let bad = app.put("/v1/credentials/x", &app.admin, json!({"type": "header", "header": "X-K", "value": "a\nb"})).await;
+    let bad =
+        app.put("/v1/credentials/x", &app.admin, json!({"type": "header", "header": "X-K", "value": "a\nb"})).await;
     assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("value")));
     let bad = app.put("/v1/credentials/bad%20name", &app.admin, json!({"type": "bearer", "token": "t"})).await;
     assert_eq!(bad.body["error"]["field"], "name");
     // In use by a provider, a credential cannot be deleted.
-    app.put("/v1/providers/twilio", &app.admin,
-        json!({"type": "twilio", "credential": "twilio", "settings": {"from": "+15005550006"}})).await;
+    app.put(
+        "/v1/providers/twilio",
+        &app.admin,
+        json!({"type": "twilio", "credential": "twilio", "settings": {"from": "+15005550006"}}),
+    )
+    .await;
     assert_eq!(app.delete("/v1/credentials/twilio", &app.admin).await.status, StatusCode::CONFLICT);
     assert_eq!(app.delete("/v1/providers/twilio", &app.admin).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.delete("/v1/credentials/twilio", &app.admin).await.status, StatusCode::NO_CONTENT);
@@ -106,9 +114,19 @@ async fn provider_settings_are_checked_when_saved() {
 async fn telesign_carries_sms_and_voice_in_its_wire_format() {
     let app = spawn_app().await;
     let fake = FakeProviders::start().await;
-    app.put("/v1/credentials/ts", &app.admin, json!({"type": "basic", "username": TELESIGN_CUSTOMER, "password": TELESIGN_KEY})).await;
-    let reply = app.put("/v1/providers/telesign", &app.admin,
-        json!({"type": "telesign", "priority": 5, "credential": "ts", "settings": {"base_url": fake.base}})).await;
+    app.put(
+        "/v1/credentials/ts",
+        &app.admin,
+        json!({"type": "basic", "username": TELESIGN_CUSTOMER, "password": TELESIGN_KEY}),
+    )
+    .await;
+    let reply = app
+        .put(
+            "/v1/providers/telesign",
+            &app.admin,
+            json!({"type": "telesign", "priority": 5, "credential": "ts", "settings": {"base_url": fake.base}}),
+        )
+        .await;
     assert_eq!(reply.body["channels"], json!(["sms", "voice"]));
     app.delete("/v1/providers/console", &app.admin).await;
     assert_eq!(start(&app, MOBILE, "sms").await.status, StatusCode::CREATED);
@@ -144,9 +162,20 @@ async fn the_http_provider_fills_its_template_and_authenticates() {
 async fn email_goes_through_a_real_smtp_server_as_plain_text_and_html() {
     let app = spawn_app().await;
     let sink = SmtpSink::start(Some(("mailer", "smtp-password")));
-    app.put("/v1/credentials/smtp", &app.admin, json!({"type": "basic", "username": "mailer", "password": "smtp-password"})).await;
-    let reply = app.put("/v1/providers/mail", &app.admin, json!({"type": "smtp", "priority": 5, "credential": "smtp",
-        "settings": {"host": "127.0.0.1", "port": sink.port, "tls": "none", "from": "Acme <codes@acme.test>"}})).await;
+    app.put(
+        "/v1/credentials/smtp",
+        &app.admin,
+        json!({"type": "basic", "username": "mailer", "password": "smtp-password"}),
+    )
+    .await;
+    let reply = app
+        .put(
+            "/v1/providers/mail",
+            &app.admin,
+            json!({"type": "smtp", "priority": 5, "credential": "smtp",
+        "settings": {"host": "127.0.0.1", "port": sink.port, "tls": "none", "from": "Acme <codes@acme.test>"}}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["channels"], json!(["email"]));
     app.delete("/v1/providers/console", &app.admin).await;
@@ -159,11 +188,16 @@ async fn email_goes_through_a_real_smtp_server_as_plain_text_and_html() {
     assert_eq!(mail["auth_user"], "mailer");
     let data = mail["data"].as_str().unwrap();
     assert!(data.contains("Subject: Your vouchsafe verification code"), "{data}");
-    assert!(data.contains("multipart/alternative") && data.contains("text/plain") && data.contains("text/html"), "{data}");
+    assert!(
+        data.contains("multipart/alternative") && data.contains("text/plain") && data.contains("text/html"),
+        "{data}"
+    );
     let code = code_in(data.split("code is: ").nth(1).unwrap(), 6);
-    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": "jane.doe@example.com", "code": code})).await;
+    let check =
+        app.post("/v1/verifications/check", &app.admin, json!({"to": "jane.doe@example.com", "code": code})).await;
     assert_eq!(check.status, StatusCode::NOT_FOUND, "the local part is kept as written (RFC 5321)");
-    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": "Jane.Doe@example.com", "code": code})).await;
+    let check =
+        app.post("/v1/verifications/check", &app.admin, json!({"to": "Jane.Doe@example.com", "code": code})).await;
     assert_eq!(check.body["valid"], true, "{}", check.text);
 }
 
@@ -200,7 +234,9 @@ async fn a_provider_that_keeps_failing_is_skipped_until_it_recovers() {
     assert_eq!(fake.seen_of("http/primary").len(), 3);
     let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await.text;
     assert!(metrics.contains("vouchsafe_provider_circuit_open{provider=\"primary\"} 1"), "{metrics}");
-    assert!(metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider=\"primary\",outcome=\"failed\"}"));
+    assert!(
+        metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider=\"primary\",outcome=\"failed\"}")
+    );
     // Open: the fourth send does not wait on the primary at all.
     assert_eq!(start(&app, numbers[3], "sms").await.status, StatusCode::CREATED);
     assert_eq!(fake.seen_of("http/primary").len(), 3);
@@ -234,7 +270,12 @@ async fn the_twilio_credential_must_be_right() {
     let app = spawn_app().await;
     let fake = FakeProviders::start().await;
     use_twilio(&app, &fake).await;
-    app.put("/v1/credentials/twilio", &app.admin, json!({"type": "basic", "username": TWILIO_SID, "password": "wrong"})).await;
+    app.put(
+        "/v1/credentials/twilio",
+        &app.admin,
+        json!({"type": "basic", "username": TWILIO_SID, "password": "wrong"}),
+    )
+    .await;
     let failed = start(&app, MOBILE, "sms").await;
     assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
     let _ = TWILIO_TOKEN;

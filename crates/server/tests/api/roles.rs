@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vouchsafe_core::ids::{ApiKeyId, ServiceId, WebhookEndpointId};
+use vouchsafe_core::ids::{ApiKeyId, DeliveryId, ServiceId, VerificationId, WebhookEndpointId};
 use vouchsafe_core::role::Role;
 
 use crate::helpers::spawn_app;
@@ -13,6 +13,8 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
     let missing_service = ServiceId::generate().to_string();
     let missing_key = ApiKeyId::generate().to_string();
     let missing_hook = WebhookEndpointId::generate().to_string();
+    let missing_verification = VerificationId::generate().to_string();
+    let missing_delivery = DeliveryId::generate().to_string();
     vec![
         (Method::GET, "/v1/tenant".into(), None, Role::Agent),
         (Method::GET, "/v1/settings".into(), None, Role::Agent),
@@ -34,6 +36,38 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
         (Method::POST, format!("/v1/webhook-endpoints/{missing_hook}/test"), None, Role::Admin),
         (Method::POST, format!("/v1/webhook-endpoints/{missing_hook}/rotate-secret"), Some(json!({})), Role::Admin),
         (Method::GET, format!("/v1/webhook-endpoints/{missing_hook}/deliveries"), None, Role::Admin),
+        (Method::GET, "/v1/credentials".into(), None, Role::Admin),
+        (Method::PUT, "/v1/credentials/role-matrix".into(), Some(json!({"type": "bearer", "token": "t"})), Role::Admin),
+        (Method::DELETE, "/v1/credentials/missing".into(), None, Role::Admin),
+        (Method::GET, "/v1/providers".into(), None, Role::Admin),
+        (
+            Method::PUT,
+            "/v1/providers/role-matrix".into(),
+            Some(json!({"type": "console", "priority": 2000})),
+            Role::Admin,
+        ),
+        (Method::DELETE, "/v1/providers/missing".into(), None, Role::Admin),
+        (
+            Method::POST,
+            "/v1/verifications".into(),
+            Some(json!({"to": "+447400123456", "channel": "sms", "service_id": missing_service})),
+            Role::Agent,
+        ),
+        (
+            Method::POST,
+            "/v1/verifications/check".into(),
+            Some(json!({"to": "+447400123456", "code": "1234"})),
+            Role::Agent,
+        ),
+        (Method::GET, format!("/v1/verifications/{missing_verification}"), None, Role::Agent),
+        (Method::POST, format!("/v1/verifications/{missing_verification}/cancel"), None, Role::Agent),
+        (
+            Method::POST,
+            "/v1/deliveries".into(),
+            Some(json!({"to": "+447400123456", "channel": "sms", "code": "1234"})),
+            Role::Agent,
+        ),
+        (Method::GET, format!("/v1/deliveries/{missing_delivery}"), None, Role::Agent),
         (Method::GET, "/v1/audit-events".into(), None, Role::Admin),
         (Method::GET, "/v1/audit-events/verify".into(), None, Role::Admin),
     ]

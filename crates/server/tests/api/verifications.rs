@@ -73,15 +73,13 @@ async fn a_code_sent_by_sms_is_approved_once() {
     assert_eq!(app.get(&format!("/v1/verifications/{id}"), &app.admin).await.body["status"], "approved");
     // The approval is in the audit log and its event in the outbox.
     let audit = app.get("/v1/audit-events", &app.admin).await;
-    let approved: Vec<&Value> = audit.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "verification.approved")
-        .collect();
+    let approved: Vec<&Value> =
+        audit.body["events"].as_array().unwrap().iter().filter(|e| e["action"] == "verification.approved").collect();
     assert_eq!(approved.len(), 1);
     assert_eq!(approved[0]["target"], id);
-    let events = app.count_rows(&format!("SELECT COUNT(*) FROM events WHERE type = 'verification.approved' AND body LIKE '%{id}%'")).await;
+    let events = app
+        .count_rows(&format!("SELECT COUNT(*) FROM events WHERE type = 'verification.approved' AND body LIKE '%{id}%'"))
+        .await;
     assert_eq!(events, 1);
 }
 
@@ -143,7 +141,10 @@ async fn the_wrong_code_limit_ends_the_verification() {
     }
     let right = check(&app, MOBILE, &code).await;
     assert_eq!(right.status, StatusCode::OK);
-    assert_eq!((right.body["status"].as_str(), right.body["valid"].as_bool()), (Some("max_attempts_reached"), Some(false)));
+    assert_eq!(
+        (right.body["status"].as_str(), right.body["valid"].as_bool()),
+        (Some("max_attempts_reached"), Some(false))
+    );
     // Non-digit guesses count as wrong too, and change nothing once final.
     assert_eq!(check(&app, MOBILE, "abc").await.body["status"], "max_attempts_reached");
 }
@@ -229,7 +230,8 @@ async fn messages_speak_the_locale_asked_for() {
     let app = spawn_app().await;
     let fake = FakeProviders::start().await;
     use_twilio(&app, &fake).await;
-    let reply = app.post("/v1/verifications", &app.admin, json!({"to": MOBILE, "channel": "sms", "locale": "es"})).await;
+    let reply =
+        app.post("/v1/verifications", &app.admin, json!({"to": MOBILE, "channel": "sms", "locale": "es"})).await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let body = &fake.wait_for("twilio_sms", 1).await[0].form["Body"];
     assert!(body.starts_with("Tu código de verificación de vouchsafe es: "), "{body}");
@@ -259,7 +261,8 @@ async fn a_hundred_racing_checks_on_two_nodes_approve_once() {
         let body = json!({"verification_id": id, "code": code});
         checks.push(tokio::spawn(async move {
             let url = format!("{}/v1/verifications/check", bases[i % 2]);
-            let reply: Value = client.post(url).bearer_auth(secret).json(&body).send().await.unwrap().json().await.unwrap();
+            let reply: Value =
+                client.post(url).bearer_auth(secret).json(&body).send().await.unwrap().json().await.unwrap();
             assert_eq!(reply["status"], "approved", "{reply}");
             reply["valid"].as_bool().unwrap()
         }));
