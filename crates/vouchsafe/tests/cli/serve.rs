@@ -85,3 +85,92 @@ async fn logs_never_contain_secrets_even_at_trace_level() {
     }
     assert!(!log.contains(&basic), "an Authorization header reached the log");
 }
+
+/// A one-route HTTP sink on loopback standing in for an SMS gateway: it
+/// answers 200 and hands each request body to the test.
+async fn gateway_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let _ = tx.send(body.to_owned());
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn codes_credentials_and_numbers_stay_out_of_the_logs() {
+    let ws = workspace().await;
+    let init = ws.run_json(&["init", "--json"]);
+    let admin = init["secret"].as_str().unwrap().to_owned();
+    let server =
+        Server::start_with(&ws, &[], &[("VOUCHSAFE_LOG", "trace"), ("VOUCHSAFE_ALLOW_PRIVATE_TARGETS", "true")]);
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let (gateway, mut bodies) = gateway_sink().await;
+    let token = "gateway-token-that-must-stay-secret";
+    let put = |path: &str, body: serde_json::Value| client.put(url(path)).bearer_auth(&admin).json(&body).send();
+    assert!(put("/v1/credentials/gw", json!({"type": "bearer", "token": token})).await.unwrap().status().is_success());
+    let provider = json!({"type": "http", "priority": 1, "credential": "gw",
+        "settings": {"url": gateway, "body_template": "{\"to\":\"{to}\",\"text\":\"{message}\"}"}});
+    assert!(put("/v1/providers/gateway", provider).await.unwrap().status().is_success());
+    let number = "+447400123456";
+    let started = client
+        .post(url("/v1/verifications"))
+        .bearer_auth(&admin)
+        .json(&json!({"to": number, "channel": "sms"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let body: serde_json::Value = serde_json::from_str(&bodies.recv().await.unwrap()).unwrap();
+    let code = body["text"].as_str().unwrap().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(code.len(), 6);
+    for guess in ["000000", code.as_str()] {
+        client
+            .post(url("/v1/verifications/check"))
+            .bearer_auth(&admin)
+            .json(&json!({"to": number, "code": guess}))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    assert!(log.contains("verification code sent") && log.contains("verification approved"), "{log}");
+    assert!(log.contains("+44********56"), "numbers are logged masked");
+    assert!(!log.contains(&code), "a code reached the log");
+    assert!(!log.contains(token), "a credential reached the log");
+    assert!(!log.contains("7400123456"), "a whole phone number reached the log");
+}
