@@ -392,6 +392,8 @@ pub trait VerificationStore {
     async fn clear_cooldown(&self, tenant: &TenantId, id: &VerificationId, send_count: u32) -> StoreResult<()>;
     /// Counts one send against the fraud limits (deliveries), all or nothing.
     async fn count_sends(&self, counters: &[SendCounter], now: OffsetDateTime) -> StoreResult<Result<(), SendRefusal>>;
+    /// Drops send counters of buckets that started before `before_ms`.
+    async fn prune_send_counters(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
 #[async_trait]

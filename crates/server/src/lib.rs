@@ -13,6 +13,7 @@ mod dispatcher;
 mod engine;
 mod error;
 mod extract;
+mod housekeeping;
 mod layers;
 mod metrics;
 mod state;
@@ -79,12 +80,18 @@ impl Application {
     /// lets the dispatcher finish the attempts it has started.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let upkeep = tokio::spawn(housekeeping::run(
+            self.dispatcher.store.clone(),
+            self.dispatcher.clock.clone(),
+            stopped.clone(),
+        ));
         let dispatcher = tokio::spawn(self.dispatcher.run(stopped));
         let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop.send(true);
         let _ = dispatcher.await;
+        let _ = upkeep.await;
         served
     }
 }

@@ -394,4 +394,15 @@ impl VerificationStore for SqlStore {
         .await)
         .map_err(map_err)
     }
+
+    async fn prune_send_counters(&self, before_ms: i64) -> StoreResult<u64> {
+        on_pool!(self.db(), pool =>
+            sqlx::query("DELETE FROM send_counters WHERE bucket < $1")
+                .bind(before_ms)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        )
+        .map_err(map_err)
+    }
 }

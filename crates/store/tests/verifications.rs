@@ -305,3 +305,16 @@ async fn a_receipt_settles_a_sent_delivery_once() {
     assert!(!store.record_receipt(&failed, Some(&event)).await.unwrap(), "a replayed receipt changes nothing");
     assert_eq!(store.delivery(&t.id, &sent.id).await.unwrap().status, DeliveryStatus::Undelivered);
 }
+
+#[tokio::test]
+async fn old_send_counters_are_pruned() {
+    let (store, _db) = store().await;
+    let (t, _) = tenant(&store).await;
+    let limits = FraudSettings { max_sends_per_destination_per_hour: 1, ..FraudSettings::default() };
+    let old = counters_for(&t.id, "+447400123456", &limits, at(T0));
+    store.count_sends(&old, at(T0)).await.unwrap().unwrap();
+    let fresh = counters_for(&t.id, "+447400123456", &limits, at(T0 + 7_200));
+    store.count_sends(&fresh, at(T0 + 7_200)).await.unwrap().unwrap();
+    assert_eq!(store.prune_send_counters(fresh[0].bucket).await.unwrap(), 3, "the old hour's three counters");
+    assert!(store.count_sends(&fresh, at(T0 + 7_200)).await.unwrap().is_err(), "the current hour is kept");
+}

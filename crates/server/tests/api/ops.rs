@@ -58,6 +58,17 @@ async fn openapi_documents_every_v1_route() {
         ("/v1/webhook-endpoints/{id}/deliveries", &["get"]),
         ("/v1/audit-events", &["get"]),
         ("/v1/audit-events/verify", &["get"]),
+        ("/v1/credentials", &["get"]),
+        ("/v1/credentials/{name}", &["put", "delete"]),
+        ("/v1/providers", &["get"]),
+        ("/v1/providers/{name}", &["put", "delete"]),
+        ("/v1/verifications", &["post"]),
+        ("/v1/verifications/check", &["post"]),
+        ("/v1/verifications/{id}", &["get"]),
+        ("/v1/verifications/{id}/cancel", &["post"]),
+        ("/v1/deliveries", &["post"]),
+        ("/v1/deliveries/{id}", &["get"]),
+        ("/v1/provider-callbacks/twilio", &["post"]),
     ] {
         for method in methods {
             assert!(

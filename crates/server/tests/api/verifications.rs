@@ -275,3 +275,31 @@ async fn a_hundred_racing_checks_on_two_nodes_approve_once() {
     let events = app.count_rows("SELECT COUNT(*) FROM events WHERE type = 'verification.approved'").await;
     assert_eq!(events, 1, "and exactly one event");
 }
+
+#[tokio::test]
+async fn metrics_show_sends_and_approvals_per_country() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    // Two numbers of one country get codes; only one is checked: the
+    // conversion an operator watches for SMS pumping.
+    start(&app, "+4915123456701", "sms").await;
+    start(&app, "+4915123456702", "sms").await;
+    let code = sms_code(&fake.wait_for("twilio_sms", 2).await[0]);
+    check(&app, "+4915123456701", &code).await;
+    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await.text;
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+    };
+    // Counters are process-wide (other tests add to them), so compare
+    // with at least what this test did.
+    assert!(value("vouchsafe_verification_sends_total{channel=\"sms\",country=\"DE\",outcome=\"sent\"}") >= 2.0);
+    assert!(value("vouchsafe_verification_approvals_total{channel=\"sms\",country=\"DE\"}") >= 1.0);
+    assert!(value("vouchsafe_verification_checks_total{outcome=\"approved\"}") >= 1.0);
+    assert!(metrics.contains("vouchsafe_provider_latency_seconds"), "provider latency histogram");
+}
