@@ -280,3 +280,16 @@ async fn the_twilio_credential_must_be_right() {
     assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
     let _ = TWILIO_TOKEN;
 }
+
+#[tokio::test]
+async fn required_tls_is_never_downgraded_to_plain_text() {
+    let app = spawn_app().await;
+    let sink = SmtpSink::start(None);
+    let reply = app.put("/v1/providers/mail", &app.admin, json!({"type": "smtp", "priority": 5,
+        "settings": {"host": "127.0.0.1", "port": sink.port, "tls": "starttls", "from": "codes@acme.test", "timeout_ms": 3000}})).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    app.delete("/v1/providers/console", &app.admin).await;
+    // The sink offers no STARTTLS: the send fails rather than going out in clear.
+    let failed = start(&app, "jane@example.com", "email").await;
+    assert_eq!((failed.status, failed.code()), (StatusCode::BAD_GATEWAY, "provider_unavailable"));
+}

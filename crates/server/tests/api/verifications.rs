@@ -303,3 +303,27 @@ async fn metrics_show_sends_and_approvals_per_country() {
     assert!(value("vouchsafe_verification_checks_total{outcome=\"approved\"}") >= 1.0);
     assert!(metrics.contains("vouchsafe_provider_latency_seconds"), "provider latency histogram");
 }
+
+#[tokio::test]
+async fn fraud_limits_cap_sends_per_tenant_and_prefix() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let patch = json!({"fraud": {"max_sends_per_prefix_per_hour": 2, "prefix_length": 8}});
+    assert_eq!(app.patch("/v1/settings", &app.admin, patch).await.status, StatusCode::OK);
+    // A pumping run walks through one block of numbers.
+    assert_eq!(start(&app, "+447400123401", "sms").await.status, StatusCode::CREATED);
+    assert_eq!(start(&app, "+447400123402", "sms").await.status, StatusCode::CREATED);
+    let blocked = start(&app, "+447400123403", "sms").await;
+    assert_eq!((blocked.status, blocked.code()), (StatusCode::TOO_MANY_REQUESTS, "max_send_attempts_reached"));
+    assert!(blocked.body["error"]["message"].as_str().unwrap().contains("per prefix"));
+    assert!(blocked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() <= 3_600);
+    assert_eq!(check(&app, "+447400123403", "123456").await.status, StatusCode::NOT_FOUND, "nothing was stored");
+    // Another block is not affected, until the tenant's own cap.
+    let patch = json!({"fraud": {"max_sends_per_tenant_per_hour": 3}});
+    app.patch("/v1/settings", &app.admin, patch).await;
+    assert_eq!(start(&app, "+4915123456789", "sms").await.status, StatusCode::CREATED);
+    let capped = start(&app, "+4915123456788", "sms").await;
+    assert!(capped.body["error"]["message"].as_str().unwrap().contains("per tenant"), "{}", capped.text);
+    assert_eq!(fake.seen().len(), 3);
+}
