@@ -44,24 +44,35 @@ struct LoadResult {
     max_ms: f64,
 }
 
-async fn load(url: &str, secret: Option<&str>, concurrency: usize, seconds: u64) -> LoadResult {
+/// Makes request number `n` of the run.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+fn get(url: &str, secret: Option<&str>) -> MakeRequest {
+    let (url, secret) = (url.to_owned(), secret.map(str::to_owned));
+    Arc::new(move |client, _| {
+        let req = client.get(&url);
+        match &secret {
+            Some(secret) => req.bearer_auth(secret),
+            None => req,
+        }
+    })
+}
+
+async fn load(make: MakeRequest, concurrency: usize, seconds: u64) -> LoadResult {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
+    let sequence = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let client = client.clone();
-        let url = url.to_owned();
-        let secret = secret.map(str::to_owned);
+        let (make, sequence) = (make.clone(), sequence.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let mut req = client.get(&url);
-                if let Some(secret) = &secret {
-                    req = req.bearer_auth(secret);
-                }
+                let req = make(&client, sequence.fetch_add(1, Ordering::Relaxed));
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
@@ -187,6 +198,59 @@ async fn webhook_throughput(base: &str, secret: &str) -> anyhow::Result<String> 
     ))
 }
 
+/// Lifts the send limits (the benchmark sends to many numbers from one
+/// tenant) and opens verifications to check against.
+async fn seed_verifications(base: &str, secret: &str) -> anyhow::Result<Arc<Vec<String>>> {
+    const SEEDED: usize = 2_000;
+    let client = reqwest::Client::new();
+    let limits = serde_json::json!({"otp": {"max_check_attempts": 20},
+        "fraud": {"max_sends_per_destination_per_hour": 10000, "max_sends_per_prefix_per_hour": 1000000,
+                  "max_sends_per_tenant_per_hour": 100000000}});
+    let patched = client.patch(format!("{base}/v1/settings")).bearer_auth(secret).json(&limits).send().await?;
+    if !patched.status().is_success() {
+        bail!("could not lift the send limits: {}", patched.text().await?);
+    }
+    println!("  seeding {SEEDED} verifications");
+    let make = starts(base, secret, 0);
+    let mut ids = Vec::with_capacity(SEEDED);
+    for chunk in (0..SEEDED).collect::<Vec<_>>().chunks(64) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|&n| {
+                let req = make(&client, n);
+                tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await })
+            })
+            .collect();
+        for task in tasks {
+            if let Some(id) = task.await??["id"].as_str() {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    if ids.len() < SEEDED {
+        bail!("only {} of {SEEDED} verifications could be started", ids.len());
+    }
+    Ok(Arc::new(ids))
+}
+
+/// Starts verifications by SMS to distinct German mobile numbers from `first`.
+fn starts(base: &str, secret: &str, first: usize) -> MakeRequest {
+    let (url, secret) = (format!("{base}/v1/verifications"), secret.to_owned());
+    Arc::new(move |client, n| {
+        let to = format!("+49151{:08}", first + n);
+        client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"to": to, "channel": "sms"}))
+    })
+}
+
+/// Wrong codes spread over the seeded verifications (20 allowed each).
+fn wrong_checks(base: &str, secret: &str, ids: Arc<Vec<String>>) -> MakeRequest {
+    let (url, secret) = (format!("{base}/v1/verifications/check"), secret.to_owned());
+    Arc::new(move |client, n| {
+        let id = &ids[n % ids.len()];
+        client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"verification_id": id, "code": "0000000000"}))
+    })
+}
+
 pub async fn run(bin: &Path, concurrency: usize, seconds: u64) -> anyhow::Result<String> {
     let bin =
         std::fs::canonicalize(bin).with_context(|| format!("{} not found; cargo build --release", bin.display()))?;
@@ -231,12 +295,19 @@ pub async fn run(bin: &Path, concurrency: usize, seconds: u64) -> anyhow::Result
          Concurrency {concurrency}, {seconds} s per endpoint, keep-alive connections.\n\n\
          | endpoint | requests | errors | req/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|\n"
     );
-    for (label, path, auth) in [
-        ("GET /healthz (no auth, no database)", "/healthz", None),
-        ("GET /v1/tenant (API-key auth + 2 reads)", "/v1/tenant", Some(secret.as_str())),
-    ] {
+    let verification_ids = seed_verifications(&base, &secret).await?;
+    let scenarios: Vec<(&str, MakeRequest)> = vec![
+        ("GET /healthz (no auth, no database)", get(&format!("{base}/healthz"), None)),
+        ("GET /v1/tenant (API-key auth + 2 reads)", get(&format!("{base}/v1/tenant"), Some(&secret))),
+        (
+            "POST /v1/verifications/check, wrong code (1 read + 1 durable write)",
+            wrong_checks(&base, &secret, verification_ids),
+        ),
+        ("POST /v1/verifications, console provider (2 durable writes)", starts(&base, &secret, 1_000_000)),
+    ];
+    for (label, make) in scenarios {
         println!("  {label}");
-        let r = load(&format!("{base}{path}"), auth, concurrency, seconds).await;
+        let r = load(make, concurrency, seconds).await;
         report.push_str(&format!(
             "| {label} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
             r.requests, r.errors, r.per_second, r.p50_ms, r.p99_ms, r.max_ms
