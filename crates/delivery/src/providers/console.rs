@@ -16,9 +16,9 @@ impl Provider for Console {
             target: "vouchsafe::console_provider",
             channel = m.channel.as_str(),
             to = %m.to_masked,
-            subject = m.rendered.subject.as_deref().unwrap_or(""),
-            message = %m.rendered.text,
-            "console provider (development only): message not sent, printed here"
+            subject = m.rendered.subject.as_deref(),
+            text = %m.rendered.text,
+            "console provider (development only): message printed here, not sent"
         );
         Ok(Accepted::default())
     }
