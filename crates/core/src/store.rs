@@ -401,6 +401,8 @@ pub trait DeliveryStore {
     /// Records a delivery, with its `delivery.failed` event if it failed.
     async fn record_delivery(&self, delivery: &Delivery, event: Option<&Event>) -> StoreResult<()>;
     async fn delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Delivery>;
+    /// Every send of a verification, oldest first.
+    async fn deliveries_of_verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Vec<Delivery>>;
     /// A delivery by id alone, for provider callbacks (which then prove
     /// they come from the provider with its credential).
     async fn delivery_for_callback(&self, id: &DeliveryId) -> StoreResult<Delivery>;

@@ -8,10 +8,12 @@
 
 mod error;
 mod events;
+mod twilio;
 mod v1;
 mod verify;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::*;
+pub use twilio::*;
 pub use v1::*;
 pub use verify::*;

@@ -137,3 +137,33 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl From<crate::engine::error::EngineError> for ApiError {
+    fn from(e: crate::engine::error::EngineError) -> Self {
+        use crate::engine::error::EngineError as E;
+        use vouchsafe_core::store::SendRefusal;
+        match e {
+            E::Invalid(f) => Self::bad_request(f.field, f.message),
+            E::InvalidPhoneNumber(f) => Self::InvalidPhoneNumber { field: f.field, message: f.message },
+            E::Landline => Self::bad_request("to", "is a landline, which cannot receive SMS; use the voice channel"),
+            E::GeoNotPermitted(country) => Self::GeoNotPermitted(country),
+            E::SendLimit(SendRefusal::Cooldown { retry_after_s }) => Self::MaxSendAttempts {
+                retry_after_s,
+                message: format!("a code was sent moments ago; wait {retry_after_s} s before asking for another"),
+            },
+            E::SendLimit(SendRefusal::MaxSends { retry_after_s }) => Self::MaxSendAttempts {
+                retry_after_s,
+                message: "too many codes were sent to this destination; try again later".into(),
+            },
+            E::SendLimit(SendRefusal::Fraud { scope, retry_after_s }) => Self::MaxSendAttempts {
+                retry_after_s,
+                message: format!("the hourly send limit per {scope} is reached; try again later"),
+            },
+            E::ProviderUnavailable => Self::ProviderUnavailable,
+            E::NotFound => Self::NotFound,
+            E::Busy => Self::Conflict("another start for this destination keeps winning; try again"),
+            E::Store(e) => e.into(),
+            E::Internal(text) => Self::Internal(text),
+        }
+    }
+}

@@ -106,6 +106,15 @@ impl DeliveryStore for SqlStore {
         row.try_into()
     }
 
+    async fn deliveries_of_verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Vec<Delivery>> {
+        let sql = select_delivery!("WHERE tenant_id = $1 AND verification_id = $2 ORDER BY created_at, id");
+        let rows: Vec<DeliveryRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_all(pool).await
+        )
+        .map_err(map_err)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     async fn delivery_for_callback(&self, id: &DeliveryId) -> StoreResult<Delivery> {
         let sql = select_delivery!("WHERE id = $1");
         let row: DeliveryRow = on_pool!(self.db(), pool => sqlx::query_as(sql).bind(id.as_str()).fetch_one(pool).await)

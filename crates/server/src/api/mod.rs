@@ -4,6 +4,7 @@
 
 mod ops;
 pub(crate) mod v1;
+mod v2;
 
 use axum::Router;
 use axum::routing::get;
@@ -24,7 +25,7 @@ use crate::state::SharedState;
         license(name = "Apache-2.0")
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(vouchsafe_proto::ErrorBody, vouchsafe_proto::ErrorCode))
+    components(schemas(vouchsafe_proto::ErrorBody, vouchsafe_proto::ErrorCode, vouchsafe_proto::TwilioError))
 )]
 struct ApiDoc;
 
@@ -69,6 +70,11 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v1::deliveries::create_delivery))
         .routes(routes!(v1::deliveries::get_delivery))
         .routes(routes!(v1::callbacks::twilio_callback))
+        .routes(routes!(v2::services::create_service, v2::services::list_services))
+        .routes(routes!(v2::services::fetch_service, v2::services::update_service, v2::services::delete_service))
+        .routes(routes!(v2::verifications::create_verification))
+        .routes(routes!(v2::verifications::fetch_verification, v2::verifications::update_verification))
+        .routes(routes!(v2::verifications::check_verification))
         .routes(routes!(v1::audit::list_audit_events))
         .routes(routes!(v1::audit::verify_audit_events))
         .with_state(state)

@@ -4,6 +4,7 @@
 //! Twilio-compatible `/v2` and the challenges of a login flow) call these
 //! functions; there is no second implementation of the rules.
 
+pub mod error;
 pub mod send;
 pub mod verifications;
 
@@ -11,8 +12,9 @@ use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::Settings;
 
-use crate::error::ApiError;
 use crate::state::SharedState;
+use error::{EngineError, EngineResult};
+use vouchsafe_core::field_error::FieldError;
 
 /// A tenant's settings and one of its services (the default one when
 /// `service_id` is not given).
@@ -20,11 +22,11 @@ pub async fn settings_and_service(
     state: &SharedState,
     tenant: &TenantId,
     service_id: Option<&str>,
-) -> Result<(Settings, Service, bool), ApiError> {
+) -> EngineResult<(Settings, Service, bool)> {
     let settings = state.store.settings(tenant).await?.value;
     let default_id = state.store.tenant(tenant).await?.default_service_id;
     let id = match service_id {
-        Some(text) => ServiceId::parse(text).ok_or(ApiError::NotFound)?,
+        Some(text) => ServiceId::parse(text).ok_or(EngineError::NotFound)?,
         None => default_id.clone(),
     };
     let service = state.store.service(tenant, &id).await?.value;
@@ -39,7 +41,7 @@ pub fn sender_name<'a>(settings: &'a Settings, service: &'a Service, is_default:
 }
 
 /// A locale tag as given by a client, if it is one (`es`, `pt-BR`).
-pub fn parse_locale(locale: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn parse_locale(locale: Option<&str>) -> EngineResult<Option<String>> {
     match locale {
         None => Ok(None),
         Some(l)
@@ -48,6 +50,8 @@ pub fn parse_locale(locale: Option<&str>) -> Result<Option<String>, ApiError> {
         {
             Ok(Some(l.replace('_', "-")))
         }
-        Some(_) => Err(ApiError::unprocessable("locale", "must be a locale tag such as \"es\" or \"pt-BR\"")),
+        Some(_) => {
+            Err(EngineError::Invalid(FieldError::new("locale", "must be a locale tag such as \"es\" or \"pt-BR\"")))
+        }
     }
 }

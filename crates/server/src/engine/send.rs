@@ -11,13 +11,13 @@ use vouchsafe_core::provider::{Credential, ProviderKind};
 use vouchsafe_delivery::failover::{Candidate, Outcome};
 use vouchsafe_delivery::provider::OutgoingMessage;
 
-use crate::error::ApiError;
+use super::error::EngineResult;
 use crate::state::SharedState;
 
 /// The tenant's enabled providers of `channel`, in the order to try them,
 /// with credentials opened. A provider whose credential cannot be opened
 /// is left out (and logged) rather than failing the send.
-async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> Result<Vec<Candidate>, ApiError> {
+async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<Candidate>> {
     let mut out = Vec::new();
     for config in state.store.list_providers(tenant).await? {
         if !config.enabled || !config.channels.contains(&channel) {
@@ -62,7 +62,7 @@ pub struct SendRequest {
 }
 
 /// Sends through failover and records the outcome as a delivery.
-pub async fn send(state: &SharedState, mut request: SendRequest) -> Result<Delivery, ApiError> {
+pub async fn send(state: &SharedState, mut request: SendRequest) -> EngineResult<Delivery> {
     let id = DeliveryId::generate();
     let channel = request.message.channel;
     let candidates = candidates(state, &request.tenant_id, channel).await?;

@@ -15,17 +15,18 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{TenantId, VerificationId};
 use vouchsafe_core::otp::random_numeric_code;
-use vouchsafe_core::store::{Resend, SendRefusal, StoreError};
+use vouchsafe_core::store::{Resend, StoreError};
 use vouchsafe_core::verification::{
     Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code,
 };
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{Values, render};
 
+use super::error::{EngineError, EngineResult};
 use super::send::{SendRequest, send};
 use super::{parse_locale, sender_name, settings_and_service};
-use crate::error::ApiError;
 use crate::state::SharedState;
+use vouchsafe_core::field_error::FieldError;
 
 /// How many times a start re-reads after losing a race with another start
 /// for the same destination.
@@ -39,32 +40,13 @@ pub struct StartRequest<'a> {
     pub locale: Option<&'a str>,
 }
 
-/// Parses a destination for a channel into API.md's errors.
-pub fn destination(channel: Channel, field: &str, to: &str) -> Result<Destination, ApiError> {
+/// Parses a destination for a channel.
+pub fn destination(channel: Channel, field: &str, to: &str) -> EngineResult<Destination> {
     Destination::parse(channel, field, to).map_err(|e| match e {
-        DestinationError::Invalid(e) if channel == Channel::Email => ApiError::bad_request(e.field, e.message),
-        DestinationError::Invalid(e) => ApiError::InvalidPhoneNumber { field: e.field, message: e.message },
-        DestinationError::Landline => {
-            ApiError::bad_request(field, "is a landline, which cannot receive SMS; use the voice channel")
-        }
+        DestinationError::Invalid(e) if channel == Channel::Email => EngineError::Invalid(e),
+        DestinationError::Invalid(e) => EngineError::InvalidPhoneNumber(e),
+        DestinationError::Landline => EngineError::Landline,
     })
-}
-
-pub fn refusal_error(refusal: SendRefusal) -> ApiError {
-    match refusal {
-        SendRefusal::Cooldown { retry_after_s } => ApiError::MaxSendAttempts {
-            retry_after_s,
-            message: format!("a code was sent moments ago; wait {retry_after_s} s before asking for another"),
-        },
-        SendRefusal::MaxSends { retry_after_s } => ApiError::MaxSendAttempts {
-            retry_after_s,
-            message: "too many codes were sent to this destination; try again later".into(),
-        },
-        SendRefusal::Fraud { scope, retry_after_s } => ApiError::MaxSendAttempts {
-            retry_after_s,
-            message: format!("the hourly send limit per {scope} is reached; try again later"),
-        },
-    }
 }
 
 fn country_label(v: &Verification) -> String {
@@ -73,23 +55,23 @@ fn country_label(v: &Verification) -> String {
 
 /// Sends a fresh code to `to`, opening a verification or resending on the
 /// pending one.
-pub async fn start(state: &SharedState, req: StartRequest<'_>) -> Result<Verification, ApiError> {
-    let channel =
-        Channel::parse(req.channel).ok_or_else(|| ApiError::bad_request("channel", "must be sms, voice or email"))?;
+pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<Verification> {
+    let channel = Channel::parse(req.channel)
+        .ok_or_else(|| EngineError::Invalid(FieldError::new("channel", "must be sms, voice or email")))?;
     let locale = parse_locale(req.locale)?;
     let (settings, service, is_default) = settings_and_service(state, req.tenant_id, req.service_id).await?;
     if !service.channels.contains(&channel) {
-        return Err(ApiError::bad_request("channel", "this service does not send on that channel"));
+        return Err(EngineError::Invalid(FieldError::new("channel", "this service does not send on that channel")));
     }
     let to = destination(channel, "to", req.to)?;
     if let Destination::Phone(phone) = &to {
         let country = phone.country().unwrap_or("international");
         if !settings.country_allowed(country) {
-            return Err(ApiError::GeoNotPermitted(country.to_owned()));
+            return Err(EngineError::GeoNotPermitted(country.to_owned()));
         }
     }
     let policy = OtpPolicy::resolve(&settings, &service);
-    let code = random_numeric_code(policy.code_length).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let code = random_numeric_code(policy.code_length).map_err(|e| EngineError::Internal(e.to_string()))?;
     let mut verification = None;
     for _ in 0..START_RACES {
         let now = state.clock.now();
@@ -117,7 +99,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> Result<Verific
                     verification = Some(v);
                     break;
                 }
-                Ok(Err(refusal)) => return Err(refusal_error(refusal)),
+                Ok(Err(refusal)) => return Err(EngineError::SendLimit(refusal)),
                 Err(StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -130,14 +112,13 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> Result<Verific
                     verification = Some(v);
                     break;
                 }
-                Ok(Err(refusal)) => return Err(refusal_error(refusal)),
+                Ok(Err(refusal)) => return Err(EngineError::SendLimit(refusal)),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    let verification =
-        verification.ok_or(ApiError::Conflict("another start for this destination keeps winning; try again"))?;
+    let verification = verification.ok_or(EngineError::Busy)?;
     let values = Values {
         code: &code,
         service: sender_name(&settings, &service, is_default),
@@ -174,7 +155,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> Result<Verific
         // Nobody got the code: let the next start try again at once (the
         // failed send still counts toward the limits).
         state.store.clear_cooldown(req.tenant_id, &verification.id, verification.send_count).await?;
-        return Err(ApiError::ProviderUnavailable);
+        return Err(EngineError::ProviderUnavailable);
     }
     Ok(verification)
 }
@@ -188,6 +169,9 @@ pub struct Checked {
     pub verification: Verification,
     pub status: VerificationStatus,
     pub valid: bool,
+    /// Whether this check was counted (approved it, or a wrong code that
+    /// used up an attempt) rather than finding it already settled.
+    pub counted: bool,
 }
 
 /// How a check names its verification.
@@ -196,10 +180,10 @@ pub enum Target<'a> {
     To { to: &'a str, service_id: Option<&'a str> },
 }
 
-pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) -> Result<Verification, ApiError> {
+pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) -> EngineResult<Verification> {
     match target {
         Target::Id(id) => {
-            let id = VerificationId::parse(id).ok_or(ApiError::NotFound)?;
+            let id = VerificationId::parse(id).ok_or(EngineError::NotFound)?;
             Ok(state.store.verification(tenant, &id).await?)
         }
         Target::To { to, service_id } => {
@@ -207,18 +191,13 @@ pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) ->
             // The stored form: E.164 for numbers, normalised email addresses.
             let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
             let to = destination(channel, "to", to)?;
-            state.store.verification_by_to(tenant, &service.id, to.as_str()).await?.ok_or(ApiError::NotFound)
+            state.store.verification_by_to(tenant, &service.id, to.as_str()).await?.ok_or(EngineError::NotFound)
         }
     }
 }
 
 /// Writes down that a pending verification's time ran out (audited once).
-async fn settle_expiry(
-    state: &SharedState,
-    v: &Verification,
-    actor: &str,
-    now: OffsetDateTime,
-) -> Result<(), ApiError> {
+async fn settle_expiry(state: &SharedState, v: &Verification, actor: &str, now: OffsetDateTime) -> EngineResult<()> {
     if v.status == VerificationStatus::Pending && v.status_at(now) == VerificationStatus::Expired {
         let audit = AuditEntry::new(actor, "verification.expired", v.id.as_str(), "expired", now);
         state.store.end_verification(&v.tenant_id, &v.id, false, now, &audit).await?;
@@ -233,7 +212,7 @@ pub async fn check(
     actor: &str,
     target: Target<'_>,
     code: &str,
-) -> Result<Checked, ApiError> {
+) -> EngineResult<Checked> {
     let v = find(state, tenant, target).await?;
     let now = state.clock.now();
     let status = v.status_at(now);
@@ -244,19 +223,7 @@ pub async fn check(
     // SECURITY: the hash comparison is constant-time; a code that cannot
     // be a code is simply wrong.
     if plausible_code(code) && state.code_hasher.matches(&v.code_hash, v.id.as_str(), code) {
-        let event = Event::new(
-            tenant.clone(),
-            EventType::VerificationApproved,
-            json!({
-                "verification_id": v.id.as_str(),
-                "service_id": v.service_id.as_str(),
-                "to": v.to,
-                "channel": v.channel.as_str(),
-                "send_count": v.send_count,
-                "approved_at": crate::api::v1::rfc3339(now),
-            }),
-            now,
-        );
+        let event = approved_event(&v, now);
         let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved", now);
         if state.store.approve_verification(&v, now, &event, &audit).await? {
             state.wake_dispatcher.notify_one();
@@ -265,7 +232,7 @@ pub async fn check(
                 "country" => country_label(&v))
             .increment(1);
             tracing::info!(verification_id = %v.id, "verification approved");
-            return Ok(Checked { status: VerificationStatus::Approved, valid: true, verification: v });
+            return Ok(Checked { status: VerificationStatus::Approved, valid: true, counted: true, verification: v });
         }
         // Another check won, or a resend replaced the code meanwhile.
         let now_v = state.store.verification(tenant, &v.id).await?;
@@ -279,7 +246,7 @@ pub async fn check(
         Some(after) => {
             metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "wrong_code").increment(1);
             tracing::info!(verification_id = %v.id, attempts = after.attempts, "wrong code");
-            Ok(Checked { status: after.status, valid: false, verification: after })
+            Ok(Checked { status: after.status, valid: false, counted: true, verification: after })
         }
         None => {
             let now_v = state.store.verification(tenant, &v.id).await?;
@@ -289,14 +256,48 @@ pub async fn check(
     }
 }
 
+/// The `verification.approved` event of a verification.
+fn approved_event(v: &Verification, now: OffsetDateTime) -> Event {
+    Event::new(
+        v.tenant_id.clone(),
+        EventType::VerificationApproved,
+        json!({
+            "verification_id": v.id.as_str(),
+            "service_id": v.service_id.as_str(),
+            "to": v.to,
+            "channel": v.channel.as_str(),
+            "send_count": v.send_count,
+            "approved_at": crate::api::v1::rfc3339(now),
+        }),
+        now,
+    )
+}
+
+/// Approves a pending verification without a code (the integrator
+/// verified the person another way); a settled one is returned as it is.
+pub async fn approve(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
+    let v = find(state, tenant, Target::Id(id)).await?;
+    let now = state.clock.now();
+    if v.status_at(now) == VerificationStatus::Pending {
+        let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved_without_code", now);
+        if state.store.approve_verification(&v, now, &approved_event(&v, now), &audit).await? {
+            state.wake_dispatcher.notify_one();
+            tracing::info!(verification_id = %v.id, "verification approved without a code");
+        }
+    } else {
+        settle_expiry(state, &v, actor, now).await?;
+    }
+    Ok(state.store.verification(tenant, &v.id).await?)
+}
+
 fn finished(v: Verification, status: VerificationStatus, why: &'static str) -> Checked {
     metrics::counter!("vouchsafe_verification_checks_total", "outcome" => status.as_str()).increment(1);
     tracing::debug!(verification_id = %v.id, status = status.as_str(), why, "check of a settled verification");
-    Checked { verification: v, status, valid: false }
+    Checked { verification: v, status, valid: false, counted: false }
 }
 
 /// Cancels a pending verification; a settled one is returned as it is.
-pub async fn cancel(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> Result<Verification, ApiError> {
+pub async fn cancel(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
     let v = find(state, tenant, Target::Id(id)).await?;
     let now = state.clock.now();
     if v.status_at(now) == VerificationStatus::Pending {

@@ -17,6 +17,7 @@ mod roles;
 mod secrets;
 mod services;
 mod settings;
+mod twilio_compat;
 mod verifications;
 mod webhooks;
 
@@ -25,3 +26,6 @@ mod receiver;
 
 #[path = "../../../../tests/support/smtp_sink.rs"]
 mod smtp_sink;
+
+#[path = "../../../../tests/support/twilio_driver.rs"]
+mod twilio_driver;
