@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need
-# (oathtool, pyotp, standardwebhooks, PostgreSQL), checks formatting and lints, then runs
+# (oathtool, the Python and Node.js test clients, PostgreSQL), checks formatting and lints, then runs
 # every test against SQLite and again against PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +10,20 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools: oathtool (Debian), pyotp and standardwebhooks (PyPI), PostgreSQL (Debian)"
+step "test tools: oathtool (Debian), pyotp, standardwebhooks, twilio, aiosmtpd (PyPI), twilio (npm), PostgreSQL (Debian)"
 if ! command -v oathtool >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool >/dev/null
 fi
-if ! python3 -c "import pyotp, standardwebhooks" 2>/dev/null; then
+if ! python3 -c "import pyotp, standardwebhooks, twilio, aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks twilio aiosmtpd
+fi
+if ! command -v npm >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/support/node/node_modules/twilio ]; then
+  (cd tests/support/node && npm install --no-progress --loglevel=error)
 fi
 $SUDO bash .ci/postgres.sh
 

@@ -1,5 +1,6 @@
-//! `twilio_driver.py` as a child process: the official `twilio` Python
-//! SDK, one command at a time, against the test server's `/v2` surface.
+//! `twilio_driver.py` (the official `twilio` Python SDK) or
+//! `node/twilio_driver.js` (the official `twilio` npm package) as a child
+//! process, one command at a time, against the test server's `/v2` surface.
 
 use std::process::Stdio;
 
@@ -7,7 +8,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/support/twilio_driver.py");
+const PYTHON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/support/twilio_driver.py");
+const NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/support/node/twilio_driver.js");
 
 pub struct TwilioSdk {
     _child: Child,
@@ -16,15 +18,25 @@ pub struct TwilioSdk {
 }
 
 impl TwilioSdk {
+    /// The Python SDK.
     pub fn start(base: &str, account_sid: &str, secret: &str) -> TwilioSdk {
-        let mut child = Command::new("python3")
-            .args([SCRIPT, base, account_sid, secret])
+        Self::spawn("python3", PYTHON, base, account_sid, secret)
+    }
+
+    /// The Node.js SDK (`npm install` in `tests/support/node`).
+    pub fn node(base: &str, account_sid: &str, secret: &str) -> TwilioSdk {
+        Self::spawn("node", NODE, base, account_sid, secret)
+    }
+
+    fn spawn(program: &str, script: &str, base: &str, account_sid: &str, secret: &str) -> TwilioSdk {
+        let mut child = Command::new(program)
+            .args([script, base, account_sid, secret])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("python3 with the twilio package (.ci/run installs it)");
+            .unwrap_or_else(|e| panic!("{program} with the twilio package (.ci/run installs it): {e}"));
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         TwilioSdk { _child: child, stdin, stdout }

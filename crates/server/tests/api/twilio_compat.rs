@@ -189,3 +189,32 @@ async fn basic_auth_needs_the_tenants_account_sid_and_a_key_of_it() {
         .unwrap();
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_node_sdk_runs_the_flow_too() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let mut twilio = TwilioSdk::node(&app.base, app.tenant.account_sid.as_str(), &app.admin);
+    let service = twilio.run(json!({"op": "service_create", "friendly_name": "Acme Node"})).await.unwrap();
+    let sid = service["sid"].as_str().unwrap().to_owned();
+    assert_eq!(service["code_length"], 6);
+    let v = twilio
+        .run(json!({"op": "verification_create", "service": sid, "to": MOBILE, "channel": "sms", "locale": "fr"}))
+        .await
+        .unwrap();
+    assert_eq!((v["status"].as_str(), v["channel"].as_str()), (Some("pending"), Some("sms")));
+    let body = &fake.wait_for("twilio_sms", 1).await[0].form["Body"];
+    assert!(body.starts_with("Votre code de vérification Acme Node est : "), "{body}");
+    let code = code_in(body, 6);
+    let miss = twilio.run(json!({"op": "check", "service": sid, "to": MOBILE, "code": wrong(&code)})).await.unwrap();
+    assert_eq!(miss["status"], "pending");
+    let hit =
+        twilio.run(json!({"op": "check", "service": sid, "verification_sid": v["sid"], "code": code})).await.unwrap();
+    assert_eq!((hit["status"].as_str(), hit["valid"].as_bool()), (Some("approved"), Some(true)));
+    let again = twilio.run(json!({"op": "check", "service": sid, "to": MOBILE, "code": code})).await.unwrap_err();
+    assert_eq!(error_code(&again), (404, 20404));
+    let fetched = twilio.run(json!({"op": "verification_fetch", "service": sid, "sid": v["sid"]})).await.unwrap();
+    assert_eq!(fetched["status"], "approved");
+    assert_eq!(twilio.run(json!({"op": "service_delete", "sid": sid})).await.unwrap(), true);
+}
