@@ -101,6 +101,18 @@ typed_id!(
     "dlv_"
 );
 
+typed_id!(
+    /// An authenticator of a user (TOTP app, HOTP or YubiKey token,
+    /// recovery codes, passkey).
+    AuthenticatorId,
+    "auth_"
+);
+typed_id!(
+    /// A second-factor challenge in a login flow.
+    ChallengeId,
+    "chl_"
+);
+
 impl VerificationId {
     /// The Twilio-style sid of this verification: `VE` + its hex digits.
     pub fn twilio_sid(&self) -> String {

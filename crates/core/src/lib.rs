@@ -24,7 +24,9 @@ pub mod service;
 pub mod settings;
 pub mod store;
 pub mod tenant;
+pub mod user;
 pub mod verification;
 pub mod webhook;
+pub mod yubikey;
 
 pub use vouchsafe_otp as otp;

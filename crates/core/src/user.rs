@@ -1,0 +1,81 @@
+//! Users of a login flow, named by the integrator's own id, with what the
+//! factor policy needs: phone, email, and whether they are privileged
+//! (privileged users must use a phishing-resistant factor). The lockout
+//! counters live on the user row and change only by conditional writes.
+
+use time::OffsetDateTime;
+
+use crate::destination::{EmailAddress, PhoneNumber};
+use crate::field_error::FieldError;
+use crate::ids::TenantId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub tenant_id: TenantId,
+    /// The integrator's id: 1–200 printable characters.
+    pub id: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub privileged: bool,
+    /// Consecutive failed second-factor answers.
+    pub failures: u32,
+    /// Locked until this instant (or not locked).
+    pub locked_until: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl User {
+    pub fn is_locked(&self, now: OffsetDateTime) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+
+    /// The phone number, parsed (stored valid).
+    pub fn phone_number(&self) -> Option<PhoneNumber> {
+        self.phone.as_deref().and_then(|p| PhoneNumber::parse("phone", p).ok())
+    }
+}
+
+/// Checks a user id from a URL path.
+pub fn validate_user_id(id: &str) -> Result<(), FieldError> {
+    let ok = (1..=200).contains(&id.chars().count()) && !id.chars().any(char::is_control);
+    if ok { Ok(()) } else { Err(FieldError::new("user_id", "must be 1 to 200 printable characters")) }
+}
+
+/// Normalises the contact details of a `PUT /v1/users/{id}`.
+pub fn normalise_contacts(
+    phone: Option<&str>,
+    email: Option<&str>,
+    display_name: Option<&str>,
+) -> Result<(Option<String>, Option<String>, Option<String>), FieldError> {
+    let phone = phone
+        .filter(|p| !p.is_empty())
+        .map(|p| PhoneNumber::parse("phone", p).map(|n| n.e164().to_owned()))
+        .transpose()?;
+    let email = email
+        .filter(|e| !e.is_empty())
+        .map(|e| EmailAddress::parse("email", e).map(|a| a.as_str().to_owned()))
+        .transpose()?;
+    if let Some(name) = display_name
+        && (name.chars().count() > 200 || name.chars().any(char::is_control))
+    {
+        return Err(FieldError::new("display_name", "must be at most 200 printable characters"));
+    }
+    Ok((phone, email, display_name.map(str::to_owned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_are_normalised_or_refused_by_field() {
+        let (p, e, _) = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None).unwrap();
+        assert_eq!((p.as_deref(), e.as_deref()), (Some("+447400123456"), Some("A@example.com")));
+        assert_eq!(normalise_contacts(Some("12"), None, None).unwrap_err().field, "phone");
+        assert_eq!(normalise_contacts(None, Some("x"), None).unwrap_err().field, "email");
+        assert!(validate_user_id("005xx000001Sv6A").is_ok());
+        assert!(validate_user_id("").is_err());
+    }
+}
