@@ -43,12 +43,21 @@ pub fn validate_user_id(id: &str) -> Result<(), FieldError> {
     if ok { Ok(()) } else { Err(FieldError::new("user_id", "must be 1 to 200 printable characters")) }
 }
 
+/// A user's contact details, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contacts {
+    /// E.164.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+}
+
 /// Normalises the contact details of a `PUT /v1/users/{id}`.
 pub fn normalise_contacts(
     phone: Option<&str>,
     email: Option<&str>,
     display_name: Option<&str>,
-) -> Result<(Option<String>, Option<String>, Option<String>), FieldError> {
+) -> Result<Contacts, FieldError> {
     let phone = phone
         .filter(|p| !p.is_empty())
         .map(|p| PhoneNumber::parse("phone", p).map(|n| n.e164().to_owned()))
@@ -62,7 +71,7 @@ pub fn normalise_contacts(
     {
         return Err(FieldError::new("display_name", "must be at most 200 printable characters"));
     }
-    Ok((phone, email, display_name.map(str::to_owned)))
+    Ok(Contacts { phone, email, display_name: display_name.map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -71,8 +80,8 @@ mod tests {
 
     #[test]
     fn contacts_are_normalised_or_refused_by_field() {
-        let (p, e, _) = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None).unwrap();
-        assert_eq!((p.as_deref(), e.as_deref()), (Some("+447400123456"), Some("A@example.com")));
+        let c = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None).unwrap();
+        assert_eq!((c.phone.as_deref(), c.email.as_deref()), (Some("+447400123456"), Some("A@example.com")));
         assert_eq!(normalise_contacts(Some("12"), None, None).unwrap_err().field, "phone");
         assert_eq!(normalise_contacts(None, Some("x"), None).unwrap_err().field, "email");
         assert!(validate_user_id("005xx000001Sv6A").is_ok());

@@ -14,7 +14,7 @@ const MODHEX: &[u8; 16] = b"cbdefghijklnrtuv";
 
 /// Modhex (Yubico's keyboard-safe hex) to bytes.
 pub fn modhex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| MODHEX.iter().position(|&m| m == c.to_ascii_lowercase()).map(|p| p as u8);
