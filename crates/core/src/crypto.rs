@@ -57,7 +57,7 @@ impl MasterKey {
     }
 
     /// A key for one purpose: HMAC-SHA256(master, purpose).
-    fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(hmac_sha256(&self.0, purpose.as_bytes()))
     }
 

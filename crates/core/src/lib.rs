@@ -8,6 +8,8 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod authenticator;
+pub mod challenge;
 pub mod channel;
 pub mod clock;
 pub mod crypto;
