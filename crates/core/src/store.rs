@@ -8,17 +8,21 @@ use time::OffsetDateTime;
 
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::audit::{AuditEntry, AuditEvent};
+use crate::authenticator::{Authenticator, AuthenticatorUse};
+use crate::challenge::Challenge;
 use crate::channel::Channel;
 use crate::delivery::Delivery;
 use crate::event::{Event, EventType};
 use crate::fraud::SendCounter;
 use crate::ids::{
-    ApiKeyId, AttemptId, DeliveryId, EventId, MessageId, ServiceId, TenantId, VerificationId, WebhookEndpointId,
+    ApiKeyId, AttemptId, AuthenticatorId, ChallengeId, DeliveryId, EventId, MessageId, ServiceId, TenantId,
+    VerificationId, WebhookEndpointId,
 };
 use crate::provider::{CredentialInfo, ProviderConfig};
 use crate::service::Service;
 use crate::settings::Settings;
 use crate::tenant::Tenant;
+use crate::user::{Contacts, User};
 use crate::verification::Verification;
 use crate::webhook::WebhookEndpoint;
 
@@ -57,6 +61,7 @@ pub trait Store:
     + ProviderStore
     + VerificationStore
     + DeliveryStore
+    + UserStore
     + Send
     + Sync
     + 'static
@@ -73,6 +78,7 @@ impl<T> Store for T where
         + ProviderStore
         + VerificationStore
         + DeliveryStore
+        + UserStore
         + Send
         + Sync
         + 'static
@@ -409,4 +415,117 @@ pub trait DeliveryStore {
     /// Records a provider's receipt on a `sent` delivery (status, error),
     /// with its event. `false` when the delivery had already settled.
     async fn record_receipt(&self, delivery: &Delivery, event: Option<&Event>) -> StoreResult<bool>;
+}
+
+/// What an approval found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    Approved,
+    /// The authenticator was already used this far (a replayed code).
+    Replayed,
+    /// The challenge was no longer pending (answered, denied or expired).
+    NotPending,
+}
+
+/// A failed answer: what it did to the challenge and the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureOutcome {
+    pub challenge: Challenge,
+    /// Set when this failure locked the user, until then.
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+/// Events and audit entries a failure may need, decided by the caller.
+#[derive(Debug, Clone)]
+pub struct FailureEffects {
+    pub threshold: u32,
+    pub lock_until: OffsetDateTime,
+    pub denied: (Event, AuditEntry),
+    pub locked: (Event, AuditEntry),
+}
+
+/// Users, their authenticators, and challenges. Authenticator counters,
+/// challenge states and lockout counters change only by conditional
+/// writes, in the same transaction as the events they cause.
+#[async_trait]
+pub trait UserStore {
+    /// Creates or updates a user's contacts and flag (lockout state kept).
+    async fn put_user(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        contacts: &Contacts,
+        privileged: bool,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<User>;
+    async fn user(&self, tenant: &TenantId, id: &str) -> StoreResult<User>;
+    /// Deletes a user with every authenticator and challenge.
+    async fn delete_user(&self, tenant: &TenantId, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// Adds an authenticator (with its recovery-code hashes, if any). With
+    /// `replace_kind`, the user's other authenticators of the same kind are
+    /// removed in the same transaction (a new set of recovery codes revokes
+    /// the old one).
+    async fn create_authenticator(
+        &self,
+        authenticator: &Authenticator,
+        recovery_hashes: &[String],
+        replace_kind: bool,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>>;
+    async fn authenticator(&self, tenant: &TenantId, user: &str, id: &AuthenticatorId) -> StoreResult<Authenticator>;
+    /// Unconfirmed → active, moving the counter forward (the confirming
+    /// code's step is used up). `false` if it was not unconfirmed.
+    async fn activate_authenticator(
+        &self,
+        tenant: &TenantId,
+        id: &AuthenticatorId,
+        counter: i64,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    async fn delete_authenticator(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        id: &AuthenticatorId,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    /// Unspent recovery codes of a set: (index, Argon2id hash).
+    async fn unspent_recovery_codes(&self, id: &AuthenticatorId) -> StoreResult<Vec<(i64, String)>>;
+
+    async fn create_challenge(&self, challenge: &Challenge, audit: &AuditEntry) -> StoreResult<()>;
+    async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge>;
+    /// In one transaction: uses the authenticator (conditionally), approves
+    /// the pending challenge, resets the user's failures, stores the event
+    /// and the audit entry.
+    async fn approve_challenge(
+        &self,
+        challenge: &Challenge,
+        used: Option<&AuthenticatorUse>,
+        now: OffsetDateTime,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<ApprovalOutcome>;
+    /// In one transaction: counts a wrong answer on the pending challenge
+    /// (denying it at its limit) and on the user (locking at the
+    /// threshold), with the events of what happened. `None` if the
+    /// challenge was no longer pending.
+    async fn fail_challenge(
+        &self,
+        challenge: &Challenge,
+        now: OffsetDateTime,
+        effects: &FailureEffects,
+    ) -> StoreResult<Option<FailureOutcome>>;
+    /// Marks an expired pending challenge `expired`.
+    async fn expire_challenge(&self, tenant: &TenantId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Redeems the result token of an approved challenge, once.
+    async fn redeem_challenge_token(
+        &self,
+        tenant: &TenantId,
+        id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>>;
 }

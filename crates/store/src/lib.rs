@@ -20,6 +20,7 @@ mod rows;
 mod services;
 mod sqlite;
 mod tenants;
+mod users;
 mod verifications;
 mod webhooks;
 

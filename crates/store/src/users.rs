@@ -1,0 +1,612 @@
+//! Users, authenticators, recovery codes and challenges. An answer's
+//! effects — the authenticator's counter moving forward (or a recovery
+//! code spent), the challenge's state, the user's lockout counters, the
+//! events and audit entries — are written in one transaction, each step a
+//! conditional statement, so a code is accepted once and a crash loses
+//! no attempt count.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
+use vouchsafe_core::event::Event;
+use vouchsafe_core::ids::{AuthenticatorId, ChallengeId, TenantId, VerificationId};
+use vouchsafe_core::store::{ApprovalOutcome, FailureEffects, FailureOutcome, StoreError, StoreResult, UserStore};
+use vouchsafe_core::user::{Contacts, User};
+
+use crate::audit::append_audit;
+use crate::webhooks::insert_event;
+use crate::{SqlStore, audited, map_err, on_pool};
+
+macro_rules! user_columns {
+    () => {
+        "tenant_id, id, phone, email, display_name, privileged, failures, locked_until, created_at, updated_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    tenant_id: String,
+    id: String,
+    phone: Option<String>,
+    email: Option<String>,
+    display_name: Option<String>,
+    privileged: bool,
+    failures: i64,
+    locked_until: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            id: r.id,
+            phone: r.phone,
+            email: r.email,
+            display_name: r.display_name,
+            privileged: r.privileged,
+            failures: u32::try_from(r.failures).unwrap_or(u32::MAX),
+            locked_until: (r.locked_until > 0).then(|| from_unix_ms(r.locked_until)),
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+        }
+    }
+}
+
+macro_rules! authenticator_columns {
+    () => {
+        "id, tenant_id, user_id, type, status, label, params, sealed, counter, created_at, updated_at, last_used_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct AuthenticatorRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    #[sqlx(rename = "type")]
+    kind: String,
+    status: String,
+    label: Option<String>,
+    params: String,
+    sealed: Vec<u8>,
+    counter: i64,
+    created_at: i64,
+    updated_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<AuthenticatorRow> for Authenticator {
+    type Error = StoreError;
+
+    fn try_from(r: AuthenticatorRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Backend(format!("authenticator {} has an unreadable {what}", r.id));
+        Ok(Authenticator {
+            kind: AuthenticatorKind::parse(&r.kind).ok_or_else(|| bad("type"))?,
+            status: AuthenticatorStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            params: serde_json::from_str(&r.params).map_err(|_| bad("params"))?,
+            id: AuthenticatorId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            user_id: r.user_id,
+            label: r.label,
+            sealed: r.sealed,
+            counter: r.counter,
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+            last_used_at: r.last_used_at.map(from_unix_ms),
+        })
+    }
+}
+
+macro_rules! challenge_columns {
+    () => {
+        "id, tenant_id, user_id, factor, action, redirect_url, status, attempts, max_attempts, verification_id, \
+         expires_at, verified_at, created_at, updated_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ChallengeRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    factor: String,
+    action: String,
+    redirect_url: Option<String>,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    verification_id: Option<String>,
+    expires_at: i64,
+    verified_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ChallengeRow> for Challenge {
+    type Error = StoreError;
+
+    fn try_from(r: ChallengeRow) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Backend(format!("challenge {} has an unreadable {what}", r.id));
+        Ok(Challenge {
+            factor: Factor::parse(&r.factor).ok_or_else(|| bad("factor"))?,
+            status: ChallengeStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            id: ChallengeId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            user_id: r.user_id,
+            action: r.action,
+            redirect_url: r.redirect_url,
+            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            max_attempts: u32::try_from(r.max_attempts).unwrap_or(0),
+            verification_id: r.verification_id.map(VerificationId::from_stored),
+            expires_at: from_unix_ms(r.expires_at),
+            verified_at: r.verified_at.map(from_unix_ms),
+            created_at: from_unix_ms(r.created_at),
+            updated_at: from_unix_ms(r.updated_at),
+        })
+    }
+}
+
+/// Whether an approval went through, or why it stopped (then rolled back).
+enum Step {
+    Done,
+    Stop(ApprovalOutcome),
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn put_user(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        contacts: &Contacts,
+        privileged: bool,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<User> {
+        let at = to_unix_ms(now);
+        let sql = concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7) \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET phone = $3, email = $4, display_name = $5, privileged = $6, \
+             updated_at = $7 RETURNING ",
+            user_columns!()
+        );
+        let row: UserRow = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let row: UserRow = sqlx::query_as(sql)
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(contacts.phone.as_deref())
+                .bind(contacts.email.as_deref())
+                .bind(contacts.display_name.as_deref())
+                .bind(privileged)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+            append_audit!(tx, tenant.as_str(), audit);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }
+        .await)
+        .map_err(map_err)?;
+        Ok(row.into())
+    }
+
+    async fn user(&self, tenant: &TenantId, id: &str) -> StoreResult<User> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE tenant_id = $1 AND id = $2");
+        let row: UserRow =
+            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_one(pool).await)
+                .map_err(map_err)?;
+        Ok(row.into())
+    }
+
+    async fn delete_user(&self, tenant: &TenantId, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let deleted = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM recovery_codes WHERE authenticator_id IN \
+                 (SELECT id FROM authenticators WHERE tenant_id = $1 AND user_id = $2)",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            for sql in [
+                "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2",
+                "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2",
+            ] {
+                sqlx::query(sql).bind(tenant.as_str()).bind(id).execute(&mut *tx).await?;
+            }
+            let n = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                append_audit!(tx, tenant.as_str(), audit);
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(n)
+        }
+        .await)
+        .map_err(map_err)?;
+        if deleted == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    async fn create_authenticator(
+        &self,
+        a: &Authenticator,
+        recovery_hashes: &[String],
+        replace_kind: bool,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let insert = concat!(
+            "INSERT INTO authenticators (",
+            authenticator_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        let params = a.params.to_string();
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            if replace_kind {
+                sqlx::query(
+                    "DELETE FROM recovery_codes WHERE authenticator_id IN (SELECT id FROM authenticators \
+                     WHERE tenant_id = $1 AND user_id = $2 AND type = $3)",
+                )
+                .bind(a.tenant_id.as_str())
+                .bind(&a.user_id)
+                .bind(a.kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3")
+                    .bind(a.tenant_id.as_str())
+                    .bind(&a.user_id)
+                    .bind(a.kind.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(insert)
+                .bind(a.id.as_str())
+                .bind(a.tenant_id.as_str())
+                .bind(&a.user_id)
+                .bind(a.kind.as_str())
+                .bind(a.status.as_str())
+                .bind(a.label.as_deref())
+                .bind(&params)
+                .bind(&a.sealed)
+                .bind(a.counter)
+                .bind(to_unix_ms(a.created_at))
+                .bind(to_unix_ms(a.updated_at))
+                .bind(a.last_used_at.map(to_unix_ms))
+                .execute(&mut *tx)
+                .await?;
+            for (index, hash) in recovery_hashes.iter().enumerate() {
+                sqlx::query("INSERT INTO recovery_codes (authenticator_id, idx, hash, used_at) VALUES ($1, $2, $3, NULL)")
+                    .bind(a.id.as_str())
+                    .bind(i64::try_from(index).unwrap_or(i64::MAX))
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            append_audit!(tx, a.tenant_id.as_str(), audit);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await)
+        .map_err(map_err)
+    }
+
+    async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>> {
+        let sql = concat!(
+            "SELECT ",
+            authenticator_columns!(),
+            " FROM authenticators WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id"
+        );
+        let rows: Vec<AuthenticatorRow> =
+            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(user).fetch_all(pool).await)
+                .map_err(map_err)?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn authenticator(&self, tenant: &TenantId, user: &str, id: &AuthenticatorId) -> StoreResult<Authenticator> {
+        let sql = concat!(
+            "SELECT ",
+            authenticator_columns!(),
+            " FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND id = $3"
+        );
+        let row: AuthenticatorRow = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(user).bind(id.as_str()).fetch_one(pool).await
+        )
+        .map_err(map_err)?;
+        row.try_into()
+    }
+
+    async fn activate_authenticator(
+        &self,
+        tenant: &TenantId,
+        id: &AuthenticatorId,
+        counter: i64,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let changed = audited!(self, tenant.as_str(), audit, pool =>
+            sqlx::query(
+                "UPDATE authenticators SET status = 'active', counter = $1, updated_at = $2, last_used_at = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND status = 'unconfirmed' AND counter < $1",
+            )
+            .bind(counter)
+            .bind(to_unix_ms(now))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+        )
+        .map_err(map_err)?;
+        Ok(changed == 1)
+    }
+
+    async fn delete_authenticator(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        id: &AuthenticatorId,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM recovery_codes WHERE authenticator_id = $1 AND authenticator_id IN \
+                 (SELECT id FROM authenticators WHERE tenant_id = $2 AND user_id = $3)",
+            )
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
+                .bind(tenant.as_str())
+                .bind(user)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                append_audit!(tx, tenant.as_str(), audit);
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(n)
+        }
+        .await)
+        .map_err(map_err)
+        .and_then(|n| if n == 1 { Ok(()) } else { Err(StoreError::NotFound) })
+    }
+
+    async fn unspent_recovery_codes(&self, id: &AuthenticatorId) -> StoreResult<Vec<(i64, String)>> {
+        on_pool!(self.db(), pool =>
+            sqlx::query_as(
+                "SELECT idx, hash FROM recovery_codes WHERE authenticator_id = $1 AND used_at IS NULL ORDER BY idx",
+            )
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await
+        )
+        .map_err(map_err)
+    }
+
+    async fn create_challenge(&self, c: &Challenge, audit: &AuditEntry) -> StoreResult<()> {
+        let sql = concat!(
+            "INSERT INTO challenges (",
+            challenge_columns!(),
+            ", token_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL)"
+        );
+        audited!(self, c.tenant_id.as_str(), audit, pool =>
+            sqlx::query(sql)
+                .bind(c.id.as_str())
+                .bind(c.tenant_id.as_str())
+                .bind(&c.user_id)
+                .bind(c.factor.as_str())
+                .bind(&c.action)
+                .bind(c.redirect_url.as_deref())
+                .bind(c.status.as_str())
+                .bind(i64::from(c.attempts))
+                .bind(i64::from(c.max_attempts))
+                .bind(c.verification_id.as_ref().map(VerificationId::as_str))
+                .bind(to_unix_ms(c.expires_at))
+                .bind(c.verified_at.map(to_unix_ms))
+                .bind(to_unix_ms(c.created_at))
+                .bind(to_unix_ms(c.updated_at))
+        )
+        .map_err(map_err)
+        .map(|_| ())
+    }
+
+    async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge> {
+        let sql = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
+        let row: ChallengeRow =
+            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await)
+                .map_err(map_err)?;
+        row.try_into()
+    }
+
+    async fn approve_challenge(
+        &self,
+        c: &Challenge,
+        used: Option<&AuthenticatorUse>,
+        now: OffsetDateTime,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<ApprovalOutcome> {
+        let at = to_unix_ms(now);
+        let step = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let moved = match used {
+                None => 1,
+                Some(AuthenticatorUse::Counter { id, value }) => sqlx::query(
+                    "UPDATE authenticators SET counter = $1, last_used_at = $2 \
+                     WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
+                )
+                .bind(*value)
+                .bind(at)
+                .bind(c.tenant_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                Some(AuthenticatorUse::RecoveryCode { id, index }) => sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $1 WHERE authenticator_id = $2 AND idx = $3 AND used_at IS NULL",
+                )
+                .bind(at)
+                .bind(id.as_str())
+                .bind(*index)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if moved != 1 {
+                return Ok(Step::Stop(ApprovalOutcome::Replayed));
+            }
+            let approved = sqlx::query(
+                "UPDATE challenges SET status = 'approved', verified_at = $1, updated_at = $1 \
+                 WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
+                 AND attempts < max_attempts",
+            )
+            .bind(at)
+            .bind(c.tenant_id.as_str())
+            .bind(c.id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if approved != 1 {
+                return Ok(Step::Stop(ApprovalOutcome::NotPending));
+            }
+            sqlx::query("UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(at)
+                .bind(c.tenant_id.as_str())
+                .bind(&c.user_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event!(tx, event, "");
+            append_audit!(tx, c.tenant_id.as_str(), audit);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Step::Done)
+        }
+        .await)
+        .map_err(map_err)?;
+        Ok(match step {
+            Step::Done => ApprovalOutcome::Approved,
+            Step::Stop(outcome) => outcome,
+        })
+    }
+
+    async fn fail_challenge(
+        &self,
+        c: &Challenge,
+        now: OffsetDateTime,
+        effects: &FailureEffects,
+    ) -> StoreResult<Option<FailureOutcome>> {
+        let at = to_unix_ms(now);
+        let until = to_unix_ms(effects.lock_until);
+        let count = concat!(
+            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1, \
+             status = CASE WHEN attempts + 1 >= max_attempts THEN 'denied' ELSE status END \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
+             AND attempts < max_attempts RETURNING ",
+            challenge_columns!()
+        );
+        let outcome = on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            let row: Option<ChallengeRow> = sqlx::query_as(count)
+                .bind(at)
+                .bind(c.tenant_id.as_str())
+                .bind(c.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            // A lock whose time is up is over: counting starts afresh.
+            sqlx::query(
+                "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
+                 AND locked_until > 0 AND locked_until <= $3",
+            )
+            .bind(c.tenant_id.as_str())
+            .bind(&c.user_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let locked: Option<(i64,)> = sqlx::query_as(
+                "UPDATE users SET failures = failures + 1, updated_at = $1, \
+                 locked_until = CASE WHEN failures + 1 >= $2 AND locked_until = 0 THEN $3 ELSE locked_until END \
+                 WHERE tenant_id = $4 AND id = $5 RETURNING locked_until",
+            )
+            .bind(at)
+            .bind(i64::from(effects.threshold))
+            .bind(until)
+            .bind(c.tenant_id.as_str())
+            .bind(&c.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let just_locked = locked.is_some_and(|(l,)| l == until);
+            if just_locked {
+                insert_event!(tx, &effects.locked.0, "");
+                append_audit!(tx, c.tenant_id.as_str(), &effects.locked.1);
+            }
+            if row.status == "denied" {
+                insert_event!(tx, &effects.denied.0, "");
+                append_audit!(tx, c.tenant_id.as_str(), &effects.denied.1);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some((row, just_locked)))
+        }
+        .await)
+        .map_err(map_err)?;
+        match outcome {
+            None => Ok(None),
+            Some((row, just_locked)) => Ok(Some(FailureOutcome {
+                challenge: row.try_into()?,
+                locked_until: just_locked.then_some(effects.lock_until),
+            })),
+        }
+    }
+
+    async fn expire_challenge(&self, tenant: &TenantId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool> {
+        let at = to_unix_ms(now);
+        let changed = on_pool!(self.db(), pool =>
+            sqlx::query(
+                "UPDATE challenges SET status = 'expired', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
+                 AND status = 'pending' AND expires_at <= $1",
+            )
+            .bind(at)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        )
+        .map_err(map_err)?;
+        Ok(changed == 1)
+    }
+
+    async fn redeem_challenge_token(
+        &self,
+        tenant: &TenantId,
+        id: &ChallengeId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>> {
+        let sql = concat!(
+            "UPDATE challenges SET token_used_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'approved' \
+             AND token_used_at IS NULL RETURNING ",
+            challenge_columns!()
+        );
+        let row: Option<ChallengeRow> = on_pool!(self.db(), pool =>
+            sqlx::query_as(sql).bind(to_unix_ms(now)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await
+        )
+        .map_err(map_err)?;
+        row.map(TryInto::try_into).transpose()
+    }
+}
