@@ -9,11 +9,13 @@
 mod error;
 mod events;
 mod twilio;
+mod users;
 mod v1;
 mod verify;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::*;
 pub use twilio::*;
+pub use users::*;
 pub use v1::*;
 pub use verify::*;

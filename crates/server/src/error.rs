@@ -37,6 +37,12 @@ pub enum ApiError {
     },
     /// Every provider of the channel failed.
     ProviderUnavailable,
+    /// Too many failed answers: the user is locked for a while.
+    UserLocked {
+        retry_after_s: u64,
+    },
+    /// A privileged user must use a passkey.
+    PhishingResistantFactorRequired,
     /// The database is unreachable.
     Unavailable,
     /// Anything else; the text is logged, never sent.
@@ -110,6 +116,21 @@ impl IntoResponse for ApiError {
                 retry_after = Some(retry_after_s);
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::MaxSendAttemptsReached, message, None)
             }
+            Self::UserLocked { retry_after_s } => {
+                retry_after = Some(retry_after_s);
+                (
+                    StatusCode::LOCKED,
+                    ErrorCode::UserLocked,
+                    "too many failed answers; this user is locked for a while".to_owned(),
+                    None,
+                )
+            }
+            Self::PhishingResistantFactorRequired => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::PhishingResistantFactorRequired,
+                "this user is privileged and must use a passkey".to_owned(),
+                None,
+            ),
             Self::ProviderUnavailable => (
                 StatusCode::BAD_GATEWAY,
                 ErrorCode::ProviderUnavailable,
@@ -164,6 +185,20 @@ impl From<crate::engine::error::EngineError> for ApiError {
             E::Busy => Self::Conflict("another start for this destination keeps winning; try again"),
             E::Store(e) => e.into(),
             E::Internal(text) => Self::Internal(text),
+        }
+    }
+}
+
+impl ApiError {
+    /// Maps a challenge outcome, with the lock's `Retry-After` from `now`.
+    pub fn from_challenge(e: crate::engine::challenges::ChallengeError, now: time::OffsetDateTime) -> Self {
+        use crate::engine::challenges::ChallengeError as C;
+        match e {
+            C::Engine(e) => e.into(),
+            C::Locked(until) => {
+                Self::UserLocked { retry_after_s: u64::try_from((until - now).whole_seconds()).unwrap_or(0).max(1) }
+            }
+            C::PhishingResistantRequired => Self::PhishingResistantFactorRequired,
         }
     }
 }

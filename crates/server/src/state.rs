@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 use vouchsafe_core::api_key::SecretHasher;
+use vouchsafe_core::challenge::TokenSigner;
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::{MasterKey, Sealer};
 use vouchsafe_core::store::Store;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub key_hasher: SecretHasher,
     pub sealer: Sealer,
     pub code_hasher: CodeHasher,
+    /// Signs the result tokens of approved challenges.
+    pub token_signer: TokenSigner,
     /// The providers' failover and circuit breakers (per process).
     pub failover: Failover,
     /// For tenant-given URLs, under the outbound-address rule.
@@ -56,6 +59,7 @@ impl AppState {
         let failover = Failover::new(outbound.clone(), clock.clone(), BreakerPolicy::default());
         Self {
             code_hasher: CodeHasher::new(master_key),
+            token_signer: TokenSigner::new(master_key),
             failover,
             config,
             public_url,

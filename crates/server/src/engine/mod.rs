@@ -4,6 +4,8 @@
 //! Twilio-compatible `/v2` and the challenges of a login flow) call these
 //! functions; there is no second implementation of the rules.
 
+pub mod authenticators;
+pub mod challenges;
 pub mod error;
 pub mod send;
 pub mod verifications;

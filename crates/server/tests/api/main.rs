@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod audit;
+mod challenges;
 mod deliveries;
 mod errors;
 mod fake_providers;

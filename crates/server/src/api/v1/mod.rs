@@ -3,12 +3,14 @@
 pub mod api_keys;
 pub mod audit;
 pub mod callbacks;
+pub mod challenges;
 pub mod credentials;
 pub mod deliveries;
 pub mod providers;
 pub mod services;
 pub mod settings;
 pub mod tenant;
+pub mod users;
 pub mod verifications;
 pub mod webhooks;
 

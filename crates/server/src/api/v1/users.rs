@@ -1,0 +1,248 @@
+//! `/v1/users/{user_id}`: the users of a login flow, by the integrator's
+//! own id, with their authenticators (API.md, "Users, authenticators,
+//! challenges"). Agents may manage them; secrets are shown once, at
+//! enrollment, and never again.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::ids::AuthenticatorId;
+use vouchsafe_core::store::StoreError;
+use vouchsafe_core::user::{User, normalise_contacts, validate_user_id};
+use vouchsafe_proto::{
+    AuthenticatorList, AuthenticatorResponse, ConfirmAuthenticatorRequest, CreateAuthenticatorRequest, ErrorBody,
+    PutUserRequest, UserResponse,
+};
+
+use super::{no_store, rfc3339};
+use crate::auth::AgentCaller;
+use crate::engine::authenticators::{confirm_step, enroll};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::SharedState;
+
+fn user_response(u: User, now: time::OffsetDateTime) -> UserResponse {
+    UserResponse {
+        locked_until: u.locked_until.filter(|until| *until > now).map(rfc3339),
+        id: u.id,
+        phone: u.phone,
+        email: u.email,
+        display_name: u.display_name,
+        privileged: u.privileged,
+        created_at: rfc3339(u.created_at),
+        updated_at: rfc3339(u.updated_at),
+    }
+}
+
+fn authenticator_response(a: &Authenticator, remaining: Option<u32>) -> AuthenticatorResponse {
+    AuthenticatorResponse {
+        id: a.id.to_string(),
+        kind: a.kind.as_str().to_owned(),
+        status: a.status.as_str().to_owned(),
+        label: a.label.clone(),
+        secret: None,
+        otpauth_uri: None,
+        qr_svg: None,
+        codes: None,
+        remaining,
+        created_at: rfc3339(a.created_at),
+        last_used_at: a.last_used_at.map(rfc3339),
+    }
+}
+
+/// Creates or updates a user.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path, description = "the integrator's own id")),
+    request_body = PutUserRequest,
+    responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn put_user(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path(user_id): Path<String>,
+    ApiJson(req): ApiJson<PutUserRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    validate_user_id(&user_id)?;
+    let contacts = normalise_contacts(req.phone.as_deref(), req.email.as_deref(), req.display_name.as_deref())
+        .map_err(|e| ApiError::bad_request(e.field, e.message))?;
+    let now = state.clock.now();
+    let audit = AuditEntry::success(caller.key_id.as_str(), "user.put", format!("user:{user_id}"), now);
+    let user = state
+        .store
+        .put_user(&caller.tenant_id, &user_id, &contacts, req.privileged.unwrap_or(false), now, &audit)
+        .await?;
+    Ok(Json(user_response(user, now)))
+}
+
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_user(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path(user_id): Path<String>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let user = state.store.user(&caller.tenant_id, &user_id).await?;
+    Ok(Json(user_response(user, state.clock.now())))
+}
+
+/// Deletes a user with every authenticator and challenge.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_user(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let audit =
+        AuditEntry::success(caller.key_id.as_str(), "user.deleted", format!("user:{user_id}"), state.clock.now());
+    state.store.delete_user(&caller.tenant_id, &user_id, &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enrolls an authenticator. TOTP answers its secret, `otpauth://` URI
+/// and QR code once (confirm it with a first code); recovery codes
+/// answer their 10 codes once and replace any earlier set.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/authenticators",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path)),
+    request_body = CreateAuthenticatorRequest,
+    responses(
+        (status = 201, body = AuthenticatorResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn create_authenticator(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path(user_id): Path<String>,
+    ApiJson(req): ApiJson<CreateAuthenticatorRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let user = state.store.user(&caller.tenant_id, &user_id).await?;
+    let settings = state.store.settings(&caller.tenant_id).await?.value;
+    let label = user.display_name.clone().unwrap_or_else(|| user.id.clone());
+    let enrolled = enroll(&state, &caller.tenant_id, &user_id, &settings.branding.name, &label, &req)?;
+    let a = &enrolled.authenticator;
+    let replace = a.kind == AuthenticatorKind::RecoveryCodes;
+    let audit =
+        AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), a.kind.as_str(), a.created_at);
+    state.store.create_authenticator(a, &enrolled.hashes, replace, &audit).await?;
+    tracing::info!(authenticator_id = %a.id, kind = a.kind.as_str(), "authenticator enrolled");
+    let mut body = authenticator_response(a, enrolled.codes.as_ref().map(|c| c.len() as u32));
+    body.secret = enrolled.secret_base32;
+    body.otpauth_uri = enrolled.otpauth_uri;
+    body.qr_svg = enrolled.qr_svg;
+    body.codes = enrolled.codes;
+    use axum::response::IntoResponse;
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+/// The user's authenticators (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/authenticators",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = AuthenticatorList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn list_authenticators(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path(user_id): Path<String>,
+) -> Result<Json<AuthenticatorList>, ApiError> {
+    state.store.user(&caller.tenant_id, &user_id).await?;
+    let mut out = Vec::new();
+    for a in state.store.authenticators(&caller.tenant_id, &user_id).await? {
+        let remaining = if a.kind == AuthenticatorKind::RecoveryCodes {
+            Some(state.store.unspent_recovery_codes(&a.id).await?.len() as u32)
+        } else {
+            None
+        };
+        out.push(authenticator_response(&a, remaining));
+    }
+    Ok(Json(AuthenticatorList { authenticators: out }))
+}
+
+/// Confirms a TOTP enrollment with the first code the app shows.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/authenticators/{id}/confirm",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path), ("id" = String, Path, description = "`auth_…`")),
+    request_body = ConfirmAuthenticatorRequest,
+    responses(
+        (status = 200, body = AuthenticatorResponse),
+        (status = 400, body = ErrorBody, description = "the code does not match"),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn confirm_authenticator(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path((user_id, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ConfirmAuthenticatorRequest>,
+) -> Result<Json<AuthenticatorResponse>, ApiError> {
+    let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
+    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    if a.status == AuthenticatorStatus::Active {
+        return Ok(Json(authenticator_response(&a, None)));
+    }
+    let step = confirm_step(&state, &a, &req.code)?
+        .ok_or_else(|| ApiError::bad_request("code", "does not match; enter the code the app shows now"))?;
+    let now = state.clock.now();
+    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.confirmed", a.id.as_str(), now);
+    if !state.store.activate_authenticator(&caller.tenant_id, &a.id, step, now, &audit).await? {
+        return Err(ApiError::Conflict("the authenticator changed meanwhile; try again"));
+    }
+    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    Ok(Json(authenticator_response(&a, None)))
+}
+
+/// Removes an authenticator.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{user_id}/authenticators/{id}",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_authenticator(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path((user_id, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
+    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.deleted", id.as_str(), state.clock.now());
+    state.store.delete_authenticator(&caller.tenant_id, &user_id, &id, &audit).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::NotFound,
+        other => other.into(),
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,262 @@
+//! Enrolling authenticators and checking a code against them. Secrets are
+//! sealed before they are stored and opened only here, for one check; a
+//! match names the counter value the store must move to (so the same code,
+//! or an older one, is never accepted again).
+
+use serde_json::json;
+use vouchsafe_core::authenticator::{
+    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, recovery,
+};
+use vouchsafe_core::field_error::FieldError;
+use vouchsafe_core::ids::{AuthenticatorId, TenantId};
+use vouchsafe_core::otp::{
+    Algorithm, DEFAULT_LOOK_AHEAD, DEFAULT_WINDOW, Hotp, OtpKind, OtpauthUri, Secret, Totp, qr_svg,
+};
+use vouchsafe_core::yubikey;
+use vouchsafe_proto::CreateAuthenticatorRequest;
+
+use super::error::{EngineError, EngineResult};
+use crate::state::SharedState;
+
+fn invalid(field: &str, message: &str) -> EngineError {
+    EngineError::Invalid(FieldError::new(field, message))
+}
+
+/// Seals an authenticator's secret, bound to it.
+fn seal(
+    state: &SharedState,
+    tenant: &TenantId,
+    id: &AuthenticatorId,
+    secret: &AuthenticatorSecret,
+) -> EngineResult<Vec<u8>> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(secret).map_err(|e| EngineError::Internal(e.to_string()))?);
+    state
+        .sealer
+        .seal(&plain, &Authenticator::seal_context(tenant, id))
+        .map_err(|e| EngineError::Internal(e.to_string()))
+}
+
+/// Opens an authenticator's secret for one check.
+pub fn open(state: &SharedState, a: &Authenticator) -> EngineResult<AuthenticatorSecret> {
+    let plain = state
+        .sealer
+        .open(&a.sealed, &Authenticator::seal_context(&a.tenant_id, &a.id))
+        .map_err(|_| EngineError::Internal(format!("authenticator {} does not open with this master key", a.id)))?;
+    serde_json::from_slice(&plain).map_err(|_| EngineError::Internal(format!("authenticator {} is unreadable", a.id)))
+}
+
+/// What enrollment produced: the authenticator, what to show once, and
+/// recovery-code hashes to store.
+pub struct Enrolled {
+    pub authenticator: Authenticator,
+    pub secret_base32: Option<String>,
+    pub otpauth_uri: Option<String>,
+    pub qr_svg: Option<String>,
+    pub codes: Option<Vec<String>>,
+    pub hashes: Vec<String>,
+}
+
+fn algorithm(req: &CreateAuthenticatorRequest) -> EngineResult<Algorithm> {
+    match &req.algorithm {
+        None => Ok(Algorithm::Sha1),
+        Some(a) => Algorithm::parse(a).ok_or_else(|| invalid("algorithm", "must be SHA1, SHA256 or SHA512")),
+    }
+}
+
+fn digits(req: &CreateAuthenticatorRequest) -> EngineResult<u32> {
+    let d = req.digits.unwrap_or(6);
+    if (6..=8).contains(&d) { Ok(d) } else { Err(invalid("digits", "must be 6, 7 or 8")) }
+}
+
+fn hex_bytes<const N: usize>(field: &str, text: Option<&str>) -> EngineResult<[u8; N]> {
+    let text = text.ok_or_else(|| invalid(field, "is required"))?.trim();
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(field, &format!("must be {} hex digits", 2 * N)));
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid(field, "is not hex"))?;
+    }
+    Ok(out)
+}
+
+/// Builds a new authenticator from an enrollment request.
+pub fn enroll(
+    state: &SharedState,
+    tenant: &TenantId,
+    user_id: &str,
+    default_issuer: &str,
+    default_label: &str,
+    req: &CreateAuthenticatorRequest,
+) -> EngineResult<Enrolled> {
+    let kind = AuthenticatorKind::parse(&req.kind)
+        .ok_or_else(|| invalid("type", "must be totp, hotp, yubikey, recovery_codes or passkey"))?;
+    let id = AuthenticatorId::generate();
+    let now = state.clock.now();
+    let mut a = Authenticator {
+        id: id.clone(),
+        tenant_id: tenant.clone(),
+        user_id: user_id.to_owned(),
+        kind,
+        status: AuthenticatorStatus::Active,
+        label: req.label.clone(),
+        params: json!({}),
+        sealed: Vec::new(),
+        counter: -1,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+    };
+    let mut out = Enrolled {
+        authenticator: a.clone(),
+        secret_base32: None,
+        otpauth_uri: None,
+        qr_svg: None,
+        codes: None,
+        hashes: Vec::new(),
+    };
+    let secret = match kind {
+        AuthenticatorKind::Totp => {
+            let (algorithm, digits) = (algorithm(req)?, digits(req)?);
+            let period = req.period.unwrap_or(30);
+            if !(15..=120).contains(&period) {
+                return Err(invalid("period", "must be 15 to 120 seconds"));
+            }
+            let secret = Secret::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
+            let issuer = req.issuer.clone().unwrap_or_else(|| default_issuer.to_owned());
+            let label = req.label.clone().unwrap_or_else(|| default_label.to_owned());
+            for (field, text) in [("issuer", &issuer), ("label", &label)] {
+                if text.is_empty() || text.chars().count() > 100 || text.contains(':') {
+                    return Err(invalid(field, "must be 1 to 100 characters without ':'"));
+                }
+            }
+            let uri = OtpauthUri {
+                kind: OtpKind::Totp { period },
+                issuer: Some(issuer.clone()),
+                account: label.clone(),
+                secret: secret.clone(),
+                algorithm,
+                digits,
+            }
+            .to_uri();
+            out.qr_svg = Some(qr_svg(&uri).map_err(|_| EngineError::Internal("QR code".into()))?);
+            out.otpauth_uri = Some(uri);
+            out.secret_base32 = Some(secret.to_base32());
+            a.status = AuthenticatorStatus::Unconfirmed;
+            a.label = Some(label);
+            a.params = json!({"issuer": issuer, "algorithm": algorithm.as_str(), "digits": digits, "period": period});
+            AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() }
+        }
+        AuthenticatorKind::Hotp => {
+            let (algorithm, digits) = (algorithm(req)?, digits(req)?);
+            let text = req.secret.as_deref().ok_or_else(|| invalid("secret", "is required (base32)"))?;
+            let secret = Secret::parse_base32(text).map_err(|e| invalid("secret", &e.to_string()))?;
+            if secret.as_bytes().len() < 10 {
+                return Err(invalid("secret", "must be at least 80 bits"));
+            }
+            a.counter = i64::try_from(req.counter.unwrap_or(0)).map_err(|_| invalid("counter", "is too large"))?;
+            a.params = json!({"algorithm": algorithm.as_str(), "digits": digits});
+            AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() }
+        }
+        AuthenticatorKind::Yubikey => {
+            let public_id = req.public_id.as_deref().unwrap_or_default().to_ascii_lowercase();
+            if public_id.is_empty() || public_id.len() > 16 || yubikey::modhex_decode(&public_id).is_none() {
+                return Err(invalid("public_id", "must be the token's modhex public id (up to 16 characters)"));
+            }
+            let private_id = hex_bytes::<6>("private_id", req.private_id.as_deref())?;
+            let aes_key = hex_bytes::<16>("aes_key", req.aes_key.as_deref())?;
+            a.params = json!({"public_id": public_id});
+            AuthenticatorSecret::Yubikey { private_id, aes_key }
+        }
+        AuthenticatorKind::RecoveryCodes => {
+            let codes = recovery::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
+            out.hashes = codes
+                .iter()
+                .map(|c| recovery::hash(c).map_err(|e| EngineError::Internal(e.to_string())))
+                .collect::<Result<_, _>>()?;
+            a.params = json!({"count": codes.len()});
+            out.codes = Some(codes);
+            AuthenticatorSecret::None
+        }
+        AuthenticatorKind::Passkey => {
+            return Err(invalid("type", "passkey enrollment is not available yet"));
+        }
+    };
+    a.sealed = seal(state, tenant, &id, &secret)?;
+    out.authenticator = a;
+    Ok(out)
+}
+
+/// The authenticator use a code proves, if it matches this authenticator.
+/// Recovery codes are checked elsewhere (their hashes are slow on purpose).
+pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineResult<Option<AuthenticatorUse>> {
+    let now = state.clock.now();
+    let algorithm = a.param_str("algorithm").and_then(Algorithm::parse).unwrap_or(Algorithm::Sha1);
+    let digits = u32::try_from(a.param_u64("digits").unwrap_or(6)).unwrap_or(6);
+    let secret = open(state, a)?;
+    let used = match (a.kind, &secret) {
+        (AuthenticatorKind::Totp, AuthenticatorSecret::Seed { seed }) => {
+            let period = a.param_u64("period").unwrap_or(30);
+            let totp = Totp::new(&Secret::from_bytes(seed.clone()), digits, period, algorithm)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+            let last = u64::try_from(a.counter).ok();
+            totp.verify(code.trim(), unix, DEFAULT_WINDOW, last).map(|step| AuthenticatorUse::Counter {
+                id: a.id.clone(),
+                value: i64::try_from(step).unwrap_or(i64::MAX),
+            })
+        }
+        (AuthenticatorKind::Hotp, AuthenticatorSecret::Seed { seed }) => {
+            let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let next = u64::try_from(a.counter).unwrap_or(0);
+            hotp.verify(code.trim(), next, DEFAULT_LOOK_AHEAD).map(|matched| AuthenticatorUse::Counter {
+                id: a.id.clone(),
+                value: i64::try_from(matched + 1).unwrap_or(i64::MAX),
+            })
+        }
+        (AuthenticatorKind::Yubikey, AuthenticatorSecret::Yubikey { private_id, aes_key }) => {
+            let public_id = a.param_str("public_id").unwrap_or_default();
+            match yubikey::verify(code, public_id, private_id, aes_key) {
+                Ok(d) if d.counter() > a.counter => {
+                    Some(AuthenticatorUse::Counter { id: a.id.clone(), value: d.counter() })
+                }
+                Ok(_) => {
+                    tracing::warn!(target: "vouchsafe::security", authenticator_id = %a.id, "a replayed YubiKey OTP");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(used)
+}
+
+/// The TOTP step a confirmation code proves (for an unconfirmed TOTP).
+pub fn confirm_step(state: &SharedState, a: &Authenticator, code: &str) -> EngineResult<Option<i64>> {
+    Ok(match match_code(state, a, code)? {
+        Some(AuthenticatorUse::Counter { value, .. }) => Some(value),
+        _ => None,
+    })
+}
+
+/// The recovery code of `a` that `code` is, checked off the async runtime
+/// (Argon2id is slow on purpose).
+pub async fn match_recovery_code(
+    state: &SharedState,
+    a: &Authenticator,
+    code: &str,
+) -> EngineResult<Option<AuthenticatorUse>> {
+    let unspent = state.store.unspent_recovery_codes(&a.id).await?;
+    let code = code.to_owned();
+    let id = a.id.clone();
+    tokio::task::spawn_blocking(move || {
+        unspent
+            .iter()
+            .find(|(_, hash)| recovery::matches(hash, &code))
+            .map(|(index, _)| AuthenticatorUse::RecoveryCode { id: id.clone(), index: *index })
+    })
+    .await
+    .map_err(|e| EngineError::Internal(e.to_string()))
+}

@@ -1,0 +1,272 @@
+//! Second-factor challenges: the policy picks a factor, a code factor
+//! sends its code through the verification engine, an answer is checked
+//! against the user's authenticators (or the verification), and the store
+//! applies the outcome in one transaction — the authenticator used up,
+//! the challenge approved or counted, the user's lockout counters, the
+//! events. A user locked out gets `423` before anything is checked.
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor, PolicyError, choose};
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::field_error::FieldError;
+use vouchsafe_core::ids::{ChallengeId, TenantId};
+use vouchsafe_core::store::{ApprovalOutcome, FailureEffects};
+use vouchsafe_core::user::User;
+
+use super::authenticators::{match_code, match_recovery_code};
+use super::error::EngineError;
+use super::verifications::{self, StartRequest, Target};
+use crate::state::SharedState;
+
+/// Errors of challenges beyond the engine's common ones.
+#[derive(Debug)]
+pub enum ChallengeError {
+    Engine(EngineError),
+    /// The user is locked out until then.
+    Locked(OffsetDateTime),
+    PhishingResistantRequired,
+}
+
+impl From<EngineError> for ChallengeError {
+    fn from(e: EngineError) -> Self {
+        Self::Engine(e)
+    }
+}
+
+impl From<vouchsafe_core::store::StoreError> for ChallengeError {
+    fn from(e: vouchsafe_core::store::StoreError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+type ChallengeResult<T> = Result<T, ChallengeError>;
+
+fn invalid(field: &str, message: &str) -> ChallengeError {
+    ChallengeError::Engine(EngineError::Invalid(FieldError::new(field, message)))
+}
+
+pub struct NewChallenge<'a> {
+    pub tenant_id: &'a TenantId,
+    pub actor: &'a str,
+    pub user_id: &'a str,
+    pub action: Option<&'a str>,
+    pub factor: Option<&'a str>,
+    pub redirect_url: Option<&'a str>,
+    pub locale: Option<&'a str>,
+}
+
+fn locked(user: &User, now: OffsetDateTime) -> ChallengeResult<()> {
+    match user.locked_until {
+        Some(until) if now < until => Err(ChallengeError::Locked(until)),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a challenge for a user, sending a code when the factor needs one.
+pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResult<Challenge> {
+    let now = state.clock.now();
+    let user = state.store.user(req.tenant_id, req.user_id).await?;
+    locked(&user, now)?;
+    let action = req.action.unwrap_or("login");
+    if action.is_empty() || action.len() > 64 || !action.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("action", "must be 1 to 64 printable characters"));
+    }
+    if let Some(url) = req.redirect_url
+        && (!(url.starts_with("https://") || url.starts_with("http://"))
+            || url.len() > 2_000
+            || url.contains(['\r', '\n']))
+    {
+        return Err(invalid("redirect_url", "must be an http(s) URL of at most 2000 characters"));
+    }
+    let requested =
+        req.factor.map(|f| Factor::parse(f).ok_or_else(|| invalid("factor", "is not a factor"))).transpose()?;
+    let active: Vec<AuthenticatorKind> = state
+        .store
+        .authenticators(req.tenant_id, req.user_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.status == AuthenticatorStatus::Active)
+        .map(|a| a.kind)
+        .collect();
+    let factor = choose(&user, &active, requested).map_err(|e| match e {
+        PolicyError::PhishingResistantRequired => ChallengeError::PhishingResistantRequired,
+        PolicyError::Unavailable(f) => invalid("factor", &format!("{} is not available to this user", f.as_str())),
+        PolicyError::NoFactor => invalid("factor", "the user has no authenticator, phone or email"),
+    })?;
+    if factor == Factor::Passkey {
+        return Err(invalid("factor", "passkey challenges are not available yet"));
+    }
+    let settings = state.store.settings(req.tenant_id).await?.value;
+    let verification_id = match factor {
+        Factor::Sms | Factor::Voice | Factor::Email => {
+            let to = if factor == Factor::Email { user.email.clone() } else { user.phone.clone() };
+            let to = to.ok_or_else(|| invalid("factor", "the user has no destination for it"))?;
+            let v = verifications::start(
+                state,
+                StartRequest {
+                    tenant_id: req.tenant_id,
+                    to: &to,
+                    channel: factor.as_str(),
+                    service_id: None,
+                    locale: req.locale,
+                },
+            )
+            .await?;
+            Some(v.id)
+        }
+        _ => None,
+    };
+    let challenge = Challenge {
+        id: ChallengeId::generate(),
+        tenant_id: req.tenant_id.clone(),
+        user_id: req.user_id.to_owned(),
+        factor,
+        action: action.to_owned(),
+        redirect_url: req.redirect_url.map(str::to_owned),
+        status: ChallengeStatus::Pending,
+        attempts: 0,
+        max_attempts: settings.otp.max_check_attempts,
+        verification_id,
+        expires_at: now + Duration::seconds(i64::from(settings.otp.ttl_s)),
+        verified_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let audit = AuditEntry::new(req.actor, "challenge.created", challenge.id.as_str(), factor.as_str(), now);
+    state.store.create_challenge(&challenge, &audit).await?;
+    tracing::info!(challenge_id = %challenge.id, factor = factor.as_str(), "challenge created");
+    Ok(challenge)
+}
+
+/// What an answer did.
+pub struct Answered {
+    pub challenge: Challenge,
+    pub token: Option<String>,
+}
+
+fn challenge_event(c: &Challenge, kind: EventType, now: OffsetDateTime) -> Event {
+    Event::new(
+        c.tenant_id.clone(),
+        kind,
+        json!({
+            "challenge_id": c.id.as_str(),
+            "user_id": c.user_id,
+            "factor": c.factor.as_str(),
+            "action": c.action,
+            "at": crate::api::v1::rfc3339(now),
+        }),
+        now,
+    )
+}
+
+/// Finds what `code` proves for this challenge's factor, if anything.
+async fn proof(
+    state: &SharedState,
+    c: &Challenge,
+    actor: &str,
+    code: &str,
+) -> ChallengeResult<Option<Option<AuthenticatorUse>>> {
+    if code.is_empty() || code.len() > 128 {
+        return Ok(None);
+    }
+    if let Some(verification_id) = &c.verification_id {
+        let checked =
+            verifications::check(state, &c.tenant_id, actor, Target::Id(verification_id.as_str()), code).await?;
+        return Ok(checked.valid.then_some(None));
+    }
+    let kind = c.factor.authenticator_kind().ok_or_else(|| invalid("factor", "has nothing to check"))?;
+    let candidates: Vec<_> = state
+        .store
+        .authenticators(&c.tenant_id, &c.user_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active)
+        .collect();
+    for a in &candidates {
+        let used = if kind == AuthenticatorKind::RecoveryCodes {
+            match_recovery_code(state, a, code).await?
+        } else {
+            match_code(state, a, code)?
+        };
+        if used.is_some() {
+            return Ok(Some(used));
+        }
+    }
+    Ok(None)
+}
+
+/// Checks an answer to a challenge.
+pub async fn verify(
+    state: &SharedState,
+    tenant: &TenantId,
+    actor: &str,
+    id: &ChallengeId,
+    code: &str,
+) -> ChallengeResult<Answered> {
+    let c = state.store.challenge(tenant, id).await?;
+    let now = state.clock.now();
+    match c.status_at(now) {
+        ChallengeStatus::Pending => {}
+        ChallengeStatus::Expired if c.status == ChallengeStatus::Pending => {
+            state.store.expire_challenge(tenant, id, now).await?;
+            return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+        }
+        _ => return Ok(Answered { challenge: c, token: None }),
+    }
+    let user = state.store.user(tenant, &c.user_id).await?;
+    locked(&user, now)?;
+    if let Some(used) = proof(state, &c, actor, code).await? {
+        let event = challenge_event(&c, EventType::ChallengeApproved, now);
+        let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
+        match state.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
+            ApprovalOutcome::Approved => {
+                state.wake_dispatcher.notify_one();
+                metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "approved").increment(1);
+                let approved = state.store.challenge(tenant, id).await?;
+                let token = state.token_signer.sign(&approved, now);
+                tracing::info!(challenge_id = %c.id, factor = c.factor.as_str(), "challenge approved");
+                return Ok(Answered { challenge: approved, token: Some(token) });
+            }
+            ApprovalOutcome::NotPending => {
+                return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+            }
+            ApprovalOutcome::Replayed => {
+                tracing::warn!(target: "vouchsafe::security", challenge_id = %c.id, "a code was replayed");
+            }
+        }
+    }
+    let settings = state.store.settings(tenant).await?.value;
+    let lock_until = now + Duration::seconds(i64::from(settings.lockout.duration_s));
+    let locked_event = Event::new(
+        tenant.clone(),
+        EventType::UserLocked,
+        json!({"user_id": c.user_id, "locked_until": crate::api::v1::rfc3339(lock_until), "challenge_id": c.id.as_str()}),
+        now,
+    );
+    let effects = FailureEffects {
+        threshold: settings.lockout.threshold,
+        lock_until,
+        denied: (
+            challenge_event(&c, EventType::ChallengeDenied, now),
+            AuditEntry::new(actor, "challenge.denied", c.id.as_str(), "denied", now),
+        ),
+        locked: (locked_event, AuditEntry::new(actor, "user.locked", format!("user:{}", c.user_id), "locked", now)),
+    };
+    metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "wrong")
+        .increment(1);
+    match state.store.fail_challenge(&c, now, &effects).await? {
+        Some(outcome) => {
+            if outcome.locked_until.is_some() || outcome.challenge.status == ChallengeStatus::Denied {
+                state.wake_dispatcher.notify_one();
+            }
+            if let Some(until) = outcome.locked_until {
+                tracing::warn!(target: "vouchsafe::security", user_id = %c.user_id, %until, "user locked out");
+            }
+            Ok(Answered { challenge: outcome.challenge, token: None })
+        }
+        None => Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None }),
+    }
+}
