@@ -3,7 +3,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use vouchsafe_core::ids::{ApiKeyId, DeliveryId, ServiceId, VerificationId, WebhookEndpointId};
+use vouchsafe_core::ids::{
+    ApiKeyId, AuthenticatorId, ChallengeId, DeliveryId, ServiceId, VerificationId, WebhookEndpointId,
+};
 use vouchsafe_core::role::Role;
 
 use crate::helpers::spawn_app;
@@ -15,6 +17,8 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
     let missing_hook = WebhookEndpointId::generate().to_string();
     let missing_verification = VerificationId::generate().to_string();
     let missing_delivery = DeliveryId::generate().to_string();
+    let missing_authenticator = AuthenticatorId::generate().to_string();
+    let missing_challenge = ChallengeId::generate().to_string();
     vec![
         (Method::GET, "/v1/tenant".into(), None, Role::Agent),
         (Method::GET, "/v1/settings".into(), None, Role::Agent),
@@ -68,6 +72,22 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
             Role::Agent,
         ),
         (Method::GET, format!("/v1/deliveries/{missing_delivery}"), None, Role::Agent),
+        (Method::PUT, "/v1/users/role-matrix".into(), Some(json!({"email": "a@example.com"})), Role::Agent),
+        (Method::GET, "/v1/users/missing".into(), None, Role::Agent),
+        (Method::DELETE, "/v1/users/missing".into(), None, Role::Agent),
+        (Method::GET, "/v1/users/missing/authenticators".into(), None, Role::Agent),
+        (Method::POST, "/v1/users/missing/authenticators".into(), Some(json!({"type": "totp"})), Role::Agent),
+        (Method::DELETE, format!("/v1/users/missing/authenticators/{missing_authenticator}"), None, Role::Agent),
+        (
+            Method::POST,
+            format!("/v1/users/missing/authenticators/{missing_authenticator}/confirm"),
+            Some(json!({"code": "123456"})),
+            Role::Agent,
+        ),
+        (Method::POST, "/v1/users/missing/challenges".into(), Some(json!({})), Role::Agent),
+        (Method::GET, format!("/v1/challenges/{missing_challenge}"), None, Role::Agent),
+        (Method::POST, format!("/v1/challenges/{missing_challenge}/verify"), Some(json!({"code": "1"})), Role::Agent),
+        (Method::POST, "/v1/challenges/validate".into(), Some(json!({"token": "vct_x.y"})), Role::Agent),
         (Method::GET, "/v1/audit-events".into(), None, Role::Admin),
         (Method::GET, "/v1/audit-events/verify".into(), None, Role::Admin),
     ]
