@@ -71,6 +71,11 @@ pub enum AuthenticatorSecret {
     Seed { seed: Vec<u8> },
     /// YubiKey (Yubico OTP mode): private id and AES-128 key.
     Yubikey { private_id: [u8; 6], aes_key: [u8; 16] },
+    /// A passkey's registration ceremony in progress (webauthn-rs state, JSON).
+    PasskeyRegistration { state: String },
+    /// A registered passkey (webauthn-rs `Passkey`, JSON): public key,
+    /// credential id, signature counter.
+    Passkey { passkey: String },
     /// Nothing secret kept here (recovery codes are hashed elsewhere).
     None,
 }

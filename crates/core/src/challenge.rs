@@ -153,6 +153,10 @@ pub struct Challenge {
     pub max_attempts: u32,
     /// The verification carrying the code of an sms/voice/email factor.
     pub verification_id: Option<VerificationId>,
+    /// A passkey challenge's WebAuthn request options (what the browser
+    /// gets) and ceremony state (what the server checks against), JSON.
+    pub passkey_options: Option<String>,
+    pub passkey_state: Option<String>,
     pub expires_at: OffsetDateTime,
     pub verified_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
@@ -295,6 +299,8 @@ mod tests {
             attempts: 0,
             max_attempts: 5,
             verification_id: None,
+            passkey_options: None,
+            passkey_state: None,
             expires_at: now,
             verified_at: Some(now),
             created_at: now,

@@ -483,9 +483,13 @@ pub trait UserStore {
         tenant: &TenantId,
         id: &AuthenticatorId,
         counter: i64,
+        sealed: Option<&[u8]>,
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// Replaces an active authenticator's sealed secret (a passkey's
+    /// signature counter after a use).
+    async fn reseal_authenticator(&self, tenant: &TenantId, id: &AuthenticatorId, sealed: &[u8]) -> StoreResult<()>;
     async fn delete_authenticator(
         &self,
         tenant: &TenantId,

@@ -91,6 +91,11 @@ pub struct AuthenticatorResponse {
     /// Recovery codes only, at creation only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codes: Option<Vec<String>>,
+    /// Passkey, at enrollment: the WebAuthn creation options, in the JSON
+    /// form `PublicKeyCredential.parseCreationOptionsFromJSON` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
     /// Recovery codes: how many are left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u32>,
@@ -107,7 +112,13 @@ pub struct AuthenticatorList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmAuthenticatorRequest {
-    pub code: String,
+    /// TOTP: the first code the app shows.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Passkey: the browser's new credential (`PublicKeyCredential.toJSON()`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
@@ -141,6 +152,11 @@ pub struct ChallengeResponse {
     pub attempts_remaining: u32,
     /// The hosted page for the end user.
     pub url: String,
+    /// Passkey challenges: the WebAuthn request options, in the JSON form
+    /// `PublicKeyCredential.parseRequestOptionsFromJSON` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -149,6 +165,10 @@ pub struct VerifyChallengeRequest {
     /// The code, OTP or recovery code.
     #[serde(default)]
     pub code: Option<String>,
+    /// Passkey: the browser's assertion (`PublicKeyCredential.toJSON()`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

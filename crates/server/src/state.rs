@@ -37,6 +37,8 @@ pub struct AppState {
     pub key_hasher: SecretHasher,
     pub sealer: Sealer,
     pub code_hasher: CodeHasher,
+    /// The WebAuthn relying party (the public URL's host), if it has one.
+    pub webauthn: Option<webauthn_rs::Webauthn>,
     /// Signs the result tokens of approved challenges.
     pub token_signer: TokenSigner,
     /// The providers' failover and circuit breakers (per process).
@@ -60,6 +62,7 @@ impl AppState {
         Self {
             code_hasher: CodeHasher::new(master_key),
             token_signer: TokenSigner::new(master_key),
+            webauthn: crate::engine::passkeys::relying_party(&public_url),
             failover,
             config,
             public_url,

@@ -105,7 +105,7 @@ impl TryFrom<AuthenticatorRow> for Authenticator {
 macro_rules! challenge_columns {
     () => {
         "id, tenant_id, user_id, factor, action, redirect_url, status, attempts, max_attempts, verification_id, \
-         expires_at, verified_at, created_at, updated_at"
+         expires_at, verified_at, created_at, updated_at, passkey_options, passkey_state"
     };
 }
 
@@ -125,6 +125,8 @@ struct ChallengeRow {
     verified_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    passkey_options: Option<String>,
+    passkey_state: Option<String>,
 }
 
 impl TryFrom<ChallengeRow> for Challenge {
@@ -143,6 +145,8 @@ impl TryFrom<ChallengeRow> for Challenge {
             attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
             max_attempts: u32::try_from(r.max_attempts).unwrap_or(0),
             verification_id: r.verification_id.map(VerificationId::from_stored),
+            passkey_options: r.passkey_options,
+            passkey_state: r.passkey_state,
             expires_at: from_unix_ms(r.expires_at),
             verified_at: r.verified_at.map(from_unix_ms),
             created_at: from_unix_ms(r.created_at),
@@ -333,21 +337,37 @@ impl UserStore for SqlStore {
         tenant: &TenantId,
         id: &AuthenticatorId,
         counter: i64,
+        sealed: Option<&[u8]>,
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let changed = audited!(self, tenant.as_str(), audit, pool =>
             sqlx::query(
-                "UPDATE authenticators SET status = 'active', counter = $1, updated_at = $2, last_used_at = $2 \
+                "UPDATE authenticators SET status = 'active', counter = $1, updated_at = $2, last_used_at = $2, \
+                 sealed = COALESCE($5, sealed) \
                  WHERE tenant_id = $3 AND id = $4 AND status = 'unconfirmed' AND counter < $1",
             )
             .bind(counter)
             .bind(to_unix_ms(now))
             .bind(tenant.as_str())
             .bind(id.as_str())
+            .bind(sealed)
         )
         .map_err(map_err)?;
         Ok(changed == 1)
+    }
+
+    async fn reseal_authenticator(&self, tenant: &TenantId, id: &AuthenticatorId, sealed: &[u8]) -> StoreResult<()> {
+        on_pool!(self.db(), pool =>
+            sqlx::query("UPDATE authenticators SET sealed = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'active'")
+                .bind(sealed)
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        )
+        .map_err(map_err)
     }
 
     async fn delete_authenticator(
@@ -402,7 +422,7 @@ impl UserStore for SqlStore {
         let sql = concat!(
             "INSERT INTO challenges (",
             challenge_columns!(),
-            ", token_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL)"
+            ", token_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)"
         );
         audited!(self, c.tenant_id.as_str(), audit, pool =>
             sqlx::query(sql)
@@ -420,6 +440,8 @@ impl UserStore for SqlStore {
                 .bind(c.verified_at.map(to_unix_ms))
                 .bind(to_unix_ms(c.created_at))
                 .bind(to_unix_ms(c.updated_at))
+                .bind(c.passkey_options.as_deref())
+                .bind(c.passkey_state.as_deref())
         )
         .map_err(map_err)
         .map(|_| ())

@@ -23,7 +23,7 @@ fn invalid(field: &str, message: &str) -> EngineError {
 }
 
 /// Seals an authenticator's secret, bound to it.
-fn seal(
+pub fn seal(
     state: &SharedState,
     tenant: &TenantId,
     id: &AuthenticatorId,

@@ -18,6 +18,7 @@ use vouchsafe_core::user::User;
 
 use super::authenticators::{match_code, match_recovery_code};
 use super::error::EngineError;
+use super::passkeys;
 use super::verifications::{self, StartRequest, Target};
 use crate::state::SharedState;
 
@@ -96,9 +97,6 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         PolicyError::Unavailable(f) => invalid("factor", &format!("{} is not available to this user", f.as_str())),
         PolicyError::NoFactor => invalid("factor", "the user has no authenticator, phone or email"),
     })?;
-    if factor == Factor::Passkey {
-        return Err(invalid("factor", "passkey challenges are not available yet"));
-    }
     let settings = state.store.settings(req.tenant_id).await?.value;
     let verification_id = match factor {
         Factor::Sms | Factor::Voice | Factor::Email => {
@@ -119,7 +117,15 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         }
         _ => None,
     };
+    let (passkey_options, passkey_state) = if factor == Factor::Passkey {
+        let (options, ceremony) = passkeys::start_authentication(state, req.tenant_id, req.user_id).await?;
+        (Some(options), Some(ceremony))
+    } else {
+        (None, None)
+    };
     let challenge = Challenge {
+        passkey_options,
+        passkey_state,
         id: ChallengeId::generate(),
         tenant_id: req.tenant_id.clone(),
         user_id: req.user_id.to_owned(),
@@ -162,13 +168,31 @@ fn challenge_event(c: &Challenge, kind: EventType, now: OffsetDateTime) -> Event
     )
 }
 
-/// Finds what `code` proves for this challenge's factor, if anything.
+/// An answer: a code, or a WebAuthn assertion (`PublicKeyCredential.toJSON()`).
+pub enum Answer<'a> {
+    Code(&'a str),
+    Credential(&'a serde_json::Value),
+}
+
+/// Finds what an answer proves for this challenge's factor, if anything.
 async fn proof(
     state: &SharedState,
     c: &Challenge,
     actor: &str,
-    code: &str,
+    answer: &Answer<'_>,
 ) -> ChallengeResult<Option<Option<AuthenticatorUse>>> {
+    let code = match (answer, c.factor) {
+        (Answer::Credential(credential), Factor::Passkey) => {
+            let Some(ceremony) = &c.passkey_state else {
+                return Ok(None);
+            };
+            // The ceremony's challenge is single-use with the challenge itself.
+            let ok = passkeys::finish_authentication(state, &c.tenant_id, &c.user_id, ceremony, credential).await?;
+            return Ok(ok.then_some(None));
+        }
+        (Answer::Code(code), factor) if factor != Factor::Passkey => *code,
+        _ => return Ok(None),
+    };
     if code.is_empty() || code.len() > 128 {
         return Ok(None);
     }
@@ -204,7 +228,7 @@ pub async fn verify(
     tenant: &TenantId,
     actor: &str,
     id: &ChallengeId,
-    code: &str,
+    answer: Answer<'_>,
 ) -> ChallengeResult<Answered> {
     let c = state.store.challenge(tenant, id).await?;
     let now = state.clock.now();
@@ -218,7 +242,7 @@ pub async fn verify(
     }
     let user = state.store.user(tenant, &c.user_id).await?;
     locked(&user, now)?;
-    if let Some(used) = proof(state, &c, actor, code).await? {
+    if let Some(used) = proof(state, &c, actor, &answer).await? {
         let event = challenge_event(&c, EventType::ChallengeApproved, now);
         let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
         match state.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {

@@ -7,6 +7,7 @@
 pub mod authenticators;
 pub mod challenges;
 pub mod error;
+pub mod passkeys;
 pub mod send;
 pub mod verifications;
 

@@ -13,7 +13,7 @@ use vouchsafe_proto::{
 
 use super::rfc3339;
 use crate::auth::AgentCaller;
-use crate::engine::challenges::{self, NewChallenge};
+use crate::engine::challenges::{self, Answer, NewChallenge};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -28,6 +28,7 @@ pub fn to_response(state: &SharedState, c: &Challenge, now: time::OffsetDateTime
         expires_at: rfc3339(c.expires_at),
         attempts_remaining: c.attempts_remaining(),
         url: format!("{}/challenge/{}", state.public_url.trim_end_matches('/'), c.id),
+        options: c.passkey_options.as_deref().and_then(|o| serde_json::from_str(o).ok()),
     }
 }
 
@@ -111,8 +112,12 @@ pub async fn verify_challenge(
     ApiJson(req): ApiJson<VerifyChallengeRequest>,
 ) -> Result<Json<VerifyChallengeResponse>, ApiError> {
     let id = ChallengeId::parse(&id).ok_or(ApiError::NotFound)?;
-    let code = req.code.ok_or_else(|| ApiError::bad_request("code", "is required"))?;
-    let answered = challenges::verify(&state, &caller.tenant_id, caller.key_id.as_str(), &id, &code)
+    let answer = match (&req.code, &req.credential) {
+        (Some(code), None) => Answer::Code(code),
+        (None, Some(credential)) => Answer::Credential(credential),
+        _ => return Err(ApiError::bad_request("code", "give either code or credential")),
+    };
+    let answered = challenges::verify(&state, &caller.tenant_id, caller.key_id.as_str(), &id, answer)
         .await
         .map_err(|e| ApiError::from_challenge(e, state.clock.now()))?;
     let now = state.clock.now();

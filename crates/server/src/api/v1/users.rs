@@ -19,6 +19,7 @@ use vouchsafe_proto::{
 use super::{no_store, rfc3339};
 use crate::auth::AgentCaller;
 use crate::engine::authenticators::{confirm_step, enroll};
+use crate::engine::passkeys::{finish_registration, start_registration};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -46,6 +47,7 @@ fn authenticator_response(a: &Authenticator, remaining: Option<u32>) -> Authenti
         otpauth_uri: None,
         qr_svg: None,
         codes: None,
+        options: None,
         remaining,
         created_at: rfc3339(a.created_at),
         last_used_at: a.last_used_at.map(rfc3339),
@@ -145,6 +147,15 @@ pub async fn create_authenticator(
     let user = state.store.user(&caller.tenant_id, &user_id).await?;
     let settings = state.store.settings(&caller.tenant_id).await?.value;
     let label = user.display_name.clone().unwrap_or_else(|| user.id.clone());
+    if req.kind == "passkey" {
+        let (a, options) = start_registration(&state, &caller.tenant_id, &user_id, &label, req.label.clone()).await?;
+        let audit = AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), "passkey", a.created_at);
+        state.store.create_authenticator(&a, &[], false, &audit).await?;
+        let mut body = authenticator_response(&a, None);
+        body.options = Some(options);
+        use axum::response::IntoResponse;
+        return Ok(no_store((StatusCode::CREATED, Json(body)).into_response()));
+    }
     let enrolled = enroll(&state, &caller.tenant_id, &user_id, &settings.branding.name, &label, &req)?;
     let a = &enrolled.authenticator;
     let replace = a.kind == AuthenticatorKind::RecoveryCodes;
@@ -213,11 +224,20 @@ pub async fn confirm_authenticator(
     if a.status == AuthenticatorStatus::Active {
         return Ok(Json(authenticator_response(&a, None)));
     }
-    let step = confirm_step(&state, &a, &req.code)?
-        .ok_or_else(|| ApiError::bad_request("code", "does not match; enter the code the app shows now"))?;
+    let (counter, sealed) = if a.kind == AuthenticatorKind::Passkey {
+        let credential = req.credential.as_ref().ok_or_else(|| ApiError::bad_request("credential", "is required"))?;
+        let sealed = finish_registration(&state, &a, credential)?
+            .ok_or_else(|| ApiError::bad_request("credential", "does not verify against this registration"))?;
+        (0, Some(sealed))
+    } else {
+        let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("code", "is required"))?;
+        let step = confirm_step(&state, &a, code)?
+            .ok_or_else(|| ApiError::bad_request("code", "does not match; enter the code the app shows now"))?;
+        (step, None)
+    };
     let now = state.clock.now();
     let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.confirmed", a.id.as_str(), now);
-    if !state.store.activate_authenticator(&caller.tenant_id, &a.id, step, now, &audit).await? {
+    if !state.store.activate_authenticator(&caller.tenant_id, &a.id, counter, sealed.as_deref(), now, &audit).await? {
         return Err(ApiError::Conflict("the authenticator changed meanwhile; try again"));
     }
     let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
