@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need
-# (oathtool, the Python and Node.js test clients, PostgreSQL), checks formatting and lints, then runs
+# (oathtool, Chromium, the Python and Node.js test clients, PostgreSQL), checks formatting and lints, then runs
 # every test against SQLite and again against PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +10,10 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools: oathtool (Debian), pyotp, standardwebhooks, twilio, aiosmtpd (PyPI), twilio (npm), PostgreSQL (Debian)"
-if ! command -v oathtool >/dev/null; then
+step "test tools: oathtool, chromium (Debian), pyotp, standardwebhooks, twilio, aiosmtpd (PyPI), twilio, playwright-core (npm), PostgreSQL (Debian)"
+if ! command -v oathtool >/dev/null || [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool chromium >/dev/null
 fi
 if ! python3 -c "import pyotp, standardwebhooks, twilio, aiosmtpd" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks twilio aiosmtpd
@@ -22,7 +22,7 @@ if ! command -v npm >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ ! -d tests/support/node/node_modules/twilio ]; then
+if [ ! -d tests/support/node/node_modules/twilio ] || [ ! -d tests/support/node/node_modules/playwright-core ]; then
   (cd tests/support/node && npm install --no-progress --loglevel=error)
 fi
 $SUDO bash .ci/postgres.sh

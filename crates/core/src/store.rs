@@ -502,6 +502,9 @@ pub trait UserStore {
 
     async fn create_challenge(&self, challenge: &Challenge, audit: &AuditEntry) -> StoreResult<()>;
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge>;
+    /// A challenge by its id alone, for the hosted page (whose URL holds the
+    /// unguessable id and no API key).
+    async fn challenge_for_page(&self, id: &ChallengeId) -> StoreResult<Challenge>;
     /// In one transaction: uses the authenticator (conditionally), approves
     /// the pending challenge, resets the user's failures, stores the event
     /// and the audit entry.

@@ -16,6 +16,7 @@ mod extract;
 mod housekeeping;
 mod layers;
 mod metrics;
+mod pages;
 mod state;
 
 use std::future::Future;

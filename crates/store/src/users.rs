@@ -455,6 +455,14 @@ impl UserStore for SqlStore {
         row.try_into()
     }
 
+    async fn challenge_for_page(&self, id: &ChallengeId) -> StoreResult<Challenge> {
+        let sql = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE id = $1");
+        let row: ChallengeRow =
+            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(id.as_str()).fetch_one(pool).await)
+                .map_err(map_err)?;
+        row.try_into()
+    }
+
     async fn approve_challenge(
         &self,
         c: &Challenge,

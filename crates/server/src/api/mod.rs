@@ -85,10 +85,17 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v2::verifications::check_verification))
         .routes(routes!(v1::audit::list_audit_events))
         .routes(routes!(v1::audit::verify_audit_events))
-        .with_state(state)
+        .with_state(state.clone())
         .split_for_parts();
+    let pages = Router::new()
+        .route("/challenge/{id}", get(crate::pages::challenge::show).post(crate::pages::challenge::submit))
+        .route("/challenge/{id}/passkey", axum::routing::post(crate::pages::challenge::passkey))
+        .route("/assets/challenge.css", get(crate::pages::challenge_css))
+        .route("/assets/challenge.js", get(crate::pages::challenge_js))
+        .with_state(state);
     let router = api
         .route("/metrics", get(ops::metrics))
+        .merge(pages)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });

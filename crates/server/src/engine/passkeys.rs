@@ -53,7 +53,11 @@ fn user_handle(state: &SharedState, tenant: &TenantId, user_id: &str) -> Uuid {
 }
 
 /// The user's registered passkeys, opened, with their authenticators.
-async fn passkeys(state: &SharedState, tenant: &TenantId, user_id: &str) -> EngineResult<Vec<(Authenticator, Passkey)>> {
+async fn passkeys(
+    state: &SharedState,
+    tenant: &TenantId,
+    user_id: &str,
+) -> EngineResult<Vec<(Authenticator, Passkey)>> {
     let mut out = Vec::new();
     for a in state.store.authenticators(tenant, user_id).await? {
         if a.kind != AuthenticatorKind::Passkey || a.status != AuthenticatorStatus::Active {
@@ -78,13 +82,15 @@ pub async fn start_registration(
     label: Option<String>,
 ) -> EngineResult<(Authenticator, Value)> {
     let webauthn = webauthn(state)?;
-    let existing: Vec<_> = passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p.cred_id().clone()).collect();
+    let existing: Vec<_> =
+        passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p.cred_id().clone()).collect();
     let (options, registration) = webauthn
         .start_passkey_registration(user_handle(state, tenant, user_id), user_id, display_name, Some(existing))
         .map_err(internal)?;
     let id = AuthenticatorId::generate();
     let now = state.clock.now();
-    let secret = AuthenticatorSecret::PasskeyRegistration { state: serde_json::to_string(&registration).map_err(internal)? };
+    let secret =
+        AuthenticatorSecret::PasskeyRegistration { state: serde_json::to_string(&registration).map_err(internal)? };
     let a = Authenticator {
         sealed: seal(state, tenant, &id, &secret)?,
         id,
@@ -105,10 +111,16 @@ pub async fn start_registration(
 
 /// Finishes a registration with the browser's credential; the sealed
 /// passkey to store, or `None` if the credential does not verify.
-pub fn finish_registration(state: &SharedState, a: &Authenticator, credential: &Value) -> EngineResult<Option<Vec<u8>>> {
+pub fn finish_registration(
+    state: &SharedState,
+    a: &Authenticator,
+    credential: &Value,
+) -> EngineResult<Option<Vec<u8>>> {
     let webauthn = webauthn(state)?;
     let registration: PasskeyRegistration = match &open(state, a)? {
-        AuthenticatorSecret::PasskeyRegistration { state: ceremony } => serde_json::from_str(ceremony).map_err(internal)?,
+        AuthenticatorSecret::PasskeyRegistration { state: ceremony } => {
+            serde_json::from_str(ceremony).map_err(internal)?
+        }
         _ => return Ok(None),
     };
     let Ok(credential) = serde_json::from_value::<RegisterPublicKeyCredential>(credential.clone()) else {
@@ -127,7 +139,11 @@ pub fn finish_registration(state: &SharedState, a: &Authenticator, credential: &
 }
 
 /// Starts an authentication ceremony for a challenge: (options, state).
-pub async fn start_authentication(state: &SharedState, tenant: &TenantId, user_id: &str) -> EngineResult<(String, String)> {
+pub async fn start_authentication(
+    state: &SharedState,
+    tenant: &TenantId,
+    user_id: &str,
+) -> EngineResult<(String, String)> {
     let webauthn = webauthn(state)?;
     let keys: Vec<Passkey> = passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p).collect();
     let (options, ceremony) = webauthn.start_passkey_authentication(&keys).map_err(internal)?;
@@ -160,7 +176,8 @@ pub async fn finish_authentication(
     for (a, mut passkey) in passkeys(state, tenant, user_id).await? {
         if passkey.cred_id() == result.cred_id() {
             if passkey.update_credential(&result) == Some(true) {
-                let secret = AuthenticatorSecret::Passkey { passkey: serde_json::to_string(&passkey).map_err(internal)? };
+                let secret =
+                    AuthenticatorSecret::Passkey { passkey: serde_json::to_string(&passkey).map_err(internal)? };
                 state.store.reseal_authenticator(tenant, &a.id, &seal(state, tenant, &a.id, &secret)?).await?;
             }
             return Ok(true);

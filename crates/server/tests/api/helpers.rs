@@ -58,15 +58,27 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server whose outbound-address rule is on (`allow_private = false`) or off.
 pub async fn spawn_app_with(allow_private: bool) -> TestApp {
+    spawn(allow_private, false).await
+}
+
+/// A server whose public URL is `http://localhost:PORT`: a host name, as a
+/// WebAuthn relying party needs (and a secure context for the browser).
+pub async fn spawn_app_at_localhost() -> TestApp {
+    spawn(true, true).await
+}
+
+async fn spawn(allow_private: bool, localhost: bool) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = fresh_database().await.expect("test database");
     let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
     store.migrate().await.unwrap();
     let master = MasterKey::generate().unwrap();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let port =
+        if localhost { std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port() } else { 0 };
     let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        public_url: localhost.then(|| format!("http://localhost:{port}")),
         allow_private_targets: allow_private,
         webhooks: WebhookConfig {
             schedule: RetrySchedule::parse("0,5,60,300").unwrap(),

@@ -11,6 +11,7 @@ mod deliveries;
 mod errors;
 mod fake_providers;
 mod helpers;
+mod hosted_page;
 mod isolation;
 mod ops;
 mod providers;
@@ -30,3 +31,6 @@ mod smtp_sink;
 
 #[path = "../../../../tests/support/twilio_driver.rs"]
 mod twilio_driver;
+
+#[path = "../../../../tests/support/browser.rs"]
+mod browser;

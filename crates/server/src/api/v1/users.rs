@@ -149,7 +149,8 @@ pub async fn create_authenticator(
     let label = user.display_name.clone().unwrap_or_else(|| user.id.clone());
     if req.kind == "passkey" {
         let (a, options) = start_registration(&state, &caller.tenant_id, &user_id, &label, req.label.clone()).await?;
-        let audit = AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), "passkey", a.created_at);
+        let audit =
+            AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), "passkey", a.created_at);
         state.store.create_authenticator(&a, &[], false, &audit).await?;
         let mut body = authenticator_response(&a, None);
         body.options = Some(options);

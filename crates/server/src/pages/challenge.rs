@@ -1,0 +1,309 @@
+//! `/challenge/{id}`: the hosted page where an end user answers a
+//! challenge. Branded with the tenant's name, logo and message; a plain
+//! form that works without JavaScript (passkeys add a button that needs
+//! it); labels, live error text and focus for assistive technology.
+//!
+//! The challenge id in the URL is the capability (unguessable, expiring).
+//! Forms carry a CSRF token bound to an HttpOnly, SameSite=Strict cookie.
+//! After success the browser goes to the challenge's own `redirect_url`
+//! (set by the integrator through the API) with `?token=…` — never to a
+//! URL taken from the request, so there is no open redirect.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
+use vouchsafe_core::destination::{EmailAddress, PhoneNumber};
+use vouchsafe_core::ids::ChallengeId;
+use vouchsafe_core::settings::Settings;
+
+use super::{escape, html};
+use crate::engine::challenges::{self, Answer, ChallengeError};
+use crate::state::SharedState;
+
+const COOKIE: &str = "vs_csrf";
+const ACTOR: &str = "hosted-page";
+
+/// The cookie's value, if the browser sent a well-formed one.
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == COOKIE && value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|(_, value)| value.to_owned())
+}
+
+fn new_cookie_value() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The form token for a cookie and a challenge: a keyed hash of both.
+fn csrf_token(state: &SharedState, id: &ChallengeId, cookie: &str) -> String {
+    state.code_hasher.hash(&format!("csrf:{id}"), cookie)
+}
+
+fn csrf_ok(state: &SharedState, id: &ChallengeId, headers: &HeaderMap, given: Option<&str>) -> bool {
+    match (csrf_cookie(headers), given) {
+        // SECURITY: constant-time comparison of the token.
+        (Some(cookie), Some(given)) => bool::from(csrf_token(state, id, &cookie).as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    }
+}
+
+/// The origin of the redirect URL, for the page's `form-action`.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    Some(parsed.origin().ascii_serialization())
+}
+
+/// Where the browser goes after success: the challenge's own URL plus the token.
+fn success_target(c: &Challenge, token: &str) -> Option<String> {
+    let mut url = url::Url::parse(c.redirect_url.as_deref()?).ok()?;
+    url.query_pairs_mut().append_pair("token", token);
+    Some(url.to_string())
+}
+
+struct Page<'a> {
+    state: &'a SharedState,
+    settings: &'a Settings,
+    challenge: &'a Challenge,
+    csrf: &'a str,
+    hint: String,
+    error: Option<String>,
+}
+
+fn layout(settings: &Settings, title: &str, body: &str) -> String {
+    let brand = escape(&settings.branding.name);
+    let logo = match &settings.branding.logo_url {
+        Some(url) if url.starts_with("https://") => format!("<img src=\"{}\" alt=\"\">", escape(url)),
+        _ => String::new(),
+    };
+    let message = settings.branding.message.as_deref().map(|m| format!("<p>{}</p>", escape(m))).unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} — {brand}</title><link rel=\"stylesheet\" href=\"/assets/challenge.css\"></head>\
+         <body><main><header>{logo}<h1>{brand}</h1></header>{message}{body}</main></body></html>\n",
+        title = escape(title)
+    )
+}
+
+fn render(page: &Page<'_>) -> String {
+    let c = page.challenge;
+    let now = page.state.clock.now();
+    let error = page.error.as_deref().map(escape).unwrap_or_default();
+    let error_box = format!("<p id=\"error\" class=\"error\" role=\"alert\" tabindex=\"-1\">{error}</p>");
+    let body = match c.status_at(now) {
+        ChallengeStatus::Approved => "<h2>You're verified</h2><p>You can close this window.</p>".to_owned(),
+        ChallengeStatus::Denied => {
+            "<h2>Too many wrong answers</h2><p>For your safety this request is closed. Start again where you signed in.</p>".to_owned()
+        }
+        ChallengeStatus::Expired => {
+            "<h2>This request has expired</h2><p>Start again where you signed in.</p>".to_owned()
+        }
+        ChallengeStatus::Pending if c.factor == Factor::Passkey => {
+            let options = escape(c.passkey_options.as_deref().unwrap_or("{}"));
+            format!(
+                "<h2>Verify it's you</h2><p class=\"help\" id=\"help\">{hint}</p>{error_box}\
+                 <div id=\"passkey\" data-options=\"{options}\" data-csrf=\"{csrf}\" data-action=\"/challenge/{id}/passkey\">\
+                 <button type=\"button\" id=\"use-passkey\">Use your passkey</button></div>\
+                 <noscript><p class=\"error\">Passkeys need JavaScript. Turn it on and reload this page.</p></noscript>\
+                 <script src=\"/assets/challenge.js\"></script>",
+                hint = escape(&page.hint),
+                csrf = escape(page.csrf),
+                id = c.id,
+            )
+        }
+        ChallengeStatus::Pending => {
+            let (label, inputmode) = match c.factor {
+                Factor::Yubikey => ("YubiKey code", "text"),
+                Factor::RecoveryCode => ("Recovery code", "text"),
+                _ => ("Verification code", "numeric"),
+            };
+            let invalid = if page.error.is_some() { " aria-invalid=\"true\"" } else { "" };
+            format!(
+                "<h2>Verify it's you</h2>{error_box}<form method=\"post\" action=\"/challenge/{id}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label for=\"code\">{label}</label>\
+                 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"{inputmode}\" autocomplete=\"one-time-code\" \
+                 required autofocus maxlength=\"64\" aria-describedby=\"help error\"{invalid}>\
+                 <p class=\"help\" id=\"help\">{hint}</p>\
+                 <button type=\"submit\">Verify</button></form>",
+                id = c.id,
+                csrf = escape(page.csrf),
+                hint = escape(&page.hint),
+            )
+        }
+    };
+    layout(page.settings, "Verify it's you", &body)
+}
+
+/// What the user is asked to do, in words, for the factor.
+async fn hint(state: &SharedState, c: &Challenge) -> String {
+    let user = state.store.user(&c.tenant_id, &c.user_id).await.ok();
+    let phone = user.as_ref().and_then(|u| u.phone.as_deref()).and_then(|p| PhoneNumber::parse("phone", p).ok());
+    let email = user.as_ref().and_then(|u| u.email.as_deref()).and_then(|e| EmailAddress::parse("email", e).ok());
+    match c.factor {
+        Factor::Totp => "Enter the code your authenticator app shows now.".to_owned(),
+        Factor::Hotp => "Press the button on your security token and enter the code it shows.".to_owned(),
+        Factor::Yubikey => "Put the cursor in the box and touch your YubiKey.".to_owned(),
+        Factor::RecoveryCode => "Enter one of the recovery codes you saved. Each works once.".to_owned(),
+        Factor::Sms => format!("We sent a code by text message to {}.", phone.map(|p| p.masked()).unwrap_or_default()),
+        Factor::Voice => {
+            format!("We are calling {} to read you a code.", phone.map(|p| p.masked()).unwrap_or_default())
+        }
+        Factor::Email => format!("We sent a code to {}.", email.map(|e| e.masked()).unwrap_or_default()),
+        Factor::Passkey => "Use the passkey on this device or your phone.".to_owned(),
+    }
+}
+
+fn not_found(settings: Option<&Settings>) -> Response {
+    let settings = settings.cloned().unwrap_or_default();
+    let body = layout(&settings, "Not found", "<h2>This link is not valid</h2><p>Start again where you signed in.</p>");
+    html(StatusCode::NOT_FOUND, body, &[])
+}
+
+async fn load(state: &SharedState, id: &str) -> Result<(Challenge, Settings), Response> {
+    let id = ChallengeId::parse(id).ok_or_else(|| not_found(None))?;
+    let c = state.store.challenge_for_page(&id).await.map_err(|_| not_found(None))?;
+    let settings = state.store.settings(&c.tenant_id).await.map_err(|_| not_found(None))?.value;
+    Ok((c, settings))
+}
+
+/// Renders the page with the CSRF cookie (kept or newly set).
+async fn respond(
+    state: &SharedState,
+    c: &Challenge,
+    settings: &Settings,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let (cookie, fresh) = match csrf_cookie(headers) {
+        Some(cookie) => (cookie, false),
+        None => (new_cookie_value(), true),
+    };
+    let csrf = csrf_token(state, &c.id, &cookie);
+    let page = Page { state, settings, challenge: c, csrf: &csrf, hint: hint(state, c).await, error };
+    let targets: Vec<String> = c.redirect_url.as_deref().and_then(origin_of).into_iter().collect();
+    let mut response = html(status, render(&page), &targets);
+    if fresh {
+        let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+        let value = format!("{COOKIE}={cookie}; Path=/challenge/; HttpOnly; SameSite=Strict{secure}");
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+pub async fn show(State(state): State<SharedState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    match load(&state, &id).await {
+        Ok((c, settings)) => respond(&state, &c, &settings, &headers, StatusCode::OK, None).await,
+        Err(response) => response,
+    }
+}
+
+fn locked_message(until: time::OffsetDateTime, now: time::OffsetDateTime) -> String {
+    let minutes = ((until - now).whole_seconds().max(1) + 59) / 60;
+    format!("Too many failed attempts. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" })
+}
+
+pub async fn submit(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let (c, settings) = match load(&state, &id).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    if !csrf_ok(&state, &c.id, &headers, form.get("csrf").map(String::as_str)) {
+        tracing::info!(target: "vouchsafe::security", challenge_id = %c.id, "hosted page post without a valid CSRF token");
+        let error = Some("Your session expired. Enter the code again.".to_owned());
+        return respond(&state, &c, &settings, &headers, StatusCode::FORBIDDEN, error).await;
+    }
+    let code = form.get("code").map(|c| c.trim()).unwrap_or_default();
+    let now = state.clock.now();
+    match challenges::verify(&state, &c.tenant_id, ACTOR, &c.id, Answer::Code(code)).await {
+        Ok(answered) if answered.token.is_some() => {
+            let token = answered.token.unwrap_or_default();
+            match success_target(&answered.challenge, &token) {
+                Some(target) => {
+                    let mut response = StatusCode::SEE_OTHER.into_response();
+                    if let Ok(value) = HeaderValue::from_str(&target) {
+                        response.headers_mut().insert(header::LOCATION, value);
+                    }
+                    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                None => respond(&state, &answered.challenge, &settings, &headers, StatusCode::OK, None).await,
+            }
+        }
+        Ok(answered) => {
+            let left = answered.challenge.attempts_remaining();
+            let error = (answered.challenge.status_at(now) == ChallengeStatus::Pending)
+                .then(|| format!("That code is not right. {left} attempt{} left.", if left == 1 { "" } else { "s" }));
+            respond(&state, &answered.challenge, &settings, &headers, StatusCode::UNPROCESSABLE_ENTITY, error).await
+        }
+        Err(ChallengeError::Locked(until)) => {
+            respond(&state, &c, &settings, &headers, StatusCode::LOCKED, Some(locked_message(until, now))).await
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, challenge_id = %c.id, "hosted page answer failed");
+            let error = Some("Something went wrong. Try again.".to_owned());
+            respond(&state, &c, &settings, &headers, StatusCode::INTERNAL_SERVER_ERROR, error).await
+        }
+    }
+}
+
+/// The passkey button's post: `{"credential"}` with the CSRF token in
+/// `x-csrf-token`; answers `{"redirect"}` or `{"message"}`.
+pub async fn passkey(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let Ok((c, _)) = load(&state, &id).await else {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "This link is not valid."}))).into_response();
+    };
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !csrf_ok(&state, &c.id, &headers, given) {
+        return (StatusCode::FORBIDDEN, Json(json!({"message": "Your session expired. Reload the page."})))
+            .into_response();
+    }
+    let Some(credential) = body.get("credential") else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": "No passkey was given."}))).into_response();
+    };
+    let now = state.clock.now();
+    match challenges::verify(&state, &c.tenant_id, ACTOR, &c.id, Answer::Credential(credential)).await {
+        Ok(answered) => match answered.token {
+            Some(token) => {
+                let target = success_target(&answered.challenge, &token)
+                    .unwrap_or_else(|| format!("/challenge/{}", answered.challenge.id));
+                Json(json!({"redirect": target})).into_response()
+            }
+            None => Json(json!({"message": "That passkey was not accepted.",
+                "attempts_remaining": answered.challenge.attempts_remaining()}))
+            .into_response(),
+        },
+        Err(ChallengeError::Locked(until)) => {
+            (StatusCode::LOCKED, Json(json!({"message": locked_message(until, now)}))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, challenge_id = %c.id, "hosted page passkey failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Something went wrong. Try again."})))
+                .into_response()
+        }
+    }
+}

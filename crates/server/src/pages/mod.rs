@@ -1,0 +1,80 @@
+//! HTML pages for end users (the hosted challenge page): server-rendered,
+//! working without JavaScript, under a strict Content-Security-Policy
+//! (no inline script or style; assets from this server only), never
+//! cached, never framed.
+
+pub mod challenge;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An HTML response with the security headers every page carries.
+/// `form_targets` are the origins a form here may end up at (after the
+/// redirect that follows a successful answer).
+pub fn html(status: axum::http::StatusCode, body: String, form_targets: &[String]) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    let form_action =
+        std::iter::once("'self'".to_owned()).chain(form_targets.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src https:; connect-src 'self'; \
+         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let pairs = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        (header::X_FRAME_OPTIONS, "DENY".to_owned()),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+pub async fn challenge_css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("../../assets/challenge.css"))
+}
+
+pub async fn challenge_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../../assets/challenge.js"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+}
