@@ -487,6 +487,16 @@ pub trait UserStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
+    /// Moves an active authenticator's counter forward to `value` (HOTP
+    /// resynchronisation). `false` if it was already there or beyond.
+    async fn advance_authenticator(
+        &self,
+        tenant: &TenantId,
+        id: &AuthenticatorId,
+        value: i64,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     /// Replaces an active authenticator's sealed secret (a passkey's
     /// signature counter after a use).
     async fn reseal_authenticator(&self, tenant: &TenantId, id: &AuthenticatorId, sealed: &[u8]) -> StoreResult<()>;

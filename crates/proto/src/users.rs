@@ -121,6 +121,15 @@ pub struct ConfirmAuthenticatorRequest {
     pub credential: Option<serde_json::Value>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncAuthenticatorRequest {
+    /// A code the token shows now…
+    pub code: String,
+    /// …and the next one (press the button again).
+    pub next_code: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChallengeRequest {

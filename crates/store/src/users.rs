@@ -357,6 +357,28 @@ impl UserStore for SqlStore {
         Ok(changed == 1)
     }
 
+    async fn advance_authenticator(
+        &self,
+        tenant: &TenantId,
+        id: &AuthenticatorId,
+        value: i64,
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let changed = audited!(self, tenant.as_str(), audit, pool =>
+            sqlx::query(
+                "UPDATE authenticators SET counter = $1, updated_at = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
+            )
+            .bind(value)
+            .bind(to_unix_ms(now))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+        )
+        .map_err(map_err)?;
+        Ok(changed == 1)
+    }
+
     async fn reseal_authenticator(&self, tenant: &TenantId, id: &AuthenticatorId, sealed: &[u8]) -> StoreResult<()> {
         on_pool!(self.db(), pool =>
             sqlx::query("UPDATE authenticators SET sealed = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'active'")

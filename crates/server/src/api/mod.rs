@@ -74,6 +74,7 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v1::users::create_authenticator, v1::users::list_authenticators))
         .routes(routes!(v1::users::delete_authenticator))
         .routes(routes!(v1::users::confirm_authenticator))
+        .routes(routes!(v1::users::resync_authenticator))
         .routes(routes!(v1::challenges::create_challenge))
         .routes(routes!(v1::challenges::validate_token))
         .routes(routes!(v1::challenges::get_challenge))

@@ -260,3 +260,22 @@ pub async fn match_recovery_code(
     .await
     .map_err(|e| EngineError::Internal(e.to_string()))
 }
+
+/// How far past its stored counter a drifted HOTP token is searched for
+/// two consecutive codes (RFC 4226 §7.4).
+pub const RESYNC_WINDOW: u64 = 1_000;
+
+/// The counter after two consecutive codes of a drifted HOTP token.
+pub fn resync(state: &SharedState, a: &Authenticator, first: &str, second: &str) -> EngineResult<Option<i64>> {
+    let AuthenticatorSecret::Seed { seed } = &open(state, a)? else {
+        return Ok(None);
+    };
+    let algorithm = a.param_str("algorithm").and_then(Algorithm::parse).unwrap_or(Algorithm::Sha1);
+    let digits = u32::try_from(a.param_u64("digits").unwrap_or(6)).unwrap_or(6);
+    let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let from = u64::try_from(a.counter).unwrap_or(0);
+    Ok(hotp
+        .resync(first.trim(), second.trim(), from, RESYNC_WINDOW)
+        .map(|r| i64::try_from(r.matched + 1).unwrap_or(i64::MAX)))
+}

@@ -175,6 +175,33 @@ async fn hotp_tokens_follow_rfc_4226_and_never_go_back() {
 }
 
 #[tokio::test]
+async fn a_drifted_hotp_token_is_resynchronised_by_two_consecutive_codes() {
+    let app = spawn_app().await;
+    user(&app, "u8", json!({})).await;
+    let import =
+        enroll(&app, "u8", json!({"type": "hotp", "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "counter": 0})).await;
+    let auth = import.body["id"].as_str().unwrap().to_owned();
+    // Make codes of counters far past the look-ahead of 10 (RFC 4226 key).
+    let code_at = |counter: u64| {
+        let script =
+            format!("import pyotp, base64; print(pyotp.HOTP('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ').at({counter}))");
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let id = challenge(&app, "u8", json!({})).await.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(answer(&app, &id, &code_at(50)).await.body["status"], "pending", "beyond the look-ahead");
+    let path = format!("/v1/users/u8/authenticators/{auth}/resync");
+    let bad = app.post(&path, &app.admin, json!({"code": code_at(50), "next_code": code_at(52)})).await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
+    let ok = app.post(&path, &app.admin, json!({"code": code_at(50), "next_code": code_at(51)})).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(answer(&app, &id, &code_at(51)).await.body["status"], "pending", "the resync codes are used up");
+    assert_eq!(answer(&app, &id, &code_at(52)).await.body["status"], "approved");
+    let again = app.post(&path, &app.admin, json!({"code": code_at(50), "next_code": code_at(51)})).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "never backwards");
+}
+
+#[tokio::test]
 async fn yubikey_otps_are_checked_locally_and_never_replayed() {
     let app = spawn_app().await;
     user(&app, "u3", json!({})).await;

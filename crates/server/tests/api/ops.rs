@@ -73,6 +73,7 @@ async fn openapi_documents_every_route() {
         ("/v1/users/{user_id}/authenticators", &["get", "post"]),
         ("/v1/users/{user_id}/authenticators/{id}", &["delete"]),
         ("/v1/users/{user_id}/authenticators/{id}/confirm", &["post"]),
+        ("/v1/users/{user_id}/authenticators/{id}/resync", &["post"]),
         ("/v1/users/{user_id}/challenges", &["post"]),
         ("/v1/challenges/{id}", &["get"]),
         ("/v1/challenges/{id}/verify", &["post"]),

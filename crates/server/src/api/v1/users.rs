@@ -13,12 +13,12 @@ use vouchsafe_core::store::StoreError;
 use vouchsafe_core::user::{User, normalise_contacts, validate_user_id};
 use vouchsafe_proto::{
     AuthenticatorList, AuthenticatorResponse, ConfirmAuthenticatorRequest, CreateAuthenticatorRequest, ErrorBody,
-    PutUserRequest, UserResponse,
+    PutUserRequest, ResyncAuthenticatorRequest, UserResponse,
 };
 
 use super::{no_store, rfc3339};
 use crate::auth::AgentCaller;
-use crate::engine::authenticators::{confirm_step, enroll};
+use crate::engine::authenticators::{confirm_step, enroll, resync};
 use crate::engine::passkeys::{finish_registration, start_registration};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -240,6 +240,43 @@ pub async fn confirm_authenticator(
     let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.confirmed", a.id.as_str(), now);
     if !state.store.activate_authenticator(&caller.tenant_id, &a.id, counter, sealed.as_deref(), now, &audit).await? {
         return Err(ApiError::Conflict("the authenticator changed meanwhile; try again"));
+    }
+    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    Ok(Json(authenticator_response(&a, None)))
+}
+
+/// Resynchronises a hardware HOTP token that drifted past the look-ahead
+/// window, from two consecutive codes; the counter only moves forward.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{user_id}/authenticators/{id}/resync",
+    tag = "users",
+    security(("bearer" = []), ("basic" = [])),
+    params(("user_id" = String, Path), ("id" = String, Path, description = "`auth_…` of an HOTP token")),
+    request_body = ResyncAuthenticatorRequest,
+    responses(
+        (status = 200, body = AuthenticatorResponse),
+        (status = 400, body = ErrorBody, description = "the codes are not consecutive codes of this token"),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn resync_authenticator(
+    State(state): State<SharedState>,
+    AgentCaller(caller): AgentCaller,
+    Path((user_id, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ResyncAuthenticatorRequest>,
+) -> Result<Json<AuthenticatorResponse>, ApiError> {
+    let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
+    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    if a.kind != AuthenticatorKind::Hotp || a.status != AuthenticatorStatus::Active {
+        return Err(ApiError::bad_request("id", "only an active HOTP token can be resynchronised"));
+    }
+    let counter = resync(&state, &a, &req.code, &req.next_code)?
+        .ok_or_else(|| ApiError::bad_request("code", "these are not two consecutive codes of this token"))?;
+    let now = state.clock.now();
+    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.resynchronised", a.id.as_str(), now);
+    if !state.store.advance_authenticator(&caller.tenant_id, &a.id, counter, now, &audit).await? {
+        return Err(ApiError::bad_request("code", "these codes were already used"));
     }
     let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
     Ok(Json(authenticator_response(&a, None)))
