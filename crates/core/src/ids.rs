@@ -113,6 +113,12 @@ typed_id!(
     "chl_"
 );
 
+typed_id!(
+    /// A help-desk caller verification.
+    CallerVerificationId,
+    "cv_"
+);
+
 impl VerificationId {
     /// The Twilio-style sid of this verification: `VE` + its hex digits.
     pub fn twilio_sid(&self) -> String {

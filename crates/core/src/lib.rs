@@ -9,6 +9,7 @@
 pub mod api_key;
 pub mod audit;
 pub mod authenticator;
+pub mod caller;
 pub mod challenge;
 pub mod channel;
 pub mod clock;

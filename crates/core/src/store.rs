@@ -9,14 +9,15 @@ use time::OffsetDateTime;
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::authenticator::{Authenticator, AuthenticatorUse};
+use crate::caller::{CallerStatus, CallerVerification};
 use crate::challenge::Challenge;
 use crate::channel::Channel;
 use crate::delivery::Delivery;
 use crate::event::{Event, EventType};
 use crate::fraud::SendCounter;
 use crate::ids::{
-    ApiKeyId, AttemptId, AuthenticatorId, ChallengeId, DeliveryId, EventId, MessageId, ServiceId, TenantId,
-    VerificationId, WebhookEndpointId,
+    ApiKeyId, AttemptId, AuthenticatorId, CallerVerificationId, ChallengeId, DeliveryId, EventId, MessageId, ServiceId,
+    TenantId, VerificationId, WebhookEndpointId,
 };
 use crate::provider::{CredentialInfo, ProviderConfig};
 use crate::service::Service;
@@ -62,6 +63,7 @@ pub trait Store:
     + VerificationStore
     + DeliveryStore
     + UserStore
+    + CallerStore
     + Send
     + Sync
     + 'static
@@ -79,6 +81,7 @@ impl<T> Store for T where
         + VerificationStore
         + DeliveryStore
         + UserStore
+        + CallerStore
         + Send
         + Sync
         + 'static
@@ -545,4 +548,49 @@ pub trait UserStore {
         id: &ChallengeId,
         now: OffsetDateTime,
     ) -> StoreResult<Option<Challenge>>;
+}
+
+/// Caller verifications. Every ending is one conditional statement on a
+/// pending row, with its `caller_verification.completed` event and audit
+/// entry in the same transaction.
+#[async_trait]
+pub trait CallerStore {
+    async fn create_caller_verification(&self, cv: &CallerVerification, audit: &AuditEntry) -> StoreResult<()>;
+    async fn caller_verification(
+        &self,
+        tenant: &TenantId,
+        id: &CallerVerificationId,
+    ) -> StoreResult<CallerVerification>;
+    /// By the keyed hash of its link token (the customer's page).
+    async fn caller_verification_by_link(&self, link_hash: &str) -> StoreResult<CallerVerification>;
+    /// Ends a pending verification as `status`. `Expired` requires its time
+    /// to be up; the others require it not to be. `None` if it was not pending.
+    async fn end_caller_verification(
+        &self,
+        tenant: &TenantId,
+        id: &CallerVerificationId,
+        status: CallerStatus,
+        now: OffsetDateTime,
+        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<CallerVerification>>;
+    /// Counts a wrong code read to the agent; the last allowed one fails
+    /// the verification (with its event). `None` if it was not pending.
+    async fn caller_wrong_code(
+        &self,
+        tenant: &TenantId,
+        id: &CallerVerificationId,
+        now: OffsetDateTime,
+        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        audit: &AuditEntry,
+    ) -> StoreResult<Option<CallerVerification>>;
+    /// Pending verifications past their time (all tenants), for the sweeper.
+    async fn due_caller_verifications(&self, now: OffsetDateTime, limit: i64) -> StoreResult<Vec<CallerVerification>>;
+    /// A record's caller verifications, newest first.
+    async fn record_transactions(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<CallerVerification>>;
 }

@@ -155,6 +155,44 @@ pub fn render_custom(channel: Channel, message: &str, code: &str) -> Rendered {
     Rendered { text, subject, html }
 }
 
+/// The caller-verification message: `{service}`, `{link}` (the customer's
+/// page) and `{code}` (to read to the agent; digit by digit for voice).
+pub fn render_caller(channel: Channel, template: &str, service: &str, link: &str, code: &str) -> Rendered {
+    let spoken = channel == Channel::Voice;
+    let text = substitute(
+        template,
+        |name| match name {
+            "code" if spoken => Some(spoken_digits(code)),
+            "code" => Some(code.to_owned()),
+            "service" => Some(service.to_owned()),
+            "link" => Some(link.to_owned()),
+            _ => None,
+        },
+        str::to_owned,
+    );
+    let (subject, html) = if channel == Channel::Email {
+        let body = substitute(
+            template,
+            |name| match name {
+                "code" => Some(format!("<strong>{}</strong>", escape_html(code))),
+                "service" => Some(escape_html(service)),
+                "link" => Some(format!("<a href=\"{0}\">{0}</a>", escape_html(link))),
+                _ => None,
+            },
+            escape_html,
+        );
+        (
+            Some(format!("{service}: are you on a call with us?")),
+            Some(format!(
+                "<!doctype html>\n<html><body style=\"font-family:system-ui,sans-serif\"><p>{body}</p></body></html>\n"
+            )),
+        )
+    } else {
+        (None, None)
+    };
+    Rendered { text, subject, html }
+}
+
 /// `123456` as a voice reads it: one digit at a time, with pauses.
 pub fn spoken_digits(code: &str) -> String {
     code.chars().map(String::from).collect::<Vec<_>>().join(", ")

@@ -6,6 +6,7 @@
 //! (the server turns requests into domain values) or depend on other crates
 //! of the workspace.
 
+mod callers;
 mod error;
 mod events;
 mod twilio;
@@ -13,6 +14,7 @@ mod users;
 mod v1;
 mod verify;
 
+pub use callers::*;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::*;
 pub use twilio::*;

@@ -1,6 +1,8 @@
-//! Background upkeep on every server process: drops the hourly send
-//! counters of the fraud limits once their hour is long past. Deleting
-//! the same old rows from several processes is harmless.
+//! Background upkeep on every server process: ends caller verifications
+//! whose time allowed ran out (every second, with their event, so the CRM
+//! hears of it without anyone asking; conditional writes make several
+//! processes sweeping at once harmless), and drops the hourly send
+//! counters of the fraud limits once their hour is long past.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +13,24 @@ use vouchsafe_core::fraud::BUCKET_MS;
 use vouchsafe_core::store::Store;
 
 const EVERY: Duration = Duration::from_secs(600);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
+        match crate::engine::callers::sweep(store.as_ref(), clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "caller verifications expired"),
+            Err(e) => tracing::warn!(error = ?e, "could not sweep caller verifications"),
+        }
+        if pruned_at.is_some_and(|at| at.elapsed() < EVERY) {
+            tokio::select! {
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        pruned_at = Some(std::time::Instant::now());
         // Counters of the current and the previous hour are still read.
         let before = to_unix_ms(clock.now()) - 2 * BUCKET_MS;
         match store.prune_send_counters(before).await {
@@ -22,7 +39,7 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::
             Err(e) => tracing::warn!(error = %e, "could not prune send counters"),
         }
         tokio::select! {
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = stop.changed() => return,
         }
     }

@@ -11,6 +11,7 @@
 
 mod api_keys;
 mod audit;
+mod callers;
 mod database_url;
 mod deliveries;
 mod meta;

@@ -5,6 +5,7 @@
 //! functions; there is no second implementation of the rules.
 
 pub mod authenticators;
+pub mod callers;
 pub mod challenges;
 pub mod error;
 pub mod passkeys;

@@ -16,46 +16,23 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
 use vouchsafe_core::destination::{EmailAddress, PhoneNumber};
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
 
-use super::{escape, html};
+use super::{csrf_cookie, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::engine::challenges::{self, Answer, ChallengeError};
 use crate::state::SharedState;
 
-const COOKIE: &str = "vs_csrf";
 const ACTOR: &str = "hosted-page";
 
-/// The cookie's value, if the browser sent a well-formed one.
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == COOKIE && value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|(_, value)| value.to_owned())
-}
-
-fn new_cookie_value() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-}
-
-/// The form token for a cookie and a challenge: a keyed hash of both.
 fn csrf_token(state: &SharedState, id: &ChallengeId, cookie: &str) -> String {
-    state.code_hasher.hash(&format!("csrf:{id}"), cookie)
+    super::csrf_token(state, &format!("csrf:{id}"), cookie)
 }
 
 fn csrf_ok(state: &SharedState, id: &ChallengeId, headers: &HeaderMap, given: Option<&str>) -> bool {
-    match (csrf_cookie(headers), given) {
-        // SECURITY: constant-time comparison of the token.
-        (Some(cookie), Some(given)) => bool::from(csrf_token(state, id, &cookie).as_bytes().ct_eq(given.as_bytes())),
-        _ => false,
-    }
+    super::csrf_ok(state, &format!("csrf:{id}"), headers, given)
 }
 
 /// The origin of the redirect URL, for the page's `form-action`.
@@ -80,7 +57,7 @@ struct Page<'a> {
     error: Option<String>,
 }
 
-fn layout(settings: &Settings, title: &str, body: &str) -> String {
+pub fn layout(settings: &Settings, title: &str, body: &str) -> String {
     let brand = escape(&settings.branding.name);
     let logo = match &settings.branding.logo_url {
         Some(url) if url.starts_with("https://") => format!("<img src=\"{}\" alt=\"\">", escape(url)),
@@ -196,11 +173,7 @@ async fn respond(
     let targets: Vec<String> = c.redirect_url.as_deref().and_then(origin_of).into_iter().collect();
     let mut response = html(status, render(&page), &targets);
     if fresh {
-        let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
-        let value = format!("{COOKIE}={cookie}; Path=/challenge/; HttpOnly; SameSite=Strict{secure}");
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        set_csrf_cookie(state, &mut response, &cookie, "/challenge/");
     }
     response
 }

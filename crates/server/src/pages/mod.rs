@@ -3,10 +3,56 @@
 //! (no inline script or style; assets from this server only), never
 //! cached, never framed.
 
+pub mod caller;
 pub mod challenge;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+
+use axum::http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use crate::state::SharedState;
+
+/// The cookie a page's CSRF tokens are bound to (HttpOnly, SameSite=Strict).
+pub const CSRF_COOKIE: &str = "vs_csrf";
+
+/// The cookie's value, if the browser sent a well-formed one.
+pub fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == CSRF_COOKIE && value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|(_, value)| value.to_owned())
+}
+
+pub fn new_cookie_value() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The form token for a cookie and what the form acts on: a keyed hash of both.
+pub fn csrf_token(state: &SharedState, scope: &str, cookie: &str) -> String {
+    state.code_hasher.hash(scope, cookie)
+}
+
+pub fn csrf_ok(state: &SharedState, scope: &str, headers: &HeaderMap, given: Option<&str>) -> bool {
+    match (csrf_cookie(headers), given) {
+        // SECURITY: constant-time comparison of the token.
+        (Some(cookie), Some(given)) => bool::from(csrf_token(state, scope, &cookie).as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    }
+}
+
+pub fn set_csrf_cookie(state: &SharedState, response: &mut Response, cookie: &str, path: &str) {
+    let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let value = format!("{CSRF_COOKIE}={cookie}; Path={path}; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {

@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod audit;
+mod callers;
 mod challenges;
 mod deliveries;
 mod errors;

@@ -4,7 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouchsafe_core::ids::{
-    ApiKeyId, AuthenticatorId, ChallengeId, DeliveryId, ServiceId, VerificationId, WebhookEndpointId,
+    ApiKeyId, AuthenticatorId, CallerVerificationId, ChallengeId, DeliveryId, ServiceId, VerificationId,
+    WebhookEndpointId,
 };
 use vouchsafe_core::role::Role;
 
@@ -19,6 +20,7 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
     let missing_delivery = DeliveryId::generate().to_string();
     let missing_authenticator = AuthenticatorId::generate().to_string();
     let missing_challenge = ChallengeId::generate().to_string();
+    let missing_caller = CallerVerificationId::generate().to_string();
     vec![
         (Method::GET, "/v1/tenant".into(), None, Role::Agent),
         (Method::GET, "/v1/settings".into(), None, Role::Agent),
@@ -88,6 +90,15 @@ fn endpoints(default_service: &str) -> Vec<(Method, String, Option<Value>, Role)
         (Method::GET, format!("/v1/challenges/{missing_challenge}"), None, Role::Agent),
         (Method::POST, format!("/v1/challenges/{missing_challenge}/verify"), Some(json!({"code": "1"})), Role::Agent),
         (Method::POST, "/v1/challenges/validate".into(), Some(json!({"token": "vct_x.y"})), Role::Agent),
+        (Method::GET, format!("/v1/caller-verifications/{missing_caller}"), None, Role::Agent),
+        (Method::POST, format!("/v1/caller-verifications/{missing_caller}/cancel"), None, Role::Agent),
+        (
+            Method::POST,
+            format!("/v1/caller-verifications/{missing_caller}/check"),
+            Some(json!({"code": "1"})),
+            Role::Agent,
+        ),
+        (Method::GET, "/v1/records/500xx/transactions".into(), None, Role::Agent),
         (Method::GET, "/v1/audit-events".into(), None, Role::Admin),
         (Method::GET, "/v1/audit-events/verify".into(), None, Role::Admin),
     ]

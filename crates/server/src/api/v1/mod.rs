@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod callbacks;
+pub mod callers;
 pub mod challenges;
 pub mod credentials;
 pub mod deliveries;

@@ -1,0 +1,211 @@
+//! Help-desk caller verification (API.md, "Caller verification"): a
+//! message with a link and a code goes to the customer; the customer
+//! approves or denies on the link's page, or reads the code to the agent.
+//! Endings are conditional writes with their event; a sweeper ends what
+//! ran out of time.
+
+use time::{Duration, OffsetDateTime};
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::channel::Channel;
+use vouchsafe_core::field_error::FieldError;
+use vouchsafe_core::fraud::counters_for;
+use vouchsafe_core::ids::{CallerVerificationId, TenantId};
+use vouchsafe_core::otp::random_numeric_code;
+use vouchsafe_core::verification::{Destination, plausible_code};
+use vouchsafe_delivery::provider::OutgoingMessage;
+use vouchsafe_delivery::templates::render_caller;
+
+use super::error::{EngineError, EngineResult};
+use super::send::{SendRequest, send};
+use super::verifications::destination;
+use crate::state::SharedState;
+
+fn invalid(field: &str, message: &str) -> EngineError {
+    EngineError::Invalid(FieldError::new(field, message))
+}
+
+fn text_field(field: &str, value: &str, max: usize) -> EngineResult<()> {
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(invalid(field, &format!("must be 1 to {max} printable characters")));
+    }
+    Ok(())
+}
+
+pub struct NewCaller<'a> {
+    pub tenant_id: &'a TenantId,
+    pub actor: &'a str,
+    pub record_id: &'a str,
+    pub record_type: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub time_allowed_s: Option<u32>,
+    pub agent_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+}
+
+/// The keyed hash a link token is stored and found by.
+pub fn link_hash(state: &SharedState, token: &str) -> String {
+    state.code_hasher.hash("caller-link", token)
+}
+
+/// Starts a caller verification and sends its message.
+pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<CallerVerification> {
+    text_field("record_id", req.record_id, 200)?;
+    let record_type = req.record_type.unwrap_or("case");
+    text_field("record_type", record_type, 64)?;
+    if let Some(agent) = req.agent_id {
+        text_field("agent_id", agent, 200)?;
+    }
+    let settings = state.store.settings(req.tenant_id).await?.value;
+    let channel = match req.channel {
+        Some(c) => Channel::parse(c).ok_or_else(|| invalid("channel", "must be sms, voice or email"))?,
+        None => settings.caller_verification.channel,
+    };
+    let time_allowed_s = req.time_allowed_s.unwrap_or(settings.caller_verification.time_allowed_s);
+    if !(10..=3_600).contains(&time_allowed_s) {
+        return Err(invalid("time_allowed_s", "must be between 10 and 3600"));
+    }
+    let (field, given) = if channel == Channel::Email { ("email", req.email) } else { ("phone", req.phone) };
+    let to = destination(channel, field, given.ok_or_else(|| invalid(field, "is required for this channel"))?)?;
+    if let Destination::Phone(phone) = &to {
+        let country = phone.country().unwrap_or("international");
+        if !settings.country_allowed(country) {
+            return Err(EngineError::GeoNotPermitted(country.to_owned()));
+        }
+    }
+    if let Some(user) = req.user_id {
+        state.store.user(req.tenant_id, user).await.map_err(|_| invalid("user_id", "no user by that id"))?;
+    }
+    let now = state.clock.now();
+    if let Err(refusal) =
+        state.store.count_sends(&counters_for(req.tenant_id, to.as_str(), &settings.fraud, now), now).await?
+    {
+        return Err(EngineError::SendLimit(refusal));
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let code = random_numeric_code(6).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let id = CallerVerificationId::generate();
+    let cv = CallerVerification {
+        code_hash: state.code_hasher.hash(id.as_str(), &code),
+        link_hash: link_hash(state, &token),
+        id,
+        tenant_id: req.tenant_id.clone(),
+        record_id: req.record_id.to_owned(),
+        record_type: record_type.to_owned(),
+        user_id: req.user_id.map(str::to_owned),
+        destination: to.as_str().to_owned(),
+        channel,
+        agent_id: req.agent_id.map(str::to_owned),
+        status: CallerStatus::Pending,
+        attempts: 0,
+        max_attempts: settings.otp.max_check_attempts,
+        time_allowed_s,
+        expires_at: now + Duration::seconds(i64::from(time_allowed_s)),
+        completed_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let audit = AuditEntry::new(req.actor, "caller_verification.created", cv.id.as_str(), channel.as_str(), now);
+    state.store.create_caller_verification(&cv, &audit).await?;
+    let link = format!("{}/caller/{token}", state.public_url.trim_end_matches('/'));
+    let message = OutgoingMessage {
+        channel,
+        to: to.as_str().to_owned(),
+        to_masked: to.masked(),
+        rendered: render_caller(channel, &settings.templates.caller, &settings.branding.name, &link, &code),
+        code,
+        locale: None,
+        user_id: req.user_id.map(str::to_owned),
+        network_id: None,
+        experience_id: None,
+        status_callback: None,
+    };
+    let delivery = send(
+        state,
+        SendRequest { tenant_id: req.tenant_id.clone(), verification_id: None, country: cv.country(), message },
+    )
+    .await?;
+    if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {
+        let audit = AuditEntry::new(req.actor, "caller_verification.failed", cv.id.as_str(), "not_delivered", now);
+        end(state, &cv, CallerStatus::Failed, &audit).await?;
+        return Err(EngineError::ProviderUnavailable);
+    }
+    tracing::info!(caller_verification_id = %cv.id, to = %to.masked(), channel = channel.as_str(), "caller verification sent");
+    Ok(cv)
+}
+
+/// Ends a pending verification (with its event); the row as it stands after.
+pub async fn end(
+    state: &SharedState,
+    cv: &CallerVerification,
+    status: CallerStatus,
+    audit: &AuditEntry,
+) -> EngineResult<CallerVerification> {
+    let now = state.clock.now();
+    let ended = state
+        .store
+        .end_caller_verification(&cv.tenant_id, &cv.id, status, now, &|c| c.completed_event(now), audit)
+        .await?;
+    if ended.is_some() {
+        state.wake_dispatcher.notify_one();
+    }
+    Ok(state.store.caller_verification(&cv.tenant_id, &cv.id).await?)
+}
+
+/// The code the customer read to the agent.
+pub async fn check(
+    state: &SharedState,
+    tenant: &TenantId,
+    actor: &str,
+    id: &CallerVerificationId,
+    code: &str,
+) -> EngineResult<(CallerVerification, bool)> {
+    let cv = state.store.caller_verification(tenant, id).await?;
+    let now = state.clock.now();
+    if cv.status_at(now) != CallerStatus::Pending {
+        return Ok((cv, false));
+    }
+    // SECURITY: constant-time comparison inside `matches`.
+    let code = code.trim();
+    if plausible_code(code) && state.code_hasher.matches(&cv.code_hash, cv.id.as_str(), code) {
+        let audit = AuditEntry::new(actor, "caller_verification.verified", cv.id.as_str(), "code", now);
+        let after = end(state, &cv, CallerStatus::Verified, &audit).await?;
+        let valid = after.status == CallerStatus::Verified;
+        return Ok((after, valid));
+    }
+    let audit = AuditEntry::new(actor, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
+    match state.store.caller_wrong_code(tenant, id, now, &|c| c.completed_event(now), &audit).await? {
+        Some(after) => {
+            if after.status == CallerStatus::Failed {
+                state.wake_dispatcher.notify_one();
+            }
+            Ok((after, false))
+        }
+        None => Ok((state.store.caller_verification(tenant, id).await?, false)),
+    }
+}
+
+/// Ends every pending verification whose time is up; how many it ended.
+pub async fn sweep(store: &dyn vouchsafe_core::store::Store, now: OffsetDateTime) -> EngineResult<usize> {
+    let mut ended = 0;
+    for cv in store.due_caller_verifications(now, 200).await? {
+        let audit = AuditEntry::new("sweeper", "caller_verification.expired", cv.id.as_str(), "expired", now);
+        if store
+            .end_caller_verification(
+                &cv.tenant_id,
+                &cv.id,
+                CallerStatus::Expired,
+                now,
+                &|c| c.completed_event(now),
+                &audit,
+            )
+            .await?
+            .is_some()
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}

@@ -1,0 +1,182 @@
+//! `/caller/{token}`: the page a customer opens from the help desk's
+//! message. It names the company and asks "Are you on a call with us right
+//! now?"; Approve verifies the caller, "I am not on a call" denies (a fraud
+//! signal the agent sees at once). When the customer is a user with
+//! enrolled code authenticators, one of them must be passed before
+//! approving. The link works once and dies after the time allowed.
+
+use std::collections::HashMap;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::settings::Settings;
+
+use super::challenge::layout;
+use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
+use crate::engine::authenticators::match_code;
+use crate::engine::callers::{end, link_hash};
+use crate::state::SharedState;
+
+const ACTOR: &str = "caller-page";
+
+fn scope(cv: &CallerVerification) -> String {
+    format!("caller-csrf:{}", cv.id)
+}
+
+async fn load(state: &SharedState, token: &str) -> Option<(CallerVerification, Settings)> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let cv = state.store.caller_verification_by_link(&link_hash(state, token)).await.ok()?;
+    let settings = state.store.settings(&cv.tenant_id).await.ok()?.value;
+    Some((cv, settings))
+}
+
+/// Whether approving needs a code from one of the user's authenticators.
+async fn needs_factor(state: &SharedState, cv: &CallerVerification) -> bool {
+    let Some(user) = &cv.user_id else { return false };
+    state.store.authenticators(&cv.tenant_id, user).await.is_ok_and(|list| {
+        list.iter().any(|a| {
+            a.status == AuthenticatorStatus::Active
+                && matches!(a.kind, AuthenticatorKind::Totp | AuthenticatorKind::Hotp | AuthenticatorKind::Yubikey)
+        })
+    })
+}
+
+async fn render(
+    state: &SharedState,
+    cv: &CallerVerification,
+    settings: &Settings,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let (cookie, fresh) = match csrf_cookie(headers) {
+        Some(cookie) => (cookie, false),
+        None => (new_cookie_value(), true),
+    };
+    let brand = escape(&settings.branding.name);
+    let now = state.clock.now();
+    let body = match cv.status_at(now) {
+        CallerStatus::Verified => "<h2>Thank you, you're verified</h2><p>You can go back to your call.</p>".to_owned(),
+        CallerStatus::Denied => format!(
+            "<h2>Thank you for telling us</h2><p>We have stopped this request and alerted {brand}. \
+             If someone called you claiming to be us, hang up.</p>"
+        ),
+        CallerStatus::Pending => {
+            let csrf = escape(&csrf_token(state, &scope(cv), &cookie));
+            let error = error.map(escape).unwrap_or_default();
+            let factor = if needs_factor(state, cv).await {
+                "<label for=\"code\">Code from your authenticator app</label>\
+                 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+                 maxlength=\"64\" aria-describedby=\"error\">"
+            } else {
+                ""
+            };
+            format!(
+                "<h2>Are you on a call with {brand} right now?</h2>\
+                 <p class=\"help\">Only approve if you are speaking with us at this moment.</p>\
+                 <p id=\"error\" class=\"error\" role=\"alert\">{error}</p>\
+                 <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{factor}\
+                 <button type=\"submit\" name=\"decision\" value=\"approve\">Yes, approve</button></form>\
+                 <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">No, I am not on a call</button></form>"
+            )
+        }
+        _ => "<h2>This link has expired</h2><p>If you are on a call with us, ask the agent to send a new one.</p>"
+            .to_owned(),
+    };
+    let mut response = html(status, layout(settings, "Are you on a call with us?", &body), &[]);
+    if fresh {
+        set_csrf_cookie(state, &mut response, &cookie, "/caller/");
+    }
+    response
+}
+
+fn gone() -> Response {
+    let body = layout(&Settings::default(), "Not found", "<h2>This link is not valid</h2>");
+    html(StatusCode::NOT_FOUND, body, &[])
+}
+
+pub async fn show(State(state): State<SharedState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    match load(&state, &token).await {
+        Some((cv, settings)) => render(&state, &cv, &settings, &headers, StatusCode::OK, None).await,
+        None => gone(),
+    }
+}
+
+pub async fn decide(
+    State(state): State<SharedState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some((cv, settings)) = load(&state, &token).await else {
+        return gone();
+    };
+    if !csrf_ok(&state, &scope(&cv), &headers, form.get("csrf").map(String::as_str)) {
+        return render(&state, &cv, &settings, &headers, StatusCode::FORBIDDEN, Some("Please try again.")).await;
+    }
+    let now = state.clock.now();
+    let outcome = match form.get("decision").map(String::as_str) {
+        Some("deny") => {
+            let audit = AuditEntry::new(ACTOR, "caller_verification.denied", cv.id.as_str(), "not_on_a_call", now);
+            tracing::warn!(target: "vouchsafe::security", caller_verification_id = %cv.id, "customer says they are not on a call");
+            end(&state, &cv, CallerStatus::Denied, &audit).await
+        }
+        Some("approve") => {
+            if needs_factor(&state, &cv).await {
+                let code = form.get("code").map(|c| c.trim()).unwrap_or_default();
+                if !passes_factor(&state, &cv, code).await {
+                    let audit =
+                        AuditEntry::new(ACTOR, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
+                    let _ = state
+                        .store
+                        .caller_wrong_code(&cv.tenant_id, &cv.id, now, &|c| c.completed_event(now), &audit)
+                        .await;
+                    let after = state.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or(cv);
+                    let error = "That code is not right.";
+                    return render(&state, &after, &settings, &headers, StatusCode::UNPROCESSABLE_ENTITY, Some(error))
+                        .await;
+                }
+            }
+            let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), "link", now);
+            end(&state, &cv, CallerStatus::Verified, &audit).await
+        }
+        _ => Ok(cv.clone()),
+    };
+    match outcome {
+        Ok(after) => render(&state, &after, &settings, &headers, StatusCode::OK, None).await,
+        Err(e) => {
+            tracing::error!(error = ?e, "caller page decision failed");
+            render(
+                &state,
+                &cv,
+                &settings,
+                &headers,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("Something went wrong. Try again."),
+            )
+            .await
+        }
+    }
+}
+
+/// Whether `code` passes one of the user's code authenticators (the
+/// counter moves forward, so the code is spent).
+async fn passes_factor(state: &SharedState, cv: &CallerVerification, code: &str) -> bool {
+    let Some(user) = &cv.user_id else { return false };
+    let Ok(list) = state.store.authenticators(&cv.tenant_id, user).await else { return false };
+    let now = state.clock.now();
+    for a in list.iter().filter(|a| a.status == AuthenticatorStatus::Active) {
+        if let Ok(Some(AuthenticatorUse::Counter { id, value })) = match_code(state, a, code) {
+            let audit = AuditEntry::new(ACTOR, "authenticator.used", id.as_str(), "caller_verification", now);
+            return state.store.advance_authenticator(&cv.tenant_id, &id, value, now, &audit).await.unwrap_or(false);
+        }
+    }
+    false
+}
