@@ -60,6 +60,29 @@ async function run(cmd) {
       const [response] = await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
       return { status: response ? response.status() : null, url: page.url(), error: await text("#error"), heading: await text("h2") };
     }
+    case "fill":
+      await page.fill(cmd.selector, cmd.value);
+      return {};
+    case "click":
+      await page.click(cmd.selector);
+      return {};
+    case "click_and_wait": {
+      await Promise.all([page.waitForNavigation(), page.click(cmd.selector)]);
+      return { url: page.url(), heading: await text("h2") };
+    }
+    case "wait_for_text": {
+      await page.waitForFunction(
+        ([selector, wanted]) => {
+          const el = document.querySelector(selector);
+          return el && el.textContent.includes(wanted);
+        },
+        [cmd.selector, cmd.text],
+        { timeout: cmd.timeout_ms || 10000 },
+      );
+      return { text: await text(cmd.selector), url: page.url() };
+    }
+    case "text":
+      return { text: await text(cmd.selector) };
     case "click_passkey": {
       await page.click("#use-passkey");
       await page.waitForURL((u) => !u.pathname.startsWith("/challenge/"), { timeout: 15000 }).catch(() => {});

@@ -97,6 +97,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/challenge/{id}", get(crate::pages::challenge::show).post(crate::pages::challenge::submit))
         .route("/challenge/{id}/passkey", axum::routing::post(crate::pages::challenge::passkey))
         .route("/caller/{token}", get(crate::pages::caller::show).post(crate::pages::caller::decide))
+        .route("/console/helpdesk", get(crate::pages::console::show))
+        .route("/console/login", axum::routing::post(crate::pages::console::login))
+        .route("/console/logout", axum::routing::post(crate::pages::console::logout))
+        .route("/console/helpdesk/verifications", axum::routing::post(crate::pages::console::start))
+        .route("/console/helpdesk/verifications/{id}", get(crate::pages::console::status))
+        .route("/console/helpdesk/records/{record_id}", get(crate::pages::console::transactions))
+        .route("/assets/console.js", get(crate::pages::console::script))
         .route("/assets/challenge.css", get(crate::pages::challenge_css))
         .route("/assets/challenge.js", get(crate::pages::challenge_js))
         .with_state(state);

@@ -5,6 +5,7 @@
 
 pub mod caller;
 pub mod challenge;
+pub mod console;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

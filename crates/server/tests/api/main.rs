@@ -8,6 +8,7 @@ mod api_keys;
 mod audit;
 mod callers;
 mod challenges;
+mod console;
 mod deliveries;
 mod errors;
 mod fake_providers;

@@ -1,0 +1,248 @@
+//! `/console/helpdesk`: the agent console. An agent signs in with an API
+//! key of the `agent` (or `admin`) role; the session is a signed cookie
+//! (HttpOnly, SameSite=Strict, 8 hours) naming the key, which is checked
+//! again on every request so a revoked key ends the session. The console
+//! starts caller verifications, shows their status live with the time
+//! left, and the record's transaction log. Every state-changing request
+//! carries a CSRF token bound to the session.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+use vouchsafe_core::ids::{ApiKeyId, CallerVerificationId, TenantId};
+use vouchsafe_core::role::Role;
+use vouchsafe_core::settings::Settings;
+use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationRequest, TransactionList};
+
+use super::challenge::layout;
+use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
+use crate::api::v1::callers::to_response;
+use crate::engine::callers::{self, NewCaller};
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+const SESSION: &str = "vs_console";
+const SESSION_HOURS: i64 = 8;
+const LOGIN_SCOPE: &str = "console-login";
+
+/// A signed-in agent.
+struct Agent {
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+    /// The session cookie's value (the CSRF token is bound to it).
+    session: String,
+}
+
+fn session_mac(state: &SharedState, payload: &str) -> String {
+    state.code_hasher.hash("console-session", payload)
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The agent of a valid, unexpired session whose key still works.
+async fn agent(state: &SharedState, headers: &HeaderMap) -> Option<Agent> {
+    let session = cookie_value(headers, SESSION)?;
+    let mut parts = session.rsplitn(2, '.');
+    let (mac, payload) = (parts.next()?, parts.next()?);
+    // SECURITY: constant-time comparison of the session signature.
+    if !bool::from(session_mac(state, payload).as_bytes().ct_eq(mac.as_bytes())) {
+        return None;
+    }
+    let mut fields = payload.split('.');
+    let (tenant, key, exp) = (fields.next()?, fields.next()?, fields.next()?.parse::<i64>().ok()?);
+    if exp <= state.clock.now().unix_timestamp() {
+        return None;
+    }
+    let tenant_id = TenantId::parse(tenant)?;
+    let key_id = ApiKeyId::parse(key)?;
+    let key = state.store.api_key(&tenant_id, &key_id).await.ok()?;
+    (key.revoked_at.is_none() && key.role.grants(Role::Agent)).then_some(Agent { tenant_id, key_id, session })
+}
+
+fn session_csrf(state: &SharedState, agent: &Agent) -> String {
+    state.code_hasher.hash("console-csrf", &agent.session)
+}
+
+fn csrf_header_ok(state: &SharedState, agent: &Agent, headers: &HeaderMap) -> bool {
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    bool::from(session_csrf(state, agent).as_bytes().ct_eq(given.as_bytes()))
+}
+
+fn login_page(state: &SharedState, headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
+    let (cookie, fresh) = match csrf_cookie(headers) {
+        Some(c) => (c, false),
+        None => (new_cookie_value(), true),
+    };
+    let csrf = escape(&csrf_token(state, LOGIN_SCOPE, &cookie));
+    let error = error.map(escape).unwrap_or_default();
+    let body = format!(
+        "<h2>Help-desk console</h2><p id=\"error\" class=\"error\" role=\"alert\">{error}</p>\
+         <form method=\"post\" action=\"/console/login\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"key\">Agent API key</label>\
+         <input type=\"password\" id=\"key\" name=\"key\" autocomplete=\"off\" required autofocus>\
+         <button type=\"submit\">Sign in</button></form>"
+    );
+    let mut response = html(status, layout(&Settings::default(), "Sign in", &body), &[]);
+    if fresh {
+        set_csrf_cookie(state, &mut response, &cookie, "/console/");
+    }
+    response
+}
+
+pub async fn show(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let Some(agent) = agent(&state, &headers).await else {
+        return login_page(&state, &headers, StatusCode::OK, None);
+    };
+    let settings = state.store.settings(&agent.tenant_id).await.map(|s| s.value).unwrap_or_default();
+    let csrf = escape(&session_csrf(&state, &agent));
+    let body = format!(
+        "<h2>Caller verification</h2><div id=\"console\" data-csrf=\"{csrf}\">\
+         <form id=\"authenticate\"><label for=\"record_id\">Record id</label><input id=\"record_id\" required>\
+         <label for=\"contact\">Customer phone or email</label><input id=\"contact\" required>\
+         <button type=\"submit\">Authenticate</button></form>\
+         <p id=\"error\" class=\"error\" role=\"alert\"></p>\
+         <p>Status: <strong id=\"status\" aria-live=\"polite\">—</strong> <span id=\"countdown\"></span></p>\
+         <h3>Transactions</h3><table><thead><tr><th>Started</th><th>Status</th><th>Channel</th><th>To</th><th>Agent</th></tr></thead>\
+         <tbody id=\"transactions\"></tbody></table></div>\
+         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" class=\"secondary\">Sign out</button></form>\
+         <script src=\"/assets/console.js\"></script>"
+    );
+    html(StatusCode::OK, layout(&settings, "Help-desk console", &body), &[])
+}
+
+pub async fn login(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&state, LOGIN_SCOPE, &headers, form.get("csrf").map(String::as_str)) {
+        return login_page(&state, &headers, StatusCode::FORBIDDEN, Some("Your session expired. Sign in again."));
+    }
+    let secret = form.get("key").map(|k| k.trim()).unwrap_or_default();
+    let key = if vouchsafe_core::api_key::looks_like_secret(secret) {
+        state.store.api_key_by_secret_hash(&state.key_hasher.hash(secret)).await.ok().flatten()
+    } else {
+        None
+    };
+    let Some(key) = key.filter(|k| k.role.grants(Role::Agent)) else {
+        tracing::info!(target: "vouchsafe::security", "console sign-in refused");
+        return login_page(
+            &state,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("That key is not an agent key of this server."),
+        );
+    };
+    let exp = state.clock.now().unix_timestamp() + SESSION_HOURS * 3600;
+    let payload = format!("{}.{}.{exp}", key.tenant_id, key.id);
+    let session = format!("{payload}.{}", session_mac(&state, &payload));
+    let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/console/helpdesk"));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION}={session}; Path=/console/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_HOURS * 3600
+    )) {
+        headers.append(header::SET_COOKIE, v);
+    }
+    tracing::info!(key_id = %key.id, "agent signed in to the console");
+    response
+}
+
+pub async fn logout(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(agent) = agent(&state, &headers).await {
+        let given = form.get("csrf").map(String::as_str).unwrap_or_default();
+        if !bool::from(session_csrf(&state, &agent).as_bytes().ct_eq(given.as_bytes())) {
+            return StatusCode::FORBIDDEN.into_response();
+        }
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/console/helpdesk"));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("vs_console=; Path=/console/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+async fn signed_in(state: &SharedState, headers: &HeaderMap, needs_csrf: bool) -> Result<Agent, ApiError> {
+    let agent = agent(state, headers).await.ok_or(ApiError::Unauthorized)?;
+    if needs_csrf && !csrf_header_ok(state, &agent, headers) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(agent)
+}
+
+pub async fn start(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Json(req): Json<CreateCallerVerificationRequest>,
+) -> Result<(StatusCode, Json<CallerVerificationResponse>), ApiError> {
+    let agent = signed_in(&state, &headers, true).await?;
+    let cv = callers::create(
+        &state,
+        NewCaller {
+            tenant_id: &agent.tenant_id,
+            actor: agent.key_id.as_str(),
+            record_id: &req.record_id,
+            record_type: req.record_type.as_deref(),
+            phone: req.phone.as_deref(),
+            email: req.email.as_deref(),
+            channel: req.channel.as_deref(),
+            time_allowed_s: req.time_allowed_s,
+            agent_id: Some(req.agent_id.as_deref().unwrap_or(agent.key_id.as_str())),
+            user_id: req.user_id.as_deref(),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(to_response(&cv, state.clock.now()))))
+}
+
+pub async fn status(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<CallerVerificationResponse>, ApiError> {
+    let agent = signed_in(&state, &headers, false).await?;
+    let id = CallerVerificationId::parse(&id).ok_or(ApiError::NotFound)?;
+    let cv = state.store.caller_verification(&agent.tenant_id, &id).await?;
+    Ok(Json(to_response(&cv, state.clock.now())))
+}
+
+pub async fn transactions(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(record_id): Path<String>,
+) -> Result<Json<TransactionList>, ApiError> {
+    let agent = signed_in(&state, &headers, false).await?;
+    let now = state.clock.now();
+    let list = state.store.record_transactions(&agent.tenant_id, &record_id, 200).await?;
+    Ok(Json(TransactionList { transactions: list.iter().map(|cv| to_response(cv, now)).collect() }))
+}
+
+pub async fn script() -> Response {
+    let mut response = include_str!("../../assets/console.js").into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
