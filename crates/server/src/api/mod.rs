@@ -97,6 +97,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/challenge/{id}", get(crate::pages::challenge::show).post(crate::pages::challenge::submit))
         .route("/challenge/{id}/passkey", axum::routing::post(crate::pages::challenge::passkey))
         .route("/caller/{token}", get(crate::pages::caller::show).post(crate::pages::caller::decide))
+        .route("/caller/{token}/passkey", axum::routing::post(crate::pages::caller::passkey))
         .route("/console/helpdesk", get(crate::pages::console::show))
         .route("/console/login", axum::routing::post(crate::pages::console::login))
         .route("/console/logout", axum::routing::post(crate::pages::console::logout))

@@ -7,18 +7,23 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, Path, State};
+use axum::Json;
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
 use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::challenge::{Challenge, Factor};
+use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
 
 use super::challenge::layout;
 use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::engine::authenticators::match_code;
 use crate::engine::callers::{end, link_hash};
+use crate::engine::challenges::{self, Answer, NewChallenge};
 use crate::state::SharedState;
 
 const ACTOR: &str = "caller-page";
@@ -38,17 +43,40 @@ async fn load(state: &SharedState, token: &str) -> Option<(CallerVerification, S
 
 /// Whether approving needs a code from one of the user's authenticators.
 async fn needs_factor(state: &SharedState, cv: &CallerVerification) -> bool {
+    has_active(state, cv, &[AuthenticatorKind::Totp, AuthenticatorKind::Hotp, AuthenticatorKind::Yubikey]).await
+}
+
+async fn has_active(state: &SharedState, cv: &CallerVerification, kinds: &[AuthenticatorKind]) -> bool {
     let Some(user) = &cv.user_id else { return false };
-    state.store.authenticators(&cv.tenant_id, user).await.is_ok_and(|list| {
-        list.iter().any(|a| {
-            a.status == AuthenticatorStatus::Active
-                && matches!(a.kind, AuthenticatorKind::Totp | AuthenticatorKind::Hotp | AuthenticatorKind::Yubikey)
-        })
-    })
+    state
+        .store
+        .authenticators(&cv.tenant_id, user)
+        .await
+        .is_ok_and(|list| list.iter().any(|a| a.status == AuthenticatorStatus::Active && kinds.contains(&a.kind)))
+}
+
+/// For a user whose only factor is a passkey: a passkey challenge to pass
+/// before approving (its ceremony state lives on the challenge).
+async fn passkey_challenge(state: &SharedState, cv: &CallerVerification) -> Option<Challenge> {
+    let user = cv.user_id.as_deref()?;
+    if !has_active(state, cv, &[AuthenticatorKind::Passkey]).await {
+        return None;
+    }
+    let request = NewChallenge {
+        tenant_id: &cv.tenant_id,
+        actor: ACTOR,
+        user_id: user,
+        action: Some("caller_verification"),
+        factor: Some("passkey"),
+        redirect_url: None,
+        locale: None,
+    };
+    challenges::create(state, request).await.ok()
 }
 
 async fn render(
     state: &SharedState,
+    token: &str,
     cv: &CallerVerification,
     settings: &Settings,
     headers: &HeaderMap,
@@ -70,19 +98,37 @@ async fn render(
         CallerStatus::Pending => {
             let csrf = escape(&csrf_token(state, &scope(cv), &cookie));
             let error = error.map(escape).unwrap_or_default();
-            let factor = if needs_factor(state, cv).await {
-                "<label for=\"code\">Code from your authenticator app</label>\
-                 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-                 maxlength=\"64\" aria-describedby=\"error\">"
-            } else {
-                ""
+            let coded = needs_factor(state, cv).await;
+            let passkey = if coded { None } else { passkey_challenge(state, cv).await };
+            let approve = match &passkey {
+                // The passkey button approves; the script posts the assertion.
+                Some(challenge) => format!(
+                    "<div id=\"passkey\" data-options=\"{options}\" data-csrf=\"{csrf}\" \
+                     data-action=\"/caller/{token}/passkey?challenge={challenge}\">\
+                     <button type=\"button\" id=\"use-passkey\">Yes, approve with my passkey</button></div>\
+                     <script src=\"/assets/challenge.js\"></script>",
+                    options = escape(challenge.passkey_options.as_deref().unwrap_or("{}")),
+                    token = escape(token),
+                    challenge = challenge.id,
+                ),
+                None => {
+                    let factor = if coded {
+                        "<label for=\"code\">Code from your authenticator app</label>\
+                         <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+                         maxlength=\"64\" aria-describedby=\"error\">"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "<form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{factor}\
+                         <button type=\"submit\" name=\"decision\" value=\"approve\">Yes, approve</button></form>"
+                    )
+                }
             };
             format!(
                 "<h2>Are you on a call with {brand} right now?</h2>\
                  <p class=\"help\">Only approve if you are speaking with us at this moment.</p>\
-                 <p id=\"error\" class=\"error\" role=\"alert\">{error}</p>\
-                 <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{factor}\
-                 <button type=\"submit\" name=\"decision\" value=\"approve\">Yes, approve</button></form>\
+                 <p id=\"error\" class=\"error\" role=\"alert\" tabindex=\"-1\">{error}</p>{approve}\
                  <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                  <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">No, I am not on a call</button></form>"
             )
@@ -104,7 +150,7 @@ fn gone() -> Response {
 
 pub async fn show(State(state): State<SharedState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
     match load(&state, &token).await {
-        Some((cv, settings)) => render(&state, &cv, &settings, &headers, StatusCode::OK, None).await,
+        Some((cv, settings)) => render(&state, &token, &cv, &settings, &headers, StatusCode::OK, None).await,
         None => gone(),
     }
 }
@@ -119,7 +165,8 @@ pub async fn decide(
         return gone();
     };
     if !csrf_ok(&state, &scope(&cv), &headers, form.get("csrf").map(String::as_str)) {
-        return render(&state, &cv, &settings, &headers, StatusCode::FORBIDDEN, Some("Please try again.")).await;
+        return render(&state, &token, &cv, &settings, &headers, StatusCode::FORBIDDEN, Some("Please try again."))
+            .await;
     }
     let now = state.clock.now();
     let outcome = match form.get("decision").map(String::as_str) {
@@ -129,6 +176,12 @@ pub async fn decide(
             end(&state, &cv, CallerStatus::Denied, &audit).await
         }
         Some("approve") => {
+            if !needs_factor(&state, &cv).await && has_active(&state, &cv, &[AuthenticatorKind::Passkey]).await {
+                // Fail closed: a passkey user approves with the passkey only.
+                let error = "Use your passkey to approve.";
+                return render(&state, &token, &cv, &settings, &headers, StatusCode::UNPROCESSABLE_ENTITY, Some(error))
+                    .await;
+            }
             if needs_factor(&state, &cv).await {
                 let code = form.get("code").map(|c| c.trim()).unwrap_or_default();
                 if !passes_factor(&state, &cv, code).await {
@@ -140,8 +193,16 @@ pub async fn decide(
                         .await;
                     let after = state.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or(cv);
                     let error = "That code is not right.";
-                    return render(&state, &after, &settings, &headers, StatusCode::UNPROCESSABLE_ENTITY, Some(error))
-                        .await;
+                    return render(
+                        &state,
+                        &token,
+                        &after,
+                        &settings,
+                        &headers,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Some(error),
+                    )
+                    .await;
                 }
             }
             let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), "link", now);
@@ -150,11 +211,12 @@ pub async fn decide(
         _ => Ok(cv.clone()),
     };
     match outcome {
-        Ok(after) => render(&state, &after, &settings, &headers, StatusCode::OK, None).await,
+        Ok(after) => render(&state, &token, &after, &settings, &headers, StatusCode::OK, None).await,
         Err(e) => {
             tracing::error!(error = ?e, "caller page decision failed");
             render(
                 &state,
+                &token,
                 &cv,
                 &settings,
                 &headers,
@@ -162,6 +224,52 @@ pub async fn decide(
                 Some("Something went wrong. Try again."),
             )
             .await
+        }
+    }
+}
+
+/// The passkey button's post: `{"credential"}` answering the page's
+/// passkey challenge; on success the caller is verified.
+pub async fn passkey(
+    State(state): State<SharedState>,
+    Path(token): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some((cv, _)) = load(&state, &token).await else {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "This link is not valid."}))).into_response();
+    };
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if !csrf_ok(&state, &scope(&cv), &headers, given) {
+        return (StatusCode::FORBIDDEN, Json(json!({"message": "Please reload the page."}))).into_response();
+    }
+    let challenge = query.get("challenge").and_then(|c| ChallengeId::parse(c));
+    let (Some(challenge), Some(credential), Some(user)) = (challenge, body.get("credential"), cv.user_id.as_deref())
+    else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": "No passkey was given."}))).into_response();
+    };
+    // The challenge must be this customer's passkey challenge.
+    let Ok(c) = state.store.challenge(&cv.tenant_id, &challenge).await else {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "Please reload the page."}))).into_response();
+    };
+    if c.user_id != user || c.factor != Factor::Passkey {
+        return (StatusCode::FORBIDDEN, Json(json!({"message": "Please reload the page."}))).into_response();
+    }
+    let passed = matches!(
+        challenges::verify(&state, &cv.tenant_id, ACTOR, &challenge, Answer::Credential(credential)).await,
+        Ok(answered) if answered.token.is_some()
+    );
+    if !passed {
+        return Json(json!({"message": "That passkey was not accepted."})).into_response();
+    }
+    let now = state.clock.now();
+    let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), "link_passkey", now);
+    match end(&state, &cv, CallerStatus::Verified, &audit).await {
+        Ok(_) => Json(json!({"redirect": format!("/caller/{token}")})).into_response(),
+        Err(e) => {
+            tracing::error!(error = ?e, "caller page passkey approval failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Something went wrong."}))).into_response()
         }
     }
 }

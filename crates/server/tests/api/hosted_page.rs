@@ -188,3 +188,62 @@ async fn posts_need_the_csrf_token_and_never_redirect_elsewhere() {
     let script = client.get(app.url("/assets/challenge.js")).send().await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
 }
+
+#[tokio::test]
+async fn a_passkey_customer_approves_a_caller_verification_with_the_passkey() {
+    let app = spawn_app_at_localhost().await;
+    let fake = crate::fake_providers::FakeProviders::start().await;
+    crate::verifications::use_twilio(&app, &fake).await;
+    let base = public(&app);
+    app.put("/v1/users/cust", &app.admin, json!({"phone": crate::verifications::MOBILE})).await;
+    let enrolled = app.post("/v1/users/cust/authenticators", &app.admin, json!({"type": "passkey"})).await;
+    let auth_id = enrolled.body["id"].as_str().unwrap().to_owned();
+    let mut browser = Browser::start(true).await;
+    browser.run(json!({"op": "goto", "url": format!("{base}/healthz")})).await;
+    let credential = browser.run(json!({"op": "create_passkey", "options": enrolled.body["options"]})).await;
+    let confirmed = app
+        .post(
+            &format!("/v1/users/cust/authenticators/{auth_id}/confirm"),
+            &app.admin,
+            json!({"credential": credential}),
+        )
+        .await;
+    assert_eq!(confirmed.body["status"], "active");
+
+    let started = app
+        .post(
+            "/v1/caller-verifications",
+            &app.admin,
+            json!({"record_id": "500xx10", "phone": crate::verifications::MOBILE, "user_id": "cust"}),
+        )
+        .await;
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let body = fake.wait_for("twilio_sms", 1).await[0].form["Body"].clone();
+    let link = body.split_whitespace().find(|w| w.contains("/caller/")).unwrap().to_owned();
+    assert!(link.starts_with(&base), "{link}");
+
+    // Without the passkey, approving is refused (fail closed).
+    let client = reqwest::Client::new();
+    let page = client.get(&link).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Yes, approve with my passkey"));
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let refused = client
+        .post(&link)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.get(&format!("/v1/caller-verifications/{id}"), &app.admin).await.body["status"], "pending");
+
+    browser.run(json!({"op": "goto", "url": link})).await;
+    browser.run(json!({"op": "click", "selector": "#use-passkey"})).await;
+    let done = browser
+        .run(json!({"op": "wait_for_text", "selector": "h2", "text": "you're verified", "timeout_ms": 15000}))
+        .await;
+    assert!(done["text"].as_str().unwrap().contains("you're verified"), "{done}");
+    assert_eq!(app.get(&format!("/v1/caller-verifications/{id}"), &app.admin).await.body["status"], "verified");
+}
