@@ -187,4 +187,29 @@ mod tests {
             assert!(EmailAddress::parse("to", bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
+            let _ = PhoneNumber::parse("to", &text);
+            let _ = EmailAddress::parse("to", &text);
+        }
+
+        #[test]
+        fn accepted_numbers_are_stable_in_e164(digits in "[1-9][0-9]{6,13}") {
+            if let Ok(number) = PhoneNumber::parse("to", &format!("+{digits}")) {
+                let again = PhoneNumber::parse("to", number.e164()).unwrap();
+                proptest::prop_assert_eq!(again.e164(), number.e164());
+                proptest::prop_assert!(!number.masked().contains(&number.e164()[3..number.e164().len() - 2]));
+            }
+        }
+
+        #[test]
+        fn accepted_addresses_are_stable(local in "[a-zA-Z0-9._%+-]{1,20}", domain in "[a-zA-Z0-9-]{1,10}\\.[a-z]{2,5}") {
+            if let Ok(address) = EmailAddress::parse("to", &format!("{local}@{domain}")) {
+                let again = EmailAddress::parse("to", address.as_str()).unwrap();
+                proptest::prop_assert_eq!(again.as_str(), address.as_str());
+            }
+        }
+    }
 }

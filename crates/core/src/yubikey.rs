@@ -180,4 +180,16 @@ mod tests {
         assert!(replugged.counter() > next.counter());
         assert_eq!(modhex_decode(&modhex_encode(&[0x00, 0xff, 0x5a])).unwrap(), vec![0x00, 0xff, 0x5a]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_refused_or_checked_without_panicking(text in "\\PC{0,60}") {
+            let _ = verify(&text, "dteffuje", &[0; 6], &[0; 16]);
+        }
+
+        #[test]
+        fn modhex_round_trips(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            proptest::prop_assert_eq!(modhex_decode(&modhex_encode(&bytes)).unwrap(), bytes);
+        }
+    }
 }

@@ -357,4 +357,16 @@ mod tests {
         assert_eq!(e.text, "Your code: 9876\nThanks");
         assert!(!format!("{e:?}").contains("9876"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_template_renders_and_escapes_html(template in "\\PC{0,80}", service in "\\PC{0,20}") {
+            let mut t = Settings::default().templates;
+            t.email_body = template;
+            let values = Values { code: "123456", service: &service, minutes: 10 };
+            let email = render(Channel::Email, &t, None, &values);
+            let html = email.html.unwrap();
+            proptest::prop_assert!(!html.contains("<script"), "{}", html);
+        }
+    }
 }

@@ -125,4 +125,12 @@ mod tests {
         assert_eq!(parsed["n"], "");
         assert_eq!(parsed["x"], "{other}", "unknown placeholders stay as written");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_stays_inside_its_json_string(text in "\\PC{0,80}") {
+            let parsed: Value = serde_json::from_str(&format!("\"{}\"", json_escape(&text))).unwrap();
+            proptest::prop_assert_eq!(parsed.as_str().unwrap(), text.as_str());
+        }
+    }
 }

@@ -327,3 +327,56 @@ async fn fraud_limits_cap_sends_per_tenant_and_prefix() {
     assert!(capped.body["error"]["message"].as_str().unwrap().contains("per tenant"), "{}", capped.text);
     assert_eq!(fake.seen().len(), 3);
 }
+
+#[tokio::test]
+async fn ten_thousand_guesses_never_approve_a_code_the_guesser_was_not_sent() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let patch = json!({"otp": {"code_length": 4}, "fraud": {"max_sends_per_prefix_per_hour": 1000}});
+    assert_eq!(app.patch("/v1/settings", &app.admin, patch).await.status, StatusCode::OK);
+    // 20 live verifications, 500 guesses each. A 4-digit code space is
+    // small enough that each guesser does reach the right code — after
+    // the attempt limit, where it must fail like every other guess.
+    let mut targets = Vec::new();
+    for i in 0..20 {
+        let to = format!("+4474001235{i:02}");
+        let started = start(&app, &to, "sms").await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let code = code_in(&fake.wait_for("twilio_sms", i + 1).await[i].form["Body"], 4);
+        targets.push((started.body["id"].as_str().unwrap().to_owned(), code));
+    }
+    let mut guessers = Vec::new();
+    for (id, code) in targets {
+        let (client, url, secret) = (app.client.clone(), app.url("/v1/verifications/check"), app.admin.clone());
+        guessers.push(tokio::spawn(async move {
+            let right: u32 = code.parse().unwrap();
+            // Five wrong guesses first, then a sweep that includes the right code.
+            let wrong = (0..10_000u32).filter(|g| *g != right).take(5);
+            let sweep = (right.saturating_sub(250)..right.saturating_sub(250) + 495).map(|g| g % 10_000);
+            let mut approved = 0;
+            for guess in wrong.chain(sweep) {
+                let reply: Value = client
+                    .post(&url)
+                    .bearer_auth(&secret)
+                    .json(&json!({"verification_id": id, "code": format!("{guess:04}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                approved += usize::from(reply["valid"] == true);
+            }
+            approved
+        }));
+    }
+    let mut approvals = 0;
+    for g in guessers {
+        approvals += g.await.unwrap();
+    }
+    assert_eq!(approvals, 0, "no guess approved anything, the right code included");
+    let approved = app.count_rows("SELECT COUNT(*) FROM verifications WHERE status = 'approved'").await;
+    let exhausted = app.count_rows("SELECT COUNT(*) FROM verifications WHERE status = 'max_attempts_reached'").await;
+    assert_eq!((approved, exhausted), (0, 20));
+}
