@@ -102,6 +102,15 @@ impl Destination {
             Self::Email(e) => e.masked(),
         }
     }
+
+    /// The country (alpha-2, or `international` for shared number plans)
+    /// that the tenant's geo permissions refuse for this destination, if
+    /// any. Email has no country and is never refused here.
+    pub fn blocked_country(&self, settings: &Settings) -> Option<&str> {
+        let Self::Phone(phone) = self else { return None };
+        let country = phone.country().unwrap_or("international");
+        (!settings.country_allowed(country)).then_some(country)
+    }
 }
 
 /// The limits one verification lives under: the service's own values

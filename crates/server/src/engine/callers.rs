@@ -12,7 +12,7 @@ use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{CallerVerificationId, TenantId};
 use vouchsafe_core::otp::random_numeric_code;
-use vouchsafe_core::verification::{Destination, plausible_code};
+use vouchsafe_core::verification::plausible_code;
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::render_caller;
 
@@ -69,11 +69,8 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
     }
     let (field, given) = if channel == Channel::Email { ("email", req.email) } else { ("phone", req.phone) };
     let to = destination(channel, field, given.ok_or_else(|| invalid(field, "is required for this channel"))?)?;
-    if let Destination::Phone(phone) = &to {
-        let country = phone.country().unwrap_or("international");
-        if !settings.country_allowed(country) {
-            return Err(EngineError::GeoNotPermitted(country.to_owned()));
-        }
+    if let Some(country) = to.blocked_country(&settings) {
+        return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
     if let Some(user) = req.user_id {
         state.store.user(req.tenant_id, user).await.map_err(|_| invalid("user_id", "no user by that id"))?;

@@ -64,11 +64,8 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
         return Err(EngineError::Invalid(FieldError::new("channel", "this service does not send on that channel")));
     }
     let to = destination(channel, "to", req.to)?;
-    if let Destination::Phone(phone) = &to {
-        let country = phone.country().unwrap_or("international");
-        if !settings.country_allowed(country) {
-            return Err(EngineError::GeoNotPermitted(country.to_owned()));
-        }
+    if let Some(country) = to.blocked_country(&settings) {
+        return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
     let policy = OtpPolicy::resolve(&settings, &service);
     let code = random_numeric_code(policy.code_length).map_err(|e| EngineError::Internal(e.to_string()))?;

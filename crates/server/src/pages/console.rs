@@ -19,7 +19,7 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationRequest, TransactionList};
 
 use super::challenge::layout;
-use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
+use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::api::v1::callers::to_response;
 use crate::engine::callers::{self, NewCaller};
 use crate::error::ApiError;
@@ -39,17 +39,6 @@ struct Agent {
 
 fn session_mac(state: &SharedState, payload: &str) -> String {
     state.code_hasher.hash("console-session", payload)
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// The agent of a valid, unexpired session whose key still works.

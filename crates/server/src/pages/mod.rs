@@ -18,16 +18,21 @@ use crate::state::SharedState;
 /// The cookie a page's CSRF tokens are bound to (HttpOnly, SameSite=Strict).
 pub const CSRF_COOKIE: &str = "vs_csrf";
 
-/// The cookie's value, if the browser sent a well-formed one.
-pub fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of the first cookie called `name` the browser sent.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == CSRF_COOKIE && value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|(_, value)| value.to_owned())
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The CSRF cookie's value, if the browser sent a well-formed one.
+pub fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, CSRF_COOKIE).filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 pub fn new_cookie_value() -> String {

@@ -10,16 +10,8 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, code_in};
-use crate::helpers::{Reply, TestApp, spawn_app, spawn_second_node};
+use crate::helpers::{Reply, TestApp, pyotp, spawn_app, spawn_second_node};
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
-
-/// A TOTP code as pyotp makes it, at the server's (manual) clock.
-fn pyotp(secret: &str, unix: i64) -> String {
-    let script = format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))");
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3 with pyotp");
-    assert!(out.status.success(), "pyotp: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn now(app: &TestApp) -> i64 {
     use vouchsafe_core::clock::Clock;

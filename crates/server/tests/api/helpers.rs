@@ -228,3 +228,17 @@ pub async fn read(response: reqwest::Response) -> Reply {
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, headers, body, text }
 }
+
+/// A TOTP code as `pyotp` (not our code) makes it, at Unix time `unix`.
+pub fn pyotp(secret: &str, unix: i64) -> String {
+    let script = format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))");
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().expect("python3 with pyotp");
+    assert!(out.status.success(), "pyotp: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A code of the same length that is certainly not `code`.
+pub fn wrong(code: &str) -> String {
+    let flipped = (code.as_bytes()[0] - b'0' + 1) % 10;
+    format!("{flipped}{}", &code[1..])
+}

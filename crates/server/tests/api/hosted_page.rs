@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::browser::Browser;
-use crate::helpers::{TestApp, spawn_app_at_localhost};
+use crate::helpers::{TestApp, pyotp, spawn_app_at_localhost};
 
 fn public(app: &TestApp) -> String {
     app.config.public_url.clone().unwrap()
@@ -21,12 +21,6 @@ fn token_of(url: &str) -> String {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
-}
-
-fn pyotp(secret: &str, unix: i64) -> String {
-    let script = format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))");
-    let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test]

@@ -7,17 +7,12 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, code_in};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, wrong};
 use crate::twilio_driver::TwilioSdk;
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
 
 async fn sdk(app: &TestApp) -> TwilioSdk {
     TwilioSdk::start(&app.base, app.tenant.account_sid.as_str(), &app.admin)
-}
-
-fn wrong(code: &str) -> String {
-    let flipped = (code.as_bytes()[0] - b'0' + 1) % 10;
-    format!("{flipped}{}", &code[1..])
 }
 
 fn error_code(e: &Value) -> (u64, u64) {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, Seen, TWILIO_SID, TWILIO_TOKEN, code_in};
-use crate::helpers::{TestApp, spawn_app, spawn_second_node};
+use crate::helpers::{TestApp, spawn_app, spawn_second_node, wrong};
 
 pub const MOBILE: &str = "+447400123456";
 pub const LANDLINE: &str = "+442079460018";
@@ -35,11 +35,6 @@ async fn check(app: &TestApp, to: &str, code: &str) -> crate::helpers::Reply {
 
 fn sms_code(seen: &Seen) -> String {
     code_in(&seen.form["Body"], 6)
-}
-
-fn wrong(code: &str) -> String {
-    let flipped = (code.as_bytes()[0] - b'0' + 1) % 10;
-    format!("{flipped}{}", &code[1..])
 }
 
 #[tokio::test]

@@ -135,20 +135,17 @@ pub async fn create_delivery(
         }
     };
     let country = to.country().map(str::to_owned);
-    if let Destination::Phone(phone) = &to {
-        let c = phone.country().unwrap_or("international");
-        if !settings.country_allowed(c) {
-            return refused(
-                &state,
-                tenant,
-                channel,
-                to.as_str(),
-                country,
-                DeliveryResult::CountryBlock,
-                "country not permitted",
-            )
-            .await;
-        }
+    if to.blocked_country(&settings).is_some() {
+        return refused(
+            &state,
+            tenant,
+            channel,
+            to.as_str(),
+            country,
+            DeliveryResult::CountryBlock,
+            "country not permitted",
+        )
+        .await;
     }
     let now = state.clock.now();
     if let Err(refusal) = state.store.count_sends(&counters_for(tenant, to.as_str(), &settings.fraud, now), now).await?
