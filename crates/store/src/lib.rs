@@ -14,6 +14,7 @@ mod audit;
 mod callers;
 mod database_url;
 mod deliveries;
+mod group_commit;
 mod meta;
 mod postgres;
 mod providers;
@@ -72,20 +73,55 @@ macro_rules! audited {
 }
 pub(crate) use audited;
 
+/// Runs `$body` (an async block's statements ending in a
+/// `Result<_, sqlx::Error>`) as one durable write with `$conn` bound to a
+/// connection inside a transaction. On SQLite the write joins the next
+/// group commit (see `group_commit`), so everything it uses must be owned;
+/// on PostgreSQL it gets a transaction of its own from the pool. Either way
+/// an error undoes all of its statements and the result is returned only
+/// once the commit is durable.
+macro_rules! write_tx {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match $store.db() {
+            $crate::Db::Sqlite(_) => {
+                $store
+                    .group_commit()
+                    .write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body }))
+                    .await
+            }
+            $crate::Db::Postgres(pool) => {
+                async {
+                    let mut tx = pool.begin().await?;
+                    let $conn: &mut sqlx::PgConnection = &mut *tx;
+                    let out = async { $body }.await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(out)
+                }
+                .await
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
+
 /// The store: one pool, either engine.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: Db,
+    /// The SQLite group-commit writer (`None` on PostgreSQL).
+    group: Option<group_commit::GroupCommit>,
 }
 
 impl SqlStore {
     /// Connects (creating the SQLite file if needed) without migrating.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
-        let db = match url {
-            DatabaseUrl::Sqlite { path, sync } => Db::Sqlite(sqlite::connect(path, *sync).await?),
-            DatabaseUrl::Postgres(url) => Db::Postgres(postgres::connect(url).await?),
-        };
-        Ok(Self { db })
+        Ok(match url {
+            DatabaseUrl::Sqlite { path, sync } => {
+                let (pool, writer) = sqlite::connect(path, *sync).await?;
+                Self { db: Db::Sqlite(pool), group: Some(group_commit::GroupCommit::start(writer)) }
+            }
+            DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?), group: None },
+        })
     }
 
     /// Applies every migration not yet applied. Safe to run from several
@@ -122,6 +158,11 @@ impl SqlStore {
 
     pub(crate) fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The SQLite writer; only `write_tx!` calls this, on SQLite.
+    pub(crate) fn group_commit(&self) -> &group_commit::GroupCommit {
+        self.group.as_ref().expect("a SQLite store has a group-commit writer")
     }
 }
 

@@ -4,13 +4,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use vouchsafe_core::store::StoreError;
 
 use crate::{SqliteSync, map_err};
 
-pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
+/// Opens the pool for reads and ordinary writes, plus the connection the
+/// group-commit writer owns.
+pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool, SqliteConnection), StoreError> {
     let options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(map_err)?
         .filename(path)
@@ -25,12 +27,11 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         })
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    SqlitePoolOptions::new()
-        .max_connections(8)
-        .min_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))
+    let cannot_open = |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
+    let pool =
+        SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options.clone()).await.map_err(cannot_open)?;
+    let writer = SqliteConnection::connect_with(&options).await.map_err(cannot_open)?;
+    Ok((pool, writer))
 }
 
 pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {

@@ -16,7 +16,7 @@ use vouchsafe_core::verification::{Verification, VerificationStatus};
 
 use crate::audit::append_audit;
 use crate::webhooks::insert_event;
-use crate::{SqlStore, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool, write_tx};
 
 macro_rules! verification_columns {
     () => {
@@ -275,28 +275,27 @@ impl VerificationStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let at = to_unix_ms(now);
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (tenant, id, code_hash) = (v.tenant_id.clone(), v.id.clone(), v.code_hash.clone());
+        let (event, audit) = (event.clone(), audit.clone());
+        write_tx!(self, conn => {
             let approved = sqlx::query(
                 "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
                  AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
             )
             .bind(at)
-            .bind(v.tenant_id.as_str())
-            .bind(v.id.as_str())
-            .bind(&v.code_hash)
-            .execute(&mut *tx)
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(&code_hash)
+            .execute(&mut *conn)
             .await?
             .rows_affected()
                 == 1;
             if approved {
-                insert_event!(tx, event, "");
-                append_audit!(tx, v.tenant_id.as_str(), audit);
-                tx.commit().await?;
+                insert_event!(conn, &event, "");
+                append_audit!(conn, tenant.as_str(), &audit);
             }
             Ok::<_, sqlx::Error>(approved)
-        }
-        .await)
+        })
         .map_err(map_err)
     }
 
@@ -315,17 +314,15 @@ impl VerificationStore for SqlStore {
              AND attempts < max_attempts RETURNING ",
             verification_columns!()
         );
-        let row: Option<VerificationRow> = on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
+        let row: Option<VerificationRow> = write_tx!(self, conn => {
             let row: Option<VerificationRow> =
-                sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *tx).await?;
+                sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *conn).await?;
             if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
-                append_audit!(tx, tenant.as_str(), audit);
+                append_audit!(conn, tenant.as_str(), &audit);
             }
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(row)
-        }
-        .await)
+        })
         .map_err(map_err)?;
         row.map(TryInto::try_into).transpose()
     }
@@ -341,8 +338,8 @@ impl VerificationStore for SqlStore {
         let at = to_unix_ms(now);
         // Cancel ends any pending verification; expire only one whose time is up.
         let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
+        write_tx!(self, conn => {
             let ended = sqlx::query(
                 "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
                  AND status = 'pending' AND expires_at <= $5",
@@ -352,17 +349,15 @@ impl VerificationStore for SqlStore {
             .bind(tenant.as_str())
             .bind(id.as_str())
             .bind(until)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?
             .rows_affected()
                 == 1;
             if ended {
-                append_audit!(tx, tenant.as_str(), audit);
-                tx.commit().await?;
+                append_audit!(conn, tenant.as_str(), &audit);
             }
             Ok::<_, sqlx::Error>(ended)
-        }
-        .await)
+        })
         .map_err(map_err)
     }
 

@@ -1,0 +1,118 @@
+//! Group commit for SQLite: many writers, one transaction, one fsync.
+//!
+//! With `synchronous=FULL` every SQLite commit waits for an fsync of the
+//! WAL, and a disk allows only a few hundred of those a second. Giving each
+//! check its own transaction therefore caps the whole server at that rate
+//! however fast the rest is. Here one task owns one connection; writers
+//! hand it their statements as a job, it runs every job that is waiting in
+//! a single `BEGIN IMMEDIATE … COMMIT`, and only after the commit is
+//! durable does each writer get its answer. Each job runs inside its own
+//! savepoint, so a job that fails is undone alone and the others commit.
+//! Nothing is acknowledged before it is on disk, so a crash loses no
+//! answered write.
+//!
+//! PostgreSQL needs none of this: its many connections commit in parallel
+//! and its WAL writer already groups them.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+/// A boxed future borrowing the writer's connection.
+pub(crate) type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+/// Called once the batch's commit is known: `Ok` when durable.
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// A job: runs its statements on the writer's connection, says whether
+/// they succeeded, and hands back how to answer its caller.
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = (bool, Finish)> + Send + 'c>> + Send>;
+
+/// Jobs per transaction. Enough to absorb a burst from every connection of
+/// a busy server; small enough that one batch never holds the write lock
+/// for long.
+const MAX_BATCH: usize = 256;
+
+/// The handle writers use; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupCommit {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the writer task on its own connection.
+    pub(crate) fn start(conn: SqliteConnection) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(conn, queue));
+        Self { jobs }
+    }
+
+    /// Runs `work` in the next group transaction and returns its result once
+    /// that transaction is durable. An error from `work` undoes only its own
+    /// statements.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T, sqlx::Error>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = work(conn).await;
+                let ok = result.is_ok();
+                let finish: Finish = Box::new(move |committed| {
+                    let outcome = match committed {
+                        Ok(()) => result,
+                        Err(e) => Err(sqlx::Error::Protocol(format!("group commit failed: {e}"))),
+                    };
+                    let _ = answer.send(outcome);
+                });
+                (ok, finish)
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::Protocol("group commit failed before this write ran".into()))?
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut finishes = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let committed = run_batch(&mut conn, &mut batch, &mut finishes).await.map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = finishes.len() + batch.len(), "group commit failed");
+        }
+        for finish in finishes.drain(..) {
+            finish(committed.clone());
+        }
+        // A job left unrun (the batch failed before its turn) is dropped
+        // with its answer channel, which its caller sees as a failed write.
+        batch.clear();
+    }
+}
+
+/// Runs every job of the batch in one transaction, each in a savepoint.
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<Job>,
+    finishes: &mut Vec<Finish>,
+) -> Result<(), sqlx::Error> {
+    // IMMEDIATE takes the write lock up front: a deferred transaction that
+    // reads first could be refused the upgrade, and busy_timeout cannot
+    // wait that refusal out.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for job in batch.drain(..) {
+        let mut savepoint = tx.begin().await?;
+        let (ok, finish) = job(&mut *savepoint).await;
+        finishes.push(finish);
+        if ok {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+    }
+    tx.commit().await
+}
