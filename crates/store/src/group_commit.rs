@@ -28,7 +28,9 @@ type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A job: runs its statements on the writer's connection, says whether
 /// they succeeded, and hands back how to answer its caller.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = (bool, Finish)> + Send + 'c>> + Send>;
+type Job = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = (bool, Finish)> + Send + 'c>> + Send,
+>;
 
 /// Jobs per transaction. Enough to absorb a burst from every connection of
 /// a busy server; small enough that one batch never holds the write lock
@@ -106,7 +108,7 @@ async fn run_batch(
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     for job in batch.drain(..) {
         let mut savepoint = tx.begin().await?;
-        let (ok, finish) = job(&mut *savepoint).await;
+        let (ok, finish) = job(&mut savepoint).await;
         finishes.push(finish);
         if ok {
             savepoint.commit().await?;
@@ -115,4 +117,64 @@ async fn run_batch(
         }
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+    use super::*;
+
+    async fn writer_on_fresh_file(name: &str) -> (GroupCommit, SqliteConnectOptions) {
+        let path = std::env::temp_dir().join(format!("vouchsafe-group-commit-{name}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&mut conn).await.unwrap();
+        (GroupCommit::start(conn), options)
+    }
+
+    /// Many concurrent writers share transactions; a writer whose job
+    /// fails after writing is undone alone, and every answer given as
+    /// committed is really in the file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_is_undone_alone_and_the_rest_commit() {
+        let (group, options) = writer_on_fresh_file("isolation").await;
+        let writes = (0..300i64).map(|n| {
+            let group = group.clone();
+            tokio::spawn(async move {
+                group
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                            if n % 3 == 0 {
+                                // Fails after its insert: the insert must go too.
+                                sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                            }
+                            Ok(n)
+                        })
+                    })
+                    .await
+            })
+        });
+        let mut answered_ok = Vec::new();
+        for write in writes.collect::<Vec<_>>() {
+            if let Ok(n) = write.await.unwrap() {
+                answered_ok.push(n);
+            }
+        }
+        let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
+        let stored: Vec<(i64,)> = sqlx::query_as("SELECT n FROM t ORDER BY n").fetch_all(&mut reader).await.unwrap();
+        let stored: Vec<i64> = stored.into_iter().map(|(n,)| n).collect();
+        answered_ok.sort_unstable();
+        assert_eq!(stored, answered_ok, "exactly the writes answered Ok are stored");
+        assert_eq!(stored.len(), 200);
+        assert!(stored.iter().all(|n| n % 3 != 0));
+    }
 }

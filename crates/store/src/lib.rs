@@ -35,8 +35,9 @@ use vouchsafe_core::store::StoreError;
 
 /// A pool of one of the two engines.
 #[derive(Debug, Clone)]
-pub enum Db {
-    Sqlite(sqlx::SqlitePool),
+pub(crate) enum Db {
+    /// The pool, and the group-commit writer that durable writes go through.
+    Sqlite(sqlx::SqlitePool, group_commit::GroupCommit),
     Postgres(sqlx::PgPool),
 }
 
@@ -46,7 +47,7 @@ pub enum Db {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Sqlite($pool, _) => $body,
             $crate::Db::Postgres($pool) => $body,
         }
     };
@@ -83,11 +84,8 @@ pub(crate) use audited;
 macro_rules! write_tx {
     ($store:expr, $conn:ident => $body:expr) => {
         match $store.db() {
-            $crate::Db::Sqlite(_) => {
-                $store
-                    .group_commit()
-                    .write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body }))
-                    .await
+            $crate::Db::Sqlite(_, group) => {
+                group.write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body })).await
             }
             $crate::Db::Postgres(pool) => {
                 async {
@@ -108,8 +106,6 @@ pub(crate) use write_tx;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: Db,
-    /// The SQLite group-commit writer (`None` on PostgreSQL).
-    group: Option<group_commit::GroupCommit>,
 }
 
 impl SqlStore {
@@ -118,9 +114,9 @@ impl SqlStore {
         Ok(match url {
             DatabaseUrl::Sqlite { path, sync } => {
                 let (pool, writer) = sqlite::connect(path, *sync).await?;
-                Self { db: Db::Sqlite(pool), group: Some(group_commit::GroupCommit::start(writer)) }
+                Self { db: Db::Sqlite(pool, group_commit::GroupCommit::start(writer)) }
             }
-            DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?), group: None },
+            DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?) },
         })
     }
 
@@ -128,7 +124,7 @@ impl SqlStore {
     /// processes at once (PostgreSQL takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
-            Db::Sqlite(pool) => sqlite::migrate(pool).await,
+            Db::Sqlite(pool, _) => sqlite::migrate(pool).await,
             Db::Postgres(pool) => postgres::migrate(pool).await,
         }
     }
@@ -136,7 +132,7 @@ impl SqlStore {
     /// Which engine this store runs on, for logs.
     pub fn engine(&self) -> &'static str {
         match self.db {
-            Db::Sqlite(_) => "sqlite",
+            Db::Sqlite(..) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
     }
@@ -146,7 +142,7 @@ impl SqlStore {
     /// for PostgreSQL the server version. Logged at start-up.
     pub async fn describe(&self) -> Result<String, StoreError> {
         match &self.db {
-            Db::Sqlite(pool) => sqlite::describe(pool).await,
+            Db::Sqlite(pool, _) => sqlite::describe(pool).await,
             Db::Postgres(pool) => postgres::describe(pool).await,
         }
     }
@@ -158,11 +154,6 @@ impl SqlStore {
 
     pub(crate) fn db(&self) -> &Db {
         &self.db
-    }
-
-    /// The SQLite writer; only `write_tx!` calls this, on SQLite.
-    pub(crate) fn group_commit(&self) -> &group_commit::GroupCommit {
-        self.group.as_ref().expect("a SQLite store has a group-commit writer")
     }
 }
 

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::{Connection, SqliteConnection, SqlitePool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use vouchsafe_core::store::StoreError;
 
 use crate::{SqliteSync, map_err};
@@ -27,9 +27,14 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool
         })
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let cannot_open = |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
-    let pool =
-        SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options.clone()).await.map_err(cannot_open)?;
+    let cannot_open =
+        |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options.clone())
+        .await
+        .map_err(cannot_open)?;
     let writer = SqliteConnection::connect_with(&options).await.map_err(cannot_open)?;
     Ok((pool, writer))
 }
