@@ -1,18 +1,24 @@
 //! `vouchsafe-bench`: the project's own benchmark. It measures the OTP
 //! arithmetic against one raw HMAC-SHA1, and the real `vouchsafe` binary
 //! under HTTP load from this separate process on loopback (start-up time,
-//! throughput, latency percentiles, peak memory), and writes the results
-//! as Markdown so they can be committed and quoted.
+//! throughput, latency percentiles, peak memory) on SQLite and, if asked,
+//! PostgreSQL; it writes the results as JSON under `bench/results/` and as
+//! Markdown so they can be committed and quoted.
 //!
 //! It never runs inside the test suite: timings are measured here, not
 //! asserted in tests.
 
-mod http_load;
+mod load;
 mod otp_bench;
+mod receiver;
+mod scenarios;
+mod server;
 
 use std::path::PathBuf;
 
 use clap::Parser;
+
+use server::Engine;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark vouchsafe: OTP arithmetic and HTTP load")]
@@ -20,42 +26,118 @@ struct Args {
     /// The vouchsafe binary to start (build it with --release first).
     #[arg(long, default_value = "target/release/vouchsafe")]
     bin: PathBuf,
-    /// Concurrent connections of the HTTP load.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Seconds of load per endpoint.
+    /// Concurrent connections of the HTTP load, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Seconds of load per scenario and concurrency.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Databases to run the server on, one full run each.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
+    engine: Vec<Engine>,
+    /// A PostgreSQL server the benchmark may create a database on.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
     /// Markdown file to write the results to.
     #[arg(long, default_value = "bench/RESULTS.md")]
     out: PathBuf,
+    /// Folder for the JSON results (one file per run).
+    #[arg(long, default_value = "bench/results")]
+    results_dir: PathBuf,
+}
+
+#[derive(serde::Serialize)]
+struct EngineRun {
+    engine: Engine,
+    ready_ms: f64,
+    peak_rss_mib: Option<f64>,
+    http: Vec<load::Measurement>,
+    webhooks: scenarios::WebhookThroughput,
 }
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
-    let mut report = String::from("# vouchsafe benchmark results\n\n");
-    report.push_str(&format!(
-        "Command: `cargo build --release && cargo run --release -p vouchsafe-bench -- --concurrency {} --seconds {}`  \n",
-        args.concurrency, args.seconds
-    ));
-    report.push_str(&format!("Machine: {} cores; load generator and server share it, over loopback.\n\n", cores()));
+    let command = format!(
+        "cargo build --release && cargo run --release -p vouchsafe-bench -- --concurrency {} --seconds {} --engine {}",
+        args.concurrency.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        args.seconds,
+        args.engine.iter().map(|e| format!("{e:?}").to_lowercase()).collect::<Vec<_>>().join(",")
+    );
+    let machine = machine();
+    let mut report = format!(
+        "# vouchsafe benchmark results\n\nCommand: `{command}`  \nMachine: {machine}; load generator and server share it, over loopback.\n\n"
+    );
 
-    println!("OTP arithmetic…");
+    eprintln!("OTP arithmetic…");
     report.push_str(&otp_bench::run());
 
-    println!("HTTP load against {}…", args.bin.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    report.push_str(&runtime.block_on(http_load::run(&args.bin, args.concurrency, args.seconds))?);
+    let mut runs = Vec::new();
+    for &engine in &args.engine {
+        eprintln!("HTTP load against {} on {}…", args.bin.display(), engine.label());
+        let run = runtime.block_on(async {
+            let server = server::start(&args.bin, engine, &args.postgres_url).await?;
+            let http = scenarios::run(&server, &args.concurrency, args.seconds).await?;
+            let webhooks = scenarios::webhook_throughput(&server).await?;
+            anyhow::Ok(EngineRun {
+                engine,
+                ready_ms: server.ready_ms,
+                peak_rss_mib: server.peak_rss_mib(),
+                http,
+                webhooks,
+            })
+        })?;
+        report.push_str(&markdown(&run, args.seconds));
+        runs.push(run);
+    }
 
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&args.out, &report)?;
-    println!("\n{report}\nwritten to {}", args.out.display());
+    std::fs::create_dir_all(&args.results_dir)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let json_path = args.results_dir.join(format!("http-{stamp}.json"));
+    let json = serde_json::json!({"command": command, "machine": machine, "unix_time": stamp, "runs": runs});
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    println!("\n{report}\nwritten to {} and {}", args.out.display(), json_path.display());
     Ok(())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+fn markdown(run: &EngineRun, seconds: u64) -> String {
+    let mut md = format!(
+        "## HTTP (`vouchsafe serve`, {})\n\n\
+         Start-up, process spawn to first `200` from `/healthz`: **{:.0} ms** (target ≤ 200 ms).\n\n\
+         Keep-alive connections, {seconds} s per row (right-code rows stop early when their \
+         seeded verifications are used up: each approves one).\n\n{}",
+        run.engine.label(),
+        run.ready_ms,
+        load::MARKDOWN_HEADER
+    );
+    for m in &run.http {
+        md.push_str(&m.markdown_row());
+    }
+    let w = &run.webhooks;
+    md.push_str(&format!(
+        "\nWebhook dispatch: {} test events queued through the API (100 at a time) in {:.2} s; {} delivered, \
+         signed, to a loopback receiver {:.2} s after the first was queued: **{:.0} events/s** end to end.\n",
+        w.queued, w.enqueue_s, w.delivered, w.total_s, w.per_second
+    ));
+    let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
+    md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB).\n\n"));
+    md
+}
+
+/// Cores and CPU model, for the report.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores ({model})")
 }

@@ -6,10 +6,9 @@
 //! however fast the rest is. Here one task owns one connection; writers
 //! hand it their statements as a job, it runs every job that is waiting in
 //! a single `BEGIN IMMEDIATE … COMMIT`, and only after the commit is
-//! durable does each writer get its answer. Each job runs inside its own
-//! savepoint, so a job that fails is undone alone and the others commit.
-//! Nothing is acknowledged before it is on disk, so a crash loses no
-//! answered write.
+//! durable does each writer get its answer. Nothing is acknowledged before
+//! it is on disk, so a crash loses no answered write; a job that fails
+//! takes its batch down with it, so an answered write is never half done.
 //!
 //! PostgreSQL needs none of this: its many connections commit in parallel
 //! and its WAL writer already groups them.
@@ -52,8 +51,8 @@ impl GroupCommit {
     }
 
     /// Runs `work` in the next group transaction and returns its result once
-    /// that transaction is durable. An error from `work` undoes only its own
-    /// statements.
+    /// that transaction is durable. An error from `work` (or from any other
+    /// job of the group) rolls the group back and is returned.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, sqlx::Error>
     where
         T: Send + 'static,
@@ -96,7 +95,15 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-/// Runs every job of the batch in one transaction, each in a savepoint.
+/// Runs every job of the batch in one transaction. A job that fails fails
+/// the whole batch: it is rolled back and every job of it is answered with
+/// the error, so no job's half-done statements can ever be committed.
+///
+/// Why not a savepoint per job: each statement on a sqlx SQLite connection
+/// is a hand-off to its worker thread, and under load those hand-offs are
+/// what the CPU is spent on; two more per job cost about a third of the
+/// throughput. Jobs fail only on errors that would sink the commit anyway
+/// (I/O, a full disk) or on a bug, so the rare cost lands on the rare case.
 async fn run_batch(
     conn: &mut SqliteConnection,
     batch: &mut Vec<Job>,
@@ -106,15 +113,18 @@ async fn run_batch(
     // reads first could be refused the upgrade, and busy_timeout cannot
     // wait that refusal out.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut failed = false;
     for job in batch.drain(..) {
-        let mut savepoint = tx.begin().await?;
-        let (ok, finish) = job(&mut savepoint).await;
+        let (ok, finish) = job(&mut tx).await;
         finishes.push(finish);
-        if ok {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+        if !ok {
+            failed = true;
+            break;
         }
+    }
+    if failed {
+        tx.rollback().await?;
+        return Err(sqlx::Error::Protocol("a write of this group failed; the group was rolled back".into()));
     }
     tx.commit().await
 }
@@ -140,11 +150,11 @@ mod tests {
         (GroupCommit::start(conn), options)
     }
 
-    /// Many concurrent writers share transactions; a writer whose job
-    /// fails after writing is undone alone, and every answer given as
-    /// committed is really in the file.
+    /// Many concurrent writers share transactions; a job that fails after
+    /// writing leaves nothing of itself behind, every write answered Ok is
+    /// in the file, and every write answered with an error is not.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_job_is_undone_alone_and_the_rest_commit() {
+    async fn exactly_the_writes_answered_ok_are_stored() {
         let (group, options) = writer_on_fresh_file("isolation").await;
         let writes = (0..300i64).map(|n| {
             let group = group.clone();
@@ -153,7 +163,7 @@ mod tests {
                     .write(move |conn| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
-                            if n % 3 == 0 {
+                            if n == 150 {
                                 // Fails after its insert: the insert must go too.
                                 sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
                             }
@@ -174,7 +184,7 @@ mod tests {
         let stored: Vec<i64> = stored.into_iter().map(|(n,)| n).collect();
         answered_ok.sort_unstable();
         assert_eq!(stored, answered_ok, "exactly the writes answered Ok are stored");
-        assert_eq!(stored.len(), 200);
-        assert!(stored.iter().all(|n| n % 3 != 0));
+        assert!(!stored.is_empty(), "writes that were not in a failing group committed");
+        assert!(!stored.contains(&150), "the failed job left its row behind");
     }
 }

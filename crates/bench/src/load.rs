@@ -1,0 +1,126 @@
+//! The load generator: a fixed number of keep-alive connections, each
+//! sending requests back to back until the time is up (or the scenario runs
+//! out of work), with a progress line while it runs. Latencies are kept
+//! whole and sorted for exact percentiles.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Makes request number `n` of the run, or `None` when there is no more work.
+pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> Option<reqwest::RequestBuilder> + Send + Sync>;
+
+/// What one scenario at one concurrency measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measurement {
+    pub scenario: String,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub requests: usize,
+    pub errors: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Measurement {
+    pub fn markdown_row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            self.scenario,
+            self.concurrency,
+            self.requests,
+            self.errors,
+            self.per_second,
+            self.p50_ms,
+            self.p95_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms
+        )
+    }
+}
+
+pub const MARKDOWN_HEADER: &str = "| scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// Redraws one progress line on stderr until `done` is set.
+fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize>, done: Arc<AtomicUsize>) {
+    std::thread::spawn(move || {
+        while done.load(Ordering::Relaxed) == 0 {
+            let elapsed = started.elapsed().as_secs_f64().min(seconds as f64);
+            let filled = ((elapsed / seconds as f64) * 30.0) as usize;
+            eprint!(
+                "\r  {label:<58} [{}{}] {elapsed:>4.1}/{seconds} s {:>8} req",
+                "#".repeat(filled),
+                " ".repeat(30 - filled),
+                sent.load(Ordering::Relaxed)
+            );
+            let _ = std::io::stderr().flush();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!();
+    });
+}
+
+pub async fn run(scenario: &str, make: MakeRequest, concurrency: usize, seconds: u64) -> Measurement {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
+    let sequence = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    progress(format!("{scenario} (c={concurrency})"), started, seconds, sequence.clone(), done.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let (make, sequence) = (make.clone(), sequence.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let Some(req) = make(&client, sequence.fetch_add(1, Ordering::Relaxed)) else { break };
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors, Instant::now())
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut last = started;
+    for task in tasks {
+        if let Ok((latencies, e, finished)) = task.await {
+            all.extend(latencies);
+            errors += e;
+            last = last.max(finished);
+        }
+    }
+    done.store(1, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(250));
+    let elapsed = last.duration_since(started).as_secs_f64();
+    all.sort_unstable();
+    let pct =
+        |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |&us| f64::from(us) / 1000.0);
+    Measurement {
+        scenario: scenario.to_owned(),
+        concurrency,
+        seconds: elapsed,
+        requests: all.len(),
+        errors,
+        per_second: all.len() as f64 / elapsed.max(1e-9),
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
+        max_ms: pct(1.0),
+    }
+}

@@ -1,0 +1,81 @@
+//! A bare HTTP/1.1 receiver on loopback that answers every request `204`:
+//! the cheapest possible far end, so what is measured is vouchsafe. It
+//! counts requests (webhook deliveries) and keeps the `to` → `code` pairs
+//! of JSON bodies (codes sent through an `http` provider), so the load can
+//! check right codes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Default)]
+pub struct Received {
+    pub count: AtomicUsize,
+    codes: Mutex<HashMap<String, String>>,
+}
+
+impl Received {
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The last code sent to `to`.
+    pub fn code_for(&self, to: &str) -> Option<String> {
+        self.codes.lock().ok()?.get(to).cloned()
+    }
+
+    fn record(&self, body: &[u8]) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+            && let (Some(to), Some(code)) = (v["to"].as_str(), v["code"].as_str())
+            && let Ok(mut codes) = self.codes.lock()
+        {
+            codes.insert(to.to_owned(), code.to_owned());
+        }
+    }
+}
+
+/// Starts the receiver; returns its port.
+pub async fn start() -> anyhow::Result<(u16, Arc<Received>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let received = Arc::new(Received::default());
+    let shared = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let received = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // One response per complete request (headers + content-length body).
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + len {
+                            break;
+                        }
+                        received.record(&pending[end + 4..end + 4 + len]);
+                        pending.drain(..end + 4 + len);
+                        if conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, received))
+}

@@ -1,0 +1,207 @@
+//! The HTTP scenarios, against one running server: seeding through the
+//! public API, then each scenario at each concurrency.
+//!
+//! Codes go out through an `http` provider to a loopback receiver that
+//! answers at once (the no-op provider of the run), which also lets the
+//! load know the right codes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::load::{self, MakeRequest, Measurement};
+use crate::receiver::{self, Received};
+use crate::server::Server;
+
+/// Verifications seeded for wrong-code checks (20 attempts each).
+const WRONG_POOL: usize = 10_000;
+/// Verifications seeded per concurrency for right-code checks (one each).
+const RIGHT_POOL: usize = 15_000;
+
+fn get(url: String, secret: Option<String>) -> MakeRequest {
+    Arc::new(move |client, _| {
+        let req = client.get(&url);
+        Some(match &secret {
+            Some(secret) => req.bearer_auth(secret),
+            None => req,
+        })
+    })
+}
+
+/// Starts verifications by SMS to distinct German mobile numbers from `first`.
+fn starts(server: &Server, first: usize) -> MakeRequest {
+    let (url, secret) = (format!("{}/v1/verifications", server.base), server.secret.clone());
+    Arc::new(move |client, n| {
+        let to = format!("+49151{:08}", first + n);
+        Some(client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"to": to, "channel": "sms"})))
+    })
+}
+
+/// Checks `code(n)` against verification `n` of `ids`, until they run out.
+fn checks(server: &Server, ids: Arc<Vec<(String, String)>>, wrong: bool) -> MakeRequest {
+    let (url, secret) = (format!("{}/v1/verifications/check", server.base), server.secret.clone());
+    Arc::new(move |client, n| {
+        let (id, code) = if wrong { ids.get(n % ids.len())? } else { ids.get(n)? };
+        let code = if wrong { "0000000000" } else { code.as_str() };
+        Some(client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"verification_id": id, "code": code})))
+    })
+}
+
+/// Lifts the send limits (the benchmark sends to many numbers from one
+/// tenant) and routes SMS through an `http` provider to the receiver.
+async fn configure(server: &Server, receiver_port: u16) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let limits = serde_json::json!({"otp": {"max_check_attempts": 20, "resend_cooldown_s": 0},
+        "fraud": {"max_sends_per_destination_per_hour": 10000, "max_sends_per_prefix_per_hour": 1000000,
+                  "max_sends_per_tenant_per_hour": 100000000}});
+    let patched =
+        client.patch(format!("{}/v1/settings", server.base)).bearer_auth(&server.secret).json(&limits).send().await?;
+    if !patched.status().is_success() {
+        bail!("could not lift the send limits: {}", patched.text().await?);
+    }
+    let provider = serde_json::json!({"type": "http", "channels": ["sms"], "priority": 1,
+        "settings": {"url": format!("http://127.0.0.1:{receiver_port}/sms"),
+                     "body_template": "{\"to\": \"{to}\", \"code\": \"{code}\"}"}});
+    let put = client
+        .put(format!("{}/v1/providers/loopback", server.base))
+        .bearer_auth(&server.secret)
+        .json(&provider)
+        .send()
+        .await?;
+    if !put.status().is_success() {
+        bail!("could not add the loopback provider: {}", put.text().await?);
+    }
+    Ok(())
+}
+
+/// Starts `count` verifications from number `first` at concurrency 64 and
+/// returns their ids with the codes the receiver got.
+async fn seed(
+    server: &Server,
+    received: &Received,
+    first: usize,
+    count: usize,
+) -> anyhow::Result<Arc<Vec<(String, String)>>> {
+    let client = reqwest::Client::new();
+    let make = starts(server, first);
+    let mut seeded = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .filter_map(|&n| make(&client, n))
+            .map(|req| tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await }))
+            .collect();
+        for task in tasks {
+            let v = task.await??;
+            if let (Some(id), Some(to)) = (v["id"].as_str(), v["to"].as_str()) {
+                let code = received.code_for(to).context("the receiver got no code")?;
+                seeded.push((id.to_owned(), code));
+            }
+        }
+    }
+    if seeded.len() < count {
+        bail!("only {} of {count} verifications could be started", seeded.len());
+    }
+    Ok(Arc::new(seeded))
+}
+
+/// Every HTTP scenario at every concurrency, on one server.
+pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyhow::Result<Vec<Measurement>> {
+    let (receiver_port, received) = receiver::start().await?;
+    configure(server, receiver_port).await?;
+    let mut out = Vec::new();
+    let top = concurrencies.iter().copied().max().unwrap_or(64);
+    out.push(
+        load::run("GET /healthz (no auth, no database)", get(format!("{}/healthz", server.base), None), top, seconds)
+            .await,
+    );
+    out.push(
+        load::run(
+            "GET /v1/tenant (API-key auth + 2 reads)",
+            get(format!("{}/v1/tenant", server.base), Some(server.secret.clone())),
+            top,
+            seconds,
+        )
+        .await,
+    );
+    eprintln!("  seeding {WRONG_POOL} verifications for wrong codes");
+    let wrong_pool = seed(server, &received, 0, WRONG_POOL).await?;
+    let mut next_number = WRONG_POOL;
+    for &c in concurrencies {
+        out.push(
+            load::run("POST /v1/verifications/check, wrong code", checks(server, wrong_pool.clone(), true), c, seconds)
+                .await,
+        );
+        eprintln!("  seeding {RIGHT_POOL} verifications for right codes");
+        let right_pool = seed(server, &received, next_number, RIGHT_POOL).await?;
+        next_number += RIGHT_POOL;
+        out.push(
+            load::run(
+                "POST /v1/verifications/check, right code (approves)",
+                checks(server, right_pool, false),
+                c,
+                seconds,
+            )
+            .await,
+        );
+        out.push(
+            load::run(
+                "POST /v1/verifications (sms via loopback http provider)",
+                starts(server, 20_000_000 + 1_000_000 * c),
+                c,
+                seconds,
+            )
+            .await,
+        );
+    }
+    Ok(out)
+}
+
+/// Queues events through the API and times their delivery to a loopback
+/// receiver: outbox write, claim, sign, POST, record.
+pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroughput> {
+    const EVENTS: usize = 2_000;
+    let (port, received) = receiver::start().await?;
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/v1/webhook-endpoints", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook")}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["id"].as_str().context("no endpoint id")?.to_owned();
+    eprintln!("  webhook dispatch: {EVENTS} events");
+    let started = Instant::now();
+    let mut queued = 0;
+    for _ in 0..EVENTS / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| {
+                let req =
+                    client.post(format!("{}/v1/webhook-endpoints/{id}/test", server.base)).bearer_auth(&server.secret);
+                tokio::spawn(async move { req.send().await.map(|r| r.status().is_success()) })
+            })
+            .collect();
+        for b in batch {
+            queued += usize::from(matches!(b.await, Ok(Ok(true))));
+        }
+    }
+    let enqueue_s = started.elapsed().as_secs_f64();
+    while received.count() < queued && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total_s = started.elapsed().as_secs_f64();
+    let delivered = received.count();
+    Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s })
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct WebhookThroughput {
+    pub queued: usize,
+    pub enqueue_s: f64,
+    pub delivered: usize,
+    pub total_s: f64,
+    pub per_second: f64,
+}

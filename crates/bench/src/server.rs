@@ -1,0 +1,121 @@
+//! The server under test: the real release binary, started by
+//! `vouchsafe init` and `vouchsafe serve` on a fresh database (a SQLite file
+//! in a temp folder, or a new PostgreSQL database), killed when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+
+/// Which database the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn label(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SQLite, synchronous=FULL",
+            Engine::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// A running server; kills it when dropped, however the benchmark ends.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub secret: String,
+    pub ready_ms: f64,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Peak resident memory of the server so far (Linux VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A database URL for a fresh database of `engine`.
+async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyhow::Result<String> {
+    match engine {
+        Engine::Sqlite => Ok(format!("sqlite://{}", dir.join("bench.db").display())),
+        Engine::Postgres => {
+            let name = format!("vouchsafe_bench_{}", std::process::id());
+            let mut admin = sqlx::PgConnection::connect(postgres_url).await.with_context(|| {
+                format!("cannot reach PostgreSQL at {postgres_url} (bash .ci/postgres.sh starts one)")
+            })?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+            let (base, _) = postgres_url.rsplit_once('/').context("the PostgreSQL URL names no database")?;
+            Ok(format!("{base}/{name}"))
+        }
+    }
+}
+
+/// Creates a fresh database, runs `init`, starts `serve` and waits for
+/// `/healthz`, timing start-up from process spawn to the first `200`.
+pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Result<Server> {
+    let bin =
+        std::fs::canonicalize(bin).with_context(|| format!("{} not found; cargo build --release", bin.display()))?;
+    let dir = tempfile::tempdir()?;
+    let database_url = fresh_database(engine, dir.path(), postgres_url).await?;
+    let init = Command::new(&bin)
+        .current_dir(dir.path())
+        .env("VOUCHSAFE_DATABASE_URL", &database_url)
+        .args(["init", "--json"])
+        .output()?;
+    if !init.status.success() {
+        bail!("vouchsafe init failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let secret = serde_json::from_slice::<serde_json::Value>(&init.stdout)?["secret"]
+        .as_str()
+        .context("init printed no secret")?
+        .to_owned();
+
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let spawned = Instant::now();
+    let child = Command::new(&bin)
+        .current_dir(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("VOUCHSAFE_DATABASE_URL", &database_url)
+        .env("VOUCHSAFE_LOG", "warn")
+        // The benchmark's receivers run on loopback.
+        .env("VOUCHSAFE_ALLOW_PRIVATE_TARGETS", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut server = Server { child, base, secret, ready_ms: 0.0, _dir: dir };
+    server.ready_ms = loop {
+        if client.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            break spawned.elapsed().as_secs_f64() * 1000.0;
+        }
+        if spawned.elapsed() > Duration::from_secs(30) {
+            bail!("the server did not answer /healthz within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    Ok(server)
+}
