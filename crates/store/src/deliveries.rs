@@ -10,7 +10,7 @@ use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
 use vouchsafe_core::store::{DeliveryStore, StoreError, StoreResult};
 
 use crate::webhooks::insert_event;
-use crate::{SqlStore, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool, write_tx};
 
 macro_rules! select_delivery {
     ($rest:literal) => {
@@ -65,8 +65,8 @@ impl TryFrom<DeliveryRow> for Delivery {
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (d, event) = (d.clone(), event.cloned());
+        write_tx!(self, conn => {
             sqlx::query(
                 "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
                  result, provider, provider_message_id, error, created_at, updated_at) \
@@ -85,15 +85,13 @@ impl DeliveryStore for SqlStore {
             .bind(d.error.as_deref())
             .bind(to_unix_ms(d.created_at))
             .bind(to_unix_ms(d.updated_at))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-            if let Some(event) = event {
-                insert_event!(tx, event, "");
+            if let Some(event) = &event {
+                insert_event!(conn, event, "");
             }
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(())
-        }
-        .await)
+        })
         .map_err(map_err)
     }
 

@@ -4,6 +4,7 @@
 //! database, not a read in Rust, decides who wins a race.
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
@@ -135,8 +136,12 @@ impl VerificationStore for SqlStore {
             verification_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (v, counters) = (v.clone(), counters.to_vec());
+        // The group commit answers an error by rolling back every write of
+        // its group, so refusals and a lost race are outcomes, not errors:
+        // this start's own savepoint undoes its writes.
+        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, conn => {
+            let mut tx = conn.begin().await?;
             // Write first: frees the one-pending slot of an expired verification.
             sqlx::query(
                 "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
@@ -147,7 +152,7 @@ impl VerificationStore for SqlStore {
             .bind(&v.to)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(insert)
+            let inserted = sqlx::query(insert)
                 .bind(v.id.as_str())
                 .bind(v.tenant_id.as_str())
                 .bind(v.service_id.as_str())
@@ -167,15 +172,23 @@ impl VerificationStore for SqlStore {
                 .bind(now)
                 .bind(to_unix_ms(v.updated_at))
                 .execute(&mut *tx)
-                .await?;
-            if let Some(full) = count_sends_in!(tx, counters) {
-                return Ok(Err(fraud_refusal(full, v.created_at)));
+                .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    tx.rollback().await?;
+                    return Ok(Err(StoreError::Conflict("already exists")));
+                }
+                other => other?,
+            };
+            if let Some(full) = count_sends_in!(tx, &counters) {
+                tx.rollback().await?;
+                return Ok(Ok(Err(fraud_refusal(full, v.created_at))));
             }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(Ok(()))
-        }
-        .await)
-        .map_err(map_err)
+            Ok::<_, sqlx::Error>(Ok(Ok(())))
+        })
+        .map_err(map_err)?;
+        outcome
     }
 
     async fn resend_verification(
@@ -195,8 +208,11 @@ impl VerificationStore for SqlStore {
             verification_columns!()
         );
         let select = select_verification!("WHERE tenant_id = $1 AND id = $2");
-        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (r, counters) = (r.clone(), counters.to_vec());
+        // As in `create_verification`: refusals undo this resend's own
+        // savepoint and are returned as outcomes.
+        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = write_tx!(self, conn => {
+            let mut tx = conn.begin().await?;
             let updated: Option<VerificationRow> = sqlx::query_as(update)
                 .bind(&r.code_hash)
                 .bind(r.channel.as_str())
@@ -214,6 +230,7 @@ impl VerificationStore for SqlStore {
                 // Refused: say which rule, from the row as it stands.
                 let row: Option<VerificationRow> =
                     sqlx::query_as(select).bind(r.tenant_id.as_str()).bind(r.id.as_str()).fetch_optional(&mut *tx).await?;
+                tx.rollback().await?;
                 return Ok(match row {
                     Some(row) if row.status == "pending" && row.expires_at > now => {
                         if row.last_sent_at > now - r.cooldown_ms {
@@ -227,13 +244,13 @@ impl VerificationStore for SqlStore {
                     _ => Err(StoreError::NotFound),
                 });
             };
-            if let Some(full) = count_sends_in!(tx, counters) {
+            if let Some(full) = count_sends_in!(tx, &counters) {
+                tx.rollback().await?;
                 return Ok(Ok(Err(fraud_refusal(full, r.now))));
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Ok(Ok(updated)))
-        }
-        .await)
+        })
         .map_err(map_err)?;
         match outcome? {
             Ok(row) => Ok(Ok(row.try_into()?)),
