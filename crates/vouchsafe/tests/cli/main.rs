@@ -1,11 +1,12 @@
 //! Tests of the `vouchsafe` binary as a user runs it: bootstrap commands,
 //! `totp code` against pyotp and oathtool, and `serve` as a real process
-//! (signals, logs, configuration).
+//! (signals, logs, configuration), and the crash suite: SIGKILL under load.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bootstrap;
 mod config;
+mod crash;
 mod crosscheck;
 mod helpers;
 mod serve;
@@ -13,3 +14,9 @@ mod webhooks;
 
 #[path = "../../../../tests/support/receiver.rs"]
 mod receiver;
+
+/// The benchmark's loopback SMS gateway: answers at once and keeps the
+/// last code sent to each number.
+#[allow(dead_code)]
+#[path = "../../../bench/src/receiver.rs"]
+mod sms_receiver;
