@@ -236,7 +236,7 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
 
     // The last restart: let the outbox drain, then compare.
     let server = Server::start_with(&ws, &[], ENV);
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let client = reqwest::Client::new();
     let mut mismatches = Vec::new();
     for (id, answers) in &ledger.approvals {
