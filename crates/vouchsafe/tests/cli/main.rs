@@ -7,9 +7,11 @@
 mod bootstrap;
 mod config;
 mod crash;
+
 mod crosscheck;
 mod helpers;
 mod serve;
+mod two_processes;
 mod webhooks;
 
 #[path = "../../../../tests/support/receiver.rs"]
