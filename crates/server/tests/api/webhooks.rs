@@ -98,6 +98,47 @@ async fn a_receiver_that_fails_then_recovers_gets_the_event_with_the_same_id() {
     assert!(log.iter().all(|a| a["latency_ms"].is_u64() && a["at"].is_string()));
 }
 
+/// A receiver down for most of the schedule (the first three attempts of
+/// every event, over 75 s of the server's manual clock): nothing is sent
+/// ahead of its time, and after recovery every event arrives with the id
+/// it had from the start.
+#[tokio::test]
+async fn after_a_long_outage_every_event_arrives_on_schedule_with_its_id() {
+    const EVENTS: usize = 10;
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    receiver.configure(json!({"fail_first": 3 * EVENTS, "failure_status": 503})).await;
+    let mut sent = Vec::new();
+    for _ in 0..EVENTS {
+        sent.push(test_event(&app, &id).await);
+    }
+    wait_attempts(&app, &id, EVENTS).await;
+    // The schedule of this server is 0, 5, 60, 300 s, each ±10%.
+    app.clock.advance(time::Duration::seconds(6));
+    wait_attempts(&app, &id, 2 * EVENTS).await;
+    app.clock.advance(time::Duration::seconds(45));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(deliveries(&app, &id).await.len(), 2 * EVENTS, "no third attempt before 54 s");
+    app.clock.advance(time::Duration::seconds(24));
+    wait_attempts(&app, &id, 3 * EVENTS).await;
+    app.clock.advance(time::Duration::seconds(340));
+    let log = wait_attempts(&app, &id, 4 * EVENTS).await;
+
+    let got = receiver.received().await;
+    assert_eq!(got.len(), 4 * EVENTS, "four attempts per event, no more");
+    // Signed, each one (standardwebhooks' own check would refuse these
+    // timestamps: the server's clock is minutes ahead of the receiver's).
+    assert!(got.iter().all(|r| r["signature"].as_str().is_some_and(|s| s.starts_with("v1,"))), "{got:?}");
+    for event in &sent {
+        let attempts: Vec<_> = got.iter().filter(|r| r["id"] == event.as_str()).collect();
+        assert_eq!(attempts.len(), 4, "event {event} kept its id through the outage");
+        assert_eq!(attempts.last().unwrap()["status"], 200, "and was delivered at the end");
+    }
+    let delivered = log.iter().filter(|a| a["outcome"] == "delivered").count();
+    assert_eq!(delivered, EVENTS);
+}
+
 #[tokio::test]
 async fn a_retry_waits_for_its_time() {
     let app = spawn_app().await;
