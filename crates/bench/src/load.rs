@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 /// Makes request number `n` of the run, or `None` when there is no more work.
 pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> Option<reqwest::RequestBuilder> + Send + Sync>;
 
+/// Whether an answer's JSON body is the one the scenario wants (`None`:
+/// any 2xx will do). Answers that fail it count as errors.
+pub type Accept = Option<Arc<dyn Fn(&serde_json::Value) -> bool + Send + Sync>>;
+
 /// What one scenario at one concurrency measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measurement {
@@ -66,7 +70,7 @@ fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize
     });
 }
 
-pub async fn run(scenario: &str, make: MakeRequest, concurrency: usize, seconds: u64) -> Measurement {
+pub async fn run(scenario: &str, make: MakeRequest, accept: Accept, concurrency: usize, seconds: u64) -> Measurement {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let sequence = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -76,7 +80,7 @@ pub async fn run(scenario: &str, make: MakeRequest, concurrency: usize, seconds:
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let client = client.clone();
-        let (make, sequence) = (make.clone(), sequence.clone());
+        let (make, sequence, accept) = (make.clone(), sequence.clone(), accept.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -85,8 +89,15 @@ pub async fn run(scenario: &str, make: MakeRequest, concurrency: usize, seconds:
                 let Some(req) = make(&client, sequence.fetch_add(1, Ordering::Relaxed)) else { break };
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.push(sent.elapsed().as_micros() as u32);
+                        let body = r.bytes().await.unwrap_or_default();
+                        let wanted = accept.as_ref().is_none_or(|accept| {
+                            serde_json::from_slice(&body).is_ok_and(|json: serde_json::Value| accept(&json))
+                        });
+                        if wanted {
+                            latencies.push(sent.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
                     }
                     _ => errors += 1,
                 }

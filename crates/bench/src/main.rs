@@ -10,6 +10,7 @@
 
 mod load;
 mod otp_bench;
+mod peer;
 mod receiver;
 mod scenarios;
 mod server;
@@ -44,6 +45,19 @@ struct Args {
     /// Folder for the JSON results (one file per run).
     #[arg(long, default_value = "bench/results")]
     results_dir: PathBuf,
+    /// Load a running privacyIDEA at this URL instead (see
+    /// bench/peers/privacyidea.sh, which sets it up and passes this).
+    #[arg(long)]
+    peer_privacyidea: Option<String>,
+    /// The peer's HOTP tokens BENCH0…BENCH{n-1}.
+    #[arg(long, default_value_t = 200)]
+    peer_tokens: usize,
+    /// The peer tokens' shared HOTP key, hex.
+    #[arg(long, default_value = "3132333435363738393031323334353637383930")]
+    peer_key_hex: String,
+    /// The peer tokens' PIN (sent before the code, privacyIDEA style).
+    #[arg(long, default_value = "bench")]
+    peer_pin: String,
 }
 
 #[derive(serde::Serialize)]
@@ -65,6 +79,9 @@ fn main() -> anyhow::Result<()> {
         args.engine.iter().map(|e| format!("{e:?}").to_lowercase()).collect::<Vec<_>>().join(",")
     );
     let machine = machine();
+    if let Some(url) = &args.peer_privacyidea {
+        return run_peer(&args, url, &machine);
+    }
     let mut report = format!(
         "# vouchsafe benchmark results\n\nCommand: `{command}`  \nMachine: {machine}; load generator and server share it, over loopback.\n\n"
     );
@@ -127,6 +144,35 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
     let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
     md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB).\n\n"));
     md
+}
+
+/// The peer's run: its own JSON file and Markdown section.
+fn run_peer(args: &Args, url: &str, machine: &str) -> anyhow::Result<()> {
+    let peer = peer::Peer {
+        url: url.trim_end_matches('/').to_owned(),
+        tokens: args.peer_tokens,
+        key_hex: args.peer_key_hex.clone(),
+        pin: args.peer_pin.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let http = runtime.block_on(peer::run(&peer, &args.concurrency, args.seconds))?;
+    let mut md = format!(
+        "## Peer: privacyIDEA 3.14 (gunicorn, SQLite, default settings; `bash bench/peers/privacyidea.sh`)\n\n\
+         Machine: {machine}; load generator and server share it, over loopback. {} s per row.\n\n{}",
+        args.seconds,
+        load::MARKDOWN_HEADER
+    );
+    for m in &http {
+        md.push_str(&m.markdown_row());
+    }
+    std::fs::create_dir_all(&args.results_dir)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let json_path = args.results_dir.join(format!("privacyidea-{stamp}.json"));
+    let json = serde_json::json!({"peer": "privacyidea 3.14", "machine": machine, "unix_time": stamp, "http": http});
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(&args.out, &md)?;
+    println!("\n{md}\nwritten to {} and {}", args.out.display(), json_path.display());
+    Ok(())
 }
 
 /// Cores and CPU model, for the report.

@@ -113,13 +113,20 @@ pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyh
     let mut out = Vec::new();
     let top = concurrencies.iter().copied().max().unwrap_or(64);
     out.push(
-        load::run("GET /healthz (no auth, no database)", get(format!("{}/healthz", server.base), None), top, seconds)
-            .await,
+        load::run(
+            "GET /healthz (no auth, no database)",
+            get(format!("{}/healthz", server.base), None),
+            None,
+            top,
+            seconds,
+        )
+        .await,
     );
     out.push(
         load::run(
             "GET /v1/tenant (API-key auth + 2 reads)",
             get(format!("{}/v1/tenant", server.base), Some(server.secret.clone())),
+            None,
             top,
             seconds,
         )
@@ -129,10 +136,10 @@ pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyh
     let wrong_pool = seed(server, &received, 0, WRONG_POOL).await?;
     let mut next_number = WRONG_POOL;
     for &c in concurrencies {
-        out.push(
-            load::run("POST /v1/verifications/check, wrong code", checks(server, wrong_pool.clone(), true), c, seconds)
-                .await,
-        );
+        // A wrong code must be refused: an answer of `valid: true` is an error.
+        let refused: load::Accept = Some(Arc::new(|body| body["valid"] == false));
+        let wrong = checks(server, wrong_pool.clone(), true);
+        out.push(load::run("POST /v1/verifications/check, wrong code", wrong, refused, c, seconds).await);
         eprintln!("  seeding {RIGHT_POOL} verifications for right codes");
         let right_pool = seed(server, &received, next_number, RIGHT_POOL).await?;
         next_number += RIGHT_POOL;
@@ -140,6 +147,7 @@ pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyh
             load::run(
                 "POST /v1/verifications/check, right code (approves)",
                 checks(server, right_pool, false),
+                Some(Arc::new(|body| body["valid"] == true)),
                 c,
                 seconds,
             )
@@ -149,6 +157,7 @@ pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyh
             load::run(
                 "POST /v1/verifications (sms via loopback http provider)",
                 starts(server, 20_000_000 + 1_000_000 * c),
+                None,
                 c,
                 seconds,
             )
