@@ -10,13 +10,13 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools: oathtool, chromium (Debian), pyotp, standardwebhooks, twilio, aiosmtpd (PyPI), twilio, playwright-core (npm), PostgreSQL (Debian)"
+step "test tools: oathtool, chromium (Debian), pyotp, standardwebhooks, twilio, aiosmtpd, schemathesis (PyPI), twilio, playwright-core (npm), PostgreSQL (Debian)"
 if ! command -v oathtool >/dev/null || [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool chromium >/dev/null
 fi
-if ! python3 -c "import pyotp, standardwebhooks, twilio, aiosmtpd" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks twilio aiosmtpd
+if ! python3 -c "import pyotp, standardwebhooks, twilio, aiosmtpd, schemathesis" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check pyotp standardwebhooks twilio aiosmtpd schemathesis
 fi
 if ! command -v npm >/dev/null; then
   $SUDO apt-get update -qq

@@ -39,6 +39,41 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The errors any API operation may answer, whatever its own annotation
+/// lists: malformed input (400, 422), no or the wrong key (401, 403), an
+/// unknown id (404), a conflict (409) and the rate limits (429). Each is
+/// added, with the error body of its API, where the operation does not
+/// document it itself, so clients and schema checkers know every answer.
+fn with_error_responses(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    const COMMON: &[(&str, &str)] = &[
+        ("400", "Malformed request"),
+        ("401", "No API key, or an unknown or revoked one"),
+        ("403", "The API key's role does not allow this"),
+        ("404", "Not found"),
+        ("409", "Conflict with the current state"),
+        ("422", "A field is invalid"),
+        ("429", "Too many requests; see Retry-After"),
+    ];
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let schema = match path.as_str() {
+            p if p.starts_with("/v2/") => "TwilioError",
+            p if p.starts_with("/v1/") => "ErrorBody",
+            _ => continue,
+        };
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            for (status, description) in COMMON {
+                operation.responses.responses.entry((*status).to_owned()).or_insert_with(|| {
+                    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
+                    ResponseBuilder::new().description(*description).content("application/json", content).build().into()
+                });
+            }
+        }
+    }
+    openapi
+}
+
 pub fn router(state: SharedState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::healthz))
@@ -93,6 +128,7 @@ pub fn router(state: SharedState) -> Router {
         .routes(routes!(v1::audit::verify_audit_events))
         .with_state(state.clone())
         .split_for_parts();
+    let openapi = with_error_responses(openapi);
     let pages = Router::new()
         .route("/challenge/{id}", get(crate::pages::challenge::show).post(crate::pages::challenge::submit))
         .route("/challenge/{id}/passkey", axum::routing::post(crate::pages::challenge::passkey))

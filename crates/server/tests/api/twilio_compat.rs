@@ -185,6 +185,22 @@ async fn basic_auth_needs_the_tenants_account_sid_and_a_key_of_it() {
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
 }
 
+/// Found by schemathesis: a bad query string got axum's plain-text 400.
+#[tokio::test]
+async fn a_bad_page_size_is_a_twilio_error_in_json() {
+    let app = spawn_app().await;
+    let reply = app
+        .client
+        .get(app.url("/v2/Services?PageSize=-1"))
+        .basic_auth(app.tenant.account_sid.as_str(), Some(&app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let err: Value = reply.json().await.unwrap();
+    assert_eq!(err["code"], 60200, "{err}");
+}
+
 #[tokio::test]
 async fn the_node_sdk_runs_the_flow_too() {
     let app = spawn_app().await;

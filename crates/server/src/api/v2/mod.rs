@@ -204,6 +204,21 @@ impl FromRequest<SharedState> for TwilioForm {
     }
 }
 
+/// A query string, with rejections as Twilio errors (`?PageSize=-1` is a
+/// 400 with code 60200 in Twilio's JSON, not axum's plain text).
+pub struct TwilioQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for TwilioQuery<T> {
+    type Rejection = V2Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V2Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| TwilioQuery(value))
+            .map_err(|_| V2Error::invalid("PageSize/Page", "must be a whole number ≥ 0"))
+    }
+}
+
 /// Twilio's timestamps: RFC 3339 to the second, UTC.
 pub fn twilio_time(at: OffsetDateTime) -> String {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");

@@ -2,7 +2,7 @@
 //! `FriendlyName` is the service's name, `CodeLength` its code length.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +12,7 @@ use vouchsafe_core::service::Service;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{TwilioError, TwilioMeta, TwilioService, TwilioServiceList};
 
-use super::{TwilioCaller, TwilioForm, V2Error, service_sid, twilio_time, url};
+use super::{TwilioCaller, TwilioForm, TwilioQuery, V2Error, service_sid, twilio_time, url};
 use crate::state::SharedState;
 
 fn to_twilio(state: &SharedState, service: &Service, account_sid: &str, default_length: u32) -> TwilioService {
@@ -109,7 +109,7 @@ pub struct PageQuery {
 pub async fn list_services(
     State(state): State<SharedState>,
     caller: TwilioCaller,
-    Query(q): Query<PageQuery>,
+    TwilioQuery(q): TwilioQuery<PageQuery>,
 ) -> Result<Json<TwilioServiceList>, V2Error> {
     caller.require(Role::Agent)?;
     let page = q.page.unwrap_or(0);
