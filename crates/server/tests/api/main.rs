@@ -12,6 +12,7 @@ mod console;
 mod deliveries;
 mod errors;
 mod fake_providers;
+mod fuzz;
 mod helpers;
 mod hosted_page;
 mod isolation;
