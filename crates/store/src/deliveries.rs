@@ -66,7 +66,7 @@ impl TryFrom<DeliveryRow> for Delivery {
 impl DeliveryStore for SqlStore {
     async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
         let (d, event) = (d.clone(), event.cloned());
-        write_tx!(self, conn => {
+        write_tx!(self, [d, event], conn => {
             sqlx::query(
                 "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
                  result, provider, provider_message_id, error, created_at, updated_at) \

@@ -14,7 +14,7 @@ mod audit;
 mod callers;
 mod database_url;
 mod deliveries;
-mod group_commit;
+pub(crate) mod group_commit;
 mod meta;
 mod postgres;
 mod providers;
@@ -76,16 +76,30 @@ pub(crate) use audited;
 
 /// Runs `$body` (an async block's statements ending in a
 /// `Result<_, sqlx::Error>`) as one durable write with `$conn` bound to a
-/// connection inside a transaction. On SQLite the write joins the next
-/// group commit (see `group_commit`), so everything it uses must be owned;
-/// on PostgreSQL it gets a transaction of its own from the pool. Either way
-/// an error undoes all of its statements and the result is returned only
-/// once the commit is durable.
+/// connection inside a transaction, and returns its result once the commit
+/// is durable; an error undoes all of the body's statements.
+///
+/// On SQLite the write joins the next group commit (see `group_commit`),
+/// so what the body uses must be owned: the `[$var, …]` it names are
+/// cloned for each run, because a group rolled back for another write's
+/// error runs this body again. On PostgreSQL it gets a transaction of its
+/// own from the pool.
 macro_rules! write_tx {
-    ($store:expr, $conn:ident => $body:expr) => {
+    ($store:expr, [$($var:ident),* $(,)?], $conn:ident => $body:expr) => {
         match $store.db() {
             $crate::Db::Sqlite(_, group) => {
-                group.write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body })).await
+                let mut reruns = 0;
+                loop {
+                    $(let $var = $var.clone();)*
+                    match group.write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body })).await {
+                        Ok(out) => break Ok(out),
+                        Err($crate::group_commit::GroupError::Sql(e)) => break Err(e),
+                        Err($crate::group_commit::GroupError::Retry) if reruns < 8 => reruns += 1,
+                        Err($crate::group_commit::GroupError::Retry) => {
+                            break Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
+                        }
+                    }
+                }
             }
             $crate::Db::Postgres(pool) => {
                 async {

@@ -18,7 +18,8 @@ use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
 use crate::webhooks::insert_event;
-use crate::{SqlStore, audited, map_err, on_pool};
+use crate::{SqlStore, audited, map_err, on_pool, write_tx};
+use sqlx::Connection;
 
 macro_rules! user_columns {
     () => {
@@ -446,7 +447,8 @@ impl UserStore for SqlStore {
             challenge_columns!(),
             ", token_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)"
         );
-        audited!(self, c.tenant_id.as_str(), audit, pool =>
+        let (c, audit) = (c.clone(), audit.clone());
+        write_tx!(self, [c, audit], conn => {
             sqlx::query(sql)
                 .bind(c.id.as_str())
                 .bind(c.tenant_id.as_str())
@@ -464,9 +466,12 @@ impl UserStore for SqlStore {
                 .bind(to_unix_ms(c.updated_at))
                 .bind(c.passkey_options.as_deref())
                 .bind(c.passkey_state.as_deref())
-        )
+                .execute(&mut *conn)
+                .await?;
+            append_audit!(conn, c.tenant_id.as_str(), &audit);
+            Ok::<_, sqlx::Error>(())
+        })
         .map_err(map_err)
-        .map(|_| ())
     }
 
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge> {
@@ -494,9 +499,12 @@ impl UserStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<ApprovalOutcome> {
         let at = to_unix_ms(now);
-        let step = on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
-            let moved = match used {
+        let (c, used, event, audit) = (c.clone(), used.cloned(), event.clone(), audit.clone());
+        let step = write_tx!(self, [c, used, event, audit], conn => {
+            // Its own savepoint: a challenge no longer pending must undo the
+            // counter it already moved, and still answer, not fail.
+            let mut tx = conn.begin().await?;
+            let moved = match &used {
                 None => 1,
                 Some(AuthenticatorUse::Counter { id, value }) => sqlx::query(
                     "UPDATE authenticators SET counter = $1, last_used_at = $2 \
@@ -534,6 +542,7 @@ impl UserStore for SqlStore {
             .await?
             .rows_affected();
             if approved != 1 {
+                tx.rollback().await?;
                 return Ok(Step::Stop(ApprovalOutcome::NotPending));
             }
             sqlx::query("UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
@@ -542,12 +551,11 @@ impl UserStore for SqlStore {
                 .bind(&c.user_id)
                 .execute(&mut *tx)
                 .await?;
-            insert_event!(tx, event, "");
-            append_audit!(tx, c.tenant_id.as_str(), audit);
+            insert_event!(tx, &event, "");
+            append_audit!(tx, c.tenant_id.as_str(), &audit);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Step::Done)
-        }
-        .await)
+        })
         .map_err(map_err)?;
         Ok(match step {
             Step::Done => ApprovalOutcome::Approved,
@@ -570,8 +578,9 @@ impl UserStore for SqlStore {
              AND attempts < max_attempts RETURNING ",
             challenge_columns!()
         );
-        let outcome = on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
+        let (c, effects) = (c.clone(), effects.clone());
+        let outcome = write_tx!(self, [c, effects], conn => {
+            let tx = &mut *conn;
             let row: Option<ChallengeRow> = sqlx::query_as(count)
                 .bind(at)
                 .bind(c.tenant_id.as_str())
@@ -612,10 +621,8 @@ impl UserStore for SqlStore {
                 insert_event!(tx, &effects.denied.0, "");
                 append_audit!(tx, c.tenant_id.as_str(), &effects.denied.1);
             }
-            tx.commit().await?;
             Ok::<_, sqlx::Error>(Some((row, just_locked)))
-        }
-        .await)
+        })
         .map_err(map_err)?;
         match outcome {
             None => Ok(None),

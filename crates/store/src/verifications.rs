@@ -140,7 +140,7 @@ impl VerificationStore for SqlStore {
         // The group commit answers an error by rolling back every write of
         // its group, so refusals and a lost race are outcomes, not errors:
         // this start's own savepoint undoes its writes.
-        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, conn => {
+        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, [v, counters], conn => {
             let mut tx = conn.begin().await?;
             // Write first: frees the one-pending slot of an expired verification.
             sqlx::query(
@@ -211,7 +211,7 @@ impl VerificationStore for SqlStore {
         let (r, counters) = (r.clone(), counters.to_vec());
         // As in `create_verification`: refusals undo this resend's own
         // savepoint and are returned as outcomes.
-        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = write_tx!(self, conn => {
+        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = write_tx!(self, [r, counters], conn => {
             let mut tx = conn.begin().await?;
             let updated: Option<VerificationRow> = sqlx::query_as(update)
                 .bind(&r.code_hash)
@@ -294,7 +294,7 @@ impl VerificationStore for SqlStore {
         let at = to_unix_ms(now);
         let (tenant, id, code_hash) = (v.tenant_id.clone(), v.id.clone(), v.code_hash.clone());
         let (event, audit) = (event.clone(), audit.clone());
-        write_tx!(self, conn => {
+        write_tx!(self, [tenant, id, code_hash, event, audit], conn => {
             let approved = sqlx::query(
                 "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
                  AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
@@ -332,7 +332,7 @@ impl VerificationStore for SqlStore {
             verification_columns!()
         );
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        let row: Option<VerificationRow> = write_tx!(self, conn => {
+        let row: Option<VerificationRow> = write_tx!(self, [tenant, id, audit], conn => {
             let row: Option<VerificationRow> =
                 sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *conn).await?;
             if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
@@ -356,7 +356,7 @@ impl VerificationStore for SqlStore {
         // Cancel ends any pending verification; expire only one whose time is up.
         let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        write_tx!(self, conn => {
+        write_tx!(self, [tenant, id, audit], conn => {
             let ended = sqlx::query(
                 "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
                  AND status = 'pending' AND expires_at <= $5",
