@@ -186,3 +186,107 @@ pub mod recovery {
         }
     }
 }
+
+/// Authenticators brought in from elsewhere: one line per token,
+/// `USER_ID,otpauth://…` — the URI every authenticator app, token vendor
+/// and OTP server (privacyIDEA, LinOTP, Keycloak) can export. Imported
+/// tokens are active at once: their owners already use them.
+pub mod import {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::{Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus};
+    use crate::crypto::Sealer;
+    use crate::ids::{AuthenticatorId, TenantId};
+    use crate::otp::{OtpKind, OtpauthUri};
+
+    /// A line that is not a token, with why (never the secret).
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("line {line}: {why}")]
+    pub struct BadLine {
+        pub line: usize,
+        pub why: String,
+    }
+
+    /// Parses line `line` (1-based) into the user id and the token.
+    pub fn parse_line(line: usize, text: &str) -> Result<(String, OtpauthUri), BadLine> {
+        let bad = |why: &str| BadLine { line, why: why.to_owned() };
+        let (user, uri) = text.split_once(',').ok_or_else(|| bad("expected USER_ID,otpauth://…"))?;
+        let user = user.trim();
+        if user.is_empty() || user.len() > 200 || user.chars().any(char::is_control) {
+            return Err(bad("the user id must be 1 to 200 printable characters"));
+        }
+        let uri = OtpauthUri::parse(uri.trim()).map_err(|e| bad(&format!("not an otpauth URI: {e}")))?;
+        if uri.secret.as_bytes().len() < 10 {
+            return Err(bad("the secret must be at least 80 bits"));
+        }
+        if let OtpKind::Totp { period } = uri.kind
+            && !(15..=120).contains(&period)
+        {
+            return Err(bad("the period must be 15 to 120 seconds"));
+        }
+        Ok((user.to_owned(), uri))
+    }
+
+    /// The active authenticator for an imported token, its seed sealed.
+    pub fn authenticator(
+        tenant: &TenantId,
+        user_id: &str,
+        uri: &OtpauthUri,
+        sealer: &Sealer,
+        now: OffsetDateTime,
+    ) -> Result<Authenticator, String> {
+        let id = AuthenticatorId::generate();
+        let (kind, params, counter) = match uri.kind {
+            OtpKind::Totp { period } => (
+                AuthenticatorKind::Totp,
+                json!({"issuer": uri.issuer, "algorithm": uri.algorithm.as_str(), "digits": uri.digits, "period": period}),
+                -1,
+            ),
+            OtpKind::Hotp { counter } => (
+                AuthenticatorKind::Hotp,
+                json!({"algorithm": uri.algorithm.as_str(), "digits": uri.digits}),
+                i64::try_from(counter).map_err(|_| "the counter is too large".to_owned())?,
+            ),
+        };
+        let secret = AuthenticatorSecret::Seed { seed: uri.secret.as_bytes().to_vec() };
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&secret).map_err(|e| e.to_string())?);
+        let sealed = sealer.seal(&plain, &Authenticator::seal_context(tenant, &id)).map_err(|e| e.to_string())?;
+        Ok(Authenticator {
+            id,
+            tenant_id: tenant.clone(),
+            user_id: user_id.to_owned(),
+            kind,
+            status: AuthenticatorStatus::Active,
+            label: Some(uri.account.clone()),
+            params,
+            sealed,
+            counter,
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lines_are_user_and_uri_and_bad_ones_say_where_without_the_secret() {
+            let (user, uri) =
+                parse_line(1, "005xx01,otpauth://totp/Acme:ada?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Acme")
+                    .unwrap();
+            assert_eq!(user, "005xx01");
+            assert_eq!(uri.kind, OtpKind::Totp { period: 30 });
+            let (_, hotp) =
+                parse_line(2, " u2 , otpauth://hotp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=7").unwrap();
+            assert_eq!(hotp.kind, OtpKind::Hotp { counter: 7 });
+            let short = parse_line(3, "u3,otpauth://totp/x?secret=GEZDGNBV").unwrap_err();
+            assert_eq!(short.line, 3);
+            assert!(!short.to_string().contains("GEZDGNBV"), "{short}");
+            assert!(parse_line(4, "no comma here").is_err());
+            assert!(parse_line(5, ",otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").is_err());
+        }
+    }
+}

@@ -477,6 +477,16 @@ pub trait UserStore {
         replace_kind: bool,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
+    /// Imports active authenticators in one transaction: each one's user is
+    /// created if missing (without contacts), the user's authenticator of
+    /// the same kind is replaced, and one audit entry covers the batch.
+    async fn import_authenticators(
+        &self,
+        tenant: &TenantId,
+        items: &[Authenticator],
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<u64>;
     async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>>;
     async fn authenticator(&self, tenant: &TenantId, user: &str, id: &AuthenticatorId) -> StoreResult<Authenticator>;
     /// Unconfirmed → active, moving the counter forward (the confirming

@@ -308,6 +308,62 @@ impl UserStore for SqlStore {
         .map_err(map_err)
     }
 
+    async fn import_authenticators(
+        &self,
+        tenant: &TenantId,
+        items: &[Authenticator],
+        now: OffsetDateTime,
+        audit: &AuditEntry,
+    ) -> StoreResult<u64> {
+        let insert = concat!(
+            "INSERT INTO authenticators (",
+            authenticator_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        let at = to_unix_ms(now);
+        on_pool!(self.db(), pool => async {
+            let mut tx = pool.begin().await?;
+            for a in items {
+                sqlx::query(
+                    "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
+                     locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
+                     ON CONFLICT (tenant_id, id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(&a.user_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3")
+                    .bind(tenant.as_str())
+                    .bind(&a.user_id)
+                    .bind(a.kind.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(insert)
+                    .bind(a.id.as_str())
+                    .bind(tenant.as_str())
+                    .bind(&a.user_id)
+                    .bind(a.kind.as_str())
+                    .bind(a.status.as_str())
+                    .bind(a.label.as_deref())
+                    .bind(a.params.to_string())
+                    .bind(&a.sealed)
+                    .bind(a.counter)
+                    .bind(to_unix_ms(a.created_at))
+                    .bind(to_unix_ms(a.updated_at))
+                    .bind(a.last_used_at.map(to_unix_ms))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            append_audit!(tx, tenant.as_str(), audit);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(items.len() as u64)
+        }
+        .await)
+        .map_err(map_err)
+    }
+
     async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>> {
         let sql = concat!(
             "SELECT ",

@@ -35,6 +35,24 @@ pub enum Command {
     /// TOTP tools for automation users.
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// Manage users' authenticators.
+    #[command(subcommand)]
+    Authenticators(AuthenticatorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthenticatorsCommand {
+    /// Import TOTP and HOTP tokens from another system: one
+    /// `USER_ID,otpauth://…` per line (blank lines and `#` comments skipped).
+    Import {
+        /// Tenant name.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The file of tokens.
+        file: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! migrate it (idempotent and cheap) and check the master key first.
 
 mod admin;
+mod import;
 mod serve;
 mod totp;
 
@@ -11,7 +12,7 @@ use anyhow::Context;
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_store::SqlStore;
 
-use crate::cli::{Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
+use crate::cli::{AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
 use crate::config::{self, Config, LogFormat};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,6 +40,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Create { tenant, role, name, json }) => {
             admin::create_key(&config, &tenant, &role, name.as_deref(), json.json).await
+        }
+        Command::Authenticators(AuthenticatorsCommand::Import { tenant, file, json }) => {
+            import::import(&config, &tenant, &file, json.json).await
         }
         Command::Totp(_) => Ok(()),
     }

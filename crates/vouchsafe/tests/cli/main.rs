@@ -10,6 +10,7 @@ mod crash;
 
 mod crosscheck;
 mod helpers;
+mod import;
 mod schema;
 mod serve;
 mod two_processes;

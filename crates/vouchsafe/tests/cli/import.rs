@@ -1,0 +1,110 @@
+//! `vouchsafe authenticators import`: tokens exported from another system
+//! as `USER_ID,otpauth://…` lines sign their users in at once; a file with
+//! one bad line imports nothing and names the line, never the secret.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use vouchsafe_otp::{Algorithm, Hotp, Secret, Totp};
+
+use crate::helpers::{Server, workspace};
+
+const ADA: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const BOB: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+async fn post(server: &Server, secret: &str, path: &str, body: Value) -> (u16, Value) {
+    let reply = reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+}
+
+/// Opens a challenge of `factor` for `user` and answers it with `code`.
+async fn answer(server: &Server, secret: &str, user: &str, factor: &str, code: &str) -> Value {
+    let (status, challenge) =
+        post(server, secret, &format!("/v1/users/{user}/challenges"), json!({"factor": factor})).await;
+    assert_eq!(status, 201, "{challenge}");
+    let path = format!("/v1/challenges/{}/verify", challenge["id"].as_str().unwrap());
+    post(server, secret, &path, json!({"code": code})).await.1
+}
+
+#[tokio::test]
+async fn imported_tokens_sign_their_users_in() {
+    let ws = workspace().await;
+    let secret = ws.run_json(&["init", "--json"])["secret"].as_str().unwrap().to_owned();
+    let file = ws.path("tokens.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "# exported from the old OTP server\n\
+             ada,otpauth://totp/Acme:ada?secret={ADA}&issuer=Acme\n\n\
+             bob,otpauth://hotp/Acme:bob?secret={BOB}&counter=5&digits=6\n"
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let imported = ws.run_json(&["authenticators", "import", "--json", path]);
+    assert_eq!(imported["imported"], 2, "{imported}");
+
+    let server = Server::start(&ws, "info");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let totp = Totp::new(&Secret::parse_base32(ADA).unwrap(), 6, 30, Algorithm::Sha1).unwrap();
+    let ada = answer(&server, &secret, "ada", "totp", &totp.generate(now)).await;
+    assert_eq!(ada["status"], "approved", "{ada}");
+
+    let hotp = Hotp::new(&Secret::parse_base32(BOB).unwrap(), 6, Algorithm::Sha1).unwrap();
+    let old = answer(&server, &secret, "bob", "hotp", &hotp.generate(4)).await;
+    assert_eq!(old["status"], "pending", "a code before the imported counter is refused: {old}");
+    let bob = answer(&server, &secret, "bob", "hotp", &hotp.generate(5)).await;
+    assert_eq!(bob["status"], "approved", "{bob}");
+    let replay = answer(&server, &secret, "bob", "hotp", &hotp.generate(5)).await;
+    assert_eq!(replay["status"], "pending", "the same code twice is refused: {replay}");
+
+    // Importing again replaces each user's token of that type.
+    std::fs::write(&file, format!("ada,otpauth://totp/Acme:ada?secret={BOB}&issuer=Acme\n")).unwrap();
+    assert_eq!(ws.run_json(&["authenticators", "import", "--json", path])["imported"], 1);
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/v1/users/ada/authenticators", server.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["authenticators"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[tokio::test]
+async fn one_bad_line_imports_nothing_and_names_the_line_not_the_secret() {
+    let ws = workspace().await;
+    ws.run_json(&["init", "--json"]);
+    let file = ws.path("tokens.csv");
+    std::fs::write(
+        &file,
+        format!("carol,otpauth://totp/A:c?secret={ADA}\ndave,otpauth://totp/A:d?secret={ADA}\nerin,otpauth://totp/A:e?secret=MFRGGZDF\n"),
+    )
+    .unwrap();
+    let out = ws.run(&["authenticators", "import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(!stderr.contains("MFRGGZDF") && !stderr.contains(ADA), "the error shows no secret: {stderr}");
+
+    let server = Server::start(&ws, "info");
+    let secret = ws.run_json(&["keys", "create", "--tenant", "default", "--role", "admin", "--json"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let carol = reqwest::Client::new()
+        .get(format!("{}/v1/users/carol", server.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(carol.status(), 404, "nothing of the file was imported");
+}
