@@ -14,6 +14,7 @@ mod peer;
 mod receiver;
 mod scenarios;
 mod server;
+mod totp_scale;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,10 @@ struct Args {
     /// Databases to run the server on, one full run each.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
     engine: Vec<Engine>,
+    /// Enrolled-user counts for the TOTP challenge rows (the table grows
+    /// through them in one run); `0` skips them.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+    totp_users: Vec<usize>,
     /// A PostgreSQL server the benchmark may create a database on.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
@@ -67,6 +72,7 @@ struct EngineRun {
     peak_rss_mib: Option<f64>,
     http: Vec<load::Measurement>,
     webhooks: scenarios::WebhookThroughput,
+    totp_scale: Vec<totp_scale::ScaleRun>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,12 +103,16 @@ fn main() -> anyhow::Result<()> {
             let server = server::start(&args.bin, engine, &args.postgres_url).await?;
             let http = scenarios::run(&server, &args.concurrency, args.seconds).await?;
             let webhooks = scenarios::webhook_throughput(&server).await?;
+            let counts: Vec<usize> = args.totp_users.iter().copied().filter(|n| *n > 0).collect();
+            let top = args.concurrency.iter().copied().max().unwrap_or(64);
+            let totp_scale = totp_scale::run(&server, &counts, top, args.seconds).await?;
             anyhow::Ok(EngineRun {
                 engine,
                 ready_ms: server.ready_ms,
                 peak_rss_mib: server.peak_rss_mib(),
                 http,
                 webhooks,
+                totp_scale,
             })
         })?;
         report.push_str(&markdown(&run, args.seconds));
@@ -141,6 +151,23 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
          signed, to a loopback receiver {:.2} s after the first was queued: **{:.0} events/s** end to end.\n",
         w.queued, w.enqueue_s, w.delivered, w.total_s, w.per_second
     ));
+    if let (Some(first), Some(last)) = (run.totp_scale.first(), run.totp_scale.last()) {
+        md.push_str(&format!(
+            "\nTOTP challenges as the user table grows (users imported with `vouchsafe authenticators import`; \
+             challenges for users picked at random over the whole table):\n\n\
+             | users | import s | scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        ));
+        for s in &run.totp_scale {
+            md.push_str(&format!("| {} | {:.1} {}", s.users, s.import_s, s.measurement.markdown_row()));
+        }
+        md.push_str(&format!(
+            "\np99 at {} users is **{:.2}×** p99 at {} users (target ≤ 1.5×).\n",
+            last.users,
+            last.measurement.p99_ms / first.measurement.p99_ms.max(1e-9),
+            first.users
+        ));
+    }
     let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
     md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB).\n\n"));
     md

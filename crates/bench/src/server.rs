@@ -32,7 +32,9 @@ pub struct Server {
     pub base: String,
     pub secret: String,
     pub ready_ms: f64,
-    _dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    database_url: String,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -43,6 +45,18 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// A one-shot `vouchsafe` command on the server's database and key.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.current_dir(self.dir.path()).env("VOUCHSAFE_DATABASE_URL", &self.database_url).args(args);
+        command
+    }
+
+    /// The server's working folder (scratch files may go there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Peak resident memory of the server so far (Linux VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -107,7 +121,7 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut server = Server { child, base, secret, ready_ms: 0.0, _dir: dir };
+    let mut server = Server { child, base, secret, ready_ms: 0.0, bin, database_url, dir };
     server.ready_ms = loop {
         if client.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
             break spawned.elapsed().as_secs_f64() * 1000.0;

@@ -1,0 +1,123 @@
+//! TOTP challenges at scale: the same load against 1 000, 100 000 and
+//! 1 000 000 enrolled users, to show that a user's lookup does not slow
+//! down as the user table grows.
+//!
+//! Users are brought in with `vouchsafe authenticators import` (each with
+//! its own TOTP seed); challenges go to users picked at random over the
+//! whole table, and each verify answers a wrong code, so every request
+//! reads the challenge, the user and the authenticator, opens the sealed
+//! seed, checks three TOTP steps and durably counts the failure.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use vouchsafe_otp::Secret;
+
+use crate::load::{self, Measurement};
+use crate::server::Server;
+
+/// Challenges opened per user count; 20 wrong answers each.
+const CHALLENGES: usize = 10_000;
+
+/// A small xorshift for seeds and picks; the benchmark needs spread, not secrecy.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Writes users `from..to` as `USER_ID,otpauth://…` lines and imports them.
+fn import_users(server: &Server, from: usize, to: usize, dice: &mut Dice) -> anyhow::Result<f64> {
+    let path = server.dir().join(format!("users-{from}-{to}.csv"));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for n in from..to {
+        let seed: Vec<u8> = (0..20).map(|_| dice.next() as u8).collect();
+        let secret = Secret::from_bytes(seed).to_base32();
+        writeln!(file, "bench-user-{n},otpauth://totp/Bench:u{n}?secret={secret}&issuer=Bench")?;
+    }
+    file.flush()?;
+    drop(file);
+    let started = Instant::now();
+    let out = server.command(&["authenticators", "import", "--json", path.to_str().context("path")?]).output()?;
+    if !out.status.success() {
+        bail!("import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::remove_file(&path)?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Opens `CHALLENGES` TOTP challenges for users picked at random among `users`.
+async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyhow::Result<Arc<Vec<String>>> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(CHALLENGES);
+    let picks: Vec<u64> = (0..CHALLENGES).map(|_| dice.next() % users as u64).collect();
+    for chunk in picks.chunks(64) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|user| {
+                let req = client
+                    .post(format!("{}/v1/users/bench-user-{user}/challenges", server.base))
+                    .bearer_auth(&server.secret)
+                    .json(&serde_json::json!({"factor": "totp"}));
+                tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await })
+            })
+            .collect();
+        for task in tasks {
+            let v = task.await??;
+            ids.push(v["id"].as_str().with_context(|| format!("no challenge: {v}"))?.to_owned());
+        }
+    }
+    Ok(Arc::new(ids))
+}
+
+#[derive(serde::Serialize)]
+pub struct ScaleRun {
+    pub users: usize,
+    pub import_s: f64,
+    pub measurement: Measurement,
+}
+
+/// Grows the user table through `counts` and loads challenge verifies at each size.
+pub async fn run(server: &Server, counts: &[usize], concurrency: usize, seconds: u64) -> anyhow::Result<Vec<ScaleRun>> {
+    let client = reqwest::Client::new();
+    // Every wrong answer counts toward the user's lockout and the
+    // challenge's attempts: allow enough of both for the run.
+    let settings = serde_json::json!({"otp": {"max_check_attempts": 20}, "lockout": {"threshold": 1000}});
+    let patched =
+        client.patch(format!("{}/v1/settings", server.base)).bearer_auth(&server.secret).json(&settings).send().await?;
+    if !patched.status().is_success() {
+        bail!("settings: {}", patched.text().await?);
+    }
+    let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
+    let mut enrolled = 0;
+    let mut out = Vec::new();
+    for &users in counts {
+        eprintln!("  importing users {enrolled}..{users}");
+        let import_s = import_users(server, enrolled, users, &mut dice)?;
+        enrolled = users;
+        eprintln!("  opening {CHALLENGES} challenges over {users} users");
+        let challenges = open_challenges(server, users, &mut dice).await?;
+        let (base, secret) = (server.base.clone(), server.secret.clone());
+        let make: load::MakeRequest = Arc::new(move |client, n| {
+            let id = &challenges[n % challenges.len()];
+            Some(
+                client
+                    .post(format!("{base}/v1/challenges/{id}/verify"))
+                    .bearer_auth(&secret)
+                    .json(&serde_json::json!({"code": "000000"})),
+            )
+        });
+        let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
+        let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
+        let measurement = load::run(&label, make, refused, concurrency, seconds).await;
+        out.push(ScaleRun { users, import_s, measurement });
+    }
+    Ok(out)
+}
