@@ -7,100 +7,84 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::dice::Dice;
 use crate::helpers::spawn_app;
 
-/// A small xorshift, seeded per run from the clock; the seed is printed so
-/// a failure can be replayed.
-struct Dice(u64);
+fn text(dice: &mut Dice, max: usize) -> String {
+    const PIECES: &[&str] = &[
+        "a",
+        "Z",
+        "0",
+        "9",
+        "+",
+        "%",
+        "%2",
+        "%zz",
+        "%00",
+        "%FF",
+        "&",
+        "=",
+        "==",
+        "\u{e9}",
+        "\u{1F600}",
+        " ",
+        "\"",
+        "\\",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\n",
+        "\u{0}",
+        "null",
+        "true",
+        "-1",
+        "1e999",
+        "+4915112345678",
+        "a@b.c",
+        "To",
+        "Code",
+        "Channel",
+        "sms",
+        "code",
+        "to",
+        "csrf",
+        "action",
+        "approve",
+    ];
+    (0..dice.below(max + 1)).map(|_| PIECES[dice.below(PIECES.len())]).collect()
+}
 
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+fn bytes(dice: &mut Dice, max: usize) -> Vec<u8> {
+    (0..dice.below(max + 1)).map(|_| dice.next() as u8).collect()
+}
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+fn form(dice: &mut Dice) -> String {
+    (0..dice.below(6)).map(|_| format!("{}={}", text(dice, 3), text(dice, 6))).collect::<Vec<_>>().join("&")
+}
 
-    fn text(&mut self, max: usize) -> String {
-        const PIECES: &[&str] = &[
-            "a",
-            "Z",
-            "0",
-            "9",
-            "+",
-            "%",
-            "%2",
-            "%zz",
-            "%00",
-            "%FF",
-            "&",
-            "=",
-            "==",
-            "\u{e9}",
-            "\u{1F600}",
-            " ",
-            "\"",
-            "\\",
-            "{",
-            "}",
-            "[",
-            "]",
-            ":",
-            ",",
-            "\n",
-            "\u{0}",
-            "null",
-            "true",
-            "-1",
-            "1e999",
-            "+4915112345678",
-            "a@b.c",
-            "To",
-            "Code",
-            "Channel",
-            "sms",
-            "code",
-            "to",
-            "csrf",
-            "action",
-            "approve",
-        ];
-        (0..self.below(max + 1)).map(|_| PIECES[self.below(PIECES.len())]).collect()
+fn json_doc(dice: &mut Dice) -> String {
+    let keys = ["to", "channel", "code", "verification_id", "service_id", "locale", "message", "credential"];
+    let values = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!("\u{0}"),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!("+4915112345678"),
+    ];
+    let mut doc = serde_json::Map::new();
+    for _ in 0..dice.below(5) {
+        let value = if dice.below(2) == 0 { values[dice.below(values.len())].clone() } else { json!(text(dice, 8)) };
+        doc.insert(keys[dice.below(keys.len())].to_owned(), value);
     }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        (0..self.below(max + 1)).map(|_| self.next() as u8).collect()
-    }
-
-    fn form(&mut self) -> String {
-        (0..self.below(6)).map(|_| format!("{}={}", self.text(3), self.text(6))).collect::<Vec<_>>().join("&")
-    }
-
-    fn json(&mut self) -> String {
-        let keys = ["to", "channel", "code", "verification_id", "service_id", "locale", "message", "credential"];
-        let values = [
-            json!(null),
-            json!(-1),
-            json!(1e300),
-            json!("\u{0}"),
-            json!([]),
-            json!({}),
-            json!(true),
-            json!("+4915112345678"),
-        ];
-        let mut doc = serde_json::Map::new();
-        for _ in 0..self.below(5) {
-            let value = if self.below(2) == 0 { values[self.below(values.len())].clone() } else { json!(self.text(8)) };
-            doc.insert(keys[self.below(keys.len())].to_owned(), value);
-        }
-        let text = serde_json::Value::Object(doc).to_string();
-        // Sometimes cut short.
-        if self.below(4) == 0 { text.chars().take(self.below(text.len() + 1)).collect() } else { text }
-    }
+    let text = serde_json::Value::Object(doc).to_string();
+    // Sometimes cut short.
+    if dice.below(4) == 0 { text.chars().take(dice.below(text.len() + 1)).collect() } else { text }
 }
 
 #[tokio::test]
@@ -124,16 +108,16 @@ async fn generated_bodies_never_get_a_server_error() {
         (page, "application/x-www-form-urlencoded", false),
         ("/console/login".into(), "application/x-www-form-urlencoded", false),
     ];
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = Dice::from_clock().next();
     eprintln!("fuzz seed {seed}");
-    let mut dice = Dice(seed);
+    let mut dice = Dice::seeded(seed);
     let mut answered = 0;
     for round in 0..60 {
         for (path, content_type, json_api) in &targets {
             let body: Vec<u8> = match dice.below(3) {
-                0 => dice.bytes(200),
-                1 if *json_api => dice.json().into_bytes(),
-                _ => dice.form().into_bytes(),
+                0 => bytes(&mut dice, 200),
+                1 if *json_api => json_doc(&mut dice).into_bytes(),
+                _ => form(&mut dice).into_bytes(),
             };
             let mut req = app.client.post(app.url(path)).header("content-type", *content_type).body(body.clone());
             req = if path.starts_with("/v2/") {

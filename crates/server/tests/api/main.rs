@@ -26,6 +26,9 @@ mod twilio_compat;
 mod verifications;
 mod webhooks;
 
+#[path = "../../../../tests/support/dice.rs"]
+mod dice;
+
 #[path = "../../../../tests/support/receiver.rs"]
 mod receiver;
 

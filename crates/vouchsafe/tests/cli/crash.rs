@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use vouchsafe_otp::{Algorithm, Secret, Totp};
 
+use crate::dice::Dice;
 use crate::helpers::{Server, Workspace, workspace};
 use crate::receiver::Receiver;
 use crate::sms_receiver;
@@ -40,22 +41,6 @@ struct Ledger {
     wrong_checks: usize,
 }
 
-/// A tiny xorshift: the load's choices need to vary, not to be secure.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
-fn seed() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-}
-
 fn destination(n: usize) -> String {
     format!("+4915123450{n:03}")
 }
@@ -68,7 +53,7 @@ async fn call(client: &reqwest::Client, base: &str, secret: &str, path: &str, bo
 }
 
 async fn starter(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, stop: Instant) {
-    let (client, mut dice) = (reqwest::Client::new(), Dice(seed()));
+    let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
     while Instant::now() < stop {
         let to = destination(dice.below(DESTINATIONS));
         if let Some((200 | 201, v)) =
@@ -87,7 +72,7 @@ async fn checker(
     right: bool,
     stop: Instant,
 ) {
-    let (client, mut dice) = (reqwest::Client::new(), Dice(seed()));
+    let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
     while Instant::now() < stop {
         let picked = {
             let ledger = ledger.lock().unwrap();
@@ -119,7 +104,7 @@ async fn checker(
 /// step or a neighbour, over and over: replays across challenges (and
 /// across crashes) must never be accepted twice.
 async fn totp_user(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, totp: Arc<Totp>, stop: Instant) {
-    let (client, mut dice) = (reqwest::Client::new(), Dice(seed()));
+    let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
     while Instant::now() < stop {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let step = totp.step(now) + dice.below(3) as u64 - 1;
@@ -205,7 +190,7 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
     let (sms_port, codes) = sms_receiver::start().await.unwrap();
     let hooks = Receiver::start();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut dice = Dice(seed());
+    let mut dice = Dice::from_clock();
     let mut totp = None;
 
     for cycle in 0..CYCLES {
@@ -237,7 +222,6 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
     // The last restart: let the outbox drain, then compare.
     let server = Server::start_with(&ws, &[], ENV);
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
-    let client = reqwest::Client::new();
     let mut mismatches = Vec::new();
     for (id, answers) in &ledger.approvals {
         if *answers != 1 {
@@ -245,15 +229,7 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
         }
     }
     for (id, fewest) in &ledger.fewest_remaining {
-        let v: Value = client
-            .get(format!("{}/v1/verifications/{id}", server.base))
-            .bearer_auth(&secret)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = server.get_json(&secret, &format!("/v1/verifications/{id}")).await;
         if ledger.approvals.contains_key(id) && v["status"] != "approved" {
             mismatches.push(format!("{id}: answered approved, stored {}", v["status"]));
         }

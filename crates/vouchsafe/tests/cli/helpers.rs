@@ -98,6 +98,13 @@ impl Server {
         Server { child, base: format!("http://{listen}"), log }
     }
 
+    /// `GET {path}` with a bearer key; the JSON answer, whatever its status.
+    pub async fn get_json(&self, secret: &str, path: &str) -> Value {
+        let reply =
+            reqwest::Client::new().get(format!("{}{path}", self.base)).bearer_auth(secret).send().await.unwrap();
+        reply.json().await.unwrap_or(Value::Null)
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

@@ -67,15 +67,7 @@ async fn imported_tokens_sign_their_users_in() {
     // Importing again replaces each user's token of that type.
     std::fs::write(&file, format!("ada,otpauth://totp/Acme:ada?secret={BOB}&issuer=Acme\n")).unwrap();
     assert_eq!(ws.run_json(&["authenticators", "import", "--json", path])["imported"], 1);
-    let listed: Value = reqwest::Client::new()
-        .get(format!("{}/v1/users/ada/authenticators", server.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = server.get_json(&secret, "/v1/users/ada/authenticators").await;
     assert_eq!(listed["authenticators"].as_array().unwrap().len(), 1, "{listed}");
 }
 

@@ -16,6 +16,9 @@ mod serve;
 mod two_processes;
 mod webhooks;
 
+#[path = "../../../../tests/support/dice.rs"]
+mod dice;
+
 #[path = "../../../../tests/support/receiver.rs"]
 mod receiver;
 

@@ -6,8 +6,6 @@
 
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::helpers::{Server, workspace};
 
 /// Runs `schemathesis run` with `extra` arguments; returns its output.
@@ -43,15 +41,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
     let ws = workspace().await;
     let secret = ws.run_json(&["init", "--json"])["secret"].as_str().unwrap().to_owned();
     let server = Server::start(&ws, "info");
-    let tenant: Value = reqwest::Client::new()
-        .get(format!("{}/v1/tenant", server.base))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenant = server.get_json(&secret, "/v1/tenant").await;
     let account_sid = tenant["account_sid"].as_str().unwrap();
 
     let bearer = format!("Authorization: Bearer {secret}");
