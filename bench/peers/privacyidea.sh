@@ -51,7 +51,7 @@ export PRIVACYIDEA_CONFIGFILE="$WORK/pi.cfg"
 "$PI/pi-manage" admin add admin -p "$ADMIN_PASSWORD" >/dev/null
 
 "$PI/gunicorn" --workers "$WORKERS" --bind "127.0.0.1:$PORT" --log-level warning \
-  --chdir "$WORK" "privacyidea.app:create_app()" &
+  --chdir "$WORK" "privacyidea.app:create_app(config_name='production')" &
 GUNICORN=$!
 trap 'kill $GUNICORN 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -84,8 +84,14 @@ pub struct ScaleRun {
     pub measurement: Measurement,
 }
 
-/// Grows the user table through `counts` and loads challenge verifies at each size.
-pub async fn run(server: &Server, counts: &[usize], concurrency: usize, seconds: u64) -> anyhow::Result<Vec<ScaleRun>> {
+/// Grows the user table through `counts` and loads challenge verifies at
+/// each size and each concurrency.
+pub async fn run(
+    server: &Server,
+    counts: &[usize],
+    concurrencies: &[usize],
+    seconds: u64,
+) -> anyhow::Result<Vec<ScaleRun>> {
     let client = reqwest::Client::new();
     // Every wrong answer counts toward the user's lockout and the
     // challenge's attempts: allow enough of both for the run.
@@ -104,20 +110,22 @@ pub async fn run(server: &Server, counts: &[usize], concurrency: usize, seconds:
         enrolled = users;
         eprintln!("  opening {CHALLENGES} challenges over {users} users");
         let challenges = open_challenges(server, users, &mut dice).await?;
-        let (base, secret) = (server.base.clone(), server.secret.clone());
-        let make: load::MakeRequest = Arc::new(move |client, n| {
-            let id = &challenges[n % challenges.len()];
-            Some(
-                client
-                    .post(format!("{base}/v1/challenges/{id}/verify"))
-                    .bearer_auth(&secret)
-                    .json(&serde_json::json!({"code": "000000"})),
-            )
-        });
-        let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
-        let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
-        let measurement = load::run(&label, make, refused, concurrency, seconds).await;
-        out.push(ScaleRun { users, import_s, measurement });
+        for &concurrency in concurrencies {
+            let (base, secret, challenges) = (server.base.clone(), server.secret.clone(), challenges.clone());
+            let make: load::MakeRequest = Arc::new(move |client, n| {
+                let id = &challenges[n % challenges.len()];
+                Some(
+                    client
+                        .post(format!("{base}/v1/challenges/{id}/verify"))
+                        .bearer_auth(&secret)
+                        .json(&serde_json::json!({"code": "000000"})),
+                )
+            });
+            let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
+            let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
+            let measurement = load::run(&label, make, refused, concurrency, seconds).await;
+            out.push(ScaleRun { users, import_s, measurement });
+        }
     }
     Ok(out)
 }
