@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Makes request number `n` of the run, or `None` when there is no more work.
@@ -52,9 +52,9 @@ impl Measurement {
 pub const MARKDOWN_HEADER: &str = "| scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
 
 /// Redraws one progress line on stderr until `done` is set.
-fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize>, done: Arc<AtomicUsize>) {
+fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize>, done: Arc<AtomicBool>) {
     std::thread::spawn(move || {
-        while done.load(Ordering::Relaxed) == 0 {
+        while !done.load(Ordering::Relaxed) {
             let elapsed = started.elapsed().as_secs_f64().min(seconds as f64);
             let filled = ((elapsed / seconds as f64) * 30.0) as usize;
             eprint!(
@@ -73,7 +73,7 @@ fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize
 pub async fn run(scenario: &str, make: MakeRequest, accept: Accept, concurrency: usize, seconds: u64) -> Measurement {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let sequence = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     progress(format!("{scenario} (c={concurrency})"), started, seconds, sequence.clone(), done.clone());
@@ -115,7 +115,7 @@ pub async fn run(scenario: &str, make: MakeRequest, accept: Accept, concurrency:
             last = last.max(finished);
         }
     }
-    done.store(1, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(250));
     let elapsed = last.duration_since(started).as_secs_f64();
     all.sort_unstable();

@@ -37,6 +37,14 @@ impl Received {
     }
 }
 
+/// The body of `PUT /v1/providers/{name}` for an `http` provider that
+/// sends SMS to the receiver on `port` as `{"to", "code"}`, first in line.
+pub fn sms_provider(port: u16) -> serde_json::Value {
+    serde_json::json!({"type": "http", "channels": ["sms"], "priority": 1,
+        "settings": {"url": format!("http://127.0.0.1:{port}/sms"),
+                     "body_template": "{\"to\": \"{to}\", \"code\": \"{code}\"}"}})
+}
+
 /// Starts the receiver; returns its port.
 pub async fn start() -> anyhow::Result<(u16, Arc<Received>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -60,9 +60,7 @@ async fn configure(server: &Server, receiver_port: u16) -> anyhow::Result<()> {
     if !patched.status().is_success() {
         bail!("could not lift the send limits: {}", patched.text().await?);
     }
-    let provider = serde_json::json!({"type": "http", "channels": ["sms"], "priority": 1,
-        "settings": {"url": format!("http://127.0.0.1:{receiver_port}/sms"),
-                     "body_template": "{\"to\": \"{to}\", \"code\": \"{code}\"}"}});
+    let provider = receiver::sms_provider(receiver_port);
     let put = client
         .put(format!("{}/v1/providers/loopback", server.base))
         .bearer_auth(&server.secret)

@@ -239,7 +239,9 @@ fn fill(template: &str, values: &Values<'_>, spoken: bool) -> String {
     )
 }
 
-fn escape_html(text: &str) -> String {
+/// Escapes text for HTML element content and quoted attribute values
+/// (the email bodies here, the server's pages too).
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -248,11 +250,15 @@ fn escape_html(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\n' => out.push_str("<br>\n"),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Escapes text for an email's HTML body, where a line break shows as one.
+fn escape_html(text: &str) -> String {
+    escape(text).replace('\n', "<br>\n")
 }
 
 /// The email body as HTML: the template's text escaped, the code set large.

@@ -27,6 +27,32 @@ macro_rules! user_columns {
     };
 }
 
+/// Inserts authenticator `$a` (an `&Authenticator`) on `$tx`.
+macro_rules! insert_authenticator {
+    ($tx:expr, $a:expr) => {{
+        let a: &Authenticator = $a;
+        sqlx::query(concat!(
+            "INSERT INTO authenticators (",
+            authenticator_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(a.id.as_str())
+        .bind(a.tenant_id.as_str())
+        .bind(&a.user_id)
+        .bind(a.kind.as_str())
+        .bind(a.status.as_str())
+        .bind(a.label.as_deref())
+        .bind(a.params.to_string())
+        .bind(&a.sealed)
+        .bind(a.counter)
+        .bind(to_unix_ms(a.created_at))
+        .bind(to_unix_ms(a.updated_at))
+        .bind(a.last_used_at.map(to_unix_ms))
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 #[derive(sqlx::FromRow)]
 struct UserRow {
     tenant_id: String,
@@ -252,12 +278,6 @@ impl UserStore for SqlStore {
         replace_kind: bool,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        let insert = concat!(
-            "INSERT INTO authenticators (",
-            authenticator_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        );
-        let params = a.params.to_string();
         on_pool!(self.db(), pool => async {
             let mut tx = pool.begin().await?;
             if replace_kind {
@@ -277,21 +297,7 @@ impl UserStore for SqlStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(insert)
-                .bind(a.id.as_str())
-                .bind(a.tenant_id.as_str())
-                .bind(&a.user_id)
-                .bind(a.kind.as_str())
-                .bind(a.status.as_str())
-                .bind(a.label.as_deref())
-                .bind(&params)
-                .bind(&a.sealed)
-                .bind(a.counter)
-                .bind(to_unix_ms(a.created_at))
-                .bind(to_unix_ms(a.updated_at))
-                .bind(a.last_used_at.map(to_unix_ms))
-                .execute(&mut *tx)
-                .await?;
+            insert_authenticator!(tx, a);
             for (index, hash) in recovery_hashes.iter().enumerate() {
                 sqlx::query("INSERT INTO recovery_codes (authenticator_id, idx, hash, used_at) VALUES ($1, $2, $3, NULL)")
                     .bind(a.id.as_str())
@@ -315,11 +321,6 @@ impl UserStore for SqlStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<u64> {
-        let insert = concat!(
-            "INSERT INTO authenticators (",
-            authenticator_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        );
         let at = to_unix_ms(now);
         on_pool!(self.db(), pool => async {
             let mut tx = pool.begin().await?;
@@ -340,21 +341,7 @@ impl UserStore for SqlStore {
                     .bind(a.kind.as_str())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(insert)
-                    .bind(a.id.as_str())
-                    .bind(tenant.as_str())
-                    .bind(&a.user_id)
-                    .bind(a.kind.as_str())
-                    .bind(a.status.as_str())
-                    .bind(a.label.as_deref())
-                    .bind(a.params.to_string())
-                    .bind(&a.sealed)
-                    .bind(a.counter)
-                    .bind(to_unix_ms(a.created_at))
-                    .bind(to_unix_ms(a.updated_at))
-                    .bind(a.last_used_at.map(to_unix_ms))
-                    .execute(&mut *tx)
-                    .await?;
+                insert_authenticator!(tx, a);
             }
             append_audit!(tx, tenant.as_str(), audit);
             tx.commit().await?;
@@ -636,12 +623,11 @@ impl UserStore for SqlStore {
         );
         let (c, effects) = (c.clone(), effects.clone());
         let outcome = write_tx!(self, [c, effects], conn => {
-            let tx = &mut *conn;
             let row: Option<ChallengeRow> = sqlx::query_as(count)
                 .bind(at)
                 .bind(c.tenant_id.as_str())
                 .bind(c.id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
             let Some(row) = row else {
                 return Ok(None);
@@ -654,7 +640,7 @@ impl UserStore for SqlStore {
             .bind(c.tenant_id.as_str())
             .bind(&c.user_id)
             .bind(at)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             let locked: Option<(i64,)> = sqlx::query_as(
                 "UPDATE users SET failures = failures + 1, updated_at = $1, \
@@ -666,16 +652,16 @@ impl UserStore for SqlStore {
             .bind(until)
             .bind(c.tenant_id.as_str())
             .bind(&c.user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
             let just_locked = locked.is_some_and(|(l,)| l == until);
             if just_locked {
-                insert_event!(tx, &effects.locked.0, "");
-                append_audit!(tx, c.tenant_id.as_str(), &effects.locked.1);
+                insert_event!(conn, &effects.locked.0, "");
+                append_audit!(conn, c.tenant_id.as_str(), &effects.locked.1);
             }
             if row.status == "denied" {
-                insert_event!(tx, &effects.denied.0, "");
-                append_audit!(tx, c.tenant_id.as_str(), &effects.denied.1);
+                insert_event!(conn, &effects.denied.0, "");
+                append_audit!(conn, c.tenant_id.as_str(), &effects.denied.1);
             }
             Ok::<_, sqlx::Error>(Some((row, just_locked)))
         })

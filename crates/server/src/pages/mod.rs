@@ -61,20 +61,7 @@ pub fn set_csrf_cookie(state: &SharedState, response: &mut Response, cookie: &st
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use vouchsafe_delivery::templates::escape;
 
 /// An HTML response with the security headers every page carries.
 /// `form_targets` are the origins a form here may end up at (after the

@@ -143,9 +143,7 @@ async fn set_up(server: &Server, secret: &str, sms_port: u16, hooks: &Receiver) 
         "lockout": {"threshold": 1000},
         "fraud": {"max_sends_per_destination_per_hour": 10000, "max_sends_per_prefix_per_hour": 1000000}});
     admin_call(server, secret, Method::PATCH, "/v1/settings", settings).await;
-    let provider = json!({"type": "http", "channels": ["sms"], "priority": 1,
-        "settings": {"url": format!("http://127.0.0.1:{sms_port}/sms"),
-                     "body_template": "{\"to\": \"{to}\", \"code\": \"{code}\"}"}});
+    let provider = sms_receiver::sms_provider(sms_port);
     admin_call(server, secret, Method::PUT, "/v1/providers/loopback", provider).await;
     let endpoint = admin_call(server, secret, Method::POST, "/v1/webhook-endpoints", json!({"url": hooks.url})).await;
     hooks.configure(json!({"secret": endpoint["secret"]})).await;

@@ -23,9 +23,7 @@ async fn one_right_code_checked_100_times_on_two_processes_approves_once() {
     let secret = ws.run_json(&["init", "--json"])["secret"].as_str().unwrap().to_owned();
     let (sms_port, codes) = sms_receiver::start().await.unwrap();
     let (a, b) = (Server::start_with(&ws, &[], ENV), Server::start_with(&ws, &[], ENV));
-    let provider = json!({"type": "http", "channels": ["sms"], "priority": 1,
-        "settings": {"url": format!("http://127.0.0.1:{sms_port}/sms"),
-                     "body_template": "{\"to\": \"{to}\", \"code\": \"{code}\"}"}});
+    let provider = sms_receiver::sms_provider(sms_port);
     let put = reqwest::Client::new()
         .put(format!("{}/v1/providers/loopback", a.base))
         .bearer_auth(&secret)
