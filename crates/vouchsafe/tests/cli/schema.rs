@@ -8,8 +8,9 @@ use std::process::Command;
 
 use crate::helpers::{Server, workspace};
 
-/// Runs `schemathesis run` with `extra` arguments; returns its output.
-fn schemathesis(server: &Server, extra: &[&str]) -> (bool, String) {
+/// Runs `schemathesis run` with `extra` arguments in `dir` (where it keeps
+/// its cache); returns its output.
+fn schemathesis(server: &Server, dir: &std::path::Path, extra: &[&str]) -> (bool, String) {
     let runner = "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())";
     let out = Command::new("python3")
         .args(["-c", runner, "run", &format!("{}/openapi.json", server.base)])
@@ -30,6 +31,7 @@ fn schemathesis(server: &Server, extra: &[&str]) -> (bool, String) {
         ])
         .args(extra)
         .env("NO_COLOR", "1")
+        .current_dir(dir)
         .output()
         .expect("python3 with schemathesis (.ci/run installs it)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -45,11 +47,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
     let account_sid = tenant["account_sid"].as_str().unwrap();
 
     let bearer = format!("Authorization: Bearer {secret}");
-    let (ok, report) = schemathesis(&server, &["--include-path-regex", "^/(v1|healthz|readyz)", "-H", &bearer]);
+    let (ok, report) =
+        schemathesis(&server, ws.dir.path(), &["--include-path-regex", "^/(v1|healthz|readyz)", "-H", &bearer]);
     assert!(ok, "schemathesis found problems in /v1:\n{report}");
     assert!(report.contains("passed"), "schemathesis ran no test:\n{report}");
 
     let basic = format!("{account_sid}:{secret}");
-    let (ok, report) = schemathesis(&server, &["--include-path-regex", "^/v2/", "--auth", &basic]);
+    let (ok, report) = schemathesis(&server, ws.dir.path(), &["--include-path-regex", "^/v2/", "--auth", &basic]);
     assert!(ok, "schemathesis found problems in /v2:\n{report}");
 }
