@@ -41,6 +41,9 @@ struct Args {
     /// through them in one run); `0` skips them.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
     totp_users: Vec<usize>,
+    /// Scenarios to run (all by default); for profiling one of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<scenarios::Scenario>,
     /// A PostgreSQL server the benchmark may create a database on.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres_url: String,
@@ -101,9 +104,14 @@ fn main() -> anyhow::Result<()> {
         eprintln!("HTTP load against {} on {}…", args.bin.display(), engine.label());
         let run = runtime.block_on(async {
             let server = server::start(&args.bin, engine, &args.postgres_url).await?;
-            let http = scenarios::run(&server, &args.concurrency, args.seconds).await?;
-            let webhooks = scenarios::webhook_throughput(&server).await?;
-            let counts: Vec<usize> = args.totp_users.iter().copied().filter(|n| *n > 0).collect();
+            let wanted = scenarios::Wanted(args.only.clone());
+            let http = scenarios::run(&server, &args.concurrency, args.seconds, &wanted).await?;
+            let webhooks = match wanted.has(scenarios::Scenario::Webhooks) {
+                true => scenarios::webhook_throughput(&server).await?,
+                false => scenarios::WebhookThroughput::default(),
+            };
+            let totp_users = if wanted.has(scenarios::Scenario::Totp) { &args.totp_users[..] } else { &[] };
+            let counts: Vec<usize> = totp_users.iter().copied().filter(|n| *n > 0).collect();
             let totp_scale = totp_scale::run(&server, &counts, &args.concurrency, args.seconds).await?;
             anyhow::Ok(EngineRun {
                 engine,
@@ -145,11 +153,13 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
         md.push_str(&m.markdown_row());
     }
     let w = &run.webhooks;
-    md.push_str(&format!(
-        "\nWebhook dispatch: {} test events queued through the API (100 at a time) in {:.2} s; {} delivered, \
+    if w.queued > 0 {
+        md.push_str(&format!(
+            "\nWebhook dispatch: {} test events queued through the API (100 at a time) in {:.2} s; {} delivered, \
          signed, to a loopback receiver {:.2} s after the first was queued: **{:.0} events/s** end to end.\n",
-        w.queued, w.enqueue_s, w.delivered, w.total_s, w.per_second
-    ));
+            w.queued, w.enqueue_s, w.delivered, w.total_s, w.per_second
+        ));
+    }
     // The ratio compares the smallest and the largest table at the highest concurrency.
     let top = run.totp_scale.iter().map(|s| s.measurement.concurrency).max().unwrap_or(0);
     let at_top: Vec<_> = run.totp_scale.iter().filter(|s| s.measurement.concurrency == top).collect();

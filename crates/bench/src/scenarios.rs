@@ -104,63 +104,104 @@ async fn seed(
     Ok(Arc::new(seeded))
 }
 
-/// Every HTTP scenario at every concurrency, on one server.
-pub async fn run(server: &Server, concurrencies: &[usize], seconds: u64) -> anyhow::Result<Vec<Measurement>> {
+/// The scenarios `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Healthz,
+    Tenant,
+    WrongCode,
+    RightCode,
+    Start,
+    Webhooks,
+    Totp,
+}
+
+/// The scenarios asked for; none named means all of them.
+pub struct Wanted(pub Vec<Scenario>);
+
+impl Wanted {
+    pub fn has(&self, scenario: Scenario) -> bool {
+        self.0.is_empty() || self.0.contains(&scenario)
+    }
+}
+
+/// Every HTTP scenario wanted at every concurrency, on one server.
+pub async fn run(
+    server: &Server,
+    concurrencies: &[usize],
+    seconds: u64,
+    wanted: &Wanted,
+) -> anyhow::Result<Vec<Measurement>> {
     let (receiver_port, received) = receiver::start().await?;
     configure(server, receiver_port).await?;
     let mut out = Vec::new();
     let top = concurrencies.iter().copied().max().unwrap_or(64);
-    out.push(
-        load::run(
-            "GET /healthz (no auth, no database)",
-            get(format!("{}/healthz", server.base), None),
-            None,
-            top,
-            seconds,
-        )
-        .await,
-    );
-    out.push(
-        load::run(
-            "GET /v1/tenant (API-key auth + 2 reads)",
-            get(format!("{}/v1/tenant", server.base), Some(server.secret.clone())),
-            None,
-            top,
-            seconds,
-        )
-        .await,
-    );
-    eprintln!("  seeding {WRONG_POOL} verifications for wrong codes");
-    let wrong_pool = seed(server, &received, 0, WRONG_POOL).await?;
+    if wanted.has(Scenario::Healthz) {
+        out.push(
+            load::run(
+                "GET /healthz (no auth, no database)",
+                get(format!("{}/healthz", server.base), None),
+                None,
+                top,
+                seconds,
+            )
+            .await,
+        );
+    }
+    if wanted.has(Scenario::Tenant) {
+        out.push(
+            load::run(
+                "GET /v1/tenant (API-key auth + 2 reads)",
+                get(format!("{}/v1/tenant", server.base), Some(server.secret.clone())),
+                None,
+                top,
+                seconds,
+            )
+            .await,
+        );
+    }
+    let wrong_pool = match wanted.has(Scenario::WrongCode) {
+        true => {
+            eprintln!("  seeding {WRONG_POOL} verifications for wrong codes");
+            seed(server, &received, 0, WRONG_POOL).await?
+        }
+        false => Arc::default(),
+    };
     let mut next_number = WRONG_POOL;
     for &c in concurrencies {
-        // A wrong code must be refused: an answer of `valid: true` is an error.
-        let refused: load::Accept = Some(Arc::new(|body| body["valid"] == false));
-        let wrong = checks(server, wrong_pool.clone(), true);
-        out.push(load::run("POST /v1/verifications/check, wrong code", wrong, refused, c, seconds).await);
-        eprintln!("  seeding {RIGHT_POOL} verifications for right codes");
-        let right_pool = seed(server, &received, next_number, RIGHT_POOL).await?;
-        next_number += RIGHT_POOL;
-        out.push(
-            load::run(
-                "POST /v1/verifications/check, right code (approves)",
-                checks(server, right_pool, false),
-                Some(Arc::new(|body| body["valid"] == true)),
-                c,
-                seconds,
-            )
-            .await,
-        );
-        out.push(
-            load::run(
-                "POST /v1/verifications (sms via loopback http provider)",
-                starts(server, 20_000_000 + 1_000_000 * c),
-                None,
-                c,
-                seconds,
-            )
-            .await,
-        );
+        if wanted.has(Scenario::WrongCode) {
+            // A wrong code must be refused: an answer of `valid: true` is an error.
+            let refused: load::Accept = Some(Arc::new(|body| body["valid"] == false));
+            let wrong = checks(server, wrong_pool.clone(), true);
+            out.push(load::run("POST /v1/verifications/check, wrong code", wrong, refused, c, seconds).await);
+        }
+        if wanted.has(Scenario::RightCode) {
+            eprintln!("  seeding {RIGHT_POOL} verifications for right codes");
+            let right_pool = seed(server, &received, next_number, RIGHT_POOL).await?;
+            next_number += RIGHT_POOL;
+            out.push(
+                load::run(
+                    "POST /v1/verifications/check, right code (approves)",
+                    checks(server, right_pool, false),
+                    Some(Arc::new(|body| body["valid"] == true)),
+                    c,
+                    seconds,
+                )
+                .await,
+            );
+        }
+        if wanted.has(Scenario::Start) {
+            out.push(
+                load::run(
+                    "POST /v1/verifications (sms via loopback http provider)",
+                    starts(server, 20_000_000 + 1_000_000 * c),
+                    None,
+                    c,
+                    seconds,
+                )
+                .await,
+            );
+        }
     }
     Ok(out)
 }
@@ -204,7 +245,7 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s })
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct WebhookThroughput {
     pub queued: usize,
     pub enqueue_s: f64,
