@@ -8,6 +8,7 @@ use vouchsafe_core::ids::{ApiKeyId, TenantId};
 use vouchsafe_core::store::{ApiKeyStore, StoreError, StoreResult};
 
 use crate::rows::ApiKeyRow;
+use crate::sqlite_reads::read;
 use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
@@ -40,10 +41,7 @@ impl ApiKeyStore for SqlStore {
 
     async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
         let sql = select_key!("WHERE secret_hash = $1 AND revoked_at IS NULL");
-        let row: Option<ApiKeyRow> = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(secret_hash).fetch_optional(pool).await
-        )
-        .map_err(map_err)?;
+        let row = read!(self, optional ApiKeyRow, sql, [secret_hash])?;
         row.map(ApiKey::try_from).transpose()
     }
 

@@ -21,6 +21,7 @@ mod providers;
 mod rows;
 mod services;
 mod sqlite;
+mod sqlite_reads;
 mod tenants;
 mod users;
 mod verifications;
@@ -36,8 +37,9 @@ use vouchsafe_core::store::StoreError;
 /// A pool of one of the two engines.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
-    /// The pool, and the group-commit writer that durable writes go through.
-    Sqlite(sqlx::SqlitePool, group_commit::GroupCommit),
+    /// The pool, the group-commit writer that durable writes go through,
+    /// and the in-place readers of the request path.
+    Sqlite(sqlx::SqlitePool, group_commit::GroupCommit, std::sync::Arc<sqlite_reads::Readers>),
     Postgres(sqlx::PgPool),
 }
 
@@ -47,7 +49,7 @@ pub(crate) enum Db {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool, _) => $body,
+            $crate::Db::Sqlite($pool, ..) => $body,
             $crate::Db::Postgres($pool) => $body,
         }
     };
@@ -87,7 +89,7 @@ pub(crate) use audited;
 macro_rules! write_tx {
     ($store:expr, [$($var:ident),* $(,)?], $conn:ident => $body:expr) => {
         match $store.db() {
-            $crate::Db::Sqlite(_, group) => {
+            $crate::Db::Sqlite(_, group, _) => {
                 let mut reruns = 0;
                 loop {
                     $(let $var = $var.clone();)*
@@ -128,7 +130,8 @@ impl SqlStore {
         Ok(match url {
             DatabaseUrl::Sqlite { path, sync } => {
                 let (pool, writer) = sqlite::connect(path, *sync).await?;
-                Self { db: Db::Sqlite(pool, group_commit::GroupCommit::start(writer)) }
+                let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
+                Self { db: Db::Sqlite(pool, group_commit::GroupCommit::start(writer), readers) }
             }
             DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?) },
         })
@@ -138,7 +141,7 @@ impl SqlStore {
     /// processes at once (PostgreSQL takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
-            Db::Sqlite(pool, _) => sqlite::migrate(pool).await,
+            Db::Sqlite(pool, ..) => sqlite::migrate(pool).await,
             Db::Postgres(pool) => postgres::migrate(pool).await,
         }
     }
@@ -156,7 +159,7 @@ impl SqlStore {
     /// for PostgreSQL the server version. Logged at start-up.
     pub async fn describe(&self) -> Result<String, StoreError> {
         match &self.db {
-            Db::Sqlite(pool, _) => sqlite::describe(pool).await,
+            Db::Sqlite(pool, ..) => sqlite::describe(pool).await,
             Db::Postgres(pool) => postgres::describe(pool).await,
         }
     }

@@ -10,13 +10,16 @@ use vouchsafe_core::service::{Service, channels_from_text};
 use vouchsafe_core::store::{StoreError, Versioned};
 use vouchsafe_core::tenant::Tenant;
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct TenantRow {
-    id: String,
-    name: String,
-    account_sid: String,
-    default_service_id: String,
-    created_at: i64,
+use crate::sqlite_reads::row;
+
+row! {
+    pub(crate) struct TenantRow {
+        id: String,
+        name: String,
+        account_sid: String,
+        default_service_id: String,
+        created_at: i64,
+    }
 }
 
 impl From<TenantRow> for Tenant {
@@ -31,17 +34,18 @@ impl From<TenantRow> for Tenant {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct ServiceRow {
-    id: String,
-    tenant_id: String,
-    name: String,
-    code_length: Option<i64>,
-    ttl_s: Option<i64>,
-    channels: String,
-    version: i64,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    pub(crate) struct ServiceRow {
+        id: String,
+        tenant_id: String,
+        name: String,
+        code_length: Option<i64>,
+        ttl_s: Option<i64>,
+        channels: String,
+        version: i64,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 impl From<ServiceRow> for Versioned<Service> {
@@ -62,15 +66,16 @@ impl From<ServiceRow> for Versioned<Service> {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct ApiKeyRow {
-    id: String,
-    tenant_id: String,
-    name: String,
-    role: String,
-    hint: String,
-    created_at: i64,
-    revoked_at: Option<i64>,
+row! {
+    pub(crate) struct ApiKeyRow {
+        id: String,
+        tenant_id: String,
+        name: String,
+        role: String,
+        hint: String,
+        created_at: i64,
+        revoked_at: Option<i64>,
+    }
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {

@@ -8,6 +8,7 @@ use vouchsafe_core::service::Service;
 use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
+use crate::sqlite_reads::read;
 use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
@@ -50,11 +51,7 @@ impl ServiceStore for SqlStore {
 
     async fn service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<Versioned<Service>> {
         let sql = select_service!("WHERE tenant_id = $1 AND id = $2");
-        let row: ServiceRow = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await
-        )
-        .map_err(map_err)?;
-        Ok(row.into())
+        Ok(read!(self, one ServiceRow, sql, [tenant.as_str(), id.as_str()])?.into())
     }
 
     async fn service_by_name(&self, tenant: &TenantId, name: &str) -> StoreResult<Service> {

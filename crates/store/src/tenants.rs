@@ -13,6 +13,7 @@ use crate::audit::append_audit;
 use crate::providers::INSERT_CONSOLE_PROVIDER;
 use crate::rows::TenantRow;
 use crate::services::{INSERT_SERVICE, bind_service};
+use crate::sqlite_reads::{read, row};
 use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 /// `SELECT` of every tenant column, followed by a literal clause.
@@ -24,6 +25,14 @@ macro_rules! select_tenant {
 
 fn settings_text(settings: &Settings) -> StoreResult<String> {
     serde_json::to_string(settings).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+row! {
+    /// A tenant's settings document and its version.
+    struct SettingsRow {
+        document: String,
+        version: i64,
+    }
 }
 
 #[async_trait]
@@ -68,9 +77,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn tenant(&self, id: &TenantId) -> StoreResult<Tenant> {
-        let row: TenantRow = on_pool!(self.db(), pool => sqlx::query_as(select_tenant!("WHERE id = $1")).bind(id.as_str()).fetch_one(pool).await)
-            .map_err(map_err)?;
-        Ok(row.into())
+        Ok(read!(self, one TenantRow, select_tenant!("WHERE id = $1"), [id.as_str()])?.into())
     }
 
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Tenant> {
@@ -80,13 +87,8 @@ impl TenantStore for SqlStore {
     }
 
     async fn settings(&self, tenant: &TenantId) -> StoreResult<Versioned<Settings>> {
-        let (document, version): (String, i64) = on_pool!(self.db(), pool =>
-            sqlx::query_as("SELECT document, version FROM tenant_settings WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_one(pool)
-                .await
-        )
-        .map_err(map_err)?;
+        let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
+        let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
         let doc =
             serde_json::from_str(&document).map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
         // Read with the current defaults so members added by later versions

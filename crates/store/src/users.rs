@@ -17,6 +17,7 @@ use vouchsafe_core::store::{ApprovalOutcome, FailureEffects, FailureOutcome, Sto
 use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
+use crate::sqlite_reads::{read, row};
 use crate::webhooks::insert_event;
 use crate::{SqlStore, audited, map_err, on_pool, write_tx};
 use sqlx::Connection;
@@ -53,18 +54,19 @@ macro_rules! insert_authenticator {
     }};
 }
 
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    tenant_id: String,
-    id: String,
-    phone: Option<String>,
-    email: Option<String>,
-    display_name: Option<String>,
-    privileged: bool,
-    failures: i64,
-    locked_until: i64,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    struct UserRow {
+        tenant_id: String,
+        id: String,
+        phone: Option<String>,
+        email: Option<String>,
+        display_name: Option<String>,
+        privileged: bool,
+        failures: i64,
+        locked_until: i64,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 impl From<UserRow> for User {
@@ -90,21 +92,21 @@ macro_rules! authenticator_columns {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct AuthenticatorRow {
-    id: String,
-    tenant_id: String,
-    user_id: String,
-    #[sqlx(rename = "type")]
-    kind: String,
-    status: String,
-    label: Option<String>,
-    params: String,
-    sealed: Vec<u8>,
-    counter: i64,
-    created_at: i64,
-    updated_at: i64,
-    last_used_at: Option<i64>,
+row! {
+    struct AuthenticatorRow {
+        id: String,
+        tenant_id: String,
+        user_id: String,
+        kind as "type": String,
+        status: String,
+        label: Option<String>,
+        params: String,
+        sealed: Vec<u8>,
+        counter: i64,
+        created_at: i64,
+        updated_at: i64,
+        last_used_at: Option<i64>,
+    }
 }
 
 impl TryFrom<AuthenticatorRow> for Authenticator {
@@ -136,24 +138,25 @@ macro_rules! challenge_columns {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct ChallengeRow {
-    id: String,
-    tenant_id: String,
-    user_id: String,
-    factor: String,
-    action: String,
-    redirect_url: Option<String>,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    verification_id: Option<String>,
-    expires_at: i64,
-    verified_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-    passkey_options: Option<String>,
-    passkey_state: Option<String>,
+row! {
+    struct ChallengeRow {
+        id: String,
+        tenant_id: String,
+        user_id: String,
+        factor: String,
+        action: String,
+        redirect_url: Option<String>,
+        status: String,
+        attempts: i64,
+        max_attempts: i64,
+        verification_id: Option<String>,
+        expires_at: i64,
+        verified_at: Option<i64>,
+        created_at: i64,
+        updated_at: i64,
+        passkey_options: Option<String>,
+        passkey_state: Option<String>,
+    }
 }
 
 impl TryFrom<ChallengeRow> for Challenge {
@@ -231,10 +234,7 @@ impl UserStore for SqlStore {
 
     async fn user(&self, tenant: &TenantId, id: &str) -> StoreResult<User> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE tenant_id = $1 AND id = $2");
-        let row: UserRow =
-            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_one(pool).await)
-                .map_err(map_err)?;
-        Ok(row.into())
+        Ok(read!(self, one UserRow, sql, [tenant.as_str(), id])?.into())
     }
 
     async fn delete_user(&self, tenant: &TenantId, id: &str, audit: &AuditEntry) -> StoreResult<()> {
@@ -357,9 +357,7 @@ impl UserStore for SqlStore {
             authenticator_columns!(),
             " FROM authenticators WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id"
         );
-        let rows: Vec<AuthenticatorRow> =
-            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(user).fetch_all(pool).await)
-                .map_err(map_err)?;
+        let rows = read!(self, all AuthenticatorRow, sql, [tenant.as_str(), user])?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
@@ -519,10 +517,7 @@ impl UserStore for SqlStore {
 
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge> {
         let sql = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
-        let row: ChallengeRow =
-            on_pool!(self.db(), pool => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await)
-                .map_err(map_err)?;
-        row.try_into()
+        read!(self, one ChallengeRow, sql, [tenant.as_str(), id.as_str()])?.try_into()
     }
 
     async fn challenge_for_page(&self, id: &ChallengeId) -> StoreResult<Challenge> {

@@ -16,6 +16,7 @@ use vouchsafe_core::store::{Resend, SendRefusal, StoreError, StoreResult, Verifi
 use vouchsafe_core::verification::{Verification, VerificationStatus};
 
 use crate::audit::append_audit;
+use crate::sqlite_reads::{read, row};
 use crate::webhooks::insert_event;
 use crate::{SqlStore, map_err, on_pool, write_tx};
 
@@ -32,26 +33,27 @@ macro_rules! select_verification {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct VerificationRow {
-    id: String,
-    tenant_id: String,
-    service_id: String,
-    destination: String,
-    channel: String,
-    locale: Option<String>,
-    country: Option<String>,
-    status: String,
-    code_hash: String,
-    attempts: i64,
-    max_attempts: i64,
-    send_count: i64,
-    window_started_at: i64,
-    window_sends: i64,
-    last_sent_at: i64,
-    expires_at: i64,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    struct VerificationRow {
+        id: String,
+        tenant_id: String,
+        service_id: String,
+        destination: String,
+        channel: String,
+        locale: Option<String>,
+        country: Option<String>,
+        status: String,
+        code_hash: String,
+        attempts: i64,
+        max_attempts: i64,
+        send_count: i64,
+        window_started_at: i64,
+        window_sends: i64,
+        last_sent_at: i64,
+        expires_at: i64,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 fn count(v: i64) -> u32 {
@@ -260,11 +262,7 @@ impl VerificationStore for SqlStore {
 
     async fn verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Verification> {
         let sql = select_verification!("WHERE tenant_id = $1 AND id = $2");
-        let row: VerificationRow = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(tenant.as_str()).bind(id.as_str()).fetch_one(pool).await
-        )
-        .map_err(map_err)?;
-        row.try_into()
+        read!(self, one VerificationRow, sql, [tenant.as_str(), id.as_str()])?.try_into()
     }
 
     async fn verification_by_to(
@@ -277,10 +275,7 @@ impl VerificationStore for SqlStore {
             "WHERE tenant_id = $1 AND service_id = $2 AND destination = $3 \
              ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id DESC LIMIT 1"
         );
-        let row: Option<VerificationRow> = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(tenant.as_str()).bind(service.as_str()).bind(to).fetch_optional(pool).await
-        )
-        .map_err(map_err)?;
+        let row = read!(self, optional VerificationRow, sql, [tenant.as_str(), service.as_str(), to])?;
         row.map(TryInto::try_into).transpose()
     }
 

@@ -1,0 +1,195 @@
+//! Point reads on the request path, run in place on the calling thread.
+//!
+//! sqlx runs every SQLite connection on a worker thread of its own, so each
+//! query through its pool is a pool checkout, two thread hand-offs and a
+//! spawned task to return the connection. For the reads every API request
+//! makes — the caller's API key, the verification being checked — that
+//! costs several times the read itself: in WAL mode a lookup by a unique
+//! index takes a few microseconds and never waits for the writer. These
+//! reads therefore run synchronously on the caller's thread, on a
+//! connection taken from a short idle list (one per thread reading at that
+//! moment, so in practice one per runtime worker).
+//!
+//! Only reads go here, on connections that refuse writes (`query_only`):
+//! every write still goes through the group commit, so what is durable and
+//! when is decided in one place. Each statement reads the latest committed
+//! state, the same as a pool read would.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use vouchsafe_core::store::{StoreError, StoreResult};
+
+/// Idle connections kept beyond this are closed; more only ever exist
+/// when more threads than that read at the same moment.
+const MAX_IDLE: usize = 8;
+
+/// Read-only connections to one SQLite file.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(crate) fn new(path: &Path) -> Self {
+        Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (opening one if none is idle).
+    /// `read` must be a single short statement: it runs on the caller's
+    /// thread, which may be an async runtime worker.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(|e| map_err(&e))?,
+        };
+        let out = read(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(conn);
+        }
+        out.map_err(|e| map_err(&e))
+    }
+}
+
+/// Maps rusqlite errors onto the store's outcomes; the text never carries
+/// bound values.
+fn map_err(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A row type the in-place reader can build (see [`row!`]).
+pub(crate) trait FromSqliteRow: Sized {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+/// Declares a row struct once for both drivers: sqlx's `FromRow` for the
+/// pools, [`FromSqliteRow`] for the in-place reader, each reading the
+/// columns by the field's name (or by the `as "column"` given after it).
+macro_rules! row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($field:ident $(as $column:literal)?: $ty:ty),* $(,)?
+    }) => {
+        #[derive(sqlx::FromRow)]
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[sqlx(rename = $column)])? $field: $ty,)*
+        }
+
+        impl $crate::sqlite_reads::FromSqliteRow for $name {
+            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(Self { $($field: row.get($crate::sqlite_reads::row!(@column $field $($column)?))?,)* })
+            }
+        }
+    };
+    (@column $field:ident) => { stringify!($field) };
+    (@column $field:ident $column:literal) => { $column };
+}
+pub(crate) use row;
+
+/// A read on the request path: in place on SQLite, from the pool on
+/// PostgreSQL, with the same SQL and binds. `one` answers the row or
+/// `NotFound`, `optional` an `Option`, `all` a `Vec`; the row type names
+/// a [`row!`] struct.
+macro_rules! read {
+    ($store:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
+        match $store.db() {
+            $crate::Db::Sqlite(.., readers) => readers.read(|conn| {
+                let mut statement = conn.prepare_cached($sql)?;
+                $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
+            }),
+            $crate::Db::Postgres(pool) => {
+                $crate::sqlite_reads::read!(@pool $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, pool)
+                    .map_err($crate::map_err)
+            }
+        }
+    };
+    (@sqlite one $statement:ident, $row:ty, [$($bind:expr),*]) => {
+        $statement.query_row(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite)
+    };
+    (@sqlite optional $statement:ident, $row:ty, [$($bind:expr),*]) => {
+        rusqlite::OptionalExtension::optional($statement.query_row(
+            rusqlite::params![$($bind),*],
+            <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite,
+        ))
+    };
+    (@sqlite all $statement:ident, $row:ty, [$($bind:expr),*]) => {
+        $statement
+            .query_map(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite)?
+            .collect::<rusqlite::Result<Vec<$row>>>()
+    };
+    (@pool one $query:expr, $pool:ident) => { $query.fetch_one($pool).await };
+    (@pool optional $query:expr, $pool:ident) => { $query.fetch_optional($pool).await };
+    (@pool all $query:expr, $pool:ident) => { $query.fetch_all($pool).await };
+}
+pub(crate) use read;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    row! {
+        struct NumberRow {
+            n: i64,
+            label as "name": Option<String>,
+        }
+    }
+
+    fn fresh_file(name: &str) -> (PathBuf, Connection) {
+        let path = std::env::temp_dir().join(format!("vouchsafe-sqlite-reads-{name}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "wal").unwrap();
+        writer.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, name TEXT)", []).unwrap();
+        (path, writer)
+    }
+
+    fn number(readers: &Readers, n: i64) -> StoreResult<NumberRow> {
+        readers.read(|conn| {
+            conn.prepare_cached("SELECT n, name FROM t WHERE n = $1")?.query_row([n], NumberRow::from_sqlite)
+        })
+    }
+
+    /// An idle reader sees a commit made after its last read (each
+    /// statement reads the latest committed state), columns map by name
+    /// (renamed ones too), and a missing row is `NotFound`.
+    #[test]
+    fn reads_see_every_commit_and_map_columns_by_name() {
+        let (path, writer) = fresh_file("commits");
+        let readers = Readers::new(&path);
+        assert!(matches!(number(&readers, 1), Err(StoreError::NotFound)));
+        writer.execute("INSERT INTO t (n, name) VALUES (1, 'one')", []).unwrap();
+        let row = number(&readers, 1).unwrap();
+        assert_eq!((row.n, row.label.as_deref()), (1, Some("one")));
+        writer.execute("UPDATE t SET name = NULL WHERE n = 1", []).unwrap();
+        assert_eq!(number(&readers, 1).unwrap().label, None, "the idle connection read the new commit");
+        assert_eq!(readers.idle.lock().unwrap().len(), 1, "one thread reading needs one connection");
+    }
+
+    /// The readers' connections refuse writes, so every write keeps going
+    /// through the group commit.
+    #[test]
+    fn readers_cannot_write() {
+        let (path, _writer) = fresh_file("query-only");
+        let readers = Readers::new(&path);
+        let written = readers.read(|conn| conn.execute("INSERT INTO t (n) VALUES (2)", []));
+        assert!(matches!(written, Err(StoreError::Backend(_))), "{written:?}");
+        assert!(matches!(number(&readers, 2), Err(StoreError::NotFound)));
+    }
+}
