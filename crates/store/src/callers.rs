@@ -74,6 +74,17 @@ impl TryFrom<Row> for CallerVerification {
     }
 }
 
+/// Inside the open transaction `$tx`, appends the event `$event` makes of
+/// the ended caller verification in `$row`, and its audit entry.
+macro_rules! append_ending {
+    ($tx:ident, $row:expr, $event:expr, $tenant:expr, $audit:expr) => {{
+        let ended: CallerVerification =
+            $row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
+        insert_event!($tx, &$event(&ended), "");
+        append_audit!($tx, $tenant, $audit);
+    }};
+}
+
 #[async_trait]
 impl CallerStore for SqlStore {
     async fn create_caller_verification(&self, cv: &CallerVerification, audit: &AuditEntry) -> StoreResult<()> {
@@ -160,9 +171,7 @@ impl CallerStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = &row {
-                let ended: CallerVerification = row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
-                insert_event!(tx, &event(&ended), "");
-                append_audit!(tx, tenant.as_str(), audit);
+                append_ending!(tx, row, event, tenant.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(row)
@@ -196,10 +205,7 @@ impl CallerStore for SqlStore {
             if let Some(row) = &row
                 && row.status == "failed"
             {
-                let failed: CallerVerification =
-                    row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
-                insert_event!(tx, &event(&failed), "");
-                append_audit!(tx, tenant.as_str(), audit);
+                append_ending!(tx, row, event, tenant.as_str(), audit);
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)

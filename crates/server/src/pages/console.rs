@@ -187,22 +187,10 @@ pub async fn start(
     Json(req): Json<CreateCallerVerificationRequest>,
 ) -> Result<(StatusCode, Json<CallerVerificationResponse>), ApiError> {
     let agent = signed_in(&state, &headers, true).await?;
-    let cv = callers::create(
-        &state,
-        NewCaller {
-            tenant_id: &agent.tenant_id,
-            actor: agent.key_id.as_str(),
-            record_id: &req.record_id,
-            record_type: req.record_type.as_deref(),
-            phone: req.phone.as_deref(),
-            email: req.email.as_deref(),
-            channel: req.channel.as_deref(),
-            time_allowed_s: req.time_allowed_s,
-            agent_id: Some(req.agent_id.as_deref().unwrap_or(agent.key_id.as_str())),
-            user_id: req.user_id.as_deref(),
-        },
-    )
-    .await?;
+    // An agent who names no agent is the agent.
+    let agent_id = Some(req.agent_id.as_deref().unwrap_or(agent.key_id.as_str()));
+    let new = NewCaller::from_request(&agent.tenant_id, agent.key_id.as_str(), &req, agent_id);
+    let cv = callers::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(to_response(&cv, state.clock.now()))))
 }
 

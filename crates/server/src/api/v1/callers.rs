@@ -68,22 +68,8 @@ pub async fn create_caller_verification(
     AgentCaller(caller): AgentCaller,
     ApiJson(req): ApiJson<CreateCallerVerificationRequest>,
 ) -> Result<(StatusCode, Json<CallerVerificationResponse>), ApiError> {
-    let cv = callers::create(
-        &state,
-        NewCaller {
-            tenant_id: &caller.tenant_id,
-            actor: caller.key_id.as_str(),
-            record_id: &req.record_id,
-            record_type: req.record_type.as_deref(),
-            phone: req.phone.as_deref(),
-            email: req.email.as_deref(),
-            channel: req.channel.as_deref(),
-            time_allowed_s: req.time_allowed_s,
-            agent_id: req.agent_id.as_deref(),
-            user_id: req.user_id.as_deref(),
-        },
-    )
-    .await?;
+    let new = NewCaller::from_request(&caller.tenant_id, caller.key_id.as_str(), &req, req.agent_id.as_deref());
+    let cv = callers::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(to_response(&cv, state.clock.now()))))
 }
 
