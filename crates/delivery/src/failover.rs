@@ -10,6 +10,8 @@
 //! breakers are open.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,11 @@ use crate::outbound::OutboundClient;
 use crate::provider::{OutgoingMessage, ProviderError};
 use crate::providers;
 
-/// A provider of the channel, with its credential opened.
-pub struct Candidate {
-    pub config: ProviderConfig,
-    pub credential: Option<Credential>,
-}
+/// Opens a provider's credential by name. Failover calls it only for the
+/// provider it is about to try, so the secrets of providers a send never
+/// reaches are never opened.
+pub type OpenCredential<'a> =
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Credential, String>> + Send + 'a>> + Sync + 'a;
 
 /// One provider that did not take the message, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,21 +111,38 @@ impl Failover {
 
     /// Sends through the first provider that takes the message.
     /// `candidates` are the tenant's enabled providers of the channel in
-    /// priority order.
-    pub async fn send(&self, candidates: &[Candidate], message: &OutgoingMessage) -> Outcome {
+    /// priority order. A provider whose credential does not open is passed
+    /// over (and named in `tried`) without counting against its breaker:
+    /// the provider did not fail, its configuration did.
+    pub async fn send(
+        &self,
+        candidates: &[ProviderConfig],
+        open: &OpenCredential<'_>,
+        message: &OutgoingMessage,
+    ) -> Outcome {
         let now = self.clock.now();
-        let (ready, skipped): (Vec<&Candidate>, Vec<&Candidate>) =
-            candidates.iter().partition(|c| !self.is_open(&c.config, now));
+        let (ready, skipped): (Vec<&ProviderConfig>, Vec<&ProviderConfig>) =
+            candidates.iter().partition(|c| !self.is_open(c, now));
         for c in &skipped {
             metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
-                "provider" => c.config.name.clone(), "outcome" => "skipped")
+                "provider" => c.name.clone(), "outcome" => "skipped")
             .increment(1);
         }
         let order = if ready.is_empty() { skipped } else { ready };
         let mut tried = Vec::new();
-        for candidate in order {
-            let config = &candidate.config;
-            let provider = providers::build(config, candidate.credential.clone(), &self.client);
+        for config in order {
+            let credential = match &config.credential {
+                None => None,
+                Some(name) => match open(name.clone()).await {
+                    Ok(credential) => Some(credential),
+                    Err(e) => {
+                        tracing::error!(provider = %config.name, error = %e, "cannot open the provider's credential; trying the next");
+                        tried.push(Tried { provider: config.name.clone(), error: format!("credential {name}: {e}") });
+                        continue;
+                    }
+                },
+            };
+            let provider = providers::build(config, credential, &self.client);
             let started = Instant::now();
             let result = match tokio::time::timeout(config.timeout(), provider.send(message)).await {
                 Ok(result) => result,

@@ -1,41 +1,25 @@
 //! Handing one message to the tenant's providers: pick the enabled ones
-//! of the channel, open their credentials, fail over between them, and
-//! record the delivery (with `delivery.failed` when every provider failed).
+//! of the channel, fail over between them (opening a provider's credential
+//! only when it is tried), and record the delivery (with `delivery.failed`
+//! when every provider failed).
 
 use serde_json::json;
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
-use vouchsafe_core::provider::{Credential, ProviderKind};
-use vouchsafe_delivery::failover::{Candidate, Outcome};
+use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind};
+use vouchsafe_delivery::failover::{OpenCredential, Outcome};
 use vouchsafe_delivery::provider::OutgoingMessage;
 
 use super::error::EngineResult;
 use crate::state::SharedState;
 
-/// The tenant's enabled providers of `channel`, in the order to try them,
-/// with credentials opened. A provider whose credential cannot be opened
-/// is left out (and logged) rather than failing the send.
-async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<Candidate>> {
-    let mut out = Vec::new();
-    for config in state.store.list_providers(tenant).await? {
-        if !config.enabled || !config.channels.contains(&channel) {
-            continue;
-        }
-        let credential = match &config.credential {
-            None => None,
-            Some(name) => match open_credential(state, tenant, name).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(provider = %config.name, error = %e, "cannot open the provider's credential; skipping it");
-                    continue;
-                }
-            },
-        };
-        out.push(Candidate { config, credential });
-    }
-    Ok(out)
+/// The tenant's enabled providers of `channel`, in the order to try them.
+async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<ProviderConfig>> {
+    let mut providers = state.store.list_providers(tenant).await?;
+    providers.retain(|config| config.enabled && config.channels.contains(&channel));
+    Ok(providers)
 }
 
 /// A credential in the clear, for a provider about to send.
@@ -66,10 +50,13 @@ pub async fn send(state: &SharedState, mut request: SendRequest) -> EngineResult
     let id = DeliveryId::generate();
     let channel = request.message.channel;
     let candidates = candidates(state, &request.tenant_id, channel).await?;
-    if candidates.iter().any(|c| c.config.kind == ProviderKind::Twilio) {
+    if candidates.iter().any(|c| c.kind == ProviderKind::Twilio) {
         request.message.status_callback = Some(status_callback(state, &id));
     }
-    let outcome = state.failover.send(&candidates, &request.message).await;
+    let tenant = &request.tenant_id;
+    let open: &OpenCredential<'_> =
+        &|name: String| Box::pin(async move { open_credential(state, tenant, &name).await });
+    let outcome = state.failover.send(&candidates, open, &request.message).await;
     let now = state.clock.now();
     let mut delivery = Delivery {
         id,

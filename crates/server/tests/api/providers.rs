@@ -293,3 +293,44 @@ async fn required_tls_is_never_downgraded_to_plain_text() {
     let failed = start(&app, "jane@example.com", "email").await;
     assert_eq!((failed.status, failed.code()), (StatusCode::BAD_GATEWAY, "provider_unavailable"));
 }
+
+/// A provider whose credential does not open (here its row holds another
+/// credential's sealed bytes, which are bound to that other name) is
+/// passed over without failing the send, and is named with the reason
+/// when no provider takes the message.
+#[tokio::test]
+async fn a_provider_whose_credential_does_not_open_is_passed_over_and_named() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    bearer_credential(&app).await;
+    let put = app.put("/v1/credentials/broken", &app.admin, json!({"type": "bearer", "token": "other-token"})).await;
+    assert_eq!(put.status, StatusCode::OK);
+    let swapped = app
+        .execute_sql(
+            "UPDATE credentials SET sealed = (SELECT c.sealed FROM credentials c WHERE c.name = 'hook') \
+             WHERE name = 'broken'",
+        )
+        .await;
+    assert_eq!(swapped, 1);
+    let first = json!({"type": "http", "priority": 1, "credential": "broken",
+        "settings": {"url": format!("{}/http/first", fake.base), "body_template": "{\"text\":\"{message}\"}"}});
+    let put = app.put("/v1/providers/first", &app.admin, first).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    http_provider(&app, &fake, "second", 2, 2_000).await;
+    app.delete("/v1/providers/console", &app.admin).await;
+
+    let reply = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "1"})).await;
+    assert_eq!((reply.body["result"].as_str(), reply.body["provider"].as_str()), (Some("SUCCESS"), Some("second")));
+    assert!(fake.seen_of("http/first").is_empty(), "nothing went out without its credential");
+    assert_eq!(fake.seen_of("http/second").len(), 1);
+
+    fake.set_mode("http/second", Mode::Fail(500));
+    let failed = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "2"})).await;
+    assert_eq!(failed.body["result"], "PROVIDER_ERROR");
+    assert_eq!(
+        failed.body["error"],
+        "first: credential broken: the credential does not open with this master key; \
+         second: the provider answered 500"
+    );
+    assert!(!failed.text.contains("other-token") && !failed.text.contains("hook-token-secret"));
+}
