@@ -11,9 +11,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use vouchsafe_core::api_key::looks_like_secret;
+use vouchsafe_core::api_key::{ApiKey, looks_like_secret};
 use vouchsafe_core::ids::{ApiKeyId, TenantId};
 use vouchsafe_core::role::Role;
+use vouchsafe_core::store::StoreError;
 
 use crate::error::ApiError;
 use crate::state::SharedState;
@@ -46,6 +47,21 @@ fn presented(parts: &Parts) -> Option<Presented> {
     }
 }
 
+/// The live (unrevoked) API key whose secret this is; `None`, logged, for
+/// anything else. Both API versions authenticate through here.
+pub async fn key_by_secret(state: &SharedState, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+    if !looks_like_secret(secret) {
+        return Ok(None);
+    }
+    // SECURITY: the lookup is by keyed hash; the secret itself is never
+    // compared, stored or logged.
+    let key = state.store.api_key_by_secret_hash(&state.key_hasher.hash(secret)).await?;
+    if key.is_none() {
+        tracing::info!(target: "vouchsafe::security", "rejected unknown or revoked API key");
+    }
+    Ok(key)
+}
+
 /// Authenticates the request. Every failure is the same `401`, so a caller
 /// learns nothing about which part was wrong.
 pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Caller, ApiError> {
@@ -53,15 +69,7 @@ pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Caller, 
         Presented::Bearer(secret) => (secret, None),
         Presented::Basic { user, secret } => (secret, Some(user)),
     };
-    if !looks_like_secret(&secret) {
-        return Err(ApiError::Unauthorized);
-    }
-    // SECURITY: the lookup is by keyed hash; the secret itself is never
-    // compared, stored or logged.
-    let key = state.store.api_key_by_secret_hash(&state.key_hasher.hash(&secret)).await?.ok_or_else(|| {
-        tracing::info!(target: "vouchsafe::security", "rejected unknown or revoked API key");
-        ApiError::Unauthorized
-    })?;
+    let key = key_by_secret(state, &secret).await?.ok_or(ApiError::Unauthorized)?;
     if basic_user.is_some_and(|user| user != key.id.as_str()) {
         tracing::info!(target: "vouchsafe::security", key_id = %key.id, "basic auth user does not match the key");
         return Err(ApiError::Unauthorized);

@@ -20,13 +20,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 use time::macros::format_description;
-use vouchsafe_core::api_key::looks_like_secret;
 use vouchsafe_core::ids::{ApiKeyId, ServiceId};
 use vouchsafe_core::role::Role;
 use vouchsafe_core::store::{SendRefusal, StoreError};
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_proto::TwilioError;
 
+use crate::auth::key_by_secret;
 use crate::engine::error::EngineError;
 use crate::state::SharedState;
 
@@ -159,16 +159,7 @@ impl FromRequestParts<SharedState> for TwilioCaller {
         }
         let decoded = STANDARD.decode(encoded.trim()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(fail)?;
         let (account_sid, secret) = decoded.split_once(':').ok_or_else(fail)?;
-        if !looks_like_secret(secret) {
-            return Err(fail());
-        }
-        // SECURITY: looked up by keyed hash, like every API key.
-        let key = state
-            .store
-            .api_key_by_secret_hash(&state.key_hasher.hash(secret))
-            .await
-            .map_err(|e| V2Error::from(e).into_response())?
-            .ok_or_else(fail)?;
+        let key = key_by_secret(state, secret).await.map_err(|e| V2Error::from(e).into_response())?.ok_or_else(fail)?;
         let tenant = state.store.tenant(&key.tenant_id).await.map_err(|e| V2Error::from(e).into_response())?;
         if tenant.account_sid.as_str() != account_sid {
             tracing::info!(target: "vouchsafe::security", key_id = %key.id, "account SID does not match the key's tenant");
