@@ -14,8 +14,12 @@ use crate::load::{self, MakeRequest, Measurement};
 use crate::receiver::{self, Received};
 use crate::server::Server;
 
-/// Verifications seeded for wrong-code checks (20 attempts each).
-const WRONG_POOL: usize = 10_000;
+/// Verifications seeded per concurrency for wrong-code checks.
+const WRONG_POOL: usize = 20_000;
+/// Wrong codes each of them takes: the most the settings allow, set in
+/// `configure`. Never more, or later checks would meet a verification
+/// that is already over and measure an answer without a write.
+const WRONG_ATTEMPTS: usize = 20;
 /// Verifications seeded per concurrency for right-code checks (one each).
 const RIGHT_POOL: usize = 15_000;
 
@@ -38,11 +42,17 @@ fn starts(server: &Server, first: usize) -> MakeRequest {
     })
 }
 
-/// Checks `code(n)` against verification `n` of `ids`, until they run out.
+/// Checks the right code against verification `n` of `ids` (each once),
+/// or a wrong code against verification `n % len` (each `WRONG_ATTEMPTS`
+/// times, round the pool), until they run out.
 fn checks(server: &Server, ids: Arc<Vec<(String, String)>>, wrong: bool) -> MakeRequest {
     let (url, secret) = (format!("{}/v1/verifications/check", server.base), server.secret.clone());
     Arc::new(move |client, n| {
-        let (id, code) = if wrong { ids.get(n % ids.len())? } else { ids.get(n)? };
+        let (id, code) = match wrong {
+            true if n < ids.len() * WRONG_ATTEMPTS => ids.get(n % ids.len())?,
+            true => return None,
+            false => ids.get(n)?,
+        };
         let code = if wrong { "0000000000" } else { code.as_str() };
         Some(client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"verification_id": id, "code": code})))
     })
@@ -52,7 +62,7 @@ fn checks(server: &Server, ids: Arc<Vec<(String, String)>>, wrong: bool) -> Make
 /// tenant) and routes SMS through an `http` provider to the receiver.
 async fn configure(server: &Server, receiver_port: u16) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let limits = serde_json::json!({"otp": {"max_check_attempts": 20, "resend_cooldown_s": 0},
+    let limits = serde_json::json!({"otp": {"max_check_attempts": WRONG_ATTEMPTS, "resend_cooldown_s": 0},
         "fraud": {"max_sends_per_destination_per_hour": 10000, "max_sends_per_prefix_per_hour": 1000000,
                   "max_sends_per_tenant_per_hour": 100000000}});
     let patched =
@@ -160,19 +170,15 @@ pub async fn run(
             .await,
         );
     }
-    let wrong_pool = match wanted.has(Scenario::WrongCode) {
-        true => {
-            eprintln!("  seeding {WRONG_POOL} verifications for wrong codes");
-            seed(server, &received, 0, WRONG_POOL).await?
-        }
-        false => Arc::default(),
-    };
-    let mut next_number = WRONG_POOL;
+    let mut next_number = 0;
     for &c in concurrencies {
         if wanted.has(Scenario::WrongCode) {
+            eprintln!("  seeding {WRONG_POOL} verifications for wrong codes");
+            let wrong_pool = seed(server, &received, next_number, WRONG_POOL).await?;
+            next_number += WRONG_POOL;
             // A wrong code must be refused: an answer of `valid: true` is an error.
             let refused: load::Accept = Some(Arc::new(|body| body["valid"] == false));
-            let wrong = checks(server, wrong_pool.clone(), true);
+            let wrong = checks(server, wrong_pool, true);
             out.push(load::run("POST /v1/verifications/check, wrong code", wrong, refused, c, seconds).await);
         }
         if wanted.has(Scenario::RightCode) {

@@ -20,7 +20,7 @@ pub enum Engine {
 impl Engine {
     pub fn label(self) -> &'static str {
         match self {
-            Engine::Sqlite => "SQLite, synchronous=FULL",
+            Engine::Sqlite => "SQLite",
             Engine::Postgres => "PostgreSQL",
         }
     }
@@ -29,6 +29,8 @@ impl Engine {
 /// A running server; kills it when dropped, however the benchmark ends.
 pub struct Server {
     child: Child,
+    /// How durable the database's commits are, read back from it.
+    pub durability: String,
     pub base: String,
     pub secret: String,
     pub ready_ms: f64,
@@ -70,10 +72,14 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A database URL for a fresh database of `engine`.
-async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyhow::Result<String> {
+/// A database URL for a fresh database of `engine`, and how durable its
+/// commits are (PostgreSQL's settings are read from the server, since a
+/// test instance may run with them off).
+async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyhow::Result<(String, String)> {
     match engine {
-        Engine::Sqlite => Ok(format!("sqlite://{}", dir.join("bench.db").display())),
+        Engine::Sqlite => {
+            Ok((format!("sqlite://{}", dir.join("bench.db").display()), "synchronous=FULL, WAL".to_owned()))
+        }
         Engine::Postgres => {
             let name = format!("vouchsafe_bench_{}", std::process::id());
             let mut admin = sqlx::PgConnection::connect(postgres_url).await.with_context(|| {
@@ -81,8 +87,14 @@ async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyho
             })?;
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+            let mut durability = Vec::new();
+            for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
+                let (value,): (String,) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {setting}"))).fetch_one(&mut admin).await?;
+                durability.push(format!("{setting}={value}"));
+            }
             let (base, _) = postgres_url.rsplit_once('/').context("the PostgreSQL URL names no database")?;
-            Ok(format!("{base}/{name}"))
+            Ok((format!("{base}/{name}"), durability.join(", ")))
         }
     }
 }
@@ -93,7 +105,7 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
     let bin =
         std::fs::canonicalize(bin).with_context(|| format!("{} not found; cargo build --release", bin.display()))?;
     let dir = tempfile::tempdir()?;
-    let database_url = fresh_database(engine, dir.path(), postgres_url).await?;
+    let (database_url, durability) = fresh_database(engine, dir.path(), postgres_url).await?;
     let init = Command::new(&bin)
         .current_dir(dir.path())
         .env("VOUCHSAFE_DATABASE_URL", &database_url)
@@ -121,7 +133,7 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut server = Server { child, base, secret, ready_ms: 0.0, bin, database_url, dir };
+    let mut server = Server { child, durability, base, secret, ready_ms: 0.0, bin, database_url, dir };
     server.ready_ms = loop {
         if client.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
             break spawned.elapsed().as_secs_f64() * 1000.0;

@@ -18,8 +18,12 @@ use vouchsafe_otp::Secret;
 use crate::load::{self, Measurement};
 use crate::server::Server;
 
-/// Challenges opened per user count; 20 wrong answers each.
+/// Challenges opened per user count and concurrency.
 const CHALLENGES: usize = 10_000;
+/// Wrong answers each challenge takes: the most the settings allow (set
+/// in `run`). Never more, or later answers would meet a challenge that is
+/// already denied and measure an answer without a write.
+const ATTEMPTS: usize = 20;
 
 /// A small xorshift for seeds and picks; the benchmark needs spread, not secrecy.
 struct Dice(u64);
@@ -95,7 +99,7 @@ pub async fn run(
     let client = reqwest::Client::new();
     // Every wrong answer counts toward the user's lockout and the
     // challenge's attempts: allow enough of both for the run.
-    let settings = serde_json::json!({"otp": {"max_check_attempts": 20}, "lockout": {"threshold": 1000}});
+    let settings = serde_json::json!({"otp": {"max_check_attempts": ATTEMPTS}, "lockout": {"threshold": 1000}});
     let patched =
         client.patch(format!("{}/v1/settings", server.base)).bearer_auth(&server.secret).json(&settings).send().await?;
     if !patched.status().is_success() {
@@ -108,11 +112,14 @@ pub async fn run(
         eprintln!("  importing users {enrolled}..{users}");
         let import_s = import_users(server, enrolled, users, &mut dice)?;
         enrolled = users;
-        eprintln!("  opening {CHALLENGES} challenges over {users} users");
-        let challenges = open_challenges(server, users, &mut dice).await?;
         for &concurrency in concurrencies {
-            let (base, secret, challenges) = (server.base.clone(), server.secret.clone(), challenges.clone());
+            eprintln!("  opening {CHALLENGES} challenges over {users} users");
+            let challenges = open_challenges(server, users, &mut dice).await?;
+            let (base, secret) = (server.base.clone(), server.secret.clone());
             let make: load::MakeRequest = Arc::new(move |client, n| {
+                if n >= challenges.len() * ATTEMPTS {
+                    return None;
+                }
                 let id = &challenges[n % challenges.len()];
                 Some(
                     client
