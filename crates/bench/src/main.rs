@@ -74,6 +74,8 @@ struct EngineRun {
     durability: String,
     ready_ms: f64,
     peak_rss_mib: Option<f64>,
+    /// Resident memory at the end: anonymous, file-backed (MiB).
+    rss_split_mib: Option<(f64, f64)>,
     http: Vec<load::Measurement>,
     webhooks: scenarios::WebhookThroughput,
     totp_scale: Vec<totp_scale::ScaleRun>,
@@ -130,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 durability: server.durability.clone(),
                 ready_ms: server.ready_ms,
                 peak_rss_mib: server.peak_rss_mib(),
+                rss_split_mib: server.rss_split_mib(),
                 http,
                 webhooks,
                 totp_scale,
@@ -196,7 +199,14 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
         ));
     }
     let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
-    md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB).\n\n"));
+    md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB)"));
+    if let Some((anon, file)) = run.rss_split_mib {
+        md.push_str(&format!(
+            "; at the end {anon:.1} MiB anonymous and {file:.1} MiB file-backed (the binary, and on SQLite \
+             the pages of the database file its readers have mapped)"
+        ));
+    }
+    md.push_str(".\n\n");
     md
 }
 

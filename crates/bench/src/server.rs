@@ -59,12 +59,23 @@ impl Server {
         self.dir.path()
     }
 
-    /// Peak resident memory of the server so far (Linux VmHWM), in MiB.
-    pub fn peak_rss_mib(&self) -> Option<f64> {
+    /// One memory figure of the server from `/proc/PID/status`, in MiB.
+    fn status_mib(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
         let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib / 1024.0)
+    }
+
+    /// Peak resident memory of the server so far (Linux VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmHWM")
+    }
+
+    /// Resident memory now, split into anonymous (the heap) and file-backed
+    /// (the binary and the mapped database file), in MiB.
+    pub fn rss_split_mib(&self) -> Option<(f64, f64)> {
+        Some((self.status_mib("RssAnon")?, self.status_mib("RssFile")?))
     }
 }
 

@@ -29,8 +29,11 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool
         .foreign_keys(true);
     let cannot_open =
         |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
+    // Request-path reads run in place (see `sqlite_reads`) and durable
+    // writes go through the writer, so the pool only serves the rest:
+    // listings, ordinary writes, migrations. A few connections do.
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(4)
         .min_connections(1)
         .connect_with(options.clone())
         .await
