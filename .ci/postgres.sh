@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Starts a throwaway PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres)
-# for the test suite, installing Debian's server first if it is missing.
-# Debian keeps the server binaries in its versioned folder, not on PATH.
+# Starts a throwaway PostgreSQL (trust auth, user postgres) for the test
+# suite, installing Debian's server first if it is missing. Debian keeps the
+# server binaries in its versioned folder, not on PATH.
+#
+# PORT (5432), PGDATA (/tmp/vouchsafe-ci-pg) and PG_OPTIONS (the server
+# options; by default durability off, since the tests need speed, not
+# crash safety) may be set: bench/postgres-durable.sh starts a durable one.
 set -euo pipefail
 
 if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
@@ -10,6 +14,8 @@ if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
 fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PGDATA=${PGDATA:-/tmp/vouchsafe-ci-pg}
+PORT=${PORT:-5432}
+PG_OPTIONS=${PG_OPTIONS:--c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400}
 
 if [ -f "$PGDATA/postmaster.pid" ] && su postgres -c "$PGBIN/pg_ctl -D $PGDATA status" >/dev/null 2>&1; then
   echo "PostgreSQL already running in $PGDATA"
@@ -19,7 +25,6 @@ rm -rf "$PGDATA"
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
 su postgres -c "$PGBIN/initdb -D $PGDATA --auth=trust -U postgres" >/dev/null
-# Durability of the test server does not matter; speed does.
 su postgres -c "$PGBIN/pg_ctl -D $PGDATA -l $PGDATA/server.log -w start \
-  -o \"-h 127.0.0.1 -p 5432 -k /tmp -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400\"" >/dev/null
-echo "PostgreSQL running on 127.0.0.1:5432 ($PGBIN)"
+  -o \"-h 127.0.0.1 -p $PORT -k /tmp $PG_OPTIONS\"" >/dev/null
+echo "PostgreSQL running on 127.0.0.1:$PORT ($PGBIN), data in $PGDATA"
