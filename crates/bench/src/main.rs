@@ -77,7 +77,8 @@ struct EngineRun {
     /// Resident memory at the end: anonymous, file-backed (MiB).
     rss_split_mib: Option<(f64, f64)>,
     http: Vec<load::Measurement>,
-    webhooks: scenarios::WebhookThroughput,
+    /// `None` when `--only` left the scenario out.
+    webhooks: Option<scenarios::WebhookThroughput>,
     totp_scale: Vec<totp_scale::ScaleRun>,
 }
 
@@ -121,8 +122,8 @@ fn main() -> anyhow::Result<()> {
             let wanted = scenarios::Wanted(args.only.clone());
             let http = scenarios::run(&server, &args.concurrency, args.seconds, &wanted).await?;
             let webhooks = match wanted.has(scenarios::Scenario::Webhooks) {
-                true => scenarios::webhook_throughput(&server).await?,
-                false => scenarios::WebhookThroughput::default(),
+                true => Some(scenarios::webhook_throughput(&server).await?),
+                false => None,
             };
             let totp_users = if wanted.has(scenarios::Scenario::Totp) { &args.totp_users[..] } else { &[] };
             let counts: Vec<usize> = totp_users.iter().copied().filter(|n| *n > 0).collect();
@@ -170,8 +171,7 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
         md.push_str(&m.markdown_row());
     }
     md.push_str(&against_empty_handler(&run.http));
-    let w = &run.webhooks;
-    if w.queued > 0 {
+    if let Some(w) = &run.webhooks {
         md.push_str(&format!(
             "\nWebhook dispatch: {} test events queued through the API (100 at a time) in {:.2} s; {} delivered, \
          signed, to a loopback receiver {:.2} s after the first was queued: **{:.0} events/s** end to end.\n",

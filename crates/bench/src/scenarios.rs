@@ -251,7 +251,7 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s })
 }
 
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct WebhookThroughput {
     pub queued: usize,
     pub enqueue_s: f64,

@@ -29,7 +29,8 @@ impl Engine {
 /// A running server; kills it when dropped, however the benchmark ends.
 pub struct Server {
     child: Child,
-    /// How durable the database's commits are, read back from it.
+    /// How durable the database's commits are: PostgreSQL's settings read
+    /// back from the server, SQLite's as vouchsafe always opens it.
     pub durability: String,
     pub base: String,
     pub secret: String,
