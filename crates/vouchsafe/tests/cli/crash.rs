@@ -38,6 +38,8 @@ struct Ledger {
     fewest_remaining: HashMap<String, i64>,
     /// TOTP step → how many challenge answers accepted a code of it.
     totp_steps: HashMap<u64, u32>,
+    /// TOTP answers the server replied to, by status (diagnostic).
+    totp_answers: HashMap<String, u32>,
     wrong_checks: usize,
 }
 
@@ -100,24 +102,36 @@ async fn checker(
     }
 }
 
-/// Opens a TOTP challenge and answers it with the code of the current
-/// step or a neighbour, over and over: replays across challenges (and
-/// across crashes) must never be accepted twice.
+/// Opens a TOTP challenge and answers it, over and over: with the next
+/// step (the newest the drift window allows) while no answer has told the
+/// load it was accepted, so every cycle tries to get a step through, and
+/// otherwise with the current step or a neighbour, so steps already
+/// accepted are replayed across challenges and across crashes, and must
+/// never be accepted twice.
 async fn totp_user(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, totp: Arc<Totp>, stop: Instant) {
     let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
     while Instant::now() < stop {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let step = totp.step(now) + dice.below(3) as u64 - 1;
+        let next = totp.step(now) + 1;
+        let step = if ledger.lock().unwrap().totp_steps.contains_key(&next) {
+            totp.step(now) + dice.below(3) as u64 - 1
+        } else {
+            next
+        };
         let Some((201, challenge)) =
             call(&client, &base, &secret, "/v1/users/crash-user/challenges", json!({"factor": "totp"})).await
         else {
             continue;
         };
         let path = format!("/v1/challenges/{}/verify", challenge["id"].as_str().unwrap());
-        if let Some((200, v)) = call(&client, &base, &secret, &path, json!({"code": totp.generate_step(step)})).await
-            && v["status"] == "approved"
+        if let Some((status, v)) = call(&client, &base, &secret, &path, json!({"code": totp.generate_step(step)})).await
         {
-            *ledger.lock().unwrap().totp_steps.entry(step).or_default() += 1;
+            let mut ledger = ledger.lock().unwrap();
+            let outcome = format!("{status} {}", v["status"].as_str().or(v["code"].as_str()).unwrap_or("?"));
+            *ledger.totp_answers.entry(outcome).or_default() += 1;
+            if status == 200 && v["status"] == "approved" {
+                *ledger.totp_steps.entry(step).or_default() += 1;
+            }
         }
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
@@ -272,11 +286,12 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
 
     eprintln!(
         "crash suite: {CYCLES} SIGKILL cycles; {} verifications started, {} approvals answered, {} wrong codes \
-         answered, {} TOTP steps accepted; {} events recorded, all delivered: {}; mismatches: {}",
+         answered, {} TOTP steps accepted (answers: {:?}); {} events recorded, all delivered: {}; mismatches: {}",
         ledger.started.len(),
         ledger.approvals.len(),
         ledger.wrong_checks,
         ledger.totp_steps.len(),
+        ledger.totp_answers,
         messages.len(),
         undelivered == 0,
         mismatches.len()
