@@ -29,6 +29,10 @@ pub struct Measurement {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// What the first error was (status and the start of the body, or
+    /// the transport error), so an error count can be explained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 impl Measurement {
@@ -47,6 +51,27 @@ impl Measurement {
             self.max_ms
         )
     }
+}
+
+/// One line per measurement with errors, saying what the first one was.
+pub fn error_notes<'a>(measurements: impl IntoIterator<Item = &'a Measurement>) -> String {
+    let mut notes = String::new();
+    for m in measurements {
+        if let Some(first) = &m.first_error {
+            notes.push_str(&format!(
+                "\nErrors in \"{}\" (c={}): {}; the first: `{first}`.\n",
+                m.scenario, m.concurrency, m.errors
+            ));
+        }
+    }
+    notes
+}
+
+/// An answer the scenario did not want, described for the report.
+fn describe(status: reqwest::StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let cut: String = text.chars().take(160).collect();
+    format!("{} {}", status.as_u16(), cut.replace('`', "'"))
 }
 
 pub const MARKDOWN_HEADER: &str = "| scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|---|---|---|\n";
@@ -84,34 +109,43 @@ pub async fn run(scenario: &str, make: MakeRequest, accept: Accept, concurrency:
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut first_error = None;
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let Some(req) = make(&client, sequence.fetch_add(1, Ordering::Relaxed)) else { break };
                 match req.send().await {
-                    Ok(r) if r.status().is_success() => {
+                    Ok(r) => {
+                        let status = r.status();
                         let body = r.bytes().await.unwrap_or_default();
-                        let wanted = accept.as_ref().is_none_or(|accept| {
-                            serde_json::from_slice(&body).is_ok_and(|json: serde_json::Value| accept(&json))
-                        });
+                        let wanted = status.is_success()
+                            && accept.as_ref().is_none_or(|accept| {
+                                serde_json::from_slice(&body).is_ok_and(|json: serde_json::Value| accept(&json))
+                            });
                         if wanted {
                             latencies.push(sent.elapsed().as_micros() as u32);
                         } else {
                             errors += 1;
+                            first_error.get_or_insert_with(|| describe(status, &body));
                         }
                     }
-                    _ => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("transport: {e}"));
+                    }
                 }
             }
-            (latencies, errors, Instant::now())
+            (latencies, errors, first_error, Instant::now())
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     let mut last = started;
     for task in tasks {
-        if let Ok((latencies, e, finished)) = task.await {
+        if let Ok((latencies, e, first, finished)) = task.await {
             all.extend(latencies);
             errors += e;
+            first_error = first_error.or(first);
             last = last.max(finished);
         }
     }
@@ -133,5 +167,43 @@ pub async fn run(scenario: &str, make: MakeRequest, accept: Accept, concurrency:
         p99_ms: pct(0.99),
         p999_ms: pct(0.999),
         max_ms: pct(1.0),
+        first_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(errors: usize, first_error: Option<&str>) -> Measurement {
+        Measurement {
+            scenario: "POST /x".into(),
+            concurrency: 8,
+            seconds: 1.0,
+            requests: 10,
+            errors,
+            per_second: 10.0,
+            p50_ms: 1.0,
+            p95_ms: 1.0,
+            p99_ms: 1.0,
+            p999_ms: 1.0,
+            max_ms: 1.0,
+            first_error: first_error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_row_with_errors_gets_a_note_naming_the_first() {
+        let notes = error_notes(&[measured(0, None), measured(2, Some("409 {\"code\":\"not_pending\"}"))]);
+        assert_eq!(notes, "\nErrors in \"POST /x\" (c=8): 2; the first: `409 {\"code\":\"not_pending\"}`.\n");
+        assert_eq!(error_notes(&[measured(0, None)]), "");
+    }
+
+    #[test]
+    fn an_unwanted_answer_is_described_by_status_and_a_short_body() {
+        let long = format!("`{}", "x".repeat(500));
+        let described = describe(reqwest::StatusCode::CONFLICT, long.as_bytes());
+        assert!(described.starts_with("409 'x"), "{described}");
+        assert_eq!(described.chars().count(), "409 ".len() + 160);
     }
 }

@@ -170,6 +170,7 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
     for m in &run.http {
         md.push_str(&m.markdown_row());
     }
+    md.push_str(&load::error_notes(&run.http));
     md.push_str(&against_empty_handler(&run.http));
     if let Some(w) = &run.webhooks {
         md.push_str(&format!(
@@ -197,6 +198,7 @@ fn markdown(run: &EngineRun, seconds: u64) -> String {
             last.measurement.p99_ms / first.measurement.p99_ms.max(1e-9),
             first.users
         ));
+        md.push_str(&load::error_notes(run.totp_scale.iter().map(|s| &s.measurement)));
     }
     let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));
     md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB)"));
@@ -251,6 +253,7 @@ fn run_peer(args: &Args, url: &str, machine: &str) -> anyhow::Result<()> {
     for m in &http {
         md.push_str(&m.markdown_row());
     }
+    md.push_str(&load::error_notes(&http));
     std::fs::create_dir_all(&args.results_dir)?;
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let json_path = args.results_dir.join(format!("privacyidea-{stamp}.json"));

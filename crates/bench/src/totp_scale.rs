@@ -6,14 +6,17 @@
 //! its own TOTP seed); challenges go to users picked at random over the
 //! whole table, and each verify answers a wrong code, so every request
 //! reads the challenge, the user and the authenticator, opens the sealed
-//! seed, checks three TOTP steps and durably counts the failure.
+//! seed, checks three TOTP steps and durably counts the failure. The
+//! benchmark keeps every user's seed, so its "wrong" code is one it knows
+//! none of the user's nearby steps has (a fixed `000000` would be right
+//! now and then, and approve a challenge).
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use vouchsafe_otp::Secret;
+use vouchsafe_otp::{Algorithm, Secret, Totp};
 
 use crate::load::{self, Measurement};
 use crate::server::Server;
@@ -37,13 +40,36 @@ impl Dice {
     }
 }
 
-/// Writes users `from..to` as `USER_ID,otpauth://…` lines and imports them.
-fn import_users(server: &Server, from: usize, to: usize, dice: &mut Dice) -> anyhow::Result<f64> {
+/// One enrolled user's TOTP seed.
+type Seed = [u8; 20];
+
+/// A six-digit code that is none of the user's codes two steps either
+/// side of now: of six candidates at most five can be taken.
+fn surely_wrong_code(seed: &Seed) -> String {
+    let Ok(totp) = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1) else {
+        return "000000".to_owned();
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let step = totp.step(now);
+    let near: Vec<String> = (step.saturating_sub(2)..=step + 2).map(|s| totp.generate_step(s)).collect();
+    (0..6).map(|n| format!("{n:06}")).find(|code| !near.contains(code)).unwrap_or_default()
+}
+
+/// Writes users `from..to` as `USER_ID,otpauth://…` lines, imports them
+/// and keeps their seeds (user `n`'s at `seeds[n]`).
+fn import_users(
+    server: &Server,
+    from: usize,
+    to: usize,
+    dice: &mut Dice,
+    seeds: &mut Vec<Seed>,
+) -> anyhow::Result<f64> {
     let path = server.dir().join(format!("users-{from}-{to}.csv"));
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
     for n in from..to {
-        let seed: Vec<u8> = (0..20).map(|_| dice.next() as u8).collect();
-        let secret = Secret::from_bytes(seed).to_base32();
+        let seed: Seed = std::array::from_fn(|_| dice.next() as u8);
+        seeds.push(seed);
+        let secret = Secret::from_bytes(seed.to_vec()).to_base32();
         writeln!(file, "bench-user-{n},otpauth://totp/Bench:u{n}?secret={secret}&issuer=Bench")?;
     }
     file.flush()?;
@@ -57,8 +83,9 @@ fn import_users(server: &Server, from: usize, to: usize, dice: &mut Dice) -> any
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Opens `CHALLENGES` TOTP challenges for users picked at random among `users`.
-async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyhow::Result<Arc<Vec<String>>> {
+/// Opens `CHALLENGES` TOTP challenges for users picked at random among
+/// `users`: each challenge's id and its user's number.
+async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyhow::Result<Arc<Vec<(String, usize)>>> {
     let client = reqwest::Client::new();
     let mut ids = Vec::with_capacity(CHALLENGES);
     let picks: Vec<u64> = (0..CHALLENGES).map(|_| dice.next() % users as u64).collect();
@@ -73,9 +100,9 @@ async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyh
                 tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await })
             })
             .collect();
-        for task in tasks {
+        for (task, &user) in tasks.into_iter().zip(chunk) {
             let v = task.await??;
-            ids.push(v["id"].as_str().with_context(|| format!("no challenge: {v}"))?.to_owned());
+            ids.push((v["id"].as_str().with_context(|| format!("no challenge: {v}"))?.to_owned(), user as usize));
         }
     }
     Ok(Arc::new(ids))
@@ -107,25 +134,28 @@ pub async fn run(
     }
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15);
     let mut enrolled = 0;
+    let mut seeds = Vec::new();
     let mut out = Vec::new();
     for &users in counts {
         eprintln!("  importing users {enrolled}..{users}");
-        let import_s = import_users(server, enrolled, users, &mut dice)?;
+        let import_s = import_users(server, enrolled, users, &mut dice, &mut seeds)?;
         enrolled = users;
+        let known = Arc::new(seeds.clone());
         for &concurrency in concurrencies {
             eprintln!("  opening {CHALLENGES} challenges over {users} users");
             let challenges = open_challenges(server, users, &mut dice).await?;
-            let (base, secret) = (server.base.clone(), server.secret.clone());
+            let (base, secret, seeds) = (server.base.clone(), server.secret.clone(), known.clone());
             let make: load::MakeRequest = Arc::new(move |client, n| {
                 if n >= challenges.len() * ATTEMPTS {
                     return None;
                 }
-                let id = &challenges[n % challenges.len()];
+                let (id, user) = &challenges[n % challenges.len()];
+                let code = surely_wrong_code(&seeds[*user]);
                 Some(
                     client
                         .post(format!("{base}/v1/challenges/{id}/verify"))
                         .bearer_auth(&secret)
-                        .json(&serde_json::json!({"code": "000000"})),
+                        .json(&serde_json::json!({"code": code})),
                 )
             });
             let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
