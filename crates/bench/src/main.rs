@@ -218,11 +218,26 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
             md.push_str(&format!("| {} | {:.1} {}", s.users, s.import_s, s.measurement.markdown_row()));
         }
         md.push_str(&format!(
-            "\nAt concurrency {top}, p99 at {} users is **{:.2}×** p99 at {} users (target ≤ 1.5×).\n",
+            "\nAt concurrency {top}, p99 at {} users is **{:.2}×** p99 at {} users (target ≤ 1.5×)",
             last.users,
             last.measurement.p99_ms / first.measurement.p99_ms.max(1e-9),
             first.users
         ));
+        if last.p99_runs_ms.len() > 1 {
+            let runs = |r: &totp_scale::ScaleRun| {
+                r.p99_runs_ms.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", ")
+            };
+            md.push_str(&format!(
+                "; each row at concurrency {top} ran {} times and shows its run with the median p99 \
+                 (p99s in ms: {} users {}; {} users {})",
+                last.p99_runs_ms.len(),
+                first.users,
+                runs(first),
+                last.users,
+                runs(last)
+            ));
+        }
+        md.push_str(".\n");
         md.push_str(&load::error_notes(run.totp_scale.iter().map(|s| &s.measurement)));
     }
     let rss = run.peak_rss_mib.map_or("unknown".to_owned(), |m| format!("{m:.1} MiB"));

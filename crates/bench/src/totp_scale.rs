@@ -108,11 +108,48 @@ async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyh
     Ok(Arc::new(ids))
 }
 
+/// How often each row at the highest concurrency runs. Those rows make the
+/// ratio of two p99s, and on a shared VM one 10-second p99 can be off by
+/// half; the row reported is the run with the median p99.
+const TOP_REPEATS: usize = 3;
+
 #[derive(serde::Serialize)]
 pub struct ScaleRun {
     pub users: usize,
     pub import_s: f64,
     pub measurement: Measurement,
+    /// The p99 of every run of this row, lowest first (one unless repeated).
+    pub p99_runs_ms: Vec<f64>,
+}
+
+/// One run of wrong answers to fresh challenges over `users` users.
+async fn measure_once(
+    server: &Server,
+    users: usize,
+    seeds: &Arc<Vec<Seed>>,
+    concurrency: usize,
+    seconds: u64,
+    dice: &mut Dice,
+) -> anyhow::Result<Measurement> {
+    eprintln!("  opening {CHALLENGES} challenges over {users} users");
+    let challenges = open_challenges(server, users, dice).await?;
+    let (base, secret, seeds) = (server.base.clone(), server.secret.clone(), seeds.clone());
+    let make: load::MakeRequest = Arc::new(move |client, n| {
+        if n >= challenges.len() * ATTEMPTS {
+            return None;
+        }
+        let (id, user) = &challenges[n % challenges.len()];
+        let code = surely_wrong_code(&seeds[*user]);
+        Some(
+            client
+                .post(format!("{base}/v1/challenges/{id}/verify"))
+                .bearer_auth(&secret)
+                .json(&serde_json::json!({"code": code})),
+        )
+    });
+    let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
+    let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
+    Ok(load::run(&label, make, refused, concurrency, seconds).await)
 }
 
 /// Grows the user table through `counts` and loads challenge verifies at
@@ -136,32 +173,22 @@ pub async fn run(
     let mut enrolled = 0;
     let mut seeds = Vec::new();
     let mut out = Vec::new();
+    let top = concurrencies.iter().copied().max().unwrap_or(0);
     for &users in counts {
         eprintln!("  importing users {enrolled}..{users}");
         let import_s = import_users(server, enrolled, users, &mut dice, &mut seeds)?;
         enrolled = users;
         let known = Arc::new(seeds.clone());
         for &concurrency in concurrencies {
-            eprintln!("  opening {CHALLENGES} challenges over {users} users");
-            let challenges = open_challenges(server, users, &mut dice).await?;
-            let (base, secret, seeds) = (server.base.clone(), server.secret.clone(), known.clone());
-            let make: load::MakeRequest = Arc::new(move |client, n| {
-                if n >= challenges.len() * ATTEMPTS {
-                    return None;
-                }
-                let (id, user) = &challenges[n % challenges.len()];
-                let code = surely_wrong_code(&seeds[*user]);
-                Some(
-                    client
-                        .post(format!("{base}/v1/challenges/{id}/verify"))
-                        .bearer_auth(&secret)
-                        .json(&serde_json::json!({"code": code})),
-                )
-            });
-            let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
-            let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
-            let measurement = load::run(&label, make, refused, concurrency, seconds).await;
-            out.push(ScaleRun { users, import_s, measurement });
+            let repeats = if concurrency == top { TOP_REPEATS } else { 1 };
+            let mut runs = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                runs.push(measure_once(server, users, &known, concurrency, seconds, &mut dice).await?);
+            }
+            runs.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+            let p99_runs_ms = runs.iter().map(|m| m.p99_ms).collect();
+            let measurement = runs.swap_remove(runs.len() / 2);
+            out.push(ScaleRun { users, import_s, measurement, p99_runs_ms });
         }
     }
     Ok(out)
