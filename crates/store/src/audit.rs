@@ -11,37 +11,37 @@ use vouchsafe_core::store::{AuditStore, StoreResult};
 
 use crate::{SqlStore, map_err, on_pool};
 
-/// Appends `$entry` for `$tenant` inside the open transaction `$tx`.
+/// Appends `$entry` for `$tenant` inside the open transaction `$tx` (a
+/// sqlx transaction or a `&mut Tx`).
 macro_rules! append_audit {
     ($tx:expr, $tenant:expr, $entry:expr) => {{
         let entry: &vouchsafe_core::audit::AuditEntry = $entry;
         let tenant: &str = $tenant;
-        let (seq, prev_hash): (i64, String) =
-            sqlx::query_as("UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash")
-                .bind(tenant)
-                .fetch_one(&mut *$tx)
-                .await?;
+        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
+        let (seq, prev_hash) = $crate::tx::fetch!(
+            tx,
+            one(i64, String),
+            "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
+            [tenant]
+        )?;
         let hash = vouchsafe_core::audit::chain_hash(&prev_hash, seq, entry);
-        sqlx::query(
+        $crate::tx::exec!(
+            tx,
             "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(tenant)
-        .bind(seq)
-        .bind(vouchsafe_core::clock::to_unix_ms(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.outcome)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *$tx)
-        .await?;
-        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2")
-            .bind(&hash)
-            .bind(tenant)
-            .execute(&mut *$tx)
-            .await?;
+            [
+                tenant,
+                seq,
+                vouchsafe_core::clock::to_unix_ms(entry.at),
+                &entry.actor,
+                &entry.action,
+                &entry.target,
+                &entry.outcome,
+                &prev_hash,
+                &hash,
+            ]
+        )?;
+        $crate::tx::exec!(tx, "UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2", [&hash, tenant])?;
     }};
 }
 pub(crate) use append_audit;

@@ -9,6 +9,7 @@ use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
 use vouchsafe_core::store::{DeliveryStore, StoreError, StoreResult};
 
+use crate::tx::exec;
 use crate::webhooks::insert_event;
 use crate::{SqlStore, map_err, on_pool, write_tx};
 
@@ -67,26 +68,27 @@ impl DeliveryStore for SqlStore {
     async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
         let (d, event) = (d.clone(), event.cloned());
         write_tx!(self, [d, event], conn => {
-            sqlx::query(
+            exec!(
+                conn,
                 "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
                  result, provider, provider_message_id, error, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(d.id.as_str())
-            .bind(d.tenant_id.as_str())
-            .bind(d.verification_id.as_ref().map(VerificationId::as_str))
-            .bind(d.channel.as_str())
-            .bind(&d.to)
-            .bind(d.country.as_deref())
-            .bind(d.status.as_str())
-            .bind(d.result.as_str())
-            .bind(d.provider.as_deref())
-            .bind(d.provider_message_id.as_deref())
-            .bind(d.error.as_deref())
-            .bind(to_unix_ms(d.created_at))
-            .bind(to_unix_ms(d.updated_at))
-            .execute(&mut *conn)
-            .await?;
+                [
+                    d.id.as_str(),
+                    d.tenant_id.as_str(),
+                    d.verification_id.as_ref().map(VerificationId::as_str),
+                    d.channel.as_str(),
+                    &d.to,
+                    d.country.as_deref(),
+                    d.status.as_str(),
+                    d.result.as_str(),
+                    d.provider.as_deref(),
+                    d.provider_message_id.as_deref(),
+                    d.error.as_deref(),
+                    to_unix_ms(d.created_at),
+                    to_unix_ms(d.updated_at),
+                ]
+            )?;
             if let Some(event) = &event {
                 insert_event!(conn, event, "");
             }

@@ -3,7 +3,7 @@
 //! With `synchronous=FULL` every SQLite commit waits for an fsync of the
 //! WAL, and a disk allows only a few hundred of those a second. Giving each
 //! check its own transaction therefore caps the whole server at that rate
-//! however fast the rest is. Here one task owns one connection; writers
+//! however fast the rest is. Here one thread owns one connection; writers
 //! hand it their statements as a job, it runs every job that is waiting in
 //! a single `BEGIN IMMEDIATE … COMMIT`, and only after the commit is
 //! durable does each writer get its answer. Nothing is acknowledged before
@@ -11,17 +11,22 @@
 //! rolls its batch back, so an answered write is never half done, and the
 //! other jobs of that batch run again in the next one.
 //!
+//! The writer is a plain thread with a rusqlite connection, not a task on a
+//! sqlx connection: sqlx hands every statement to the connection's worker
+//! thread and back, and under load those hand-offs cost more than the
+//! statements. Here a batch costs one wake-up of the writer and one answer
+//! per job, and the statements are plain calls (see `tx`).
+//!
 //! PostgreSQL needs none of this: its many connections commit in parallel
 //! and its WAL writer already groups them.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::path::Path;
+use std::time::Duration;
 
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-/// A boxed future borrowing the writer's connection.
-pub(crate) type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+use crate::tx::Tx;
 
 /// How a batch ended for the jobs in it.
 #[derive(Debug, Clone)]
@@ -49,27 +54,42 @@ type Finish = Box<dyn FnOnce(Ended) + Send>;
 
 /// A job: runs its statements on the writer's connection, says whether
 /// they succeeded, and hands back how to answer its caller.
-type Job = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> Pin<Box<dyn Future<Output = (bool, Finish)> + Send + 'c>> + Send,
->;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Finish) + Send>;
 
 /// Jobs per transaction. Enough to absorb a burst from every connection of
 /// a busy server; small enough that one batch never holds the write lock
 /// for long.
 const MAX_BATCH: usize = 256;
 
-/// The handle writers use; cheap to clone.
+/// Distinct write statements the writer keeps prepared; more than the
+/// store has, so none is ever prepared twice.
+const PREPARED_STATEMENTS: usize = 128;
+
+/// The handle writers use; cheap to clone. The writer thread ends when the
+/// last handle is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
 }
 
+/// How the writer opens its connection: the same pragmas as the pool's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterOptions {
+    /// `synchronous=FULL` when true, `NORMAL` otherwise.
+    pub(crate) full_sync: bool,
+}
+
 impl GroupCommit {
-    /// Starts the writer task on its own connection.
-    pub(crate) fn start(conn: SqliteConnection) -> Self {
+    /// Opens the writer's connection to the file at `path` and starts its
+    /// thread.
+    pub(crate) fn start(path: &Path, options: WriterOptions) -> Result<Self, String> {
+        let conn = open(path, options).map_err(|e| e.to_string())?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(conn, queue));
-        Self { jobs }
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, queue))
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+        Ok(Self { jobs })
     }
 
     /// Runs `work` in the next group transaction and returns its result once
@@ -79,26 +99,24 @@ impl GroupCommit {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, GroupError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, sqlx::Error> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<Result<T, GroupError>>();
         let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = work(conn).await;
-                let ok = result.is_ok();
-                let finish: Finish = Box::new(move |ended| {
-                    let outcome = match (ended, result) {
-                        (Ended::Committed, result) => result.map_err(GroupError::Sql),
-                        (Ended::RolledBack, Err(own)) => Err(GroupError::Sql(own)),
-                        (Ended::RolledBack, Ok(_)) => Err(GroupError::Retry),
-                        (Ended::Failed(e), _) => {
-                            Err(GroupError::Sql(sqlx::Error::Protocol(format!("group commit failed: {e}"))))
-                        }
-                    };
-                    let _ = answer.send(outcome);
-                });
-                (ok, finish)
-            })
+            let result = work(conn);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |ended| {
+                let outcome = match (ended, result) {
+                    (Ended::Committed, result) => result.map_err(GroupError::Sql),
+                    (Ended::RolledBack, Err(own)) => Err(GroupError::Sql(own)),
+                    (Ended::RolledBack, Ok(_)) => Err(GroupError::Retry),
+                    (Ended::Failed(e), _) => {
+                        Err(GroupError::Sql(sqlx::Error::Protocol(format!("group commit failed: {e}"))))
+                    }
+                };
+                let _ = answer.send(outcome);
+            });
+            (ok, finish)
         });
         self.jobs.send(job).await.map_err(|_| GroupError::Sql(sqlx::Error::PoolClosed))?;
         // A job dropped unrun (its group was rolled back before its turn)
@@ -107,14 +125,29 @@ impl GroupCommit {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
+fn open(path: &Path, options: WriterOptions) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", if options.full_sync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+    Ok(conn)
+}
+
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut finishes = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ended = match run_batch(&mut conn, &mut batch, &mut finishes).await {
+    while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        let ended = match run_batch(&mut conn, &mut batch, &mut finishes) {
             Ok(ended) => ended,
             Err(e) => {
                 tracing::error!(error = %e, jobs = finishes.len() + batch.len(), "group commit failed");
+                // Whatever the batch left open must not swallow the next one.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
                 Ended::Failed(e.to_string())
             }
         };
@@ -132,51 +165,37 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
 /// every other job is told to run again, so no job's half-done statements
 /// are ever committed and no innocent write is lost.
 ///
-/// Why not a savepoint per job: each statement on a sqlx SQLite connection
-/// is a hand-off to its worker thread, and under load those hand-offs are
-/// what the CPU is spent on; two more per job cost about a third of the
-/// throughput. Jobs fail only on a lost race they did not catch, a bug or a
-/// failing disk, so the rare cost lands on the rare case.
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    batch: &mut Vec<Job>,
-    finishes: &mut Vec<Finish>,
-) -> Result<Ended, sqlx::Error> {
+/// Why not a savepoint per job: two more statements per job, for a case
+/// that needs a lost race nobody caught, a bug or a failing disk; the rare
+/// cost lands on the rare case.
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>, finishes: &mut Vec<Finish>) -> rusqlite::Result<Ended> {
     // IMMEDIATE takes the write lock up front: a deferred transaction that
     // reads first could be refused the upgrade, and busy_timeout cannot
     // wait that refusal out.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     for job in batch.drain(..) {
-        let (ok, finish) = job(&mut tx).await;
+        let (ok, finish) = job(&mut Tx::Writer(conn));
         finishes.push(finish);
         if !ok {
-            tx.rollback().await?;
+            conn.prepare_cached("ROLLBACK")?.execute([])?;
             return Ok(Ended::RolledBack);
         }
     }
-    tx.commit().await?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(Ended::Committed)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-
     use super::*;
+    use crate::tx::exec;
 
-    async fn writer_on_fresh_file(name: &str) -> (GroupCommit, SqliteConnectOptions) {
+    fn writer_on_fresh_file(name: &str) -> (GroupCommit, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("vouchsafe-group-commit-{name}-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&mut conn).await.unwrap();
-        (GroupCommit::start(conn), options)
+        let setup = Connection::open(&path).unwrap();
+        setup.execute_batch("PRAGMA journal_mode = wal; CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
+        (GroupCommit::start(&path, WriterOptions { full_sync: true }).unwrap(), path)
     }
 
     /// Many concurrent writers share transactions; a job that fails after
@@ -185,7 +204,7 @@ mod tests {
     /// stored exactly once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_job_leaves_nothing_and_the_others_are_stored_once() {
-        let (group, options) = writer_on_fresh_file("isolation").await;
+        let (group, path) = writer_on_fresh_file("isolation");
         let writes = (0..300i64).map(|n| {
             let group = group.clone();
             tokio::spawn(async move {
@@ -194,11 +213,11 @@ mod tests {
                     runs += 1;
                     let written = group
                         .write(move |conn| {
-                            Box::pin(async move {
-                                sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                            crate::tx::run_in_place(async move {
+                                exec!(conn, "INSERT INTO t (n) VALUES ($1)", [n])?;
                                 if n == 150 {
                                     // Fails after its insert: the insert must go too.
-                                    sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(&mut *conn).await?;
+                                    exec!(conn, "INSERT INTO t (n) VALUES ($1)", [n])?;
                                 }
                                 Ok(n)
                             })
@@ -219,9 +238,14 @@ mod tests {
             reruns += runs - 1;
             answered_ok.extend(written);
         }
-        let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
-        let stored: Vec<(i64,)> = sqlx::query_as("SELECT n FROM t ORDER BY n").fetch_all(&mut reader).await.unwrap();
-        let stored: Vec<i64> = stored.into_iter().map(|(n,)| n).collect();
+        let reader = Connection::open(&path).unwrap();
+        let stored: Vec<i64> = reader
+            .prepare("SELECT n FROM t ORDER BY n")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
         answered_ok.sort_unstable();
         assert_eq!(stored, answered_ok, "exactly the writes answered Ok are stored");
         assert_eq!(stored, (0..300).filter(|n| *n != 150).collect::<Vec<_>>(), "every other write is stored");

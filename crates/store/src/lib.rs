@@ -23,6 +23,7 @@ mod services;
 mod sqlite;
 mod sqlite_reads;
 mod tenants;
+pub(crate) mod tx;
 mod users;
 mod verifications;
 mod webhooks;
@@ -78,8 +79,9 @@ pub(crate) use audited;
 
 /// Runs `$body` (an async block's statements ending in a
 /// `Result<_, sqlx::Error>`) as one durable write with `$conn` bound to a
-/// connection inside a transaction, and returns its result once the commit
-/// is durable; an error undoes all of the body's statements.
+/// `&mut Tx` inside a transaction, and returns its result once the commit
+/// is durable; an error undoes all of the body's statements. The body's
+/// statements are written with `tx::exec!` and `tx::fetch!`.
 ///
 /// On SQLite the write joins the next group commit (see `group_commit`),
 /// so what the body uses must be owned: the `[$var, …]` it names are
@@ -93,7 +95,10 @@ macro_rules! write_tx {
                 let mut reruns = 0;
                 loop {
                     $(let $var = $var.clone();)*
-                    match group.write(move |$conn: &mut sqlx::SqliteConnection| Box::pin(async move { $body })).await {
+                    let written = group.write(move |$conn: &mut $crate::tx::Tx<'_>| {
+                        $crate::tx::run_in_place(async move { $body })
+                    });
+                    match written.await {
                         Ok(out) => break Ok(out),
                         Err($crate::group_commit::GroupError::Sql(e)) => break Err(e),
                         Err($crate::group_commit::GroupError::Retry) if reruns < 8 => reruns += 1,
@@ -106,7 +111,8 @@ macro_rules! write_tx {
             $crate::Db::Postgres(pool) => {
                 async {
                     let mut tx = pool.begin().await?;
-                    let $conn: &mut sqlx::PgConnection = &mut *tx;
+                    let mut conn = $crate::tx::Tx::Postgres(&mut *tx);
+                    let $conn = &mut conn;
                     let out = async { $body }.await?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(out)
@@ -129,9 +135,11 @@ impl SqlStore {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
         Ok(match url {
             DatabaseUrl::Sqlite { path, sync } => {
-                let (pool, writer) = sqlite::connect(path, *sync).await?;
+                let pool = sqlite::connect(path, *sync).await?;
+                let writer = group_commit::GroupCommit::start(path, sqlite::writer_options(*sync))
+                    .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
-                Self { db: Db::Sqlite(pool, group_commit::GroupCommit::start(writer), readers) }
+                Self { db: Db::Sqlite(pool, writer, readers) }
             }
             DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?) },
         })

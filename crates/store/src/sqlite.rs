@@ -4,15 +4,16 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
 use vouchsafe_core::store::StoreError;
 
+use crate::group_commit::WriterOptions;
 use crate::{SqliteSync, map_err};
 
-/// Opens the pool for reads and ordinary writes, plus the connection the
-/// group-commit writer owns.
-pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool, SqliteConnection), StoreError> {
+/// Opens the pool for listings and ordinary writes (the group-commit
+/// writer opens its own connection, with [`writer_options`]).
+pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(map_err)?
         .filename(path)
@@ -38,8 +39,12 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool
         .connect_with(options.clone())
         .await
         .map_err(cannot_open)?;
-    let writer = SqliteConnection::connect_with(&options).await.map_err(cannot_open)?;
-    Ok((pool, writer))
+    Ok(pool)
+}
+
+/// The group-commit writer's connection gets the pool's durability.
+pub(crate) fn writer_options(sync: SqliteSync) -> WriterOptions {
+    WriterOptions { full_sync: matches!(sync, SqliteSync::Full) }
 }
 
 pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {

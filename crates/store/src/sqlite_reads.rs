@@ -91,6 +91,20 @@ pub(crate) trait FromSqliteRow: Sized {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
 
+/// Tuples read their columns by position, for the few statements that
+/// return one or two plain values (`RETURNING seq, hash`).
+macro_rules! tuple_from_sqlite_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: rusqlite::types::FromSql),+> FromSqliteRow for ($($t,)+) {
+            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(($(row.get::<_, $t>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_sqlite_row!(A 0);
+tuple_from_sqlite_row!(A 0, B 1);
+
 /// Column `name` of `row`, looked for first at `index`, where it is when the
 /// SELECT lists columns in the struct's order (as every read here does):
 /// then finding it costs one comparison, where rusqlite's lookup by name

@@ -18,9 +18,9 @@ use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
+use crate::tx::{exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
 use crate::{SqlStore, audited, map_err, on_pool, write_tx};
-use sqlx::Connection;
 
 macro_rules! user_columns {
     () => {
@@ -490,25 +490,28 @@ impl UserStore for SqlStore {
         );
         let (c, audit) = (c.clone(), audit.clone());
         write_tx!(self, [c, audit], conn => {
-            sqlx::query(sql)
-                .bind(c.id.as_str())
-                .bind(c.tenant_id.as_str())
-                .bind(&c.user_id)
-                .bind(c.factor.as_str())
-                .bind(&c.action)
-                .bind(c.redirect_url.as_deref())
-                .bind(c.status.as_str())
-                .bind(i64::from(c.attempts))
-                .bind(i64::from(c.max_attempts))
-                .bind(c.verification_id.as_ref().map(VerificationId::as_str))
-                .bind(to_unix_ms(c.expires_at))
-                .bind(c.verified_at.map(to_unix_ms))
-                .bind(to_unix_ms(c.created_at))
-                .bind(to_unix_ms(c.updated_at))
-                .bind(c.passkey_options.as_deref())
-                .bind(c.passkey_state.as_deref())
-                .execute(&mut *conn)
-                .await?;
+            exec!(
+                conn,
+                sql,
+                [
+                    c.id.as_str(),
+                    c.tenant_id.as_str(),
+                    &c.user_id,
+                    c.factor.as_str(),
+                    &c.action,
+                    c.redirect_url.as_deref(),
+                    c.status.as_str(),
+                    i64::from(c.attempts),
+                    i64::from(c.max_attempts),
+                    c.verification_id.as_ref().map(VerificationId::as_str),
+                    to_unix_ms(c.expires_at),
+                    c.verified_at.map(to_unix_ms),
+                    to_unix_ms(c.created_at),
+                    to_unix_ms(c.updated_at),
+                    c.passkey_options.as_deref(),
+                    c.passkey_state.as_deref(),
+                ]
+            )?;
             append_audit!(conn, c.tenant_id.as_str(), &audit);
             Ok::<_, sqlx::Error>(())
         })
@@ -541,57 +544,45 @@ impl UserStore for SqlStore {
         let step = write_tx!(self, [c, used, event, audit], conn => {
             // Its own savepoint: a challenge no longer pending must undo the
             // counter it already moved, and still answer, not fail.
-            let mut tx = conn.begin().await?;
+            savepoint!(conn)?;
             let moved = match &used {
                 None => 1,
-                Some(AuthenticatorUse::Counter { id, value }) => sqlx::query(
+                Some(AuthenticatorUse::Counter { id, value }) => exec!(
+                    conn,
                     "UPDATE authenticators SET counter = $1, last_used_at = $2 \
                      WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
-                )
-                .bind(*value)
-                .bind(at)
-                .bind(c.tenant_id.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-                Some(AuthenticatorUse::RecoveryCode { id, index }) => sqlx::query(
+                    [*value, at, c.tenant_id.as_str(), id.as_str()]
+                )?,
+                Some(AuthenticatorUse::RecoveryCode { id, index }) => exec!(
+                    conn,
                     "UPDATE recovery_codes SET used_at = $1 WHERE authenticator_id = $2 AND idx = $3 AND used_at IS NULL",
-                )
-                .bind(at)
-                .bind(id.as_str())
-                .bind(*index)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
+                    [at, id.as_str(), *index]
+                )?,
             };
             if moved != 1 {
+                // Nothing was changed: closing the savepoint keeps nothing.
+                release_savepoint!(conn)?;
                 return Ok(Step::Stop(ApprovalOutcome::Replayed));
             }
-            let approved = sqlx::query(
+            let approved = exec!(
+                conn,
                 "UPDATE challenges SET status = 'approved', verified_at = $1, updated_at = $1 \
                  WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
                  AND attempts < max_attempts",
-            )
-            .bind(at)
-            .bind(c.tenant_id.as_str())
-            .bind(c.id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                [at, c.tenant_id.as_str(), c.id.as_str()]
+            )?;
             if approved != 1 {
-                tx.rollback().await?;
+                rollback_savepoint!(conn)?;
                 return Ok(Step::Stop(ApprovalOutcome::NotPending));
             }
-            sqlx::query("UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-                .bind(at)
-                .bind(c.tenant_id.as_str())
-                .bind(&c.user_id)
-                .execute(&mut *tx)
-                .await?;
-            insert_event!(tx, &event, "");
-            append_audit!(tx, c.tenant_id.as_str(), &audit);
-            tx.commit().await?;
+            exec!(
+                conn,
+                "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+                [at, c.tenant_id.as_str(), &c.user_id]
+            )?;
+            insert_event!(conn, &event, "");
+            append_audit!(conn, c.tenant_id.as_str(), &audit);
+            release_savepoint!(conn)?;
             Ok::<_, sqlx::Error>(Step::Done)
         })
         .map_err(map_err)?;
@@ -618,37 +609,25 @@ impl UserStore for SqlStore {
         );
         let (c, effects) = (c.clone(), effects.clone());
         let outcome = write_tx!(self, [c, effects], conn => {
-            let row: Option<ChallengeRow> = sqlx::query_as(count)
-                .bind(at)
-                .bind(c.tenant_id.as_str())
-                .bind(c.id.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+            let row = fetch!(conn, optional ChallengeRow, count, [at, c.tenant_id.as_str(), c.id.as_str()])?;
             let Some(row) = row else {
                 return Ok(None);
             };
             // A lock whose time is up is over: counting starts afresh.
-            sqlx::query(
+            exec!(
+                conn,
                 "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
                  AND locked_until > 0 AND locked_until <= $3",
-            )
-            .bind(c.tenant_id.as_str())
-            .bind(&c.user_id)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            let locked: Option<(i64,)> = sqlx::query_as(
+                [c.tenant_id.as_str(), &c.user_id, at]
+            )?;
+            let locked = fetch!(
+                conn,
+                optional (i64,),
                 "UPDATE users SET failures = failures + 1, updated_at = $1, \
                  locked_until = CASE WHEN failures + 1 >= $2 AND locked_until = 0 THEN $3 ELSE locked_until END \
                  WHERE tenant_id = $4 AND id = $5 RETURNING locked_until",
-            )
-            .bind(at)
-            .bind(i64::from(effects.threshold))
-            .bind(until)
-            .bind(c.tenant_id.as_str())
-            .bind(&c.user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+                [at, i64::from(effects.threshold), until, c.tenant_id.as_str(), &c.user_id]
+            )?;
             let just_locked = locked.is_some_and(|(l,)| l == until);
             if just_locked {
                 insert_event!(conn, &effects.locked.0, "");

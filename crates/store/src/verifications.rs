@@ -4,7 +4,6 @@
 //! database, not a read in Rust, decides who wins a race.
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
@@ -17,6 +16,7 @@ use vouchsafe_core::verification::{Verification, VerificationStatus};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
+use crate::tx::{exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
 use crate::{SqlStore, map_err, on_pool, write_tx};
 
@@ -88,25 +88,23 @@ impl TryFrom<VerificationRow> for Verification {
     }
 }
 
-/// Increments every counter of one send inside the open transaction `$tx`,
-/// each only while it is under its limit. Evaluates to the first counter
-/// that was full (the caller then rolls back), or `None`.
+/// Increments every counter of one send inside the open transaction `$tx`
+/// (a sqlx transaction or a `&mut Tx`), each only while it is under its
+/// limit. Evaluates to the first counter that was full (the caller then
+/// rolls back), or `None`.
 macro_rules! count_sends_in {
     ($tx:expr, $counters:expr) => {{
+        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
         let mut full: Option<&SendCounter> = None;
         for c in $counters {
-            let counted: Option<(i64,)> = sqlx::query_as(
+            let counted = $crate::tx::fetch!(
+                tx,
+                optional(i64,),
                 "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ($1, $2, $3, $4, 1) \
                  ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
                  WHERE send_counters.count < $5 RETURNING count",
-            )
-            .bind(c.tenant_id.as_str())
-            .bind(c.scope)
-            .bind(&c.key)
-            .bind(c.bucket)
-            .bind(i64::from(c.limit))
-            .fetch_optional(&mut *$tx)
-            .await?;
+                [c.tenant_id.as_str(), c.scope, &c.key, c.bucket, i64::from(c.limit)]
+            )?;
             if counted.is_none() {
                 full = Some(c);
                 break;
@@ -143,50 +141,50 @@ impl VerificationStore for SqlStore {
         // its group, so refusals and a lost race are outcomes, not errors:
         // this start's own savepoint undoes its writes.
         let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, [v, counters], conn => {
-            let mut tx = conn.begin().await?;
+            savepoint!(conn)?;
             // Write first: frees the one-pending slot of an expired verification.
-            sqlx::query(
+            exec!(
+                conn,
                 "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
                  AND destination = $3 AND status = 'pending' AND expires_at <= $1",
-            )
-            .bind(now)
-            .bind(v.service_id.as_str())
-            .bind(&v.to)
-            .execute(&mut *tx)
-            .await?;
-            let inserted = sqlx::query(insert)
-                .bind(v.id.as_str())
-                .bind(v.tenant_id.as_str())
-                .bind(v.service_id.as_str())
-                .bind(&v.to)
-                .bind(v.channel.as_str())
-                .bind(v.locale.as_deref())
-                .bind(v.country.as_deref())
-                .bind(v.status.as_str())
-                .bind(&v.code_hash)
-                .bind(i64::from(v.attempts))
-                .bind(i64::from(v.max_attempts))
-                .bind(i64::from(v.send_count))
-                .bind(to_unix_ms(v.window_started_at))
-                .bind(i64::from(v.window_sends))
-                .bind(to_unix_ms(v.last_sent_at))
-                .bind(to_unix_ms(v.expires_at))
-                .bind(now)
-                .bind(to_unix_ms(v.updated_at))
-                .execute(&mut *tx)
-                .await;
+                [now, v.service_id.as_str(), &v.to]
+            )?;
+            let inserted = exec!(
+                conn,
+                insert,
+                [
+                    v.id.as_str(),
+                    v.tenant_id.as_str(),
+                    v.service_id.as_str(),
+                    &v.to,
+                    v.channel.as_str(),
+                    v.locale.as_deref(),
+                    v.country.as_deref(),
+                    v.status.as_str(),
+                    &v.code_hash,
+                    i64::from(v.attempts),
+                    i64::from(v.max_attempts),
+                    i64::from(v.send_count),
+                    to_unix_ms(v.window_started_at),
+                    i64::from(v.window_sends),
+                    to_unix_ms(v.last_sent_at),
+                    to_unix_ms(v.expires_at),
+                    now,
+                    to_unix_ms(v.updated_at),
+                ]
+            );
             match inserted {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    tx.rollback().await?;
+                    rollback_savepoint!(conn)?;
                     return Ok(Err(StoreError::Conflict("already exists")));
                 }
                 other => other?,
             };
-            if let Some(full) = count_sends_in!(tx, &counters) {
-                tx.rollback().await?;
+            if let Some(full) = count_sends_in!(conn, &counters) {
+                rollback_savepoint!(conn)?;
                 return Ok(Ok(Err(fraud_refusal(full, v.created_at))));
             }
-            tx.commit().await?;
+            release_savepoint!(conn)?;
             Ok::<_, sqlx::Error>(Ok(Ok(())))
         })
         .map_err(map_err)?;
@@ -214,25 +212,28 @@ impl VerificationStore for SqlStore {
         // As in `create_verification`: refusals undo this resend's own
         // savepoint and are returned as outcomes.
         let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = write_tx!(self, [r, counters], conn => {
-            let mut tx = conn.begin().await?;
-            let updated: Option<VerificationRow> = sqlx::query_as(update)
-                .bind(&r.code_hash)
-                .bind(r.channel.as_str())
-                .bind(r.locale.as_deref())
-                .bind(now)
-                .bind(r.send_window_ms)
-                .bind(to_unix_ms(r.expires_at))
-                .bind(r.tenant_id.as_str())
-                .bind(r.id.as_str())
-                .bind(r.cooldown_ms)
-                .bind(i64::from(r.max_sends))
-                .fetch_optional(&mut *tx)
-                .await?;
+            savepoint!(conn)?;
+            let updated = fetch!(
+                conn,
+                optional VerificationRow,
+                update,
+                [
+                    &r.code_hash,
+                    r.channel.as_str(),
+                    r.locale.as_deref(),
+                    now,
+                    r.send_window_ms,
+                    to_unix_ms(r.expires_at),
+                    r.tenant_id.as_str(),
+                    r.id.as_str(),
+                    r.cooldown_ms,
+                    i64::from(r.max_sends),
+                ]
+            )?;
             let Some(updated) = updated else {
                 // Refused: say which rule, from the row as it stands.
-                let row: Option<VerificationRow> =
-                    sqlx::query_as(select).bind(r.tenant_id.as_str()).bind(r.id.as_str()).fetch_optional(&mut *tx).await?;
-                tx.rollback().await?;
+                let row = fetch!(conn, optional VerificationRow, select, [r.tenant_id.as_str(), r.id.as_str()])?;
+                rollback_savepoint!(conn)?;
                 return Ok(match row {
                     Some(row) if row.status == "pending" && row.expires_at > now => {
                         if row.last_sent_at > now - r.cooldown_ms {
@@ -246,11 +247,11 @@ impl VerificationStore for SqlStore {
                     _ => Err(StoreError::NotFound),
                 });
             };
-            if let Some(full) = count_sends_in!(tx, &counters) {
-                tx.rollback().await?;
+            if let Some(full) = count_sends_in!(conn, &counters) {
+                rollback_savepoint!(conn)?;
                 return Ok(Ok(Err(fraud_refusal(full, r.now))));
             }
-            tx.commit().await?;
+            release_savepoint!(conn)?;
             Ok::<_, sqlx::Error>(Ok(Ok(updated)))
         })
         .map_err(map_err)?;
@@ -290,18 +291,12 @@ impl VerificationStore for SqlStore {
         let (tenant, id, code_hash) = (v.tenant_id.clone(), v.id.clone(), v.code_hash.clone());
         let (event, audit) = (event.clone(), audit.clone());
         write_tx!(self, [tenant, id, code_hash, event, audit], conn => {
-            let approved = sqlx::query(
+            let approved = exec!(
+                conn,
                 "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
                  AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
-            )
-            .bind(at)
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .bind(&code_hash)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                == 1;
+                [at, tenant.as_str(), id.as_str(), &code_hash]
+            )? == 1;
             if approved {
                 insert_event!(conn, &event, "");
                 append_audit!(conn, tenant.as_str(), &audit);
@@ -328,8 +323,7 @@ impl VerificationStore for SqlStore {
         );
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
         let row: Option<VerificationRow> = write_tx!(self, [tenant, id, audit], conn => {
-            let row: Option<VerificationRow> =
-                sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *conn).await?;
+            let row = fetch!(conn, optional VerificationRow, sql, [at, tenant.as_str(), id.as_str()])?;
             if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
                 append_audit!(conn, tenant.as_str(), &audit);
             }
@@ -352,19 +346,12 @@ impl VerificationStore for SqlStore {
         let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
         write_tx!(self, [tenant, id, audit], conn => {
-            let ended = sqlx::query(
+            let ended = exec!(
+                conn,
                 "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
                  AND status = 'pending' AND expires_at <= $5",
-            )
-            .bind(status)
-            .bind(at)
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .bind(until)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                == 1;
+                [status, at, tenant.as_str(), id.as_str(), until]
+            )? == 1;
             if ended {
                 append_audit!(conn, tenant.as_str(), &audit);
             }

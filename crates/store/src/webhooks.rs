@@ -20,37 +20,31 @@ use crate::{SqlStore, audited, map_err, on_pool, one_row};
 
 /// Stores `$event` and fans it out to the tenant's enabled endpoints whose
 /// filter takes it (all of them, or only `$only` when not empty), inside
-/// the open transaction `$tx`. Evaluates to the number of messages queued.
+/// the open transaction `$tx` (a sqlx transaction or a `&mut Tx`).
+/// Evaluates to the number of messages queued.
 macro_rules! insert_event {
     ($tx:expr, $event:expr, $only:expr) => {{
         let event: &vouchsafe_core::event::Event = $event;
         let only: &str = $only;
         let at = vouchsafe_core::clock::to_unix_ms(event.created_at);
-        sqlx::query("INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(event.id.as_str())
-            .bind(event.tenant_id.as_str())
-            .bind(event.event_type.as_str())
-            .bind(event.body())
-            .bind(at)
-            .execute(&mut *$tx)
-            .await?;
+        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
+        let body = event.body();
+        $crate::tx::exec!(
+            tx,
+            "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+            [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
+        )?;
         // The message id joins event and endpoint ids: unique per pair,
         // made in SQL so the fan-out is one statement.
-        sqlx::query(
+        $crate::tx::exec!(
+            tx,
             "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
              next_attempt_at, locked_until, created_at, updated_at) \
              SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
              WHERE tenant_id = $3 AND enabled = TRUE AND (events = '*' OR events LIKE '%,' || $4 || ',%') \
              AND ($5 = '' OR id = $5)",
-        )
-        .bind(event.id.as_str())
-        .bind(at)
-        .bind(event.tenant_id.as_str())
-        .bind(event.event_type.as_str())
-        .bind(only)
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected()
+            [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only]
+        )?
     }};
 }
 pub(crate) use insert_event;
