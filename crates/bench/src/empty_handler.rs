@@ -9,12 +9,13 @@
 //! multi-threaded tokio runtime (one worker per core).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::load::{self, Measurement};
+use crate::server::KillOnDrop;
 
 /// Serves `GET /` → `200` with an empty body on 127.0.0.1, an ephemeral
 /// port, which it prints on stdout; runs until killed.
@@ -30,16 +31,6 @@ pub fn serve() -> anyhow::Result<()> {
     })
 }
 
-/// The reference process; killed when dropped.
-struct Reference(Child);
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the reference server and loads it like `/healthz`.
 pub async fn measure(concurrency: usize, seconds: u64) -> anyhow::Result<Measurement> {
     let mut child = Command::new(std::env::current_exe()?)
@@ -49,7 +40,7 @@ pub async fn measure(concurrency: usize, seconds: u64) -> anyhow::Result<Measure
         .spawn()
         .context("cannot start the empty handler")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let reference = Reference(child);
+    let reference = KillOnDrop(child);
     let mut port = String::new();
     BufReader::new(stdout).read_line(&mut port)?;
     let url = format!("http://127.0.0.1:{}/", port.trim());

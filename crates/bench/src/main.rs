@@ -123,7 +123,8 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let top = args.concurrency.iter().copied().max().unwrap_or(1);
-    let reference = match scenarios::Wanted(args.only.clone()).has(scenarios::Scenario::WrongCode) {
+    let wanted = scenarios::Wanted(args.only.clone());
+    let reference = match wanted.has(scenarios::Scenario::WrongCode) {
         true => {
             eprintln!("Reference: an empty axum handler…");
             let measured = runtime.block_on(empty_handler::measure(top, args.seconds))?;
@@ -143,7 +144,6 @@ fn main() -> anyhow::Result<()> {
         eprintln!("HTTP load against {} on {}…", args.bin.display(), engine.label());
         let run = runtime.block_on(async {
             let server = server::start(&args.bin, engine, &args.postgres_url).await?;
-            let wanted = scenarios::Wanted(args.only.clone());
             let http = scenarios::run(&server, &args.concurrency, args.seconds, &wanted).await?;
             let webhooks = match wanted.has(scenarios::Scenario::Webhooks) {
                 true => Some(scenarios::webhook_throughput(&server).await?),

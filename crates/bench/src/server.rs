@@ -26,9 +26,20 @@ impl Engine {
     }
 }
 
-/// A running server; kills it when dropped, however the benchmark ends.
+/// A child process killed (and reaped) when dropped, however the
+/// benchmark ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running server; killed when dropped.
 pub struct Server {
-    child: Child,
+    child: KillOnDrop,
     /// How durable the database's commits are: PostgreSQL's settings read
     /// back from the server, SQLite's as vouchsafe always opens it.
     pub durability: String,
@@ -38,13 +49,6 @@ pub struct Server {
     bin: std::path::PathBuf,
     database_url: String,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -62,7 +66,7 @@ impl Server {
 
     /// One memory figure of the server from `/proc/PID/status`, in MiB.
     fn status_mib(&self, field: &str) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).ok()?;
         let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
         let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib / 1024.0)
@@ -145,7 +149,8 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut server = Server { child, durability, base, secret, ready_ms: 0.0, bin, database_url, dir };
+    let mut server =
+        Server { child: KillOnDrop(child), durability, base, secret, ready_ms: 0.0, bin, database_url, dir };
     server.ready_ms = loop {
         if client.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
             break spawned.elapsed().as_secs_f64() * 1000.0;
