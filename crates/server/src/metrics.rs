@@ -3,7 +3,7 @@
 //! ids, phone numbers or anything secret.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -14,6 +14,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Latency buckets in seconds: fine below 10 ms, where the server lives.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// How often recorded latencies are folded into their histograms.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The recorder's handle, installed on first use. `None` only if another
 /// recorder was installed first (then `/metrics` says so).
@@ -26,9 +29,28 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             metrics::gauge!("vouchsafe_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            start_upkeep(handle.clone());
             Some(handle)
         })
         .as_ref()
+}
+
+/// The recorder keeps every latency sample (8 bytes and bookkeeping) until
+/// something folds them into the histogram's buckets, and only a scrape of
+/// `/metrics` does that by itself: unscraped, memory grew by about 14 bytes
+/// per request without end (2.2 MiB per 150,000 requests in the benchmark).
+/// This thread folds them in on a timer, for as long as the process lives,
+/// like the recorder it serves.
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep; latency samples are kept until /metrics is scraped");
+    }
 }
 
 /// Counts requests and their latency by method, route template and status.
