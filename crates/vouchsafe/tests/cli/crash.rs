@@ -7,6 +7,7 @@
 //! receiver.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,9 +55,17 @@ async fn call(client: &reqwest::Client, base: &str, secret: &str, path: &str, bo
     Some((status, reply.json().await.ok()?))
 }
 
-async fn starter(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, stop: Instant) {
+/// Set when the load should stop: a little after the kill, so requests are
+/// in flight when it lands.
+type Stop = Arc<AtomicBool>;
+
+/// The longest a cycle waits for its first approval before the kill: on a
+/// starved machine a cycle that approved nothing would prove nothing.
+const PROGRESS_WAIT: Duration = Duration::from_secs(10);
+
+async fn starter(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, stop: Stop) {
     let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
-    while Instant::now() < stop {
+    while !stop.load(Ordering::Relaxed) {
         let to = destination(dice.below(DESTINATIONS));
         if let Some((200 | 201, v)) =
             call(&client, &base, &secret, "/v1/verifications", json!({"to": to, "channel": "sms"})).await
@@ -72,10 +81,10 @@ async fn checker(
     ledger: Arc<Mutex<Ledger>>,
     codes: Arc<sms_receiver::Received>,
     right: bool,
-    stop: Instant,
+    stop: Stop,
 ) {
     let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
-    while Instant::now() < stop {
+    while !stop.load(Ordering::Relaxed) {
         let picked = {
             let ledger = ledger.lock().unwrap();
             let n = ledger.started.len();
@@ -108,9 +117,9 @@ async fn checker(
 /// otherwise with the current step or a neighbour, so steps already
 /// accepted are replayed across challenges and across crashes, and must
 /// never be accepted twice.
-async fn totp_user(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, totp: Arc<Totp>, stop: Instant) {
+async fn totp_user(base: String, secret: String, ledger: Arc<Mutex<Ledger>>, totp: Arc<Totp>, stop: Stop) {
     let (client, mut dice) = (reqwest::Client::new(), Dice::from_clock());
-    while Instant::now() < stop {
+    while !stop.load(Ordering::Relaxed) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let next = totp.step(now) + 1;
         let step = if ledger.lock().unwrap().totp_steps.contains_key(&next) {
@@ -211,21 +220,35 @@ async fn sigkill_under_mixed_load_twenty_times_loses_and_doubles_nothing() {
             totp = Some(Arc::new(set_up(&server, &secret, sms_port, &hooks).await));
         }
         let totp = totp.clone().unwrap();
-        // Load runs past the kill, so requests are in flight when it lands.
         let kill_after = Duration::from_millis(150 + dice.below(350) as u64);
-        let stop = Instant::now() + kill_after + Duration::from_millis(100);
+        let stop = Stop::default();
+        let approved_before = ledger.lock().unwrap().approvals.len();
         let base = server.base.clone();
         let mut load = Vec::new();
         for _ in 0..2 {
-            load.push(tokio::spawn(starter(base.clone(), secret.clone(), ledger.clone(), stop)));
+            load.push(tokio::spawn(starter(base.clone(), secret.clone(), ledger.clone(), stop.clone())));
         }
         for right in [true, true, false, false] {
-            load.push(tokio::spawn(checker(base.clone(), secret.clone(), ledger.clone(), codes.clone(), right, stop)));
+            load.push(tokio::spawn(checker(
+                base.clone(),
+                secret.clone(),
+                ledger.clone(),
+                codes.clone(),
+                right,
+                stop.clone(),
+            )));
         }
-        load.push(tokio::spawn(totp_user(base.clone(), secret.clone(), ledger.clone(), totp, stop)));
+        load.push(tokio::spawn(totp_user(base.clone(), secret.clone(), ledger.clone(), totp, stop.clone())));
         tokio::time::sleep(kill_after).await;
+        let waiting = Instant::now();
+        while ledger.lock().unwrap().approvals.len() == approved_before && waiting.elapsed() < PROGRESS_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         server.signal("KILL");
         server.wait_exit(Duration::from_secs(10)).expect("SIGKILL ends the process");
+        // Load runs past the kill, so requests are in flight when it lands.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, Ordering::Relaxed);
         for task in load {
             task.await.unwrap();
         }
