@@ -21,11 +21,12 @@
 //! and its WAL writer already groups them.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::SqliteSync;
+use crate::sqlite::BUSY_TIMEOUT;
 use crate::tx::Tx;
 
 /// How a batch ended for the jobs in it.
@@ -72,18 +73,11 @@ pub(crate) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
 }
 
-/// How the writer opens its connection: the same pragmas as the pool's.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WriterOptions {
-    /// `synchronous=FULL` when true, `NORMAL` otherwise.
-    pub(crate) full_sync: bool,
-}
-
 impl GroupCommit {
     /// Opens the writer's connection to the file at `path` and starts its
     /// thread.
-    pub(crate) fn start(path: &Path, options: WriterOptions) -> Result<Self, String> {
-        let conn = open(path, options).map_err(|e| e.to_string())?;
+    pub(crate) fn start(path: &Path, sync: SqliteSync) -> Result<Self, String> {
+        let conn = open(path, sync).map_err(|e| e.to_string())?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -125,12 +119,17 @@ impl GroupCommit {
     }
 }
 
-fn open(path: &Path, options: WriterOptions) -> rusqlite::Result<Connection> {
+/// Opens the writer's connection with the pool's pragmas.
+fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
-    conn.pragma_update(None, "synchronous", if options.full_sync { "FULL" } else { "NORMAL" })?;
+    let synchronous = match sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
     Ok(conn)
@@ -195,7 +194,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let setup = Connection::open(&path).unwrap();
         setup.execute_batch("PRAGMA journal_mode = wal; CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
-        (GroupCommit::start(&path, WriterOptions { full_sync: true }).unwrap(), path)
+        (GroupCommit::start(&path, SqliteSync::Full).unwrap(), path)
     }
 
     /// Many concurrent writers share transactions; a job that fails after

@@ -136,7 +136,7 @@ impl SqlStore {
         Ok(match url {
             DatabaseUrl::Sqlite { path, sync } => {
                 let pool = sqlite::connect(path, *sync).await?;
-                let writer = group_commit::GroupCommit::start(path, sqlite::writer_options(*sync))
+                let writer = group_commit::GroupCommit::start(path, *sync)
                     .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
                 Self { db: Db::Sqlite(pool, writer, readers) }

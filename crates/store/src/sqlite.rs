@@ -8,11 +8,14 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use vouchsafe_core::store::StoreError;
 
-use crate::group_commit::WriterOptions;
 use crate::{SqliteSync, map_err};
 
+/// How long a connection waits for another to release the write lock:
+/// the same for the pool, the group-commit writer and the readers.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens the pool for listings and ordinary writes (the group-commit
-/// writer opens its own connection, with [`writer_options`]).
+/// writer opens its own connection, with the same pragmas).
 pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(map_err)?
@@ -26,7 +29,7 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
             SqliteSync::Full => SqliteSynchronous::Full,
             SqliteSync::Normal => SqliteSynchronous::Normal,
         })
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
     let cannot_open =
         |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
@@ -40,11 +43,6 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         .await
         .map_err(cannot_open)?;
     Ok(pool)
-}
-
-/// The group-commit writer's connection gets the pool's durability.
-pub(crate) fn writer_options(sync: SqliteSync) -> WriterOptions {
-    WriterOptions { full_sync: matches!(sync, SqliteSync::Full) }
 }
 
 pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {

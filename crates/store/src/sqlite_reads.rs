@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use vouchsafe_core::store::{StoreError, StoreResult};
@@ -44,7 +43,7 @@ impl Readers {
     fn open(&self) -> rusqlite::Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
         // In WAL mode a connection drops its whole page cache whenever the
         // WAL changed since its last read, which under steady writes is

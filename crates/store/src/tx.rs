@@ -33,12 +33,6 @@ pub(crate) enum Tx<'c> {
     Postgres(&'c mut sqlx::PgConnection),
 }
 
-impl<'c> From<&'c mut rusqlite::Connection> for Tx<'c> {
-    fn from(conn: &'c mut rusqlite::Connection) -> Self {
-        Tx::Writer(conn)
-    }
-}
-
 impl<'c> From<&'c mut sqlx::SqliteConnection> for Tx<'c> {
     fn from(conn: &'c mut sqlx::SqliteConnection) -> Self {
         Tx::Sqlite(conn)
