@@ -191,6 +191,21 @@ impl ProviderConfig {
     }
 }
 
+/// SECURITY: the providers a message of `channel` may go through, in the
+/// order to try them (the list comes sorted by priority). The console
+/// provider writes the message (the code, or a caller link) to the
+/// server's log; it is a development stand-in, never a fallback: it is
+/// kept only when it is the channel's only enabled provider, so when a
+/// real provider fails the send fails instead of landing in a log.
+pub fn send_order(providers: Vec<ProviderConfig>, channel: Channel) -> Vec<ProviderConfig> {
+    let mut usable: Vec<ProviderConfig> =
+        providers.into_iter().filter(|p| p.enabled && p.channels.contains(&channel)).collect();
+    if usable.iter().any(|p| p.kind != ProviderKind::Console) {
+        usable.retain(|p| p.kind != ProviderKind::Console);
+    }
+    usable
+}
+
 /// Names of credentials and providers: letters, digits, `-`, `_`, `.`.
 pub fn validate_name(field: &str, name: &str) -> Result<(), FieldError> {
     let ok = (1..=64).contains(&name.len())
@@ -302,6 +317,23 @@ mod tests {
         assert!(serde_json::from_value::<Credential>(json!({"type": "magic"})).is_err());
         let header = Credential::Header { header: "X-Key".into(), value: "a\r\nInjected: 1".into() };
         assert_eq!(header.validate().unwrap_err().field, "value");
+    }
+
+    #[test]
+    fn the_console_provider_is_never_a_fallback() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let tenant = TenantId::generate();
+        let console = ProviderConfig::console(tenant.clone(), now);
+        let mut twilio = console.clone();
+        twilio.name = "twilio".into();
+        twilio.kind = ProviderKind::Twilio;
+        twilio.channels = vec![Channel::Sms, Channel::Voice];
+        let names = |list: Vec<ProviderConfig>| list.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        let both = vec![twilio.clone(), console.clone()];
+        assert_eq!(names(send_order(both.clone(), Channel::Sms)), ["twilio"]);
+        assert_eq!(names(send_order(both.clone(), Channel::Email)), ["console"], "the only provider of email");
+        twilio.enabled = false;
+        assert_eq!(names(send_order(vec![twilio, console], Channel::Sms)), ["console"]);
     }
 
     #[test]

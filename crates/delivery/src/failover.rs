@@ -6,8 +6,9 @@
 //! success closes the breaker. If every provider is skipped, they are
 //! tried anyway: a message is worth more than the time saved.
 //!
-//! Metrics: sends by channel/provider/outcome, provider latency, and which
-//! breakers are open.
+//! Metrics: sends by channel/provider type/outcome, provider latency by
+//! type, and breakers opened. Provider names are tenants' words, so they
+//! are never labels (a tenant could grow the series without bound).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,6 +63,10 @@ impl Default for BreakerPolicy {
     }
 }
 
+/// Past this many failing providers, breakers that are not open are
+/// forgotten (their failure counts start again).
+const MAX_BREAKERS: usize = 10_000;
+
 #[derive(Default)]
 struct Breaker {
     consecutive_failures: u32,
@@ -92,19 +97,25 @@ impl Failover {
     fn record(&self, config: &ProviderConfig, ok: bool) {
         let now = self.clock.now();
         let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-        let breaker = breakers.entry(breaker_key(config)).or_default();
-        let gauge = metrics::gauge!("vouchsafe_provider_circuit_open", "provider" => config.name.clone());
         if ok {
-            *breaker = Breaker::default();
-            gauge.set(0.0);
-        } else {
+            // A healthy provider needs no entry: the map holds only
+            // providers failing now, so deleted ones do not pile up.
+            breakers.remove(&breaker_key(config));
+            return;
+        }
+        if breakers.len() >= MAX_BREAKERS {
+            breakers.retain(|_, b| b.open_until.is_some_and(|until| now < until));
+        }
+        let breaker = breakers.entry(breaker_key(config)).or_default();
+        {
             breaker.consecutive_failures += 1;
             if breaker.consecutive_failures >= self.policy.failures {
                 if breaker.open_until.is_none_or(|until| until <= now) {
                     tracing::warn!(provider = %config.name, "provider keeps failing; skipping it for a while");
+                    metrics::counter!("vouchsafe_provider_circuit_opened_total", "provider_type" => config.kind.as_str())
+                        .increment(1);
                 }
                 breaker.open_until = Some(now + self.policy.open_for);
-                gauge.set(1.0);
             }
         }
     }
@@ -125,7 +136,7 @@ impl Failover {
             candidates.iter().partition(|c| !self.is_open(c, now));
         for c in &skipped {
             metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
-                "provider" => c.name.clone(), "outcome" => "skipped")
+                "provider_type" => c.kind.as_str(), "outcome" => "skipped")
             .increment(1);
         }
         let order = if ready.is_empty() { skipped } else { ready };
@@ -148,11 +159,11 @@ impl Failover {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError("timed out".into())),
             };
-            metrics::histogram!("vouchsafe_provider_latency_seconds", "provider" => config.name.clone())
+            metrics::histogram!("vouchsafe_provider_latency_seconds", "provider_type" => config.kind.as_str())
                 .record(started.elapsed().as_secs_f64());
             let outcome = if result.is_ok() { "sent" } else { "failed" };
             metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
-                "provider" => config.name.clone(), "outcome" => outcome)
+                "provider_type" => config.kind.as_str(), "outcome" => outcome)
             .increment(1);
             self.record(config, result.is_ok());
             match result {

@@ -1,19 +1,29 @@
-//! Calls to URLs that tenants gave us (webhook endpoints and providers), under API.md's outbound-address rule: no loopback, private,
-//! link-local or unspecified targets unless the server runs with
-//! `allow_private_targets`. The rule is applied when a URL is saved and
-//! again at connect time by the client's own DNS resolver, so a name that
-//! later resolves to an internal address (DNS rebinding) is refused too.
-//! Redirects are not followed: a public URL could redirect inward.
+//! Calls to URLs that tenants gave us (webhook endpoints and providers),
+//! under API.md's outbound-address rule: no loopback, private, link-local
+//! or otherwise internal targets unless the server runs with
+//! `allow_private_targets`.
+//!
+//! SECURITY: the rule is applied when a URL is saved and again on every
+//! request, on the request reqwest is about to send (its own parsed URL):
+//! an IP literal is judged as it is, a name by the client's resolver,
+//! which refuses it unless every address DNS returns is public (so DNS
+//! rebinding is judged on the addresses actually connected to). Redirects
+//! are not followed (a public URL could redirect inward), proxies from
+//! the environment are ignored, and answers are read only up to a few KiB.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use vouchsafe_core::field_error::FieldError;
-use vouchsafe_core::outbound::{OutboundUrl, is_public};
+use vouchsafe_core::outbound::{OutboundUrl, SmtpHost, Target, is_local_name, is_public, target_of_url};
 
-/// Resolves names and drops every address that is not public.
+/// The most of any answer from a tenant-given URL that is read: enough
+/// for a provider's JSON receipt, never a body that fills memory.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// Resolves names and refuses a name unless every address is public.
 struct PublicOnlyResolver;
 
 impl Resolve for PublicOnlyResolver {
@@ -29,18 +39,22 @@ impl Resolve for PublicOnlyResolver {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn public_addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, BoxError> {
-    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-    let public: Vec<SocketAddr> = all.into_iter().filter(|a| is_public(a.ip())).collect();
-    if public.is_empty() {
-        return Err(format!("{host} resolves to no public address").into());
+    if is_local_name(host) {
+        return Err(format!("{host} is a name of this machine").into());
     }
-    Ok(public)
+    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) {
+        return Err(format!("{host} resolves to an address that is not public").into());
+    }
+    Ok(all)
 }
 
 /// An HTTP client for tenant-given URLs.
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: reqwest::Client,
+    /// `None` when the client could not be built: every call then fails
+    /// (never a fallback client without the address rule).
+    client: Option<reqwest::Client>,
     allow_private: bool,
 }
 
@@ -50,31 +64,35 @@ impl OutboundClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(concat!("vouchsafe/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
         }
-        let client = builder.build().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot build the outbound HTTP client; using defaults without the address rule");
-            reqwest::Client::new()
-        });
+        let client = builder
+            .build()
+            .inspect_err(
+                |e| tracing::error!(error = %e, "cannot build the outbound HTTP client; outbound calls will fail"),
+            )
+            .ok();
         Self { client, allow_private }
     }
 
     /// Checks a URL when it is saved: its shape, and (unless private
-    /// targets are allowed) that its host resolves to public addresses only.
+    /// targets are allowed) that its host is public or resolves to public
+    /// addresses only.
     pub async fn check_url(&self, field: &str, url: &str) -> Result<OutboundUrl, FieldError> {
         let parsed = OutboundUrl::parse(field, url)?;
         if self.allow_private {
             return Ok(parsed);
         }
         let refused = || FieldError::new(field, "must not point at a loopback, private or link-local address");
-        match ip_literal(parsed.as_str()) {
-            Some(ip) if is_public(ip) => Ok(parsed),
-            Some(_) => Err(refused()),
-            None => {
-                let host = host_of(parsed.as_str());
-                let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+        match parsed.target() {
+            Target::Ip(ip) if is_public(ip) => Ok(parsed),
+            Target::Ip(_) => Err(refused()),
+            Target::Name(name) if is_local_name(name) => Err(refused()),
+            Target::Name(name) => {
+                let all: Vec<SocketAddr> = tokio::net::lookup_host((name, parsed.port()))
                     .await
                     .map_err(|_| FieldError::new(field, "host does not resolve"))?
                     .collect();
@@ -83,36 +101,43 @@ impl OutboundClient {
         }
     }
 
-    /// Sends a request to a tenant-given URL. IP literals skip DNS, so the
-    /// address rule is checked here for them.
+    /// Posts JSON to a tenant-given URL (webhooks).
     pub async fn post(
         &self,
         url: &str,
         headers: Vec<(&'static str, String)>,
         body: String,
     ) -> Result<reqwest::Response, SendError> {
-        if !self.allow_private && ip_literal(url).is_some_and(|ip| !is_public(ip)) {
-            return Err(SendError::Refused);
-        }
-        let mut req = self.client.post(url).header("content-type", "application/json").body(body);
+        let mut req = self.request(reqwest::Method::POST, url)?.header("content-type", "application/json").body(body);
         for (name, value) in headers {
             req = req.header(name, value);
         }
-        req.send().await.map_err(SendError::from)
+        self.execute(req).await
     }
 
-    /// A request to a tenant-given URL, for providers to finish and send
-    /// with [`OutboundClient::execute`]. IP literals skip DNS, so the
-    /// address rule is checked here for them.
+    /// A request to a tenant-given URL (or one a provider built from it),
+    /// for providers to finish and send with [`OutboundClient::execute`].
+    /// The text is parsed once here and reqwest gets the parsed URL.
     pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder, SendError> {
-        if !self.allow_private && ip_literal(url).is_some_and(|ip| !is_public(ip)) {
-            return Err(SendError::Refused);
-        }
-        Ok(self.client.request(method, url))
+        let parsed = OutboundUrl::parse("url", url).map_err(|_| SendError::Refused)?;
+        let client = self.client.as_ref().ok_or(SendError::Other)?;
+        Ok(client.request(method, parsed.into_url()))
     }
 
+    /// Sends a request, after judging the URL reqwest is about to use:
+    /// IP literals skip the resolver, so they are checked here.
     pub async fn execute(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {
-        request.send().await.map_err(SendError::from)
+        let request = request.build().map_err(|_| SendError::Refused)?;
+        if !self.allow_private {
+            let allowed = target_of_url(request.url()).is_some_and(|target| target.is_allowed_without_dns())
+                && request.url().username().is_empty()
+                && request.url().password().is_none();
+            if !allowed {
+                return Err(SendError::Refused);
+            }
+        }
+        let client = self.client.as_ref().ok_or(SendError::Other)?;
+        client.execute(request).await.map_err(SendError::from)
     }
 
     /// Whether private targets are allowed (SMTP applies the rule itself).
@@ -122,28 +147,45 @@ impl OutboundClient {
 
     /// Checks a host name (an SMTP server) when it is saved.
     pub async fn check_host(&self, field: &str, host: &str) -> Result<(), FieldError> {
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-        if !valid {
-            return Err(FieldError::new(field, "must be a host name or IP address"));
-        }
+        let host = SmtpHost::parse(field, host)?;
         if self.allow_private {
             return Ok(());
         }
-        resolve_public(host, 25).await.map(|_| ()).map_err(|_| {
+        resolve_public(&host, 25).await.map(|_| ()).map_err(|_| {
             FieldError::new(field, "must resolve to public addresses only (not loopback, private or link-local)")
         })
     }
 }
 
-/// The addresses of `host`, refused unless every one is public: the
-/// connect-time half of the rule for connections reqwest does not make.
-pub async fn resolve_public(host: &str, port: u16) -> Result<Vec<SocketAddr>, SendError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let all: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare, port)).await.map_err(|_| SendError::Connect)?.collect(),
+/// At most `limit` bytes of an answer, read as they arrive; the rest is
+/// never read (the connection is dropped with the response).
+pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
+}
+
+/// An answer's JSON, if its first [`MAX_ANSWER_BYTES`] hold a whole JSON
+/// document; `Null` otherwise.
+pub async fn read_json(response: reqwest::Response) -> serde_json::Value {
+    let body = read_limited(response, MAX_ANSWER_BYTES).await;
+    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
+}
+
+/// The addresses of an SMTP host, refused unless every one is public:
+/// the connect-time half of the rule for connections reqwest does not make.
+pub async fn resolve_public(host: &SmtpHost, port: u16) -> Result<Vec<SocketAddr>, SendError> {
+    let all: Vec<SocketAddr> = match host.target() {
+        Target::Ip(ip) => vec![SocketAddr::new(ip, port)],
+        Target::Name(name) if is_local_name(name) => return Err(SendError::Refused),
+        Target::Name(name) => tokio::net::lookup_host((name, port)).await.map_err(|_| SendError::Connect)?.collect(),
     };
     if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) {
         return Err(SendError::Refused);
@@ -185,52 +227,36 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// The address of a URL whose host is an IP literal (`10.0.0.1`, `[::1]`).
-fn ip_literal(url: &str) -> Option<IpAddr> {
-    host_of(url).trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-/// The host part of an http(s) URL.
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    if let Some(end) = host_port.find(']') {
-        return host_port[..=end].to_owned();
-    }
-    host_port.split(':').next().unwrap_or_default().to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_are_found_in_urls() {
-        assert_eq!(host_of("https://crm.example.com:8443/x?y"), "crm.example.com");
-        assert_eq!(host_of("http://user:pw@10.0.0.1/hook"), "10.0.0.1");
-        assert_eq!(host_of("http://[::1]:80/"), "[::1]");
-    }
 
     #[tokio::test]
     async fn private_targets_are_refused_when_saved_and_when_sent() {
         // reqwest is built without a default TLS provider; the binary installs ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let strict = OutboundClient::new(false, Duration::from_secs(2));
-        for url in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/", "http://169.254.169.254/latest"]
-        {
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://localhost:9/x",
+            "http://[::1]:9/",
+            "http://169.254.169.254/latest",
+            "http://127.0.0.1:9\\@8.8.8.8/a",
+            "http://0x7f.1:9/",
+        ] {
             let err = strict.check_url("url", url).await.unwrap_err();
             assert_eq!(err.field, "url", "{url}");
+            assert_eq!(strict.post(url, vec![], String::new()).await.unwrap_err(), SendError::Refused, "{url}");
         }
-        assert_eq!(strict.post("http://127.0.0.1:9/x", vec![], String::new()).await.unwrap_err(), SendError::Refused);
-        // Through a name, the resolver refuses at connect time.
-        assert_eq!(strict.post("http://localhost:9/x", vec![], String::new()).await.unwrap_err(), SendError::Connect);
+        // A name that resolves inward is refused by the resolver at connect time.
+        assert_eq!(strict.post("http://localhost.:9/x", vec![], String::new()).await.unwrap_err(), SendError::Refused);
         let relaxed = OutboundClient::new(true, Duration::from_secs(2));
         assert!(relaxed.check_url("url", "http://127.0.0.1:9/x").await.is_ok());
     }
 
     #[tokio::test]
-    async fn the_resolver_keeps_only_public_addresses() {
+    async fn the_resolver_refuses_names_with_internal_addresses() {
         assert!(public_addresses("localhost", 80).await.is_err());
+        assert!(public_addresses("127.0.0.1.nip.invalid", 80).await.is_err());
     }
 }

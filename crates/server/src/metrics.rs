@@ -1,6 +1,8 @@
 //! Prometheus metrics. One process-wide recorder (the `metrics` facade is
-//! global by design); labels are route templates and status codes, never
-//! ids, phone numbers or anything secret.
+//! global by design). Every label value comes from a closed set the
+//! server owns (route templates, the standard methods, status codes,
+//! channels, provider types), never from what a client or a tenant chose:
+//! ids, names, phone numbers or anything secret.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -53,15 +55,33 @@ fn start_upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// Counts requests and their latency by method, route template and status.
+/// SECURITY: the method as a label from a closed set. Any other token is
+/// a valid HTTP method too, and a client could grow `/metrics` without
+/// bound by inventing them.
+fn method_label(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts requests and their latency by method, route template and status
+/// (three closed sets: the route is a template of the router's or
+/// `unmatched`, the status a number the server chose).
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [("method", method.to_owned()), ("route", route), ("status", status)];
     metrics::counter!("vouchsafe_http_requests_total", &labels).increment(1);
     metrics::histogram!("vouchsafe_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response

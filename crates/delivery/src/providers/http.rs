@@ -9,7 +9,7 @@ use serde_json::Value;
 use vouchsafe_core::provider::Credential;
 
 use super::{apply_credential, error_status, setting};
-use crate::outbound::OutboundClient;
+use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
 pub struct Http {
@@ -84,11 +84,11 @@ impl Provider for Http {
             return Err(error_status(response.status()));
         }
         // A JSON answer with an `id` names the message for receipts.
-        let id = response.json::<Value>().await.ok().and_then(|v| match v.get("id") {
+        let id = match read_json(response).await.get("id") {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
-        });
+        };
         Ok(Accepted { provider_message_id: id })
     }
 }

@@ -14,6 +14,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
+use vouchsafe_core::outbound::SmtpHost;
 use vouchsafe_core::provider::Credential;
 
 use super::setting;
@@ -53,7 +54,11 @@ impl Smtp {
         let to: Mailbox = m.to.parse().map_err(|_| failed("the address is not a mailbox"))?;
         let text = m.rendered.text.clone();
         let html = m.rendered.html.clone().unwrap_or_else(|| text.clone());
+        // RFC 5322 §3.6.4: every message carries a unique Message-ID. Its
+        // right side is the sender's domain, never this machine's name.
+        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4().simple(), from.email.domain());
         Message::builder()
+            .message_id(Some(message_id))
             .from(from)
             .to(to)
             .subject(m.rendered.subject.clone().unwrap_or_default())
@@ -71,10 +76,12 @@ impl Smtp {
         };
         let port = self.settings.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
         let port = port.unwrap_or(default_port);
+        let parsed = SmtpHost::parse("settings.host", &host).map_err(|_| failed("settings.host is not a host"))?;
+        let host = parsed.as_string();
         let server = if self.client.allows_private() {
             host.clone()
         } else {
-            let addrs = resolve_public(&host, port).await.map_err(|e| failed(&e.to_string()))?;
+            let addrs = resolve_public(&parsed, port).await.map_err(|e| failed(&e.to_string()))?;
             addrs.first().map(|a| a.ip().to_string()).ok_or_else(|| failed("the host has no address"))?
         };
         let parameters = || TlsParameters::new(host.clone()).map_err(|_| failed("bad TLS parameters"));

@@ -9,7 +9,7 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::provider::Credential;
 
 use super::{error_status, setting};
-use crate::outbound::OutboundClient;
+use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
 pub const DEFAULT_BASE_URL: &str = "https://rest-ww.telesign.com";
@@ -59,7 +59,7 @@ impl Provider for Telesign {
             .form(&form);
         let response = self.client.execute(request).await.map_err(|e| ProviderError(e.to_string()))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = read_json(response).await;
         let telesign_code = body.pointer("/status/code").and_then(Value::as_i64);
         if !status.is_success() {
             return Err(match telesign_code {

@@ -15,7 +15,7 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::provider::Credential;
 
 use super::{error_status, setting};
-use crate::outbound::OutboundClient;
+use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -108,7 +108,7 @@ impl Provider for Twilio {
             .form(&form);
         let response = self.client.execute(request).await.map_err(|e| ProviderError(e.to_string()))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = read_json(response).await;
         if !status.is_success() {
             // Twilio's error body names a numeric code; its message may
             // quote the number, so only the code is kept.

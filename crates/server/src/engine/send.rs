@@ -8,7 +8,7 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
-use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind};
+use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind, send_order};
 use vouchsafe_delivery::failover::{OpenCredential, Outcome};
 use vouchsafe_delivery::provider::OutgoingMessage;
 
@@ -17,9 +17,7 @@ use crate::state::SharedState;
 
 /// The tenant's enabled providers of `channel`, in the order to try them.
 async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<ProviderConfig>> {
-    let mut providers = state.store.list_providers(tenant).await?;
-    providers.retain(|config| config.enabled && config.channels.contains(&channel));
-    Ok(providers)
+    Ok(send_order(state.store.list_providers(tenant).await?, channel))
 }
 
 /// A credential in the clear, for a provider about to send.

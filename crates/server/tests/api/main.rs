@@ -17,6 +17,7 @@ mod helpers;
 mod hosted_page;
 mod isolation;
 mod ops;
+mod outbound_rule;
 mod providers;
 mod roles;
 mod secrets;

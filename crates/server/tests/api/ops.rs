@@ -118,3 +118,17 @@ async fn docs_are_served_from_embedded_assets() {
     let init = app.call(Method::GET, "/docs/swagger-initializer.js", None, None).await;
     assert!(init.text.contains("/openapi.json"));
 }
+
+/// Issue 16, item 6: an invented HTTP method is a valid token, but never a
+/// label value: `/metrics` cannot be grown by a client.
+#[tokio::test]
+async fn invented_methods_do_not_become_metric_labels() {
+    let app = spawn_app().await;
+    for n in 0..50 {
+        let method = Method::from_bytes(format!("ZZZ{n}{}", "Q".repeat(2_000)).as_bytes()).unwrap();
+        app.call(method, "/healthz", None, None).await;
+    }
+    let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(!metrics.contains("ZZZ"), "an invented method became a label");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}

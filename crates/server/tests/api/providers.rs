@@ -42,6 +42,39 @@ async fn a_fresh_tenant_has_the_console_provider_and_it_sends() {
     }
 }
 
+/// Issue 16, item 4: once a real provider carries a channel, the console
+/// provider is no fallback; a failed real provider fails the send.
+#[tokio::test]
+async fn the_console_provider_is_never_a_fallback_for_a_real_one() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    bearer_credential(&app).await;
+    http_provider(&app, &fake, "primary", 1, 2_000).await;
+    fake.set_mode("http/primary", Mode::Fail(503));
+    let started = start(&app, MOBILE, "sms").await;
+    assert_eq!(started.status, StatusCode::BAD_GATEWAY, "{}", started.text);
+    assert_eq!(started.code(), "provider_unavailable");
+    let delivery =
+        app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "482913"})).await;
+    assert_eq!(delivery.body["result"], "PROVIDER_ERROR", "{}", delivery.text);
+    assert_ne!(delivery.body["provider"], "console", "{}", delivery.text);
+    // Email has no real provider: the console provider still carries it, and says so.
+    let email = app
+        .post("/v1/deliveries", &app.admin, json!({"to": "jane@example.com", "channel": "email", "code": "482913"}))
+        .await;
+    assert_eq!(
+        (email.body["result"].as_str(), email.body["provider"].as_str()),
+        (Some("SUCCESS"), Some("console")),
+        "{}",
+        email.text
+    );
+    // With the real provider disabled, the console provider is the only one again.
+    let disabled = json!({"type": "http", "channels": ["sms", "voice"], "priority": 1, "credential": "hook", "enabled": false,
+        "settings": {"url": format!("{}/http/primary", fake.base), "body_template": "{}"}});
+    assert_eq!(app.put("/v1/providers/primary", &app.admin, disabled).await.status, StatusCode::OK);
+    assert_eq!(start(&app, "+447400123499", "sms").await.status, StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn credentials_are_write_only() {
     let app = spawn_app().await;
@@ -188,6 +221,8 @@ async fn email_goes_through_a_real_smtp_server_as_plain_text_and_html() {
     assert_eq!(mail["auth_user"], "mailer");
     let data = mail["data"].as_str().unwrap();
     assert!(data.contains("Subject: Your vouchsafe verification code"), "{data}");
+    let message_id = data.lines().find_map(|l| l.strip_prefix("Message-ID: ")).expect("a Message-ID header");
+    assert!(message_id.starts_with('<') && message_id.ends_with("@acme.test>"), "{message_id}");
     assert!(
         data.contains("multipart/alternative") && data.contains("text/plain") && data.contains("text/html"),
         "{data}"
@@ -233,10 +268,11 @@ async fn a_provider_that_keeps_failing_is_skipped_until_it_recovers() {
     }
     assert_eq!(fake.seen_of("http/primary").len(), 3);
     let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await.text;
-    assert!(metrics.contains("vouchsafe_provider_circuit_open{provider=\"primary\"} 1"), "{metrics}");
+    assert!(metrics.contains("vouchsafe_provider_circuit_opened_total{provider_type=\"http\"} 1"), "{metrics}");
     assert!(
-        metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider=\"primary\",outcome=\"failed\"}")
+        metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider_type=\"http\",outcome=\"failed\"}")
     );
+    assert!(!metrics.contains("primary"), "a tenant's provider name is no label: {metrics}");
     // Open: the fourth send does not wait on the primary at all.
     assert_eq!(start(&app, numbers[3], "sms").await.status, StatusCode::CREATED);
     assert_eq!(fake.seen_of("http/primary").len(), 3);
@@ -333,4 +369,48 @@ async fn a_provider_whose_credential_does_not_open_is_passed_over_and_named() {
          second: the provider answered 500"
     );
     assert!(!failed.text.contains("other-token") && !failed.text.contains("hook-token-secret"));
+}
+
+/// Issue 16, item 16: a provider's answer is read only up to a few KiB.
+/// A loopback "provider" answers 200 and then streams a 2 GB body; the
+/// send ends, and the fake could write only what the sockets buffer.
+#[tokio::test]
+async fn a_provider_answer_is_read_only_up_to_a_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2000000000\r\n\r\n{\"id\":\"";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'a'; 64 * 1024];
+                while socket.write_all(&chunk).await.is_ok() {
+                    if counter.fetch_add(chunk.len() as u64, Ordering::SeqCst) > 2_000_000_000 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let provider = json!({"type": "http", "channels": ["sms"], "priority": 1,
+        "settings": {"url": format!("http://127.0.0.1:{port}/send"), "body_template": "{\"to\":\"{to}\"}"}});
+    assert_eq!(app.put("/v1/providers/big", &app.admin, provider).await.status, StatusCode::OK);
+    let sent = start(&app, MOBILE, "sms").await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.text);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let streamed = written.load(Ordering::SeqCst);
+    assert!(streamed < 64 * 1024 * 1024, "the server read {streamed} bytes of the answer");
 }

@@ -35,6 +35,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "vouchsafe is ready"
     );
+    // The console provider is a development stand-in (see core's
+    // `provider::send_order`): say once, loudly, where its messages go.
+    tracing::warn!(
+        target: "vouchsafe::console_provider",
+        "a channel whose only enabled provider is `console` has its messages (codes and caller links) written to \
+         this log, not sent; add a real provider for production (README, 'Providers')"
+    );
     app.run_until(shutdown_signal()).await.context("server failed")?;
     tracing::info!("stopped accepting requests; requests in flight finished");
     store.close().await;
