@@ -1,5 +1,6 @@
 //! The middleware stack: request ids (`x-request-id`, made here unless the
-//! client sent one), a tracing span per request that names the route
+//! client sent one of a safe shape), `Cache-Control: no-store` unless a
+//! handler said otherwise, a tracing span per request that names the route
 //! template (never the raw path, which may hold tokens), metrics, the body
 //! limit, and panics turned into the API's `500` body.
 
@@ -36,9 +37,42 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal("handler panicked".into()).into_response()
 }
 
+/// SECURITY: a client's `x-request-id` is kept only if it has a safe shape
+/// (1–64 letters, digits, `.`, `_`, `-`); anything else is dropped and a
+/// new id made, so a request cannot write fields of its own into the logs.
+fn is_safe_request_id(value: &[u8]) -> bool {
+    (1..=64).contains(&value.len())
+        && value.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+async fn sanitize_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+    if req.headers().get_all(&REQUEST_ID).iter().count() > 1
+        || req.headers().get(&REQUEST_ID).is_some_and(|v| !is_safe_request_id(v.as_bytes()))
+    {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// SECURITY: nothing the server answers is for a cache: API answers carry
+/// secrets (enrollment seeds and recovery codes, key and webhook secrets,
+/// result tokens) and pages carry state. A response that says nothing of
+/// caching says `no-store`.
+async fn no_store_by_default(req: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(req).await;
+    if !response.headers().contains_key(axum::http::header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 pub fn apply(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(crate::metrics::track)).layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(sanitize_request_id))
+            .layer(axum::middleware::from_fn(no_store_by_default))
             .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))

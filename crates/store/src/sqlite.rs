@@ -17,6 +17,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens the pool for listings and ordinary writes (the group-commit
 /// writer opens its own connection, with the same pragmas).
 pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
+    owner_only(path)
+        .map_err(|e| StoreError::Backend(format!("cannot secure SQLite database {}: {e}", path.display())))?;
     let options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(map_err)?
         .filename(path)
@@ -43,6 +45,33 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         .await
         .map_err(cannot_open)?;
     Ok(pool)
+}
+
+/// SECURITY: the database holds phone numbers, emails and sealed secrets,
+/// so it is readable by its owner only. The file is created 0600 before
+/// SQLite opens it (SQLite gives its `-wal` and `-shm` files the database
+/// file's mode), and a file left readable by others (by an older version)
+/// is narrowed to 0600, with its `-wal` and `-shm`.
+#[cfg(unix)]
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {

@@ -35,14 +35,15 @@ macro_rules! insert_event {
             [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
         )?;
         // The message id joins event and endpoint ids: unique per pair,
-        // made in SQL so the fan-out is one statement.
+        // made in SQL so the fan-out is one statement. An event for one
+        // named endpoint (a `test`) goes to it whatever its event filter.
         $crate::tx::exec!(
             tx,
             "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
              next_attempt_at, locked_until, created_at, updated_at) \
              SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
-             WHERE tenant_id = $3 AND enabled = TRUE AND (events = '*' OR events LIKE '%,' || $4 || ',%') \
-             AND ($5 = '' OR id = $5)",
+             WHERE tenant_id = $3 AND enabled = TRUE \
+             AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)",
             [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only]
         )?
     }};

@@ -132,3 +132,26 @@ async fn invented_methods_do_not_become_metric_labels() {
     assert!(!metrics.contains("ZZZ"), "an invented method became a label");
     assert!(metrics.contains("method=\"other\""), "{metrics}");
 }
+
+/// Issue 16, items 10 and 22: answers are never for a cache, and a client's
+/// request id is kept only when it cannot forge log fields.
+#[tokio::test]
+async fn answers_say_no_store_and_request_ids_have_a_safe_shape() {
+    let app = spawn_app().await;
+    let key = app.post("/v1/api-keys", &app.admin, serde_json::json!({"role": "agent", "name": "crm"})).await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    assert_eq!(key.headers["cache-control"], "no-store");
+    assert_eq!(app.get("/v1/tenant", &app.admin).await.headers["cache-control"], "no-store");
+    let send = |id: &'static str| {
+        let client = app.client.clone();
+        let url = app.url("/healthz");
+        async move { client.get(url).header("x-request-id", id).send().await.unwrap() }
+    };
+    assert_eq!(send("crm-42.abc_D").await.headers()["x-request-id"], "crm-42.abc_D");
+    let too_long: &'static str = "a".repeat(65).leak();
+    for forged in ["x method=DELETE tenant_id=ten_FAKE", "a\"b", too_long] {
+        let got = send(forged).await;
+        let id = got.headers()["x-request-id"].to_str().unwrap_or("").to_owned();
+        assert!(!id.is_empty() && id != forged && !id.contains(' '), "{forged:?} came back as {id:?}");
+    }
+}

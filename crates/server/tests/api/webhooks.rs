@@ -295,3 +295,20 @@ async fn private_targets_are_refused_unless_allowed() {
         app.get("/v1/webhook-endpoints", &app.admin).await.body["webhook_endpoints"].as_array().unwrap().is_empty()
     );
 }
+
+/// Issue 16, item 9: `test` reaches the endpoint whatever its event filter.
+#[tokio::test]
+async fn a_test_event_reaches_an_endpoint_that_filters_events() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let created = app
+        .post("/v1/webhook-endpoints", &app.admin, json!({"url": receiver.url, "events": ["verification.approved"]}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    receiver.configure(json!({"secret": created.body["secret"]})).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let event_id = test_event(&app, &id).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0]["id"], event_id, "{got:?}");
+    assert_eq!((got[0]["type"].as_str(), got[0]["verified"].as_bool()), (Some("ping"), Some(true)), "{got:?}");
+}

@@ -34,6 +34,19 @@ async fn init_creates_the_key_file_tenant_and_an_admin_key_that_works() {
     assert_eq!(tenant["id"], out["tenant_id"]);
     assert_eq!(tenant["name"], "default");
     assert_eq!(tenant["account_sid"], out["account_sid"]);
+    // Issue 16, item 11: the database and its WAL files are the owner's only.
+    if !is_postgres() {
+        let db = ws.path("vouchsafe.db");
+        if db.exists() {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+                if file.exists() {
+                    assert_eq!(mode(&file), 0o600, "{} is readable by others", file.display());
+                }
+            }
+            assert!(std::path::PathBuf::from(format!("{}-wal", db.display())).exists(), "a running server has a WAL");
+        }
+    }
 }
 
 #[tokio::test]
