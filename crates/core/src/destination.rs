@@ -34,6 +34,36 @@ impl std::fmt::Debug for PhoneNumber {
     }
 }
 
+/// SECURITY: whether `e164` is exactly the number `text` wrote: the same
+/// digits once formatting (spaces, `-`, `.`, `/`, parentheses) is removed,
+/// or the same with the plan's national prefix after the country code
+/// (`+44 (0)20 …`). libphonenumber's parse drops digits of an over-long
+/// number (`+7888030000000` became `+78030000000`): a code must never go
+/// to a number other than the one given.
+fn is_the_number_given(text: &str, e164: &str, country_code: u16) -> bool {
+    let Some(rest) = text.strip_prefix('+') else {
+        return false;
+    };
+    if !rest.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '/' | '(' | ')')) {
+        return false;
+    }
+    let given: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let accepted = e164.trim_start_matches('+');
+    if given == accepted {
+        return true;
+    }
+    let code = country_code.to_string();
+    let Some(national) = accepted.strip_prefix(code.as_str()) else {
+        return false;
+    };
+    DATABASE
+        .by_code(&country_code)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|plan| plan.national_prefix())
+        .any(|prefix| given == format!("{code}{prefix}{national}"))
+}
+
 impl PhoneNumber {
     /// Any format libphonenumber reads, with an explicit `+` country code.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
@@ -45,6 +75,10 @@ impl PhoneNumber {
         if !number.is_valid() {
             return Err(FieldError::new(field, "is not a valid phone number for its country"));
         }
+        let e164 = number.format().mode(Mode::E164).to_string();
+        if !is_the_number_given(text, &e164, number.code().value()) {
+            return Err(FieldError::new(field, "is not a phone number (its digits do not make one number)"));
+        }
         let line = match number.number_type(&DATABASE) {
             Type::Mobile => LineType::Mobile,
             Type::FixedLine => LineType::FixedLine,
@@ -53,11 +87,7 @@ impl PhoneNumber {
             Type::TollFree => LineType::TollFree,
             _ => LineType::Other,
         };
-        Ok(Self {
-            e164: number.format().mode(Mode::E164).to_string(),
-            country: number.country().id().map(|id| id.as_ref().to_owned()),
-            line,
-        })
+        Ok(Self { e164, country: number.country().id().map(|id| id.as_ref().to_owned()), line })
     }
 
     pub fn e164(&self) -> &str {
@@ -188,7 +218,40 @@ mod tests {
         }
     }
 
+    /// Issue 16, item 23, and the cases `accepted_numbers_are_stable_in_e164`
+    /// found: over-long numbers libphonenumber shortened into other numbers.
+    #[test]
+    fn a_number_is_accepted_only_as_the_digits_given() {
+        for rewritten in ["+7888030000000", "+78880300000001", "+4474001234567", "+1 415 555 2671 ext. 12"] {
+            assert!(PhoneNumber::parse("to", rewritten).is_err(), "{rewritten}");
+        }
+        for (text, e164) in [
+            ("+447400123456", "+447400123456"),
+            ("+44 7400 123456", "+447400123456"),
+            ("+44 (0)7400 123456", "+447400123456"),
+            // Found by the property below: `0` is Germany's national prefix.
+            ("+490164000", "+49164000"),
+            ("+44 20-7946-0018", "+442079460018"),
+            ("+44 (0)20 7946 0018", "+442079460018"),
+        ] {
+            assert_eq!(PhoneNumber::parse("to", text).map(|n| n.e164().to_owned()), Ok(e164.to_owned()), "{text}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn accepted_numbers_are_the_digits_given(digits in "[1-9][0-9]{6,15}") {
+            if let Ok(number) = PhoneNumber::parse("to", &format!("+{digits}")) {
+                // The same digits, or with one run (a national prefix) taken
+                // out right after the country code: no digit of the number
+                // itself changed or dropped.
+                let e = &number.e164()[1..];
+                let same = e == digits
+                    || (1..=3).any(|k| digits.len() > e.len() && digits[..k] == e[..k] && digits.ends_with(&e[k..]));
+                proptest::prop_assert!(same, "+{} became {}", digits, number.e164());
+            }
+        }
+
         #[test]
         fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
             let _ = PhoneNumber::parse("to", &text);
