@@ -438,13 +438,35 @@ pub struct FailureOutcome {
     pub locked_until: Option<OffsetDateTime>,
 }
 
+/// The lockout rule as one answer meets it: how many counted answers lock
+/// the user, until when, and what the lock writes. The `user.locked`
+/// event and audit entry are written only by the statement that sets the
+/// lock, so one lock emits one event however many answers race.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub threshold: u32,
+    pub lock_until: OffsetDateTime,
+    pub locked: (Event, AuditEntry),
+}
+
 /// Events and audit entries a failure may need, decided by the caller.
 #[derive(Debug, Clone)]
 pub struct FailureEffects {
-    pub threshold: u32,
-    pub lock_until: OffsetDateTime,
+    pub lockout: Lockout,
     pub denied: (Event, AuditEntry),
-    pub locked: (Event, AuditEntry),
+}
+
+/// Whether an answer may be evaluated, decided (and counted) before it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerGate {
+    /// Counted against the user (and the challenge, if any): the answer
+    /// may be evaluated. `attempt` is the challenge's attempt it took (1
+    /// for the first), 0 without a challenge.
+    Counted { attempt: u32 },
+    /// The user is locked out until then (this answer counted nothing).
+    Locked(OffsetDateTime),
+    /// The challenge is answered, denied, expired or out of attempts.
+    NotPending,
 }
 
 /// Users, their authenticators, and challenges. Authenticator counters,
@@ -473,7 +495,7 @@ pub trait UserStore {
     async fn create_authenticator(
         &self,
         authenticator: &Authenticator,
-        recovery_hashes: &[String],
+        recovery_codes: &[crate::authenticator::recovery::StoredCode],
         replace_kind: bool,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
@@ -521,7 +543,9 @@ pub trait UserStore {
         audit: &AuditEntry,
     ) -> StoreResult<()>;
     /// Unspent recovery codes of a set: (index, Argon2id hash).
-    async fn unspent_recovery_codes(&self, id: &AuthenticatorId) -> StoreResult<Vec<(i64, String)>>;
+    /// With a lookup tag, only the codes it may be (and untagged ones,
+    /// from sets made before tags); without, every unspent code.
+    async fn unspent_recovery_codes(&self, id: &AuthenticatorId, tag: Option<&str>) -> StoreResult<Vec<(i64, String)>>;
 
     async fn create_challenge(&self, challenge: &Challenge, audit: &AuditEntry) -> StoreResult<()>;
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge>;
@@ -539,16 +563,45 @@ pub trait UserStore {
         event: &Event,
         audit: &AuditEntry,
     ) -> StoreResult<ApprovalOutcome>;
-    /// In one transaction: counts a wrong answer on the pending challenge
-    /// (denying it at its limit) and on the user (locking at the
-    /// threshold), with the events of what happened. `None` if the
-    /// challenge was no longer pending.
-    async fn fail_challenge(
+    /// SECURITY: counts an answer before it is evaluated, so expensive or
+    /// parallel answers cannot outrun the limits. In one transaction: a
+    /// lock whose time is up is lifted; one failure is added to the user
+    /// only if unlocked and below the threshold (a user at the threshold
+    /// is locked here, with its event once); one attempt is added to the
+    /// pending, unexpired challenge (if any) only below its limit. Nothing
+    /// is counted unless both are. A right answer later clears the user's
+    /// failures in the statement that approves.
+    async fn reserve_answer(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        challenge: Option<&ChallengeId>,
+        now: OffsetDateTime,
+        lockout: &Lockout,
+    ) -> StoreResult<AnswerGate>;
+    /// After a counted answer proved wrong: denies the challenge if this
+    /// answer took its last attempt, and locks the user if the failures
+    /// reached the threshold, each with its events once.
+    async fn settle_wrong_answer(
         &self,
         challenge: &Challenge,
+        attempt: u32,
         now: OffsetDateTime,
         effects: &FailureEffects,
-    ) -> StoreResult<Option<FailureOutcome>>;
+    ) -> StoreResult<FailureOutcome>;
+    /// The same for an answer with no challenge (the caller page's
+    /// factor): locks the user at the threshold; the lock's end, if this
+    /// answer set it.
+    async fn settle_wrong_user_answer(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: OffsetDateTime,
+        lockout: &Lockout,
+    ) -> StoreResult<Option<OffsetDateTime>>;
+    /// After a right answer with no challenge: the user's failures start
+    /// again from zero.
+    async fn clear_user_failures(&self, tenant: &TenantId, user: &str, now: OffsetDateTime) -> StoreResult<()>;
     /// Marks an expired pending challenge `expired`.
     async fn expire_challenge(&self, tenant: &TenantId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool>;
     /// Redeems the result token of an approved challenge, once.

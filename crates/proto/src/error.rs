@@ -19,6 +19,9 @@ pub enum ErrorCode {
     PhishingResistantFactorRequired,
     ProviderUnavailable,
     PayloadTooLarge,
+    /// The server is at capacity for this kind of work (slow-on-purpose
+    /// hashing); try again after `Retry-After`.
+    RateLimited,
     /// The object changed meanwhile, or a unique name is taken.
     Conflict,
     Internal,
@@ -41,6 +44,7 @@ impl ErrorCode {
             Self::PhishingResistantFactorRequired => "phishing_resistant_factor_required",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
             Self::Conflict => "conflict",
             Self::Internal => "internal",
             Self::Unavailable => "unavailable",

@@ -37,6 +37,10 @@ pub enum ApiError {
     },
     /// Every provider of the channel failed.
     ProviderUnavailable,
+    /// At capacity for slow work; `Retry-After` says when to try again.
+    RateLimited {
+        retry_after_s: u64,
+    },
     /// Too many failed answers: the user is locked for a while.
     UserLocked {
         retry_after_s: u64,
@@ -116,6 +120,15 @@ impl IntoResponse for ApiError {
                 retry_after = Some(retry_after_s);
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::MaxSendAttemptsReached, message, None)
             }
+            Self::RateLimited { retry_after_s } => {
+                retry_after = Some(retry_after_s);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    "the server is busy checking other answers; try again in a moment".to_owned(),
+                    None,
+                )
+            }
             Self::UserLocked { retry_after_s } => {
                 retry_after = Some(retry_after_s);
                 (
@@ -183,6 +196,7 @@ impl From<crate::engine::error::EngineError> for ApiError {
             E::ProviderUnavailable => Self::ProviderUnavailable,
             E::NotFound => Self::NotFound,
             E::Busy => Self::Conflict("another start for this destination keeps winning; try again"),
+            E::Saturated => Self::RateLimited { retry_after_s: 1 },
             E::Store(e) => e.into(),
             E::Internal(text) => Self::Internal(text),
         }

@@ -21,6 +21,9 @@ use crate::extract::BODY_LIMIT;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// How long a request body may take to arrive once its head has.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn make_span(req: &Request) -> tracing::Span {
     let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
@@ -78,6 +81,8 @@ pub fn apply(router: Router) -> Router {
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(CatchPanicLayer::custom(panic_response))
+            // SECURITY: a body must arrive in time too (heads are timed by the listener).
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
             .layer(DefaultBodyLimit::max(BODY_LIMIT)),
     )
 }

@@ -15,6 +15,7 @@ mod error;
 mod extract;
 mod housekeeping;
 mod layers;
+mod listener;
 mod metrics;
 mod pages;
 mod state;
@@ -30,6 +31,7 @@ use vouchsafe_core::store::Store;
 
 pub use dispatcher::WebhookConfig;
 pub use error::ApiError;
+pub use listener::ConnectionLimits;
 pub use state::{AppState, ServerConfig};
 
 /// A bound, ready-to-run server. Binding happens in [`Application::build`]
@@ -39,6 +41,7 @@ pub struct Application {
     router: axum::Router,
     local_addr: SocketAddr,
     public_url: String,
+    limits: ConnectionLimits,
     dispatcher: dispatcher::Dispatcher,
 }
 
@@ -54,6 +57,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+        let limits = config.connections;
         let state = Arc::new(AppState::new(config, public_url.clone(), store, clock, master_key));
         let dispatcher = dispatcher::Dispatcher {
             store: state.store.clone(),
@@ -64,7 +68,7 @@ impl Application {
             wake: state.wake_dispatcher.clone(),
         };
         let router = api::router(state);
-        Ok(Self { listener, router, local_addr, public_url, dispatcher })
+        Ok(Self { listener, router, local_addr, public_url, limits, dispatcher })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -87,9 +91,7 @@ impl Application {
             stopped.clone(),
         ));
         let dispatcher = tokio::spawn(self.dispatcher.run(stopped));
-        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = listener::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = stop.send(true);
         let _ = dispatcher.await;
         let _ = upkeep.await;

@@ -14,6 +14,7 @@ use vouchsafe_core::verification::CodeHasher;
 use vouchsafe_delivery::failover::{BreakerPolicy, Failover};
 
 use crate::dispatcher::WebhookConfig;
+use crate::engine::slow_hash::SlowHasher;
 use vouchsafe_delivery::outbound::OutboundClient;
 
 /// Boot settings of the HTTP server (validated by the binary).
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     /// (development and tests only).
     pub allow_private_targets: bool,
     pub webhooks: WebhookConfig,
+    /// Header-read timeout and the cap on open connections.
+    pub connections: crate::listener::ConnectionLimits,
 }
 
 pub struct AppState {
@@ -47,6 +50,8 @@ pub struct AppState {
     pub outbound: OutboundClient,
     /// Wakes this process's dispatcher when an event was just queued.
     pub wake_dispatcher: Arc<Notify>,
+    /// The threads that run Argon2id (recovery codes), behind their gate.
+    pub slow_hasher: SlowHasher,
 }
 
 impl AppState {
@@ -72,6 +77,7 @@ impl AppState {
             sealer: master_key.sealer(),
             outbound,
             wake_dispatcher: Arc::new(Notify::new()),
+            slow_hasher: SlowHasher::for_this_machine(),
         }
     }
 }

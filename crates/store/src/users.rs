@@ -8,12 +8,15 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::recovery::StoredCode;
 use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{AuthenticatorId, ChallengeId, TenantId, VerificationId};
-use vouchsafe_core::store::{ApprovalOutcome, FailureEffects, FailureOutcome, StoreError, StoreResult, UserStore};
+use vouchsafe_core::store::{
+    AnswerGate, ApprovalOutcome, FailureEffects, FailureOutcome, Lockout, StoreError, StoreResult, UserStore,
+};
 use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
@@ -191,6 +194,30 @@ enum Step {
     Stop(ApprovalOutcome),
 }
 
+/// SECURITY: locks a user whose counted failures reached the threshold and
+/// who is not locked yet, writing `user.locked` (event and audit entry)
+/// only when this statement set the lock: one lock, one event, however
+/// many answers race. Whether it did.
+async fn lock_at_threshold(
+    conn: &mut crate::tx::Tx<'_>,
+    tenant: &str,
+    user: &str,
+    at: i64,
+    lockout: &Lockout,
+) -> Result<bool, sqlx::Error> {
+    let locked = exec!(
+        conn,
+        "UPDATE users SET locked_until = $1, updated_at = $2 \
+         WHERE tenant_id = $3 AND id = $4 AND locked_until = 0 AND failures >= $5",
+        [to_unix_ms(lockout.lock_until), at, tenant, user, i64::from(lockout.threshold)]
+    )?;
+    if locked == 1 {
+        insert_event!(conn, &lockout.locked.0, "");
+        append_audit!(conn, tenant, &lockout.locked.1);
+    }
+    Ok(locked == 1)
+}
+
 #[async_trait]
 impl UserStore for SqlStore {
     async fn put_user(
@@ -274,7 +301,7 @@ impl UserStore for SqlStore {
     async fn create_authenticator(
         &self,
         a: &Authenticator,
-        recovery_hashes: &[String],
+        recovery_codes: &[StoredCode],
         replace_kind: bool,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
@@ -298,13 +325,17 @@ impl UserStore for SqlStore {
                     .await?;
             }
             insert_authenticator!(tx, a);
-            for (index, hash) in recovery_hashes.iter().enumerate() {
-                sqlx::query("INSERT INTO recovery_codes (authenticator_id, idx, hash, used_at) VALUES ($1, $2, $3, NULL)")
-                    .bind(a.id.as_str())
-                    .bind(i64::try_from(index).unwrap_or(i64::MAX))
-                    .bind(hash)
-                    .execute(&mut *tx)
-                    .await?;
+            for (index, code) in recovery_codes.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO recovery_codes (authenticator_id, idx, hash, lookup_tag, used_at) \
+                     VALUES ($1, $2, $3, $4, NULL)",
+                )
+                .bind(a.id.as_str())
+                .bind(i64::try_from(index).unwrap_or(i64::MAX))
+                .bind(&code.hash)
+                .bind(&code.tag)
+                .execute(&mut *tx)
+                .await?;
             }
             append_audit!(tx, a.tenant_id.as_str(), audit);
             tx.commit().await?;
@@ -470,12 +501,14 @@ impl UserStore for SqlStore {
         .and_then(|n| if n == 1 { Ok(()) } else { Err(StoreError::NotFound) })
     }
 
-    async fn unspent_recovery_codes(&self, id: &AuthenticatorId) -> StoreResult<Vec<(i64, String)>> {
+    async fn unspent_recovery_codes(&self, id: &AuthenticatorId, tag: Option<&str>) -> StoreResult<Vec<(i64, String)>> {
         on_pool!(self.db(), pool =>
             sqlx::query_as(
-                "SELECT idx, hash FROM recovery_codes WHERE authenticator_id = $1 AND used_at IS NULL ORDER BY idx",
+                "SELECT idx, hash FROM recovery_codes WHERE authenticator_id = $1 AND used_at IS NULL \
+                 AND ($2 = '' OR lookup_tag = $2 OR lookup_tag IS NULL) ORDER BY idx",
             )
             .bind(id.as_str())
+            .bind(tag.unwrap_or(""))
             .fetch_all(pool)
             .await
         )
@@ -568,7 +601,8 @@ impl UserStore for SqlStore {
                 conn,
                 "UPDATE challenges SET status = 'approved', verified_at = $1, updated_at = $1 \
                  WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
-                 AND attempts < max_attempts",
+                 AND attempts <= max_attempts AND NOT EXISTS (SELECT 1 FROM users u \
+                   WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > $1)",
                 [at, c.tenant_id.as_str(), c.id.as_str()]
             )?;
             if approved != 1 {
@@ -592,61 +626,129 @@ impl UserStore for SqlStore {
         })
     }
 
-    async fn fail_challenge(
+    async fn reserve_answer(
         &self,
-        c: &Challenge,
+        tenant: &TenantId,
+        user: &str,
+        challenge: Option<&ChallengeId>,
         now: OffsetDateTime,
-        effects: &FailureEffects,
-    ) -> StoreResult<Option<FailureOutcome>> {
+        lockout: &Lockout,
+    ) -> StoreResult<AnswerGate> {
         let at = to_unix_ms(now);
-        let until = to_unix_ms(effects.lock_until);
-        let count = concat!(
-            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1, \
-             status = CASE WHEN attempts + 1 >= max_attempts THEN 'denied' ELSE status END \
-             WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
-             AND attempts < max_attempts RETURNING ",
-            challenge_columns!()
-        );
-        let (c, effects) = (c.clone(), effects.clone());
-        let outcome = write_tx!(self, [c, effects], conn => {
-            let row = fetch!(conn, optional ChallengeRow, count, [at, c.tenant_id.as_str(), c.id.as_str()])?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
+        let (tenant, user, challenge, lockout) =
+            (tenant.to_string(), user.to_owned(), challenge.map(|c| c.as_str().to_owned()), lockout.clone());
+        let gate = write_tx!(self, [tenant, user, challenge, lockout], conn => {
+            savepoint!(conn)?;
             // A lock whose time is up is over: counting starts afresh.
             exec!(
                 conn,
                 "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
                  AND locked_until > 0 AND locked_until <= $3",
-                [c.tenant_id.as_str(), &c.user_id, at]
+                [tenant.as_str(), user.as_str(), at]
             )?;
-            let locked = fetch!(
+            let counted = exec!(
                 conn,
-                optional (i64,),
-                "UPDATE users SET failures = failures + 1, updated_at = $1, \
-                 locked_until = CASE WHEN failures + 1 >= $2 AND locked_until = 0 THEN $3 ELSE locked_until END \
-                 WHERE tenant_id = $4 AND id = $5 RETURNING locked_until",
-                [at, i64::from(effects.threshold), until, c.tenant_id.as_str(), &c.user_id]
+                "UPDATE users SET failures = failures + 1, updated_at = $1 \
+                 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0 AND failures < $4",
+                [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
             )?;
-            let just_locked = locked.is_some_and(|(l,)| l == until);
-            if just_locked {
-                insert_event!(conn, &effects.locked.0, "");
-                append_audit!(conn, c.tenant_id.as_str(), &effects.locked.1);
+            if counted != 1 {
+                // Locked, or as many answers counted as the threshold allows:
+                // the user is locked (now, if no answer has locked it yet).
+                lock_at_threshold(conn, &tenant, &user, at, &lockout).await?;
+                let (until,) = fetch!(
+                    conn,
+                    one(i64,),
+                    "SELECT locked_until FROM users WHERE tenant_id = $1 AND id = $2",
+                    [tenant.as_str(), user.as_str()]
+                )?;
+                release_savepoint!(conn)?;
+                return Ok(AnswerGate::Locked(from_unix_ms(until)));
             }
-            if row.status == "denied" {
-                insert_event!(conn, &effects.denied.0, "");
-                append_audit!(conn, c.tenant_id.as_str(), &effects.denied.1);
+            let mut attempt = 0;
+            if let Some(id) = &challenge {
+                let taken = fetch!(
+                    conn,
+                    optional(i64,),
+                    "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
+                     WHERE tenant_id = $2 AND id = $3 AND user_id = $4 AND status = 'pending' AND expires_at > $1 \
+                     AND attempts < max_attempts RETURNING attempts",
+                    [at, tenant.as_str(), id.as_str(), user.as_str()]
+                )?;
+                let Some((taken,)) = taken else {
+                    rollback_savepoint!(conn)?;
+                    return Ok(AnswerGate::NotPending);
+                };
+                attempt = u32::try_from(taken).unwrap_or(u32::MAX);
             }
-            Ok::<_, sqlx::Error>(Some((row, just_locked)))
+            release_savepoint!(conn)?;
+            Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt })
         })
         .map_err(map_err)?;
-        match outcome {
-            None => Ok(None),
-            Some((row, just_locked)) => Ok(Some(FailureOutcome {
-                challenge: row.try_into()?,
-                locked_until: just_locked.then_some(effects.lock_until),
-            })),
-        }
+        Ok(gate)
+    }
+
+    async fn settle_wrong_answer(
+        &self,
+        c: &Challenge,
+        attempt: u32,
+        now: OffsetDateTime,
+        effects: &FailureEffects,
+    ) -> StoreResult<FailureOutcome> {
+        let at = to_unix_ms(now);
+        let select = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
+        let (c, effects) = (c.clone(), effects.clone());
+        let took_last = attempt >= c.max_attempts;
+        let (row, locked) = write_tx!(self, [c, effects], conn => {
+            if took_last {
+                // The answer that took the last attempt ends the challenge.
+                let denied = exec!(
+                    conn,
+                    "UPDATE challenges SET status = 'denied', updated_at = $1 \
+                     WHERE tenant_id = $2 AND id = $3 AND status = 'pending'",
+                    [at, c.tenant_id.as_str(), c.id.as_str()]
+                )?;
+                if denied == 1 {
+                    insert_event!(conn, &effects.denied.0, "");
+                    append_audit!(conn, c.tenant_id.as_str(), &effects.denied.1);
+                }
+            }
+            let locked = lock_at_threshold(conn, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
+            let row = fetch!(conn, one ChallengeRow, select, [c.tenant_id.as_str(), c.id.as_str()])?;
+            Ok::<_, sqlx::Error>((row, locked))
+        })
+        .map_err(map_err)?;
+        Ok(FailureOutcome { challenge: row.try_into()?, locked_until: locked.then_some(effects.lockout.lock_until) })
+    }
+
+    async fn settle_wrong_user_answer(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        now: OffsetDateTime,
+        lockout: &Lockout,
+    ) -> StoreResult<Option<OffsetDateTime>> {
+        let at = to_unix_ms(now);
+        let (tenant, user, lockout) = (tenant.to_string(), user.to_owned(), lockout.clone());
+        let locked = write_tx!(self, [tenant, user, lockout], conn => {
+            lock_at_threshold(conn, &tenant, &user, at, &lockout).await
+        })
+        .map_err(map_err)?;
+        Ok(locked.then_some(lockout.lock_until))
+    }
+
+    async fn clear_user_failures(&self, tenant: &TenantId, user: &str, now: OffsetDateTime) -> StoreResult<()> {
+        let at = to_unix_ms(now);
+        let (tenant, user) = (tenant.to_string(), user.to_owned());
+        write_tx!(self, [tenant, user], conn => {
+            exec!(
+                conn,
+                "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0",
+                [at, tenant.as_str(), user.as_str()]
+            )
+        })
+        .map_err(map_err)?;
+        Ok(())
     }
 
     async fn expire_challenge(&self, tenant: &TenantId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool> {

@@ -406,3 +406,65 @@ async fn racing_claimers_on_two_nodes_never_share_a_message() {
     assert_eq!(all.len(), 200, "claimed {} times for 200 messages", all.len());
     assert_eq!(unique.len(), 200);
 }
+
+/// Issue 16, item 3: answers are counted before they are evaluated, a user
+/// at the threshold is locked once (one `user.locked`), and the approving
+/// statement requires the user to be unlocked.
+#[tokio::test]
+async fn answers_are_counted_first_and_a_lock_blocks_approval() {
+    use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
+    use vouchsafe_core::ids::ChallengeId;
+    use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, Lockout, UserStore};
+    use vouchsafe_core::user::Contacts;
+
+    let (store, _db) = store().await;
+    let t = tenant(&store, "acme").await;
+    let contacts = Contacts { phone: None, email: None, display_name: None };
+    store.put_user(&t.id, "u1", &contacts, false, at(1_700_000_000), &audit("user.put")).await.unwrap();
+    let now = at(1_700_000_100);
+    let challenge = |n: i64| Challenge {
+        id: ChallengeId::generate(),
+        tenant_id: t.id.clone(),
+        user_id: "u1".into(),
+        factor: Factor::Totp,
+        action: "login".into(),
+        redirect_url: None,
+        status: ChallengeStatus::Pending,
+        attempts: 0,
+        max_attempts: 5,
+        verification_id: None,
+        passkey_options: None,
+        passkey_state: None,
+        expires_at: at(1_700_000_000 + n),
+        verified_at: None,
+        created_at: at(1_700_000_000),
+        updated_at: at(1_700_000_000),
+    };
+    let (first, second) = (challenge(600), challenge(5_000));
+    for c in [&first, &second] {
+        store.create_challenge(c, &audit("challenge.created")).await.unwrap();
+    }
+    let lockout = Lockout {
+        threshold: 1,
+        lock_until: at(1_700_001_000),
+        locked: (Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), now), audit("user.locked")),
+    };
+    let gate = store.reserve_answer(&t.id, "u1", Some(&first.id), now, &lockout).await.unwrap();
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1 });
+    // The threshold is reached while the first answer is evaluated: the
+    // next answer locks the user instead of being counted.
+    for _ in 0..3 {
+        let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), now, &lockout).await.unwrap();
+        assert_eq!(gate, AnswerGate::Locked(lockout.lock_until));
+    }
+    assert_eq!(store.challenge(&t.id, &second.id).await.unwrap().attempts, 0, "a refused answer counts nothing");
+    let event = Event::new(t.id.clone(), EventType::ChallengeApproved, json!({}), now);
+    let approved = store.approve_challenge(&first, None, now, &event, &audit("challenge.approved")).await.unwrap();
+    assert_eq!(approved, ApprovalOutcome::NotPending, "a locked user's answer does not approve");
+    let events = store.audit_events(&t.id, 0, 100).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.entry.action == "user.locked").count(), 1, "one lock, one event");
+    // When the lock is over, counting starts afresh.
+    let later = at(1_700_001_001);
+    let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), later, &lockout).await.unwrap();
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1 });
+}

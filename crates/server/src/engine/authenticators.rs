@@ -16,7 +16,9 @@ use vouchsafe_core::yubikey;
 use vouchsafe_proto::CreateAuthenticatorRequest;
 
 use super::error::{EngineError, EngineResult};
+use super::slow_hash::{Permit, Saturated};
 use crate::state::SharedState;
+use vouchsafe_core::authenticator::recovery::StoredCode;
 
 fn invalid(field: &str, message: &str) -> EngineError {
     EngineError::Invalid(FieldError::new(field, message))
@@ -45,15 +47,14 @@ pub fn open(state: &SharedState, a: &Authenticator) -> EngineResult<Authenticato
     serde_json::from_slice(&plain).map_err(|_| EngineError::Internal(format!("authenticator {} is unreadable", a.id)))
 }
 
-/// What enrollment produced: the authenticator, what to show once, and
-/// recovery-code hashes to store.
+/// What enrollment produced: the authenticator and what to show once
+/// (recovery codes are hashed apart, by [`hash_recovery_codes`]).
 pub struct Enrolled {
     pub authenticator: Authenticator,
     pub secret_base32: Option<String>,
     pub otpauth_uri: Option<String>,
     pub qr_svg: Option<String>,
     pub codes: Option<Vec<String>>,
-    pub hashes: Vec<String>,
 }
 
 fn algorithm(req: &CreateAuthenticatorRequest) -> EngineResult<Algorithm> {
@@ -107,14 +108,8 @@ pub fn enroll(
         updated_at: now,
         last_used_at: None,
     };
-    let mut out = Enrolled {
-        authenticator: a.clone(),
-        secret_base32: None,
-        otpauth_uri: None,
-        qr_svg: None,
-        codes: None,
-        hashes: Vec::new(),
-    };
+    let mut out =
+        Enrolled { authenticator: a.clone(), secret_base32: None, otpauth_uri: None, qr_svg: None, codes: None };
     let secret = match kind {
         AuthenticatorKind::Totp => {
             let (algorithm, digits) = (algorithm(req)?, digits(req)?);
@@ -169,11 +164,8 @@ pub fn enroll(
             AuthenticatorSecret::Yubikey { private_id, aes_key }
         }
         AuthenticatorKind::RecoveryCodes => {
+            // Hashed by `hash_recovery_codes`, on the slow-hash threads.
             let codes = recovery::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
-            out.hashes = codes
-                .iter()
-                .map(|c| recovery::hash(c).map_err(|e| EngineError::Internal(e.to_string())))
-                .collect::<Result<_, _>>()?;
             a.params = json!({"count": codes.len()});
             out.codes = Some(codes);
             AuthenticatorSecret::None
@@ -241,24 +233,80 @@ pub fn confirm_step(state: &SharedState, a: &Authenticator, code: &str) -> Engin
     })
 }
 
-/// The recovery code of `a` that `code` is, checked off the async runtime
-/// (Argon2id is slow on purpose).
+thread_local! {
+    /// Argon2id's working memory of this slow-hash thread, made on its
+    /// first hash and reused by every later one.
+    static ARGON2_MEMORY: std::cell::RefCell<Option<recovery::Memory>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's Argon2id memory (only on slow-hash threads).
+fn with_argon2_memory<T>(f: impl FnOnce(&mut recovery::Memory) -> T) -> T {
+    ARGON2_MEMORY.with(|cell| f(cell.borrow_mut().get_or_insert_with(recovery::Memory::new)))
+}
+
+/// A slow-hash permit now, or `Saturated` (answered `429` with
+/// `Retry-After`) before anything is written.
+pub fn slow_hash_permit(state: &SharedState) -> EngineResult<Permit> {
+    state.slow_hasher.try_permit().map_err(|Saturated| EngineError::Saturated)
+}
+
+/// The stored form of a new set of recovery codes (tag and Argon2id hash
+/// each), hashed on the slow-hash threads under `permit`.
+pub async fn hash_recovery_codes(
+    state: &SharedState,
+    permit: Permit,
+    authenticator_id: &str,
+    codes: &[String],
+) -> EngineResult<Vec<StoredCode>> {
+    let tags: Vec<String> =
+        codes.iter().map(|c| recovery::lookup_tag(&state.code_hasher, authenticator_id, c)).collect();
+    let codes = codes.to_vec();
+    let hashes = state
+        .slow_hasher
+        .run(permit, move || {
+            with_argon2_memory(|memory| {
+                codes.iter().map(|c| recovery::hash_in(memory, c)).collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await
+        .map_err(|Saturated| EngineError::Saturated)?
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(tags.into_iter().zip(hashes).map(|(tag, hash)| StoredCode { tag, hash }).collect())
+}
+
+/// The recovery code of the sets `sets` that `code` is. SECURITY: the
+/// lookup tag picks the candidates (one, nearly always; every unspent code
+/// of a set made before tags), and their Argon2id hashes are checked on
+/// the slow-hash threads under `permit`, never on the async workers.
 pub async fn match_recovery_code(
     state: &SharedState,
-    a: &Authenticator,
+    permit: Permit,
+    sets: &[&Authenticator],
     code: &str,
 ) -> EngineResult<Option<AuthenticatorUse>> {
-    let unspent = state.store.unspent_recovery_codes(&a.id).await?;
+    let mut candidates = Vec::new();
+    for a in sets {
+        let tag = recovery::lookup_tag(&state.code_hasher, a.id.as_str(), code);
+        for (index, hash) in state.store.unspent_recovery_codes(&a.id, Some(&tag)).await? {
+            candidates.push((a.id.clone(), index, hash));
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(None);
+    }
     let code = code.to_owned();
-    let id = a.id.clone();
-    tokio::task::spawn_blocking(move || {
-        unspent
-            .iter()
-            .find(|(_, hash)| recovery::matches(hash, &code))
-            .map(|(index, _)| AuthenticatorUse::RecoveryCode { id: id.clone(), index: *index })
-    })
-    .await
-    .map_err(|e| EngineError::Internal(e.to_string()))
+    state
+        .slow_hasher
+        .run(permit, move || {
+            with_argon2_memory(|memory| {
+                candidates
+                    .into_iter()
+                    .find(|(_, _, hash)| recovery::matches_in(memory, hash, &code))
+                    .map(|(id, index, _)| AuthenticatorUse::RecoveryCode { id, index })
+            })
+        })
+        .await
+        .map_err(|Saturated| EngineError::Saturated)
 }
 
 /// How far past its stored counter a drifted HOTP token is searched for

@@ -3,22 +3,28 @@
 //! against the user's authenticators (or the verification), and the store
 //! applies the outcome in one transaction — the authenticator used up,
 //! the challenge approved or counted, the user's lockout counters, the
-//! events. A user locked out gets `423` before anything is checked.
+//! events. SECURITY: an answer is counted (the challenge's attempt and the
+//! user's failure, in one conditional transaction) before it is
+//! evaluated, so parallel or expensive answers cannot outrun the limits;
+//! a user locked out gets `423` before anything is checked, and approval
+//! requires the user to be unlocked in the statement that approves.
 
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor, PolicyError, choose};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{ChallengeId, TenantId};
-use vouchsafe_core::store::{ApprovalOutcome, FailureEffects};
+use vouchsafe_core::settings::Settings;
+use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, FailureEffects, Lockout};
 use vouchsafe_core::user::User;
 
-use super::authenticators::{match_code, match_recovery_code};
+use super::authenticators::{match_code, match_recovery_code, slow_hash_permit};
 use super::error::EngineError;
 use super::passkeys;
+use super::slow_hash::Permit;
 use super::verifications::{self, StartRequest, Target};
 use crate::state::SharedState;
 
@@ -175,11 +181,14 @@ pub enum Answer<'a> {
 }
 
 /// Finds what an answer proves for this challenge's factor, if anything.
+/// Recovery codes are checked under `permit` (taken before the answer was
+/// counted).
 async fn proof(
     state: &SharedState,
     c: &Challenge,
     actor: &str,
     answer: &Answer<'_>,
+    permit: Option<Permit>,
 ) -> ChallengeResult<Option<Option<AuthenticatorUse>>> {
     let code = match (answer, c.factor) {
         (Answer::Credential(credential), Factor::Passkey) => {
@@ -209,12 +218,13 @@ async fn proof(
         .into_iter()
         .filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active)
         .collect();
+    if kind == AuthenticatorKind::RecoveryCodes {
+        let permit = permit.ok_or(ChallengeError::Engine(EngineError::Saturated))?;
+        let sets: Vec<&Authenticator> = candidates.iter().collect();
+        return Ok(match_recovery_code(state, permit, &sets, code).await?.map(Some));
+    }
     for a in &candidates {
-        let used = if kind == AuthenticatorKind::RecoveryCodes {
-            match_recovery_code(state, a, code).await?
-        } else {
-            match_code(state, a, code)?
-        };
+        let used = match_code(state, a, code)?;
         if used.is_some() {
             return Ok(Some(used));
         }
@@ -222,7 +232,80 @@ async fn proof(
     Ok(None)
 }
 
-/// Checks an answer to a challenge.
+/// The lockout rule for an answer of `user`, with the event a lock writes.
+fn lockout(
+    tenant: &TenantId,
+    user: &str,
+    challenge: Option<&ChallengeId>,
+    settings: &Settings,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Lockout {
+    let lock_until = now + Duration::seconds(i64::from(settings.lockout.duration_s));
+    let mut body = json!({"user_id": user, "locked_until": crate::api::v1::rfc3339(lock_until)});
+    if let Some(id) = challenge {
+        body["challenge_id"] = json!(id.as_str());
+    }
+    Lockout {
+        threshold: settings.lockout.threshold,
+        lock_until,
+        locked: (
+            Event::new(tenant.clone(), EventType::UserLocked, body, now),
+            AuditEntry::new(actor, "user.locked", format!("user:{user}"), "locked", now),
+        ),
+    }
+}
+
+/// SECURITY: counts an answer of `user` against the lockout rule before it
+/// is evaluated (every path that evaluates a user's factor comes here
+/// first): `Locked` if the user is, or just became, locked.
+pub async fn count_answer(
+    state: &SharedState,
+    tenant: &TenantId,
+    user: &str,
+    challenge: Option<&ChallengeId>,
+    actor: &str,
+) -> ChallengeResult<(AnswerGate, Lockout)> {
+    let now = state.clock.now();
+    let settings = state.store.settings(tenant).await?.value;
+    let lockout = lockout(tenant, user, challenge, &settings, actor, now);
+    let gate = state.store.reserve_answer(tenant, user, challenge, now, &lockout).await?;
+    if let AnswerGate::Locked(until) = gate {
+        // This reservation may have set the lock (and queued its event).
+        state.wake_dispatcher.notify_one();
+        return Err(ChallengeError::Locked(until));
+    }
+    Ok((gate, lockout))
+}
+
+/// An answer that proves a user's factor outside a challenge (the caller
+/// page's code): counted by the same lockout rule before `evaluate` runs,
+/// the user's failures cleared when it passes, locked at the threshold
+/// when it does not. Whether it passed.
+pub async fn answer_without_challenge(
+    state: &SharedState,
+    tenant: &TenantId,
+    user: &str,
+    actor: &str,
+    evaluate: impl std::future::Future<Output = bool>,
+) -> ChallengeResult<bool> {
+    let (_, lockout) = count_answer(state, tenant, user, None, actor).await?;
+    let now = state.clock.now();
+    if evaluate.await {
+        state.store.clear_user_failures(tenant, user, now).await?;
+        return Ok(true);
+    }
+    if let Some(until) = state.store.settle_wrong_user_answer(tenant, user, now, &lockout).await? {
+        state.wake_dispatcher.notify_one();
+        tracing::warn!(target: "vouchsafe::security", user_id = %user, %until, "user locked out");
+    }
+    Ok(false)
+}
+
+/// Checks an answer to a challenge: counted first (the challenge's attempt
+/// and the user's failure, refused when locked or out of attempts), then
+/// evaluated, then approved (only while the user is unlocked) or settled
+/// as wrong.
 pub async fn verify(
     state: &SharedState,
     tenant: &TenantId,
@@ -240,9 +323,14 @@ pub async fn verify(
         }
         _ => return Ok(Answered { challenge: c, token: None }),
     }
-    let user = state.store.user(tenant, &c.user_id).await?;
-    locked(&user, now)?;
-    if let Some(used) = proof(state, &c, actor, &answer).await? {
+    // SECURITY: a slow proof takes its permit before anything is counted,
+    // so a refusal (429) changes nothing.
+    let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(state)?) } else { None };
+    let (gate, lockout) = count_answer(state, tenant, &c.user_id, Some(&c.id), actor).await?;
+    let AnswerGate::Counted { attempt } = gate else {
+        return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+    };
+    if let Some(used) = proof(state, &c, actor, &answer, permit).await? {
         let event = challenge_event(&c, EventType::ChallengeApproved, now);
         let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
         match state.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
@@ -255,42 +343,34 @@ pub async fn verify(
                 return Ok(Answered { challenge: approved, token: Some(token) });
             }
             ApprovalOutcome::NotPending => {
-                return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+                // Denied, expired, or the user was locked meanwhile.
+                let after = state.store.challenge(tenant, id).await?;
+                let user = state.store.user(tenant, &c.user_id).await?;
+                if let Some(until) = user.locked_until.filter(|until| *until > now) {
+                    return Err(ChallengeError::Locked(until));
+                }
+                return Ok(Answered { challenge: after, token: None });
             }
             ApprovalOutcome::Replayed => {
                 tracing::warn!(target: "vouchsafe::security", challenge_id = %c.id, "a code was replayed");
             }
         }
     }
-    let settings = state.store.settings(tenant).await?.value;
-    let lock_until = now + Duration::seconds(i64::from(settings.lockout.duration_s));
-    let locked_event = Event::new(
-        tenant.clone(),
-        EventType::UserLocked,
-        json!({"user_id": c.user_id, "locked_until": crate::api::v1::rfc3339(lock_until), "challenge_id": c.id.as_str()}),
-        now,
-    );
     let effects = FailureEffects {
-        threshold: settings.lockout.threshold,
-        lock_until,
+        lockout,
         denied: (
             challenge_event(&c, EventType::ChallengeDenied, now),
             AuditEntry::new(actor, "challenge.denied", c.id.as_str(), "denied", now),
         ),
-        locked: (locked_event, AuditEntry::new(actor, "user.locked", format!("user:{}", c.user_id), "locked", now)),
     };
     metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "wrong")
         .increment(1);
-    match state.store.fail_challenge(&c, now, &effects).await? {
-        Some(outcome) => {
-            if outcome.locked_until.is_some() || outcome.challenge.status == ChallengeStatus::Denied {
-                state.wake_dispatcher.notify_one();
-            }
-            if let Some(until) = outcome.locked_until {
-                tracing::warn!(target: "vouchsafe::security", user_id = %c.user_id, %until, "user locked out");
-            }
-            Ok(Answered { challenge: outcome.challenge, token: None })
-        }
-        None => Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None }),
+    let outcome = state.store.settle_wrong_answer(&c, attempt, now, &effects).await?;
+    if outcome.locked_until.is_some() || outcome.challenge.status == ChallengeStatus::Denied {
+        state.wake_dispatcher.notify_one();
     }
+    if let Some(until) = outcome.locked_until {
+        tracing::warn!(target: "vouchsafe::security", user_id = %c.user_id, %until, "user locked out");
+    }
+    Ok(Answered { challenge: outcome.challenge, token: None })
 }

@@ -21,6 +21,9 @@ pub enum EngineError {
     NotFound,
     /// Another start for the same destination kept winning.
     Busy,
+    /// Every slow-hash thread is busy: refused before anything was written
+    /// (`429` with `Retry-After`).
+    Saturated,
     Store(StoreError),
     Internal(String),
 }

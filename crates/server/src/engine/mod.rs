@@ -10,6 +10,7 @@ pub mod challenges;
 pub mod error;
 pub mod passkeys;
 pub mod send;
+pub mod slow_hash;
 pub mod verifications;
 
 use vouchsafe_core::ids::{ServiceId, TenantId};

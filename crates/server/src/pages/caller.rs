@@ -23,7 +23,7 @@ use super::challenge::layout;
 use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::engine::authenticators::match_code;
 use crate::engine::callers::{end, link_hash};
-use crate::engine::challenges::{self, Answer, NewChallenge};
+use crate::engine::challenges::{self, Answer, ChallengeError, NewChallenge};
 use crate::state::SharedState;
 
 const ACTOR: &str = "caller-page";
@@ -184,7 +184,37 @@ pub async fn decide(
             }
             if needs_factor(&state, &cv).await {
                 let code = form.get("code").map(|c| c.trim()).unwrap_or_default();
-                if !passes_factor(&state, &cv, code).await {
+                let user = cv.user_id.as_deref().unwrap_or_default();
+                let passed = challenges::answer_without_challenge(
+                    &state,
+                    &cv.tenant_id,
+                    user,
+                    ACTOR,
+                    passes_factor(&state, &cv, code),
+                )
+                .await;
+                let passed = match passed {
+                    Ok(passed) => passed,
+                    Err(ChallengeError::Locked(_)) => {
+                        let error = "Too many wrong codes. Try again later.";
+                        return render(&state, &token, &cv, &settings, &headers, StatusCode::LOCKED, Some(error)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = ?e, "caller page factor check failed");
+                        let error = "Something went wrong. Try again.";
+                        return render(
+                            &state,
+                            &token,
+                            &cv,
+                            &settings,
+                            &headers,
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            Some(error),
+                        )
+                        .await;
+                    }
+                };
+                if !passed {
                     let audit =
                         AuditEntry::new(ACTOR, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
                     let _ = state

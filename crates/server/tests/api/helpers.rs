@@ -19,7 +19,7 @@ use vouchsafe_core::store::{ApiKeyStore, TenantStore};
 use vouchsafe_core::tenant::Tenant;
 
 use vouchsafe_core::webhook::RetrySchedule;
-use vouchsafe_server::{Application, ServerConfig, WebhookConfig};
+use vouchsafe_server::{Application, ConnectionLimits, ServerConfig, WebhookConfig};
 use vouchsafe_store::SqlStore;
 use vouchsafe_store::testing::{TestDatabase, fresh_database};
 
@@ -67,7 +67,16 @@ pub async fn spawn_app_at_localhost() -> TestApp {
     spawn(true, true).await
 }
 
+/// A server with these connection limits (header-read timeout, cap).
+pub async fn spawn_app_with_connections(connections: ConnectionLimits) -> TestApp {
+    spawn_with(true, false, connections).await
+}
+
 async fn spawn(allow_private: bool, localhost: bool) -> TestApp {
+    spawn_with(allow_private, localhost, ConnectionLimits::default()).await
+}
+
+async fn spawn_with(allow_private: bool, localhost: bool, connections: ConnectionLimits) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = fresh_database().await.expect("test database");
     let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
@@ -80,6 +89,7 @@ async fn spawn(allow_private: bool, localhost: bool) -> TestApp {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         public_url: localhost.then(|| format!("http://localhost:{port}")),
         allow_private_targets: allow_private,
+        connections,
         webhooks: WebhookConfig {
             schedule: RetrySchedule::parse("0,5,60,300").unwrap(),
             timeout: Duration::from_secs(5),

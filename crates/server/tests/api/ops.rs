@@ -155,3 +155,61 @@ async fn answers_say_no_store_and_request_ids_have_a_safe_shape() {
         assert!(!id.is_empty() && id != forged && !id.contains(' '), "{forged:?} came back as {id:?}");
     }
 }
+
+/// Issue 16, item 15: connections that send half a request line, nothing,
+/// or a byte every so often are closed when the header-read time is up;
+/// past the cap new connections are closed at once; healthy clients are
+/// answered throughout.
+#[tokio::test]
+async fn idle_and_slow_connections_are_closed_and_capped() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use vouchsafe_server::ConnectionLimits;
+
+    let limits = ConnectionLimits { header_read: Duration::from_secs(2), max_connections: 20 };
+    let app = crate::helpers::spawn_app_with_connections(limits).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // One whole request, then nothing: a kept-alive connection left idle.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 1024];
+    assert!(kept.read(&mut answer).await.unwrap() > 0);
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HT").await.unwrap();
+    let mut drip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let dripping = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nX: " {
+            if drip.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Duration::MAX
+    });
+    // Healthy clients are answered meanwhile.
+    assert_eq!(app.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    for (name, mut stream) in [("silent", silent), ("half", half), ("kept-alive idle", kept)] {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the {name} connection was still open after 8 s");
+    }
+    let dripped = dripping.await.unwrap();
+    assert!(dripped < Duration::from_secs(8), "a byte every 500 ms kept the connection open for {dripped:?}");
+    // The cap: 20 idle connections fill it; the next is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "past the cap a connection is closed unanswered");
+    drop(held);
+    // Slots come back when connections close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use vouchsafe_server::{Application, ServerConfig};
+use vouchsafe_server::{Application, ConnectionLimits, ServerConfig};
 
 use super::open_store_and_key;
 use crate::config::Config;
@@ -19,6 +19,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         allow_private_targets: config.allow_private_targets,
         webhooks: config.webhooks.clone(),
+        connections: ConnectionLimits::default(),
     };
     let app = Application::build(server_config, store.clone(), Arc::new(SystemClock), &master)
         .await

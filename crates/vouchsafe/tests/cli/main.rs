@@ -9,6 +9,7 @@ mod config;
 mod crash;
 
 mod crosscheck;
+mod flood;
 mod helpers;
 mod import;
 mod schema;

@@ -102,7 +102,8 @@ pub async fn get_challenge(
     responses(
         (status = 200, body = VerifyChallengeResponse),
         (status = 404, body = ErrorBody),
-        (status = 423, body = ErrorBody, description = "user_locked (with Retry-After)")
+        (status = 423, body = ErrorBody, description = "user_locked (with Retry-After)"),
+        (status = 429, body = ErrorBody, description = "rate_limited: every slow-hash thread is busy (recovery codes); nothing was counted (with Retry-After)")
     )
 )]
 pub async fn verify_challenge(

@@ -18,7 +18,7 @@ use vouchsafe_proto::{
 
 use super::{no_store, rfc3339};
 use crate::auth::AgentCaller;
-use crate::engine::authenticators::{confirm_step, enroll, resync};
+use crate::engine::authenticators::{confirm_step, enroll, hash_recovery_codes, resync, slow_hash_permit};
 use crate::engine::passkeys::{finish_registration, start_registration};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -135,7 +135,8 @@ pub async fn delete_user(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "rate_limited: every slow-hash thread is busy (recovery codes; with Retry-After)")
     )
 )]
 pub async fn create_authenticator(
@@ -157,12 +158,19 @@ pub async fn create_authenticator(
         use axum::response::IntoResponse;
         return Ok(no_store((StatusCode::CREATED, Json(body)).into_response()));
     }
+    // SECURITY: a slow-hash permit before anything else, so a flood of
+    // enrollments is refused quickly instead of hashing on the async workers.
+    let permit = if req.kind == "recovery_codes" { Some(slow_hash_permit(&state)?) } else { None };
     let enrolled = enroll(&state, &caller.tenant_id, &user_id, &settings.branding.name, &label, &req)?;
     let a = &enrolled.authenticator;
+    let stored = match (permit, &enrolled.codes) {
+        (Some(permit), Some(codes)) => hash_recovery_codes(&state, permit, a.id.as_str(), codes).await?,
+        _ => Vec::new(),
+    };
     let replace = a.kind == AuthenticatorKind::RecoveryCodes;
     let audit =
         AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), a.kind.as_str(), a.created_at);
-    state.store.create_authenticator(a, &enrolled.hashes, replace, &audit).await?;
+    state.store.create_authenticator(a, &stored, replace, &audit).await?;
     tracing::info!(authenticator_id = %a.id, kind = a.kind.as_str(), "authenticator enrolled");
     let mut body = authenticator_response(a, enrolled.codes.as_ref().map(|c| c.len() as u32));
     body.secret = enrolled.secret_base32;
@@ -191,7 +199,7 @@ pub async fn list_authenticators(
     let mut out = Vec::new();
     for a in state.store.authenticators(&caller.tenant_id, &user_id).await? {
         let remaining = if a.kind == AuthenticatorKind::RecoveryCodes {
-            Some(state.store.unspent_recovery_codes(&a.id).await?.len() as u32)
+            Some(state.store.unspent_recovery_codes(&a.id, None).await?.len() as u32)
         } else {
             None
         };
