@@ -197,6 +197,9 @@ impl From<crate::engine::error::EngineError> for ApiError {
             E::NotFound => Self::NotFound,
             E::Busy => Self::Conflict("another start for this destination keeps winning; try again"),
             E::Saturated => Self::RateLimited { retry_after_s: 1 },
+            E::FactorRequired => {
+                Self::Conflict("this caller has a second factor and approves on the link with it, not with a code")
+            }
             E::Store(e) => e.into(),
             E::Internal(text) => Self::Internal(text),
         }

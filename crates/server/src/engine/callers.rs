@@ -1,11 +1,15 @@
 //! Help-desk caller verification (API.md, "Caller verification"): a
 //! message with a link and a code goes to the customer; the customer
 //! approves or denies on the link's page, or reads the code to the agent.
+//! A customer whose user has a second factor gets the link only and
+//! approves with the factor on its page: the agent's code check cannot
+//! verify them.
 //! Endings are conditional writes with their event; a sweeper ends what
 //! ran out of time.
 
 use time::{Duration, OffsetDateTime};
 use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
 use vouchsafe_core::caller::{CallerStatus, CallerVerification};
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::field_error::FieldError;
@@ -75,6 +79,25 @@ pub fn link_hash(state: &SharedState, token: &str) -> String {
     state.code_hasher.hash("caller-link", token)
 }
 
+/// The message for a caller who must pass a second factor: the link only.
+/// SECURITY: such a caller's message carries no code to read out, so no
+/// path to `verified` skips the factor (see [`check`]).
+const STEP_UP_TEMPLATE: &str = "{service}: are you on a call with us? Approve on {link}";
+
+/// Whether a caller verification's user must pass a second factor on the
+/// link's page: any active TOTP, HOTP, YubiKey or passkey.
+pub async fn requires_factor(state: &SharedState, tenant: &TenantId, user: Option<&str>) -> EngineResult<bool> {
+    let Some(user) = user else { return Ok(false) };
+    let factors =
+        [AuthenticatorKind::Totp, AuthenticatorKind::Hotp, AuthenticatorKind::Yubikey, AuthenticatorKind::Passkey];
+    Ok(state
+        .store
+        .authenticators(tenant, user)
+        .await?
+        .iter()
+        .any(|a| a.status == AuthenticatorStatus::Active && factors.contains(&a.kind)))
+}
+
 /// Starts a caller verification and sends its message.
 pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<CallerVerification> {
     text_field("record_id", req.record_id, 200)?;
@@ -132,11 +155,16 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
     let audit = AuditEntry::new(req.actor, "caller_verification.created", cv.id.as_str(), channel.as_str(), now);
     state.store.create_caller_verification(&cv, &audit).await?;
     let link = format!("{}/caller/{token}", state.public_url.trim_end_matches('/'));
+    let (template, code) = if requires_factor(state, req.tenant_id, req.user_id).await? {
+        (STEP_UP_TEMPLATE, String::new())
+    } else {
+        (settings.templates.caller.as_str(), code)
+    };
     let message = OutgoingMessage {
         channel,
         to: to.as_str().to_owned(),
         to_masked: to.masked(),
-        rendered: render_caller(channel, &settings.templates.caller, &settings.branding.name, &link, &code),
+        rendered: render_caller(channel, template, &settings.branding.name, &link, &code),
         code,
         locale: None,
         user_id: req.user_id.map(str::to_owned),
@@ -188,6 +216,11 @@ pub async fn check(
     let now = state.clock.now();
     if cv.status_at(now) != CallerStatus::Pending {
         return Ok((cv, false));
+    }
+    // SECURITY: a caller with a second factor approves on the link with it;
+    // a read-out code (none was sent) can never verify them.
+    if requires_factor(state, tenant, cv.user_id.as_deref()).await? {
+        return Err(EngineError::FactorRequired);
     }
     // SECURITY: constant-time comparison inside `matches`.
     let code = code.trim();

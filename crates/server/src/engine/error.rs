@@ -21,6 +21,8 @@ pub enum EngineError {
     NotFound,
     /// Another start for the same destination kept winning.
     Busy,
+    /// The caller has a second factor and must approve on the link with it.
+    FactorRequired,
     /// Every slow-hash thread is busy: refused before anything was written
     /// (`429` with `Retry-After`).
     Saturated,

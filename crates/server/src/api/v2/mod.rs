@@ -108,6 +108,7 @@ impl From<EngineError> for V2Error {
             EngineError::NotFound | EngineError::Store(StoreError::NotFound) => Self::not_found(),
             EngineError::Busy => Self::new(StatusCode::SERVICE_UNAVAILABLE, 20503, "Busy; try again"),
             EngineError::Saturated => Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too many requests"),
+            EngineError::FactorRequired => Self::new(StatusCode::CONFLICT, 20409, "A second factor is required"),
             EngineError::Store(e) => Self::internal(&e.to_string()),
             EngineError::Internal(text) => Self::internal(&text),
         }
