@@ -6,7 +6,29 @@
 use time::OffsetDateTime;
 
 use crate::channel::Channel;
+use crate::field_error::FieldError;
 use crate::ids::{DeliveryId, TenantId, VerificationId};
+
+/// A code a CRM made, to deliver: 4 to 12 printable ASCII characters (no
+/// spaces), as one-time passcodes are.
+pub fn check_crm_code(code: &str) -> Result<(), FieldError> {
+    if (4..=12).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(FieldError::new("code", "must be 4 to 12 printable characters"))
+    }
+}
+
+/// SECURITY: a CRM's own message text must carry the code, as `{code}` or
+/// written in: a message without it would be delivered, counted and
+/// answered `SUCCESS` while the person never got the code.
+pub fn check_message_carries_code(message: &str, code: &str) -> Result<(), FieldError> {
+    if message.contains("{code}") || message.contains(code) {
+        Ok(())
+    } else {
+        Err(FieldError::new("message", "must contain {code} or the code itself"))
+    }
+}
 
 /// Salesforce's delivery result (`Auth.VerificationResult`-style enum of a
 /// custom OTP delivery handler), so a handler can pass it straight through.
@@ -114,5 +136,23 @@ mod tests {
         for s in DeliveryStatus::ALL {
             assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
         }
+    }
+}
+
+#[cfg(test)]
+mod crm_code_tests {
+    use super::*;
+
+    #[test]
+    fn crm_codes_and_their_messages() {
+        for good in ["1234", "739184", "ABCD-1234", "123456789012"] {
+            assert!(check_crm_code(good).is_ok(), "{good}");
+        }
+        for bad in ["", "123", "1234567890123", "12 34", "12\n34", "１２３４"] {
+            assert!(check_crm_code(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_message_carries_code("Your code is {code}", "739184").is_ok());
+        assert!(check_message_carries_code("Your code is 739184", "739184").is_ok());
+        assert_eq!(check_message_carries_code("Hello there", "739184").unwrap_err().field, "message");
     }
 }

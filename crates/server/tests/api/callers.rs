@@ -181,8 +181,7 @@ async fn a_known_user_passes_a_factor_before_approving() {
     let link = body.split_whitespace().find(|w| w.contains("/caller/")).unwrap().to_owned();
     assert!(!body.replace(&link, "").chars().any(|c| c.is_ascii_digit()), "a code went out: {body}");
     for code in ["123456", "000000"] {
-        let check =
-            app.post(&format!("/v1/caller-verifications/{id}/check"), &app.admin, json!({"code": code})).await;
+        let check = app.post(&format!("/v1/caller-verifications/{id}/check"), &app.admin, json!({"code": code})).await;
         assert_eq!(check.status, StatusCode::CONFLICT, "{}", check.text);
     }
     assert_eq!(app.get(&format!("/v1/caller-verifications/{id}"), &app.admin).await.body["status"], "pending");

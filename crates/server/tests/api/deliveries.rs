@@ -63,31 +63,38 @@ async fn refusals_come_back_as_salesforce_results() {
         reply.body["result"].as_str().unwrap().to_owned()
     };
     assert_eq!(
-        result(deliver(&app, json!({"to": "12345", "channel": "sms", "code": "1"})).await),
+        result(deliver(&app, json!({"to": "12345", "channel": "sms", "code": "1111"})).await),
         "INVALID_PHONE_NUMBER"
     );
     assert_eq!(
-        result(deliver(&app, json!({"to": LANDLINE, "channel": "sms", "code": "1"})).await),
+        result(deliver(&app, json!({"to": LANDLINE, "channel": "sms", "code": "1111"})).await),
         "INVALID_PHONE_NUMBER"
     );
     assert_eq!(
-        result(deliver(&app, json!({"to": "+4915123456789", "channel": "sms", "code": "1"})).await),
+        result(deliver(&app, json!({"to": "+4915123456789", "channel": "sms", "code": "1111"})).await),
         "COUNTRY_BLOCK"
     );
-    assert_eq!(result(deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "1"})).await), "SUCCESS");
-    assert_eq!(result(deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "2"})).await), "SUCCESS");
-    let limited = deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "3"})).await;
+    assert_eq!(result(deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "1111"})).await), "SUCCESS");
+    assert_eq!(result(deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "2222"})).await), "SUCCESS");
+    let limited = deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": "3333"})).await;
     assert_eq!(result(limited), "MESSAGE_LIMIT_EXCEEDED");
     assert_eq!(fake.seen().len(), 2, "refused deliveries reach no provider");
     fake.set_mode("http/gateway", Mode::Fail(500));
-    let failed = deliver(&app, json!({"to": "+447400123457", "channel": "sms", "code": "4"})).await;
+    let failed = deliver(&app, json!({"to": "+447400123457", "channel": "sms", "code": "4444"})).await;
     assert_eq!(failed.body["result"], "PROVIDER_ERROR");
     assert_eq!(failed.body["error"], "gateway: the provider answered 500");
     // Malformed requests are errors, not results.
-    let bad = deliver(&app, json!({"to": MOBILE, "channel": "pigeon", "code": "1"})).await;
+    let bad = deliver(&app, json!({"to": MOBILE, "channel": "pigeon", "code": "1111"})).await;
     assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("channel")));
-    let bad = deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": ""})).await;
-    assert_eq!(bad.body["error"]["field"], "code");
+    for code in ["", "123", "1234567890123", "12 34"] {
+        let bad = deliver(&app, json!({"to": MOBILE, "channel": "sms", "code": code})).await;
+        assert_eq!(bad.body["error"]["field"], "code", "{code:?}");
+    }
+    // Issue 16, item 8: a message of the CRM's own must carry the code.
+    let sent_before = fake.seen().len();
+    let bad = deliver(&app, json!({"to": "+447400123458", "channel": "sms", "code": "5555", "message": "Hello"})).await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("message")));
+    assert_eq!(fake.seen().len(), sent_before, "nothing was sent");
 }
 
 /// `X-Twilio-Signature` as Twilio's own library computes it.

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use vouchsafe_core::channel::Channel;
-use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
+use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus, check_crm_code, check_message_carries_code};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{DeliveryId, TenantId};
 use vouchsafe_core::verification::{Destination, DestinationError};
@@ -95,10 +95,11 @@ pub async fn create_delivery(
 ) -> Result<Json<DeliveryResponse>, ApiError> {
     let channel =
         Channel::parse(&req.channel).ok_or_else(|| ApiError::bad_request("channel", "must be sms, voice or email"))?;
-    if req.code.is_empty() || req.code.chars().count() > 64 || req.code.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("code", "must be 1 to 64 printable characters"));
-    }
+    check_crm_code(&req.code).map_err(|e| ApiError::bad_request(e.field, e.message))?;
     optional_text("message", &req.message, 1_000)?;
+    if let Some(message) = req.message.as_deref().filter(|m| !m.is_empty()) {
+        check_message_carries_code(message, &req.code)?;
+    }
     for (field, value) in
         [("user_id", &req.user_id), ("network_id", &req.network_id), ("experience_id", &req.experience_id)]
     {
