@@ -120,9 +120,12 @@ pub fn enroll(
             let secret = Secret::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
             let issuer = req.issuer.clone().unwrap_or_else(|| default_issuer.to_owned());
             let label = req.label.clone().unwrap_or_else(|| default_label.to_owned());
+            // Bytes, not characters: the QR code holds the percent-encoded
+            // URI, where a four-byte character takes twelve (100 of them
+            // overflowed it and answered 500).
             for (field, text) in [("issuer", &issuer), ("label", &label)] {
-                if text.is_empty() || text.chars().count() > 100 || text.contains(':') {
-                    return Err(invalid(field, "must be 1 to 100 characters without ':'"));
+                if text.is_empty() || text.len() > 100 || text.contains(':') || text.chars().any(char::is_control) {
+                    return Err(invalid(field, "must be 1 to 100 bytes (UTF-8) without ':' or control characters"));
                 }
             }
             let uri = OtpauthUri {

@@ -354,3 +354,28 @@ async fn users_challenges_and_tokens_stay_in_their_tenant() {
     assert_eq!(app.delete("/v1/users/u7", &app.admin).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get("/v1/users/u7/authenticators", &app.admin).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Issue 16, item 24: issuer and label are limited in bytes the QR code
+/// can hold; 100 four-byte characters are refused, not a 500.
+#[tokio::test]
+async fn long_issuers_and_labels_are_refused_not_a_server_error() {
+    let app = spawn_app().await;
+    app.put("/v1/users/qr", &app.admin, json!({})).await;
+    let wide = "𝒜".repeat(100);
+    for field in ["issuer", "label"] {
+        let mut body = json!({"type": "totp"});
+        body[field] = json!(wide);
+        let reply = app.post("/v1/users/qr/authenticators", &app.admin, body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], field);
+    }
+    let fits = "𝒜".repeat(25);
+    let reply = app
+        .post("/v1/users/qr/authenticators", &app.admin, json!({"type": "totp", "issuer": fits, "label": fits}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert!(
+        reply.body["qr_svg"].as_str().unwrap().starts_with("<?xml")
+            || reply.body["qr_svg"].as_str().unwrap().contains("<svg")
+    );
+}
