@@ -549,6 +549,14 @@ pub trait UserStore {
 
     async fn create_challenge(&self, challenge: &Challenge, audit: &AuditEntry) -> StoreResult<()>;
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge>;
+    /// The newest pending, unexpired challenge of a user for `action`.
+    async fn pending_challenge(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>>;
     /// A challenge by its id alone, for the hosted page (whose URL holds the
     /// unguessable id and no API key).
     async fn challenge_for_page(&self, id: &ChallengeId) -> StoreResult<Challenge>;

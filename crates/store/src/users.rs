@@ -556,6 +556,23 @@ impl UserStore for SqlStore {
         read!(self, one ChallengeRow, sql, [tenant.as_str(), id.as_str()])?.try_into()
     }
 
+    async fn pending_challenge(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        action: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Challenge>> {
+        let sql = concat!(
+            "SELECT ",
+            challenge_columns!(),
+            " FROM challenges WHERE tenant_id = $1 AND user_id = $2 AND action = $3 AND status = 'pending' \
+             AND expires_at > $4 ORDER BY created_at DESC LIMIT 1"
+        );
+        let at = to_unix_ms(now);
+        read!(self, optional ChallengeRow, sql, [tenant.as_str(), user, action, at])?.map(TryInto::try_into).transpose()
+    }
+
     async fn challenge_for_page(&self, id: &ChallengeId) -> StoreResult<Challenge> {
         let sql = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE id = $1");
         let row: ChallengeRow =

@@ -56,17 +56,23 @@ async fn has_active(state: &SharedState, cv: &CallerVerification, kinds: &[Authe
 }
 
 /// For a user whose only factor is a passkey: a passkey challenge to pass
-/// before approving (its ceremony state lives on the challenge).
+/// before approving (its ceremony state lives on the challenge). One per
+/// caller verification, made on the first visit and found again on the
+/// next ones (each visit used to make one, with an audit entry).
 async fn passkey_challenge(state: &SharedState, cv: &CallerVerification) -> Option<Challenge> {
     let user = cv.user_id.as_deref()?;
     if !has_active(state, cv, &[AuthenticatorKind::Passkey]).await {
         return None;
     }
+    let action = format!("caller:{}", cv.id);
+    if let Ok(Some(existing)) = state.store.pending_challenge(&cv.tenant_id, user, &action, state.clock.now()).await {
+        return Some(existing);
+    }
     let request = NewChallenge {
         tenant_id: &cv.tenant_id,
         actor: ACTOR,
         user_id: user,
-        action: Some("caller_verification"),
+        action: Some(&action),
         factor: Some("passkey"),
         redirect_url: None,
         locale: None,

@@ -232,6 +232,12 @@ async fn a_passkey_customer_approves_a_caller_verification_with_the_passkey() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.get(&format!("/v1/caller-verifications/{id}"), &app.admin).await.body["status"], "pending");
+    // Issue 16, item 21: more visits reuse the one passkey challenge.
+    for _ in 0..5 {
+        assert!(client.get(&link).send().await.unwrap().status().is_success());
+    }
+    let challenges = app.count_rows("SELECT COUNT(*) FROM challenges WHERE user_id = 'cust'").await;
+    assert_eq!(challenges, 1, "one passkey challenge per caller verification");
 
     browser.run(json!({"op": "goto", "url": link})).await;
     browser.run(json!({"op": "click", "selector": "#use-passkey"})).await;
