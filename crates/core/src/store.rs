@@ -143,6 +143,25 @@ pub trait ApiKeyStore {
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key; it stops working with the next request.
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// Starts an agent console session (stored by the keyed hash of its token).
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+    /// The session whose token hashes to `id_hash`, if it was not ended.
+    async fn console_session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>>;
+    /// Ends a session at once (signing out).
+    async fn end_console_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Drops sessions that expired before `now`; how many.
+    async fn prune_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// An agent console session: which key signed in, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: String,
+    pub tenant_id: TenantId,
+    pub key_id: ApiKeyId,
+    pub expires_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
 }
 
 /// Every audited change is appended in the same transaction as the change

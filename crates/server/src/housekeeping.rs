@@ -2,7 +2,8 @@
 //! whose time allowed ran out (every second, with their event, so the CRM
 //! hears of it without anyone asking; conditional writes make several
 //! processes sweeping at once harmless), and drops the hourly send
-//! counters of the fraud limits once their hour is long past.
+//! counters of the fraud limits once their hour is long past and console
+//! sessions once they expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::
             Ok(0) => {}
             Ok(n) => tracing::debug!(pruned = n, "old send counters dropped"),
             Err(e) => tracing::warn!(error = %e, "could not prune send counters"),
+        }
+        match store.prune_console_sessions(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "expired console sessions dropped"),
+            Err(e) => tracing::warn!(error = %e, "could not prune console sessions"),
         }
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}

@@ -1,15 +1,17 @@
 //! API keys: stored by the keyed hash of their secret, revocable at once.
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use vouchsafe_core::api_key::{ApiKey, NewApiKey};
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::clock::to_unix_ms;
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::{ApiKeyId, TenantId};
-use vouchsafe_core::store::{ApiKeyStore, StoreError, StoreResult};
+use vouchsafe_core::store::{ApiKeyStore, ConsoleSession, StoreError, StoreResult};
 
 use crate::rows::ApiKeyRow;
 use crate::sqlite_reads::read;
-use crate::{SqlStore, audited, map_err, on_pool, one_row};
+use crate::tx::exec;
+use crate::{SqlStore, audited, map_err, on_pool, one_row, write_tx};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
@@ -20,6 +22,61 @@ macro_rules! select_key {
 
 #[async_trait]
 impl ApiKeyStore for SqlStore {
+    async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        let session = session.clone();
+        write_tx!(self, [session], conn => {
+            exec!(
+                conn,
+                "INSERT INTO console_sessions (id_hash, tenant_id, key_id, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                [
+                    session.id_hash.as_str(),
+                    session.tenant_id.as_str(),
+                    session.key_id.as_str(),
+                    to_unix_ms(session.expires_at),
+                    to_unix_ms(session.created_at)
+                ]
+            )
+        })
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn console_session(&self, id_hash: &str) -> StoreResult<Option<ConsoleSession>> {
+        let row: Option<(String, String, i64, i64)> = read!(
+            self,
+            optional(String, String, i64, i64),
+            "SELECT tenant_id, key_id, expires_at, created_at FROM console_sessions WHERE id_hash = $1",
+            [id_hash]
+        )?;
+        Ok(row.and_then(|(tenant, key, expires_at, created_at)| {
+            Some(ConsoleSession {
+                id_hash: id_hash.to_owned(),
+                tenant_id: TenantId::parse(&tenant)?,
+                key_id: ApiKeyId::parse(&key)?,
+                expires_at: from_unix_ms(expires_at),
+                created_at: from_unix_ms(created_at),
+            })
+        }))
+    }
+
+    async fn end_console_session(&self, id_hash: &str) -> StoreResult<()> {
+        let id_hash = id_hash.to_owned();
+        write_tx!(self, [id_hash], conn => {
+            exec!(conn, "DELETE FROM console_sessions WHERE id_hash = $1", [id_hash.as_str()])
+        })
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn prune_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let at = to_unix_ms(now);
+        write_tx!(self, [], conn => {
+            exec!(conn, "DELETE FROM console_sessions WHERE expires_at <= $1", [at])
+        })
+        .map_err(map_err)
+    }
+
     async fn create_api_key(&self, new: &NewApiKey, audit: &AuditEntry) -> StoreResult<()> {
         let k = &new.key;
         audited!(self, k.tenant_id.as_str(), audit, pool =>

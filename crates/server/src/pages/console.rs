@@ -1,7 +1,9 @@
 //! `/console/helpdesk`: the agent console. An agent signs in with an API
-//! key of the `agent` (or `admin`) role; the session is a signed cookie
-//! (HttpOnly, SameSite=Strict, 8 hours) naming the key, which is checked
-//! again on every request so a revoked key ends the session. The console
+//! key of the `agent` (or `admin`) role; the session is a random token in a
+//! cookie (HttpOnly, SameSite=Strict, 8 hours), kept server-side by its
+//! keyed hash with the key it belongs to: signing out deletes it, and the
+//! key is checked again on every request, so a revoked key ends the
+//! session at once. The console
 //! starts caller verifications, shows their status live with the time
 //! left, and the record's transaction log. Every state-changing request
 //! carries a CSRF token bound to the session.
@@ -16,6 +18,7 @@ use subtle::ConstantTimeEq;
 use vouchsafe_core::ids::{ApiKeyId, CallerVerificationId, TenantId};
 use vouchsafe_core::role::Role;
 use vouchsafe_core::settings::Settings;
+use vouchsafe_core::store::ConsoleSession;
 use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationRequest, TransactionList};
 
 use super::challenge::layout;
@@ -37,28 +40,29 @@ struct Agent {
     session: String,
 }
 
-fn session_mac(state: &SharedState, payload: &str) -> String {
-    state.code_hasher.hash("console-session", payload)
+/// The keyed hash a session token is stored and found by.
+fn session_hash(state: &SharedState, token: &str) -> String {
+    state.code_hasher.hash("console-session", token)
 }
 
-/// The agent of a valid, unexpired session whose key still works.
+/// The agent of a live, unexpired session whose key still works.
 async fn agent(state: &SharedState, headers: &HeaderMap) -> Option<Agent> {
     let session = cookie_value(headers, SESSION)?;
-    let mut parts = session.rsplitn(2, '.');
-    let (mac, payload) = (parts.next()?, parts.next()?);
-    // SECURITY: constant-time comparison of the session signature.
-    if !bool::from(session_mac(state, payload).as_bytes().ct_eq(mac.as_bytes())) {
+    if session.len() != 64 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let mut fields = payload.split('.');
-    let (tenant, key, exp) = (fields.next()?, fields.next()?, fields.next()?.parse::<i64>().ok()?);
-    if exp <= state.clock.now().unix_timestamp() {
+    // SECURITY: found by its keyed hash; signing out deletes the row, so an
+    // old cookie finds nothing.
+    let found = state.store.console_session(&session_hash(state, &session)).await.ok()??;
+    if found.expires_at <= state.clock.now() {
         return None;
     }
-    let tenant_id = TenantId::parse(tenant)?;
-    let key_id = ApiKeyId::parse(key)?;
-    let key = state.store.api_key(&tenant_id, &key_id).await.ok()?;
-    (key.revoked_at.is_none() && key.role.grants(Role::Agent)).then_some(Agent { tenant_id, key_id, session })
+    let key = state.store.api_key(&found.tenant_id, &found.key_id).await.ok()?;
+    (key.revoked_at.is_none() && key.role.grants(Role::Agent)).then_some(Agent {
+        tenant_id: found.tenant_id,
+        key_id: found.key_id,
+        session,
+    })
 }
 
 fn session_csrf(state: &SharedState, agent: &Agent) -> String {
@@ -136,9 +140,19 @@ pub async fn login(
             Some("That key is not an agent key of this server."),
         );
     };
-    let exp = state.clock.now().unix_timestamp() + SESSION_HOURS * 3600;
-    let payload = format!("{}.{}.{exp}", key.tenant_id, key.id);
-    let session = format!("{payload}.{}", session_mac(&state, &payload));
+    let now = state.clock.now();
+    let session = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let stored = ConsoleSession {
+        id_hash: session_hash(&state, &session),
+        tenant_id: key.tenant_id.clone(),
+        key_id: key.id.clone(),
+        expires_at: now + time::Duration::hours(SESSION_HOURS),
+        created_at: now,
+    };
+    if let Err(e) = state.store.create_console_session(&stored).await {
+        tracing::error!(error = %e, "cannot start a console session");
+        return login_page(&state, &headers, StatusCode::SERVICE_UNAVAILABLE, Some("Please try again."));
+    }
     let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
@@ -163,6 +177,12 @@ pub async fn logout(
         if !bool::from(session_csrf(&state, &agent).as_bytes().ct_eq(given.as_bytes())) {
             return StatusCode::FORBIDDEN.into_response();
         }
+        // SECURITY: the session ends on the server, not only in this browser.
+        if let Err(e) = state.store.end_console_session(&session_hash(&state, &agent.session)).await {
+            tracing::error!(error = %e, "cannot end a console session");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        tracing::info!(key_id = %agent.key_id, "agent signed out of the console");
     }
     let mut response = StatusCode::SEE_OTHER.into_response();
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/console/helpdesk"));

@@ -95,4 +95,33 @@ async fn only_agent_keys_sign_in_and_requests_need_the_session_and_its_token() {
     let forged = session.replacen("vs_console=", "vs_console=x", 1);
     let refused = client.get(app.url("/console/helpdesk/records/r1")).header("cookie", &forged).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // Issue 16, item 18: signing out ends the session on the server; the
+    // old cookie no longer works, and neither does anything it starts.
+    let page = client.get(app.url("/console/helpdesk")).header("cookie", &session).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let out = client
+        .post(app.url("/console/logout"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let after = client.get(app.url("/console/helpdesk/records/r1")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "the old cookie still works after signing out");
+    let start = client
+        .post(app.url("/console/helpdesk/verifications"))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"record_id": "r1", "phone": MOBILE}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        start.status() == StatusCode::UNAUTHORIZED || start.status() == StatusCode::FORBIDDEN,
+        "{}",
+        start.status()
+    );
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM caller_verifications").await, 0);
 }

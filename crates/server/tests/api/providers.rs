@@ -355,13 +355,13 @@ async fn a_provider_whose_credential_does_not_open_is_passed_over_and_named() {
     http_provider(&app, &fake, "second", 2, 2_000).await;
     app.delete("/v1/providers/console", &app.admin).await;
 
-    let reply = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "1"})).await;
+    let reply = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "1111"})).await;
     assert_eq!((reply.body["result"].as_str(), reply.body["provider"].as_str()), (Some("SUCCESS"), Some("second")));
     assert!(fake.seen_of("http/first").is_empty(), "nothing went out without its credential");
     assert_eq!(fake.seen_of("http/second").len(), 1);
 
     fake.set_mode("http/second", Mode::Fail(500));
-    let failed = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "2"})).await;
+    let failed = app.post("/v1/deliveries", &app.admin, json!({"to": MOBILE, "channel": "sms", "code": "2222"})).await;
     assert_eq!(failed.body["result"], "PROVIDER_ERROR");
     assert_eq!(
         failed.body["error"],
