@@ -177,6 +177,34 @@ impl Challenge {
     }
 }
 
+/// SECURITY: where the hosted page sends the browser after success, as
+/// the server writes it back (into a `Location` and the page's CSP
+/// `form-action`). An http(s) URL without credentials whose host is only
+/// `[a-z0-9.-]` (and a port): a `;` or a quote in a host (which WHATWG
+/// parsing allows) would otherwise reach the CSP header.
+pub fn parse_redirect_url(text: &str) -> Result<String, crate::field_error::FieldError> {
+    let bad =
+        || crate::field_error::FieldError::new("redirect_url", "must be an http(s) URL of at most 2000 characters");
+    if text.len() > 2_000 || text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+        return Err(bad());
+    }
+    let url = url::Url::parse(text).map_err(|_| bad())?;
+    let host = url.host_str().unwrap_or_default();
+    let plain_host = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'));
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || !plain_host
+    {
+        return Err(crate::field_error::FieldError::new(
+            "redirect_url",
+            "must be an http(s) URL whose host is letters, digits, '.' and '-' (no user name or password)",
+        ));
+    }
+    Ok(url.into())
+}
+
 /// How long a result token may be validated after approval.
 pub const TOKEN_TTL_S: i64 = 300;
 
@@ -253,6 +281,26 @@ mod tests {
             locked_until: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn redirect_urls_have_plain_hosts() {
+        assert_eq!(
+            parse_redirect_url("https://App.Example.com:8443/done?x=1").unwrap(),
+            "https://app.example.com:8443/done?x=1"
+        );
+        for bad in [
+            "https://a;b.example.com/",
+            "https://a'b.example.com/",
+            "https://user:pw@example.com/",
+            "javascript:alert(1)",
+            "https://[::1]/",
+            "https://exa mple.com/",
+            "https://example.com\\@evil.com/",
+            "ftp://example.com/",
+        ] {
+            assert!(parse_redirect_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -13,6 +13,9 @@ use vouchsafe_proto::{ErrorBody, ErrorCode, ErrorDetail};
 pub enum ApiError {
     Unauthorized,
     Forbidden,
+    /// `403 forbidden` for a reason other than the key's role (a bad
+    /// signature), said plainly.
+    Refused(&'static str),
     NotFound,
     MethodNotAllowed,
     /// 400 for bodies that are not JSON, 422 for values out of bounds.
@@ -90,6 +93,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden => {
                 (StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this API key's role may not do that".to_owned(), None)
             }
+            Self::Refused(why) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, why.to_owned(), None),
             Self::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found".to_owned(), None),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -147,7 +147,10 @@ pub fn router(state: SharedState) -> Router {
     let router = api
         .route("/metrics", get(ops::metrics))
         .merge(pages)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(
+            axum::Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+                .layer(axum::middleware::from_fn(crate::pages::docs_headers)),
+        )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     crate::layers::apply(router)

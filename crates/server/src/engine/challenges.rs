@@ -13,7 +13,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
-use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor, PolicyError, choose};
+use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor, PolicyError, choose, parse_redirect_url};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{ChallengeId, TenantId};
@@ -81,13 +81,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
     if action.is_empty() || action.len() > 64 || !action.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid("action", "must be 1 to 64 printable characters"));
     }
-    if let Some(url) = req.redirect_url
-        && (!(url.starts_with("https://") || url.starts_with("http://"))
-            || url.len() > 2_000
-            || url.contains(['\r', '\n']))
-    {
-        return Err(invalid("redirect_url", "must be an http(s) URL of at most 2000 characters"));
-    }
+    let redirect_url = req.redirect_url.map(parse_redirect_url).transpose().map_err(EngineError::Invalid)?;
     let requested =
         req.factor.map(|f| Factor::parse(f).ok_or_else(|| invalid("factor", "is not a factor"))).transpose()?;
     let active: Vec<AuthenticatorKind> = state
@@ -137,7 +131,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         user_id: req.user_id.to_owned(),
         factor,
         action: action.to_owned(),
-        redirect_url: req.redirect_url.map(str::to_owned),
+        redirect_url,
         status: ChallengeStatus::Pending,
         attempts: 0,
         max_attempts: settings.otp.max_check_attempts,

@@ -91,6 +91,28 @@ pub fn html(status: axum::http::StatusCode, body: String, form_targets: &[String
     response
 }
 
+/// The documentation pages (Swagger UI, its assets, `/openapi.json`): not
+/// to be framed, sniffed or used as a base for forms or plugins. Swagger
+/// UI's own scripts and styles are left to run, so the pages' strict
+/// script and style rules are not applied here.
+pub async fn docs_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    let pairs = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in pairs {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();

@@ -379,3 +379,16 @@ async fn long_issuers_and_labels_are_refused_not_a_server_error() {
             || reply.body["qr_svg"].as_str().unwrap().contains("<svg")
     );
 }
+
+/// Issue 16, item 13: a redirect host is letters, digits, `.` and `-`; a
+/// `;` (which WHATWG hosts allow) reached the page's CSP header.
+#[tokio::test]
+async fn redirect_hosts_cannot_reach_the_csp_header() {
+    let app = spawn_app().await;
+    app.put("/v1/users/r1", &app.admin, json!({"email": "r1@example.com"})).await;
+    for bad in ["https://a;b.example.com/", "https://user:pw@example.com/", "https://x.example.com\\@evil.example/"] {
+        let reply = app.post("/v1/users/r1/challenges", &app.admin, json!({"redirect_url": bad})).await;
+        assert!(reply.status.is_client_error(), "{bad}: {}", reply.text);
+        assert_eq!(reply.body["error"]["field"], "redirect_url", "{bad}");
+    }
+}

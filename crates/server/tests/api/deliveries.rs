@@ -133,6 +133,12 @@ async fn twilio_receipts_settle_deliveries_once_and_failures_emit_events() {
     let delivered = json!({"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": crate::fake_providers::TWILIO_SID, "To": MOBILE});
     let signature = twilio_signature(TWILIO_TOKEN, ok_url, &delivered);
     assert_eq!(callback(&app, ok_url, &delivered, "bm90IGl0", None).await, StatusCode::FORBIDDEN, "a bad signature");
+    // Issue 16, item 13: it says the signature is wrong, not a key's role.
+    let form: Vec<(String, String)> =
+        delivered.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect();
+    let said = app.client.post(ok_url).header("x-twilio-signature", "bm90IGl0").form(&form).send().await.unwrap();
+    let said = crate::helpers::read(said).await;
+    assert!(said.body["error"]["message"].as_str().unwrap().contains("X-Twilio-Signature"), "{}", said.text);
     assert_eq!(
         callback(&app, lost_url, &delivered, &signature, None).await,
         StatusCode::FORBIDDEN,

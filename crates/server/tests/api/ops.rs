@@ -117,6 +117,10 @@ async fn docs_are_served_from_embedded_assets() {
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
     let init = app.call(Method::GET, "/docs/swagger-initializer.js", None, None).await;
     assert!(init.text.contains("/openapi.json"));
+    // Issue 16, item 13: the docs are not framed or sniffed either.
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
 }
 
 /// Issue 16, item 6: an invented HTTP method is a valid token, but never a

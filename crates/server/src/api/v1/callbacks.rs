@@ -79,10 +79,11 @@ pub async fn twilio_callback(
         .into_iter()
         .find(|p| p.name == provider_name && p.kind == ProviderKind::Twilio)
         .ok_or(ApiError::NotFound)?;
-    let credential_name = provider.credential.ok_or(ApiError::Forbidden)?;
+    let bad_signature = || ApiError::Refused("the X-Twilio-Signature does not sign this request");
+    let credential_name = provider.credential.ok_or_else(bad_signature)?;
     let credential = open_credential(&state, &delivery.tenant_id, &credential_name).await;
     let Ok(Credential::Basic { password: auth_token, .. }) = &credential else {
-        return Err(ApiError::Forbidden);
+        return Err(bad_signature());
     };
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -92,7 +93,7 @@ pub async fn twilio_callback(
     // SECURITY: constant-time comparison of the signatures.
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
         tracing::warn!(target: "vouchsafe::security", delivery_id = %delivery_id, "Twilio callback with a bad signature");
-        return Err(ApiError::Forbidden);
+        return Err(bad_signature());
     }
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let status = param("MessageStatus").or_else(|| param("CallStatus")).unwrap_or_default();
