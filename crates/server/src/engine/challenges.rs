@@ -190,8 +190,9 @@ async fn proof(
                 return Ok(None);
             };
             // The ceremony's challenge is single-use with the challenge itself.
-            let ok = passkeys::finish_authentication(state, &c.tenant_id, &c.user_id, ceremony, credential).await?;
-            return Ok(ok.then_some(None));
+            let asserted =
+                passkeys::finish_authentication(state, &c.tenant_id, &c.user_id, ceremony, credential).await?;
+            return Ok(asserted.map(|a| a.used));
         }
         (Answer::Code(code), factor) if factor != Factor::Passkey => *code,
         _ => return Ok(None),

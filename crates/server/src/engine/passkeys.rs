@@ -5,9 +5,12 @@
 //! URL; options go out and credentials come in in the browser's JSON forms
 //! (`parseCreationOptionsFromJSON`, `toJSON()`).
 
+use base64::Engine;
 use serde_json::Value;
 use url::Url;
-use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus};
+use vouchsafe_core::authenticator::{
+    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse,
+};
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
 use webauthn_rs::prelude::{
@@ -117,6 +120,15 @@ pub fn finish_registration(
     credential: &Value,
 ) -> EngineResult<Option<Vec<u8>>> {
     let webauthn = webauthn(state)?;
+    // SECURITY: the ceremony ends with its timeout; an unconfirmed
+    // registration cannot be finished later.
+    if state.clock.now() - a.created_at > time::Duration::milliseconds(CEREMONY_TIMEOUT_MS) {
+        tracing::info!(authenticator_id = %a.id, "passkey registration finished after its ceremony's timeout");
+        return Ok(None);
+    }
+    if !acceptable_credential(credential) {
+        return Ok(None);
+    }
     let registration: PasskeyRegistration = match &open(state, a)? {
         AuthenticatorSecret::PasskeyRegistration { state: ceremony } => {
             serde_json::from_str(ceremony).map_err(internal)?
@@ -132,7 +144,7 @@ pub fn finish_registration(
             Ok(Some(seal(state, &a.tenant_id, &a.id, &secret)?))
         }
         Err(e) => {
-            tracing::info!(authenticator_id = %a.id, error = %e, "passkey registration did not verify");
+            tracing::info!(authenticator_id = %a.id, error = %bounded(&e), "passkey registration did not verify");
             Ok(None)
         }
     }
@@ -152,25 +164,39 @@ pub async fn start_authentication(
     Ok((options.to_string(), serde_json::to_string(&ceremony).map_err(internal)?))
 }
 
-/// Checks an assertion against a challenge's ceremony; on success the
-/// passkey's signature counter is brought up to date. `true` if it verifies.
+/// What a verified assertion proves: the passkey used and, when it keeps a
+/// signature counter, the counter to move to.
+pub struct Asserted {
+    /// The authenticator's use for the approving statement: a counter
+    /// that must move forward, or `None` for a passkey without one.
+    pub used: Option<AuthenticatorUse>,
+}
+
+/// Checks an assertion against a challenge's ceremony. SECURITY: the
+/// signature counter is compared with the stored one inside the statement
+/// that approves (`AuthenticatorUse::Counter`), not with the counter the
+/// ceremony captured when the challenge was made: a cloned authenticator
+/// answering an older open challenge with a lower counter is refused.
 pub async fn finish_authentication(
     state: &SharedState,
     tenant: &TenantId,
     user_id: &str,
     ceremony: &str,
     credential: &Value,
-) -> EngineResult<bool> {
+) -> EngineResult<Option<Asserted>> {
     let webauthn = webauthn(state)?;
+    if !acceptable_credential(credential) {
+        return Ok(None);
+    }
     let ceremony: PasskeyAuthentication = serde_json::from_str(ceremony).map_err(internal)?;
     let Ok(credential) = serde_json::from_value::<PublicKeyCredential>(credential.clone()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let result = match webauthn.finish_passkey_authentication(&credential, &ceremony) {
         Ok(result) => result,
         Err(e) => {
-            tracing::info!(error = %e, "passkey assertion did not verify");
-            return Ok(false);
+            tracing::info!(error = %bounded(&e), "passkey assertion did not verify");
+            return Ok(None);
         }
     };
     for (a, mut passkey) in passkeys(state, tenant, user_id).await? {
@@ -180,8 +206,69 @@ pub async fn finish_authentication(
                     AuthenticatorSecret::Passkey { passkey: serde_json::to_string(&passkey).map_err(internal)? };
                 state.store.reseal_authenticator(tenant, &a.id, &seal(state, tenant, &a.id, &secret)?).await?;
             }
-            return Ok(true);
+            let counter = i64::from(result.counter());
+            let used = (counter > 0).then(|| AuthenticatorUse::Counter { id: a.id.clone(), value: counter });
+            return Ok(Some(Asserted { used }));
         }
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// How long a WebAuthn ceremony may take (webauthn-rs's default timeout).
+const CEREMONY_TIMEOUT_MS: i64 = 300_000;
+
+/// The most of a credential's JSON that is looked at: a real one is a few
+/// KiB; anything larger is refused before it is parsed.
+const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
+
+/// SECURITY: a credential small enough to look at, whose client data says
+/// it was made by the relying party's own page: `crossOrigin: true` (made
+/// inside a frame of another origin, with its `topOrigin`) is refused.
+fn acceptable_credential(credential: &Value) -> bool {
+    if credential.to_string().len() > MAX_CREDENTIAL_BYTES {
+        tracing::info!("passkey credential refused: larger than {MAX_CREDENTIAL_BYTES} bytes");
+        return false;
+    }
+    let client_data = credential
+        .pointer("/response/clientDataJSON")
+        .and_then(Value::as_str)
+        .and_then(|b64| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+    match client_data {
+        Some(data) if data.get("crossOrigin").and_then(Value::as_bool) == Some(true) => {
+            tracing::warn!(target: "vouchsafe::security", "passkey credential refused: made cross-origin");
+            false
+        }
+        // Missing or unreadable client data is left to webauthn-rs to refuse.
+        _ => true,
+    }
+}
+
+/// An error's text, at most 200 characters (webauthn-rs errors can carry
+/// what the client sent).
+fn bounded(e: &impl std::fmt::Display) -> String {
+    e.to_string().chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_client_data(data: Value) -> Value {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data.to_string());
+        json!({"id": "x", "response": {"clientDataJSON": encoded}})
+    }
+
+    #[test]
+    fn cross_origin_and_oversized_credentials_are_refused() {
+        let same = with_client_data(json!({"type": "webauthn.get", "origin": "https://id.example.com"}));
+        assert!(acceptable_credential(&same));
+        let framed = with_client_data(json!({"type": "webauthn.get", "origin": "https://id.example.com",
+            "crossOrigin": true, "topOrigin": "https://evil.example"}));
+        assert!(!acceptable_credential(&framed));
+        let huge = json!({"id": "x", "response": {"authenticatorData": "A".repeat(30_000)}});
+        assert!(!acceptable_credential(&huge));
+        assert_eq!(bounded(&"e".repeat(10_000)).len(), 200);
+    }
 }

@@ -194,6 +194,23 @@ async fn a_passkey_customer_approves_a_caller_verification_with_the_passkey() {
     let auth_id = enrolled.body["id"].as_str().unwrap().to_owned();
     let mut browser = Browser::start(true).await;
     browser.run(json!({"op": "goto", "url": format!("{base}/healthz")})).await;
+    // Issue 16, item 20: a registration left past its ceremony's 300 s
+    // timeout cannot be confirmed, even with a credential that verifies.
+    let late = app.post("/v1/users/cust/authenticators", &app.admin, json!({"type": "passkey"})).await;
+    let late_id = late.body["id"].as_str().unwrap().to_owned();
+    let late_credential = browser.run(json!({"op": "create_passkey", "options": late.body["options"]})).await;
+    app.clock.advance(time::Duration::seconds(301));
+    let refused = app
+        .post(
+            &format!("/v1/users/cust/authenticators/{late_id}/confirm"),
+            &app.admin,
+            json!({"credential": late_credential}),
+        )
+        .await;
+    assert_ne!(refused.body["status"], "active", "{}", refused.text);
+    app.delete(&format!("/v1/users/cust/authenticators/{late_id}"), &app.admin).await;
+    let enrolled = app.post("/v1/users/cust/authenticators", &app.admin, json!({"type": "passkey"})).await;
+    let auth_id = enrolled.body["id"].as_str().unwrap().to_owned();
     let credential = browser.run(json!({"op": "create_passkey", "options": enrolled.body["options"]})).await;
     let confirmed = app
         .post(

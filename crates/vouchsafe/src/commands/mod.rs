@@ -53,7 +53,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(config: &Config, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { config.log.clone() } else { "warn".to_owned() };
-    let filter = EnvFilter::try_new(&default).unwrap_or_else(|_| EnvFilter::new("info"));
+    // SECURITY: webauthn-rs logs a malformed credential whole at ERROR (30
+    // KB in, a 150 KB line out); the engine logs a bounded summary instead.
+    let filter = EnvFilter::try_new(&default)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("webauthn_rs_core=off".parse().unwrap_or_default())
+        .add_directive("webauthn_rs=off".parse().unwrap_or_default());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match config.log_format {
