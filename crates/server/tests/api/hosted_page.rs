@@ -190,8 +190,6 @@ async fn a_passkey_customer_approves_a_caller_verification_with_the_passkey() {
     crate::verifications::use_twilio(&app, &fake).await;
     let base = public(&app);
     app.put("/v1/users/cust", &app.admin, json!({"phone": crate::verifications::MOBILE})).await;
-    let enrolled = app.post("/v1/users/cust/authenticators", &app.admin, json!({"type": "passkey"})).await;
-    let auth_id = enrolled.body["id"].as_str().unwrap().to_owned();
     let mut browser = Browser::start(true).await;
     browser.run(json!({"op": "goto", "url": format!("{base}/healthz")})).await;
     // Issue 16, item 20: a registration left past its ceremony's 300 s
