@@ -480,8 +480,10 @@ pub struct FailureEffects {
 pub enum AnswerGate {
     /// Counted against the user (and the challenge, if any): the answer
     /// may be evaluated. `attempt` is the challenge's attempt it took (1
-    /// for the first), 0 without a challenge.
-    Counted { attempt: u32 },
+    /// for the first), 0 without a challenge; `failures` the user's count
+    /// with this answer in it. Only a wrong answer that took the last
+    /// attempt or reached the threshold has anything left to write.
+    Counted { attempt: u32, failures: u32 },
     /// The user is locked out until then (this answer counted nothing).
     Locked(OffsetDateTime),
     /// The challenge is answered, denied, expired or out of attempts.

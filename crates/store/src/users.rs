@@ -663,13 +663,14 @@ impl UserStore for SqlStore {
                  AND locked_until > 0 AND locked_until <= $3",
                 [tenant.as_str(), user.as_str(), at]
             )?;
-            let counted = exec!(
+            let counted = fetch!(
                 conn,
+                optional(i64,),
                 "UPDATE users SET failures = failures + 1, updated_at = $1 \
-                 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0 AND failures < $4",
+                 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0 AND failures < $4 RETURNING failures",
                 [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
             )?;
-            if counted != 1 {
+            let Some((failures,)) = counted else {
                 // Locked, or as many answers counted as the threshold allows:
                 // the user is locked (now, if no answer has locked it yet).
                 lock_at_threshold(conn, &tenant, &user, at, &lockout).await?;
@@ -681,7 +682,8 @@ impl UserStore for SqlStore {
                 )?;
                 release_savepoint!(conn)?;
                 return Ok(AnswerGate::Locked(from_unix_ms(until)));
-            }
+            };
+            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
             let mut attempt = 0;
             if let Some(id) = &challenge {
                 let taken = fetch!(
@@ -699,7 +701,7 @@ impl UserStore for SqlStore {
                 attempt = u32::try_from(taken).unwrap_or(u32::MAX);
             }
             release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt })
+            Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt, failures })
         })
         .map_err(map_err)?;
         Ok(gate)

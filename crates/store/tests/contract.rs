@@ -450,7 +450,7 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
         locked: (Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), now), audit("user.locked")),
     };
     let gate = store.reserve_answer(&t.id, "u1", Some(&first.id), now, &lockout).await.unwrap();
-    assert_eq!(gate, AnswerGate::Counted { attempt: 1 });
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
     // The threshold is reached while the first answer is evaluated: the
     // next answer locks the user instead of being counted.
     for _ in 0..3 {
@@ -466,5 +466,5 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     // When the lock is over, counting starts afresh.
     let later = at(1_700_001_001);
     let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), later, &lockout).await.unwrap();
-    assert_eq!(gate, AnswerGate::Counted { attempt: 1 });
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
 }

@@ -284,11 +284,14 @@ pub async fn answer_without_challenge(
     actor: &str,
     evaluate: impl std::future::Future<Output = bool>,
 ) -> ChallengeResult<bool> {
-    let (_, lockout) = count_answer(state, tenant, user, None, actor).await?;
+    let (gate, lockout) = count_answer(state, tenant, user, None, actor).await?;
     let now = state.clock.now();
     if evaluate.await {
         state.store.clear_user_failures(tenant, user, now).await?;
         return Ok(true);
+    }
+    if matches!(gate, AnswerGate::Counted { failures, .. } if failures < lockout.threshold) {
+        return Ok(false);
     }
     if let Some(until) = state.store.settle_wrong_user_answer(tenant, user, now, &lockout).await? {
         state.wake_dispatcher.notify_one();
@@ -322,7 +325,7 @@ pub async fn verify(
     // so a refusal (429) changes nothing.
     let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(state)?) } else { None };
     let (gate, lockout) = count_answer(state, tenant, &c.user_id, Some(&c.id), actor).await?;
-    let AnswerGate::Counted { attempt } = gate else {
+    let AnswerGate::Counted { attempt, failures } = gate else {
         return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
     };
     if let Some(used) = proof(state, &c, actor, &answer, permit).await? {
@@ -351,6 +354,16 @@ pub async fn verify(
             }
         }
     }
+    metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "wrong")
+        .increment(1);
+    // The reservation already counted this answer: only the one that took
+    // the last attempt or reached the threshold has more to write.
+    if attempt < c.max_attempts && failures < lockout.threshold {
+        let mut after = c;
+        after.attempts = attempt;
+        after.updated_at = now;
+        return Ok(Answered { challenge: after, token: None });
+    }
     let effects = FailureEffects {
         lockout,
         denied: (
@@ -358,8 +371,6 @@ pub async fn verify(
             AuditEntry::new(actor, "challenge.denied", c.id.as_str(), "denied", now),
         ),
     };
-    metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "wrong")
-        .increment(1);
     let outcome = state.store.settle_wrong_answer(&c, attempt, now, &effects).await?;
     if outcome.locked_until.is_some() || outcome.challenge.status == ChallengeStatus::Denied {
         state.wake_dispatcher.notify_one();
