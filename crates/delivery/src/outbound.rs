@@ -29,22 +29,25 @@ struct PublicOnlyResolver;
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
-            let addrs = public_addresses(name.as_str(), 0).await?;
+            let addrs = public_addresses(Target::Name(name.as_str()), 0).await.map_err(Box::new)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn public_addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, BoxError> {
-    if is_local_name(host) {
-        return Err(format!("{host} is a name of this machine").into());
-    }
-    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+/// SECURITY: the addresses of `target`, refused unless every one is
+/// public: the one place the rule meets DNS (when a URL or host is saved,
+/// in reqwest's resolver, and before lettre connects). `Connect` when a
+/// name does not resolve.
+async fn public_addresses(target: Target<'_>, port: u16) -> Result<Vec<SocketAddr>, SendError> {
+    let all: Vec<SocketAddr> = match target {
+        Target::Ip(ip) => vec![SocketAddr::new(ip, port)],
+        Target::Name(name) if is_local_name(name) => return Err(SendError::Refused),
+        Target::Name(name) => tokio::net::lookup_host((name, port)).await.map_err(|_| SendError::Connect)?.collect(),
+    };
     if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) {
-        return Err(format!("{host} resolves to an address that is not public").into());
+        return Err(SendError::Refused);
     }
     Ok(all)
 }
@@ -86,18 +89,10 @@ impl OutboundClient {
         if self.allow_private {
             return Ok(parsed);
         }
-        let refused = || FieldError::new(field, "must not point at a loopback, private or link-local address");
-        match parsed.target() {
-            Target::Ip(ip) if is_public(ip) => Ok(parsed),
-            Target::Ip(_) => Err(refused()),
-            Target::Name(name) if is_local_name(name) => Err(refused()),
-            Target::Name(name) => {
-                let all: Vec<SocketAddr> = tokio::net::lookup_host((name, parsed.port()))
-                    .await
-                    .map_err(|_| FieldError::new(field, "host does not resolve"))?
-                    .collect();
-                if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) { Err(refused()) } else { Ok(parsed) }
-            }
+        match public_addresses(parsed.target(), parsed.port()).await {
+            Ok(_) => Ok(parsed),
+            Err(SendError::Connect) => Err(FieldError::new(field, "host does not resolve")),
+            Err(_) => Err(FieldError::new(field, "must not point at a loopback, private or link-local address")),
         }
     }
 
@@ -182,15 +177,7 @@ pub async fn read_json(response: reqwest::Response) -> serde_json::Value {
 /// The addresses of an SMTP host, refused unless every one is public:
 /// the connect-time half of the rule for connections reqwest does not make.
 pub async fn resolve_public(host: &SmtpHost, port: u16) -> Result<Vec<SocketAddr>, SendError> {
-    let all: Vec<SocketAddr> = match host.target() {
-        Target::Ip(ip) => vec![SocketAddr::new(ip, port)],
-        Target::Name(name) if is_local_name(name) => return Err(SendError::Refused),
-        Target::Name(name) => tokio::net::lookup_host((name, port)).await.map_err(|_| SendError::Connect)?.collect(),
-    };
-    if all.is_empty() || all.iter().any(|a| !is_public(a.ip())) {
-        return Err(SendError::Refused);
-    }
-    Ok(all)
+    public_addresses(host.target(), port).await
 }
 
 /// Why a call failed, in words safe to store and show: never the URL
@@ -215,6 +202,8 @@ impl From<reqwest::Error> for SendError {
         }
     }
 }
+
+impl std::error::Error for SendError {}
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -256,7 +245,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_refuses_names_with_internal_addresses() {
-        assert!(public_addresses("localhost", 80).await.is_err());
-        assert!(public_addresses("127.0.0.1.nip.invalid", 80).await.is_err());
+        assert_eq!(public_addresses(Target::Name("localhost"), 80).await.unwrap_err(), SendError::Refused);
+        assert_eq!(
+            public_addresses(Target::Ip("127.0.0.1".parse().unwrap()), 80).await.unwrap_err(),
+            SendError::Refused
+        );
+        assert!(public_addresses(Target::Name("127.0.0.1.nip.invalid"), 80).await.is_err());
+        assert_eq!(public_addresses(Target::Ip("8.8.8.8".parse().unwrap()), 80).await.unwrap().len(), 1);
     }
 }
