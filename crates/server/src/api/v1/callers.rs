@@ -125,7 +125,11 @@ pub async fn cancel_caller_verification(
     security(("bearer" = []), ("basic" = [])),
     params(("id" = String, Path, description = "`cv_…`")),
     request_body = CheckCallerCodeRequest,
-    responses((status = 200, body = CheckCallerCodeResponse), (status = 404, body = ErrorBody))
+    responses(
+        (status = 200, body = CheckCallerCodeResponse),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "conflict: the caller has a second factor and approves on the link with it")
+    )
 )]
 pub async fn check_caller_code(
     State(state): State<SharedState>,

@@ -85,7 +85,8 @@ async fn refused(
         (status = 200, body = DeliveryResponse, description = "the delivery result, refusals included"),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)
+        (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "invalid_request: a message that carries neither {code} nor the code")
     )
 )]
 pub async fn create_delivery(
