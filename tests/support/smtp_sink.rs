@@ -47,6 +47,11 @@ impl SmtpSink {
         SmtpSink { child, port, messages }
     }
 
+    /// The messages received so far.
+    pub fn received(&self) -> Vec<Value> {
+        self.messages.lock().unwrap().clone()
+    }
+
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {
         for _ in 0..500 {
             let got = self.messages.lock().unwrap().clone();

@@ -162,6 +162,15 @@ impl EmailAddress {
         &self.0
     }
 
+    /// The form limits, cooldowns and lookups match on: the whole address
+    /// in lower case. The local part is sent as written (RFC 5321 lets a
+    /// server tell `Bob` from `bob`), but no mail system in use does, and
+    /// matching it as written let `BOB@` start a second verification inside
+    /// `bob@`'s cooldown.
+    pub fn match_key(&self) -> String {
+        email_match_key(&self.0)
+    }
+
     /// For logs: first letter and domain (`j***@example.com`).
     pub fn masked(&self) -> String {
         match self.0.split_once('@') {
@@ -169,6 +178,11 @@ impl EmailAddress {
             None => "***".to_owned(),
         }
     }
+}
+
+/// [`EmailAddress::match_key`] of an address already stored.
+pub fn email_match_key(address: &str) -> String {
+    address.to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -205,6 +219,7 @@ mod tests {
         let e = EmailAddress::parse("to", "Jane.Doe@Example.COM").unwrap();
         assert_eq!(e.as_str(), "Jane.Doe@example.com");
         assert_eq!(e.masked(), "J***@example.com");
+        assert_eq!(e.match_key(), "jane.doe@example.com");
         assert!(!format!("{e:?}").contains("Doe"));
     }
 

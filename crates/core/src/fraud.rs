@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::clock::to_unix_ms;
 use crate::ids::TenantId;
 use crate::settings::FraudSettings;
+use crate::verification::Destination;
 
 /// Length of one counting bucket.
 pub const BUCKET_MS: i64 = 3_600_000;
@@ -35,14 +36,17 @@ impl SendCounter {
     }
 }
 
-/// The counters a send to `destination` increments. `prefix` applies to
+/// The counters a send to `destination` increments, keyed on its match
+/// key (an address in any case is one destination). `prefix` applies to
 /// phone numbers only (an E.164 number's first digits).
 pub fn counters_for(
     tenant: &TenantId,
-    destination: &str,
+    destination: &Destination,
     limits: &FraudSettings,
     now: OffsetDateTime,
 ) -> Vec<SendCounter> {
+    let key = destination.match_key();
+    let destination = key.as_str();
     let bucket = to_unix_ms(now).div_euclid(BUCKET_MS) * BUCKET_MS;
     let counter =
         |scope, key: &str, limit| SendCounter { tenant_id: tenant.clone(), scope, key: key.to_owned(), bucket, limit };
@@ -58,13 +62,18 @@ pub fn counters_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Channel;
+
+    fn to(channel: Channel, text: &str) -> Destination {
+        Destination::parse(channel, "to", text).unwrap()
+    }
 
     #[test]
     fn a_phone_send_counts_per_destination_prefix_and_tenant() {
         let tenant = TenantId::generate();
         let now = OffsetDateTime::from_unix_timestamp(1_700_001_234).unwrap();
         let limits = FraudSettings { prefix_length: 6, ..FraudSettings::default() };
-        let counters = counters_for(&tenant, "+447400123456", &limits, now);
+        let counters = counters_for(&tenant, &to(Channel::Sms, "+447400123456"), &limits, now);
         let keys: Vec<_> = counters.iter().map(|c| (c.scope, c.key.as_str())).collect();
         assert_eq!(keys, [("destination", "+447400123456"), ("prefix", "+447400"), ("tenant", "*")]);
         assert!(counters.iter().all(|c| c.bucket == 1_699_999_200_000));
@@ -72,9 +81,14 @@ mod tests {
     }
 
     #[test]
-    fn an_email_send_has_no_prefix() {
-        let counters =
-            counters_for(&TenantId::generate(), "a@b.co", &FraudSettings::default(), OffsetDateTime::UNIX_EPOCH);
+    fn an_email_send_has_no_prefix_and_counts_the_address_in_any_case() {
+        let counters = counters_for(
+            &TenantId::generate(),
+            &to(Channel::Email, "Bob.Smith@Example.co"),
+            &FraudSettings::default(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
         assert_eq!(counters.iter().map(|c| c.scope).collect::<Vec<_>>(), ["destination", "tenant"]);
+        assert_eq!(counters[0].key, "bob.smith@example.co");
     }
 }

@@ -378,12 +378,13 @@ pub trait VerificationStore {
         counters: &[SendCounter],
     ) -> StoreResult<Result<Verification, SendRefusal>>;
     async fn verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Verification>;
-    /// The pending verification of `to` in a service, else its newest one.
+    /// The pending verification in a service of the destination whose
+    /// match key (`Destination::match_key`) is `key`, else its newest one.
     async fn verification_by_to(
         &self,
         tenant: &TenantId,
         service: &ServiceId,
-        to: &str,
+        key: &str,
     ) -> StoreResult<Option<Verification>>;
     /// Approves if still pending, unexpired, under its attempt limit and
     /// still holding `code_hash`; stores `event` and `audit` with it.

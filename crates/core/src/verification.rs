@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::channel::Channel;
 use crate::crypto::{KeyedHasher, MasterKey};
-use crate::destination::{EmailAddress, PhoneNumber};
+use crate::destination::{EmailAddress, PhoneNumber, email_match_key};
 use crate::field_error::FieldError;
 use crate::ids::{ServiceId, TenantId, VerificationId};
 use crate::service::Service;
@@ -85,6 +85,15 @@ impl Destination {
         match self {
             Self::Phone(p) => p.e164(),
             Self::Email(e) => e.as_str(),
+        }
+    }
+
+    /// The form every limit, cooldown and lookup matches on: E.164 for
+    /// phones, the lower-cased address for email (`Bob@` is `bob@`).
+    pub fn match_key(&self) -> String {
+        match self {
+            Self::Phone(p) => p.e164().to_owned(),
+            Self::Email(e) => e.match_key(),
         }
     }
 
@@ -168,6 +177,15 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// [`Destination::match_key`] of the stored `to`: what the one-pending
+    /// rule and the lookup by `to` compare.
+    pub fn match_key(&self) -> String {
+        match self.channel {
+            Channel::Email => email_match_key(&self.to),
+            Channel::Sms | Channel::Voice => self.to.clone(),
+        }
+    }
+
     /// A verification whose first code was just made.
     #[allow(clippy::too_many_arguments)]
     pub fn new(

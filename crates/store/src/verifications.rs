@@ -134,20 +134,21 @@ impl VerificationStore for SqlStore {
         let insert = concat!(
             "INSERT INTO verifications (",
             verification_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19)"
         );
-        let (v, counters) = (v.clone(), counters.to_vec());
+        let (v, counters, key) = (v.clone(), counters.to_vec(), v.match_key());
         // The group commit answers an error by rolling back every write of
         // its group, so refusals and a lost race are outcomes, not errors:
         // this start's own savepoint undoes its writes.
-        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, [v, counters], conn => {
+        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, [v, counters, key], conn => {
             savepoint!(conn)?;
             // Write first: frees the one-pending slot of an expired verification.
             exec!(
                 conn,
                 "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
-                 AND destination = $3 AND status = 'pending' AND expires_at <= $1",
-                [now, v.service_id.as_str(), &v.to]
+                 AND destination_key = $3 AND status = 'pending' AND expires_at <= $1",
+                [now, v.service_id.as_str(), &key]
             )?;
             let inserted = exec!(
                 conn,
@@ -171,6 +172,7 @@ impl VerificationStore for SqlStore {
                     to_unix_ms(v.expires_at),
                     now,
                     to_unix_ms(v.updated_at),
+                    &key,
                 ]
             );
             match inserted {
@@ -270,13 +272,13 @@ impl VerificationStore for SqlStore {
         &self,
         tenant: &TenantId,
         service: &ServiceId,
-        to: &str,
+        key: &str,
     ) -> StoreResult<Option<Verification>> {
         let sql = select_verification!(
-            "WHERE tenant_id = $1 AND service_id = $2 AND destination = $3 \
+            "WHERE tenant_id = $1 AND service_id = $2 AND destination_key = $3 \
              ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, created_at DESC, id DESC LIMIT 1"
         );
-        let row = read!(self, optional VerificationRow, sql, [tenant.as_str(), service.as_str(), to])?;
+        let row = read!(self, optional VerificationRow, sql, [tenant.as_str(), service.as_str(), key])?;
         row.map(TryInto::try_into).transpose()
     }
 

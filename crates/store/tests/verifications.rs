@@ -51,6 +51,10 @@ fn pending(service: &Service, to: &str, hash: &str, now: i64) -> Verification {
     Verification::new(VerificationId::generate(), service, &to, Channel::Sms, None, hash.into(), &policy, at(now))
 }
 
+fn phone(text: &str) -> Destination {
+    Destination::parse(Channel::Sms, "to", text).unwrap()
+}
+
 fn audit(action: &str, s: i64) -> AuditEntry {
     AuditEntry::success("key_test", action, "ver", at(s))
 }
@@ -71,6 +75,26 @@ async fn one_pending_verification_per_destination_until_it_expires() {
     assert_eq!(old.status, VerificationStatus::Expired);
     let found = store.verification_by_to(&service.tenant_id, &service.id, "+447400123456").await.unwrap().unwrap();
     assert_eq!(found.id, later.id, "the pending one is found first");
+}
+
+/// Issue 16, item 7: an address in another case is the same destination
+/// for the one-pending rule and the lookup, and is kept as given.
+#[tokio::test]
+async fn an_email_address_in_any_case_is_one_destination() {
+    let (store, _db) = store().await;
+    let (_, service) = tenant(&store).await;
+    let policy = OtpPolicy::resolve(&Settings::default(), &service);
+    let email = |text: &str, hash: &str| {
+        let to = Destination::parse(Channel::Email, "to", text).unwrap();
+        Verification::new(VerificationId::generate(), &service, &to, Channel::Email, None, hash.into(), &policy, at(T0))
+    };
+    let first = email("Bob.Smith@example.com", "h1");
+    store.create_verification(&first, &[]).await.unwrap().unwrap();
+    let shouted = email("BOB.SMITH@EXAMPLE.COM", "h2");
+    assert!(matches!(store.create_verification(&shouted, &[]).await, Err(StoreError::Conflict(_))));
+    let key = Destination::parse(Channel::Email, "to", "bob.smith@Example.com").unwrap().match_key();
+    let found = store.verification_by_to(&service.tenant_id, &service.id, &key).await.unwrap().unwrap();
+    assert_eq!((found.id, found.to.as_str()), (first.id, "Bob.Smith@example.com"));
 }
 
 #[tokio::test]
@@ -208,7 +232,7 @@ async fn fraud_counters_hold_their_limit_under_racing_sends_and_roll_back_togeth
     let mut sends = Vec::new();
     for i in 0..30 {
         let node = nodes[i % 2].clone();
-        let counters = counters_for(&t.id, "+447400123456", &limits, at(T0));
+        let counters = counters_for(&t.id, &phone("+447400123456"), &limits, at(T0));
         sends.push(tokio::spawn(async move { node.count_sends(&counters, at(T0)).await.unwrap() }));
     }
     let mut allowed = 0;
@@ -219,12 +243,12 @@ async fn fraud_counters_hold_their_limit_under_racing_sends_and_roll_back_togeth
     // The prefix counter was rolled back with each refusal: a neighbour
     // number still has the prefix budget minus those 7.
     let tight = FraudSettings { max_sends_per_prefix_per_hour: 8, ..limits };
-    let neighbour = counters_for(&t.id, "+447400123457", &tight, at(T0));
+    let neighbour = counters_for(&t.id, &phone("+447400123457"), &tight, at(T0));
     store.count_sends(&neighbour, at(T0)).await.unwrap().unwrap();
     let refused = store.count_sends(&neighbour, at(T0)).await.unwrap().unwrap_err();
     assert_eq!(refused, SendRefusal::Fraud { scope: "prefix", retry_after_s: 3_600 - (T0 % 3_600) as u64 });
     // The next hour is a new bucket.
-    let next_hour = counters_for(&t.id, "+447400123456", &limits, at(T0 + 3_600));
+    let next_hour = counters_for(&t.id, &phone("+447400123456"), &limits, at(T0 + 3_600));
     store.count_sends(&next_hour, at(T0 + 3_600)).await.unwrap().unwrap();
     let _: Vec<SendCounter> = next_hour;
 }
@@ -311,9 +335,9 @@ async fn old_send_counters_are_pruned() {
     let (store, _db) = store().await;
     let (t, _) = tenant(&store).await;
     let limits = FraudSettings { max_sends_per_destination_per_hour: 1, ..FraudSettings::default() };
-    let old = counters_for(&t.id, "+447400123456", &limits, at(T0));
+    let old = counters_for(&t.id, &phone("+447400123456"), &limits, at(T0));
     store.count_sends(&old, at(T0)).await.unwrap().unwrap();
-    let fresh = counters_for(&t.id, "+447400123456", &limits, at(T0 + 7_200));
+    let fresh = counters_for(&t.id, &phone("+447400123456"), &limits, at(T0 + 7_200));
     store.count_sends(&fresh, at(T0 + 7_200)).await.unwrap().unwrap();
     assert_eq!(store.prune_send_counters(fresh[0].bucket).await.unwrap(), 3, "the old hour's three counters");
     assert!(store.count_sends(&fresh, at(T0 + 7_200)).await.unwrap().is_err(), "the current hour is kept");

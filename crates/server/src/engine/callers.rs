@@ -124,9 +124,7 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         state.store.user(req.tenant_id, user).await.map_err(|_| invalid("user_id", "no user by that id"))?;
     }
     let now = state.clock.now();
-    if let Err(refusal) =
-        state.store.count_sends(&counters_for(req.tenant_id, to.as_str(), &settings.fraud, now), now).await?
-    {
+    if let Err(refusal) = state.store.count_sends(&counters_for(req.tenant_id, &to, &settings.fraud, now), now).await? {
         return Err(EngineError::SendLimit(refusal));
     }
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());

@@ -72,10 +72,10 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
     let mut verification = None;
     for _ in 0..START_RACES {
         let now = state.clock.now();
-        let counters = counters_for(req.tenant_id, to.as_str(), &settings.fraud, now);
+        let counters = counters_for(req.tenant_id, &to, &settings.fraud, now);
         let pending = state
             .store
-            .verification_by_to(req.tenant_id, &service.id, to.as_str())
+            .verification_by_to(req.tenant_id, &service.id, &to.match_key())
             .await?
             .filter(|v| v.status_at(now) == VerificationStatus::Pending);
         if let Some(pending) = pending {
@@ -185,10 +185,10 @@ pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) ->
         }
         Target::To { to, service_id } => {
             let (_, service, _) = settings_and_service(state, tenant, service_id).await?;
-            // The stored form: E.164 for numbers, normalised email addresses.
+            // Matched on the destination's key: E.164, or the address in lower case.
             let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
             let to = destination(channel, "to", to)?;
-            state.store.verification_by_to(tenant, &service.id, to.as_str()).await?.ok_or(EngineError::NotFound)
+            state.store.verification_by_to(tenant, &service.id, &to.match_key()).await?.ok_or(EngineError::NotFound)
         }
     }
 }

@@ -150,8 +150,7 @@ pub async fn create_delivery(
         .await;
     }
     let now = state.clock.now();
-    if let Err(refusal) = state.store.count_sends(&counters_for(tenant, to.as_str(), &settings.fraud, now), now).await?
-    {
+    if let Err(refusal) = state.store.count_sends(&counters_for(tenant, &to, &settings.fraud, now), now).await? {
         tracing::info!(to = %to.masked(), ?refusal, "delivery refused by a send limit");
         return refused(
             &state,
