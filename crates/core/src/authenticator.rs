@@ -10,7 +10,24 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::field_error::FieldError;
 use crate::ids::{AuthenticatorId, TenantId};
+
+/// The longest issuer or label, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 100;
+
+/// An authenticator's issuer or label, wherever it comes from (enrollment,
+/// passkey registration, an imported token): 1 to 100 bytes, no `:` (it
+/// separates issuer and account in an otpauth URI) and no control
+/// characters. Bytes, not characters: the QR code holds the
+/// percent-encoded URI, where a four-byte character takes twelve (100 of
+/// them overflowed it and answered 500).
+pub fn check_name(field: &str, text: &str) -> Result<(), FieldError> {
+    if text.is_empty() || text.len() > MAX_NAME_BYTES || text.contains(':') || text.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must be 1 to 100 bytes (UTF-8) without ':' or control characters"));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthenticatorKind {
@@ -297,10 +314,11 @@ pub mod import {
     use serde_json::json;
     use time::OffsetDateTime;
 
-    use super::{Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus};
+    use super::{Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, check_name};
     use crate::crypto::Sealer;
     use crate::ids::{AuthenticatorId, TenantId};
     use crate::otp::{OtpKind, OtpauthUri};
+    use crate::user::validate_user_id;
 
     /// A line that is not a token, with why (never the secret).
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -315,10 +333,15 @@ pub mod import {
         let bad = |why: &str| BadLine { line, why: why.to_owned() };
         let (user, uri) = text.split_once(',').ok_or_else(|| bad("expected USER_ID,otpauth://…"))?;
         let user = user.trim();
-        if user.is_empty() || user.len() > 200 || user.chars().any(char::is_control) {
-            return Err(bad("the user id must be 1 to 200 printable characters"));
-        }
+        // The API's own limits, so an import stores nothing the API would refuse.
+        validate_user_id(user).map_err(|e| bad(&format!("the user id {}", e.message)))?;
         let uri = OtpauthUri::parse(uri.trim()).map_err(|e| bad(&format!("not an otpauth URI: {e}")))?;
+        if !uri.account.is_empty() {
+            check_name("label", &uri.account).map_err(|e| bad(&format!("the account label {}", e.message)))?;
+        }
+        if let Some(issuer) = &uri.issuer {
+            check_name("issuer", issuer).map_err(|e| bad(&format!("the issuer {}", e.message)))?;
+        }
         if uri.secret.as_bytes().len() < 10 {
             return Err(bad("the secret must be at least 80 bits"));
         }
@@ -360,7 +383,7 @@ pub mod import {
             user_id: user_id.to_owned(),
             kind,
             status: AuthenticatorStatus::Active,
-            label: Some(uri.account.clone()),
+            label: (!uri.account.is_empty()).then(|| uri.account.clone()),
             params,
             sealed,
             counter,
@@ -389,6 +412,25 @@ pub mod import {
             assert!(!short.to_string().contains("GEZDGNBV"), "{short}");
             assert!(parse_line(4, "no comma here").is_err());
             assert!(parse_line(5, ",otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").is_err());
+        }
+
+        /// Issue 16, item 19: an import stores nothing the API would refuse.
+        #[test]
+        fn lines_keep_the_apis_limits() {
+            let secret = "secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+            let long_label = "a".repeat(101);
+            let emoji_issuer = "🔐".repeat(26);
+            let long_user = "u".repeat(201);
+            for line in [
+                format!("u,otpauth://totp/Acme:{long_label}?{secret}"),
+                format!("u,otpauth://totp/x?{secret}&issuer={emoji_issuer}"),
+                format!("{long_user},otpauth://totp/x?{secret}"),
+                format!("u\u{7},otpauth://totp/x?{secret}"),
+            ] {
+                let refused = parse_line(9, &line).unwrap_err();
+                assert_eq!(refused.line, 9, "{line}");
+            }
+            assert!(parse_line(9, &format!("u,otpauth://totp/Acme:{}?{secret}", "a".repeat(100))).is_ok());
         }
     }
 }

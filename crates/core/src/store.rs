@@ -330,6 +330,26 @@ pub trait ProviderStore {
     async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 
+/// Whether an imported token may take the place of an active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// A user's active authenticator of the same kind stays; the import refuses.
+    KeepActive,
+    /// It is replaced (`authenticators import --replace`).
+    Replace,
+}
+
+/// What one import batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Imported(u64),
+    /// Nothing was written: item `index` of the batch would have replaced
+    /// its user's active authenticator.
+    WouldReplace {
+        index: usize,
+    },
+}
+
 /// Why a send was refused by a limit; each carries its `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendRefusal {
@@ -522,15 +542,19 @@ pub trait UserStore {
         audit: &AuditEntry,
     ) -> StoreResult<()>;
     /// Imports active authenticators in one transaction: each one's user is
-    /// created if missing (without contacts), the user's authenticator of
-    /// the same kind is replaced, and one audit entry covers the batch.
+    /// created if missing (without contacts), the user's unconfirmed
+    /// authenticator of the same kind is replaced, and one audit entry
+    /// covers the batch. An active one of the same kind is replaced only
+    /// under `ImportMode::Replace`; otherwise the statement that inserts
+    /// refuses, and the whole batch is rolled back.
     async fn import_authenticators(
         &self,
         tenant: &TenantId,
         items: &[Authenticator],
+        mode: ImportMode,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<ImportOutcome>;
     async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>>;
     async fn authenticator(&self, tenant: &TenantId, user: &str, id: &AuthenticatorId) -> StoreResult<Authenticator>;
     /// Unconfirmed → active, moving the counter forward (the confirming

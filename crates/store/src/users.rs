@@ -15,7 +15,8 @@ use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{AuthenticatorId, ChallengeId, TenantId, VerificationId};
 use vouchsafe_core::store::{
-    AnswerGate, ApprovalOutcome, FailureEffects, FailureOutcome, Lockout, StoreError, StoreResult, UserStore,
+    AnswerGate, ApprovalOutcome, FailureEffects, FailureOutcome, ImportMode, ImportOutcome, Lockout, StoreError,
+    StoreResult, UserStore,
 };
 use vouchsafe_core::user::{Contacts, User};
 
@@ -349,13 +350,14 @@ impl UserStore for SqlStore {
         &self,
         tenant: &TenantId,
         items: &[Authenticator],
+        mode: ImportMode,
         now: OffsetDateTime,
         audit: &AuditEntry,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<ImportOutcome> {
         let at = to_unix_ms(now);
         on_pool!(self.db(), pool => async {
             let mut tx = pool.begin().await?;
-            for a in items {
+            for (index, a) in items.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
                      locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
@@ -366,17 +368,50 @@ impl UserStore for SqlStore {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3")
-                    .bind(tenant.as_str())
-                    .bind(&a.user_id)
-                    .bind(a.kind.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                insert_authenticator!(tx, a);
+                // Unconfirmed left-overs always go; an active authenticator
+                // only when replacing.
+                let only_unconfirmed = mode == ImportMode::KeepActive;
+                sqlx::query(
+                    "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3 \
+                     AND ($4 = FALSE OR status <> 'active')",
+                )
+                .bind(tenant.as_str())
+                .bind(&a.user_id)
+                .bind(a.kind.as_str())
+                .bind(only_unconfirmed)
+                .execute(&mut *tx)
+                .await?;
+                // The insert itself refuses while an active one is there, so
+                // an enrollment confirmed meanwhile is never overwritten.
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO authenticators (",
+                    authenticator_columns!(),
+                    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (\
+                     SELECT 1 FROM authenticators WHERE tenant_id = $2 AND user_id = $3 AND type = $4 \
+                     AND status = 'active')"
+                ))
+                .bind(a.id.as_str())
+                .bind(a.tenant_id.as_str())
+                .bind(&a.user_id)
+                .bind(a.kind.as_str())
+                .bind(a.status.as_str())
+                .bind(a.label.as_deref())
+                .bind(a.params.to_string())
+                .bind(&a.sealed)
+                .bind(a.counter)
+                .bind(to_unix_ms(a.created_at))
+                .bind(to_unix_ms(a.updated_at))
+                .bind(a.last_used_at.map(to_unix_ms))
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(ImportOutcome::WouldReplace { index });
+                }
             }
             append_audit!(tx, tenant.as_str(), audit);
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(items.len() as u64)
+            Ok::<_, sqlx::Error>(ImportOutcome::Imported(items.len() as u64))
         }
         .await)
         .map_err(map_err)

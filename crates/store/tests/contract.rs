@@ -468,3 +468,61 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), later, &lockout).await.unwrap();
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
 }
+
+/// Issue 16, item 19: an import replaces a user's active authenticator only
+/// when told to; the statement that inserts refuses, and the batch rolls
+/// back whole. Unconfirmed ones are always replaced.
+#[tokio::test]
+async fn an_import_replaces_an_active_authenticator_only_when_told_to() {
+    use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus};
+    use vouchsafe_core::ids::AuthenticatorId;
+    use vouchsafe_core::store::{ImportMode, ImportOutcome, UserStore};
+
+    let (store, _db) = store().await;
+    let t = tenant(&store, "acme").await;
+    let now = at(1_700_000_000);
+    let token = |user: &str, status: AuthenticatorStatus| Authenticator {
+        id: AuthenticatorId::generate(),
+        tenant_id: t.id.clone(),
+        user_id: user.into(),
+        kind: AuthenticatorKind::Totp,
+        status,
+        label: None,
+        params: json!({}),
+        sealed: vec![1, 2, 3],
+        counter: -1,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+    };
+    let entry = audit("authenticators.imported");
+    let tenant_id = t.id.clone();
+    let import = |items: Vec<Authenticator>, mode| {
+        let (store, tenant, entry) = (store.clone(), tenant_id.clone(), entry.clone());
+        async move { store.import_authenticators(&tenant, &items, mode, now, &entry).await }
+    };
+    let ids = |user: &'static str| {
+        let (store, tenant) = (store.clone(), tenant_id.clone());
+        async move { store.authenticators(&tenant, user).await.unwrap().into_iter().map(|a| a.id).collect::<Vec<_>>() }
+    };
+    let pending = token("u0", AuthenticatorStatus::Unconfirmed);
+    let active = token("u1", AuthenticatorStatus::Active);
+    assert_eq!(
+        import(vec![pending, active.clone()], ImportMode::KeepActive).await.unwrap(),
+        ImportOutcome::Imported(2)
+    );
+    // The unconfirmed one is replaced even without being told.
+    let fresh = token("u0", AuthenticatorStatus::Active);
+    assert_eq!(import(vec![fresh.clone()], ImportMode::KeepActive).await.unwrap(), ImportOutcome::Imported(1));
+    assert_eq!(ids("u0").await, [fresh.id]);
+
+    let (newcomer, again) = (token("u2", AuthenticatorStatus::Active), token("u1", AuthenticatorStatus::Active));
+    let refused = import(vec![newcomer.clone(), again.clone()], ImportMode::KeepActive).await.unwrap();
+    assert_eq!(refused, ImportOutcome::WouldReplace { index: 1 });
+    assert_eq!(ids("u1").await, std::slice::from_ref(&active.id), "the active one is kept");
+    assert!(ids("u2").await.is_empty(), "the batch rolled back whole");
+    assert!(store.user(&tenant_id, "u2").await.is_err(), "its new user too");
+
+    assert_eq!(import(vec![newcomer, again.clone()], ImportMode::Replace).await.unwrap(), ImportOutcome::Imported(2));
+    assert_eq!(ids("u1").await, [again.id], "replaced when told to");
+}

@@ -50,6 +50,10 @@ pub enum AuthenticatorsCommand {
         tenant: String,
         /// The file of tokens.
         file: PathBuf,
+        /// Replace a user's active token of the same type (without it, the
+        /// import refuses and writes nothing).
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         json: JsonFlag,
     },

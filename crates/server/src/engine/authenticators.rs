@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use vouchsafe_core::authenticator::{
-    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, recovery,
+    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, check_name, recovery,
 };
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
@@ -92,6 +92,9 @@ pub fn enroll(
 ) -> EngineResult<Enrolled> {
     let kind = AuthenticatorKind::parse(&req.kind)
         .ok_or_else(|| invalid("type", "must be totp, hotp, yubikey, recovery_codes or passkey"))?;
+    if let Some(label) = &req.label {
+        check_name("label", label).map_err(EngineError::Invalid)?;
+    }
     let id = AuthenticatorId::generate();
     let now = state.clock.now();
     let mut a = Authenticator {
@@ -120,14 +123,7 @@ pub fn enroll(
             let secret = Secret::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
             let issuer = req.issuer.clone().unwrap_or_else(|| default_issuer.to_owned());
             let label = req.label.clone().unwrap_or_else(|| default_label.to_owned());
-            // Bytes, not characters: the QR code holds the percent-encoded
-            // URI, where a four-byte character takes twelve (100 of them
-            // overflowed it and answered 500).
-            for (field, text) in [("issuer", &issuer), ("label", &label)] {
-                if text.is_empty() || text.len() > 100 || text.contains(':') || text.chars().any(char::is_control) {
-                    return Err(invalid(field, "must be 1 to 100 bytes (UTF-8) without ':' or control characters"));
-                }
-            }
+            check_name("issuer", &issuer).and_then(|()| check_name("label", &label)).map_err(EngineError::Invalid)?;
             let uri = OtpauthUri {
                 kind: OtpKind::Totp { period },
                 issuer: Some(issuer.clone()),

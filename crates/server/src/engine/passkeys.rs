@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 use url::Url;
 use vouchsafe_core::authenticator::{
-    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse,
+    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, check_name,
 };
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
@@ -84,6 +84,9 @@ pub async fn start_registration(
     display_name: &str,
     label: Option<String>,
 ) -> EngineResult<(Authenticator, Value)> {
+    if let Some(label) = &label {
+        check_name("label", label).map_err(EngineError::Invalid)?;
+    }
     let webauthn = webauthn(state)?;
     let existing: Vec<_> =
         passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p.cred_id().clone()).collect();

@@ -369,6 +369,12 @@ async fn long_issuers_and_labels_are_refused_not_a_server_error() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}: {}", reply.text);
         assert_eq!(reply.body["error"]["field"], field);
     }
+    // Every kind's label keeps the limit (issue 16, item 19: an HOTP label
+    // had none).
+    let hotp = json!({"type": "hotp", "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", "label": "x".repeat(101)});
+    let reply = app.post("/v1/users/qr/authenticators", &app.admin, hotp).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "hotp: {}", reply.text);
+    assert_eq!(reply.body["error"]["field"], "label");
     let fits = "𝒜".repeat(25);
     let reply = app
         .post("/v1/users/qr/authenticators", &app.admin, json!({"type": "totp", "issuer": fits, "label": fits}))

@@ -1,9 +1,13 @@
 //! `authenticators import`: TOTP and HOTP tokens from another system, one
 //! `USER_ID,otpauth://…` per line. The whole file is checked before
 //! anything is written, so a bad line (reported by number, never with its
-//! secret) imports nothing; then tokens are sealed with the master key and
-//! written in batches of one transaction each.
+//! secret), a user named twice for one token type, or — without
+//! `--replace` — a user who already has an active token of that type
+//! imports nothing; then tokens are sealed with the master key and written
+//! in batches of one transaction each. The statement that inserts refuses
+//! to replace an active token too, so one confirmed meanwhile is kept.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Instant;
@@ -13,7 +17,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::import::{authenticator, parse_line};
-use vouchsafe_core::store::{StoreError, TenantStore, UserStore};
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::otp::OtpKind;
+use vouchsafe_core::store::{ImportMode, ImportOutcome, StoreError, TenantStore, UserStore};
 
 use super::open_store_and_key;
 use crate::config::Config;
@@ -31,21 +37,53 @@ fn lines(file: &Path) -> anyhow::Result<impl Iterator<Item = std::io::Result<(us
         .filter(|l| l.as_ref().map_or(true, |(_, text)| !text.trim().is_empty() && !text.starts_with('#'))))
 }
 
-pub async fn import(config: &Config, tenant: &str, file: &Path, json: bool) -> anyhow::Result<()> {
+fn kind_of(kind: OtpKind) -> AuthenticatorKind {
+    match kind {
+        OtpKind::Totp { .. } => AuthenticatorKind::Totp,
+        OtpKind::Hotp { .. } => AuthenticatorKind::Hotp,
+    }
+}
+
+pub async fn import(config: &Config, tenant: &str, file: &Path, mode: ImportMode, json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut total = 0;
+    // Each user's token of each type, and the line that names it.
+    let mut tokens: HashMap<(String, AuthenticatorKind), usize> = HashMap::new();
     for line in lines(file)? {
         let (number, text) = line?;
-        parse_line(number, &text)?;
-        total += 1;
+        let (user, uri) = parse_line(number, &text)?;
+        let kind = kind_of(uri.kind);
+        if let Some(first) = tokens.insert((user.clone(), kind), number) {
+            bail!("line {number}: user {user:?} already has a {} token on line {first}", kind.as_str());
+        }
     }
+    let total = tokens.len();
     let (store, master) = open_store_and_key(config).await?;
     let tenant = match store.tenant_by_name(tenant).await {
         Err(StoreError::NotFound) => bail!("no tenant named {tenant:?}"),
         other => other?,
     };
+    if mode == ImportMode::KeepActive {
+        let mut first_refused: Option<(usize, &str, AuthenticatorKind)> = None;
+        for ((user, kind), &number) in &tokens {
+            let active = store.authenticators(&tenant.id, user).await?;
+            if active.iter().any(|a| a.kind == *kind && a.status == AuthenticatorStatus::Active)
+                && first_refused.is_none_or(|(first, ..)| number < first)
+            {
+                first_refused = Some((number, user, *kind));
+            }
+        }
+        if let Some((number, user, kind)) = first_refused {
+            bail!(
+                "line {number}: user {user:?} already has an active {} token; nothing was imported \
+                 (give --replace to replace such tokens)",
+                kind.as_str()
+            );
+        }
+    }
+    drop(tokens);
     let sealer = master.sealer();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut numbers = Vec::with_capacity(BATCH);
     let mut imported = 0;
     let mut lines = lines(file)?.peekable();
     while let Some(line) = lines.next() {
@@ -53,6 +91,7 @@ pub async fn import(config: &Config, tenant: &str, file: &Path, json: bool) -> a
         let (user, uri) = parse_line(number, &text)?;
         let now = OffsetDateTime::now_utc();
         batch.push(authenticator(&tenant.id, &user, &uri, &sealer, now).map_err(anyhow::Error::msg)?);
+        numbers.push(number);
         if batch.len() == BATCH || lines.peek().is_none() {
             let audit = AuditEntry::new(
                 "cli",
@@ -61,8 +100,18 @@ pub async fn import(config: &Config, tenant: &str, file: &Path, json: bool) -> a
                 "imported",
                 now,
             );
-            imported += store.import_authenticators(&tenant.id, &batch, now, &audit).await?;
+            match store.import_authenticators(&tenant.id, &batch, mode, now, &audit).await? {
+                ImportOutcome::Imported(n) => imported += n,
+                ImportOutcome::WouldReplace { index } => bail!(
+                    "line {}: its user's {} token was confirmed during the import; {imported} tokens before \
+                     line {} were imported, none after",
+                    numbers[index],
+                    batch[index].kind.as_str(),
+                    numbers[0]
+                ),
+            }
             batch.clear();
+            numbers.clear();
         }
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use vouchsafe_core::crypto::MasterKey;
+use vouchsafe_core::store::ImportMode;
 use vouchsafe_store::SqlStore;
 
 use crate::cli::{AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
@@ -41,8 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Create { tenant, role, name, json }) => {
             admin::create_key(&config, &tenant, &role, name.as_deref(), json.json).await
         }
-        Command::Authenticators(AuthenticatorsCommand::Import { tenant, file, json }) => {
-            import::import(&config, &tenant, &file, json.json).await
+        Command::Authenticators(AuthenticatorsCommand::Import { tenant, file, replace, json }) => {
+            let mode = if replace { ImportMode::Replace } else { ImportMode::KeepActive };
+            import::import(&config, &tenant, &file, mode, json.json).await
         }
         Command::Totp(_) => Ok(()),
     }

@@ -64,11 +64,67 @@ async fn imported_tokens_sign_their_users_in() {
     let replay = answer(&server, &secret, "bob", "hotp", &hotp.generate(5)).await;
     assert_eq!(replay["status"], "pending", "the same code twice is refused: {replay}");
 
-    // Importing again replaces each user's token of that type.
-    std::fs::write(&file, format!("ada,otpauth://totp/Acme:ada?secret={BOB}&issuer=Acme\n")).unwrap();
-    assert_eq!(ws.run_json(&["authenticators", "import", "--json", path])["imported"], 1);
+    // Issue 16, item 19: importing again does not silently replace an
+    // active token; the whole file is refused and nothing changes.
+    let before = server.get_json(&secret, "/v1/users/ada/authenticators").await;
+    std::fs::write(
+        &file,
+        format!("carl,otpauth://totp/Acme:carl?secret={BOB}\nada,otpauth://totp/Acme:ada?secret={BOB}&issuer=Acme\n"),
+    )
+    .unwrap();
+    let refused = ws.run(&["authenticators", "import", path]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("--replace"), "{stderr}");
+    assert_eq!(server.get_json(&secret, "/v1/users/ada/authenticators").await, before, "ada's token is unchanged");
+    let carl =
+        reqwest::Client::new().get(format!("{}/v1/users/carl", server.base)).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(carl.status(), 404, "nothing of the refused file was imported");
+    let still = answer(&server, &secret, "ada", "totp", &totp.generate(now + 30)).await;
+    assert_eq!(still["status"], "approved", "the old seed still signs ada in: {still}");
+
+    // With --replace, each user's token of that type is replaced.
+    assert_eq!(ws.run_json(&["authenticators", "import", "--replace", "--json", path])["imported"], 2);
     let listed = server.get_json(&secret, "/v1/users/ada/authenticators").await;
     assert_eq!(listed["authenticators"].as_array().unwrap().len(), 1, "{listed}");
+    let bob_seed = Totp::new(&Secret::parse_base32(BOB).unwrap(), 6, 30, Algorithm::Sha1).unwrap();
+    let replaced = answer(&server, &secret, "ada", "totp", &bob_seed.generate(now)).await;
+    assert_eq!(replaced["status"], "approved", "the file's seed signs ada in now: {replaced}");
+}
+
+/// Issue 16, item 19: a user named twice for one token type, or a field
+/// over the API's limits, refuses the whole file.
+#[tokio::test]
+async fn duplicate_users_and_oversized_fields_import_nothing() {
+    let ws = workspace().await;
+    ws.run_json(&["init", "--json"]);
+    let file = ws.path("tokens.csv");
+    let path = file.to_str().unwrap();
+    let huge_label = "x".repeat(1_000_000);
+    for (contents, expected) in [
+        (
+            format!("dan,otpauth://totp/A:d?secret={ADA}\ndan,otpauth://totp/A:d?secret={BOB}\n"),
+            "line 2: user \"dan\" already has a totp token on line 1",
+        ),
+        (
+            format!("dan,otpauth://totp/A:{huge_label}?secret={ADA}\n"),
+            "line 1: the account label must be 1 to 100 bytes",
+        ),
+        (format!("{},otpauth://totp/A:d?secret={ADA}\n", "d".repeat(201)), "line 1: the user id must be"),
+    ] {
+        std::fs::write(&file, contents).unwrap();
+        let out = ws.run(&["authenticators", "import", path]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    // A user may hold one TOTP and one HOTP token: not a duplicate.
+    std::fs::write(
+        &file,
+        format!("dan,otpauth://totp/A:d?secret={ADA}\ndan,otpauth://hotp/A:d?secret={BOB}&counter=1\n"),
+    )
+    .unwrap();
+    assert_eq!(ws.run_json(&["authenticators", "import", "--json", path])["imported"], 2);
 }
 
 #[tokio::test]
