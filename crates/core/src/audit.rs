@@ -3,15 +3,61 @@
 //! deleting or reordering any stored event breaks every hash after it and
 //! [`verify_chain`] names the first sequence number that no longer fits.
 //!
-//! Events say who (the API key id, or `cli`), did what, to which object,
-//! with what outcome. They never carry a secret or a code: callers pass
-//! ids and outcomes only.
+//! The chain is keyed: each hash is an HMAC under a key derived from the
+//! master key ([`AuditKey`]), so someone who can write to the database but
+//! does not hold the key cannot rewrite an event and re-chain the rest.
+//! Keyed hashes say so (`hmac-sha256:…`); bare SHA-256 hashes are events
+//! written before chains were keyed. Those still verify, but only before a
+//! chain's first keyed event, and a chain must end on a keyed event: the
+//! first command that opens the key after an upgrade appends
+//! `audit.keyed`, whose HMAC pins the whole unkeyed past. So rewriting an
+//! old chain as all unkeyed fails too.
+//!
+//! Events say who (the API key id, `cli`, or `system`), did what, to which
+//! object, with what outcome. They never carry a secret or a code: callers
+//! pass ids and outcomes only.
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use crate::clock::to_unix_ms;
-use crate::crypto::hex;
+use crate::crypto::{KeyedHasher, MasterKey, hex};
+use crate::ids::TenantId;
+use crate::store::{AuditStore, StoreResult};
+
+/// Marks a keyed hash; a hash without it is an unkeyed SHA-256.
+pub const KEYED_PREFIX: &str = "hmac-sha256:";
+
+/// The key the chain's HMACs are made with, derived from the master key.
+#[derive(Clone)]
+pub struct AuditKey(KeyedHasher);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(…)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(master: &MasterKey) -> Self {
+        Self(master.hasher("audit chain"))
+    }
+}
+
+/// The action of the keyed event that pins a chain written before keying.
+pub const PIN_ACTION: &str = "audit.keyed";
+
+/// The entry that pins a chain written before keying: the only keyed event
+/// a chain may have right after an unkeyed one.
+pub fn pin_entry(at: OffsetDateTime) -> AuditEntry {
+    AuditEntry::success("system", PIN_ACTION, "audit", at)
+}
+
+/// Whether `hash` was made with the key.
+pub fn is_keyed(hash: &str) -> bool {
+    hash.starts_with(KEYED_PREFIX)
+}
 
 /// The hash before the first event of every tenant.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -57,10 +103,10 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-/// SHA-256 over the previous hash and every field, each length-prefixed so
-/// no two different events can serialise to the same bytes.
-pub fn chain_hash(prev_hash: &str, seq: i64, entry: &AuditEntry) -> String {
-    let mut h = Sha256::new();
+/// The previous hash and every field, each length-prefixed so no two
+/// different events can serialise to the same bytes.
+fn chained_fields(prev_hash: &str, seq: i64, entry: &AuditEntry) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(128);
     for field in [
         prev_hash,
         &seq.to_string(),
@@ -70,10 +116,20 @@ pub fn chain_hash(prev_hash: &str, seq: i64, entry: &AuditEntry) -> String {
         &entry.target,
         &entry.outcome,
     ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
+        bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(field.as_bytes());
     }
-    hex(&h.finalize())
+    bytes
+}
+
+/// The hash of a new event: an HMAC under the audit key.
+pub fn chain_hash(key: &AuditKey, prev_hash: &str, seq: i64, entry: &AuditEntry) -> String {
+    format!("{KEYED_PREFIX}{}", key.0.hash(&chained_fields(prev_hash, seq, entry)))
+}
+
+/// The hash events had before chains were keyed: a bare SHA-256.
+pub fn unkeyed_hash(prev_hash: &str, seq: i64, entry: &AuditEntry) -> String {
+    hex(&Sha256::digest(chained_fields(prev_hash, seq, entry)))
 }
 
 /// Outcome of checking a chain.
@@ -81,34 +137,48 @@ pub fn chain_hash(prev_hash: &str, seq: i64, entry: &AuditEntry) -> String {
 pub struct ChainCheck {
     pub valid: bool,
     pub count: u64,
-    /// The first event whose sequence, link or hash is wrong.
+    /// The first event whose sequence, link or hash is wrong (one past the
+    /// last event when the chain does not end on a keyed event).
     pub first_bad_seq: Option<i64>,
+    /// The hash of the last event checked, for an operator to record
+    /// elsewhere: a later check that ends on the same hash at that `seq`
+    /// proves nothing before it changed. `None` for an empty chain.
+    pub head_hash: Option<String>,
 }
 
 /// Incremental checker, so long chains can be read page by page.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
+    key: AuditKey,
     expected_seq: i64,
     prev_hash: String,
     count: u64,
     first_bad_seq: Option<i64>,
 }
 
-impl Default for ChainVerifier {
-    fn default() -> Self {
-        Self { expected_seq: 1, prev_hash: GENESIS_HASH.to_owned(), count: 0, first_bad_seq: None }
-    }
-}
-
 impl ChainVerifier {
+    pub fn new(key: &AuditKey) -> Self {
+        Self { key: key.clone(), expected_seq: 1, prev_hash: GENESIS_HASH.to_owned(), count: 0, first_bad_seq: None }
+    }
+
     pub fn push(&mut self, event: &AuditEvent) {
         self.count += 1;
         if self.first_bad_seq.is_some() {
             return;
         }
+        // An unkeyed event is only believed before the first keyed one, and
+        // the keyed event after it must be the pin: any other appended on
+        // an unkeyed head would vouch for whatever was written there.
+        let after_unkeyed = self.prev_hash != GENESIS_HASH && !is_keyed(&self.prev_hash);
+        let expected = if is_keyed(&event.hash) {
+            let pins = event.entry.action == PIN_ACTION && event.entry.actor == "system";
+            (!after_unkeyed || pins).then(|| chain_hash(&self.key, &event.prev_hash, event.seq, &event.entry))
+        } else {
+            (!is_keyed(&self.prev_hash)).then(|| unkeyed_hash(&event.prev_hash, event.seq, &event.entry))
+        };
         let fits = event.seq == self.expected_seq
             && event.prev_hash == self.prev_hash
-            && event.hash == chain_hash(&event.prev_hash, event.seq, &event.entry);
+            && expected.is_some_and(|hash| hash.as_bytes().ct_eq(event.hash.as_bytes()).into());
         if fits {
             self.expected_seq += 1;
             self.prev_hash = event.hash.clone();
@@ -118,31 +188,65 @@ impl ChainVerifier {
     }
 
     /// The verdict; `head_seq` is the last sequence number the store handed
-    /// out, so a deleted tail is noticed too.
+    /// out, so a deleted tail is noticed too. A chain that ends on an
+    /// unkeyed event is missing the keyed one that pins it.
     pub fn finish(self, head_seq: i64) -> ChainCheck {
-        let first_bad_seq = self.first_bad_seq.or((head_seq >= self.expected_seq).then_some(self.expected_seq));
-        ChainCheck { valid: first_bad_seq.is_none(), count: self.count, first_bad_seq }
+        let unpinned = self.count > 0 && !is_keyed(&self.prev_hash);
+        let first_bad_seq =
+            self.first_bad_seq.or((head_seq >= self.expected_seq || unpinned).then_some(self.expected_seq));
+        let head_hash = (self.expected_seq > 1).then_some(self.prev_hash);
+        ChainCheck { valid: first_bad_seq.is_none(), count: self.count, first_bad_seq, head_hash }
     }
 }
 
 /// Checks a whole chain at once.
-pub fn verify_chain(events: &[AuditEvent], head_seq: i64) -> ChainCheck {
-    let mut verifier = ChainVerifier::default();
+pub fn verify_chain(key: &AuditKey, events: &[AuditEvent], head_seq: i64) -> ChainCheck {
+    let mut verifier = ChainVerifier::new(key);
     events.iter().for_each(|e| verifier.push(e));
     verifier.finish(head_seq)
+}
+
+/// Checks a tenant's stored chain page by page, up to the head read first
+/// (events appended meanwhile are beyond it).
+pub async fn verify_stored_chain(
+    store: &(impl AuditStore + ?Sized),
+    tenant: &TenantId,
+    key: &AuditKey,
+) -> StoreResult<ChainCheck> {
+    let head = store.audit_head(tenant).await?;
+    let mut verifier = ChainVerifier::new(key);
+    let mut after = 0;
+    while after < head {
+        let page = store.audit_events(tenant, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        page.iter().filter(|e| e.seq <= head).for_each(|e| verifier.push(e));
+    }
+    Ok(verifier.finish(head))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chain(n: i64) -> Vec<AuditEvent> {
+    fn key() -> AuditKey {
+        AuditKey::new(&MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap())
+    }
+
+    fn entry(seq: i64) -> AuditEntry {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000 + seq).unwrap();
+        AuditEntry::success("key_x", "settings.updated", "settings", at)
+    }
+
+    /// `unkeyed` events first (as written before chains were keyed), then
+    /// keyed ones up to `n`.
+    fn chain_with(key: &AuditKey, unkeyed: i64, n: i64) -> Vec<AuditEvent> {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|seq| {
-                let at = OffsetDateTime::from_unix_timestamp(1_700_000_000 + seq).unwrap();
-                let entry = AuditEntry::success("key_x", "settings.updated", "settings", at);
-                let hash = chain_hash(&prev, seq, &entry);
+                let entry = if unkeyed > 0 && seq == unkeyed + 1 { pin_entry(entry(seq).at) } else { entry(seq) };
+                let hash =
+                    if seq <= unkeyed { unkeyed_hash(&prev, seq, &entry) } else { chain_hash(key, &prev, seq, &entry) };
                 let event = AuditEvent { seq, entry, prev_hash: prev.clone(), hash: hash.clone() };
                 prev = hash;
                 event
@@ -150,41 +254,99 @@ mod tests {
             .collect()
     }
 
+    fn chain(n: i64) -> Vec<AuditEvent> {
+        chain_with(&key(), 0, n)
+    }
+
     #[test]
-    fn an_untouched_chain_is_valid() {
-        assert_eq!(verify_chain(&chain(5), 5), ChainCheck { valid: true, count: 5, first_bad_seq: None });
-        assert_eq!(verify_chain(&[], 0), ChainCheck { valid: true, count: 0, first_bad_seq: None });
+    fn an_untouched_chain_is_valid_and_names_its_head() {
+        let events = chain(5);
+        let check = verify_chain(&key(), &events, 5);
+        assert_eq!(
+            check,
+            ChainCheck { valid: true, count: 5, first_bad_seq: None, head_hash: Some(events[4].hash.clone()) }
+        );
+        assert!(check.head_hash.unwrap().starts_with(KEYED_PREFIX));
+        let empty = verify_chain(&key(), &[], 0);
+        assert_eq!(empty, ChainCheck { valid: true, count: 0, first_bad_seq: None, head_hash: None });
     }
 
     #[test]
     fn an_edited_event_is_named() {
         let mut events = chain(5);
         events[2].entry.outcome = "denied".into();
-        assert_eq!(verify_chain(&events, 5).first_bad_seq, Some(3));
+        assert_eq!(verify_chain(&key(), &events, 5).first_bad_seq, Some(3));
     }
 
     #[test]
     fn a_rehashed_edit_still_breaks_the_next_link() {
         let mut events = chain(5);
         events[2].entry.actor = "key_someone_else".into();
-        events[2].hash = chain_hash(&events[2].prev_hash, 3, &events[2].entry);
-        assert_eq!(verify_chain(&events, 5).first_bad_seq, Some(4));
+        events[2].hash = chain_hash(&key(), &events[2].prev_hash, 3, &events[2].entry);
+        assert_eq!(verify_chain(&key(), &events, 5).first_bad_seq, Some(4));
+    }
+
+    /// Issue 16, item 12: without the key a writer cannot re-chain an edit,
+    /// neither with another key nor by writing the chain unkeyed.
+    #[test]
+    fn without_the_key_an_edit_cannot_be_rechained() {
+        let other = AuditKey::new(&MasterKey::generate().unwrap());
+        let mut forged = chain(5);
+        forged[2].entry.outcome = "denied".into();
+        let mut prev = forged[1].hash.clone();
+        for e in &mut forged[2..] {
+            e.prev_hash = prev.clone();
+            e.hash = chain_hash(&other, &prev, e.seq, &e.entry);
+            prev = e.hash.clone();
+        }
+        assert_eq!(verify_chain(&key(), &forged, 5).first_bad_seq, Some(3), "another key's HMACs");
+
+        let mut unkeyed = chain_with(&key(), 5, 5);
+        unkeyed[2].entry.outcome = "denied".into();
+        let mut prev = GENESIS_HASH.to_owned();
+        for e in &mut unkeyed {
+            e.prev_hash = prev.clone();
+            e.hash = unkeyed_hash(&prev, e.seq, &e.entry);
+            prev = e.hash.clone();
+        }
+        let check = verify_chain(&key(), &unkeyed, 5);
+        assert_eq!(check.first_bad_seq, Some(6), "an all-unkeyed chain lacks the keyed event that pins it");
+
+        let mut unpinned = chain_with(&key(), 3, 5);
+        unpinned[3].entry = entry(4);
+        unpinned[3].hash = chain_hash(&key(), &unpinned[3].prev_hash, 4, &unpinned[3].entry);
+        assert_eq!(
+            verify_chain(&key(), &unpinned, 5).first_bad_seq,
+            Some(4),
+            "a keyed event other than the pin right after unkeyed ones (the server appending on a forged head)"
+        );
+
+        let mut downgraded = chain_with(&key(), 2, 5);
+        downgraded[4].hash = unkeyed_hash(&downgraded[4].prev_hash, 5, &downgraded[4].entry);
+        assert_eq!(verify_chain(&key(), &downgraded, 5).first_bad_seq, Some(5), "no unkeyed event after a keyed one");
+    }
+
+    #[test]
+    fn chains_from_before_keying_still_verify_once_pinned() {
+        let events = chain_with(&key(), 3, 5);
+        assert!(!is_keyed(&events[2].hash) && is_keyed(&events[3].hash));
+        assert!(verify_chain(&key(), &events, 5).valid);
     }
 
     #[test]
     fn deleted_events_are_noticed_in_the_middle_and_at_the_end() {
         let mut events = chain(5);
         events.remove(1);
-        assert_eq!(verify_chain(&events, 5).first_bad_seq, Some(2));
+        assert_eq!(verify_chain(&key(), &events, 5).first_bad_seq, Some(2));
         let events = chain(5);
-        assert_eq!(verify_chain(&events[..4], 5).first_bad_seq, Some(5));
+        assert_eq!(verify_chain(&key(), &events[..4], 5).first_bad_seq, Some(5));
     }
 
     #[test]
     fn fields_cannot_bleed_into_each_other() {
         let at = OffsetDateTime::UNIX_EPOCH;
-        let a = chain_hash(GENESIS_HASH, 1, &AuditEntry::success("ab", "c", "t", at));
-        let b = chain_hash(GENESIS_HASH, 1, &AuditEntry::success("a", "bc", "t", at));
+        let a = chain_hash(&key(), GENESIS_HASH, 1, &AuditEntry::success("ab", "c", "t", at));
+        let b = chain_hash(&key(), GENESIS_HASH, 1, &AuditEntry::success("a", "bc", "t", at));
         assert_ne!(a, b);
     }
 }

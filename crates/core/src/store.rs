@@ -172,6 +172,12 @@ pub trait AuditStore {
     async fn audit_events(&self, tenant: &TenantId, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>>;
     /// The last sequence number handed out (0 before the first event).
     async fn audit_head(&self, tenant: &TenantId) -> StoreResult<i64>;
+    /// Once, right after the migration that keyed the chains: appends
+    /// `entry` to every tenant's chain that ends on an unkeyed event, so
+    /// its keyed HMAC pins that past (once per chain, however many
+    /// processes race). Afterwards it does nothing: a chain rewritten
+    /// unkeyed later is reported, never pinned. How many chains it pinned.
+    async fn pin_unkeyed_chains(&self, entry: &AuditEntry) -> StoreResult<u64>;
 }
 
 /// An endpoint's signing secrets, sealed with the master key.

@@ -137,4 +137,8 @@ pub struct AuditVerifyResponse {
     pub count: u64,
     /// The first sequence number whose event was changed, removed or moved.
     pub first_bad_seq: Option<i64>,
+    /// The keyed hash of the last event (absent for an empty log). Record
+    /// it elsewhere with `count`: a later check that still shows this hash
+    /// at that point proves nothing before it changed.
+    pub head_hash: Option<String>,
 }

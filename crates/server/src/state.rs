@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 use vouchsafe_core::api_key::SecretHasher;
+use vouchsafe_core::audit::AuditKey;
 use vouchsafe_core::challenge::TokenSigner;
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::{MasterKey, Sealer};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub key_hasher: SecretHasher,
     pub sealer: Sealer,
     pub code_hasher: CodeHasher,
+    /// Checks the audit chain's HMACs (the store makes them with the same key).
+    pub audit_key: AuditKey,
     /// The WebAuthn relying party (the public URL's host), if it has one.
     pub webauthn: Option<webauthn_rs::Webauthn>,
     /// Signs the result tokens of approved challenges.
@@ -66,6 +69,7 @@ impl AppState {
         let failover = Failover::new(outbound.clone(), clock.clone(), BreakerPolicy::default());
         Self {
             code_hasher: CodeHasher::new(master_key),
+            audit_key: AuditKey::new(master_key),
             token_signer: TokenSigner::new(master_key),
             webauthn: crate::engine::passkeys::relying_party(&public_url),
             failover,

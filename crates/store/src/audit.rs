@@ -1,20 +1,24 @@
 //! The audit log. [`append_audit!`] runs inside the transaction of the
 //! change it records: it advances the tenant's head row with one
 //! conditional `UPDATE … RETURNING` (which also serialises concurrent
-//! appends of a tenant on that row), chains the hash, and inserts the event.
+//! appends of a tenant on that row), chains the hash under the audit key
+//! (`SqlStore::use_audit_key`; no key, no audited write), and inserts the
+//! event.
 
 use async_trait::async_trait;
-use vouchsafe_core::audit::{AuditEntry, AuditEvent};
+use vouchsafe_core::audit::{AuditEntry, AuditEvent, KEYED_PREFIX};
 use vouchsafe_core::clock::from_unix_ms;
 use vouchsafe_core::ids::TenantId;
 use vouchsafe_core::store::{AuditStore, StoreResult};
 
-use crate::{SqlStore, map_err, on_pool};
+use crate::tx::exec;
+use crate::{SqlStore, map_err, on_pool, write_tx};
 
 /// Appends `$entry` for `$tenant` inside the open transaction `$tx` (a
-/// sqlx transaction or a `&mut Tx`).
+/// sqlx transaction or a `&mut Tx`), hashed under `$key` (an `&AuditKey`).
 macro_rules! append_audit {
-    ($tx:expr, $tenant:expr, $entry:expr) => {{
+    ($tx:expr, $key:expr, $tenant:expr, $entry:expr) => {{
+        let key: &vouchsafe_core::audit::AuditKey = $key;
         let entry: &vouchsafe_core::audit::AuditEntry = $entry;
         let tenant: &str = $tenant;
         let tx = &mut $crate::tx::Tx::from(&mut *$tx);
@@ -24,7 +28,7 @@ macro_rules! append_audit {
             "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
             [tenant]
         )?;
-        let hash = vouchsafe_core::audit::chain_hash(&prev_hash, seq, entry);
+        let hash = vouchsafe_core::audit::chain_hash(key, &prev_hash, seq, entry);
         $crate::tx::exec!(
             tx,
             "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
@@ -99,5 +103,43 @@ impl AuditStore for SqlStore {
         )
         .map_err(map_err)?;
         Ok(seq)
+    }
+
+    async fn pin_unkeyed_chains(&self, entry: &AuditEntry) -> StoreResult<u64> {
+        let unkeyed = format!("{KEYED_PREFIX}%");
+        let (due, tenants): (Option<(String,)>, Vec<(String,)>) = on_pool!(self.db(), pool => async {
+            let due = sqlx::query_as("SELECT value FROM meta WHERE key = 'audit_pin_due'").fetch_optional(pool).await?;
+            let tenants = sqlx::query_as("SELECT tenant_id FROM audit_heads WHERE seq > 0 AND hash NOT LIKE $1")
+                .bind(&unkeyed)
+                .fetch_all(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((due, tenants))
+        }
+        .await)
+        .map_err(map_err)?;
+        if due.is_none() {
+            return Ok(0);
+        }
+        let mut pinned = 0;
+        for (tenant,) in tenants {
+            let (key, entry, unkeyed) = (self.audit_key().map_err(map_err)?, entry.clone(), unkeyed.clone());
+            // The head row is the gate: a second process finds it keyed.
+            pinned += write_tx!(self, [key, entry, tenant, unkeyed], conn => {
+                let unpinned = exec!(
+                    conn,
+                    "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 AND hash NOT LIKE $2",
+                    [&tenant, &unkeyed]
+                )?;
+                if unpinned == 1 {
+                    append_audit!(conn, &key, &tenant, &entry);
+                }
+                Ok::<_, sqlx::Error>(unpinned)
+            })
+            .map_err(map_err)?;
+        }
+        // Last, so a crash part-way leaves the rest to the next start.
+        write_tx!(self, [], conn => exec!(conn, "DELETE FROM meta WHERE key = 'audit_pin_due'", []))
+            .map_err(map_err)?;
+        Ok(pinned)
     }
 }

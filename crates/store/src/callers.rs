@@ -75,13 +75,14 @@ impl TryFrom<Row> for CallerVerification {
 }
 
 /// Inside the open transaction `$tx`, appends the event `$event` makes of
-/// the ended caller verification in `$row`, and its audit entry.
+/// the ended caller verification in `$row`, and its audit entry (hashed
+/// under `$key`).
 macro_rules! append_ending {
-    ($tx:ident, $row:expr, $event:expr, $tenant:expr, $audit:expr) => {{
+    ($tx:ident, $key:expr, $row:expr, $event:expr, $tenant:expr, $audit:expr) => {{
         let ended: CallerVerification =
             $row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
         insert_event!($tx, &$event(&ended), "");
-        append_audit!($tx, $tenant, $audit);
+        append_audit!($tx, $key, $tenant, $audit);
     }};
 }
 
@@ -162,6 +163,7 @@ impl CallerStore for SqlStore {
             )
         };
         let row: Option<Row> = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let row: Option<Row> = sqlx::query_as(sql)
                 .bind(status.as_str())
@@ -171,7 +173,7 @@ impl CallerStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = &row {
-                append_ending!(tx, row, event, tenant.as_str(), audit);
+                append_ending!(tx, &key, row, event, tenant.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(row)
@@ -199,13 +201,14 @@ impl CallerStore for SqlStore {
             columns!()
         );
         let row: Option<Row> = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let row: Option<Row> =
                 sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *tx).await?;
             if let Some(row) = &row
                 && row.status == "failed"
             {
-                append_ending!(tx, row, event, tenant.as_str(), audit);
+                append_ending!(tx, &key, row, event, tenant.as_str(), audit);
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)

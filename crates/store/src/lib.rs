@@ -64,10 +64,11 @@ pub(crate) use on_pool;
 macro_rules! audited {
     ($store:expr, $tenant:expr, $audit:expr, $pool:ident => $query:expr) => {
         $crate::on_pool!($store.db(), $pool => async {
+            let key = $store.audit_key()?;
             let mut tx = $pool.begin().await?;
             let changed = $query.execute(&mut *tx).await?.rows_affected();
             if changed > 0 {
-                $crate::audit::append_audit!(tx, $tenant, $audit);
+                $crate::audit::append_audit!(tx, &key, $tenant, $audit);
                 tx.commit().await?;
             }
             Ok::<u64, sqlx::Error>(changed)
@@ -128,6 +129,8 @@ pub(crate) use write_tx;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: Db,
+    /// Set once the master key is loaded; audited writes refuse without it.
+    audit_key: std::sync::Arc<std::sync::OnceLock<vouchsafe_core::audit::AuditKey>>,
 }
 
 impl SqlStore {
@@ -139,10 +142,27 @@ impl SqlStore {
                 let writer = group_commit::GroupCommit::start(path, *sync)
                     .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
-                Self { db: Db::Sqlite(pool, writer, readers) }
+                Self { db: Db::Sqlite(pool, writer, readers), audit_key: Default::default() }
             }
-            DatabaseUrl::Postgres(url) => Self { db: Db::Postgres(postgres::connect(url).await?) },
+            DatabaseUrl::Postgres(url) => {
+                Self { db: Db::Postgres(postgres::connect(url).await?), audit_key: Default::default() }
+            }
         })
+    }
+
+    /// The key the audit chain is hashed under (`AuditKey::new` of the
+    /// master key). Until it is given, every audited write fails: there is
+    /// no unkeyed fallback. Given once; a second call is refused.
+    pub fn use_audit_key(&self, key: vouchsafe_core::audit::AuditKey) -> Result<(), StoreError> {
+        self.audit_key.set(key).map_err(|_| StoreError::Backend("the audit key was already set".into()))
+    }
+
+    /// The audit key, for a write that appends to the chain.
+    fn audit_key(&self) -> Result<vouchsafe_core::audit::AuditKey, sqlx::Error> {
+        self.audit_key
+            .get()
+            .cloned()
+            .ok_or_else(|| sqlx::Error::Configuration("the audit key is not set (SqlStore::use_audit_key)".into()))
     }
 
     /// Applies every migration not yet applied. Safe to run from several

@@ -96,6 +96,7 @@ impl ProviderStore for SqlStore {
     ) -> StoreResult<CredentialInfo> {
         let at = to_unix_ms(now);
         let row: CredentialRow = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let row: CredentialRow = sqlx::query_as(
                 "INSERT INTO credentials (tenant_id, name, type, sealed, created_at, updated_at) \
@@ -110,7 +111,7 @@ impl ProviderStore for SqlStore {
             .bind(at)
             .fetch_one(&mut *tx)
             .await?;
-            append_audit!(tx, tenant.as_str(), audit);
+            append_audit!(tx, &key, tenant.as_str(), audit);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)
         }
@@ -175,6 +176,7 @@ impl ProviderStore for SqlStore {
             "RETURNING tenant_id, name, type, channels, priority, credential, settings, enabled, created_at, updated_at"
         );
         let row: Option<ProviderRow> = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let row: Option<ProviderRow> = sqlx::query_as(sql)
                 .bind(p.tenant_id.as_str())
@@ -189,7 +191,7 @@ impl ProviderStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if row.is_some() {
-                append_audit!(tx, p.tenant_id.as_str(), audit);
+                append_audit!(tx, &key, p.tenant_id.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(row)

@@ -47,6 +47,7 @@ impl TenantStore for SqlStore {
         let document = settings_text(settings)?;
         let at = to_unix_ms(tenant.created_at);
         on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             sqlx::query("INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(tenant.id.as_str())
@@ -69,7 +70,7 @@ impl TenantStore for SqlStore {
                 .bind(GENESIS_HASH)
                 .execute(&mut *tx)
                 .await?;
-            append_audit!(tx, tenant.id.as_str(), audit);
+            append_audit!(tx, &key, tenant.id.as_str(), audit);
             tx.commit().await
         }
         .await)

@@ -59,3 +59,18 @@ pub async fn fresh_database() -> Result<TestDatabase, String> {
         })
     }
 }
+
+/// The audit key of stores made by [`connect`]: any fixed key, since a
+/// test's checks need only agree with its writes.
+pub fn audit_key() -> Result<vouchsafe_core::audit::AuditKey, String> {
+    let master = vouchsafe_core::crypto::MasterKey::from_base64("dm91Y2hzYWZlIHRlc3RzOiBub3QgYSByZWFsIGtleSE=")
+        .map_err(|e| e.to_string())?;
+    Ok(vouchsafe_core::audit::AuditKey::new(&master))
+}
+
+/// Connects to `db` (without migrating), keyed with [`audit_key`].
+pub async fn connect(db: &TestDatabase) -> Result<crate::SqlStore, String> {
+    let store = crate::SqlStore::connect(&db.url).await.map_err(|e| e.to_string())?;
+    store.use_audit_key(audit_key()?).map_err(|e| e.to_string())?;
+    Ok(store)
+}

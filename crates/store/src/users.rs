@@ -201,6 +201,7 @@ enum Step {
 /// many answers race. Whether it did.
 async fn lock_at_threshold(
     conn: &mut crate::tx::Tx<'_>,
+    key: &vouchsafe_core::audit::AuditKey,
     tenant: &str,
     user: &str,
     at: i64,
@@ -214,7 +215,7 @@ async fn lock_at_threshold(
     )?;
     if locked == 1 {
         insert_event!(conn, &lockout.locked.0, "");
-        append_audit!(conn, tenant, &lockout.locked.1);
+        append_audit!(conn, key, tenant, &lockout.locked.1);
     }
     Ok(locked == 1)
 }
@@ -240,6 +241,7 @@ impl UserStore for SqlStore {
             user_columns!()
         );
         let row: UserRow = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let row: UserRow = sqlx::query_as(sql)
                 .bind(tenant.as_str())
@@ -251,7 +253,7 @@ impl UserStore for SqlStore {
                 .bind(at)
                 .fetch_one(&mut *tx)
                 .await?;
-            append_audit!(tx, tenant.as_str(), audit);
+            append_audit!(tx, &key, tenant.as_str(), audit);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)
         }
@@ -267,6 +269,7 @@ impl UserStore for SqlStore {
 
     async fn delete_user(&self, tenant: &TenantId, id: &str, audit: &AuditEntry) -> StoreResult<()> {
         let deleted = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "DELETE FROM recovery_codes WHERE authenticator_id IN \
@@ -289,7 +292,7 @@ impl UserStore for SqlStore {
                 .await?
                 .rows_affected();
             if n == 1 {
-                append_audit!(tx, tenant.as_str(), audit);
+                append_audit!(tx, &key, tenant.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(n)
@@ -307,6 +310,7 @@ impl UserStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             if replace_kind {
                 sqlx::query(
@@ -338,7 +342,7 @@ impl UserStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            append_audit!(tx, a.tenant_id.as_str(), audit);
+            append_audit!(tx, &key, a.tenant_id.as_str(), audit);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(())
         }
@@ -356,6 +360,7 @@ impl UserStore for SqlStore {
     ) -> StoreResult<ImportOutcome> {
         let at = to_unix_ms(now);
         on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             for (index, a) in items.iter().enumerate() {
                 sqlx::query(
@@ -409,7 +414,7 @@ impl UserStore for SqlStore {
                     return Ok(ImportOutcome::WouldReplace { index });
                 }
             }
-            append_audit!(tx, tenant.as_str(), audit);
+            append_audit!(tx, &key, tenant.as_str(), audit);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(ImportOutcome::Imported(items.len() as u64))
         }
@@ -508,6 +513,7 @@ impl UserStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "DELETE FROM recovery_codes WHERE authenticator_id = $1 AND authenticator_id IN \
@@ -526,7 +532,7 @@ impl UserStore for SqlStore {
                 .await?
                 .rows_affected();
             if n == 1 {
-                append_audit!(tx, tenant.as_str(), audit);
+                append_audit!(tx, &key, tenant.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<_, sqlx::Error>(n)
@@ -557,7 +563,8 @@ impl UserStore for SqlStore {
             ", token_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL)"
         );
         let (c, audit) = (c.clone(), audit.clone());
-        write_tx!(self, [c, audit], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        write_tx!(self, [key, c, audit], conn => {
             exec!(
                 conn,
                 sql,
@@ -580,7 +587,7 @@ impl UserStore for SqlStore {
                     c.passkey_state.as_deref(),
                 ]
             )?;
-            append_audit!(conn, c.tenant_id.as_str(), &audit);
+            append_audit!(conn, &key, c.tenant_id.as_str(), &audit);
             Ok::<_, sqlx::Error>(())
         })
         .map_err(map_err)
@@ -626,7 +633,8 @@ impl UserStore for SqlStore {
     ) -> StoreResult<ApprovalOutcome> {
         let at = to_unix_ms(now);
         let (c, used, event, audit) = (c.clone(), used.cloned(), event.clone(), audit.clone());
-        let step = write_tx!(self, [c, used, event, audit], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        let step = write_tx!(self, [key, c, used, event, audit], conn => {
             // Its own savepoint: a challenge no longer pending must undo the
             // counter it already moved, and still answer, not fail.
             savepoint!(conn)?;
@@ -667,7 +675,7 @@ impl UserStore for SqlStore {
                 [at, c.tenant_id.as_str(), &c.user_id]
             )?;
             insert_event!(conn, &event, "");
-            append_audit!(conn, c.tenant_id.as_str(), &audit);
+            append_audit!(conn, &key, c.tenant_id.as_str(), &audit);
             release_savepoint!(conn)?;
             Ok::<_, sqlx::Error>(Step::Done)
         })
@@ -689,7 +697,8 @@ impl UserStore for SqlStore {
         let at = to_unix_ms(now);
         let (tenant, user, challenge, lockout) =
             (tenant.to_string(), user.to_owned(), challenge.map(|c| c.as_str().to_owned()), lockout.clone());
-        let gate = write_tx!(self, [tenant, user, challenge, lockout], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        let gate = write_tx!(self, [key, tenant, user, challenge, lockout], conn => {
             savepoint!(conn)?;
             // A lock whose time is up is over: counting starts afresh.
             exec!(
@@ -708,7 +717,7 @@ impl UserStore for SqlStore {
             let Some((failures,)) = counted else {
                 // Locked, or as many answers counted as the threshold allows:
                 // the user is locked (now, if no answer has locked it yet).
-                lock_at_threshold(conn, &tenant, &user, at, &lockout).await?;
+                lock_at_threshold(conn, &key, &tenant, &user, at, &lockout).await?;
                 let (until,) = fetch!(
                     conn,
                     one(i64,),
@@ -753,7 +762,8 @@ impl UserStore for SqlStore {
         let select = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
         let (c, effects) = (c.clone(), effects.clone());
         let took_last = attempt >= c.max_attempts;
-        let (row, locked) = write_tx!(self, [c, effects], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        let (row, locked) = write_tx!(self, [key, c, effects], conn => {
             if took_last {
                 // The answer that took the last attempt ends the challenge.
                 let denied = exec!(
@@ -764,10 +774,10 @@ impl UserStore for SqlStore {
                 )?;
                 if denied == 1 {
                     insert_event!(conn, &effects.denied.0, "");
-                    append_audit!(conn, c.tenant_id.as_str(), &effects.denied.1);
+                    append_audit!(conn, &key, c.tenant_id.as_str(), &effects.denied.1);
                 }
             }
-            let locked = lock_at_threshold(conn, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
+            let locked = lock_at_threshold(conn, &key, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
             let row = fetch!(conn, one ChallengeRow, select, [c.tenant_id.as_str(), c.id.as_str()])?;
             Ok::<_, sqlx::Error>((row, locked))
         })
@@ -784,8 +794,9 @@ impl UserStore for SqlStore {
     ) -> StoreResult<Option<OffsetDateTime>> {
         let at = to_unix_ms(now);
         let (tenant, user, lockout) = (tenant.to_string(), user.to_owned(), lockout.clone());
-        let locked = write_tx!(self, [tenant, user, lockout], conn => {
-            lock_at_threshold(conn, &tenant, &user, at, &lockout).await
+        let key = self.audit_key().map_err(map_err)?;
+        let locked = write_tx!(self, [key, tenant, user, lockout], conn => {
+            lock_at_threshold(conn, &key, &tenant, &user, at, &lockout).await
         })
         .map_err(map_err)?;
         Ok(locked.then_some(lockout.lock_until))

@@ -292,7 +292,8 @@ impl VerificationStore for SqlStore {
         let at = to_unix_ms(now);
         let (tenant, id, code_hash) = (v.tenant_id.clone(), v.id.clone(), v.code_hash.clone());
         let (event, audit) = (event.clone(), audit.clone());
-        write_tx!(self, [tenant, id, code_hash, event, audit], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        write_tx!(self, [key, tenant, id, code_hash, event, audit], conn => {
             let approved = exec!(
                 conn,
                 "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
@@ -301,7 +302,7 @@ impl VerificationStore for SqlStore {
             )? == 1;
             if approved {
                 insert_event!(conn, &event, "");
-                append_audit!(conn, tenant.as_str(), &audit);
+                append_audit!(conn, &key, tenant.as_str(), &audit);
             }
             Ok::<_, sqlx::Error>(approved)
         })
@@ -324,10 +325,11 @@ impl VerificationStore for SqlStore {
             verification_columns!()
         );
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        let row: Option<VerificationRow> = write_tx!(self, [tenant, id, audit], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        let row: Option<VerificationRow> = write_tx!(self, [key, tenant, id, audit], conn => {
             let row = fetch!(conn, optional VerificationRow, sql, [at, tenant.as_str(), id.as_str()])?;
             if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
-                append_audit!(conn, tenant.as_str(), &audit);
+                append_audit!(conn, &key, tenant.as_str(), &audit);
             }
             Ok::<_, sqlx::Error>(row)
         })
@@ -347,7 +349,8 @@ impl VerificationStore for SqlStore {
         // Cancel ends any pending verification; expire only one whose time is up.
         let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
         let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        write_tx!(self, [tenant, id, audit], conn => {
+        let key = self.audit_key().map_err(map_err)?;
+        write_tx!(self, [key, tenant, id, audit], conn => {
             let ended = exec!(
                 conn,
                 "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
@@ -355,7 +358,7 @@ impl VerificationStore for SqlStore {
                 [status, at, tenant.as_str(), id.as_str(), until]
             )? == 1;
             if ended {
-                append_audit!(conn, tenant.as_str(), &audit);
+                append_audit!(conn, &key, tenant.as_str(), &audit);
             }
             Ok::<_, sqlx::Error>(ended)
         })

@@ -222,6 +222,7 @@ impl WebhookStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         let deleted = on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -233,7 +234,7 @@ impl WebhookStore for SqlStore {
                 for sql in ["DELETE FROM webhook_messages WHERE endpoint_id = $1", "DELETE FROM webhook_attempts WHERE endpoint_id = $1"] {
                     sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
                 }
-                append_audit!(tx, tenant.as_str(), audit);
+                append_audit!(tx, &key, tenant.as_str(), audit);
                 tx.commit().await?;
             }
             Ok::<u64, sqlx::Error>(deleted)
@@ -355,6 +356,7 @@ impl WebhookStore for SqlStore {
             return Ok(());
         }
         on_pool!(self.db(), pool => async {
+            let key = self.audit_key()?;
             let mut tx = pool.begin().await?;
             for Finished { message: m, outcome, attempt: a } in finished {
                 let (status, next_at) = match outcome {
@@ -408,7 +410,7 @@ impl WebhookStore for SqlStore {
                     .rows_affected();
                     if disabled == 1 {
                         let entry = AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at);
-                        append_audit!(tx, m.tenant_id.as_str(), &entry);
+                        append_audit!(tx, &key, m.tenant_id.as_str(), &entry);
                     }
                 }
             }

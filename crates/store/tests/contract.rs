@@ -19,7 +19,7 @@ use vouchsafe_core::store::{Attempt, AuditStore, DueMessage, Finished, MessageOu
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
-use vouchsafe_store::testing::{TestDatabase, fresh_database};
+use vouchsafe_store::testing::{TestDatabase, audit_key, connect, fresh_database};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -35,7 +35,7 @@ fn audit_at(action: &str, s: i64) -> AuditEntry {
 
 async fn store() -> (SqlStore, TestDatabase) {
     let db = fresh_database().await.unwrap();
-    let store = SqlStore::connect(&db.url).await.unwrap();
+    let store = connect(&db).await.unwrap();
     store.migrate().await.unwrap();
     (store, db)
 }
@@ -220,7 +220,7 @@ async fn audited_changes_chain_and_failed_changes_leave_no_event() {
     let actions: Vec<_> = events.iter().map(|e| e.entry.action.as_str()).collect();
     assert_eq!(actions, vec!["tenant.created", "api_key.created"], "failed changes must not be audited");
     assert_eq!(store.audit_head(&t.id).await.unwrap(), 2);
-    assert!(verify_chain(&events, 2).valid);
+    assert!(verify_chain(&audit_key().unwrap(), &events, 2).valid);
     assert_eq!(store.audit_events(&t.id, 1, 100).await.unwrap().len(), 1, "paging by seq");
 }
 
@@ -238,7 +238,7 @@ async fn concurrent_audited_changes_keep_one_valid_chain() {
     }
     let events = store.audit_events(&t.id, 0, 1000).await.unwrap();
     assert_eq!(events.len(), 21);
-    let check = verify_chain(&events, store.audit_head(&t.id).await.unwrap());
+    let check = verify_chain(&audit_key().unwrap(), &events, store.audit_head(&t.id).await.unwrap());
     assert!(check.valid, "{check:?}");
 }
 
@@ -370,7 +370,7 @@ async fn gone_disables_the_endpoint_and_audits_it() {
     );
     let events = store.audit_events(&t.id, 0, 100).await.unwrap();
     assert_eq!(events.last().unwrap().entry.action, "webhook_endpoint.disabled");
-    assert!(verify_chain(&events, store.audit_head(&t.id).await.unwrap()).valid);
+    assert!(verify_chain(&audit_key().unwrap(), &events, store.audit_head(&t.id).await.unwrap()).valid);
 }
 
 /// Two stores (two server processes) with eight claimers each race over
@@ -383,7 +383,7 @@ async fn racing_claimers_on_two_nodes_never_share_a_message() {
     for _ in 0..200 {
         store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(100)), None).await.unwrap();
     }
-    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let other_node = connect(&db).await.unwrap();
     let mut claimers = Vec::new();
     for i in 0..16 {
         let node = if i % 2 == 0 { store.clone() } else { other_node.clone() };

@@ -23,7 +23,7 @@ use vouchsafe_core::store::{
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
 use vouchsafe_store::SqlStore;
-use vouchsafe_store::testing::{TestDatabase, fresh_database};
+use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -33,7 +33,7 @@ const T0: i64 = 1_700_000_000;
 
 async fn store() -> (SqlStore, TestDatabase) {
     let db = fresh_database().await.unwrap();
-    let store = SqlStore::connect(&db.url).await.unwrap();
+    let store = connect(&db).await.unwrap();
     store.migrate().await.unwrap();
     (store, db)
 }
@@ -100,7 +100,7 @@ async fn an_email_address_in_any_case_is_one_destination() {
 #[tokio::test]
 async fn a_code_is_approved_once_under_a_hundred_racing_checks_on_two_nodes() {
     let (store, db) = store().await;
-    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let other_node = connect(&db).await.unwrap();
     let (t, service) = tenant(&store).await;
     let v = pending(&service, "+447400123456", "right", T0);
     store.create_verification(&v, &[]).await.unwrap().unwrap();
@@ -155,7 +155,7 @@ async fn an_old_code_or_an_expired_verification_is_not_approved() {
 #[tokio::test]
 async fn wrong_codes_stop_at_the_limit_even_when_they_race() {
     let (store, db) = store().await;
-    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let other_node = connect(&db).await.unwrap();
     let (t, service) = tenant(&store).await;
     let v = pending(&service, "+447400123456", "h", T0);
     store.create_verification(&v, &[]).await.unwrap().unwrap();
@@ -225,7 +225,7 @@ async fn resends_respect_cooldown_and_the_send_window_and_keep_attempts() {
 #[tokio::test]
 async fn fraud_counters_hold_their_limit_under_racing_sends_and_roll_back_together() {
     let (store, db) = store().await;
-    let other_node = SqlStore::connect(&db.url).await.unwrap();
+    let other_node = connect(&db).await.unwrap();
     let (t, _) = tenant(&store).await;
     let limits = FraudSettings { max_sends_per_destination_per_hour: 7, ..FraudSettings::default() };
     let nodes = [Arc::new(store.clone()), Arc::new(other_node)];

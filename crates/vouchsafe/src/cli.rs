@@ -38,6 +38,22 @@ pub enum Command {
     /// Manage users' authenticators.
     #[command(subcommand)]
     Authenticators(AuthenticatorsCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a tenant's audit chain with the master key and print its head
+    /// hash, to record outside the database. Exits 1 if the chain is broken.
+    Verify {
+        /// Tenant name.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

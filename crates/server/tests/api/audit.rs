@@ -45,7 +45,9 @@ async fn changes_are_audited_with_their_actor_and_no_secret() {
     assert_eq!(seqs, vec![3, 4]);
     assert_eq!(page.body["next_cursor"], 4);
     let verify = app.get("/v1/audit-events/verify", &app.admin).await;
-    assert_eq!(verify.body, json!({"valid": true, "count": 7, "first_bad_seq": null}));
+    let head = events[6]["hash"].as_str().unwrap();
+    assert!(head.starts_with("hmac-sha256:"), "the chain is keyed: {head}");
+    assert_eq!(verify.body, json!({"valid": true, "count": 7, "first_bad_seq": null, "head_hash": head}));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 use time::OffsetDateTime;
 use vouchsafe_core::api_key::{SecretHasher, issue};
-use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::audit::{AuditEntry, AuditKey};
 use vouchsafe_core::clock::ManualClock;
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::role::Role;
@@ -82,6 +82,7 @@ async fn spawn_with(allow_private: bool, localhost: bool, connections: Connectio
     let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
     store.migrate().await.unwrap();
     let master = MasterKey::generate().unwrap();
+    store.use_audit_key(AuditKey::new(&master)).unwrap();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
     let port =
         if localhost { std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port() } else { 0 };
@@ -119,6 +120,7 @@ async fn spawn_with(allow_private: bool, localhost: bool, connections: Connectio
 /// key and clock), as a second node behind a load balancer; its base URL.
 pub async fn spawn_second_node(app: &TestApp) -> String {
     let store = Arc::new(SqlStore::connect(&app.db.url).await.unwrap());
+    store.use_audit_key(AuditKey::new(&app.master)).unwrap();
     let node = Application::build(app.config.clone(), store, app.clock.clone(), &app.master).await.unwrap();
     let base = format!("http://{}", node.local_addr());
     tokio::spawn(node.run_until(std::future::pending()));

@@ -11,7 +11,7 @@ use vouchsafe_core::store::{ApiKeyStore, StoreError, TenantStore};
 use vouchsafe_core::tenant::{DEFAULT_TENANT, Tenant};
 use vouchsafe_store::SqlStore;
 
-use super::{open_store, open_store_and_key};
+use super::open_store_and_key;
 use crate::config::Config;
 
 /// Creates the schema, the tenant `default` (unless it exists) and an admin key.
@@ -43,7 +43,8 @@ pub async fn init(config: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn create_tenant(config: &Config, name: &str, json: bool) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    // The key too: the tenant's first audit event is keyed.
+    let (store, _) = open_store_and_key(config).await?;
     let tenant = insert_tenant(&store, name).await?;
     if json {
         println!("{}", json!({"tenant_id": tenant.id.as_str(), "account_sid": tenant.account_sid.as_str()}));

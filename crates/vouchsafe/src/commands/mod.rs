@@ -2,6 +2,7 @@
 //! migrate it (idempotent and cheap) and check the master key first.
 
 mod admin;
+mod audit;
 mod import;
 mod serve;
 mod totp;
@@ -9,11 +10,14 @@ mod totp;
 use std::sync::Arc;
 
 use anyhow::Context;
+use time::OffsetDateTime;
+use vouchsafe_core::audit::{AuditKey, pin_entry};
 use vouchsafe_core::crypto::MasterKey;
+use vouchsafe_core::store::AuditStore;
 use vouchsafe_core::store::ImportMode;
 use vouchsafe_store::SqlStore;
 
-use crate::cli::{AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
+use crate::cli::{AuditCommand, AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
 use crate::config::{self, Config, LogFormat};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mode = if replace { ImportMode::Replace } else { ImportMode::KeepActive };
             import::import(&config, &tenant, &file, mode, json.json).await
         }
+        Command::Audit(AuditCommand::Verify { tenant, json }) => audit::verify(&config, &tenant, json.json).await,
         Command::Totp(_) => Ok(()),
     }
 }
@@ -76,9 +81,17 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<SqlStore>> {
     Ok(Arc::new(store))
 }
 
-/// Opens the database and the master key that belongs to it.
+/// Opens the database and the master key that belongs to it, and keys the
+/// audit chain with it. A chain still ending on an event from before
+/// chains were keyed gets `audit.keyed` appended, whose HMAC pins it.
 async fn open_store_and_key(config: &Config) -> anyhow::Result<(Arc<SqlStore>, MasterKey)> {
     let store = open_store(config).await?;
     let key = crate::master_key::load_or_create(&config.master_key, store.as_ref()).await?;
+    store.use_audit_key(AuditKey::new(&key))?;
+    let pinned =
+        store.pin_unkeyed_chains(&pin_entry(OffsetDateTime::now_utc())).await.context("keying the audit chains")?;
+    if pinned > 0 {
+        tracing::info!(chains = pinned, "audit chains written before keying are now pinned by a keyed event");
+    }
     Ok((store, key))
 }

@@ -51,6 +51,27 @@ impl Workspace {
     pub fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Runs `statements` on the database behind the server's back, as an
+    /// attacker with write access to it would.
+    pub async fn execute_sql(&self, statements: &[String]) {
+        match &self.db.url {
+            vouchsafe_store::DatabaseUrl::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                for sql in statements {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+            vouchsafe_store::DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                for sql in statements {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&pool).await.unwrap();
+                }
+                pool.close().await;
+            }
+        }
+    }
 }
 
 /// `vouchsafe serve` running as a child process.

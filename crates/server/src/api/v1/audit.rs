@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use vouchsafe_core::audit::ChainVerifier;
+use vouchsafe_core::audit::verify_stored_chain;
 use vouchsafe_proto::{AuditEventList, AuditEventResponse, AuditVerifyResponse, ErrorBody};
 
 use super::rfc3339;
@@ -55,7 +55,8 @@ pub async fn list_audit_events(
     Ok(Json(AuditEventList { events, next_cursor }))
 }
 
-/// Recomputes the whole chain; `valid: false` names the first bad event.
+/// Recomputes the whole chain's HMACs; `valid: false` names the first bad
+/// event, `head_hash` is the hash to record elsewhere.
 #[utoipa::path(
     get,
     path = "/v1/audit-events/verify",
@@ -67,24 +68,14 @@ pub async fn verify_audit_events(
     State(state): State<SharedState>,
     AdminCaller(caller): AdminCaller,
 ) -> Result<Json<AuditVerifyResponse>, ApiError> {
-    // Read the head first: events appended while we read are simply beyond it.
-    let head = state.store.audit_head(&caller.tenant_id).await?;
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = state.store.audit_events(&caller.tenant_id, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for event in page.iter().filter(|e| e.seq <= head) {
-            verifier.push(event);
-        }
-        if after >= head {
-            break;
-        }
-    }
-    let check = verifier.finish(head);
+    let check = verify_stored_chain(state.store.as_ref(), &caller.tenant_id, &state.audit_key).await?;
     if !check.valid {
         tracing::warn!(target: "vouchsafe::security", tenant_id = %caller.tenant_id, first_bad_seq = ?check.first_bad_seq, "audit chain broken");
     }
-    Ok(Json(AuditVerifyResponse { valid: check.valid, count: check.count, first_bad_seq: check.first_bad_seq }))
+    Ok(Json(AuditVerifyResponse {
+        valid: check.valid,
+        count: check.count,
+        first_bad_seq: check.first_bad_seq,
+        head_hash: check.head_hash,
+    }))
 }
