@@ -291,6 +291,9 @@ pub trait WebhookStore {
     async fn enqueue_event(&self, event: &Event, only_endpoint: Option<&WebhookEndpointId>) -> StoreResult<usize>;
     /// Claims up to `limit` due messages of enabled endpoints, leasing them
     /// until `lease_until`. A message is claimed by one caller at a time.
+    /// Claims keep the fair shares of `webhook::IN_FLIGHT_PER_ENDPOINT` and
+    /// `IN_FLIGHT_PER_TENANT` (leased messages are in flight) and take
+    /// tenants in turns.
     async fn claim_due_messages(
         &self,
         now: OffsetDateTime,

@@ -1,6 +1,7 @@
 //! Webhook endpoints and the Standard Webhooks scheme they are signed with:
 //! `whsec_` secrets, `v1,` HMAC-SHA256 signatures over `{id}.{timestamp}.{body}`,
-//! event filters, and the retry schedule with jitter.
+//! event filters, the retry schedule with jitter, and the shares that keep
+//! one tenant's slow endpoints from stalling everyone's webhooks.
 
 use std::time::Duration;
 
@@ -11,11 +12,43 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::clock::to_unix_ms;
 use crate::event::EventType;
 use crate::field_error::FieldError;
+use crate::fraud::{BUCKET_MS, SendCounter};
 use crate::ids::{TenantId, WebhookEndpointId};
 
 const SECRET_PREFIX: &str = "whsec_";
+
+/// Fair shares of the dispatchers' attempts in flight, counted over every
+/// node from the leases in the outbox: an endpoint that never answers holds
+/// at most this many attempts at once, so the rest go on to other
+/// endpoints…
+pub const IN_FLIGHT_PER_ENDPOINT: i64 = 16;
+/// …and one tenant, however many endpoints it makes, holds at most this
+/// many (half of a process's [`IN_FLIGHT_PER_PROCESS`]). Among tenants with
+/// due messages, claims take turns: each tenant's first, then second, ….
+pub const IN_FLIGHT_PER_TENANT: i64 = 64;
+/// Attempts one dispatcher process runs at once; each is independent, so
+/// a slow one delays only itself.
+pub const IN_FLIGHT_PER_PROCESS: usize = 128;
+
+/// Test events an endpoint may be sent per hour (`POST …/{id}/test`):
+/// enough to develop a receiver, too few to flood the outbox.
+pub const TEST_EVENTS_PER_HOUR: u32 = 60;
+
+/// The counter a test event to `endpoint` increments (the store's
+/// conditional send counters, so the limit holds over every node).
+pub fn test_event_counter(tenant: &TenantId, endpoint: &WebhookEndpointId, now: OffsetDateTime) -> SendCounter {
+    let bucket = to_unix_ms(now).div_euclid(BUCKET_MS) * BUCKET_MS;
+    SendCounter {
+        tenant_id: tenant.clone(),
+        scope: "webhook_test",
+        key: endpoint.as_str().to_owned(),
+        bucket,
+        limit: TEST_EVENTS_PER_HOUR,
+    }
+}
 
 /// A signing secret. Shown once at creation (and rotation), stored sealed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]

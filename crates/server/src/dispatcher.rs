@@ -3,20 +3,27 @@
 //! processes on one database never make the same attempt at once), signs
 //! them per Standard Webhooks, POSTs them, and moves each message on:
 //! delivered, retried later (with jitter), dead-lettered at the end of the
-//! schedule, or ended with its endpoint disabled on `410 Gone`. Nothing is
-//! kept in memory between ticks, so a crash at any point loses no event:
-//! an unfinished lease simply runs out and the message is tried again.
+//! schedule, or ended with its endpoint disabled on `410 Gone`.
+//!
+//! Each attempt runs on its own, up to `IN_FLIGHT_PER_PROCESS` at once:
+//! a slow endpoint delays only its own attempts, and the claim frees a slot
+//! to the next due message as soon as any attempt ends. Claims keep each
+//! endpoint and tenant to its fair share (see `core::webhook`). Outcomes
+//! go to one recorder, which writes whatever has finished meanwhile in one
+//! transaction. Nothing is kept in memory that the outbox does not hold,
+//! so a crash at any point loses no event: an unfinished lease simply runs
+//! out and the message is tried again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::Sealer;
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::{Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, Store};
-use vouchsafe_core::webhook::{RetrySchedule, WebhookSecret, random_unit, signature_header};
+use vouchsafe_core::webhook::{IN_FLIGHT_PER_PROCESS, RetrySchedule, WebhookSecret, random_unit, signature_header};
 
 use vouchsafe_delivery::outbound::OutboundClient;
 
@@ -40,8 +47,8 @@ impl Default for WebhookConfig {
     }
 }
 
-/// Messages claimed per tick.
-const BATCH: i64 = 32;
+/// Outcomes written per transaction, at most.
+const RECORD_BATCH: usize = 256;
 
 /// The sealing context of an endpoint's secrets: a sealed secret moved to
 /// another endpoint's row does not open.
@@ -97,54 +104,83 @@ pub struct Dispatcher {
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    /// Runs until `stop` turns true; the tick in progress finishes first.
+    /// Runs until `stop` turns true, then lets the attempts in flight end
+    /// and records them.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_PROCESS));
+        let freed = Arc::new(Notify::new());
+        let (done, outcomes) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(this.store.clone(), outcomes));
         let mut depth_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
             }
             if depth_at.is_none_or(|at| at.elapsed() >= DEPTH_EVERY) {
-                if let Ok(depth) = self.store.outbox_depth().await {
+                if let Ok(depth) = this.store.outbox_depth().await {
                     metrics::gauge!("vouchsafe_webhook_outbox_depth").set(depth as f64);
                 }
                 depth_at = Some(Instant::now());
             }
-            let worked = self.tick().await;
-            if worked == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                    () = self.wake.notified() => {}
-                    _ = stop.changed() => {}
-                }
+            let free = slots.available_permits();
+            let claimed = if free > 0 { this.start_due(free, &slots, &freed, &done).await } else { 0 };
+            if claimed == free && free > 0 {
+                continue; // There may be more due: claim again at once.
+            }
+            tokio::select! {
+                () = tokio::time::sleep(this.config.poll_interval) => {}
+                () = this.wake.notified() => {}
+                // An attempt ended: its slot can take a message that was
+                // held back (all slots busy, or its endpoint's share full).
+                () = freed.notified() => {}
+                _ = stop.changed() => {}
             }
         }
+        // Every slot back means every attempt has ended and been sent on.
+        let _ = slots.acquire_many(IN_FLIGHT_PER_PROCESS as u32).await;
+        drop(done);
+        let _ = recorder.await;
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// One round: claim, send concurrently, record every outcome in one
-    /// transaction (one durable commit per batch, not per message).
-    /// Returns messages handled.
-    async fn tick(&self) -> usize {
+    /// Claims up to `free` due messages and starts an attempt for each, on
+    /// a task of its own holding a slot. Returns how many it claimed.
+    async fn start_due(
+        self: &Arc<Self>,
+        free: usize,
+        slots: &Arc<Semaphore>,
+        freed: &Arc<Notify>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) -> usize {
         let now = self.clock.now();
         // The lease outlasts the attempt's timeout, so it only runs out when
         // this process died or stalled.
         let lease_until = now + self.config.timeout + Duration::from_secs(30);
-        let due = match self.store.claim_due_messages(now, lease_until, BATCH).await {
+        let due = match self.store.claim_due_messages(now, lease_until, free as i64).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim webhook messages");
                 return 0;
             }
         };
-        let handled = due.len();
-        let finished: Vec<Finished> =
-            futures::future::join_all(due.into_iter().map(|m| self.deliver(m))).await.into_iter().flatten().collect();
-        if let Err(e) = self.store.finish_messages(&finished).await {
-            // Nothing is lost: the leases run out and the messages are tried again.
-            tracing::error!(error = %e, messages = finished.len(), "cannot record webhook attempts; they will be retried");
+        let claimed = due.len();
+        for message in due {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Cannot happen (this loop is the only taker); the lease
+                // runs out and the message is tried again.
+                break;
+            };
+            let (this, freed, done) = (self.clone(), freed.clone(), done.clone());
+            tokio::spawn(async move {
+                if let Some(finished) = this.deliver(message).await {
+                    let _ = done.send(finished);
+                }
+                drop(slot);
+                freed.notify_one();
+            });
         }
-        handled
+        claimed
     }
 
     /// Sends one message; `None` if it could not even be signed.
@@ -201,5 +237,18 @@ impl Dispatcher {
             _ => tracing::debug!(event_id = %message.event_id, outcome = outcome.as_str(), "webhook attempt"),
         }
         Some(Finished { message, outcome, attempt })
+    }
+}
+
+/// Writes attempt outcomes as they come, each write taking whatever has
+/// finished meanwhile (one durable commit for many attempts under load).
+async fn record(store: Arc<dyn Store>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        if let Err(e) = store.finish_messages(&batch).await {
+            // Nothing is lost: the leases run out and the messages are tried again.
+            tracing::error!(error = %e, messages = batch.len(), "cannot record webhook attempts; they will be retried");
+        }
+        batch.clear();
     }
 }

@@ -13,7 +13,7 @@ use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpoi
 use vouchsafe_core::store::{
     Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, WebhookStore,
 };
-use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
+use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
 use crate::audit::append_audit;
 use crate::{SqlStore, audited, map_err, on_pool, one_row};
@@ -305,17 +305,39 @@ impl WebhookStore for SqlStore {
         // SECURITY/CORRECTNESS: the outer WHERE repeats the claim condition,
         // so when two nodes pick the same rows, the second one's UPDATE finds
         // them leased (PostgreSQL re-checks locked rows) and skips them.
+        // Fairness: leased messages are attempts in flight. An endpoint gets
+        // slots up to its share minus those in flight, a tenant turns up to
+        // its share; turns interleave tenants (every tenant's first due
+        // message, then every second, …), so a flood or a dead endpoint of
+        // one tenant cannot push another's messages back.
         let claimed: Vec<(String,)> = on_pool!(self.db(), pool =>
             sqlx::query_as(
-                "UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
-                 WHERE id IN (SELECT m.id FROM webhook_messages m JOIN webhook_endpoints w ON w.id = m.endpoint_id \
-                   WHERE m.status = 'pending' AND m.next_attempt_at <= $2 AND m.locked_until < $2 AND w.enabled = TRUE \
-                   ORDER BY m.next_attempt_at LIMIT $3) \
+                "WITH busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
+                   WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
+                 busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
+                   WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
+                 ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
+                     ROW_NUMBER() OVER (PARTITION BY m.endpoint_id ORDER BY m.next_attempt_at, m.id) \
+                       + COALESCE(be.n, 0) AS endpoint_slot \
+                   FROM webhook_messages m JOIN webhook_endpoints w ON w.id = m.endpoint_id \
+                   LEFT JOIN busy_endpoints be ON be.endpoint_id = m.endpoint_id \
+                   WHERE m.status = 'pending' AND m.next_attempt_at <= $2 AND m.locked_until < $2 \
+                     AND w.enabled = TRUE), \
+                 turns AS (SELECT r.id, r.next_attempt_at, COALESCE(bt.n, 0) AS tenant_busy, \
+                     ROW_NUMBER() OVER (PARTITION BY r.tenant_id ORDER BY r.endpoint_slot, r.next_attempt_at, r.id) \
+                       AS turn \
+                   FROM ranked r LEFT JOIN busy_tenants bt ON bt.tenant_id = r.tenant_id \
+                   WHERE r.endpoint_slot <= $4) \
+                 UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
+                 WHERE id IN (SELECT id FROM turns WHERE turn + tenant_busy <= $5 \
+                   ORDER BY turn, next_attempt_at, id LIMIT $3) \
                  AND status = 'pending' AND locked_until < $2 RETURNING id",
             )
             .bind(lease)
             .bind(now)
             .bind(limit)
+            .bind(IN_FLIGHT_PER_ENDPOINT)
+            .bind(IN_FLIGHT_PER_TENANT)
             .fetch_all(pool)
             .await
         )

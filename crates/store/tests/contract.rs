@@ -374,7 +374,9 @@ async fn gone_disables_the_endpoint_and_audits_it() {
 }
 
 /// Two stores (two server processes) with eight claimers each race over
-/// 200 due messages: every message is claimed exactly once per lease.
+/// 200 due messages: every message is claimed exactly once per lease. Each
+/// claimer delivers what it claimed before claiming again (one endpoint
+/// holds at most `IN_FLIGHT_PER_ENDPOINT` leases).
 #[tokio::test]
 async fn racing_claimers_on_two_nodes_never_share_a_message() {
     let (store, db) = store().await;
@@ -394,7 +396,10 @@ async fn racing_claimers_on_two_nodes_never_share_a_message() {
                 if got.is_empty() {
                     return mine;
                 }
-                mine.extend(got.into_iter().map(|m| m.id));
+                for m in got {
+                    finish(&node, &m, MessageOutcome::Delivered, 100).await;
+                    mine.push(m.id);
+                }
             }
         }));
     }
@@ -405,6 +410,52 @@ async fn racing_claimers_on_two_nodes_never_share_a_message() {
     let unique: std::collections::HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), 200, "claimed {} times for 200 messages", all.len());
     assert_eq!(unique.len(), 200);
+}
+
+/// Issue 16, item 17: a tenant's flood of messages to endpoints that never
+/// answer holds at most its share of attempts in flight, and another
+/// tenant's message is claimed in the first turn.
+#[tokio::test]
+async fn claims_keep_fair_shares_between_endpoints_and_tenants() {
+    use vouchsafe_core::webhook::{IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT};
+
+    let (store, _db) = store().await;
+    let (flooder, quiet) = (tenant(&store, "b").await, tenant(&store, "a").await);
+    let mut dead = Vec::new();
+    for _ in 0..6 {
+        dead.push(endpoint(&store, &flooder, EventFilter::All, true).await.id);
+    }
+    for i in 0..40 {
+        for e in &dead {
+            let event = Event::new(flooder.id.clone(), EventType::Ping, json!({}), at(10 + i));
+            store.enqueue_event(&event, Some(e)).await.unwrap();
+        }
+    }
+    let first = store.claim_due_messages(at(100), at(400), 16).await.unwrap();
+    assert_eq!(first.len(), 16);
+    let per_endpoint = |claimed: &[DueMessage]| {
+        dead.iter().map(|e| claimed.iter().filter(|m| &m.endpoint_id == e).count()).collect::<Vec<_>>()
+    };
+    assert!(per_endpoint(&first).iter().all(|&n| n <= 3), "endpoints take turns: {:?}", per_endpoint(&first));
+    // The flooder's endpoints never answer: its leases pile up to its share.
+    let mut held = first;
+    loop {
+        let more = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
+        if more.is_empty() {
+            break;
+        }
+        held.extend(more);
+    }
+    assert_eq!(held.len() as i64, IN_FLIGHT_PER_TENANT, "a tenant holds at most its share");
+    assert!(per_endpoint(&held).iter().all(|&n| n as i64 <= IN_FLIGHT_PER_ENDPOINT), "{:?}", per_endpoint(&held));
+    // The quiet tenant's event, queued last and due last, is claimed at once.
+    endpoint(&store, &quiet, EventFilter::All, true).await;
+    store.enqueue_event(&Event::new(quiet.id.clone(), EventType::Ping, json!({}), at(99)), None).await.unwrap();
+    let next = store.claim_due_messages(at(100), at(400), 1).await.unwrap();
+    assert_eq!(next.iter().map(|m| &m.tenant_id).collect::<Vec<_>>(), [&quiet.id]);
+    // A lease the flooder gives back makes room for one more of its own.
+    finish(&store, &held[0], MessageOutcome::RetryAt(at(10_000)), 101).await;
+    assert_eq!(store.claim_due_messages(at(101), at(400), 64).await.unwrap().len(), 1);
 }
 
 /// Issue 16, item 3: answers are counted before they are evaluated, a user

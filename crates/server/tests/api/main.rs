@@ -25,6 +25,7 @@ mod services;
 mod settings;
 mod twilio_compat;
 mod verifications;
+mod webhook_fairness;
 mod webhooks;
 
 #[path = "../../../../tests/support/dice.rs"]

@@ -15,7 +15,7 @@ use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::Attempt;
-use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint, WebhookSecret};
+use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint, WebhookSecret, test_event_counter};
 use vouchsafe_proto::{
     CreateWebhookEndpointRequest, CreatedWebhookEndpointResponse, DeliveryAttemptResponse, DeliveryList, ErrorBody,
     PingResponse, RotateSecretRequest, RotatedSecretResponse, TestEventResponse, UpdateWebhookEndpointRequest,
@@ -288,13 +288,15 @@ pub async fn ping_webhook_endpoint(
 
 /// Queues a `ping` event for this endpoint through the outbox (signed,
 /// retried and logged like every event), to test a receiver end to end.
+/// At most `TEST_EVENTS_PER_HOUR` per endpoint; beyond, `429 rate_limited`.
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints/{id}/test",
     tag = "webhooks",
     security(("bearer" = []), ("basic" = [])),
     params(("id" = String, Path, description = "`whe_…`")),
-    responses((status = 202, body = TestEventResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+    responses((status = 202, body = TestEventResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "more than 60 test events to this endpoint in the hour"))
 )]
 pub async fn send_test_event(
     State(state): State<SharedState>,
@@ -305,11 +307,17 @@ pub async fn send_test_event(
     if !endpoint.enabled {
         return Err(ApiError::Conflict("the endpoint is disabled; re-enable it first"));
     }
+    let now = state.clock.now();
+    let counter = test_event_counter(&caller.tenant_id, &endpoint.id, now);
+    if let Err(refusal) = state.store.count_sends(std::slice::from_ref(&counter), now).await? {
+        tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
+        return Err(ApiError::RateLimited { retry_after_s: counter.retry_after_s(now) });
+    }
     let event = Event::new(
         caller.tenant_id.clone(),
         EventType::Ping,
         json!({"endpoint_id": endpoint.id.as_str(), "test": true}),
-        state.clock.now(),
+        now,
     );
     let queued = state.store.enqueue_event(&event, Some(&endpoint.id)).await?;
     metrics::counter!("vouchsafe_webhook_events_enqueued_total", "type" => event.event_type.as_str())
