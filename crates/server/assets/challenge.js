@@ -24,7 +24,9 @@
         window.location.assign(body.redirect);
         return;
       }
-      error.textContent = body.message || "That did not work. Try again.";
+      // Errors come in the API's shape; a passkey that was not accepted
+      // says so in `message`.
+      error.textContent = (body.error && body.error.message) || body.message || "That did not work. Try again.";
     } catch (e) {
       error.textContent = "Your passkey could not be used. Try again.";
     }

@@ -40,6 +40,17 @@ async function run(cmd) {
       const response = await page.goto(cmd.url);
       return { status: response.status(), url: page.url(), headers: response.headers(), title: await page.title() };
     }
+    case "load_watching_errors": {
+      // Every console error while the page loads and renders `selector`:
+      // a Content-Security-Policy refusal shows up here.
+      const errors = [];
+      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+      page.on("pageerror", (e) => errors.push(String(e)));
+      const response = await page.goto(cmd.url);
+      await page.waitForSelector(cmd.selector, { timeout: cmd.timeout_ms || 15000 });
+      await page.waitForTimeout(300);
+      return { status: response.status(), text: await text(cmd.selector), errors };
+    }
     case "create_passkey":
       return await page.evaluate(async (options) => {
         const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });

@@ -20,9 +20,12 @@ use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
 use vouchsafe_core::destination::{EmailAddress, PhoneNumber};
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
+use vouchsafe_proto::{ErrorBody, ErrorCode, ErrorDetail};
 
 use super::{csrf_cookie, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::engine::challenges::{self, Answer, ChallengeError};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::state::SharedState;
 
 const ACTOR: &str = "hosted-page";
@@ -239,24 +242,36 @@ pub async fn submit(
     }
 }
 
+/// An error of the passkey post, in the API's error shape, with a sentence
+/// for the person at the page as its message.
+fn passkey_error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    let error = ErrorDetail { code, message: message.into(), status: status.as_u16(), field: None };
+    (status, Json(ErrorBody { error })).into_response()
+}
+
 /// The passkey button's post: `{"credential"}` with the CSRF token in
-/// `x-csrf-token`; answers `{"redirect"}` or `{"message"}`.
+/// `x-csrf-token`; answers `{"redirect"}`, `{"status": "pending",
+/// "message", "attempts_remaining"}` for a passkey that was not accepted,
+/// or an error in the API's shape (`{"error": {"code", "message", …}}`).
 pub async fn passkey(
     State(state): State<SharedState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: Result<ApiJson<Value>, ApiError>,
 ) -> Response {
     let Ok((c, _)) = load(&state, &id).await else {
-        return (StatusCode::NOT_FOUND, Json(json!({"message": "This link is not valid."}))).into_response();
+        return passkey_error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "This link is not valid.");
     };
     let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     if !csrf_ok(&state, &c.id, &headers, given) {
-        return (StatusCode::FORBIDDEN, Json(json!({"message": "Your session expired. Reload the page."})))
-            .into_response();
+        return passkey_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "Your session expired. Reload the page.");
     }
+    let ApiJson(body) = match body {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     let Some(credential) = body.get("credential") else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"message": "No passkey was given."}))).into_response();
+        return ApiError::bad_request("credential", "No passkey was given.").into_response();
     };
     let now = state.clock.now();
     match challenges::verify(&state, &c.tenant_id, ACTOR, &c.id, Answer::Credential(credential)).await {
@@ -266,17 +281,20 @@ pub async fn passkey(
                     .unwrap_or_else(|| format!("/challenge/{}", answered.challenge.id));
                 Json(json!({"redirect": target})).into_response()
             }
-            None => Json(json!({"message": "That passkey was not accepted.",
+            None => Json(json!({"status": answered.challenge.status.as_str(),
+                "message": "That passkey was not accepted.",
                 "attempts_remaining": answered.challenge.attempts_remaining()}))
             .into_response(),
         },
         Err(ChallengeError::Locked(until)) => {
-            (StatusCode::LOCKED, Json(json!({"message": locked_message(until, now)}))).into_response()
+            let mut response = passkey_error(StatusCode::LOCKED, ErrorCode::UserLocked, locked_message(until, now));
+            let wait = u64::try_from((until - now).whole_seconds()).unwrap_or(0).max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            response
         }
         Err(e) => {
-            tracing::error!(error = ?e, challenge_id = %c.id, "hosted page passkey failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Something went wrong. Try again."})))
-                .into_response()
+            tracing::warn!(error = ?e, challenge_id = %c.id, "hosted page passkey failed");
+            ApiError::from_challenge(e, now).into_response()
         }
     }
 }

@@ -181,6 +181,41 @@ async fn posts_need_the_csrf_token_and_never_redirect_elsewhere() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let script = client.get(app.url("/assets/challenge.js")).send().await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+
+    // Issue 16, item 13: the passkey post answers errors in the API's shape.
+    let passkey = format!("{url}/passkey");
+    let error_of = |status: u16, body: &Value, code: &str| {
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["status"], status, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    };
+    let unknown = client
+        .post(app.url("/challenge/chl_00000000000000000000000000000000/passkey"))
+        .json(&json!({"credential": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    error_of(404, &unknown.json().await.unwrap(), "not_found");
+    let no_csrf = client.post(&passkey).json(&json!({"credential": {}})).send().await.unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    error_of(403, &no_csrf.json().await.unwrap(), "forbidden");
+    let not_json = client
+        .post(&passkey)
+        .header("cookie", &cookie_pair)
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    error_of(400, &not_json.json().await.unwrap(), "invalid_request");
+    let no_credential =
+        client.post(&passkey).header("cookie", &cookie_pair).header("x-csrf-token", &csrf).json(&json!({})).send();
+    let no_credential = no_credential.await.unwrap();
+    assert_eq!(no_credential.status(), StatusCode::BAD_REQUEST);
+    error_of(400, &no_credential.json().await.unwrap(), "invalid_request");
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
+use crate::browser::Browser;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -120,7 +122,22 @@ async fn docs_are_served_from_embedded_assets() {
     // Issue 16, item 13: the docs are not framed or sniffed either.
     assert_eq!(page.headers["x-frame-options"], "DENY");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
-    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self';"), "{csp}");
+}
+
+/// Issue 16, item 13: under the pages' strict policy, Swagger UI still
+/// renders in Chromium, with no script or style refused.
+#[tokio::test]
+async fn the_docs_render_under_the_strict_policy() {
+    let app = spawn_app().await;
+    let mut browser = Browser::start(true).await;
+    let loaded = browser
+        .run(json!({"op": "load_watching_errors", "url": app.url("/docs/"), "selector": ".swagger-ui .info .title"}))
+        .await;
+    assert_eq!(loaded["status"], 200, "{loaded}");
+    assert!(loaded["text"].as_str().unwrap().contains("vouchsafe"), "{loaded}");
+    assert_eq!(loaded["errors"], json!([]), "nothing refused or failing: {loaded}");
 }
 
 /// Issue 16, item 6: an invented HTTP method is a valid token, but never a
