@@ -44,6 +44,45 @@ impl CallerStatus {
     }
 }
 
+/// The channel a caller verification uses: the one asked for; else the
+/// tenant's default if the contact it needs was given; else the channel
+/// of the contact that was (an email address only → email, a phone only →
+/// SMS). A record with neither keeps the default, whose missing contact
+/// is then the error.
+pub fn pick_channel(requested: Option<Channel>, has_phone: bool, has_email: bool, default: Channel) -> Channel {
+    if let Some(channel) = requested {
+        return channel;
+    }
+    let default_has_contact = if default == Channel::Email { has_email } else { has_phone };
+    match (default_has_contact, has_phone, has_email) {
+        (true, ..) => default,
+        (false, false, true) => Channel::Email,
+        (false, true, false) => Channel::Sms,
+        _ => default,
+    }
+}
+
+/// How a caller verification was settled, as its event reports it: on the
+/// link's page (`link`), by the code read to the agent (`code`), or on the
+/// link's page with the customer's second factor (`factor`). Expiry and
+/// cancellation have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerMethod {
+    Link,
+    Code,
+    Factor,
+}
+
+impl CallerMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Link => "link",
+            Self::Code => "code",
+            Self::Factor => "factor",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerVerification {
     pub id: CallerVerificationId,
@@ -87,9 +126,23 @@ impl CallerVerification {
         self.max_attempts.saturating_sub(self.attempts)
     }
 
+    /// The destination for logs and events: country code and last digits
+    /// of a number, first letter and domain of an address.
+    pub fn masked_destination(&self) -> String {
+        match self.channel {
+            Channel::Email => crate::destination::EmailAddress::parse("to", &self.destination).map(|e| e.masked()),
+            Channel::Sms | Channel::Voice => {
+                crate::destination::PhoneNumber::parse("to", &self.destination).map(|p| p.masked())
+            }
+        }
+        .unwrap_or_else(|_| "***".to_owned())
+    }
+
     /// `caller_verification.completed`, for the CRM: the record, the
-    /// outcome, the channel, the agent and the times.
-    pub fn completed_event(&self, now: OffsetDateTime) -> Event {
+    /// outcome and how it was reached, the channel and masked destination,
+    /// the agent, the attempts left and the times — all a receiver needs to
+    /// fill its transaction record without having started it.
+    pub fn completed_event(&self, now: OffsetDateTime, method: Option<CallerMethod>) -> Event {
         let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
         Event::new(
             self.tenant_id.clone(),
@@ -102,10 +155,30 @@ impl CallerVerification {
                 "channel": self.channel.as_str(),
                 "agent_id": self.agent_id,
                 "user_id": self.user_id,
+                "to": self.masked_destination(),
+                "time_allowed_s": self.time_allowed_s,
+                "expires_at": time(self.expires_at),
+                "attempts_remaining": self.attempts_remaining(),
+                "method": method.map(CallerMethod::as_str),
                 "created_at": time(self.created_at),
                 "completed_at": time(self.completed_at.unwrap_or(now)),
             }),
             now,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_channel_follows_the_contact_given_when_none_is_asked_for() {
+        use Channel::{Email, Sms, Voice};
+        assert_eq!(pick_channel(Some(Voice), true, true, Sms), Voice, "asked for");
+        assert_eq!(pick_channel(None, true, true, Sms), Sms, "the default when its contact is there");
+        assert_eq!(pick_channel(None, false, true, Sms), Email, "email only");
+        assert_eq!(pick_channel(None, true, false, Email), Sms, "phone only");
+        assert_eq!(pick_channel(None, false, false, Voice), Voice, "neither: the default, which then errs");
     }
 }

@@ -1,6 +1,11 @@
 //! Where a code goes: phone numbers, parsed with libphonenumber's metadata
 //! (the `phonenumber` crate) and kept in E.164, and email addresses. Both
 //! are valid by construction and know how to mask themselves for logs.
+//! A number written nationally (`(415) 555-2671`, as CRM phone fields often
+//! hold them) is read only in a [`Country`] the caller names, and only when
+//! the digits given are exactly that country's number.
+
+use std::str::FromStr;
 
 use phonenumber::metadata::DATABASE;
 use phonenumber::{Mode, Type};
@@ -18,6 +23,34 @@ pub enum LineType {
     Voip,
     TollFree,
     Other,
+}
+
+/// A country whose national number formats are known (ISO 3166-1 alpha-2,
+/// `US`), to read numbers written without `+` and a country code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Country(phonenumber::country::Id);
+
+impl Country {
+    /// Upper-case alpha-2 codes of a country with a number plan.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        let bad =
+            || FieldError::new(field, "must be an ISO 3166-1 alpha-2 country code with a number plan, e.g. \"US\"");
+        if text.len() != 2 || !text.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let id = phonenumber::country::Id::from_str(text).map_err(|_| bad())?;
+        DATABASE.by_id(id.as_ref()).ok_or_else(bad)?;
+        Ok(Self(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref()
+    }
+}
+
+/// The formatting a written number may carry around its digits.
+fn is_formatting(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '/' | '(' | ')')
 }
 
 /// A valid phone number in E.164 form (`+14155552671`).
@@ -44,7 +77,7 @@ fn is_the_number_given(text: &str, e164: &str, country_code: u16) -> bool {
     let Some(rest) = text.strip_prefix('+') else {
         return false;
     };
-    if !rest.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '/' | '(' | ')')) {
+    if !rest.chars().all(|c| c.is_ascii_digit() || is_formatting(c)) {
         return false;
     }
     let given: String = rest.chars().filter(char::is_ascii_digit).collect();
@@ -64,21 +97,75 @@ fn is_the_number_given(text: &str, e164: &str, country_code: u16) -> bool {
         .any(|prefix| given == format!("{code}{prefix}{national}"))
 }
 
+/// SECURITY: whether `e164` is exactly the national number `text` wrote in
+/// `country`: its digits, formatting removed, are the national significant
+/// number, or one of the plan's national prefixes and then it. Anything
+/// else (an international dialling prefix, extra or dropped digits) is
+/// refused rather than guessed at.
+fn is_the_national_number_given(text: &str, e164: &str, country_code: u16) -> bool {
+    if !text.chars().all(|c| c.is_ascii_digit() || is_formatting(c)) {
+        return false;
+    }
+    let given: String = text.chars().filter(char::is_ascii_digit).collect();
+    let code = country_code.to_string();
+    let Some(national) = e164.trim_start_matches('+').strip_prefix(code.as_str()) else {
+        return false;
+    };
+    given == national
+        || DATABASE
+            .by_code(&country_code)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|plan| plan.national_prefix())
+            .any(|prefix| given == format!("{prefix}{national}"))
+}
+
 impl PhoneNumber {
     /// Any format libphonenumber reads, with an explicit `+` country code.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        Self::parse_in(field, text, None)
+    }
+
+    /// Like [`PhoneNumber::parse`]; a number without `+` is read as a
+    /// national number of `country` when one is given.
+    pub fn parse_in(field: &str, text: &str, country: Option<Country>) -> Result<Self, FieldError> {
         let text = text.trim();
-        if !text.starts_with('+') {
-            return Err(FieldError::new(field, "must start with + and the country code, e.g. +14155552671"));
-        }
-        let number = phonenumber::parse(None, text).map_err(|_| FieldError::new(field, "is not a phone number"))?;
+        let number = match (text.starts_with('+'), country) {
+            (true, _) => {
+                let number =
+                    phonenumber::parse(None, text).map_err(|_| FieldError::new(field, "is not a phone number"))?;
+                let e164 = number.format().mode(Mode::E164).to_string();
+                if number.is_valid() && !is_the_number_given(text, &e164, number.code().value()) {
+                    return Err(FieldError::new(field, "is not a phone number (its digits do not make one number)"));
+                }
+                number
+            }
+            (false, Some(country)) => {
+                let number = phonenumber::parse(Some(country.0), text)
+                    .map_err(|_| FieldError::new(field, "is not a phone number"))?;
+                let e164 = number.format().mode(Mode::E164).to_string();
+                if number.is_valid() && !is_the_national_number_given(text, &e164, number.code().value()) {
+                    return Err(FieldError::new(
+                        field,
+                        format!(
+                            "is not a national number of {} (give it with + and the country code)",
+                            country.as_str()
+                        ),
+                    ));
+                }
+                number
+            }
+            (false, None) => {
+                return Err(FieldError::new(
+                    field,
+                    "must start with + and the country code, e.g. +14155552671 (or name default_country)",
+                ));
+            }
+        };
         if !number.is_valid() {
             return Err(FieldError::new(field, "is not a valid phone number for its country"));
         }
         let e164 = number.format().mode(Mode::E164).to_string();
-        if !is_the_number_given(text, &e164, number.code().value()) {
-            return Err(FieldError::new(field, "is not a phone number (its digits do not make one number)"));
-        }
         let line = match number.number_type(&DATABASE) {
             Type::Mobile => LineType::Mobile,
             Type::FixedLine => LineType::FixedLine,
@@ -250,6 +337,38 @@ mod tests {
             ("+44 (0)20 7946 0018", "+442079460018"),
         ] {
             assert_eq!(PhoneNumber::parse("to", text).map(|n| n.e164().to_owned()), Ok(e164.to_owned()), "{text}");
+        }
+    }
+
+    /// Issue 17: CRM phone fields hold national formats; they are read in
+    /// a named country, only as exactly the digits given.
+    #[test]
+    fn national_numbers_are_read_in_a_named_country_only() {
+        let us = Country::parse("default_country", "US").unwrap();
+        let gb = Country::parse("default_country", "GB").unwrap();
+        for (text, country, e164) in [
+            ("(415) 555-2671", us, "+14155552671"),
+            ("415.555.2671", us, "+14155552671"),
+            ("1 415 555 2671", us, "+14155552671"),
+            ("020 7946 0018", gb, "+442079460018"),
+            ("07400 123456", gb, "+447400123456"),
+            ("+44 7400 123456", us, "+447400123456"),
+        ] {
+            let parsed = PhoneNumber::parse_in("phone", text, Some(country)).map(|n| n.e164().to_owned());
+            assert_eq!(parsed, Ok(e164.to_owned()), "{text} in {}", country.as_str());
+        }
+        for (text, country) in [
+            ("(415) 555-2671", None),
+            ("011 44 20 7946 0018", Some(us)),
+            ("415 555 26711", Some(us)),
+            ("020 7946 001", Some(gb)),
+            ("0800 FLOWERS", Some(gb)),
+            ("tel:4155552671", Some(us)),
+        ] {
+            assert!(PhoneNumber::parse_in("phone", text, country).is_err(), "{text}");
+        }
+        for bad in ["us", "USA", "ZZ", "", "1"] {
+            assert_eq!(Country::parse("default_country", bad).unwrap_err().field, "default_country", "{bad}");
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::channel::Channel;
+use crate::destination::Country;
 use crate::field_error::{FieldError, check_range};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,10 @@ pub struct LockoutSettings {
 pub struct GeoSettings {
     /// ISO 3166-1 alpha-2 codes, or `"*"` for every country.
     pub allowed_countries: Vec<String>,
+    /// Where a phone number written without `+` and a country code is read
+    /// (alpha-2, `US`); `None`: such numbers are refused. A request's own
+    /// `default_country` takes precedence.
+    pub default_country: Option<String>,
 }
 
 /// Hourly send limits against SMS pumping (see `fraud.rs`).
@@ -99,6 +104,9 @@ pub struct LocaleTemplates {
     pub email_subject: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_body: Option<String>,
+    /// The caller-verification message in this language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 impl Default for OtpSettings {
@@ -122,7 +130,7 @@ impl Default for LockoutSettings {
 
 impl Default for GeoSettings {
     fn default() -> Self {
-        Self { allowed_countries: vec!["*".into()] }
+        Self { allowed_countries: vec!["*".into()], default_country: None }
     }
 }
 
@@ -244,22 +252,35 @@ impl Settings {
             if let Some(subject) = &overrides.email_subject {
                 check_len(&format!("templates.locales.{locale}.email_subject"), subject, 1, 200)?;
             }
+            if let Some(caller) = &overrides.caller {
+                check_caller_template(&format!("templates.locales.{locale}.caller"), caller)?;
+            }
         }
-        check_len("templates.caller", &t.caller, 1, 2_000)?;
-        if !t.caller.contains("{link}") && !t.caller.contains("{code}") {
-            return Err(FieldError::new("templates.caller", "must contain {link} or {code}"));
-        }
-        Ok(())
+        check_caller_template("templates.caller", &t.caller)
     }
 
     fn validate_geo(&self) -> Result<(), FieldError> {
         let countries = &self.geo.allowed_countries;
         let ok = countries.len() <= 300
             && countries.iter().all(|c| c == "*" || (c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
-        if ok {
-            Ok(())
-        } else {
-            Err(FieldError::new("geo.allowed_countries", "must list \"*\" or ISO 3166-1 alpha-2 codes such as \"US\""))
+        if !ok {
+            return Err(FieldError::new(
+                "geo.allowed_countries",
+                "must list \"*\" or ISO 3166-1 alpha-2 codes such as \"US\"",
+            ));
+        }
+        if let Some(country) = &self.geo.default_country {
+            Country::parse("geo.default_country", country)?;
+        }
+        Ok(())
+    }
+
+    /// The country national phone numbers are read in: the request's
+    /// `default_country` if it names one, else the tenant's.
+    pub fn number_country(&self, requested: Option<&str>) -> Result<Option<Country>, FieldError> {
+        match requested {
+            Some(text) => Country::parse("default_country", text).map(Some),
+            None => self.geo.default_country.as_deref().map(|c| Country::parse("geo.default_country", c)).transpose(),
         }
     }
 
@@ -299,6 +320,15 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// A caller-verification text: it must give the customer a way to answer.
+fn check_caller_template(field: &str, text: &str) -> Result<(), FieldError> {
+    check_len(field, text, 1, 2_000)?;
+    if !text.contains("{link}") && !text.contains("{code}") {
+        return Err(FieldError::new(field, "must contain {link} or {code}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +344,7 @@ mod tests {
             json!({"code_length": 6, "ttl_s": 600, "max_check_attempts": 5, "max_sends": 5, "send_window_s": 600, "resend_cooldown_s": 30})
         );
         assert_eq!(doc["lockout"], json!({"threshold": 10, "duration_s": 900}));
-        assert_eq!(doc["geo"], json!({"allowed_countries": ["*"]}));
+        assert_eq!(doc["geo"], json!({"allowed_countries": ["*"], "default_country": null}));
         assert_eq!(doc["caller_verification"], json!({"time_allowed_s": 60, "channel": "sms"}));
     }
 
@@ -344,6 +374,7 @@ mod tests {
             (json!({"otp": {"max_check_attempts": 0}}), "otp.max_check_attempts"),
             (json!({"otp": {"max_check_attempts": 21}}), "otp.max_check_attempts"),
             (json!({"geo": {"allowed_countries": ["usa"]}}), "geo.allowed_countries"),
+            (json!({"geo": {"default_country": "ZZ"}}), "geo.default_country"),
             (json!({"templates": {"sms": "no code here"}}), "templates.sms"),
             (json!({"caller_verification": {"channel": "fax"}}), "caller_verification.channel"),
             (json!({"otp": {"code_length": "six"}}), "otp.code_length"),

@@ -5,7 +5,7 @@
 
 use time::OffsetDateTime;
 
-use crate::destination::{EmailAddress, PhoneNumber};
+use crate::destination::{Country, EmailAddress, PhoneNumber};
 use crate::field_error::FieldError;
 use crate::ids::TenantId;
 
@@ -57,10 +57,11 @@ pub fn normalise_contacts(
     phone: Option<&str>,
     email: Option<&str>,
     display_name: Option<&str>,
+    country: Option<Country>,
 ) -> Result<Contacts, FieldError> {
     let phone = phone
         .filter(|p| !p.is_empty())
-        .map(|p| PhoneNumber::parse("phone", p).map(|n| n.e164().to_owned()))
+        .map(|p| PhoneNumber::parse_in("phone", p, country).map(|n| n.e164().to_owned()))
         .transpose()?;
     let email = email
         .filter(|e| !e.is_empty())
@@ -80,10 +81,10 @@ mod tests {
 
     #[test]
     fn contacts_are_normalised_or_refused_by_field() {
-        let c = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None).unwrap();
+        let c = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None, None).unwrap();
         assert_eq!((c.phone.as_deref(), c.email.as_deref()), (Some("+447400123456"), Some("A@example.com")));
-        assert_eq!(normalise_contacts(Some("12"), None, None).unwrap_err().field, "phone");
-        assert_eq!(normalise_contacts(None, Some("x"), None).unwrap_err().field, "email");
+        assert_eq!(normalise_contacts(Some("12"), None, None, None).unwrap_err().field, "phone");
+        assert_eq!(normalise_contacts(None, Some("x"), None, None).unwrap_err().field, "email");
         assert!(validate_user_id("005xx000001Sv6A").is_ok());
         assert!(validate_user_id("").is_err());
     }

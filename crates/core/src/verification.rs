@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::channel::Channel;
 use crate::crypto::{KeyedHasher, MasterKey};
-use crate::destination::{EmailAddress, PhoneNumber, email_match_key};
+use crate::destination::{Country, EmailAddress, PhoneNumber, email_match_key};
 use crate::field_error::FieldError;
 use crate::ids::{ServiceId, TenantId, VerificationId};
 use crate::service::Service;
@@ -68,10 +68,21 @@ pub enum DestinationError {
 
 impl Destination {
     pub fn parse(channel: Channel, field: &str, text: &str) -> Result<Self, DestinationError> {
+        Self::parse_in(channel, field, text, None)
+    }
+
+    /// Like [`Destination::parse`], reading a number written nationally in
+    /// `country` (see `PhoneNumber::parse_in`).
+    pub fn parse_in(
+        channel: Channel,
+        field: &str,
+        text: &str,
+        country: Option<Country>,
+    ) -> Result<Self, DestinationError> {
         match channel {
             Channel::Email => EmailAddress::parse(field, text).map(Self::Email).map_err(DestinationError::Invalid),
             Channel::Sms | Channel::Voice => {
-                let number = PhoneNumber::parse(field, text).map_err(DestinationError::Invalid)?;
+                let number = PhoneNumber::parse_in(field, text, country).map_err(DestinationError::Invalid)?;
                 if channel == Channel::Sms && !number.accepts_sms() {
                     return Err(DestinationError::Landline);
                 }

@@ -10,8 +10,9 @@
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::settings::{LocaleTemplates, Templates};
 
-/// Built-in texts per language: sms, voice, email subject, email body.
-const BUILT_IN: &[(&str, [&str; 4])] = &[
+/// Built-in texts per language: sms, voice, email subject, email body, and
+/// the caller-verification message.
+const BUILT_IN: &[(&str, [&str; 5])] = &[
     (
         "es",
         [
@@ -19,6 +20,7 @@ const BUILT_IN: &[(&str, [&str; 4])] = &[
             "Su código de verificación de {service} es {code}. Repito, su código es {code}.",
             "Tu código de verificación de {service}",
             "Tu código de verificación de {service} es: {code}\n\nCaduca en {minutes} minutos. Si no lo has solicitado, ignora este mensaje.",
+            "{service}: ¿está en una llamada con nosotros? {link} — o lea {code} al agente.",
         ],
     ),
     (
@@ -28,6 +30,7 @@ const BUILT_IN: &[(&str, [&str; 4])] = &[
             "Votre code de vérification {service} est {code}. Je répète, votre code est {code}.",
             "Votre code de vérification {service}",
             "Votre code de vérification {service} est : {code}\n\nIl expire dans {minutes} minutes. Si vous ne l'avez pas demandé, ignorez ce message.",
+            "{service} : êtes-vous en ligne avec nous ? {link} — ou lisez {code} à l'agent.",
         ],
     ),
     (
@@ -37,6 +40,7 @@ const BUILT_IN: &[(&str, [&str; 4])] = &[
             "Ihr {service}-Bestätigungscode lautet {code}. Noch einmal, Ihr Code lautet {code}.",
             "Ihr {service}-Bestätigungscode",
             "Ihr {service}-Bestätigungscode lautet: {code}\n\nEr läuft in {minutes} Minuten ab. Wenn Sie ihn nicht angefordert haben, ignorieren Sie diese Nachricht.",
+            "{service}: Telefonieren Sie gerade mit uns? {link} — oder nennen Sie dem Mitarbeiter {code}.",
         ],
     ),
     (
@@ -46,6 +50,7 @@ const BUILT_IN: &[(&str, [&str; 4])] = &[
             "O seu código de verificação {service} é {code}. Repetindo, o seu código é {code}.",
             "Seu código de verificação {service}",
             "Seu código de verificação {service} é: {code}\n\nEle expira em {minutes} minutos. Se você não o solicitou, ignore esta mensagem.",
+            "{service}: você está em uma ligação conosco? {link} — ou leia {code} para o atendente.",
         ],
     ),
 ];
@@ -61,6 +66,7 @@ enum Part {
     Voice = 1,
     EmailSubject = 2,
     EmailBody = 3,
+    Caller = 4,
 }
 
 impl Part {
@@ -70,6 +76,7 @@ impl Part {
             Part::Voice => overrides.voice.as_ref(),
             Part::EmailSubject => overrides.email_subject.as_ref(),
             Part::EmailBody => overrides.email_body.as_ref(),
+            Part::Caller => overrides.caller.as_ref(),
         }
     }
 
@@ -79,6 +86,7 @@ impl Part {
             Part::Voice => &templates.voice,
             Part::EmailSubject => &templates.email_subject,
             Part::EmailBody => &templates.email_body,
+            Part::Caller => &templates.caller,
         }
     }
 }
@@ -153,6 +161,13 @@ pub fn render_custom(channel: Channel, message: &str, code: &str) -> Rendered {
         (None, None)
     };
     Rendered { text, subject, html }
+}
+
+/// The caller-verification text in `locale`, looked up like every other
+/// text (the tenant's own for the locale, then for its language, the
+/// built-in language, then the tenant's default).
+pub fn caller_template<'a>(templates: &'a Templates, locale: Option<&str>) -> &'a str {
+    template(templates, locale, Part::Caller)
 }
 
 /// The caller-verification message: `{service}`, `{link}` (the customer's

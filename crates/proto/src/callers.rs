@@ -29,6 +29,15 @@ pub struct CreateCallerVerificationRequest {
     /// are then asked for before they can approve.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// Language of the message (`es`, `pt-BR`, …): the tenant's caller
+    /// template for it, else the built-in one; English by default.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// ISO 3166-1 alpha-2 country a phone number written without `+` and
+    /// a country code is read in (`(415) 555-2671` with `US`); the tenant's
+    /// `geo.default_country` when left out.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,11 @@ pub struct PutUserRequest {
     pub display_name: Option<String>,
     #[serde(default)]
     pub privileged: Option<bool>,
+    /// ISO 3166-1 alpha-2 country a phone number written without `+` and
+    /// a country code is read in (`(415) 555-2671` with `US`); the tenant's
+    /// `geo.default_country` when left out.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

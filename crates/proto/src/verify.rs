@@ -20,6 +20,11 @@ pub struct CreateVerificationRequest {
     /// Language of the message (`es`, `pt-BR`, …); English by default.
     #[serde(default)]
     pub locale: Option<String>,
+    /// ISO 3166-1 alpha-2 country a phone number written without `+` and
+    /// a country code is read in (`(415) 555-2671` with `US`); the tenant's
+    /// `geo.default_country` when left out.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -79,6 +84,11 @@ pub struct CreateDeliveryRequest {
     pub user_id: Option<String>,
     #[serde(default)]
     pub network_id: Option<String>,
+    /// ISO 3166-1 alpha-2 country a phone number written without `+` and
+    /// a country code is read in (`(415) 555-2671` with `US`); the tenant's
+    /// `geo.default_country` when left out.
+    #[serde(default)]
+    pub default_country: Option<String>,
     #[serde(default)]
     pub experience_id: Option<String>,
     #[serde(default)]

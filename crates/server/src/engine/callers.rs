@@ -10,7 +10,7 @@
 use time::{Duration, OffsetDateTime};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
-use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::caller::{CallerMethod, CallerStatus, CallerVerification, pick_channel};
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::fraud::counters_for;
@@ -18,10 +18,11 @@ use vouchsafe_core::ids::{CallerVerificationId, TenantId};
 use vouchsafe_core::otp::random_numeric_code;
 use vouchsafe_core::verification::plausible_code;
 use vouchsafe_delivery::provider::OutgoingMessage;
-use vouchsafe_delivery::templates::render_caller;
+use vouchsafe_delivery::templates::{caller_template, render_caller};
 use vouchsafe_proto::CreateCallerVerificationRequest;
 
 use super::error::{EngineError, EngineResult};
+use super::parse_locale;
 use super::send::{SendRequest, send};
 use super::verifications::destination;
 use crate::state::SharedState;
@@ -48,6 +49,10 @@ pub struct NewCaller<'a> {
     pub time_allowed_s: Option<u32>,
     pub agent_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
+    /// Language of the message (`es`, `pt-BR`, …).
+    pub locale: Option<&'a str>,
+    /// Where a number written without `+` is read (else the tenant's).
+    pub default_country: Option<&'a str>,
 }
 
 impl<'a> NewCaller<'a> {
@@ -70,6 +75,8 @@ impl<'a> NewCaller<'a> {
             time_allowed_s: req.time_allowed_s,
             agent_id,
             user_id: req.user_id.as_deref(),
+            locale: req.locale.as_deref(),
+            default_country: req.default_country.as_deref(),
         }
     }
 }
@@ -107,16 +114,23 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         text_field("agent_id", agent, 200)?;
     }
     let settings = state.store.settings(req.tenant_id).await?.value;
-    let channel = match req.channel {
-        Some(c) => Channel::parse(c).ok_or_else(|| invalid("channel", "must be sms, voice or email"))?,
-        None => settings.caller_verification.channel,
-    };
+    let requested =
+        req.channel.map(|c| Channel::parse(c).ok_or_else(|| invalid("channel", "must be sms, voice or email")));
+    let channel = pick_channel(
+        requested.transpose()?,
+        req.phone.is_some_and(|p| !p.is_empty()),
+        req.email.is_some_and(|e| !e.is_empty()),
+        settings.caller_verification.channel,
+    );
+    let locale = parse_locale(req.locale)?;
     let time_allowed_s = req.time_allowed_s.unwrap_or(settings.caller_verification.time_allowed_s);
     if !(10..=3_600).contains(&time_allowed_s) {
         return Err(invalid("time_allowed_s", "must be between 10 and 3600"));
     }
     let (field, given) = if channel == Channel::Email { ("email", req.email) } else { ("phone", req.phone) };
-    let to = destination(channel, field, given.ok_or_else(|| invalid(field, "is required for this channel"))?)?;
+    let given = given.ok_or_else(|| invalid(field, "is required for this channel"))?;
+    let country = settings.number_country(req.default_country).map_err(EngineError::Invalid)?;
+    let to = destination(channel, field, given, country)?;
     if let Some(country) = to.blocked_country(&settings) {
         return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
@@ -156,7 +170,7 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
     let (template, code) = if requires_factor(state, req.tenant_id, req.user_id).await? {
         (STEP_UP_TEMPLATE, String::new())
     } else {
-        (settings.templates.caller.as_str(), code)
+        (caller_template(&settings.templates, locale.as_deref()), code)
     };
     let message = OutgoingMessage {
         channel,
@@ -164,7 +178,7 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         to_masked: to.masked(),
         rendered: render_caller(channel, template, &settings.branding.name, &link, &code),
         code,
-        locale: None,
+        locale: locale.clone(),
         user_id: req.user_id.map(str::to_owned),
         network_id: None,
         experience_id: None,
@@ -177,7 +191,7 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
     .await?;
     if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {
         let audit = AuditEntry::new(req.actor, "caller_verification.failed", cv.id.as_str(), "not_delivered", now);
-        end(state, &cv, CallerStatus::Failed, &audit).await?;
+        end(state, &cv, CallerStatus::Failed, None, &audit).await?;
         return Err(EngineError::ProviderUnavailable);
     }
     tracing::info!(caller_verification_id = %cv.id, to = %to.masked(), channel = channel.as_str(), "caller verification sent");
@@ -189,12 +203,13 @@ pub async fn end(
     state: &SharedState,
     cv: &CallerVerification,
     status: CallerStatus,
+    method: Option<CallerMethod>,
     audit: &AuditEntry,
 ) -> EngineResult<CallerVerification> {
     let now = state.clock.now();
     let ended = state
         .store
-        .end_caller_verification(&cv.tenant_id, &cv.id, status, now, &|c| c.completed_event(now), audit)
+        .end_caller_verification(&cv.tenant_id, &cv.id, status, now, &|c| c.completed_event(now, method), audit)
         .await?;
     if ended.is_some() {
         state.wake_dispatcher.notify_one();
@@ -224,12 +239,13 @@ pub async fn check(
     let code = code.trim();
     if plausible_code(code) && state.code_hasher.matches(&cv.code_hash, cv.id.as_str(), code) {
         let audit = AuditEntry::new(actor, "caller_verification.verified", cv.id.as_str(), "code", now);
-        let after = end(state, &cv, CallerStatus::Verified, &audit).await?;
+        let after = end(state, &cv, CallerStatus::Verified, Some(CallerMethod::Code), &audit).await?;
         let valid = after.status == CallerStatus::Verified;
         return Ok((after, valid));
     }
     let audit = AuditEntry::new(actor, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
-    match state.store.caller_wrong_code(tenant, id, now, &|c| c.completed_event(now), &audit).await? {
+    let event = |c: &CallerVerification| c.completed_event(now, Some(CallerMethod::Code));
+    match state.store.caller_wrong_code(tenant, id, now, &event, &audit).await? {
         Some(after) => {
             if after.status == CallerStatus::Failed {
                 state.wake_dispatcher.notify_one();
@@ -251,7 +267,7 @@ pub async fn sweep(store: &dyn vouchsafe_core::store::Store, now: OffsetDateTime
                 &cv.id,
                 CallerStatus::Expired,
                 now,
-                &|c| c.completed_event(now),
+                &|c| c.completed_event(now, None),
                 &audit,
             )
             .await?

@@ -110,6 +110,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
                     channel: factor.as_str(),
                     service_id: None,
                     locale: req.locale,
+                    default_country: None,
                 },
             )
             .await?;

@@ -11,6 +11,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
+use vouchsafe_core::destination::Country;
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{TenantId, VerificationId};
@@ -38,11 +39,14 @@ pub struct StartRequest<'a> {
     pub channel: &'a str,
     pub service_id: Option<&'a str>,
     pub locale: Option<&'a str>,
+    /// Where a number written without `+` is read (else the tenant's).
+    pub default_country: Option<&'a str>,
 }
 
-/// Parses a destination for a channel.
-pub fn destination(channel: Channel, field: &str, to: &str) -> EngineResult<Destination> {
-    Destination::parse(channel, field, to).map_err(|e| match e {
+/// Parses a destination for a channel; a number written nationally is
+/// read in `country` (see `Settings::number_country`).
+pub fn destination(channel: Channel, field: &str, to: &str, country: Option<Country>) -> EngineResult<Destination> {
+    Destination::parse_in(channel, field, to, country).map_err(|e| match e {
         DestinationError::Invalid(e) if channel == Channel::Email => EngineError::Invalid(e),
         DestinationError::Invalid(e) => EngineError::InvalidPhoneNumber(e),
         DestinationError::Landline => EngineError::Landline,
@@ -63,7 +67,8 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
     if !service.channels.contains(&channel) {
         return Err(EngineError::Invalid(FieldError::new("channel", "this service does not send on that channel")));
     }
-    let to = destination(channel, "to", req.to)?;
+    let country = settings.number_country(req.default_country).map_err(EngineError::Invalid)?;
+    let to = destination(channel, "to", req.to, country)?;
     if let Some(country) = to.blocked_country(&settings) {
         return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
@@ -184,10 +189,11 @@ pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) ->
             Ok(state.store.verification(tenant, &id).await?)
         }
         Target::To { to, service_id } => {
-            let (_, service, _) = settings_and_service(state, tenant, service_id).await?;
+            let (settings, service, _) = settings_and_service(state, tenant, service_id).await?;
             // Matched on the destination's key: E.164, or the address in lower case.
             let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
-            let to = destination(channel, "to", to)?;
+            let country = settings.number_country(None).map_err(EngineError::Invalid)?;
+            let to = destination(channel, "to", to, country)?;
             state.store.verification_by_to(tenant, &service.id, &to.match_key()).await?.ok_or(EngineError::NotFound)
         }
     }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
-use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::caller::{CallerMethod, CallerStatus, CallerVerification};
 use vouchsafe_core::challenge::{Challenge, Factor};
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
@@ -179,7 +179,7 @@ pub async fn decide(
         Some("deny") => {
             let audit = AuditEntry::new(ACTOR, "caller_verification.denied", cv.id.as_str(), "not_on_a_call", now);
             tracing::warn!(target: "vouchsafe::security", caller_verification_id = %cv.id, "customer says they are not on a call");
-            end(&state, &cv, CallerStatus::Denied, &audit).await
+            end(&state, &cv, CallerStatus::Denied, Some(CallerMethod::Link), &audit).await
         }
         Some("approve") => {
             if !needs_factor(&state, &cv).await && has_active(&state, &cv, &[AuthenticatorKind::Passkey]).await {
@@ -225,7 +225,13 @@ pub async fn decide(
                         AuditEntry::new(ACTOR, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
                     let _ = state
                         .store
-                        .caller_wrong_code(&cv.tenant_id, &cv.id, now, &|c| c.completed_event(now), &audit)
+                        .caller_wrong_code(
+                            &cv.tenant_id,
+                            &cv.id,
+                            now,
+                            &|c| c.completed_event(now, Some(CallerMethod::Factor)),
+                            &audit,
+                        )
                         .await;
                     let after = state.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or(cv);
                     let error = "That code is not right.";
@@ -241,8 +247,9 @@ pub async fn decide(
                     .await;
                 }
             }
-            let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), "link", now);
-            end(&state, &cv, CallerStatus::Verified, &audit).await
+            let method = if needs_factor(&state, &cv).await { CallerMethod::Factor } else { CallerMethod::Link };
+            let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), method.as_str(), now);
+            end(&state, &cv, CallerStatus::Verified, Some(method), &audit).await
         }
         _ => Ok(cv.clone()),
     };
@@ -301,7 +308,7 @@ pub async fn passkey(
     }
     let now = state.clock.now();
     let audit = AuditEntry::new(ACTOR, "caller_verification.verified", cv.id.as_str(), "link_passkey", now);
-    match end(&state, &cv, CallerStatus::Verified, &audit).await {
+    match end(&state, &cv, CallerStatus::Verified, Some(CallerMethod::Factor), &audit).await {
         Ok(_) => Json(json!({"redirect": format!("/caller/{token}")})).into_response(),
         Err(e) => {
             tracing::error!(error = ?e, "caller page passkey approval failed");

@@ -221,3 +221,75 @@ async fn a_record_keeps_its_transaction_log_newest_first() {
     let empty = start(&app, json!({"record_id": "", "phone": MOBILE})).await;
     assert_eq!(empty.body["error"]["field"], "record_id");
 }
+
+/// Issue 17: what the Salesforce kit relies on. A phone written nationally
+/// is read in `default_country`; `locale` picks the message's language;
+/// `caller_verification.completed` carries all a receiver needs to fill its
+/// transaction record (masked destination, time allowed, expiry, attempts
+/// left, and how it ended); an email address alone picks email.
+#[tokio::test]
+async fn the_completed_event_describes_the_verification_for_a_crm_that_did_not_start_it() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let started = start(
+        &app,
+        json!({"record_id": "500xx09", "phone": "07400 123456", "default_country": "GB", "locale": "es-MX",
+            "time_allowed_s": 120}),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert_eq!(started.body["to"], "+44********56");
+    let body = fake.wait_for("twilio_sms", 1).await[0].form["Body"].clone();
+    assert!(body.contains("¿está en una llamada con nosotros?"), "the built-in Spanish text: {body}");
+    assert_eq!(fake.wait_for("twilio_sms", 1).await[0].form["To"], MOBILE);
+    let code = code_in(body.split("lea ").nth(1).unwrap(), 6);
+    let id = started.body["id"].as_str().unwrap();
+    let wrong = app.post(&format!("/v1/caller-verifications/{id}/check"), &app.admin, json!({"code": "000000"})).await;
+    assert_eq!(wrong.body["valid"], false, "{}", wrong.text);
+    let check = app.post(&format!("/v1/caller-verifications/{id}/check"), &app.admin, json!({"code": code})).await;
+    assert_eq!(check.body["valid"], true, "{}", check.text);
+    let events = app.event_bodies("caller_verification.completed").await;
+    let data = &events[0]["data"];
+    assert_eq!(data["method"], "code", "{data}");
+    assert_eq!(data["to"], "+44********56");
+    assert_eq!(data["time_allowed_s"], 120);
+    assert_eq!(data["attempts_remaining"], 4, "one wrong code was counted: {data}");
+    let stored = app.get(&format!("/v1/caller-verifications/{id}"), &app.admin).await;
+    assert_eq!(data["expires_at"], stored.body["expires_at"]);
+    assert_eq!((data["status"].as_str(), data["record_id"].as_str()), (Some("verified"), Some("500xx09")));
+
+    // Not a national number of that country, or no country at all: refused.
+    let wrong_country = start(&app, json!({"record_id": "500xx10", "phone": "07400 123456", "default_country": "US"}));
+    assert_eq!(wrong_country.await.code(), "invalid_phone_number");
+    let no_country = start(&app, json!({"record_id": "500xx10", "phone": "07400 123456"})).await;
+    assert_eq!(no_country.code(), "invalid_phone_number");
+    let bad_country = start(&app, json!({"record_id": "500xx10", "phone": MOBILE, "default_country": "XX"})).await;
+    assert_eq!(
+        (bad_country.status, bad_country.body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("default_country"))
+    );
+
+    // An email address alone: the channel is email, without being asked.
+    let sink = crate::smtp_sink::SmtpSink::start(Some(("mailer", "smtp-password")));
+    let credential = json!({"type": "basic", "username": "mailer", "password": "smtp-password"});
+    app.put("/v1/credentials/smtp", &app.admin, credential).await;
+    let provider = json!({"type": "smtp", "priority": 5, "credential": "smtp",
+        "settings": {"host": "127.0.0.1", "port": sink.port, "tls": "none", "from": "Acme <codes@acme.test>"}});
+    assert_eq!(app.put("/v1/providers/mail", &app.admin, provider).await.status, StatusCode::OK);
+    let by_email = start(&app, json!({"record_id": "500xx11", "email": "jane@example.com"})).await;
+    assert_eq!(by_email.status, StatusCode::CREATED, "{}", by_email.text);
+    assert_eq!(by_email.body["channel"], "email");
+    assert_eq!(sink.wait_for(1).await[0]["rcpt_tos"], json!(["jane@example.com"]));
+    let cancel = app
+        .post(
+            &format!("/v1/caller-verifications/{}/cancel", by_email.body["id"].as_str().unwrap()),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.text);
+    let events = app.event_bodies("caller_verification.completed").await;
+    assert_eq!(events[1]["data"]["method"], Value::Null, "a cancellation has no method");
+    assert_eq!(events[1]["data"]["to"], "j***@example.com");
+}

@@ -212,6 +212,27 @@ impl TestApp {
         }
     }
 
+    /// The event bodies of `event_type`, oldest first, read directly from
+    /// the test database.
+    pub async fn event_bodies(&self, event_type: &str) -> Vec<Value> {
+        let sql = "SELECT body FROM events WHERE type = $1 ORDER BY created_at, id";
+        let rows: Vec<(String,)> = match &self.db.url {
+            vouchsafe_store::DatabaseUrl::Sqlite { path, .. } => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                let rows = sqlx::query_as(sql).bind(event_type).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+            vouchsafe_store::DatabaseUrl::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let rows = sqlx::query_as(sql).bind(event_type).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+        };
+        rows.into_iter().map(|(body,)| serde_json::from_str(&body).unwrap()).collect()
+    }
+
     /// Runs one SQL statement directly against the test database, behind
     /// the server's back (to tamper with stored rows).
     pub async fn execute_sql(&self, sql: &str) -> u64 {

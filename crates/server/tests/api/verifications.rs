@@ -375,3 +375,46 @@ async fn ten_thousand_guesses_never_approve_a_code_the_guesser_was_not_sent() {
     let exhausted = app.count_rows("SELECT COUNT(*) FROM verifications WHERE status = 'max_attempts_reached'").await;
     assert_eq!((approved, exhausted), (0, 20));
 }
+
+/// Issue 17: CRM phone fields are often national (`(415) 555-2671`). A
+/// request's `default_country`, or the tenant's `geo.default_country`,
+/// reads them on every path that takes a number: verifications (start and
+/// check), deliveries and users; without a country they are refused as
+/// before, and a number that is not that country's is never guessed at.
+#[tokio::test]
+async fn national_numbers_are_read_in_the_default_country() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let us = json!({"to": "(415) 555-2671", "channel": "sms", "default_country": "US"});
+    let started = app.post("/v1/verifications", &app.admin, us).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert_eq!(started.body["to"], "+14155552671");
+    assert_eq!(fake.wait_for("twilio_sms", 1).await[0].form["To"], "+14155552671");
+    let refused = app.post("/v1/verifications", &app.admin, json!({"to": "(415) 555-2671", "channel": "sms"})).await;
+    assert_eq!(refused.code(), "invalid_phone_number", "no country, no guess");
+    let bad = json!({"to": "(415) 555-2671", "channel": "sms", "default_country": "usa"});
+    let bad = app.post("/v1/verifications", &app.admin, bad).await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("default_country")));
+
+    // The tenant's default serves every request that names none.
+    let patched = app.patch("/v1/settings", &app.admin, json!({"geo": {"default_country": "GB"}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let gb = app.post("/v1/verifications", &app.admin, json!({"to": "07400 123456", "channel": "sms"})).await;
+    assert_eq!(gb.body["to"], MOBILE, "{}", gb.text);
+    let code = code_in(&fake.wait_for("twilio_sms", 2).await[1].form["Body"], 6);
+    let check = app.post("/v1/verifications/check", &app.admin, json!({"to": "07400 123456", "code": code})).await;
+    assert_eq!(check.body["valid"], true, "a check by the national form finds it: {}", check.text);
+    let user = app.put("/v1/users/nat", &app.admin, json!({"phone": "020 7946 0018"})).await;
+    assert_eq!(user.body["phone"], LANDLINE, "{}", user.text);
+    let user = app.put("/v1/users/nat2", &app.admin, json!({"phone": "415-555-2671", "default_country": "US"})).await;
+    assert_eq!(user.body["phone"], "+14155552671", "{}", user.text);
+    let delivery = json!({"to": "(415) 555-2671", "channel": "sms", "code": "482913", "default_country": "US"});
+    let delivered = app.post("/v1/deliveries", &app.admin, delivery).await;
+    assert_eq!(delivered.body["result"], "SUCCESS", "{}", delivered.text);
+    assert_eq!(fake.wait_for("twilio_sms", 3).await[2].form["To"], "+14155552671");
+    let not_gb = app.post("/v1/verifications", &app.admin, json!({"to": "415 555 2671", "channel": "sms"})).await;
+    assert_eq!(not_gb.code(), "invalid_phone_number", "not a GB number: refused, not rewritten");
+    let invalid = app.patch("/v1/settings", &app.admin, json!({"geo": {"default_country": "ZZ"}})).await;
+    assert_eq!(invalid.body["error"]["field"], "geo.default_country");
+}

@@ -113,7 +113,7 @@ pub async fn cancel_caller_verification(
         "canceled",
         state.clock.now(),
     );
-    let after = callers::end(&state, &cv, CallerStatus::Canceled, &audit).await?;
+    let after = callers::end(&state, &cv, CallerStatus::Canceled, None, &audit).await?;
     Ok(Json(to_response(&after, state.clock.now())))
 }
 

@@ -109,7 +109,8 @@ pub async fn create_delivery(
     let locale = parse_locale(req.locale.as_deref())?;
     let tenant = &caller.tenant_id;
     let (settings, service, is_default) = settings_and_service(&state, tenant, None).await?;
-    let to = match Destination::parse(channel, "to", &req.to) {
+    let country = settings.number_country(req.default_country.as_deref())?;
+    let to = match Destination::parse_in(channel, "to", &req.to, country) {
         Ok(to) => to,
         Err(DestinationError::Invalid(_)) => {
             return refused(

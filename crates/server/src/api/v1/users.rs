@@ -71,7 +71,9 @@ pub async fn put_user(
     ApiJson(req): ApiJson<PutUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
     validate_user_id(&user_id)?;
-    let contacts = normalise_contacts(req.phone.as_deref(), req.email.as_deref(), req.display_name.as_deref())
+    let settings = state.store.settings(&caller.tenant_id).await?.value;
+    let country = settings.number_country(req.default_country.as_deref())?;
+    let contacts = normalise_contacts(req.phone.as_deref(), req.email.as_deref(), req.display_name.as_deref(), country)
         .map_err(|e| ApiError::bad_request(e.field, e.message))?;
     let now = state.clock.now();
     let audit = AuditEntry::success(caller.key_id.as_str(), "user.put", format!("user:{user_id}"), now);

@@ -64,6 +64,7 @@ pub async fn create_verification(
             channel: &req.channel,
             service_id: req.service_id.as_deref(),
             locale: req.locale.as_deref(),
+            default_country: req.default_country.as_deref(),
         },
     )
     .await?;

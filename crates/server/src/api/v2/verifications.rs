@@ -116,6 +116,7 @@ pub async fn create_verification(
             channel,
             service_id: Some(service.as_str()),
             locale: form.get("Locale"),
+            default_country: None,
         },
     )
     .await?;
