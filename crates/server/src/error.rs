@@ -210,6 +210,17 @@ impl From<crate::engine::error::EngineError> for ApiError {
     }
 }
 
+impl From<crate::engine::webhooks::EndpointError> for ApiError {
+    fn from(e: crate::engine::webhooks::EndpointError) -> Self {
+        use crate::engine::webhooks::EndpointError as E;
+        match e {
+            E::Invalid(f) => f.into(),
+            E::Store(e) => e.into(),
+            E::Internal(text) => Self::Internal(text),
+        }
+    }
+}
+
 impl ApiError {
     /// Maps a challenge outcome, with the lock's `Retry-After` from `now`.
     pub fn from_challenge(e: crate::engine::challenges::ChallengeError, now: time::OffsetDateTime) -> Self {

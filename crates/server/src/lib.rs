@@ -30,6 +30,8 @@ use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::store::Store;
 
 pub use dispatcher::WebhookConfig;
+/// Webhook endpoint creation, for the CLI (`vouchsafe webhooks create`).
+pub use engine::webhooks::{EndpointError, NewEndpoint, create_endpoint};
 pub use error::ApiError;
 pub use listener::ConnectionLimits;
 pub use state::{AppState, ServerConfig};

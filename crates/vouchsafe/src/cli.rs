@@ -41,6 +41,31 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage webhook endpoints.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register an endpoint (as `POST /v1/webhook-endpoints` does) and print
+    /// its signing secret, shown only now.
+    Create {
+        /// Tenant name.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The receiver's HTTPS URL.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types (`caller_verification.completed,…`); every event when left out.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        /// What the endpoint is for.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

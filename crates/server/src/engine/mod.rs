@@ -12,6 +12,7 @@ pub mod passkeys;
 pub mod send;
 pub mod slow_hash;
 pub mod verifications;
+pub mod webhooks;
 
 use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;

@@ -6,6 +6,7 @@ mod audit;
 mod import;
 mod serve;
 mod totp;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ use vouchsafe_core::store::AuditStore;
 use vouchsafe_core::store::ImportMode;
 use vouchsafe_store::SqlStore;
 
-use crate::cli::{AuditCommand, AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand};
+use crate::cli::{
+    AuditCommand, AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand, WebhooksCommand,
+};
 use crate::config::{self, Config, LogFormat};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             import::import(&config, &tenant, &file, mode, json.json).await
         }
         Command::Audit(AuditCommand::Verify { tenant, json }) => audit::verify(&config, &tenant, json.json).await,
+        Command::Webhooks(WebhooksCommand::Create { tenant, url, events, description, json }) => {
+            webhooks::create(&config, &tenant, &url, events.as_deref(), description.as_deref(), json.json).await
+        }
         Command::Totp(_) => Ok(()),
     }
 }

@@ -139,3 +139,51 @@ async fn two_processes_on_one_database_deliver_each_event_once() {
     eprintln!("deliveries by process: {ma} + {mb}");
     assert_eq!(ma + mb, sent.len() as u64, "deliveries by process: {ma} + {mb}");
 }
+
+/// Issue 17: `vouchsafe webhooks create` registers an endpoint as the API
+/// does — the outbound-address rule, the event filter, an audited, sealed
+/// secret shown once — and that secret signs what the server delivers.
+#[tokio::test]
+async fn the_cli_registers_an_endpoint_whose_secret_signs_deliveries() {
+    let ws = workspace().await;
+    let secret = admin(&ws);
+    let receiver = Receiver::start();
+    let refused = ws.run(&["webhooks", "create", "--url", &receiver.url, "--json"]);
+    assert!(!refused.status.success(), "loopback is refused without the development switch");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--url"), "{refused:?}");
+    let bad_event = ws.run(&["webhooks", "create", "--url", "https://crm.example.test/h", "--events", "nope"]);
+    assert!(!bad_event.status.success() && String::from_utf8_lossy(&bad_event.stderr).contains("--events"));
+
+    let mut command = ws.command(&[
+        "webhooks",
+        "create",
+        "--url",
+        &receiver.url,
+        "--events",
+        "caller_verification.completed,ping",
+        "--json",
+    ]);
+    let out = command.env("VOUCHSAFE_ALLOW_PRIVATE_TARGETS", "true").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hook_secret = created["secret"].as_str().unwrap();
+    assert!(hook_secret.starts_with("whsec_"), "{created}");
+    assert_eq!(created["events"], json!(["caller_verification.completed", "ping"]));
+    receiver.configure(json!({"secret": hook_secret})).await;
+
+    let server = Server::start_with(&ws, &[], FAST_RETRIES);
+    let endpoint = created["id"].as_str().unwrap();
+    let listed = call(&server, &secret, reqwest::Method::GET, &format!("/v1/webhook-endpoints/{endpoint}"), None).await;
+    assert_eq!(listed["url"], receiver.url.as_str());
+    send_test_events(&server, &secret, endpoint, 1).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["verified"], true, "standardwebhooks verified it with the CLI's secret: {got:?}");
+    let audit = call(&server, &secret, reqwest::Method::GET, "/v1/audit-events", None).await;
+    let created_by_cli = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "webhook_endpoint.created" && e["actor"] == "cli" && e["target"] == endpoint);
+    assert!(created_by_cli, "{audit}");
+}

@@ -24,7 +24,8 @@ use vouchsafe_proto::{
 
 use super::{no_store, rfc3339};
 use crate::auth::AdminCaller;
-use crate::dispatcher::{open_secrets, secret_context, signed_headers};
+use crate::dispatcher::{open_secrets, signed_headers};
+use crate::engine::webhooks::{self, NewEndpoint, create_endpoint, description};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::SharedState;
@@ -42,16 +43,8 @@ fn to_response(e: WebhookEndpoint) -> WebhookEndpointResponse {
     }
 }
 
-fn description(text: Option<String>) -> Result<String, ApiError> {
-    let text = text.unwrap_or_default().trim().to_owned();
-    if text.chars().count() > 200 {
-        return Err(ApiError::unprocessable("description", "must be at most 200 characters"));
-    }
-    Ok(text)
-}
-
 fn seal(state: &SharedState, id: &WebhookEndpointId, secret: &WebhookSecret) -> Result<Vec<u8>, ApiError> {
-    state.sealer.seal(secret.as_bytes(), &secret_context(id)).map_err(|e| ApiError::Internal(e.to_string()))
+    Ok(webhooks::seal(&state.sealer, id, secret)?)
 }
 
 async fn load(state: &SharedState, caller: &crate::auth::Caller, id: &str) -> Result<WebhookEndpoint, ApiError> {
@@ -78,23 +71,16 @@ pub async fn create_webhook_endpoint(
     AdminCaller(caller): AdminCaller,
     ApiJson(req): ApiJson<CreateWebhookEndpointRequest>,
 ) -> Result<Response, ApiError> {
-    let url = state.outbound.check_url("url", &req.url).await?;
-    let events = EventFilter::parse(req.events.as_deref())?;
-    let now = state.clock.now();
-    let endpoint = WebhookEndpoint {
-        id: WebhookEndpointId::generate(),
-        tenant_id: caller.tenant_id.clone(),
-        url: url.as_str().to_owned(),
-        description: description(req.description)?,
-        events,
-        enabled: true,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
+    let new = NewEndpoint {
+        tenant_id: &caller.tenant_id,
+        actor: caller.key_id.as_str(),
+        url: &req.url,
+        events: req.events.as_deref(),
+        description: req.description.as_deref(),
     };
-    let secret = WebhookSecret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "webhook_endpoint.created", endpoint.id.as_str(), now);
-    state.store.create_webhook_endpoint(&endpoint, &seal(&state, &endpoint.id, &secret)?, &audit).await?;
+    let (endpoint, secret) =
+        create_endpoint(&state.outbound, state.store.as_ref(), &state.sealer, state.clock.now(), new).await?;
+    let now = endpoint.created_at;
     let body = CreatedWebhookEndpointResponse {
         id: endpoint.id.to_string(),
         url: endpoint.url,
@@ -164,7 +150,7 @@ pub async fn update_webhook_endpoint(
         endpoint.events = EventFilter::parse(Some(events))?;
     }
     if req.description.is_some() {
-        endpoint.description = description(req.description)?;
+        endpoint.description = description(req.description.as_deref())?;
     }
     if let Some(enabled) = req.enabled {
         endpoint.enabled = enabled;

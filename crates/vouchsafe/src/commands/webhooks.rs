@@ -1,0 +1,52 @@
+//! `webhooks create`: registers a webhook endpoint from the command line,
+//! through the same engine function as `POST /v1/webhook-endpoints` (the
+//! outbound-address rule, the event filter, a sealed secret, the audit
+//! entry), so an admin guide needs no curl for it.
+
+use anyhow::{anyhow, bail};
+use serde_json::json;
+use time::OffsetDateTime;
+use vouchsafe_core::store::{StoreError, TenantStore};
+use vouchsafe_delivery::outbound::OutboundClient;
+use vouchsafe_server::{EndpointError, NewEndpoint, create_endpoint};
+
+use super::open_store_and_key;
+use crate::config::Config;
+
+pub async fn create(
+    config: &Config,
+    tenant: &str,
+    url: &str,
+    events: Option<&[String]>,
+    description: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (store, master) = open_store_and_key(config).await?;
+    let tenant = match store.tenant_by_name(tenant).await {
+        Err(StoreError::NotFound) => bail!("no tenant named {tenant:?}"),
+        other => other?,
+    };
+    let outbound = OutboundClient::new(config.allow_private_targets, config.webhooks.timeout);
+    let new = NewEndpoint { tenant_id: &tenant.id, actor: "cli", url, events, description };
+    let created = create_endpoint(&outbound, store.as_ref(), &master.sealer(), OffsetDateTime::now_utc(), new).await;
+    store.close().await;
+    let (endpoint, secret) = created.map_err(|e| match e {
+        EndpointError::Invalid(f) => anyhow!("--{}: {}", f.field, f.message),
+        EndpointError::Store(e) => e.into(),
+        EndpointError::Internal(text) => anyhow!(text),
+    })?;
+    if json {
+        println!(
+            "{}",
+            json!({"id": endpoint.id.as_str(), "secret": secret.expose().as_str(), "url": endpoint.url,
+                "events": endpoint.events.names()})
+        );
+    } else {
+        println!("Created webhook endpoint {} for {} (tenant \"{}\").", endpoint.id, endpoint.url, tenant.name);
+        println!("Its signing secret is shown only now:");
+        println!();
+        println!("    {}", secret.expose().as_str());
+        println!();
+    }
+    Ok(())
+}
