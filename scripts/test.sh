@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools: oathtool, chromium (Debian), pyotp, standardwebhooks, twilio, aiosmtpd, schemathesis (PyPI), twilio, playwright-core (npm), PostgreSQL (Debian)"
+step "test tools: oathtool, chromium, Java 17, PostgreSQL (Debian), pyotp, standardwebhooks, twilio, aiosmtpd, schemathesis (PyPI), twilio, playwright-core, Salesforce's Apex tools (npm)"
 if ! command -v oathtool >/dev/null || [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq oathtool chromium >/dev/null
@@ -25,7 +25,14 @@ fi
 if [ ! -d tests/support/node/node_modules/twilio ] || [ ! -d tests/support/node/node_modules/playwright-core ]; then
   (cd tests/support/node && npm install --no-progress --loglevel=error)
 fi
+if ! command -v java >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
 $SUDO bash .ci/postgres.sh
+
+step "Salesforce kit: offline checks (Apex parser, apex-ls, PMD with the AppExchange rules)"
+bash integrations/salesforce/check.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

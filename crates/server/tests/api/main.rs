@@ -20,6 +20,7 @@ mod ops;
 mod outbound_rule;
 mod providers;
 mod roles;
+mod salesforce_fixtures;
 mod secrets;
 mod services;
 mod settings;

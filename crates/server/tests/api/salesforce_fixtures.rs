@@ -1,0 +1,66 @@
+//! The Salesforce kit's contract fixtures (`integrations/salesforce/fixtures/`)
+//! tied to the real server (issue 17): the webhook delivery the Apex tests
+//! replay carries the signature this server's signer makes, the event shape
+//! this server sends, and is the very delivery the Apex test embeds — so the
+//! kit's mocks cannot drift from the server.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vouchsafe_core::webhook::{WebhookSecret, signature_header};
+
+use crate::fake_providers::FakeProviders;
+use crate::helpers::spawn_app;
+use crate::verifications::{MOBILE, use_twilio};
+
+const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../integrations/salesforce");
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{KIT}/fixtures/{name}");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn the_webhook_fixture_is_what_the_server_signs_and_sends() {
+    let f = fixture("webhook_caller_verification_completed.json");
+    let headers = &f["headers"];
+    let body = f["body"].as_str().unwrap();
+    let secret = WebhookSecret::parse(f["secret"].as_str().unwrap()).expect("a whsec_ secret");
+    let timestamp: i64 = headers["webhook-timestamp"].as_str().unwrap().parse().unwrap();
+    let signed = signature_header(&[secret], headers["webhook-id"].as_str().unwrap(), timestamp, body);
+    assert_eq!(headers["webhook-signature"].as_str().unwrap(), signed, "the server's signer makes this signature");
+
+    // The event the real server sends has exactly the fixture's members.
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let started = app
+        .post("/v1/caller-verifications", &app.admin, json!({"record_id": "500xx000001Case1", "phone": MOBILE}))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let id = started.body["id"].as_str().unwrap();
+    app.post(&format!("/v1/caller-verifications/{id}/cancel"), &app.admin, json!({})).await;
+    let sent = &app.event_bodies("caller_verification.completed").await[0];
+    let replayed: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(keys(sent), keys(&replayed), "the envelope's members");
+    assert_eq!(keys(&sent["data"]), keys(&replayed["data"]), "the event's members");
+
+    // The Apex test replays exactly this delivery.
+    let apex =
+        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeWebhookSignatureTest.cls"))
+            .unwrap();
+    for (constant, value) in [
+        ("FIXTURE_SECRET", f["secret"].as_str().unwrap()),
+        ("FIXTURE_ID", headers["webhook-id"].as_str().unwrap()),
+        ("FIXTURE_TIMESTAMP", headers["webhook-timestamp"].as_str().unwrap()),
+        ("FIXTURE_SIGNATURE", headers["webhook-signature"].as_str().unwrap()),
+        ("FIXTURE_BODY", body),
+    ] {
+        assert!(apex.contains(&format!("{constant} = '{value}';")), "the Apex test's {constant} is the fixture's");
+    }
+}

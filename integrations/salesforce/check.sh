@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Offline checks of the Salesforce kit with Salesforce's own tools (no org is
+# needed or reached): every Apex class parses and is formatted (the Apex
+# parser behind prettier-plugin-apex), apex-ls finds no issue against the
+# platform's types (a wrong interface signature, a misspelled method, an
+# unknown type or field), and PMD with the Apex security, best-practice,
+# error-prone and performance categories and the AppExchange rules reports
+# nothing of priority 1 or 2. Needs Node.js and Java 17 (scripts/test.sh
+# installs them).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ ! -d node_modules/prettier-plugin-apex ] || [ ! -d node_modules/@salesforce/code-analyzer-pmd-engine ]; then
+  npm install --no-progress --loglevel=error
+fi
+command -v java >/dev/null || { echo "java is missing (Debian: openjdk-17-jre-headless)"; exit 1; }
+LIB="$PWD/node_modules/@salesforce/code-analyzer-pmd-engine/dist/java-lib"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+echo "--> Apex parses and is formatted (prettier-plugin-apex)"
+npx --no-install prettier --check "force-app/**/*.cls"
+
+echo "--> apex-ls: no issues"
+java -cp "$LIB/*" io.github.apexdevtools.apexls.CheckForIssues -n -d warnings -w . > "$WORK/apex-ls.txt" 2>&1 || true
+if [ -s "$WORK/apex-ls.txt" ]; then
+  cat "$WORK/apex-ls.txt"
+  echo "apex-ls found issues"
+  exit 1
+fi
+
+echo "--> PMD: no finding of priority 1 or 2"
+find "$PWD/force-app" -name '*.cls' | sort | python3 -c '
+import json, sys
+files = [line.strip() for line in sys.stdin if line.strip()]
+json.dump({"ruleSetInputFile": sys.argv[1], "runDataPerLanguage": {"apex": {"filesToScan": files}}}, sys.stdout)
+' "$PWD/pmd-rules.xml" > "$WORK/input.json"
+echo "sfca/rulesets/AppExchange_apex.xml" > "$WORK/custom.txt"
+java -cp "$LIB/*" com.salesforce.sfca.pmdwrapper.PmdWrapper describe "$WORK/rules.json" "$WORK/custom.txt" apex > /dev/null
+java -cp "$LIB/*" com.salesforce.sfca.pmdwrapper.PmdWrapper run "$WORK/input.json" "$WORK/results.json" > /dev/null
+python3 - "$WORK/rules.json" "$WORK/results.json" <<'PY'
+import collections, json, sys
+levels = {"High": 1, "Medium High": 2, "Medium": 3, "Medium Low": 4, "Low": 5}
+priority = {rule["name"]: levels[rule["priority"]] for rule in json.load(open(sys.argv[1]))}
+results = json.load(open(sys.argv[2]))
+if results.get("processingErrors"):
+    sys.exit(f"PMD could not process: {results['processingErrors']}")
+findings = results.get("violations", [])
+blocking = [v for v in findings if priority.get(v["rule"], 1) <= 2]
+for v in blocking:
+    where = v["codeLocation"]
+    print(f"priority {priority.get(v['rule'], 1)}: {v['rule']}: {v['message']} ({where['file']}:{where['startLine']})")
+counts = collections.Counter(priority.get(v["rule"], 1) for v in findings)
+print(f"PMD findings by priority: {dict(sorted(counts.items()))}")
+sys.exit(1 if blocking else 0)
+PY
+echo "--> the Salesforce kit passes its offline checks"
