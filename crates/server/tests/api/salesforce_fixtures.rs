@@ -64,3 +64,33 @@ async fn the_webhook_fixture_is_what_the_server_signs_and_sends() {
         assert!(apex.contains(&format!("{constant} = '{value}';")), "the Apex test's {constant} is the fixture's");
     }
 }
+
+/// Every delivery exchange the OTP handler's Apex test mocks, replayed
+/// against the real server: the same status, the same members and the same
+/// `result` (ids and provider names are the server's own).
+#[tokio::test]
+async fn the_delivery_fixtures_are_what_the_server_answers() {
+    let f = fixture("deliveries.json");
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    let provider = json!({"type": "http", "priority": 5, "settings": {"url": format!("{}/http/gateway", fake.base),
+        "body_template": "{\"to\":\"{to}\",\"text\":\"{message}\"}"}});
+    assert_eq!(app.put("/v1/providers/sms-gateway", &app.admin, provider).await.status, StatusCode::OK);
+    app.delete("/v1/providers/console", &app.admin).await;
+    let settings = app.patch("/v1/settings", &app.admin, f["setup"]["settings"].clone()).await;
+    assert_eq!(settings.status, StatusCode::OK, "{}", settings.text);
+    let apex =
+        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeOtpDeliveryHandlerTest.cls"))
+            .unwrap();
+    for exchange in f["exchanges"].as_array().unwrap() {
+        let (name, request, answer) = (&exchange["name"], &exchange["request"], &exchange["answer"]);
+        assert_eq!((request["method"].as_str(), request["path"].as_str()), (Some("POST"), Some("/v1/deliveries")));
+        let reply = app.post("/v1/deliveries", &app.admin, request["body"].clone()).await;
+        assert_eq!(reply.status.as_u16(), answer["status"].as_u64().unwrap() as u16, "{name}: {}", reply.text);
+        assert_eq!(keys(&reply.body), keys(&answer["body"]), "{name}: {}", reply.text);
+        assert_eq!(reply.body["result"], answer["body"]["result"], "{name}: {}", reply.text);
+        assert_eq!(reply.body["error"]["code"], answer["body"]["error"]["code"], "{name}: {}", reply.text);
+        let body = serde_json::to_string(&answer["body"]).unwrap();
+        assert!(apex.contains(&format!("'{body}'")), "{name}: VouchsafeOtpDeliveryHandlerTest mocks {body}");
+    }
+}
