@@ -50,18 +50,24 @@ async fn the_webhook_fixture_is_what_the_server_signs_and_sends() {
     assert_eq!(keys(sent), keys(&replayed), "the envelope's members");
     assert_eq!(keys(&sent["data"]), keys(&replayed["data"]), "the event's members");
 
-    // The Apex test replays exactly this delivery.
-    let apex =
-        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeWebhookSignatureTest.cls"))
-            .unwrap();
+    // The Apex tests replay exactly this delivery.
+    for class in ["VouchsafeWebhookSignatureTest", "VouchsafeWebhookResourceTest"] {
+        let apex = std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/{class}.cls")).unwrap();
+        check_constants(&apex, class, &f);
+    }
+}
+
+/// The fixture's values, as the Apex test class declares them.
+fn check_constants(apex: &str, class: &str, f: &Value) {
+    let headers = &f["headers"];
     for (constant, value) in [
         ("FIXTURE_SECRET", f["secret"].as_str().unwrap()),
         ("FIXTURE_ID", headers["webhook-id"].as_str().unwrap()),
         ("FIXTURE_TIMESTAMP", headers["webhook-timestamp"].as_str().unwrap()),
         ("FIXTURE_SIGNATURE", headers["webhook-signature"].as_str().unwrap()),
-        ("FIXTURE_BODY", body),
+        ("FIXTURE_BODY", f["body"].as_str().unwrap()),
     ] {
-        assert!(apex.contains(&format!("{constant} = '{value}';")), "the Apex test's {constant} is the fixture's");
+        assert!(apex.contains(&format!("{constant} = '{value}';")), "{class}'s {constant} is the fixture's");
     }
 }
 
