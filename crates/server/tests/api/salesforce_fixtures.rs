@@ -100,3 +100,34 @@ async fn the_delivery_fixtures_are_what_the_server_answers() {
         assert!(apex.contains(&format!("'{body}'")), "{name}: VouchsafeOtpDeliveryHandlerTest mocks {body}");
     }
 }
+
+/// The Case component's calls, replayed in order against the real server
+/// (`{id}` is the verification the first call started).
+#[tokio::test]
+async fn the_caller_verification_fixtures_are_what_the_server_answers() {
+    let f = fixture("caller_verifications.json");
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let apex =
+        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeCallerControllerTest.cls"))
+            .unwrap();
+    let mut id = String::new();
+    for exchange in f["exchanges"].as_array().unwrap() {
+        let (name, request, answer) = (&exchange["name"], &exchange["request"], &exchange["answer"]);
+        let path = request["path"].as_str().unwrap().replace("{id}", &id);
+        let method = reqwest::Method::from_bytes(request["method"].as_str().unwrap().as_bytes()).unwrap();
+        let body = (method != reqwest::Method::GET).then(|| request["body"].clone());
+        let reply = app.call(method, &path, Some(&app.admin), body).await;
+        assert_eq!(reply.status.as_u16(), answer["status"].as_u64().unwrap() as u16, "{name}: {}", reply.text);
+        assert_eq!(keys(&reply.body), keys(&answer["body"]), "{name}: {}", reply.text);
+        for member in ["status", "valid", "channel", "to", "record_type", "time_allowed_s"] {
+            assert_eq!(reply.body[member], answer["body"][member], "{name}'s {member}: {}", reply.text);
+        }
+        if id.is_empty() {
+            id = reply.body["id"].as_str().unwrap().to_owned();
+        }
+        let mocked = serde_json::to_string(&answer["body"]).unwrap();
+        assert!(apex.contains(&format!("'{mocked}'")), "{name}: VouchsafeCallerControllerTest mocks {mocked}");
+    }
+}
