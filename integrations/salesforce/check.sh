@@ -5,14 +5,16 @@
 # platform's types (a wrong interface signature, a misspelled method, an
 # unknown type or field), and PMD with the Apex security, best-practice,
 # error-prone and performance categories and the AppExchange rules reports
-# nothing of priority 1 or 2, and the Salesforce CLI converts the project to
+# nothing of priority 1 or 2, the Lightning components' Jest tests pass
+# (sfdx-lwc-jest), and the Salesforce CLI converts the project to
 # Metadata API form (what `sf project deploy` sends). Needs Node.js and Java
 # 17 (scripts/test.sh installs them); the CLI's Node.js 22 comes from npm.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 if [ ! -d node_modules/prettier-plugin-apex ] || [ ! -d node_modules/@salesforce/code-analyzer-pmd-engine ] ||
-  [ ! -d node_modules/@salesforce/cli ] || [ ! -x node_modules/node/bin/node ]; then
+  [ ! -d node_modules/@salesforce/cli ] || [ ! -x node_modules/node/bin/node ] ||
+  [ ! -d node_modules/@salesforce/sfdx-lwc-jest ]; then
   npm install --no-progress --loglevel=error
 fi
 command -v java >/dev/null || { echo "java is missing (Debian: openjdk-17-jre-headless)"; exit 1; }
@@ -56,6 +58,9 @@ counts = collections.Counter(priority.get(v["rule"], 1) for v in findings)
 print(f"PMD findings by priority: {dict(sorted(counts.items()))}")
 sys.exit(1 if blocking else 0)
 PY
+echo "--> Lightning Web Components: Jest (sfdx-lwc-jest)"
+npx --no-install sfdx-lwc-jest
+
 echo "--> the Salesforce CLI converts the project (sf project convert source)"
 SF_DISABLE_TELEMETRY=true SF_AUTOUPDATE_DISABLE=true SF_USE_GENERIC_UNIX_KEYCHAIN=true HOME="$WORK/home" \
   node_modules/node/bin/node node_modules/@salesforce/cli/bin/run.js project convert source \
@@ -69,7 +74,9 @@ ns = {"m": "http://soap.sforce.com/2006/04/metadata"}
 root = ET.parse(sys.argv[1]).getroot()
 types = {t.find("m:name", ns).text: len(t.findall("m:members", ns)) for t in root.findall("m:types", ns)}
 print("converted: " + ", ".join(f"{n} {k}" for k, n in sorted(types.items())))
-missing = {"ApexClass", "CustomObject", "CustomField", "CustomMetadata", "ExternalCredential", "NamedCredential"} - set(types)
+wanted = {"ApexClass", "CustomObject", "CustomField", "CustomMetadata", "ExternalCredential", "NamedCredential",
+          "LightningComponentBundle"}
+missing = wanted - set(types)
 sys.exit(f"not converted: {sorted(missing)}" if missing else 0)
 PY
 echo "--> the Salesforce kit passes its offline checks"
