@@ -131,3 +131,55 @@ async fn the_caller_verification_fixtures_are_what_the_server_answers() {
         assert!(apex.contains(&format!("'{mocked}'")), "{name}: VouchsafeCallerControllerTest mocks {mocked}");
     }
 }
+
+/// Replays a fixture's exchanges in order against the real server: each
+/// answer's status, members and the values of `compared`, and the Apex test
+/// `class` must mock exactly the fixture's answer bodies. `{id}` in a path is
+/// the id of the last thing created: the newest answer with an `id` to a
+/// request whose own path had no `{id}`.
+async fn replay(app: &crate::helpers::TestApp, file: &str, class: &str, compared: &[&str]) {
+    let f = fixture(file);
+    if let Some(settings) = f.get("setup").and_then(|s| s.get("settings")) {
+        let patched = app.patch("/v1/settings", &app.admin, settings.clone()).await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    }
+    let apex = std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/{class}.cls")).unwrap();
+    let mut id = String::new();
+    for exchange in f["exchanges"].as_array().unwrap() {
+        let (name, request, answer) = (&exchange["name"], &exchange["request"], &exchange["answer"]);
+        let path = request["path"].as_str().unwrap().replace("{id}", &id);
+        let method = reqwest::Method::from_bytes(request["method"].as_str().unwrap().as_bytes()).unwrap();
+        let body = (method != reqwest::Method::GET).then(|| request["body"].clone());
+        let reply = app.call(method, &path, Some(&app.admin), body).await;
+        assert_eq!(reply.status.as_u16(), answer["status"].as_u64().unwrap() as u16, "{name}: {}", reply.text);
+        assert_eq!(keys(&reply.body), keys(&answer["body"]), "{name}: {}", reply.text);
+        for member in compared {
+            assert_eq!(reply.body[member], answer["body"][member], "{name}'s {member}: {}", reply.text);
+        }
+        assert_eq!(reply.body["error"]["code"], answer["body"]["error"]["code"], "{name}: {}", reply.text);
+        if !request["path"].as_str().unwrap().contains("{id}")
+            && let Some(found) = reply.body["id"].as_str()
+        {
+            id = found.to_owned();
+        }
+        let mocked = serde_json::to_string(&answer["body"]).unwrap();
+        assert!(apex.contains(&format!("'{mocked}'")), "{name}: {class} mocks {mocked}");
+    }
+}
+
+#[tokio::test]
+async fn the_verification_fixtures_are_what_the_server_answers() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    replay(&app, "verifications.json", "VouchsafeVerifyActionTest", &["status", "valid", "to", "channel"]).await;
+}
+
+#[tokio::test]
+async fn the_challenge_fixtures_are_what_the_server_answers() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let compared = ["status", "valid", "factor", "action", "privileged", "phone", "attempts_remaining"];
+    replay(&app, "challenges.json", "VouchsafeChallengeActionTest", &compared).await;
+}
