@@ -58,6 +58,35 @@ counts = collections.Counter(priority.get(v["rule"], 1) for v in findings)
 print(f"PMD findings by priority: {dict(sorted(counts.items()))}")
 sys.exit(1 if blocking else 0)
 PY
+echo "--> permission sets name only classes, fields and objects the project has"
+python3 - <<'PY'
+import glob, os, sys, xml.etree.ElementTree as ET
+ns = {"m": "http://soap.sforce.com/2006/04/metadata"}
+base = "force-app/main/default"
+classes = {os.path.basename(p)[:-4] for p in glob.glob(f"{base}/classes/*.cls")}
+fields = {f"{p.split('/')[-3]}.{os.path.basename(p).split('.')[0]}" for p in glob.glob(f"{base}/objects/*/fields/*.field-meta.xml")}
+objects = {os.path.basename(os.path.dirname(p)) for p in glob.glob(f"{base}/objects/*/*.object-meta.xml")}
+principals = set()
+for p in glob.glob(f"{base}/externalCredentials/*.externalCredential-meta.xml"):
+    name = os.path.basename(p).split(".")[0]
+    for param in ET.parse(p).getroot().findall("m:externalCredentialParameters", ns):
+        if param.findtext("m:parameterType", namespaces=ns) == "NamedPrincipal":
+            principals.add(f"{name}-{param.findtext('m:parameterName', namespaces=ns)}")
+problems = []
+for p in sorted(glob.glob(f"{base}/permissionsets/*.permissionset-meta.xml")):
+    root = ET.parse(p).getroot()
+    for text, known, what in (
+        ("m:classAccesses/m:apexClass", classes, "class"),
+        ("m:fieldPermissions/m:field", fields, "field"),
+        ("m:objectPermissions/m:object", objects, "object"),
+        ("m:customMetadataTypeAccesses/m:name", objects, "custom metadata type"),
+        ("m:externalCredentialPrincipalAccesses/m:externalCredentialPrincipal", principals, "principal"),
+    ):
+        problems += [f"{os.path.basename(p)}: unknown {what} {e.text}" for e in root.findall(text, ns) if e.text not in known]
+print("\n".join(problems) or "every reference resolves")
+sys.exit(1 if problems else 0)
+PY
+
 echo "--> Lightning Web Components: Jest (sfdx-lwc-jest)"
 npx --no-install sfdx-lwc-jest
 
@@ -75,7 +104,7 @@ root = ET.parse(sys.argv[1]).getroot()
 types = {t.find("m:name", ns).text: len(t.findall("m:members", ns)) for t in root.findall("m:types", ns)}
 print("converted: " + ", ".join(f"{n} {k}" for k, n in sorted(types.items())))
 wanted = {"ApexClass", "CustomObject", "CustomField", "CustomMetadata", "ExternalCredential", "NamedCredential",
-          "LightningComponentBundle"}
+          "LightningComponentBundle", "PermissionSet"}
 missing = wanted - set(types)
 sys.exit(f"not converted: {sorted(missing)}" if missing else 0)
 PY
