@@ -19,7 +19,7 @@ async fn defaults_are_those_of_api_md() {
         json!({"code_length": 6, "ttl_s": 600, "max_check_attempts": 5, "max_sends": 5, "send_window_s": 600, "resend_cooldown_s": 30})
     );
     assert_eq!(s["lockout"], json!({"threshold": 10, "duration_s": 900}));
-    assert_eq!(s["geo"], json!({"allowed_countries": ["*"]}));
+    assert_eq!(s["geo"], json!({"allowed_countries": ["*"], "default_country": null}));
     assert_eq!(s["caller_verification"], json!({"time_allowed_s": 60, "channel": "sms"}));
     assert_eq!(s["templates"]["sms"], "Your {service} verification code is: {code}");
     for member in ["voice", "email_subject", "email_body", "caller"] {
