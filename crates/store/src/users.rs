@@ -32,29 +32,52 @@ macro_rules! user_columns {
     };
 }
 
-/// Inserts authenticator `$a` (an `&Authenticator`) on `$tx`.
+/// Inserts authenticator `$a` (an `&Authenticator`) on `$tx` and evaluates
+/// to the rows inserted; with `unless_active`, only while its user has no
+/// active authenticator of its kind (the statement itself decides).
 macro_rules! insert_authenticator {
-    ($tx:expr, $a:expr) => {{
+    ($tx:expr, $a:expr) => {
+        insert_authenticator!(
+            $tx,
+            $a,
+            concat!(
+                "INSERT INTO authenticators (",
+                authenticator_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            )
+        )
+    };
+    ($tx:expr, $a:expr, unless_active) => {
+        insert_authenticator!(
+            $tx,
+            $a,
+            concat!(
+                "INSERT INTO authenticators (",
+                authenticator_columns!(),
+                ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (\
+                 SELECT 1 FROM authenticators WHERE tenant_id = $2 AND user_id = $3 AND type = $4 \
+                 AND status = 'active')"
+            )
+        )
+    };
+    ($tx:expr, $a:expr, $sql:expr) => {{
         let a: &Authenticator = $a;
-        sqlx::query(concat!(
-            "INSERT INTO authenticators (",
-            authenticator_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(a.id.as_str())
-        .bind(a.tenant_id.as_str())
-        .bind(&a.user_id)
-        .bind(a.kind.as_str())
-        .bind(a.status.as_str())
-        .bind(a.label.as_deref())
-        .bind(a.params.to_string())
-        .bind(&a.sealed)
-        .bind(a.counter)
-        .bind(to_unix_ms(a.created_at))
-        .bind(to_unix_ms(a.updated_at))
-        .bind(a.last_used_at.map(to_unix_ms))
-        .execute(&mut *$tx)
-        .await?;
+        sqlx::query($sql)
+            .bind(a.id.as_str())
+            .bind(a.tenant_id.as_str())
+            .bind(&a.user_id)
+            .bind(a.kind.as_str())
+            .bind(a.status.as_str())
+            .bind(a.label.as_deref())
+            .bind(a.params.to_string())
+            .bind(&a.sealed)
+            .bind(a.counter)
+            .bind(to_unix_ms(a.created_at))
+            .bind(to_unix_ms(a.updated_at))
+            .bind(a.last_used_at.map(to_unix_ms))
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
     }};
 }
 
@@ -388,28 +411,8 @@ impl UserStore for SqlStore {
                 .await?;
                 // The insert itself refuses while an active one is there, so
                 // an enrollment confirmed meanwhile is never overwritten.
-                let inserted = sqlx::query(concat!(
-                    "INSERT INTO authenticators (",
-                    authenticator_columns!(),
-                    ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (\
-                     SELECT 1 FROM authenticators WHERE tenant_id = $2 AND user_id = $3 AND type = $4 \
-                     AND status = 'active')"
-                ))
-                .bind(a.id.as_str())
-                .bind(a.tenant_id.as_str())
-                .bind(&a.user_id)
-                .bind(a.kind.as_str())
-                .bind(a.status.as_str())
-                .bind(a.label.as_deref())
-                .bind(a.params.to_string())
-                .bind(&a.sealed)
-                .bind(a.counter)
-                .bind(to_unix_ms(a.created_at))
-                .bind(to_unix_ms(a.updated_at))
-                .bind(a.last_used_at.map(to_unix_ms))
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
+                let inserted = insert_authenticator!(tx, a, unless_active);
+                if inserted == 0 {
                     tx.rollback().await?;
                     return Ok(ImportOutcome::WouldReplace { index });
                 }

@@ -76,60 +76,23 @@ fn check_constants(apex: &str, class: &str, f: &Value) {
 /// `result` (ids and provider names are the server's own).
 #[tokio::test]
 async fn the_delivery_fixtures_are_what_the_server_answers() {
-    let f = fixture("deliveries.json");
     let app = spawn_app().await;
     let fake = FakeProviders::start().await;
     let provider = json!({"type": "http", "priority": 5, "settings": {"url": format!("{}/http/gateway", fake.base),
         "body_template": "{\"to\":\"{to}\",\"text\":\"{message}\"}"}});
     assert_eq!(app.put("/v1/providers/sms-gateway", &app.admin, provider).await.status, StatusCode::OK);
     app.delete("/v1/providers/console", &app.admin).await;
-    let settings = app.patch("/v1/settings", &app.admin, f["setup"]["settings"].clone()).await;
-    assert_eq!(settings.status, StatusCode::OK, "{}", settings.text);
-    let apex =
-        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeOtpDeliveryHandlerTest.cls"))
-            .unwrap();
-    for exchange in f["exchanges"].as_array().unwrap() {
-        let (name, request, answer) = (&exchange["name"], &exchange["request"], &exchange["answer"]);
-        assert_eq!((request["method"].as_str(), request["path"].as_str()), (Some("POST"), Some("/v1/deliveries")));
-        let reply = app.post("/v1/deliveries", &app.admin, request["body"].clone()).await;
-        assert_eq!(reply.status.as_u16(), answer["status"].as_u64().unwrap() as u16, "{name}: {}", reply.text);
-        assert_eq!(keys(&reply.body), keys(&answer["body"]), "{name}: {}", reply.text);
-        assert_eq!(reply.body["result"], answer["body"]["result"], "{name}: {}", reply.text);
-        assert_eq!(reply.body["error"]["code"], answer["body"]["error"]["code"], "{name}: {}", reply.text);
-        let body = serde_json::to_string(&answer["body"]).unwrap();
-        assert!(apex.contains(&format!("'{body}'")), "{name}: VouchsafeOtpDeliveryHandlerTest mocks {body}");
-    }
+    replay(&app, "deliveries.json", "VouchsafeOtpDeliveryHandlerTest", &["result"]).await;
 }
 
-/// The Case component's calls, replayed in order against the real server
-/// (`{id}` is the verification the first call started).
+/// The Case component's calls, replayed in order against the real server.
 #[tokio::test]
 async fn the_caller_verification_fixtures_are_what_the_server_answers() {
-    let f = fixture("caller_verifications.json");
     let app = spawn_app().await;
     let fake = FakeProviders::start().await;
     use_twilio(&app, &fake).await;
-    let apex =
-        std::fs::read_to_string(format!("{KIT}/force-app/main/default/classes/VouchsafeCallerControllerTest.cls"))
-            .unwrap();
-    let mut id = String::new();
-    for exchange in f["exchanges"].as_array().unwrap() {
-        let (name, request, answer) = (&exchange["name"], &exchange["request"], &exchange["answer"]);
-        let path = request["path"].as_str().unwrap().replace("{id}", &id);
-        let method = reqwest::Method::from_bytes(request["method"].as_str().unwrap().as_bytes()).unwrap();
-        let body = (method != reqwest::Method::GET).then(|| request["body"].clone());
-        let reply = app.call(method, &path, Some(&app.admin), body).await;
-        assert_eq!(reply.status.as_u16(), answer["status"].as_u64().unwrap() as u16, "{name}: {}", reply.text);
-        assert_eq!(keys(&reply.body), keys(&answer["body"]), "{name}: {}", reply.text);
-        for member in ["status", "valid", "channel", "to", "record_type", "time_allowed_s"] {
-            assert_eq!(reply.body[member], answer["body"][member], "{name}'s {member}: {}", reply.text);
-        }
-        if id.is_empty() {
-            id = reply.body["id"].as_str().unwrap().to_owned();
-        }
-        let mocked = serde_json::to_string(&answer["body"]).unwrap();
-        assert!(apex.contains(&format!("'{mocked}'")), "{name}: VouchsafeCallerControllerTest mocks {mocked}");
-    }
+    let compared = ["status", "valid", "channel", "to", "record_type", "time_allowed_s"];
+    replay(&app, "caller_verifications.json", "VouchsafeCallerControllerTest", &compared).await;
 }
 
 /// Replays a fixture's exchanges in order against the real server: each
