@@ -50,6 +50,11 @@ impl Default for WebhookConfig {
 /// Outcomes written per transaction, at most.
 const RECORD_BATCH: usize = 256;
 
+/// After an attempt ends, how long the dispatcher waits for others to end
+/// before claiming again: under load, one claim then fills many slots
+/// instead of one claim (a query over the outbox) per finished attempt.
+const CLAIM_COALESCE: Duration = Duration::from_millis(3);
+
 /// The sealing context of an endpoint's secrets: a sealed secret moved to
 /// another endpoint's row does not open.
 pub fn secret_context(endpoint: &WebhookEndpointId) -> String {
@@ -133,7 +138,7 @@ impl Dispatcher {
                 () = this.wake.notified() => {}
                 // An attempt ended: its slot can take a message that was
                 // held back (all slots busy, or its endpoint's share full).
-                () = freed.notified() => {}
+                () = freed.notified() => tokio::time::sleep(CLAIM_COALESCE).await,
                 _ = stop.changed() => {}
             }
         }
