@@ -10,6 +10,7 @@ pub mod challenges;
 pub mod error;
 pub mod passkeys;
 pub mod send;
+pub mod services;
 pub mod slow_hash;
 pub mod verifications;
 pub mod webhooks;

@@ -229,3 +229,30 @@ async fn the_node_sdk_runs_the_flow_too() {
     assert_eq!(fetched["status"], "approved");
     assert_eq!(twilio.run(json!({"op": "service_delete", "sid": sid})).await.unwrap(), true);
 }
+
+/// `POST /v2/Services/{Sid}` changes the name and code length through the
+/// same conditional update as `/v1`, and refuses bad values Twilio's way.
+#[tokio::test]
+async fn a_service_is_updated_the_twilio_way() {
+    let app = spawn_app().await;
+    let post = |path: String, form: Vec<(&'static str, &'static str)>| {
+        app.client.post(app.url(&path)).basic_auth(app.tenant.account_sid.as_str(), Some(&app.admin)).form(&form).send()
+    };
+    let created: Value =
+        post("/v2/Services".into(), vec![("FriendlyName", "Login")]).await.unwrap().json().await.unwrap();
+    let sid = created["sid"].as_str().unwrap().to_owned();
+    let changed =
+        post(format!("/v2/Services/{sid}"), vec![("FriendlyName", "Sign in"), ("CodeLength", "8")]).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!((changed["friendly_name"].as_str(), changed["code_length"].as_u64()), (Some("Sign in"), Some(8)));
+    let renamed_only: Value =
+        post(format!("/v2/Services/{sid}"), vec![("FriendlyName", "Login")]).await.unwrap().json().await.unwrap();
+    assert_eq!(renamed_only["code_length"], 8, "a rename keeps the code length");
+    let v1 = app.get(&format!("/v1/services/{sid}"), &app.admin).await;
+    assert_eq!((v1.body["name"].as_str(), v1.body["code_length"].as_u64()), (Some("Login"), Some(8)));
+    let bad = post(format!("/v2/Services/{sid}"), vec![("CodeLength", "99")]).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let bad: Value = bad.json().await.unwrap();
+    assert_eq!(bad["code"], 60200);
+}

@@ -30,13 +30,4 @@ pub fn no_store(mut response: axum::response::Response) -> axum::response::Respo
     response
 }
 
-/// Re-reads and retries a conditional update this many times before
-/// answering `409 conflict` (another writer keeps winning).
-pub const CONFLICT_RETRIES: u32 = 20;
-
-/// Waits a little before retrying a lost conditional update: a random
-/// 0–`2 × attempt` ms, so writers that collided do not collide again.
-pub async fn conflict_backoff(attempt: u32) {
-    let ms = vouchsafe_core::webhook::random_unit() * 2.0 * f64::from(attempt);
-    tokio::time::sleep(std::time::Duration::from_secs_f64(ms / 1000.0)).await;
-}
+pub use crate::engine::services::{CONFLICT_RETRIES, conflict_backoff};

@@ -11,8 +11,9 @@ use vouchsafe_core::service::Service;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{CreateServiceRequest, ErrorBody, ServiceList, ServiceResponse, UpdateServiceRequest};
 
-use super::{CONFLICT_RETRIES, conflict_backoff, rfc3339};
+use super::rfc3339;
 use crate::auth::{AdminCaller, AgentCaller};
+use crate::engine::services::{self, ServiceChange, UpdateError};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -151,36 +152,21 @@ pub async fn update_service(
     ApiJson(req): ApiJson<UpdateServiceRequest>,
 ) -> Result<Json<ServiceResponse>, ApiError> {
     let id = ServiceId::parse(&id).ok_or(ApiError::NotFound)?;
-    let channels = parse_channels(req.channels)?;
-    for attempt in 0..CONFLICT_RETRIES {
-        let current = state.store.service(&caller.tenant_id, &id).await?;
-        let mut next = current.value.clone();
-        if let Some(name) = &req.name {
-            next.name = name.trim().to_owned();
+    let change = ServiceChange {
+        name: req.name,
+        code_length: req.code_length,
+        ttl_s: req.ttl_s,
+        channels: parse_channels(req.channels)?,
+    };
+    match services::update(&state, &caller.tenant_id, caller.key_id.as_str(), &id, &change).await {
+        Ok(service) => {
+            let default_id = default_service_id(&state, &caller.tenant_id).await?;
+            Ok(Json(to_response(service, &default_id)))
         }
-        if let Some(code_length) = req.code_length {
-            next.code_length = code_length;
-        }
-        if let Some(ttl_s) = req.ttl_s {
-            next.ttl_s = ttl_s;
-        }
-        if let Some(channels) = &channels {
-            next.channels = channels.clone();
-        }
-        next.updated_at = state.clock.now();
-        next.validate()?;
-        let audit = AuditEntry::success(caller.key_id.as_str(), "service.updated", id.as_str(), next.updated_at);
-        match state.store.replace_service(&next, current.version, &audit).await {
-            Ok(()) => {
-                tracing::info!(service_id = %id, by = %caller.key_id, "service changed");
-                let default_id = default_service_id(&state, &caller.tenant_id).await?;
-                return Ok(Json(to_response(next, &default_id)));
-            }
-            Err(StoreError::Stale) => conflict_backoff(attempt).await,
-            Err(e) => return Err(name_taken(e)),
-        }
+        Err(UpdateError::Invalid(e)) => Err(e.into()),
+        Err(UpdateError::Store(e)) => Err(name_taken(e)),
+        Err(UpdateError::Busy) => Err(ApiError::Conflict("the service is being changed by someone else; try again")),
     }
-    Err(ApiError::Conflict("the service is being changed by someone else; try again"))
 }
 
 /// Deletes a service. The default service cannot be deleted.

@@ -13,6 +13,7 @@ use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{TwilioError, TwilioMeta, TwilioService, TwilioServiceList};
 
 use super::{TwilioCaller, TwilioForm, TwilioQuery, V2Error, service_sid, twilio_time, url};
+use crate::engine::services::{self, ServiceChange, UpdateError};
 use crate::state::SharedState;
 
 fn to_twilio(state: &SharedState, service: &Service, account_sid: &str, default_length: u32) -> TwilioService {
@@ -177,29 +178,23 @@ pub async fn update_service(
 ) -> Result<Json<TwilioService>, V2Error> {
     caller.require(Role::Admin)?;
     let id = service_sid(&sid)?;
-    let length = code_length(&form)?;
-    for attempt in 0..crate::api::v1::CONFLICT_RETRIES {
-        let current = state.store.service(&caller.tenant.id, &id).await?;
-        let mut next = current.value.clone();
-        if let Some(name) = form.get("FriendlyName") {
-            next.name = name.trim().to_owned();
+    let change = ServiceChange {
+        name: form.get("FriendlyName").map(str::to_owned),
+        // Twilio's CodeLength sets a length; it never resets one.
+        code_length: code_length(&form)?.map(Some),
+        ..ServiceChange::default()
+    };
+    match services::update(&state, &caller.tenant.id, caller.key_id.as_str(), &id, &change).await {
+        Ok(service) => {
+            let default = default_length(&state, &caller).await?;
+            Ok(Json(to_twilio(&state, &service, caller.tenant.account_sid.as_str(), default)))
         }
-        if length.is_some() {
-            next.code_length = length;
-        }
-        next.updated_at = state.clock.now();
-        next.validate().map_err(|e| V2Error::invalid("FriendlyName", &e.message))?;
-        let audit = AuditEntry::success(caller.key_id.as_str(), "service.updated", id.as_str(), next.updated_at);
-        match state.store.replace_service(&next, current.version, &audit).await {
-            Ok(()) => {
-                let default = default_length(&state, &caller).await?;
-                return Ok(Json(to_twilio(&state, &next, caller.tenant.account_sid.as_str(), default)));
-            }
-            Err(StoreError::Stale) => crate::api::v1::conflict_backoff(attempt).await,
-            Err(e) => return Err(name_taken(e)),
+        Err(UpdateError::Invalid(e)) => Err(V2Error::invalid("FriendlyName", &e.message)),
+        Err(UpdateError::Store(e)) => Err(name_taken(e)),
+        Err(UpdateError::Busy) => {
+            Err(V2Error::new(StatusCode::SERVICE_UNAVAILABLE, 20503, "The service is being changed; try again"))
         }
     }
-    Err(V2Error::new(StatusCode::SERVICE_UNAVAILABLE, 20503, "The service is being changed; try again"))
 }
 
 /// Deletes a service (not the tenant's default one).
