@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::authenticator::{Authenticator, AuthenticatorUse};
-use crate::caller::{CallerStatus, CallerVerification};
+use crate::caller::{CallerMethod, CallerStatus, CallerVerification};
 use crate::challenge::Challenge;
 use crate::channel::Channel;
 use crate::delivery::Delivery;
@@ -689,25 +689,27 @@ pub trait CallerStore {
     ) -> StoreResult<CallerVerification>;
     /// By the keyed hash of its link token (the customer's page).
     async fn caller_verification_by_link(&self, link_hash: &str) -> StoreResult<CallerVerification>;
-    /// Ends a pending verification as `status`. `Expired` requires its time
-    /// to be up; the others require it not to be. `None` if it was not pending.
+    /// Ends a pending verification as `status`, with its
+    /// `completed_event(now, method)`. `Expired` requires its time to be
+    /// up; the others require it not to be. `None` if it was not pending.
     async fn end_caller_verification(
         &self,
         tenant: &TenantId,
         id: &CallerVerificationId,
         status: CallerStatus,
         now: OffsetDateTime,
-        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        method: Option<CallerMethod>,
         audit: &AuditEntry,
     ) -> StoreResult<Option<CallerVerification>>;
     /// Counts a wrong code read to the agent; the last allowed one fails
-    /// the verification (with its event). `None` if it was not pending.
+    /// the verification (with its `completed_event(now, method)`). `None`
+    /// if it was not pending.
     async fn caller_wrong_code(
         &self,
         tenant: &TenantId,
         id: &CallerVerificationId,
         now: OffsetDateTime,
-        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        method: Option<CallerMethod>,
         audit: &AuditEntry,
     ) -> StoreResult<Option<CallerVerification>>;
     /// Pending verifications past their time (all tenants), for the sweeper.

@@ -11,7 +11,7 @@ use vouchsafe_core::store::{ApiKeyStore, ConsoleSession, StoreError, StoreResult
 use crate::rows::ApiKeyRow;
 use crate::sqlite_reads::read;
 use crate::tx::exec;
-use crate::{SqlStore, audited, map_err, on_pool, one_row, write_tx};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
@@ -23,21 +23,23 @@ macro_rules! select_key {
 #[async_trait]
 impl ApiKeyStore for SqlStore {
     async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
-        let session = session.clone();
-        write_tx!(self, [session], conn => {
-            exec!(
-                conn,
-                "INSERT INTO console_sessions (id_hash, tenant_id, key_id, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                [
-                    session.id_hash.as_str(),
-                    session.tenant_id.as_str(),
-                    session.key_id.as_str(),
-                    to_unix_ms(session.expires_at),
-                    to_unix_ms(session.created_at)
-                ]
-            )
+        self.write(session.clone(), |conn, session| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "INSERT INTO console_sessions (id_hash, tenant_id, key_id, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    [
+                        session.id_hash.as_str(),
+                        session.tenant_id.as_str(),
+                        session.key_id.as_str(),
+                        to_unix_ms(session.expires_at),
+                        to_unix_ms(session.created_at)
+                    ]
+                )
+            })
         })
+        .await
         .map_err(map_err)?;
         Ok(())
     }
@@ -61,37 +63,44 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn end_console_session(&self, id_hash: &str) -> StoreResult<()> {
-        let id_hash = id_hash.to_owned();
-        write_tx!(self, [id_hash], conn => {
-            exec!(conn, "DELETE FROM console_sessions WHERE id_hash = $1", [id_hash.as_str()])
+        self.write(id_hash.to_owned(), |conn, id_hash| {
+            Box::pin(async move { exec!(conn, "DELETE FROM console_sessions WHERE id_hash = $1", [id_hash.as_str()]) })
         })
+        .await
         .map_err(map_err)?;
         Ok(())
     }
 
     async fn prune_console_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
         let at = to_unix_ms(now);
-        write_tx!(self, [], conn => {
-            exec!(conn, "DELETE FROM console_sessions WHERE expires_at <= $1", [at])
+        self.write(at, |conn, at| {
+            Box::pin(async move { exec!(conn, "DELETE FROM console_sessions WHERE expires_at <= $1", [*at]) })
         })
+        .await
         .map_err(map_err)
     }
 
     async fn create_api_key(&self, new: &NewApiKey, audit: &AuditEntry) -> StoreResult<()> {
-        let k = &new.key;
-        audited!(self, k.tenant_id.as_str(), audit, pool =>
-            sqlx::query(
-                "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-            )
-            .bind(k.id.as_str())
-            .bind(k.tenant_id.as_str())
-            .bind(&k.name)
-            .bind(k.role.as_str())
-            .bind(&new.secret_hash)
-            .bind(&k.hint)
-            .bind(to_unix_ms(k.created_at))
-        )
+        self.write_audited(new.key.tenant_id.as_str(), audit, new.clone(), |conn, new| {
+            let k = &new.key;
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                    [
+                        k.id.as_str(),
+                        k.tenant_id.as_str(),
+                        &k.name,
+                        k.role.as_str(),
+                        &new.secret_hash,
+                        &k.hint,
+                        to_unix_ms(k.created_at)
+                    ]
+                )
+            })
+        })
+        .await
         .map_err(map_err)?;
         Ok(())
     }
@@ -123,14 +132,21 @@ impl ApiKeyStore for SqlStore {
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, audit: &AuditEntry) -> StoreResult<()> {
         // Revoking twice keeps the first time; an unknown id is NotFound.
         one_row(
-            audited!(self, tenant.as_str(), audit, pool =>
-                sqlx::query(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
-                )
-                .bind(to_unix_ms(audit.at))
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-            ),
+            self.write_audited(
+                tenant.as_str(),
+                audit,
+                (to_unix_ms(audit.at), tenant.clone(), id.clone()),
+                |conn, (at, tenant, id)| {
+                    Box::pin(async move {
+                        exec!(
+                            conn,
+                            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
+                            [*at, tenant.as_str(), id.as_str()]
+                        )
+                    })
+                },
+            )
+            .await,
             StoreError::NotFound,
         )
     }

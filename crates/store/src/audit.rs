@@ -1,4 +1,4 @@
-//! The audit log. [`append_audit!`] runs inside the transaction of the
+//! The audit log. [`append_audit`] runs inside the transaction of the
 //! change it records: it advances the tenant's head row with one
 //! conditional `UPDATE … RETURNING` (which also serialises concurrent
 //! appends of a tenant on that row), chains the hash under the audit key
@@ -6,49 +6,48 @@
 //! event.
 
 use async_trait::async_trait;
-use vouchsafe_core::audit::{AuditEntry, AuditEvent, KEYED_PREFIX};
-use vouchsafe_core::clock::from_unix_ms;
+use vouchsafe_core::audit::{AuditEntry, AuditEvent, AuditKey, KEYED_PREFIX, chain_hash};
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::TenantId;
 use vouchsafe_core::store::{AuditStore, StoreResult};
 
-use crate::tx::exec;
-use crate::{SqlStore, map_err, on_pool, write_tx};
+use crate::tx::{Tx, exec, fetch};
+use crate::{SqlStore, map_err, on_pool};
 
-/// Appends `$entry` for `$tenant` inside the open transaction `$tx` (a
-/// sqlx transaction or a `&mut Tx`), hashed under `$key` (an `&AuditKey`).
-macro_rules! append_audit {
-    ($tx:expr, $key:expr, $tenant:expr, $entry:expr) => {{
-        let key: &vouchsafe_core::audit::AuditKey = $key;
-        let entry: &vouchsafe_core::audit::AuditEntry = $entry;
-        let tenant: &str = $tenant;
-        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
-        let (seq, prev_hash) = $crate::tx::fetch!(
-            tx,
-            one(i64, String),
-            "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
-            [tenant]
-        )?;
-        let hash = vouchsafe_core::audit::chain_hash(key, &prev_hash, seq, entry);
-        $crate::tx::exec!(
-            tx,
-            "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            [
-                tenant,
-                seq,
-                vouchsafe_core::clock::to_unix_ms(entry.at),
-                &entry.actor,
-                &entry.action,
-                &entry.target,
-                &entry.outcome,
-                &prev_hash,
-                &hash,
-            ]
-        )?;
-        $crate::tx::exec!(tx, "UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2", [&hash, tenant])?;
-    }};
+/// Appends `entry` for `tenant` inside the open transaction `tx`, hashed
+/// under `key`.
+pub(crate) async fn append_audit(
+    tx: &mut Tx<'_>,
+    key: &AuditKey,
+    tenant: &str,
+    entry: &AuditEntry,
+) -> Result<(), sqlx::Error> {
+    let (seq, prev_hash) = fetch!(
+        tx,
+        one(i64, String),
+        "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
+        [tenant]
+    )?;
+    let hash = chain_hash(key, &prev_hash, seq, entry);
+    exec!(
+        tx,
+        "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            tenant,
+            seq,
+            to_unix_ms(entry.at),
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            &entry.outcome,
+            &prev_hash,
+            &hash
+        ]
+    )?;
+    exec!(tx, "UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2", [&hash, tenant])?;
+    Ok(())
 }
-pub(crate) use append_audit;
 
 #[derive(sqlx::FromRow)]
 struct AuditRow {
@@ -122,24 +121,31 @@ impl AuditStore for SqlStore {
         }
         let mut pinned = 0;
         for (tenant,) in tenants {
-            let (key, entry, unkeyed) = (self.audit_key().map_err(map_err)?, entry.clone(), unkeyed.clone());
+            let input = (self.audit_key().map_err(map_err)?, entry.clone(), tenant, unkeyed.clone());
             // The head row is the gate: a second process finds it keyed.
-            pinned += write_tx!(self, [key, entry, tenant, unkeyed], conn => {
-                let unpinned = exec!(
-                    conn,
-                    "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 AND hash NOT LIKE $2",
-                    [&tenant, &unkeyed]
-                )?;
-                if unpinned == 1 {
-                    append_audit!(conn, &key, &tenant, &entry);
-                }
-                Ok::<_, sqlx::Error>(unpinned)
-            })
-            .map_err(map_err)?;
+            pinned += self
+                .write(input, |conn, (key, entry, tenant, unkeyed)| {
+                    Box::pin(async move {
+                        let unpinned = exec!(
+                            conn,
+                            "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 AND hash NOT LIKE $2",
+                            [tenant, unkeyed]
+                        )?;
+                        if unpinned == 1 {
+                            append_audit(conn, key, tenant, entry).await?;
+                        }
+                        Ok(unpinned)
+                    })
+                })
+                .await
+                .map_err(map_err)?;
         }
         // Last, so a crash part-way leaves the rest to the next start.
-        write_tx!(self, [], conn => exec!(conn, "DELETE FROM meta WHERE key = 'audit_pin_due'", []))
-            .map_err(map_err)?;
+        self.write((), |conn, ()| {
+            Box::pin(async move { exec!(conn, "DELETE FROM meta WHERE key = 'audit_pin_due'", []) })
+        })
+        .await
+        .map_err(map_err)?;
         Ok(pinned)
     }
 }

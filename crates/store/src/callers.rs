@@ -5,17 +5,18 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::caller::{CallerStatus, CallerVerification};
+use vouchsafe_core::audit::{AuditEntry, AuditKey};
+use vouchsafe_core::caller::{CallerMethod, CallerStatus, CallerVerification};
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
-use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{CallerVerificationId, TenantId};
 use vouchsafe_core::store::{CallerStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
+use crate::sqlite_reads::row;
+use crate::tx::{Tx, exec, fetch};
 use crate::webhooks::insert_event;
-use crate::{SqlStore, audited, map_err, on_pool};
+use crate::{SqlStore, map_err, on_pool};
 
 macro_rules! columns {
     () => {
@@ -24,7 +25,8 @@ macro_rules! columns {
     };
 }
 
-#[derive(Clone, sqlx::FromRow)]
+row! {
+#[derive(Clone)]
 struct Row {
     id: String,
     tenant_id: String,
@@ -44,6 +46,7 @@ struct Row {
     completed_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+}
 }
 
 impl TryFrom<Row> for CallerVerification {
@@ -74,16 +77,23 @@ impl TryFrom<Row> for CallerVerification {
     }
 }
 
-/// Inside the open transaction `$tx`, appends the event `$event` makes of
-/// the ended caller verification in `$row`, and its audit entry (hashed
-/// under `$key`).
-macro_rules! append_ending {
-    ($tx:ident, $key:expr, $row:expr, $event:expr, $tenant:expr, $audit:expr) => {{
-        let ended: CallerVerification =
-            $row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
-        insert_event!($tx, &$event(&ended), "");
-        append_audit!($tx, $key, $tenant, $audit);
-    }};
+/// Inside the open transaction `tx`, appends the `completed` event of the
+/// caller verification `row` has just ended, and its audit entry.
+async fn append_ending(tx: &mut Tx<'_>, key: &AuditKey, row: &Row, ending: &Ending) -> Result<(), sqlx::Error> {
+    let ended: CallerVerification =
+        row.clone().try_into().map_err(|e: StoreError| sqlx::Error::Protocol(e.to_string()))?;
+    insert_event(tx, &ended.completed_event(ending.now, ending.method), "").await?;
+    append_audit(tx, key, ending.tenant.as_str(), &ending.audit).await
+}
+
+/// What ending a caller verification writes beside its row.
+struct Ending {
+    key: AuditKey,
+    tenant: TenantId,
+    id: CallerVerificationId,
+    now: OffsetDateTime,
+    method: Option<CallerMethod>,
+    audit: AuditEntry,
 }
 
 #[async_trait]
@@ -94,27 +104,35 @@ impl CallerStore for SqlStore {
             columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
-        audited!(self, cv.tenant_id.as_str(), audit, pool =>
-            sqlx::query(sql)
-                .bind(cv.id.as_str())
-                .bind(cv.tenant_id.as_str())
-                .bind(&cv.record_id)
-                .bind(&cv.record_type)
-                .bind(cv.user_id.as_deref())
-                .bind(&cv.destination)
-                .bind(cv.channel.as_str())
-                .bind(cv.agent_id.as_deref())
-                .bind(cv.status.as_str())
-                .bind(&cv.link_hash)
-                .bind(&cv.code_hash)
-                .bind(i64::from(cv.attempts))
-                .bind(i64::from(cv.max_attempts))
-                .bind(i64::from(cv.time_allowed_s))
-                .bind(to_unix_ms(cv.expires_at))
-                .bind(cv.completed_at.map(to_unix_ms))
-                .bind(to_unix_ms(cv.created_at))
-                .bind(to_unix_ms(cv.updated_at))
-        )
+        self.write_audited(cv.tenant_id.as_str(), audit, cv.clone(), move |conn, cv| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    sql,
+                    [
+                        cv.id.as_str(),
+                        cv.tenant_id.as_str(),
+                        &cv.record_id,
+                        &cv.record_type,
+                        cv.user_id.as_deref(),
+                        &cv.destination,
+                        cv.channel.as_str(),
+                        cv.agent_id.as_deref(),
+                        cv.status.as_str(),
+                        &cv.link_hash,
+                        &cv.code_hash,
+                        i64::from(cv.attempts),
+                        i64::from(cv.max_attempts),
+                        i64::from(cv.time_allowed_s),
+                        to_unix_ms(cv.expires_at),
+                        cv.completed_at.map(to_unix_ms),
+                        to_unix_ms(cv.created_at),
+                        to_unix_ms(cv.updated_at),
+                    ]
+                )
+            })
+        })
+        .await
         .map_err(map_err)
         .map(|_| ())
     }
@@ -144,10 +162,9 @@ impl CallerStore for SqlStore {
         id: &CallerVerificationId,
         status: CallerStatus,
         now: OffsetDateTime,
-        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        method: Option<CallerMethod>,
         audit: &AuditEntry,
     ) -> StoreResult<Option<CallerVerification>> {
-        let at = to_unix_ms(now);
         // Expiry needs the time to be up; every other ending needs it not to be.
         let sql = if status == CallerStatus::Expired {
             concat!(
@@ -162,24 +179,21 @@ impl CallerStore for SqlStore {
                 columns!()
             )
         };
-        let row: Option<Row> = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let row: Option<Row> = sqlx::query_as(sql)
-                .bind(status.as_str())
-                .bind(at)
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = &row {
-                append_ending!(tx, &key, row, event, tenant.as_str(), audit);
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await)
-        .map_err(map_err)?;
+        let ending = self.ending(tenant, id, now, method, audit).map_err(map_err)?;
+        let row = self
+            .write(ending, move |conn, ending| {
+                Box::pin(async move {
+                    let at = to_unix_ms(ending.now);
+                    let row =
+                        fetch!(conn, optional Row, sql, [status.as_str(), at, ending.tenant.as_str(), ending.id.as_str()])?;
+                    if let Some(row) = &row {
+                        append_ending(conn, &ending.key, row, ending).await?;
+                    }
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -188,10 +202,9 @@ impl CallerStore for SqlStore {
         tenant: &TenantId,
         id: &CallerVerificationId,
         now: OffsetDateTime,
-        event: &(dyn for<'c> Fn(&'c CallerVerification) -> Event + Sync),
+        method: Option<CallerMethod>,
         audit: &AuditEntry,
     ) -> StoreResult<Option<CallerVerification>> {
-        let at = to_unix_ms(now);
         let sql = concat!(
             "UPDATE caller_verifications SET attempts = attempts + 1, updated_at = $1, \
              status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' ELSE status END, \
@@ -200,21 +213,22 @@ impl CallerStore for SqlStore {
              AND attempts < max_attempts RETURNING ",
             columns!()
         );
-        let row: Option<Row> = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let row: Option<Row> =
-                sqlx::query_as(sql).bind(at).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(&mut *tx).await?;
-            if let Some(row) = &row
-                && row.status == "failed"
-            {
-                append_ending!(tx, &key, row, event, tenant.as_str(), audit);
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await)
-        .map_err(map_err)?;
+        let ending = self.ending(tenant, id, now, method, audit).map_err(map_err)?;
+        let row = self
+            .write(ending, move |conn, ending| {
+                Box::pin(async move {
+                    let at = to_unix_ms(ending.now);
+                    let row = fetch!(conn, optional Row, sql, [at, ending.tenant.as_str(), ending.id.as_str()])?;
+                    if let Some(row) = &row
+                        && row.status == "failed"
+                    {
+                        append_ending(conn, &ending.key, row, ending).await?;
+                    }
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -246,5 +260,19 @@ impl CallerStore for SqlStore {
         )
         .map_err(map_err)?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
+
+impl SqlStore {
+    /// The owned values ending caller verification `id` writes.
+    fn ending(
+        &self,
+        tenant: &TenantId,
+        id: &CallerVerificationId,
+        now: OffsetDateTime,
+        method: Option<CallerMethod>,
+        audit: &AuditEntry,
+    ) -> Result<Ending, sqlx::Error> {
+        Ok(Ending { key: self.audit_key()?, tenant: tenant.clone(), id: id.clone(), now, method, audit: audit.clone() })
     }
 }

@@ -11,7 +11,7 @@ use vouchsafe_core::store::{DeliveryStore, StoreError, StoreResult};
 
 use crate::tx::exec;
 use crate::webhooks::insert_event;
-use crate::{SqlStore, map_err, on_pool, write_tx};
+use crate::{SqlStore, map_err, on_pool};
 
 macro_rules! select_delivery {
     ($rest:literal) => {
@@ -66,34 +66,36 @@ impl TryFrom<DeliveryRow> for Delivery {
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
-        let (d, event) = (d.clone(), event.cloned());
-        write_tx!(self, [d, event], conn => {
-            exec!(
-                conn,
-                "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
+        self.write((d.clone(), event.cloned()), |conn, (d, event)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
                  result, provider, provider_message_id, error, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                [
-                    d.id.as_str(),
-                    d.tenant_id.as_str(),
-                    d.verification_id.as_ref().map(VerificationId::as_str),
-                    d.channel.as_str(),
-                    &d.to,
-                    d.country.as_deref(),
-                    d.status.as_str(),
-                    d.result.as_str(),
-                    d.provider.as_deref(),
-                    d.provider_message_id.as_deref(),
-                    d.error.as_deref(),
-                    to_unix_ms(d.created_at),
-                    to_unix_ms(d.updated_at),
-                ]
-            )?;
-            if let Some(event) = &event {
-                insert_event!(conn, event, "");
-            }
-            Ok::<_, sqlx::Error>(())
+                    [
+                        d.id.as_str(),
+                        d.tenant_id.as_str(),
+                        d.verification_id.as_ref().map(VerificationId::as_str),
+                        d.channel.as_str(),
+                        &d.to,
+                        d.country.as_deref(),
+                        d.status.as_str(),
+                        d.result.as_str(),
+                        d.provider.as_deref(),
+                        d.provider_message_id.as_deref(),
+                        d.error.as_deref(),
+                        to_unix_ms(d.created_at),
+                        to_unix_ms(d.updated_at),
+                    ]
+                )?;
+                if let Some(event) = event {
+                    insert_event(conn, event, "").await?;
+                }
+                Ok(())
+            })
         })
+        .await
         .map_err(map_err)
     }
 
@@ -123,32 +125,29 @@ impl DeliveryStore for SqlStore {
     }
 
     async fn record_receipt(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<bool> {
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
-            // Only a delivery still waiting for its receipt moves: a late
-            // or replayed callback changes nothing and emits nothing.
-            let moved = sqlx::query(
-                "UPDATE deliveries SET status = $1, error = $2, updated_at = $3 \
-                 WHERE tenant_id = $4 AND id = $5 AND status = 'sent'",
-            )
-            .bind(d.status.as_str())
-            .bind(d.error.as_deref())
-            .bind(to_unix_ms(d.updated_at))
-            .bind(d.tenant_id.as_str())
-            .bind(d.id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if moved {
-                if let Some(event) = event {
-                    insert_event!(tx, event, "");
+        self.write((d.clone(), event.cloned()), |conn, (d, event)| {
+            Box::pin(async move {
+                // Only a delivery still waiting for its receipt moves: a late
+                // or replayed callback changes nothing and emits nothing.
+                let moved = exec!(
+                    conn,
+                    "UPDATE deliveries SET status = $1, error = $2, updated_at = $3 \
+                     WHERE tenant_id = $4 AND id = $5 AND status = 'sent'",
+                    [
+                        d.status.as_str(),
+                        d.error.as_deref(),
+                        to_unix_ms(d.updated_at),
+                        d.tenant_id.as_str(),
+                        d.id.as_str()
+                    ]
+                )? == 1;
+                if moved && let Some(event) = event {
+                    insert_event(conn, event, "").await?;
                 }
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(moved)
-        }
-        .await)
+                Ok(moved)
+            })
+        })
+        .await
         .map_err(map_err)
     }
 }

@@ -8,6 +8,26 @@
 //! migrations — lives in `sqlite.rs` and `postgres.rs`. It must not decide
 //! policy: it stores what the domain hands it, with conditional writes where
 //! rows can race.
+//!
+//! **How SQL is reached — one way to write, two ways to read:**
+//!
+//! - *Every write* is [`SqlStore::write`] (or [`SqlStore::write_audited`],
+//!   the same for one audited statement): a body of `tx::exec!` /
+//!   `tx::fetch!` statements in one transaction, durable when it returns.
+//!   On SQLite the body runs on the group-commit writer's connection
+//!   (`group_commit`), the only connection that changes rows; on
+//!   PostgreSQL in a pooled transaction. Statements that append to the
+//!   audit log or the outbox call [`audit::append_audit`] and
+//!   [`webhooks::insert_event`] inside that body.
+//! - *Point reads of the request path* are `read!`: in place on SQLite
+//!   (`sqlite_reads`), from the pool on PostgreSQL.
+//! - *Listings and other reads* are `on_pool!`. The SQLite pool opens its
+//!   connections `query_only`, so a write sent there fails in every test
+//!   rather than racing the writer for the lock; only migrations open a
+//!   connection of their own, before serving.
+//!
+//! There is no sqlx transaction on SQLite at all (`tx::Tx` has no such
+//! variant), so a write can reach the SQLite file no other way.
 
 mod api_keys;
 mod audit;
@@ -35,95 +55,41 @@ pub mod testing;
 
 use vouchsafe_core::store::StoreError;
 
-/// A pool of one of the two engines.
+/// One of the two engines, with what each reaches its database through.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
-    /// The pool, the group-commit writer that durable writes go through,
-    /// and the in-place readers of the request path.
-    Sqlite(sqlx::SqlitePool, group_commit::GroupCommit, std::sync::Arc<sqlite_reads::Readers>),
+    Sqlite {
+        /// Listings and other reads off the request path. Its connections
+        /// are `query_only`: SQLite writes go through `writer` alone.
+        pool: sqlx::SqlitePool,
+        /// The group-commit writer: every write ([`SqlStore::write`]).
+        writer: group_commit::GroupCommit,
+        /// The point reads of the request path, in place ([`read!`](sqlite_reads::read)).
+        readers: std::sync::Arc<sqlite_reads::Readers>,
+        /// How [`SqlStore::migrate`] opens the one other connection that
+        /// may change the file, for the schema, before serving.
+        schema: Box<sqlx::sqlite::SqliteConnectOptions>,
+    },
     Postgres(sqlx::PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body
-/// is compiled once per engine, so each gets its own typed statements while
+/// Runs the read `$body` with `$pool` bound to whichever pool `$db` holds
+/// (on SQLite the pool is `query_only`: a write there fails). The body is
+/// compiled once per engine, so each gets its own typed statements while
 /// the SQL text is written once.
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool, ..) => $body,
+            $crate::Db::Sqlite { pool: $pool, .. } => $body,
             $crate::Db::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
 
-/// Runs one write statement in a transaction and, if it changed any row,
-/// appends `$audit` to the tenant's audit log in that same transaction
-/// before committing: the change and its audit event land together or not
-/// at all. Evaluates to the number of rows the statement changed.
-macro_rules! audited {
-    ($store:expr, $tenant:expr, $audit:expr, $pool:ident => $query:expr) => {
-        $crate::on_pool!($store.db(), $pool => async {
-            let key = $store.audit_key()?;
-            let mut tx = $pool.begin().await?;
-            let changed = $query.execute(&mut *tx).await?.rows_affected();
-            if changed > 0 {
-                $crate::audit::append_audit!(tx, &key, $tenant, $audit);
-                tx.commit().await?;
-            }
-            Ok::<u64, sqlx::Error>(changed)
-        }
-        .await)
-    };
-}
-pub(crate) use audited;
-
-/// Runs `$body` (an async block's statements ending in a
-/// `Result<_, sqlx::Error>`) as one durable write with `$conn` bound to a
-/// `&mut Tx` inside a transaction, and returns its result once the commit
-/// is durable; an error undoes all of the body's statements. The body's
-/// statements are written with `tx::exec!` and `tx::fetch!`.
-///
-/// On SQLite the write joins the next group commit (see `group_commit`),
-/// so what the body uses must be owned: the `[$var, …]` it names are
-/// cloned for each run, because a group rolled back for another write's
-/// error runs this body again. On PostgreSQL it gets a transaction of its
-/// own from the pool.
-macro_rules! write_tx {
-    ($store:expr, [$($var:ident),* $(,)?], $conn:ident => $body:expr) => {
-        match $store.db() {
-            $crate::Db::Sqlite(_, group, _) => {
-                let mut reruns = 0;
-                loop {
-                    $(let $var = $var.clone();)*
-                    let written = group.write(move |$conn: &mut $crate::tx::Tx<'_>| {
-                        $crate::tx::run_in_place(async move { $body })
-                    });
-                    match written.await {
-                        Ok(out) => break Ok(out),
-                        Err($crate::group_commit::GroupError::Sql(e)) => break Err(e),
-                        Err($crate::group_commit::GroupError::Retry) if reruns < 8 => reruns += 1,
-                        Err($crate::group_commit::GroupError::Retry) => {
-                            break Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
-                        }
-                    }
-                }
-            }
-            $crate::Db::Postgres(pool) => {
-                async {
-                    let mut tx = pool.begin().await?;
-                    let mut conn = $crate::tx::Tx::Postgres(&mut *tx);
-                    let $conn = &mut conn;
-                    let out = async { $body }.await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(out)
-                }
-                .await
-            }
-        }
-    };
-}
-pub(crate) use write_tx;
+/// How often a write whose group was rolled back for a neighbour's error
+/// is run again before it gives up.
+const MAX_RERUNS: usize = 8;
 
 /// The store: one pool, either engine.
 #[derive(Debug, Clone)]
@@ -138,11 +104,14 @@ impl SqlStore {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
         Ok(match url {
             DatabaseUrl::Sqlite { path, sync } => {
-                let pool = sqlite::connect(path, *sync).await?;
+                let (pool, schema) = sqlite::connect(path, *sync).await?;
                 let writer = group_commit::GroupCommit::start(path, *sync)
                     .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
-                Self { db: Db::Sqlite(pool, writer, readers), audit_key: Default::default() }
+                Self {
+                    db: Db::Sqlite { pool, writer, readers, schema: Box::new(schema) },
+                    audit_key: Default::default(),
+                }
             }
             DatabaseUrl::Postgres(url) => {
                 Self { db: Db::Postgres(postgres::connect(url).await?), audit_key: Default::default() }
@@ -169,7 +138,7 @@ impl SqlStore {
     /// processes at once (PostgreSQL takes an advisory lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
-            Db::Sqlite(pool, ..) => sqlite::migrate(pool).await,
+            Db::Sqlite { schema, .. } => sqlite::migrate(schema).await,
             Db::Postgres(pool) => postgres::migrate(pool).await,
         }
     }
@@ -177,7 +146,7 @@ impl SqlStore {
     /// Which engine this store runs on, for logs.
     pub fn engine(&self) -> &'static str {
         match self.db {
-            Db::Sqlite(..) => "sqlite",
+            Db::Sqlite { .. } => "sqlite",
             Db::Postgres(_) => "postgres",
         }
     }
@@ -187,7 +156,7 @@ impl SqlStore {
     /// for PostgreSQL the server version. Logged at start-up.
     pub async fn describe(&self) -> Result<String, StoreError> {
         match &self.db {
-            Db::Sqlite(pool, ..) => sqlite::describe(pool).await,
+            Db::Sqlite { pool, .. } => sqlite::describe(pool).await,
             Db::Postgres(pool) => postgres::describe(pool).await,
         }
     }
@@ -195,6 +164,78 @@ impl SqlStore {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         on_pool!(&self.db, pool => pool.close().await)
+    }
+
+    /// Runs `body` as one durable write and returns its result once the
+    /// commit is durable; an error from `body` undoes all its statements.
+    /// This is the only way the store writes (see the crate's `//!`).
+    ///
+    /// `body` gets the transaction's connection and a reference to
+    /// `input`, the owned values its statements bind. On SQLite it joins
+    /// the writer's next group commit (`group_commit`), on the writer's
+    /// thread: there it runs to completion in one poll, and a group rolled
+    /// back for another write's error runs it again (at most
+    /// [`MAX_RERUNS`] times), which is why it is a `Fn` over borrowed
+    /// input. On PostgreSQL it runs once in a transaction of its own.
+    pub(crate) async fn write<I, T, F>(&self, input: I, body: F) -> Result<T, sqlx::Error>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
+    {
+        match &self.db {
+            Db::Sqlite { writer, .. } => {
+                let work = std::sync::Arc::new((input, body));
+                for _ in 0..=MAX_RERUNS {
+                    let work = work.clone();
+                    let written = writer.write(move |conn| {
+                        let (input, body) = &*work;
+                        tx::run_in_place(body(conn, input))
+                    });
+                    match written.await {
+                        Ok(out) => return Ok(out),
+                        Err(group_commit::GroupError::Sql(e)) => return Err(e),
+                        Err(group_commit::GroupError::Retry) => continue,
+                    }
+                }
+                Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
+            }
+            Db::Postgres(pool) => {
+                let mut open = pool.begin().await?;
+                let out = body(&mut tx::Tx::Postgres(&mut open), &input).await?;
+                open.commit().await?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// A write of one conditional statement that records `audit` when it
+    /// changed a row: `statement` runs and answers how many rows it
+    /// changed; if any, the audit entry is appended in the same
+    /// transaction, so the change and its entry land together or not at
+    /// all. Answers the rows changed.
+    pub(crate) async fn write_audited<I, F>(
+        &self,
+        tenant: &str,
+        audit: &vouchsafe_core::audit::AuditEntry,
+        input: I,
+        statement: F,
+    ) -> Result<u64, sqlx::Error>
+    where
+        I: Send + Sync + 'static,
+        F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, u64> + Send + Sync + 'static,
+    {
+        let input = (self.audit_key()?, tenant.to_owned(), audit.clone(), input, statement);
+        self.write(input, |conn, (key, tenant, audit, input, statement)| {
+            Box::pin(async move {
+                let changed = statement(conn, input).await?;
+                if changed > 0 {
+                    audit::append_audit(conn, key, tenant, audit).await?;
+                }
+                Ok(changed)
+            })
+        })
+        .await
     }
 
     pub(crate) fn db(&self) -> &Db {

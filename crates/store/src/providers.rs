@@ -11,15 +11,17 @@ use vouchsafe_core::service::{channels_from_text, channels_to_text};
 use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
-use crate::{SqlStore, audited, map_err, on_pool, one_row};
+use crate::sqlite_reads::row;
+use crate::tx::{exec, fetch};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
-#[derive(sqlx::FromRow)]
-struct CredentialRow {
-    name: String,
-    #[sqlx(rename = "type")]
-    kind: String,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    struct CredentialRow {
+        name: String,
+        kind as "type": String,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 impl From<CredentialRow> for CredentialInfo {
@@ -43,19 +45,19 @@ macro_rules! select_provider {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct ProviderRow {
-    tenant_id: String,
-    name: String,
-    #[sqlx(rename = "type")]
-    kind: String,
-    channels: String,
-    priority: i64,
-    credential: Option<String>,
-    settings: String,
-    enabled: bool,
-    created_at: i64,
-    updated_at: i64,
+row! {
+    struct ProviderRow {
+        tenant_id: String,
+        name: String,
+        kind as "type": String,
+        channels: String,
+        priority: i64,
+        credential: Option<String>,
+        settings: String,
+        enabled: bool,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 impl TryFrom<ProviderRow> for ProviderConfig {
@@ -94,29 +96,33 @@ impl ProviderStore for SqlStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<CredentialInfo> {
-        let at = to_unix_ms(now);
-        let row: CredentialRow = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let row: CredentialRow = sqlx::query_as(
-                "INSERT INTO credentials (tenant_id, name, type, sealed, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) \
-                 ON CONFLICT (tenant_id, name) DO UPDATE SET type = $3, sealed = $4, updated_at = $5 \
-                 RETURNING name, type, created_at, updated_at",
-            )
-            .bind(tenant.as_str())
-            .bind(name)
-            .bind(kind)
-            .bind(sealed)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-            append_audit!(tx, &key, tenant.as_str(), audit);
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await)
-        .map_err(map_err)?;
+        let input = (
+            self.audit_key().map_err(map_err)?,
+            tenant.clone(),
+            name.to_owned(),
+            kind.to_owned(),
+            sealed.to_vec(),
+            to_unix_ms(now),
+            audit.clone(),
+        );
+        let row = self
+            .write(input, |conn, (key, tenant, name, kind, sealed, at, audit)| {
+                Box::pin(async move {
+                    let row = fetch!(
+                        conn,
+                        one CredentialRow,
+                        "INSERT INTO credentials (tenant_id, name, type, sealed, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $5) \
+                         ON CONFLICT (tenant_id, name) DO UPDATE SET type = $3, sealed = $4, updated_at = $5 \
+                         RETURNING name, type, created_at, updated_at",
+                        [tenant.as_str(), name, kind, sealed, *at]
+                    )?;
+                    append_audit(conn, key, tenant.as_str(), audit).await?;
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         Ok(row.into())
     }
 
@@ -148,15 +154,19 @@ impl ProviderStore for SqlStore {
     async fn delete_credential(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()> {
         // The NOT EXISTS keeps a credential in use from being deleted, in
         // the same statement, so a provider saved meanwhile cannot dangle.
-        let deleted = audited!(self, tenant.as_str(), audit, pool =>
-            sqlx::query(
-                "DELETE FROM credentials WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS \
-                 (SELECT 1 FROM providers WHERE tenant_id = $1 AND credential = $2)",
-            )
-            .bind(tenant.as_str())
-            .bind(name)
-        )
-        .map_err(map_err)?;
+        let deleted = self
+            .write_audited(tenant.as_str(), audit, (tenant.clone(), name.to_owned()), |conn, (tenant, name)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "DELETE FROM credentials WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS \
+                         (SELECT 1 FROM providers WHERE tenant_id = $1 AND credential = $2)",
+                        [tenant.as_str(), name]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
         if deleted == 1 {
             return Ok(());
         }
@@ -175,29 +185,34 @@ impl ProviderStore for SqlStore {
              settings = $7, enabled = $8, updated_at = $9 ",
             "RETURNING tenant_id, name, type, channels, priority, credential, settings, enabled, created_at, updated_at"
         );
-        let row: Option<ProviderRow> = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let row: Option<ProviderRow> = sqlx::query_as(sql)
-                .bind(p.tenant_id.as_str())
-                .bind(&p.name)
-                .bind(p.kind.as_str())
-                .bind(channels_to_text(&p.channels))
-                .bind(i64::from(p.priority))
-                .bind(p.credential.as_deref())
-                .bind(&settings)
-                .bind(p.enabled)
-                .bind(to_unix_ms(p.updated_at))
-                .fetch_optional(&mut *tx)
-                .await?;
-            if row.is_some() {
-                append_audit!(tx, &key, p.tenant_id.as_str(), audit);
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await)
-        .map_err(map_err)?;
+        let input = (self.audit_key().map_err(map_err)?, p.clone(), settings, audit.clone());
+        let row = self
+            .write(input, move |conn, (key, p, settings, audit)| {
+                Box::pin(async move {
+                    let row = fetch!(
+                        conn,
+                        optional ProviderRow,
+                        sql,
+                        [
+                            p.tenant_id.as_str(),
+                            &p.name,
+                            p.kind.as_str(),
+                            channels_to_text(&p.channels),
+                            i64::from(p.priority),
+                            p.credential.as_deref(),
+                            settings,
+                            p.enabled,
+                            to_unix_ms(p.updated_at),
+                        ]
+                    )?;
+                    if row.is_some() {
+                        append_audit(conn, key, p.tenant_id.as_str(), audit).await?;
+                    }
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
@@ -212,11 +227,12 @@ impl ProviderStore for SqlStore {
 
     async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            audited!(self, tenant.as_str(), audit, pool =>
-                sqlx::query("DELETE FROM providers WHERE tenant_id = $1 AND name = $2")
-                    .bind(tenant.as_str())
-                    .bind(name)
-            ),
+            self.write_audited(tenant.as_str(), audit, (tenant.clone(), name.to_owned()), |conn, (tenant, name)| {
+                Box::pin(async move {
+                    exec!(conn, "DELETE FROM providers WHERE tenant_id = $1 AND name = $2", [tenant.as_str(), name])
+                })
+            })
+            .await,
             StoreError::NotFound,
         )
     }

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::to_unix_ms;
 use vouchsafe_core::ids::{ServiceId, TenantId};
-use vouchsafe_core::service::Service;
+use vouchsafe_core::service::{Service, channels_to_text};
 use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
 use crate::sqlite_reads::read;
-use crate::{SqlStore, audited, map_err, on_pool, one_row};
+use crate::tx::{Tx, exec};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
     (id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at) \
@@ -25,27 +26,32 @@ macro_rules! select_service {
     };
 }
 
-/// Binds a service's members to [`INSERT_SERVICE`], for either engine.
-macro_rules! bind_service {
-    ($query:expr, $s:expr) => {
-        $query
-            .bind($s.id.as_str())
-            .bind($s.tenant_id.as_str())
-            .bind(&$s.name)
-            .bind($s.code_length.map(i64::from))
-            .bind($s.ttl_s.map(i64::from))
-            .bind(vouchsafe_core::service::channels_to_text(&$s.channels))
-            .bind(to_unix_ms($s.created_at))
-            .bind(to_unix_ms($s.updated_at))
-    };
+/// Inserts `s` with [`INSERT_SERVICE`] inside `tx`.
+pub(crate) async fn insert_service(tx: &mut Tx<'_>, s: &Service) -> Result<u64, sqlx::Error> {
+    exec!(
+        tx,
+        INSERT_SERVICE,
+        [
+            s.id.as_str(),
+            s.tenant_id.as_str(),
+            &s.name,
+            s.code_length.map(i64::from),
+            s.ttl_s.map(i64::from),
+            channels_to_text(&s.channels),
+            to_unix_ms(s.created_at),
+            to_unix_ms(s.updated_at),
+        ]
+    )
 }
-pub(crate) use bind_service;
 
 #[async_trait]
 impl ServiceStore for SqlStore {
     async fn create_service(&self, service: &Service, audit: &AuditEntry) -> StoreResult<()> {
-        audited!(self, service.tenant_id.as_str(), audit, pool => bind_service!(sqlx::query(INSERT_SERVICE), service))
-            .map_err(map_err)?;
+        self.write_audited(service.tenant_id.as_str(), audit, service.clone(), |conn, service| {
+            Box::pin(insert_service(conn, service))
+        })
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
@@ -74,31 +80,38 @@ impl ServiceStore for SqlStore {
 
     async fn replace_service(&self, s: &Service, expected_version: i64, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            audited!(self, s.tenant_id.as_str(), audit, pool =>
-                sqlx::query(
-                    "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
-                     version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
-                )
-                .bind(&s.name)
-                .bind(s.code_length.map(i64::from))
-                .bind(s.ttl_s.map(i64::from))
-                .bind(vouchsafe_core::service::channels_to_text(&s.channels))
-                .bind(to_unix_ms(s.updated_at))
-                .bind(s.tenant_id.as_str())
-                .bind(s.id.as_str())
-                .bind(expected_version)
-            ),
+            self.write_audited(s.tenant_id.as_str(), audit, (s.clone(), expected_version), |conn, (s, expected)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE services SET name = $1, code_length = $2, ttl_s = $3, channels = $4, \
+                         version = version + 1, updated_at = $5 WHERE tenant_id = $6 AND id = $7 AND version = $8",
+                        [
+                            &s.name,
+                            s.code_length.map(i64::from),
+                            s.ttl_s.map(i64::from),
+                            channels_to_text(&s.channels),
+                            to_unix_ms(s.updated_at),
+                            s.tenant_id.as_str(),
+                            s.id.as_str(),
+                            *expected,
+                        ]
+                    )
+                })
+            })
+            .await,
             StoreError::Stale,
         )
     }
 
     async fn delete_service(&self, tenant: &TenantId, id: &ServiceId, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            audited!(self, tenant.as_str(), audit, pool =>
-                sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-            ),
+            self.write_audited(tenant.as_str(), audit, (tenant.clone(), id.clone()), |conn, (tenant, id)| {
+                Box::pin(async move {
+                    exec!(conn, "DELETE FROM services WHERE tenant_id = $1 AND id = $2", [tenant.as_str(), id.as_str()])
+                })
+            })
+            .await,
             StoreError::NotFound,
         )
     }

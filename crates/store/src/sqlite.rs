@@ -1,11 +1,11 @@
-//! SQLite: the file, its pragmas and its migrations.
+//! SQLite: the file, its pragmas, the read-only pool and the migrations.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 use vouchsafe_core::store::StoreError;
 
 use crate::{SqliteSync, map_err};
@@ -14,9 +14,10 @@ use crate::{SqliteSync, map_err};
 /// the same for the pool, the group-commit writer and the readers.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens the pool for listings and ordinary writes (the group-commit
-/// writer opens its own connection, with the same pragmas).
-pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool, StoreError> {
+/// Opens the read-only pool for listings, and answers it with the options
+/// migrations open their connection with. The group-commit writer opens
+/// its own connection, with the same pragmas; it alone writes rows.
+pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool, SqliteConnectOptions), StoreError> {
     owner_only(path)
         .map_err(|e| StoreError::Backend(format!("cannot secure SQLite database {}: {e}", path.display())))?;
     let options = SqliteConnectOptions::from_str("sqlite:")
@@ -35,16 +36,17 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<SqlitePool,
         .foreign_keys(true);
     let cannot_open =
         |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
-    // Request-path reads run in place (see `sqlite_reads`) and durable
-    // writes go through the writer, so the pool only serves the rest:
-    // listings, ordinary writes, migrations. A few connections do.
+    // Request-path reads run in place (see `sqlite_reads`) and every write
+    // goes through the writer, so the pool only serves listings. A few
+    // connections do, and they refuse writes: a write sent here by mistake
+    // fails in every test instead of racing the writer for the lock.
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(1)
-        .connect_with(options.clone())
+        .connect_with(options.clone().pragma("query_only", "true"))
         .await
         .map_err(cannot_open)?;
-    Ok(pool)
+    Ok((pool, options))
 }
 
 /// SECURITY: the database holds phone numbers, emails and sealed secrets,
@@ -87,9 +89,12 @@ pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {
     Ok(format!("SQLite journal_mode={journal} synchronous={sync} busy_timeout={busy}ms"))
 }
 
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::migrate!("./migrations/sqlite")
-        .run(pool)
-        .await
-        .map_err(|e| StoreError::Backend(format!("SQLite migration failed: {e}")))
+/// Applies the migrations on a connection of their own (the pool refuses
+/// writes), closed once they are done.
+pub(crate) async fn migrate(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("SQLite migration failed: {e}"));
+    let mut conn = options.connect().await.map_err(|e| failed(&e))?;
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&mut conn).await;
+    let _ = conn.close().await;
+    migrated.map_err(|e| failed(&e))
 }

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, ToSql};
 use vouchsafe_core::store::{StoreError, StoreResult};
 
 /// Idle connections kept beyond this are closed; more only ever exist
@@ -83,6 +83,61 @@ fn map_err(e: &rusqlite::Error) -> StoreError {
         rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// Binds `values` to `statement`'s `$1`, `$2`, … by their numbers. SQLite
+/// treats `$1` as a name and numbers a statement's parameters in the order
+/// they first appear, so binding by position would give `$5` the fourth
+/// value in a statement that names `$5` before `$4`.
+fn bind_numbered(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<()> {
+    for index in 1..=statement.parameter_count() {
+        let name = statement.parameter_name(index).unwrap_or("?");
+        let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
+        let Some(number) = number else {
+            return Err(rusqlite::Error::InvalidParameterName(name.to_owned()));
+        };
+        let value = values.get(number - 1).ok_or(rusqlite::Error::InvalidParameterCount(number, values.len()))?;
+        statement.raw_bind_parameter(index, value)?;
+    }
+    Ok(())
+}
+
+/// Runs `statement` with `values` (see [`bind_numbered`]); the rows it changed.
+pub(crate) fn execute(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<u64> {
+    bind_numbered(statement, values)?;
+    statement.raw_execute().map(|n| n as u64)
+}
+
+/// The first row of `statement` with `values`, if any.
+pub(crate) fn query_optional<T: FromSqliteRow>(
+    statement: &mut rusqlite::Statement<'_>,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<Option<T>> {
+    bind_numbered(statement, values)?;
+    let mut rows = statement.raw_query();
+    rows.next()?.map(T::from_sqlite).transpose()
+}
+
+/// The first row of `statement` with `values`; none is `QueryReturnedNoRows`.
+pub(crate) fn query_one<T: FromSqliteRow>(
+    statement: &mut rusqlite::Statement<'_>,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<T> {
+    query_optional(statement, values)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Every row of `statement` with `values`.
+pub(crate) fn query_all<T: FromSqliteRow>(
+    statement: &mut rusqlite::Statement<'_>,
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<Vec<T>> {
+    bind_numbered(statement, values)?;
+    let mut rows = statement.raw_query();
+    let mut all = Vec::new();
+    while let Some(row) = rows.next()? {
+        all.push(T::from_sqlite(row)?);
+    }
+    Ok(all)
 }
 
 /// A row type the in-place reader can build (see [`row!`]).
@@ -159,7 +214,7 @@ pub(crate) use row;
 macro_rules! read {
     ($store:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match $store.db() {
-            $crate::Db::Sqlite(.., readers) => readers.read(|conn| {
+            $crate::Db::Sqlite { readers, .. } => readers.read(|conn| {
                 let mut statement = conn.prepare_cached($sql)?;
                 $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
             }),
@@ -170,18 +225,13 @@ macro_rules! read {
         }
     };
     (@sqlite one $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $statement.query_row(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite)
+        $crate::sqlite_reads::query_one::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlite optional $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        rusqlite::OptionalExtension::optional($statement.query_row(
-            rusqlite::params![$($bind),*],
-            <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite,
-        ))
+        $crate::sqlite_reads::query_optional::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlite all $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $statement
-            .query_map(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite)?
-            .collect::<rusqlite::Result<Vec<$row>>>()
+        $crate::sqlite_reads::query_all::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@pool one $query:expr, $pool:ident) => { $query.fetch_one($pool).await };
     (@pool optional $query:expr, $pool:ident) => { $query.fetch_optional($pool).await };
@@ -246,6 +296,27 @@ mod tests {
             })
             .unwrap();
         assert_eq!((row.n, row.label.as_deref()), (7, Some("seven")));
+    }
+
+    /// `$N` binds the N-th value wherever it first appears in the text,
+    /// and a repeated `$N` is one parameter.
+    #[test]
+    fn parameters_bind_by_their_number_not_their_order() {
+        let (path, writer) = fresh_file("numbered");
+        writer.execute("INSERT INTO t (n, name) VALUES (5, 'five')", []).unwrap();
+        let readers = Readers::new(&path);
+        let row: Option<NumberRow> = readers
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT n, name FROM t WHERE name = $2 AND n = $1 AND n = $1")?;
+                query_optional(&mut statement, &[&5_i64, &"five"])
+            })
+            .unwrap();
+        assert_eq!(row.map(|r| r.n), Some(5));
+        let missing = readers.read(|conn| {
+            let mut statement = conn.prepare("SELECT n, name FROM t WHERE n = $3")?;
+            query_optional::<NumberRow>(&mut statement, &[&5_i64])
+        });
+        assert!(matches!(missing, Err(StoreError::Backend(_))), "a value missing for $3 is an error");
     }
 
     /// The readers' connections refuse writes, so every write keeps going

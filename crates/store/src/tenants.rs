@@ -12,9 +12,10 @@ use vouchsafe_core::tenant::Tenant;
 use crate::audit::append_audit;
 use crate::providers::INSERT_CONSOLE_PROVIDER;
 use crate::rows::TenantRow;
-use crate::services::{INSERT_SERVICE, bind_service};
+use crate::services::insert_service;
 use crate::sqlite_reads::{read, row};
-use crate::{SqlStore, audited, map_err, on_pool, one_row};
+use crate::tx::exec;
+use crate::{SqlStore, map_err, on_pool, one_row};
 
 /// `SELECT` of every tenant column, followed by a literal clause.
 macro_rules! select_tenant {
@@ -46,34 +47,28 @@ impl TenantStore for SqlStore {
     ) -> StoreResult<()> {
         let document = settings_text(settings)?;
         let at = to_unix_ms(tenant.created_at);
-        on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(tenant.id.as_str())
-                .bind(&tenant.name)
-                .bind(tenant.account_sid.as_str())
-                .bind(tenant.default_service_id.as_str())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO tenant_settings (tenant_id, document, version, updated_at) VALUES ($1, $2, 1, $3)")
-                .bind(tenant.id.as_str())
-                .bind(&document)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            bind_service!(sqlx::query(INSERT_SERVICE), default_service).execute(&mut *tx).await?;
-            sqlx::query(INSERT_CONSOLE_PROVIDER).bind(tenant.id.as_str()).bind(at).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)")
-                .bind(tenant.id.as_str())
-                .bind(GENESIS_HASH)
-                .execute(&mut *tx)
-                .await?;
-            append_audit!(tx, &key, tenant.id.as_str(), audit);
-            tx.commit().await
-        }
-        .await)
+        let input =
+            (self.audit_key().map_err(map_err)?, tenant.clone(), default_service.clone(), document, audit.clone());
+        self.write(input, move |conn, (key, tenant, default_service, document, audit)| {
+            Box::pin(async move {
+                let id = tenant.id.as_str();
+                exec!(
+                    conn,
+                    "INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    [id, &tenant.name, tenant.account_sid.as_str(), tenant.default_service_id.as_str(), at]
+                )?;
+                exec!(
+                    conn,
+                    "INSERT INTO tenant_settings (tenant_id, document, version, updated_at) VALUES ($1, $2, 1, $3)",
+                    [id, document, at]
+                )?;
+                insert_service(conn, default_service).await?;
+                exec!(conn, INSERT_CONSOLE_PROVIDER, [id, at])?;
+                exec!(conn, "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)", [id, GENESIS_HASH])?;
+                append_audit(conn, key, id, audit).await
+            })
+        })
+        .await
         .map_err(map_err)
     }
 
@@ -108,16 +103,22 @@ impl TenantStore for SqlStore {
     ) -> StoreResult<()> {
         let document = settings_text(settings)?;
         one_row(
-            audited!(self, tenant.as_str(), audit, pool =>
-                sqlx::query(
-                    "UPDATE tenant_settings SET document = $1, version = version + 1, updated_at = $2 \
-                     WHERE tenant_id = $3 AND version = $4",
-                )
-                .bind(&document)
-                .bind(to_unix_ms(audit.at))
-                .bind(tenant.as_str())
-                .bind(expected_version)
-            ),
+            self.write_audited(
+                tenant.as_str(),
+                audit,
+                (document, to_unix_ms(audit.at), tenant.clone(), expected_version),
+                |conn, (document, at, tenant, expected)| {
+                    Box::pin(async move {
+                        exec!(
+                            conn,
+                            "UPDATE tenant_settings SET document = $1, version = version + 1, updated_at = $2 \
+                             WHERE tenant_id = $3 AND version = $4",
+                            [document, *at, tenant.as_str(), *expected]
+                        )
+                    })
+                },
+            )
+            .await,
             StoreError::Stale,
         )
     }

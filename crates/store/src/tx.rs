@@ -1,9 +1,9 @@
 //! One statement syntax for every transaction, whichever connection runs it.
 //!
-//! A change is written once ([`exec!`], [`fetch!`]) and runs on three kinds
+//! A change is written once ([`exec!`], [`fetch!`]) and runs on two kinds
 //! of connection: the SQLite group-commit writer's own rusqlite connection
-//! (see `group_commit`), a sqlx SQLite connection from the pool, or a sqlx
-//! PostgreSQL connection. The writer is why this exists: through sqlx every
+//! (see `group_commit`) or a sqlx PostgreSQL connection. There is no third:
+//! a SQLite write can only be made on the writer (`SqlStore::write`). The writer is why this exists: through sqlx every
 //! SQLite statement is a hand-off to the connection's worker thread and
 //! back, and on the check path those hand-offs cost more CPU than the
 //! statements; on the writer's thread a statement is a plain call.
@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
 use sqlx::error::{DatabaseError, ErrorKind};
@@ -28,34 +28,12 @@ use sqlx::error::{DatabaseError, ErrorKind};
 pub(crate) enum Tx<'c> {
     /// The SQLite group-commit writer's connection, on its own thread.
     Writer(&'c mut rusqlite::Connection),
-    /// A connection from the SQLite pool.
-    Sqlite(&'c mut sqlx::SqliteConnection),
     Postgres(&'c mut sqlx::PgConnection),
 }
 
-impl<'c> From<&'c mut sqlx::SqliteConnection> for Tx<'c> {
-    fn from(conn: &'c mut sqlx::SqliteConnection) -> Self {
-        Tx::Sqlite(conn)
-    }
-}
-
-impl<'c> From<&'c mut sqlx::PgConnection> for Tx<'c> {
-    fn from(conn: &'c mut sqlx::PgConnection) -> Self {
-        Tx::Postgres(conn)
-    }
-}
-
-/// Reborrows: lets a helper macro take either a sqlx transaction or a
-/// `&mut Tx` a body was handed.
-impl<'a> From<&'a mut Tx<'_>> for Tx<'a> {
-    fn from(tx: &'a mut Tx<'_>) -> Self {
-        match tx {
-            Tx::Writer(c) => Tx::Writer(c),
-            Tx::Sqlite(c) => Tx::Sqlite(c),
-            Tx::Postgres(c) => Tx::Postgres(c),
-        }
-    }
-}
+/// What the body of a write (`SqlStore::write`) returns: its statements'
+/// future, borrowing the connection and the write's input.
+pub(crate) type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
 
 /// Runs one statement in `$tx` (a `&mut` [`Tx`]) and evaluates to the number of
 /// rows it changed.
@@ -64,12 +42,10 @@ macro_rules! exec {
         match &mut *$tx {
             $crate::tx::Tx::Writer(c) => c
                 .prepare_cached($sql)
-                .and_then(|mut s| s.execute(rusqlite::params![$($bind),*]))
-                .map(|n| n as u64)
+                .and_then(|mut s| {
+                    $crate::sqlite_reads::execute(&mut s, &[$(&$bind as &dyn rusqlite::ToSql),*])
+                })
                 .map_err($crate::tx::from_rusqlite),
-            $crate::tx::Tx::Sqlite(c) => {
-                sqlx::query($sql)$(.bind($bind))*.execute(&mut **c).await.map(|r| r.rows_affected())
-            }
             $crate::tx::Tx::Postgres(c) => {
                 sqlx::query($sql)$(.bind($bind))*.execute(&mut **c).await.map(|r| r.rows_affected())
             }
@@ -80,7 +56,7 @@ pub(crate) use exec;
 
 /// Runs one statement in `$tx` (a `&mut` [`Tx`]) and reads its rows as `$row`
 /// (a `row!` struct or a tuple): `one` answers the row or `RowNotFound`,
-/// `optional` an `Option`.
+/// `optional` an `Option`, `all` a `Vec`.
 macro_rules! fetch {
     ($tx:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match &mut *$tx {
@@ -90,23 +66,22 @@ macro_rules! fetch {
                     $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*])
                 })
                 .map_err($crate::tx::from_rusqlite),
-            $crate::tx::Tx::Sqlite(c) => {
-                $crate::tx::fetch!(@sqlx $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, c)
-            }
             $crate::tx::Tx::Postgres(c) => {
                 $crate::tx::fetch!(@sqlx $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, c)
             }
         }
     };
     (@writer one $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $s.query_row(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite)
+        $crate::sqlite_reads::query_one::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@writer optional $s:ident, $row:ty, [$($bind:expr),*]) => {
-        rusqlite::OptionalExtension::optional(
-            $s.query_row(rusqlite::params![$($bind),*], <$row as $crate::sqlite_reads::FromSqliteRow>::from_sqlite),
-        )
+        $crate::sqlite_reads::query_optional::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
+    };
+    (@writer all $s:ident, $row:ty, [$($bind:expr),*]) => {
+        $crate::sqlite_reads::query_all::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlx one $query:expr, $c:ident) => { $query.fetch_one(&mut **$c).await };
+    (@sqlx all $query:expr, $c:ident) => { $query.fetch_all(&mut **$c).await };
     (@sqlx optional $query:expr, $c:ident) => { $query.fetch_optional(&mut **$c).await };
 }
 pub(crate) use fetch;

@@ -22,9 +22,15 @@ use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
-use crate::tx::{exec, fetch, release_savepoint, rollback_savepoint, savepoint};
+use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
-use crate::{SqlStore, audited, map_err, on_pool, write_tx};
+use crate::{SqlStore, map_err, on_pool, one_row};
+
+macro_rules! authenticator_columns {
+    () => {
+        "id, tenant_id, user_id, type, status, label, params, sealed, counter, created_at, updated_at, last_used_at"
+    };
+}
 
 macro_rules! user_columns {
     () => {
@@ -32,53 +38,49 @@ macro_rules! user_columns {
     };
 }
 
-/// Inserts authenticator `$a` (an `&Authenticator`) on `$tx` and evaluates
-/// to the rows inserted; with `unless_active`, only while its user has no
-/// active authenticator of its kind (the statement itself decides).
-macro_rules! insert_authenticator {
-    ($tx:expr, $a:expr) => {
-        insert_authenticator!(
-            $tx,
-            $a,
-            concat!(
-                "INSERT INTO authenticators (",
-                authenticator_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            )
-        )
+/// Inserts authenticator `a` inside `tx`; answers the rows inserted. With
+/// [`Insert::UnlessActive`], only while its user has no active
+/// authenticator of its kind (the statement itself decides).
+async fn insert_authenticator(tx: &mut Tx<'_>, a: &Authenticator, how: Insert) -> Result<u64, sqlx::Error> {
+    let sql = match how {
+        Insert::Always => concat!(
+            "INSERT INTO authenticators (",
+            authenticator_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ),
+        Insert::UnlessActive => concat!(
+            "INSERT INTO authenticators (",
+            authenticator_columns!(),
+            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (\
+             SELECT 1 FROM authenticators WHERE tenant_id = $2 AND user_id = $3 AND type = $4 \
+             AND status = 'active')"
+        ),
     };
-    ($tx:expr, $a:expr, unless_active) => {
-        insert_authenticator!(
-            $tx,
-            $a,
-            concat!(
-                "INSERT INTO authenticators (",
-                authenticator_columns!(),
-                ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE NOT EXISTS (\
-                 SELECT 1 FROM authenticators WHERE tenant_id = $2 AND user_id = $3 AND type = $4 \
-                 AND status = 'active')"
-            )
-        )
-    };
-    ($tx:expr, $a:expr, $sql:expr) => {{
-        let a: &Authenticator = $a;
-        sqlx::query($sql)
-            .bind(a.id.as_str())
-            .bind(a.tenant_id.as_str())
-            .bind(&a.user_id)
-            .bind(a.kind.as_str())
-            .bind(a.status.as_str())
-            .bind(a.label.as_deref())
-            .bind(a.params.to_string())
-            .bind(&a.sealed)
-            .bind(a.counter)
-            .bind(to_unix_ms(a.created_at))
-            .bind(to_unix_ms(a.updated_at))
-            .bind(a.last_used_at.map(to_unix_ms))
-            .execute(&mut *$tx)
-            .await?
-            .rows_affected()
-    }};
+    exec!(
+        tx,
+        sql,
+        [
+            a.id.as_str(),
+            a.tenant_id.as_str(),
+            &a.user_id,
+            a.kind.as_str(),
+            a.status.as_str(),
+            a.label.as_deref(),
+            a.params.to_string(),
+            &a.sealed,
+            a.counter,
+            to_unix_ms(a.created_at),
+            to_unix_ms(a.updated_at),
+            a.last_used_at.map(to_unix_ms),
+        ]
+    )
+}
+
+/// Whether [`insert_authenticator`] may add beside an active one.
+#[derive(Clone, Copy)]
+enum Insert {
+    Always,
+    UnlessActive,
 }
 
 row! {
@@ -111,12 +113,6 @@ impl From<UserRow> for User {
             updated_at: from_unix_ms(r.updated_at),
         }
     }
-}
-
-macro_rules! authenticator_columns {
-    () => {
-        "id, tenant_id, user_id, type, status, label, params, sealed, counter, created_at, updated_at, last_used_at"
-    };
 }
 
 row! {
@@ -223,7 +219,7 @@ enum Step {
 /// only when this statement set the lock: one lock, one event, however
 /// many answers race. Whether it did.
 async fn lock_at_threshold(
-    conn: &mut crate::tx::Tx<'_>,
+    conn: &mut Tx<'_>,
     key: &vouchsafe_core::audit::AuditKey,
     tenant: &str,
     user: &str,
@@ -237,8 +233,8 @@ async fn lock_at_threshold(
         [to_unix_ms(lockout.lock_until), at, tenant, user, i64::from(lockout.threshold)]
     )?;
     if locked == 1 {
-        insert_event!(conn, &lockout.locked.0, "");
-        append_audit!(conn, key, tenant, &lockout.locked.1);
+        insert_event(conn, &lockout.locked.0, "").await?;
+        append_audit(conn, key, tenant, &lockout.locked.1).await?;
     }
     Ok(locked == 1)
 }
@@ -263,25 +259,31 @@ impl UserStore for SqlStore {
              updated_at = $7 RETURNING ",
             user_columns!()
         );
-        let row: UserRow = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let row: UserRow = sqlx::query_as(sql)
-                .bind(tenant.as_str())
-                .bind(id)
-                .bind(contacts.phone.as_deref())
-                .bind(contacts.email.as_deref())
-                .bind(contacts.display_name.as_deref())
-                .bind(privileged)
-                .bind(at)
-                .fetch_one(&mut *tx)
-                .await?;
-            append_audit!(tx, &key, tenant.as_str(), audit);
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(row)
-        }
-        .await)
-        .map_err(map_err)?;
+        let input =
+            (self.audit_key().map_err(map_err)?, tenant.clone(), id.to_owned(), contacts.clone(), audit.clone());
+        let row = self
+            .write(input, move |conn, (key, tenant, id, contacts, audit)| {
+                Box::pin(async move {
+                    let row = fetch!(
+                        conn,
+                        one UserRow,
+                        sql,
+                        [
+                            tenant.as_str(),
+                            id,
+                            contacts.phone.as_deref(),
+                            contacts.email.as_deref(),
+                            contacts.display_name.as_deref(),
+                            privileged,
+                            at,
+                        ]
+                    )?;
+                    append_audit(conn, key, tenant.as_str(), audit).await?;
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         Ok(row.into())
     }
 
@@ -291,37 +293,26 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, tenant: &TenantId, id: &str, audit: &AuditEntry) -> StoreResult<()> {
-        let deleted = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "DELETE FROM recovery_codes WHERE authenticator_id IN \
-                 (SELECT id FROM authenticators WHERE tenant_id = $1 AND user_id = $2)",
-            )
-            .bind(tenant.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            for sql in [
-                "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2",
-                "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2",
-            ] {
-                sqlx::query(sql).bind(tenant.as_str()).bind(id).execute(&mut *tx).await?;
-            }
-            let n = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 1 {
-                append_audit!(tx, &key, tenant.as_str(), audit);
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(n)
-        }
-        .await)
-        .map_err(map_err)?;
+        // What hangs off the user goes first (the foreign keys want it so);
+        // for an unknown user those deletes find nothing, and no entry is
+        // written.
+        let deleted = self
+            .write_audited(tenant.as_str(), audit, (tenant.clone(), id.to_owned()), |conn, (tenant, id)| {
+                Box::pin(async move {
+                    let (tenant, id) = (tenant.as_str(), id.as_str());
+                    exec!(
+                        conn,
+                        "DELETE FROM recovery_codes WHERE authenticator_id IN \
+                         (SELECT id FROM authenticators WHERE tenant_id = $1 AND user_id = $2)",
+                        [tenant, id]
+                    )?;
+                    exec!(conn, "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
+                    exec!(conn, "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
+                    exec!(conn, "DELETE FROM users WHERE tenant_id = $1 AND id = $2", [tenant, id])
+                })
+            })
+            .await
+            .map_err(map_err)?;
         if deleted == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 
@@ -332,44 +323,36 @@ impl UserStore for SqlStore {
         replace_kind: bool,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            if replace_kind {
-                sqlx::query(
-                    "DELETE FROM recovery_codes WHERE authenticator_id IN (SELECT id FROM authenticators \
-                     WHERE tenant_id = $1 AND user_id = $2 AND type = $3)",
-                )
-                .bind(a.tenant_id.as_str())
-                .bind(&a.user_id)
-                .bind(a.kind.as_str())
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3")
-                    .bind(a.tenant_id.as_str())
-                    .bind(&a.user_id)
-                    .bind(a.kind.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            insert_authenticator!(tx, a);
-            for (index, code) in recovery_codes.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO recovery_codes (authenticator_id, idx, hash, lookup_tag, used_at) \
-                     VALUES ($1, $2, $3, $4, NULL)",
-                )
-                .bind(a.id.as_str())
-                .bind(i64::try_from(index).unwrap_or(i64::MAX))
-                .bind(&code.hash)
-                .bind(&code.tag)
-                .execute(&mut *tx)
-                .await?;
-            }
-            append_audit!(tx, &key, a.tenant_id.as_str(), audit);
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(())
-        }
-        .await)
+        let input = (self.audit_key().map_err(map_err)?, a.clone(), recovery_codes.to_vec(), audit.clone());
+        self.write(input, move |conn, (key, a, recovery_codes, audit)| {
+            Box::pin(async move {
+                let (tenant, user, kind) = (a.tenant_id.as_str(), a.user_id.as_str(), a.kind.as_str());
+                if replace_kind {
+                    exec!(
+                        conn,
+                        "DELETE FROM recovery_codes WHERE authenticator_id IN (SELECT id FROM authenticators \
+                         WHERE tenant_id = $1 AND user_id = $2 AND type = $3)",
+                        [tenant, user, kind]
+                    )?;
+                    exec!(
+                        conn,
+                        "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3",
+                        [tenant, user, kind]
+                    )?;
+                }
+                insert_authenticator(conn, a, Insert::Always).await?;
+                for (index, code) in recovery_codes.iter().enumerate() {
+                    exec!(
+                        conn,
+                        "INSERT INTO recovery_codes (authenticator_id, idx, hash, lookup_tag, used_at) \
+                         VALUES ($1, $2, $3, $4, NULL)",
+                        [a.id.as_str(), i64::try_from(index).unwrap_or(i64::MAX), &code.hash, &code.tag]
+                    )?;
+                }
+                append_audit(conn, key, tenant, audit).await
+            })
+        })
+        .await
         .map_err(map_err)
     }
 
@@ -382,46 +365,43 @@ impl UserStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<ImportOutcome> {
         let at = to_unix_ms(now);
-        on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            for (index, a) in items.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
-                     locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
-                     ON CONFLICT (tenant_id, id) DO NOTHING",
-                )
-                .bind(tenant.as_str())
-                .bind(&a.user_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                // Unconfirmed left-overs always go; an active authenticator
-                // only when replacing.
-                let only_unconfirmed = mode == ImportMode::KeepActive;
-                sqlx::query(
-                    "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3 \
-                     AND ($4 = FALSE OR status <> 'active')",
-                )
-                .bind(tenant.as_str())
-                .bind(&a.user_id)
-                .bind(a.kind.as_str())
-                .bind(only_unconfirmed)
-                .execute(&mut *tx)
-                .await?;
-                // The insert itself refuses while an active one is there, so
-                // an enrollment confirmed meanwhile is never overwritten.
-                let inserted = insert_authenticator!(tx, a, unless_active);
-                if inserted == 0 {
-                    tx.rollback().await?;
-                    return Ok(ImportOutcome::WouldReplace { index });
+        let input = (self.audit_key().map_err(map_err)?, tenant.clone(), items.to_vec(), audit.clone());
+        self.write(input, move |conn, (key, tenant, items, audit)| {
+            Box::pin(async move {
+                let tenant = tenant.as_str();
+                // Its own savepoint: an import refused part-way must undo
+                // the items it already inserted, and still answer, not fail.
+                savepoint!(conn)?;
+                for (index, a) in items.iter().enumerate() {
+                    exec!(
+                        conn,
+                        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
+                         locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
+                         ON CONFLICT (tenant_id, id) DO NOTHING",
+                        [tenant, &a.user_id, at]
+                    )?;
+                    // Unconfirmed left-overs always go; an active
+                    // authenticator only when replacing.
+                    let only_unconfirmed = mode == ImportMode::KeepActive;
+                    exec!(
+                        conn,
+                        "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3 \
+                         AND ($4 = FALSE OR status <> 'active')",
+                        [tenant, &a.user_id, a.kind.as_str(), only_unconfirmed]
+                    )?;
+                    // The insert itself refuses while an active one is there,
+                    // so an enrollment confirmed meanwhile is never overwritten.
+                    if insert_authenticator(conn, a, Insert::UnlessActive).await? == 0 {
+                        rollback_savepoint!(conn)?;
+                        return Ok(ImportOutcome::WouldReplace { index });
+                    }
                 }
-            }
-            append_audit!(tx, &key, tenant.as_str(), audit);
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(ImportOutcome::Imported(items.len() as u64))
-        }
-        .await)
+                append_audit(conn, key, tenant, audit).await?;
+                release_savepoint!(conn)?;
+                Ok(ImportOutcome::Imported(items.len() as u64))
+            })
+        })
+        .await
         .map_err(map_err)
     }
 
@@ -457,19 +437,21 @@ impl UserStore for SqlStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let changed = audited!(self, tenant.as_str(), audit, pool =>
-            sqlx::query(
-                "UPDATE authenticators SET status = 'active', counter = $1, updated_at = $2, last_used_at = $2, \
-                 sealed = COALESCE($5, sealed) \
-                 WHERE tenant_id = $3 AND id = $4 AND status = 'unconfirmed' AND counter < $1",
-            )
-            .bind(counter)
-            .bind(to_unix_ms(now))
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .bind(sealed)
-        )
-        .map_err(map_err)?;
+        let input = (counter, to_unix_ms(now), tenant.clone(), id.clone(), sealed.map(<[u8]>::to_vec));
+        let changed = self
+            .write_audited(tenant.as_str(), audit, input, |conn, (counter, at, tenant, id, sealed)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE authenticators SET status = 'active', counter = $1, updated_at = $2, last_used_at = $2, \
+                         sealed = COALESCE($5, sealed) \
+                         WHERE tenant_id = $3 AND id = $4 AND status = 'unconfirmed' AND counter < $1",
+                        [*counter, *at, tenant.as_str(), id.as_str(), sealed.as_deref()]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
         Ok(changed == 1)
     }
 
@@ -481,30 +463,35 @@ impl UserStore for SqlStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let changed = audited!(self, tenant.as_str(), audit, pool =>
-            sqlx::query(
-                "UPDATE authenticators SET counter = $1, updated_at = $2 \
-                 WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
-            )
-            .bind(value)
-            .bind(to_unix_ms(now))
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-        )
-        .map_err(map_err)?;
+        let input = (value, to_unix_ms(now), tenant.clone(), id.clone());
+        let changed = self
+            .write_audited(tenant.as_str(), audit, input, |conn, (value, at, tenant, id)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE authenticators SET counter = $1, updated_at = $2 \
+                         WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
+                        [*value, *at, tenant.as_str(), id.as_str()]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
         Ok(changed == 1)
     }
 
     async fn reseal_authenticator(&self, tenant: &TenantId, id: &AuthenticatorId, sealed: &[u8]) -> StoreResult<()> {
-        on_pool!(self.db(), pool =>
-            sqlx::query("UPDATE authenticators SET sealed = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'active'")
-                .bind(sealed)
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .execute(pool)
-                .await
-                .map(|_| ())
-        )
+        self.write((sealed.to_vec(), tenant.clone(), id.clone()), |conn, (sealed, tenant, id)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "UPDATE authenticators SET sealed = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'active'",
+                    [sealed, tenant.as_str(), id.as_str()]
+                )
+            })
+        })
+        .await
+        .map(|_| ())
         .map_err(map_err)
     }
 
@@ -515,34 +502,32 @@ impl UserStore for SqlStore {
         id: &AuthenticatorId,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "DELETE FROM recovery_codes WHERE authenticator_id = $1 AND authenticator_id IN \
-                 (SELECT id FROM authenticators WHERE tenant_id = $2 AND user_id = $3)",
+        // Its recovery codes go first (the foreign key wants it so); for an
+        // unknown authenticator that finds nothing, and no entry is written.
+        let deleted = self
+            .write_audited(
+                tenant.as_str(),
+                audit,
+                (tenant.clone(), user.to_owned(), id.clone()),
+                |conn, (tenant, user, id)| {
+                    Box::pin(async move {
+                        let (tenant, user, id) = (tenant.as_str(), user.as_str(), id.as_str());
+                        exec!(
+                            conn,
+                            "DELETE FROM recovery_codes WHERE authenticator_id = $1 AND authenticator_id IN \
+                         (SELECT id FROM authenticators WHERE tenant_id = $2 AND user_id = $3)",
+                            [id, tenant, user]
+                        )?;
+                        exec!(
+                            conn,
+                            "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND id = $3",
+                            [tenant, user, id]
+                        )
+                    })
+                },
             )
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-            let n = sqlx::query("DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND id = $3")
-                .bind(tenant.as_str())
-                .bind(user)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 1 {
-                append_audit!(tx, &key, tenant.as_str(), audit);
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(n)
-        }
-        .await)
-        .map_err(map_err)
-        .and_then(|n| if n == 1 { Ok(()) } else { Err(StoreError::NotFound) })
+            .await;
+        one_row(deleted, StoreError::NotFound)
     }
 
     async fn unspent_recovery_codes(&self, id: &AuthenticatorId, tag: Option<&str>) -> StoreResult<Vec<(i64, String)>> {
@@ -567,32 +552,35 @@ impl UserStore for SqlStore {
         );
         let (c, audit) = (c.clone(), audit.clone());
         let key = self.audit_key().map_err(map_err)?;
-        write_tx!(self, [key, c, audit], conn => {
-            exec!(
-                conn,
-                sql,
-                [
-                    c.id.as_str(),
-                    c.tenant_id.as_str(),
-                    &c.user_id,
-                    c.factor.as_str(),
-                    &c.action,
-                    c.redirect_url.as_deref(),
-                    c.status.as_str(),
-                    i64::from(c.attempts),
-                    i64::from(c.max_attempts),
-                    c.verification_id.as_ref().map(VerificationId::as_str),
-                    to_unix_ms(c.expires_at),
-                    c.verified_at.map(to_unix_ms),
-                    to_unix_ms(c.created_at),
-                    to_unix_ms(c.updated_at),
-                    c.passkey_options.as_deref(),
-                    c.passkey_state.as_deref(),
-                ]
-            )?;
-            append_audit!(conn, &key, c.tenant_id.as_str(), &audit);
-            Ok::<_, sqlx::Error>(())
+        self.write((key, c, audit), move |conn, (key, c, audit)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    sql,
+                    [
+                        c.id.as_str(),
+                        c.tenant_id.as_str(),
+                        &c.user_id,
+                        c.factor.as_str(),
+                        &c.action,
+                        c.redirect_url.as_deref(),
+                        c.status.as_str(),
+                        i64::from(c.attempts),
+                        i64::from(c.max_attempts),
+                        c.verification_id.as_ref().map(VerificationId::as_str),
+                        to_unix_ms(c.expires_at),
+                        c.verified_at.map(to_unix_ms),
+                        to_unix_ms(c.created_at),
+                        to_unix_ms(c.updated_at),
+                        c.passkey_options.as_deref(),
+                        c.passkey_state.as_deref(),
+                    ]
+                )?;
+                append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
+                Ok::<_, sqlx::Error>(())
+            })
         })
+        .await
         .map_err(map_err)
     }
 
@@ -637,7 +625,7 @@ impl UserStore for SqlStore {
         let at = to_unix_ms(now);
         let (c, used, event, audit) = (c.clone(), used.cloned(), event.clone(), audit.clone());
         let key = self.audit_key().map_err(map_err)?;
-        let step = write_tx!(self, [key, c, used, event, audit], conn => {
+        let step = self.write((key, c, used, event, audit), move |conn, (key, c, used, event, audit)| Box::pin(async move {
             // Its own savepoint: a challenge no longer pending must undo the
             // counter it already moved, and still answer, not fail.
             savepoint!(conn)?;
@@ -677,11 +665,12 @@ impl UserStore for SqlStore {
                 "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
                 [at, c.tenant_id.as_str(), &c.user_id]
             )?;
-            insert_event!(conn, &event, "");
-            append_audit!(conn, &key, c.tenant_id.as_str(), &audit);
+            insert_event(conn, event, "").await?;
+            append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
             release_savepoint!(conn)?;
             Ok::<_, sqlx::Error>(Step::Done)
-        })
+        }))
+        .await
         .map_err(map_err)?;
         Ok(match step {
             Step::Done => ApprovalOutcome::Approved,
@@ -701,56 +690,60 @@ impl UserStore for SqlStore {
         let (tenant, user, challenge, lockout) =
             (tenant.to_string(), user.to_owned(), challenge.map(|c| c.as_str().to_owned()), lockout.clone());
         let key = self.audit_key().map_err(map_err)?;
-        let gate = write_tx!(self, [key, tenant, user, challenge, lockout], conn => {
-            savepoint!(conn)?;
-            // A lock whose time is up is over: counting starts afresh.
-            exec!(
-                conn,
-                "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
+        let gate = self
+            .write((key, tenant, user, challenge, lockout), move |conn, (key, tenant, user, challenge, lockout)| {
+                Box::pin(async move {
+                    savepoint!(conn)?;
+                    // A lock whose time is up is over: counting starts afresh.
+                    exec!(
+                        conn,
+                        "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
                  AND locked_until > 0 AND locked_until <= $3",
-                [tenant.as_str(), user.as_str(), at]
-            )?;
-            let counted = fetch!(
-                conn,
-                optional(i64,),
-                "UPDATE users SET failures = failures + 1, updated_at = $1 \
+                        [tenant.as_str(), user.as_str(), at]
+                    )?;
+                    let counted = fetch!(
+                        conn,
+                        optional(i64,),
+                        "UPDATE users SET failures = failures + 1, updated_at = $1 \
                  WHERE tenant_id = $2 AND id = $3 AND locked_until = 0 AND failures < $4 RETURNING failures",
-                [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
-            )?;
-            let Some((failures,)) = counted else {
-                // Locked, or as many answers counted as the threshold allows:
-                // the user is locked (now, if no answer has locked it yet).
-                lock_at_threshold(conn, &key, &tenant, &user, at, &lockout).await?;
-                let (until,) = fetch!(
-                    conn,
-                    one(i64,),
-                    "SELECT locked_until FROM users WHERE tenant_id = $1 AND id = $2",
-                    [tenant.as_str(), user.as_str()]
-                )?;
-                release_savepoint!(conn)?;
-                return Ok(AnswerGate::Locked(from_unix_ms(until)));
-            };
-            let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-            let mut attempt = 0;
-            if let Some(id) = &challenge {
-                let taken = fetch!(
-                    conn,
-                    optional(i64,),
-                    "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
+                        [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
+                    )?;
+                    let Some((failures,)) = counted else {
+                        // Locked, or as many answers counted as the threshold allows:
+                        // the user is locked (now, if no answer has locked it yet).
+                        lock_at_threshold(conn, key, tenant, user, at, lockout).await?;
+                        let (until,) = fetch!(
+                            conn,
+                            one(i64,),
+                            "SELECT locked_until FROM users WHERE tenant_id = $1 AND id = $2",
+                            [tenant.as_str(), user.as_str()]
+                        )?;
+                        release_savepoint!(conn)?;
+                        return Ok(AnswerGate::Locked(from_unix_ms(until)));
+                    };
+                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                    let mut attempt = 0;
+                    if let Some(id) = &challenge {
+                        let taken = fetch!(
+                            conn,
+                            optional(i64,),
+                            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
                      WHERE tenant_id = $2 AND id = $3 AND user_id = $4 AND status = 'pending' AND expires_at > $1 \
                      AND attempts < max_attempts RETURNING attempts",
-                    [at, tenant.as_str(), id.as_str(), user.as_str()]
-                )?;
-                let Some((taken,)) = taken else {
-                    rollback_savepoint!(conn)?;
-                    return Ok(AnswerGate::NotPending);
-                };
-                attempt = u32::try_from(taken).unwrap_or(u32::MAX);
-            }
-            release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt, failures })
-        })
-        .map_err(map_err)?;
+                            [at, tenant.as_str(), id.as_str(), user.as_str()]
+                        )?;
+                        let Some((taken,)) = taken else {
+                            rollback_savepoint!(conn)?;
+                            return Ok(AnswerGate::NotPending);
+                        };
+                        attempt = u32::try_from(taken).unwrap_or(u32::MAX);
+                    }
+                    release_savepoint!(conn)?;
+                    Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt, failures })
+                })
+            })
+            .await
+            .map_err(map_err)?;
         Ok(gate)
     }
 
@@ -763,29 +756,34 @@ impl UserStore for SqlStore {
     ) -> StoreResult<FailureOutcome> {
         let at = to_unix_ms(now);
         let select = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
-        let (c, effects) = (c.clone(), effects.clone());
+        let (c, effects, lock_until) = (c.clone(), effects.clone(), effects.lockout.lock_until);
         let took_last = attempt >= c.max_attempts;
         let key = self.audit_key().map_err(map_err)?;
-        let (row, locked) = write_tx!(self, [key, c, effects], conn => {
-            if took_last {
-                // The answer that took the last attempt ends the challenge.
-                let denied = exec!(
-                    conn,
-                    "UPDATE challenges SET status = 'denied', updated_at = $1 \
+        let (row, locked) = self
+            .write((key, c, effects), move |conn, (key, c, effects)| {
+                Box::pin(async move {
+                    if took_last {
+                        // The answer that took the last attempt ends the challenge.
+                        let denied = exec!(
+                            conn,
+                            "UPDATE challenges SET status = 'denied', updated_at = $1 \
                      WHERE tenant_id = $2 AND id = $3 AND status = 'pending'",
-                    [at, c.tenant_id.as_str(), c.id.as_str()]
-                )?;
-                if denied == 1 {
-                    insert_event!(conn, &effects.denied.0, "");
-                    append_audit!(conn, &key, c.tenant_id.as_str(), &effects.denied.1);
-                }
-            }
-            let locked = lock_at_threshold(conn, &key, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
-            let row = fetch!(conn, one ChallengeRow, select, [c.tenant_id.as_str(), c.id.as_str()])?;
-            Ok::<_, sqlx::Error>((row, locked))
-        })
-        .map_err(map_err)?;
-        Ok(FailureOutcome { challenge: row.try_into()?, locked_until: locked.then_some(effects.lockout.lock_until) })
+                            [at, c.tenant_id.as_str(), c.id.as_str()]
+                        )?;
+                        if denied == 1 {
+                            insert_event(conn, &effects.denied.0, "").await?;
+                            append_audit(conn, key, c.tenant_id.as_str(), &effects.denied.1).await?;
+                        }
+                    }
+                    let locked =
+                        lock_at_threshold(conn, key, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
+                    let row = fetch!(conn, one ChallengeRow, select, [c.tenant_id.as_str(), c.id.as_str()])?;
+                    Ok::<_, sqlx::Error>((row, locked))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(FailureOutcome { challenge: row.try_into()?, locked_until: locked.then_some(lock_until) })
     }
 
     async fn settle_wrong_user_answer(
@@ -796,44 +794,48 @@ impl UserStore for SqlStore {
         lockout: &Lockout,
     ) -> StoreResult<Option<OffsetDateTime>> {
         let at = to_unix_ms(now);
-        let (tenant, user, lockout) = (tenant.to_string(), user.to_owned(), lockout.clone());
+        let (tenant, user, lockout, lock_until) =
+            (tenant.to_string(), user.to_owned(), lockout.clone(), lockout.lock_until);
         let key = self.audit_key().map_err(map_err)?;
-        let locked = write_tx!(self, [key, tenant, user, lockout], conn => {
-            lock_at_threshold(conn, &key, &tenant, &user, at, &lockout).await
-        })
-        .map_err(map_err)?;
-        Ok(locked.then_some(lockout.lock_until))
+        let locked = self
+            .write((key, tenant, user, lockout), move |conn, (key, tenant, user, lockout)| {
+                Box::pin(async move { lock_at_threshold(conn, key, tenant, user, at, lockout).await })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(locked.then_some(lock_until))
     }
 
     async fn clear_user_failures(&self, tenant: &TenantId, user: &str, now: OffsetDateTime) -> StoreResult<()> {
         let at = to_unix_ms(now);
         let (tenant, user) = (tenant.to_string(), user.to_owned());
-        write_tx!(self, [tenant, user], conn => {
+        self.write((tenant, user), move |conn, (tenant, user)| Box::pin(async move {
             exec!(
                 conn,
                 "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0",
                 [at, tenant.as_str(), user.as_str()]
             )
-        })
+        }))
+        .await
         .map_err(map_err)?;
         Ok(())
     }
 
     async fn expire_challenge(&self, tenant: &TenantId, id: &ChallengeId, now: OffsetDateTime) -> StoreResult<bool> {
         let at = to_unix_ms(now);
-        let changed = on_pool!(self.db(), pool =>
-            sqlx::query(
-                "UPDATE challenges SET status = 'expired', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
-                 AND status = 'pending' AND expires_at <= $1",
-            )
-            .bind(at)
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .execute(pool)
+        let changed = self
+            .write((tenant.clone(), id.clone()), move |conn, (tenant, id)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE challenges SET status = 'expired', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
+                         AND status = 'pending' AND expires_at <= $1",
+                        [at, tenant.as_str(), id.as_str()]
+                    )
+                })
+            })
             .await
-            .map(|r| r.rows_affected())
-        )
-        .map_err(map_err)?;
+            .map_err(map_err)?;
         Ok(changed == 1)
     }
 
@@ -848,10 +850,13 @@ impl UserStore for SqlStore {
              AND token_used_at IS NULL RETURNING ",
             challenge_columns!()
         );
-        let row: Option<ChallengeRow> = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(to_unix_ms(now)).bind(tenant.as_str()).bind(id.as_str()).fetch_optional(pool).await
-        )
-        .map_err(map_err)?;
+        let at = to_unix_ms(now);
+        let row = self
+            .write((tenant.clone(), id.clone()), move |conn, (tenant, id)| {
+                Box::pin(async move { fetch!(conn, optional ChallengeRow, sql, [at, tenant.as_str(), id.as_str()]) })
+            })
+            .await
+            .map_err(map_err)?;
         row.map(TryInto::try_into).transpose()
     }
 }

@@ -16,9 +16,9 @@ use vouchsafe_core::verification::{Verification, VerificationStatus};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
-use crate::tx::{exec, fetch, release_savepoint, rollback_savepoint, savepoint};
+use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
-use crate::{SqlStore, map_err, on_pool, write_tx};
+use crate::{SqlStore, map_err};
 
 macro_rules! verification_columns {
     () => {
@@ -88,30 +88,52 @@ impl TryFrom<VerificationRow> for Verification {
     }
 }
 
-/// Increments every counter of one send inside the open transaction `$tx`
-/// (a sqlx transaction or a `&mut Tx`), each only while it is under its
-/// limit. Evaluates to the first counter that was full (the caller then
-/// rolls back), or `None`.
-macro_rules! count_sends_in {
-    ($tx:expr, $counters:expr) => {{
-        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
-        let mut full: Option<&SendCounter> = None;
-        for c in $counters {
-            let counted = $crate::tx::fetch!(
-                tx,
-                optional(i64,),
-                "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ($1, $2, $3, $4, 1) \
-                 ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
-                 WHERE send_counters.count < $5 RETURNING count",
-                [c.tenant_id.as_str(), c.scope, &c.key, c.bucket, i64::from(c.limit)]
-            )?;
-            if counted.is_none() {
-                full = Some(c);
-                break;
-            }
+/// Increments every counter of one send inside the open transaction `tx`,
+/// each only while it is under its limit. Answers the first counter that
+/// was full (the caller then rolls back), or `None`.
+async fn count_sends_in<'a>(
+    tx: &mut Tx<'_>,
+    counters: &'a [SendCounter],
+) -> Result<Option<&'a SendCounter>, sqlx::Error> {
+    for c in counters {
+        let counted = fetch!(
+            tx,
+            optional(i64,),
+            "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ($1, $2, $3, $4, 1) \
+             ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
+             WHERE send_counters.count < $5 RETURNING count",
+            [c.tenant_id.as_str(), c.scope, &c.key, c.bucket, i64::from(c.limit)]
+        )?;
+        if counted.is_none() {
+            return Ok(Some(c));
         }
-        full
-    }};
+    }
+    Ok(None)
+}
+
+/// How a start or a resend ended inside its write. The group commit
+/// answers an error by rolling back every write of its group, so refusals
+/// and a lost race are outcomes, not errors: the send's own savepoint
+/// undoes its writes.
+enum SendWrite<T> {
+    Written(T),
+    Refused(SendRefusal),
+    /// A pending verification for the destination already exists.
+    AlreadyExists,
+    /// The verification to resend is gone, or no longer pending.
+    NotFound,
+}
+
+impl<T> SendWrite<T> {
+    /// The store's answer: refusals are `Ok(Err(_))`, the rest errors.
+    fn into_result(self) -> StoreResult<Result<T, SendRefusal>> {
+        match self {
+            SendWrite::Written(out) => Ok(Ok(out)),
+            SendWrite::Refused(refusal) => Ok(Err(refusal)),
+            SendWrite::AlreadyExists => Err(StoreError::Conflict("already exists")),
+            SendWrite::NotFound => Err(StoreError::NotFound),
+        }
+    }
 }
 
 fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
@@ -137,60 +159,61 @@ impl VerificationStore for SqlStore {
             ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19)"
         );
-        let (v, counters, key) = (v.clone(), counters.to_vec(), v.match_key());
-        // The group commit answers an error by rolling back every write of
-        // its group, so refusals and a lost race are outcomes, not errors:
-        // this start's own savepoint undoes its writes.
-        let outcome: Result<Result<(), SendRefusal>, StoreError> = write_tx!(self, [v, counters, key], conn => {
-            savepoint!(conn)?;
-            // Write first: frees the one-pending slot of an expired verification.
-            exec!(
-                conn,
-                "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
+        let input = (v.clone(), counters.to_vec(), v.match_key());
+        let outcome = self
+            .write(input, move |conn, (v, counters, key)| {
+                Box::pin(async move {
+                    savepoint!(conn)?;
+                    // Write first: frees the one-pending slot of an expired verification.
+                    exec!(
+                        conn,
+                        "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
                  AND destination_key = $3 AND status = 'pending' AND expires_at <= $1",
-                [now, v.service_id.as_str(), &key]
-            )?;
-            let inserted = exec!(
-                conn,
-                insert,
-                [
-                    v.id.as_str(),
-                    v.tenant_id.as_str(),
-                    v.service_id.as_str(),
-                    &v.to,
-                    v.channel.as_str(),
-                    v.locale.as_deref(),
-                    v.country.as_deref(),
-                    v.status.as_str(),
-                    &v.code_hash,
-                    i64::from(v.attempts),
-                    i64::from(v.max_attempts),
-                    i64::from(v.send_count),
-                    to_unix_ms(v.window_started_at),
-                    i64::from(v.window_sends),
-                    to_unix_ms(v.last_sent_at),
-                    to_unix_ms(v.expires_at),
-                    now,
-                    to_unix_ms(v.updated_at),
-                    &key,
-                ]
-            );
-            match inserted {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    rollback_savepoint!(conn)?;
-                    return Ok(Err(StoreError::Conflict("already exists")));
-                }
-                other => other?,
-            };
-            if let Some(full) = count_sends_in!(conn, &counters) {
-                rollback_savepoint!(conn)?;
-                return Ok(Ok(Err(fraud_refusal(full, v.created_at))));
-            }
-            release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(Ok(Ok(())))
-        })
-        .map_err(map_err)?;
-        outcome
+                        [now, v.service_id.as_str(), key]
+                    )?;
+                    let inserted = exec!(
+                        conn,
+                        insert,
+                        [
+                            v.id.as_str(),
+                            v.tenant_id.as_str(),
+                            v.service_id.as_str(),
+                            &v.to,
+                            v.channel.as_str(),
+                            v.locale.as_deref(),
+                            v.country.as_deref(),
+                            v.status.as_str(),
+                            &v.code_hash,
+                            i64::from(v.attempts),
+                            i64::from(v.max_attempts),
+                            i64::from(v.send_count),
+                            to_unix_ms(v.window_started_at),
+                            i64::from(v.window_sends),
+                            to_unix_ms(v.last_sent_at),
+                            to_unix_ms(v.expires_at),
+                            now,
+                            to_unix_ms(v.updated_at),
+                            key,
+                        ]
+                    );
+                    match inserted {
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                            rollback_savepoint!(conn)?;
+                            return Ok(SendWrite::AlreadyExists);
+                        }
+                        other => other?,
+                    };
+                    if let Some(full) = count_sends_in(conn, counters).await? {
+                        rollback_savepoint!(conn)?;
+                        return Ok(SendWrite::Refused(fraud_refusal(full, v.created_at)));
+                    }
+                    release_savepoint!(conn)?;
+                    Ok(SendWrite::Written(()))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        outcome.into_result()
     }
 
     async fn resend_verification(
@@ -210,54 +233,60 @@ impl VerificationStore for SqlStore {
             verification_columns!()
         );
         let select = select_verification!("WHERE tenant_id = $1 AND id = $2");
-        let (r, counters) = (r.clone(), counters.to_vec());
         // As in `create_verification`: refusals undo this resend's own
         // savepoint and are returned as outcomes.
-        let outcome: Result<Result<VerificationRow, SendRefusal>, StoreError> = write_tx!(self, [r, counters], conn => {
-            savepoint!(conn)?;
-            let updated = fetch!(
-                conn,
-                optional VerificationRow,
-                update,
-                [
-                    &r.code_hash,
-                    r.channel.as_str(),
-                    r.locale.as_deref(),
-                    now,
-                    r.send_window_ms,
-                    to_unix_ms(r.expires_at),
-                    r.tenant_id.as_str(),
-                    r.id.as_str(),
-                    r.cooldown_ms,
-                    i64::from(r.max_sends),
-                ]
-            )?;
-            let Some(updated) = updated else {
-                // Refused: say which rule, from the row as it stands.
-                let row = fetch!(conn, optional VerificationRow, select, [r.tenant_id.as_str(), r.id.as_str()])?;
-                rollback_savepoint!(conn)?;
-                return Ok(match row {
-                    Some(row) if row.status == "pending" && row.expires_at > now => {
-                        if row.last_sent_at > now - r.cooldown_ms {
-                            Ok(Err(SendRefusal::Cooldown { retry_after_s: seconds_until(row.last_sent_at + r.cooldown_ms, now) }))
-                        } else {
-                            Ok(Err(SendRefusal::MaxSends {
-                                retry_after_s: seconds_until(row.window_started_at + r.send_window_ms, now),
-                            }))
-                        }
+        let outcome = self
+            .write((r.clone(), counters.to_vec()), move |conn, (r, counters)| {
+                Box::pin(async move {
+                    savepoint!(conn)?;
+                    let updated = fetch!(
+                        conn,
+                        optional VerificationRow,
+                        update,
+                        [
+                            &r.code_hash,
+                            r.channel.as_str(),
+                            r.locale.as_deref(),
+                            now,
+                            r.send_window_ms,
+                            to_unix_ms(r.expires_at),
+                            r.tenant_id.as_str(),
+                            r.id.as_str(),
+                            r.cooldown_ms,
+                            i64::from(r.max_sends),
+                        ]
+                    )?;
+                    let Some(updated) = updated else {
+                        // Refused: say which rule, from the row as it stands.
+                        let row =
+                            fetch!(conn, optional VerificationRow, select, [r.tenant_id.as_str(), r.id.as_str()])?;
+                        rollback_savepoint!(conn)?;
+                        return Ok(match row {
+                            Some(row) if row.status == "pending" && row.expires_at > now => {
+                                if row.last_sent_at > now - r.cooldown_ms {
+                                    SendWrite::Refused(SendRefusal::Cooldown {
+                                        retry_after_s: seconds_until(row.last_sent_at + r.cooldown_ms, now),
+                                    })
+                                } else {
+                                    SendWrite::Refused(SendRefusal::MaxSends {
+                                        retry_after_s: seconds_until(row.window_started_at + r.send_window_ms, now),
+                                    })
+                                }
+                            }
+                            _ => SendWrite::NotFound,
+                        });
+                    };
+                    if let Some(full) = count_sends_in(conn, counters).await? {
+                        rollback_savepoint!(conn)?;
+                        return Ok(SendWrite::Refused(fraud_refusal(full, r.now)));
                     }
-                    _ => Err(StoreError::NotFound),
-                });
-            };
-            if let Some(full) = count_sends_in!(conn, &counters) {
-                rollback_savepoint!(conn)?;
-                return Ok(Ok(Err(fraud_refusal(full, r.now))));
-            }
-            release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(Ok(Ok(updated)))
-        })
-        .map_err(map_err)?;
-        match outcome? {
+                    release_savepoint!(conn)?;
+                    Ok(SendWrite::Written(updated))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        match outcome.into_result()? {
             Ok(row) => Ok(Ok(row.try_into()?)),
             Err(refusal) => Ok(Err(refusal)),
         }
@@ -290,22 +319,23 @@ impl VerificationStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let at = to_unix_ms(now);
-        let (tenant, id, code_hash) = (v.tenant_id.clone(), v.id.clone(), v.code_hash.clone());
-        let (event, audit) = (event.clone(), audit.clone());
-        let key = self.audit_key().map_err(map_err)?;
-        write_tx!(self, [key, tenant, id, code_hash, event, audit], conn => {
-            let approved = exec!(
-                conn,
-                "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
-                 AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
-                [at, tenant.as_str(), id.as_str(), &code_hash]
-            )? == 1;
-            if approved {
-                insert_event!(conn, &event, "");
-                append_audit!(conn, &key, tenant.as_str(), &audit);
-            }
-            Ok::<_, sqlx::Error>(approved)
+        let input = (self.audit_key().map_err(map_err)?, v.clone(), event.clone(), audit.clone());
+        self.write(input, move |conn, (key, v, event, audit)| {
+            Box::pin(async move {
+                let approved = exec!(
+                    conn,
+                    "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
+                     AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
+                    [at, v.tenant_id.as_str(), v.id.as_str(), &v.code_hash]
+                )? == 1;
+                if approved {
+                    insert_event(conn, event, "").await?;
+                    append_audit(conn, key, v.tenant_id.as_str(), audit).await?;
+                }
+                Ok(approved)
+            })
         })
+        .await
         .map_err(map_err)
     }
 
@@ -324,16 +354,19 @@ impl VerificationStore for SqlStore {
              AND attempts < max_attempts RETURNING ",
             verification_columns!()
         );
-        let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        let key = self.audit_key().map_err(map_err)?;
-        let row: Option<VerificationRow> = write_tx!(self, [key, tenant, id, audit], conn => {
-            let row = fetch!(conn, optional VerificationRow, sql, [at, tenant.as_str(), id.as_str()])?;
-            if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
-                append_audit!(conn, &key, tenant.as_str(), &audit);
-            }
-            Ok::<_, sqlx::Error>(row)
-        })
-        .map_err(map_err)?;
+        let input = (self.audit_key().map_err(map_err)?, tenant.clone(), id.clone(), audit.clone());
+        let row = self
+            .write(input, move |conn, (key, tenant, id, audit)| {
+                Box::pin(async move {
+                    let row = fetch!(conn, optional VerificationRow, sql, [at, tenant.as_str(), id.as_str()])?;
+                    if row.as_ref().is_some_and(|r| r.status == "max_attempts_reached") {
+                        append_audit(conn, key, tenant.as_str(), audit).await?;
+                    }
+                    Ok(row)
+                })
+            })
+            .await
+            .map_err(map_err)?;
         row.map(TryInto::try_into).transpose()
     }
 
@@ -348,60 +381,62 @@ impl VerificationStore for SqlStore {
         let at = to_unix_ms(now);
         // Cancel ends any pending verification; expire only one whose time is up.
         let (status, until) = if canceled { ("canceled", i64::MAX) } else { ("expired", at) };
-        let (tenant, id, audit) = (tenant.clone(), id.clone(), audit.clone());
-        let key = self.audit_key().map_err(map_err)?;
-        write_tx!(self, [key, tenant, id, audit], conn => {
-            let ended = exec!(
-                conn,
-                "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
-                 AND status = 'pending' AND expires_at <= $5",
-                [status, at, tenant.as_str(), id.as_str(), until]
-            )? == 1;
-            if ended {
-                append_audit!(conn, &key, tenant.as_str(), &audit);
-            }
-            Ok::<_, sqlx::Error>(ended)
-        })
-        .map_err(map_err)
+        let changed = self
+            .write_audited(tenant.as_str(), audit, (tenant.clone(), id.clone()), move |conn, (tenant, id)| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE verifications SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
+                         AND status = 'pending' AND expires_at <= $5",
+                        [status, at, tenant.as_str(), id.as_str(), until]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(changed == 1)
     }
 
     async fn clear_cooldown(&self, tenant: &TenantId, id: &VerificationId, send_count: u32) -> StoreResult<()> {
-        on_pool!(self.db(), pool =>
-            sqlx::query(
-                "UPDATE verifications SET last_sent_at = 0 WHERE tenant_id = $1 AND id = $2 AND send_count = $3 \
-                 AND status = 'pending'",
-            )
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .bind(i64::from(send_count))
-            .execute(pool)
-            .await
-            .map(|_| ())
-        )
+        let input = (tenant.clone(), id.clone(), i64::from(send_count));
+        self.write(input, |conn, (tenant, id, send_count)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "UPDATE verifications SET last_sent_at = 0 WHERE tenant_id = $1 AND id = $2 AND send_count = $3 \
+                     AND status = 'pending'",
+                    [tenant.as_str(), id.as_str(), *send_count]
+                )
+            })
+        })
+        .await
+        .map(|_| ())
         .map_err(map_err)
     }
 
     async fn count_sends(&self, counters: &[SendCounter], now: OffsetDateTime) -> StoreResult<Result<(), SendRefusal>> {
-        on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
-            if let Some(full) = count_sends_in!(tx, counters) {
-                return Ok(Err(fraud_refusal(full, now)));
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Ok(()))
-        }
-        .await)
-        .map_err(map_err)
+        let outcome = self
+            .write(counters.to_vec(), move |conn, counters| {
+                Box::pin(async move {
+                    savepoint!(conn)?;
+                    if let Some(full) = count_sends_in(conn, counters).await? {
+                        rollback_savepoint!(conn)?;
+                        return Ok(SendWrite::Refused(fraud_refusal(full, now)));
+                    }
+                    release_savepoint!(conn)?;
+                    Ok(SendWrite::Written(()))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        outcome.into_result()
     }
 
     async fn prune_send_counters(&self, before_ms: i64) -> StoreResult<u64> {
-        on_pool!(self.db(), pool =>
-            sqlx::query("DELETE FROM send_counters WHERE bucket < $1")
-                .bind(before_ms)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        )
+        self.write(before_ms, |conn, before_ms| {
+            Box::pin(async move { exec!(conn, "DELETE FROM send_counters WHERE bucket < $1", [*before_ms]) })
+        })
+        .await
         .map_err(map_err)
     }
 }

@@ -1,12 +1,12 @@
 //! Webhook endpoints and the outbox. Events are stored with one message
-//! per interested endpoint ([`insert_event!`], usable inside any change's
+//! per interested endpoint ([`insert_event`], usable inside any change's
 //! transaction); dispatchers on any number of nodes claim due messages with
 //! one conditional `UPDATE … RETURNING` that sets a lease, and finish them
 //! only while that lease is still theirs.
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::audit::{AuditEntry, AuditKey};
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
@@ -16,39 +16,33 @@ use vouchsafe_core::store::{
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
 use crate::audit::append_audit;
-use crate::{SqlStore, audited, map_err, on_pool, one_row};
+use crate::tx::{Tx, exec, fetch};
+use crate::{SqlStore, map_err, on_pool, one_row};
 
-/// Stores `$event` and fans it out to the tenant's enabled endpoints whose
-/// filter takes it (all of them, or only `$only` when not empty), inside
-/// the open transaction `$tx` (a sqlx transaction or a `&mut Tx`).
-/// Evaluates to the number of messages queued.
-macro_rules! insert_event {
-    ($tx:expr, $event:expr, $only:expr) => {{
-        let event: &vouchsafe_core::event::Event = $event;
-        let only: &str = $only;
-        let at = vouchsafe_core::clock::to_unix_ms(event.created_at);
-        let tx = &mut $crate::tx::Tx::from(&mut *$tx);
-        let body = event.body();
-        $crate::tx::exec!(
-            tx,
-            "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-            [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
-        )?;
-        // The message id joins event and endpoint ids: unique per pair,
-        // made in SQL so the fan-out is one statement. An event for one
-        // named endpoint (a `test`) goes to it whatever its event filter.
-        $crate::tx::exec!(
-            tx,
-            "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
-             next_attempt_at, locked_until, created_at, updated_at) \
-             SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
-             WHERE tenant_id = $3 AND enabled = TRUE \
-             AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)",
-            [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only]
-        )?
-    }};
+/// Stores `event` and fans it out to the tenant's enabled endpoints whose
+/// filter takes it (all of them, or only `only` when not empty), inside
+/// the open transaction `tx`. Answers the number of messages queued.
+pub(crate) async fn insert_event(tx: &mut Tx<'_>, event: &Event, only: &str) -> Result<u64, sqlx::Error> {
+    let at = to_unix_ms(event.created_at);
+    let body = event.body();
+    exec!(
+        tx,
+        "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+        [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
+    )?;
+    // The message id joins event and endpoint ids: unique per pair, made in
+    // SQL so the fan-out is one statement. An event for one named endpoint
+    // (a `test`) goes to it whatever its event filter.
+    exec!(
+        tx,
+        "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
+         next_attempt_at, locked_until, created_at, updated_at) \
+         SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
+         WHERE tenant_id = $3 AND enabled = TRUE \
+         AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)",
+        [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only]
+    )
 }
-pub(crate) use insert_event;
 
 macro_rules! select_endpoint {
     ($rest:literal) => {
@@ -152,22 +146,28 @@ impl WebhookStore for SqlStore {
         sealed_secret: &[u8],
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        audited!(self, e.tenant_id.as_str(), audit, pool =>
-            sqlx::query(
-                "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, previous_secret, \
-                 previous_secret_expires_at, enabled, disabled_reason, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, NULL, $8, $9)",
-            )
-            .bind(e.id.as_str())
-            .bind(e.tenant_id.as_str())
-            .bind(&e.url)
-            .bind(&e.description)
-            .bind(e.events.to_stored())
-            .bind(sealed_secret)
-            .bind(e.enabled)
-            .bind(to_unix_ms(e.created_at))
-            .bind(to_unix_ms(e.updated_at))
-        )
+        self.write_audited(e.tenant_id.as_str(), audit, (e.clone(), sealed_secret.to_vec()), |conn, (e, sealed)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, previous_secret, \
+                     previous_secret_expires_at, enabled, disabled_reason, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, NULL, $8, $9)",
+                    [
+                        e.id.as_str(),
+                        e.tenant_id.as_str(),
+                        &e.url,
+                        &e.description,
+                        e.events.to_stored(),
+                        sealed,
+                        e.enabled,
+                        to_unix_ms(e.created_at),
+                        to_unix_ms(e.updated_at),
+                    ]
+                )
+            })
+        })
+        .await
         .map_err(map_err)?;
         Ok(())
     }
@@ -197,20 +197,26 @@ impl WebhookStore for SqlStore {
 
     async fn update_webhook_endpoint(&self, e: &WebhookEndpoint, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
-            audited!(self, e.tenant_id.as_str(), audit, pool =>
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET url = $1, description = $2, events = $3, enabled = $4, \
-                     disabled_reason = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
-                )
-                .bind(&e.url)
-                .bind(&e.description)
-                .bind(e.events.to_stored())
-                .bind(e.enabled)
-                .bind(&e.disabled_reason)
-                .bind(to_unix_ms(e.updated_at))
-                .bind(e.tenant_id.as_str())
-                .bind(e.id.as_str())
-            ),
+            self.write_audited(e.tenant_id.as_str(), audit, e.clone(), |conn, e| {
+                Box::pin(async move {
+                    exec!(
+                        conn,
+                        "UPDATE webhook_endpoints SET url = $1, description = $2, events = $3, enabled = $4, \
+                         disabled_reason = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
+                        [
+                            &e.url,
+                            &e.description,
+                            e.events.to_stored(),
+                            e.enabled,
+                            &e.disabled_reason,
+                            to_unix_ms(e.updated_at),
+                            e.tenant_id.as_str(),
+                            e.id.as_str(),
+                        ]
+                    )
+                })
+            })
+            .await,
             StoreError::NotFound,
         )
     }
@@ -221,25 +227,22 @@ impl WebhookStore for SqlStore {
         id: &WebhookEndpointId,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        let deleted = on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if deleted == 1 {
-                for sql in ["DELETE FROM webhook_messages WHERE endpoint_id = $1", "DELETE FROM webhook_attempts WHERE endpoint_id = $1"] {
-                    sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
-                }
-                append_audit!(tx, &key, tenant.as_str(), audit);
-                tx.commit().await?;
-            }
-            Ok::<u64, sqlx::Error>(deleted)
-        }
-        .await);
+        let deleted = self
+            .write_audited(tenant.as_str(), audit, (tenant.clone(), id.clone()), |conn, (tenant, id)| {
+                Box::pin(async move {
+                    let deleted = exec!(
+                        conn,
+                        "DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
+                        [tenant.as_str(), id.as_str()]
+                    )?;
+                    if deleted == 1 {
+                        exec!(conn, "DELETE FROM webhook_messages WHERE endpoint_id = $1", [id.as_str()])?;
+                        exec!(conn, "DELETE FROM webhook_attempts WHERE endpoint_id = $1", [id.as_str()])?;
+                    }
+                    Ok(deleted)
+                })
+            })
+            .await;
         one_row(deleted, StoreError::NotFound)
     }
 
@@ -267,31 +270,32 @@ impl WebhookStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         one_row(
-            audited!(self, tenant.as_str(), audit, pool =>
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $1, \
-                     secret = $2, updated_at = $3 WHERE tenant_id = $4 AND id = $5",
-                )
-                .bind(to_unix_ms(previous_until))
-                .bind(sealed_secret)
-                .bind(to_unix_ms(audit.at))
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-            ),
+            self.write_audited(
+                tenant.as_str(),
+                audit,
+                (to_unix_ms(previous_until), sealed_secret.to_vec(), to_unix_ms(audit.at), tenant.clone(), id.clone()),
+                |conn, (until, sealed, at, tenant, id)| {
+                    Box::pin(async move {
+                        exec!(
+                            conn,
+                            "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $1, \
+                             secret = $2, updated_at = $3 WHERE tenant_id = $4 AND id = $5",
+                            [*until, sealed, *at, tenant.as_str(), id.as_str()]
+                        )
+                    })
+                },
+            )
+            .await,
             StoreError::NotFound,
         )
     }
 
     async fn enqueue_event(&self, event: &Event, only_endpoint: Option<&WebhookEndpointId>) -> StoreResult<usize> {
-        let only = only_endpoint.map(|id| id.as_str()).unwrap_or("");
-        let queued = on_pool!(self.db(), pool => async {
-            let mut tx = pool.begin().await?;
-            let queued = insert_event!(tx, event, only);
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(queued)
-        }
-        .await)
-        .map_err(map_err)?;
+        let only = only_endpoint.map(|id| id.as_str().to_owned()).unwrap_or_default();
+        let queued = self
+            .write((event.clone(), only), |conn, (event, only)| Box::pin(insert_event(conn, event, only)))
+            .await
+            .map_err(map_err)?;
         Ok(usize::try_from(queued).unwrap_or(usize::MAX))
     }
 
@@ -310,9 +314,13 @@ impl WebhookStore for SqlStore {
         // its share; turns interleave tenants (every tenant's first due
         // message, then every second, …), so a flood or a dead endpoint of
         // one tenant cannot push another's messages back.
-        let claimed: Vec<(String,)> = on_pool!(self.db(), pool =>
-            sqlx::query_as(
-                "WITH busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
+        let claimed: Vec<(String,)> = self
+            .write((lease, now, limit), |conn, (lease, now, limit)| {
+                Box::pin(async move {
+                    fetch!(
+                        conn,
+                        all(String,),
+                        "WITH busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
                  busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
@@ -332,16 +340,12 @@ impl WebhookStore for SqlStore {
                  WHERE id IN (SELECT id FROM turns WHERE turn + tenant_busy <= $5 \
                    ORDER BY turn, next_attempt_at, id LIMIT $3) \
                  AND status = 'pending' AND locked_until < $2 RETURNING id",
-            )
-            .bind(lease)
-            .bind(now)
-            .bind(limit)
-            .bind(IN_FLIGHT_PER_ENDPOINT)
-            .bind(IN_FLIGHT_PER_TENANT)
-            .fetch_all(pool)
+                        [*lease, *now, *limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
+                    )
+                })
+            })
             .await
-        )
-        .map_err(map_err)?;
+            .map_err(map_err)?;
         let mut due = Vec::with_capacity(claimed.len());
         for (id,) in claimed {
             let row: DueRow = on_pool!(self.db(), pool =>
@@ -377,68 +381,16 @@ impl WebhookStore for SqlStore {
         if finished.is_empty() {
             return Ok(());
         }
-        on_pool!(self.db(), pool => async {
-            let key = self.audit_key()?;
-            let mut tx = pool.begin().await?;
-            for Finished { message: m, outcome, attempt: a } in finished {
-                let (status, next_at) = match outcome {
-                    MessageOutcome::Delivered => ("delivered", 0),
-                    MessageOutcome::RetryAt(at) => ("pending", to_unix_ms(*at)),
-                    MessageOutcome::Dead | MessageOutcome::Gone => ("dead", 0),
-                };
-                // The attempt happened, so it is logged even if the lease ran
-                // out meanwhile; the message moves on only while the lease is ours.
-                sqlx::query(
-                    "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, \
-                     attempt, at, status_code, latency_ms, error, outcome) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(a.id.as_str())
-                .bind(a.message_id.as_str())
-                .bind(a.tenant_id.as_str())
-                .bind(a.endpoint_id.as_str())
-                .bind(a.event_id.as_str())
-                .bind(&a.event_type)
-                .bind(i64::from(a.attempt))
-                .bind(to_unix_ms(a.at))
-                .bind(a.status_code.map(i64::from))
-                .bind(i64::try_from(a.latency_ms).unwrap_or(i64::MAX))
-                .bind(&a.error)
-                .bind(&a.outcome)
-                .execute(&mut *tx)
-                .await?;
-                let moved = sqlx::query(
-                    "UPDATE webhook_messages SET status = $1, next_attempt_at = $2, locked_until = 0, updated_at = $3 \
-                     WHERE id = $4 AND locked_until = $5",
-                )
-                .bind(status)
-                .bind(next_at)
-                .bind(to_unix_ms(a.at))
-                .bind(m.id.as_str())
-                .bind(m.lease)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if moved == 1 && *outcome == MessageOutcome::Gone {
-                    let disabled = sqlx::query(
-                        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
-                         WHERE id = $3 AND enabled = TRUE",
-                    )
-                    .bind("the endpoint answered 410 Gone")
-                    .bind(to_unix_ms(a.at))
-                    .bind(m.endpoint_id.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if disabled == 1 {
-                        let entry = AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at);
-                        append_audit!(tx, &key, m.tenant_id.as_str(), &entry);
-                    }
+        let input = (self.audit_key().map_err(map_err)?, finished.to_vec());
+        self.write(input, |conn, (key, finished)| {
+            Box::pin(async move {
+                for f in finished {
+                    finish_message(conn, key, f).await?;
                 }
-            }
-            tx.commit().await
-        }
-        .await)
+                Ok(())
+            })
+        })
+        .await
         .map_err(map_err)
     }
 
@@ -475,4 +427,57 @@ impl WebhookStore for SqlStore {
         .map_err(map_err)?;
         Ok(n)
     }
+}
+
+/// Logs one finished attempt and moves its message on, inside `tx`; a
+/// `410 Gone` disables the endpoint, with its audit entry.
+async fn finish_message(tx: &mut Tx<'_>, key: &AuditKey, finished: &Finished) -> Result<(), sqlx::Error> {
+    let Finished { message: m, outcome, attempt: a } = finished;
+    let (status, next_at) = match outcome {
+        MessageOutcome::Delivered => ("delivered", 0),
+        MessageOutcome::RetryAt(at) => ("pending", to_unix_ms(*at)),
+        MessageOutcome::Dead | MessageOutcome::Gone => ("dead", 0),
+    };
+    // The attempt happened, so it is logged even if the lease ran out
+    // meanwhile; the message moves on only while the lease is ours.
+    exec!(
+        tx,
+        "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, \
+         attempt, at, status_code, latency_ms, error, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        [
+            a.id.as_str(),
+            a.message_id.as_str(),
+            a.tenant_id.as_str(),
+            a.endpoint_id.as_str(),
+            a.event_id.as_str(),
+            &a.event_type,
+            i64::from(a.attempt),
+            to_unix_ms(a.at),
+            a.status_code.map(i64::from),
+            i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+            &a.error,
+            &a.outcome,
+        ]
+    )?;
+    let moved = exec!(
+        tx,
+        "UPDATE webhook_messages SET status = $1, next_attempt_at = $2, locked_until = 0, updated_at = $3 \
+         WHERE id = $4 AND locked_until = $5",
+        [status, next_at, to_unix_ms(a.at), m.id.as_str(), m.lease]
+    )?;
+    if moved == 1 && *outcome == MessageOutcome::Gone {
+        let disabled = exec!(
+            tx,
+            "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND enabled = TRUE",
+            ["the endpoint answered 410 Gone", to_unix_ms(a.at), m.endpoint_id.as_str()]
+        )?;
+        if disabled == 1 {
+            let entry =
+                AuditEntry::new("dispatcher", "webhook_endpoint.disabled", m.endpoint_id.as_str(), "gone", a.at);
+            append_audit(tx, key, m.tenant_id.as_str(), &entry).await?;
+        }
+    }
+    Ok(())
 }

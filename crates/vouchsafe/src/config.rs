@@ -16,25 +16,58 @@ use vouchsafe_store::{DatabaseUrl, SqliteSync};
 
 use crate::cli::Cli;
 
-/// One layer. Field names are the TOML keys; env names are their upper case.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub listen: Option<String>,
-    pub database_url: Option<String>,
-    pub public_url: Option<String>,
-    pub master_key: Option<String>,
-    pub master_key_file: Option<String>,
-    pub sqlite_synchronous: Option<String>,
-    #[serde(default, deserialize_with = "scalar_text")]
-    pub allow_private_targets: Option<String>,
-    pub log: Option<String>,
-    pub log_format: Option<String>,
-    pub webhook_retry_schedule_s: Option<String>,
-    #[serde(default, deserialize_with = "scalar_text")]
-    pub webhook_timeout_s: Option<String>,
-    #[serde(default, deserialize_with = "scalar_text")]
-    pub webhook_poll_interval_ms: Option<String>,
+/// Declares every configuration key once: the [`RawConfig`] member (its
+/// TOML key), the environment variable (`VOUCHSAFE_` + its upper case), the
+/// overlay and the setter all come from this list, so a key cannot be known
+/// to one and missing from another.
+macro_rules! config_keys {
+    ($($key:ident),* $(,)?) => {
+        /// One layer. Field names are the TOML keys; env names are their upper case.
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawConfig {
+            $(
+                #[serde(default, deserialize_with = "scalar_text")]
+                pub $key: Option<String>,
+            )*
+        }
+
+        impl RawConfig {
+            /// Every key, as written in the TOML file.
+            const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+            /// `self` with every member `over` sets replaced.
+            fn overlay(self, over: RawConfig) -> RawConfig {
+                RawConfig { $($key: over.$key.or(self.$key),)* }
+            }
+
+            /// The member of the key whose environment name is `env_key`
+            /// (`DATABASE_URL`), if there is one.
+            fn slot(&mut self, env_key: &str) -> Option<&mut Option<String>> {
+                $(
+                    if env_key.eq_ignore_ascii_case(stringify!($key)) && env_key.bytes().all(|b| !b.is_ascii_lowercase()) {
+                        return Some(&mut self.$key);
+                    }
+                )*
+                None
+            }
+        }
+    };
+}
+
+config_keys! {
+    listen,
+    database_url,
+    public_url,
+    master_key,
+    master_key_file,
+    sqlite_synchronous,
+    allow_private_targets,
+    log,
+    log_format,
+    webhook_retry_schedule_s,
+    webhook_timeout_s,
+    webhook_poll_interval_ms,
 }
 
 /// TOML writes `true` and `10`; the environment writes `"true"` and
@@ -52,60 +85,6 @@ fn scalar_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>,
         Scalar::Int(i) => i.to_string(),
         Scalar::Text(t) => t,
     }))
-}
-
-/// Keys settable from the environment (plus `CONFIG`, the file itself).
-const ENV_KEYS: &[&str] = &[
-    "LISTEN",
-    "DATABASE_URL",
-    "PUBLIC_URL",
-    "MASTER_KEY",
-    "MASTER_KEY_FILE",
-    "SQLITE_SYNCHRONOUS",
-    "ALLOW_PRIVATE_TARGETS",
-    "LOG",
-    "LOG_FORMAT",
-    "WEBHOOK_RETRY_SCHEDULE_S",
-    "WEBHOOK_TIMEOUT_S",
-    "WEBHOOK_POLL_INTERVAL_MS",
-];
-
-impl RawConfig {
-    /// `self` with every member `over` sets replaced.
-    fn overlay(self, over: RawConfig) -> RawConfig {
-        RawConfig {
-            listen: over.listen.or(self.listen),
-            database_url: over.database_url.or(self.database_url),
-            public_url: over.public_url.or(self.public_url),
-            master_key: over.master_key.or(self.master_key),
-            master_key_file: over.master_key_file.or(self.master_key_file),
-            sqlite_synchronous: over.sqlite_synchronous.or(self.sqlite_synchronous),
-            allow_private_targets: over.allow_private_targets.or(self.allow_private_targets),
-            log: over.log.or(self.log),
-            log_format: over.log_format.or(self.log_format),
-            webhook_retry_schedule_s: over.webhook_retry_schedule_s.or(self.webhook_retry_schedule_s),
-            webhook_timeout_s: over.webhook_timeout_s.or(self.webhook_timeout_s),
-            webhook_poll_interval_ms: over.webhook_poll_interval_ms.or(self.webhook_poll_interval_ms),
-        }
-    }
-
-    fn set(&mut self, key: &str, value: String) {
-        let slot = match key {
-            "LISTEN" => &mut self.listen,
-            "DATABASE_URL" => &mut self.database_url,
-            "PUBLIC_URL" => &mut self.public_url,
-            "MASTER_KEY" => &mut self.master_key,
-            "MASTER_KEY_FILE" => &mut self.master_key_file,
-            "SQLITE_SYNCHRONOUS" => &mut self.sqlite_synchronous,
-            "ALLOW_PRIVATE_TARGETS" => &mut self.allow_private_targets,
-            "LOG" => &mut self.log,
-            "LOG_FORMAT" => &mut self.log_format,
-            "WEBHOOK_RETRY_SCHEDULE_S" => &mut self.webhook_retry_schedule_s,
-            "WEBHOOK_TIMEOUT_S" => &mut self.webhook_timeout_s,
-            _ => &mut self.webhook_poll_interval_ms,
-        };
-        *slot = Some(value);
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,14 +124,16 @@ pub fn env_layer(vars: &BTreeMap<String, String>) -> anyhow::Result<(RawConfig, 
         let Some(key) = name.strip_prefix("VOUCHSAFE_") else { continue };
         if key == "CONFIG" {
             config_file = Some(PathBuf::from(value));
-        } else if ENV_KEYS.contains(&key) {
-            layer.set(key, value.clone());
-        } else if let Some(base) = key.strip_suffix("_FILE").filter(|b| ENV_KEYS.contains(b) && *b != "MASTER_KEY") {
+        } else if let Some(slot) = layer.slot(key) {
+            *slot = Some(value.clone());
+        } else if let Some(base) = key.strip_suffix("_FILE").filter(|b| *b != "MASTER_KEY")
+            && let Some(slot) = layer.slot(base)
+        {
             // VOUCHSAFE_<KEY>_FILE: the value is read from the file (Docker
             // and Kubernetes secrets). MASTER_KEY_FILE is its own key: the
             // key file path, which is read later and created when missing.
             let text = std::fs::read_to_string(value).with_context(|| format!("{name}: cannot read {value}"))?;
-            layer.set(base, text.trim().to_owned());
+            *slot = Some(text.trim().to_owned());
         } else {
             bail!("unknown environment variable {name}; known: VOUCHSAFE_CONFIG, {}", known_env_names());
         }
@@ -161,7 +142,7 @@ pub fn env_layer(vars: &BTreeMap<String, String>) -> anyhow::Result<(RawConfig, 
 }
 
 fn known_env_names() -> String {
-    ENV_KEYS.iter().map(|k| format!("VOUCHSAFE_{k}")).collect::<Vec<_>>().join(", ")
+    RawConfig::KEYS.iter().map(|k| format!("VOUCHSAFE_{}", k.to_uppercase())).collect::<Vec<_>>().join(", ")
 }
 
 fn file_layer(path: &Path) -> anyhow::Result<RawConfig> {
@@ -292,6 +273,20 @@ mod tests {
         assert!(validate(merged.clone()).unwrap().allow_private_targets, "TOML booleans are read");
         assert_eq!(validate(merged.clone()).unwrap().webhooks.timeout.as_secs(), 3, "TOML integers are read");
         assert_eq!(validate(merged.overlay(flags)).unwrap().listen.port(), 9002, "flags beat env");
+    }
+
+    /// Each key set through its environment variable lands in the same
+    /// member as the same key in the TOML file, and in no other.
+    #[test]
+    fn every_key_reaches_its_own_member_from_the_environment() {
+        for key in RawConfig::KEYS {
+            let env_name = format!("VOUCHSAFE_{}", key.to_uppercase());
+            let (env, _) = env_layer(&vars(&[(env_name.as_str(), "value")])).unwrap();
+            let file: RawConfig = toml::from_str(&format!("{key} = \"value\"")).unwrap();
+            assert_eq!(format!("{env:?}"), format!("{file:?}"), "{env_name}");
+            assert_ne!(format!("{env:?}"), format!("{:?}", RawConfig::default()), "{env_name} set nothing");
+        }
+        assert!(env_layer(&vars(&[("VOUCHSAFE_listen", "x")])).is_err(), "environment names are upper case");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use vouchsafe_core::clock::Clock;
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one wall clock of the whole program")]
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }

@@ -15,7 +15,8 @@ pub async fn healthz() -> Json<HealthResponse> {
     Json(HealthResponse { status: "ok".into() })
 }
 
-/// The database answers.
+/// The database answers reads and would take a write (on SQLite the
+/// writer thread runs an empty job).
 #[utoipa::path(
     get,
     path = "/readyz",

@@ -207,10 +207,7 @@ pub async fn end(
     audit: &AuditEntry,
 ) -> EngineResult<CallerVerification> {
     let now = state.clock.now();
-    let ended = state
-        .store
-        .end_caller_verification(&cv.tenant_id, &cv.id, status, now, &|c| c.completed_event(now, method), audit)
-        .await?;
+    let ended = state.store.end_caller_verification(&cv.tenant_id, &cv.id, status, now, method, audit).await?;
     if ended.is_some() {
         state.wake_dispatcher.notify_one();
     }
@@ -244,8 +241,7 @@ pub async fn check(
         return Ok((after, valid));
     }
     let audit = AuditEntry::new(actor, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
-    let event = |c: &CallerVerification| c.completed_event(now, Some(CallerMethod::Code));
-    match state.store.caller_wrong_code(tenant, id, now, &event, &audit).await? {
+    match state.store.caller_wrong_code(tenant, id, now, Some(CallerMethod::Code), &audit).await? {
         Some(after) => {
             if after.status == CallerStatus::Failed {
                 state.wake_dispatcher.notify_one();
@@ -262,14 +258,7 @@ pub async fn sweep(store: &dyn vouchsafe_core::store::Store, now: OffsetDateTime
     for cv in store.due_caller_verifications(now, 200).await? {
         let audit = AuditEntry::new("sweeper", "caller_verification.expired", cv.id.as_str(), "expired", now);
         if store
-            .end_caller_verification(
-                &cv.tenant_id,
-                &cv.id,
-                CallerStatus::Expired,
-                now,
-                &|c| c.completed_event(now, None),
-                &audit,
-            )
+            .end_caller_verification(&cv.tenant_id, &cv.id, CallerStatus::Expired, now, None, &audit)
             .await?
             .is_some()
         {

@@ -225,13 +225,7 @@ pub async fn decide(
                         AuditEntry::new(ACTOR, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
                     let _ = state
                         .store
-                        .caller_wrong_code(
-                            &cv.tenant_id,
-                            &cv.id,
-                            now,
-                            &|c| c.completed_event(now, Some(CallerMethod::Factor)),
-                            &audit,
-                        )
+                        .caller_wrong_code(&cv.tenant_id, &cv.id, now, Some(CallerMethod::Factor), &audit)
                         .await;
                     let after = state.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or(cv);
                     let error = "That code is not right.";

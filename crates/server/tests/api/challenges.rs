@@ -3,14 +3,12 @@
 //! codes, the factor policy, code factors through the providers, lockout,
 //! denial, and single-use result tokens.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, code_in};
-use crate::helpers::{Reply, TestApp, pyotp, spawn_app, spawn_second_node};
+use crate::helpers::{Reply, TestApp, pyotp, python, spawn_app, spawn_second_node};
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
 
 fn now(app: &TestApp) -> i64 {
@@ -175,10 +173,8 @@ async fn a_drifted_hotp_token_is_resynchronised_by_two_consecutive_codes() {
     let auth = import.body["id"].as_str().unwrap().to_owned();
     // Make codes of counters far past the look-ahead of 10 (RFC 4226 key).
     let code_at = |counter: u64| {
-        let script =
-            format!("import pyotp, base64; print(pyotp.HOTP('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ').at({counter}))");
-        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        let script = format!("import pyotp; print(pyotp.HOTP('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ').at({counter}))");
+        python("pyotp", &script, &[])
     };
     let id = challenge(&app, "u8", json!({})).await.body["id"].as_str().unwrap().to_owned();
     assert_eq!(answer(&app, &id, &code_at(50)).await.body["status"], "pending", "beyond the look-ahead");

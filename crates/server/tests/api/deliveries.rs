@@ -2,13 +2,11 @@
 //! (delivery receipts), signed here by the official `twilio` Python
 //! package's `RequestValidator`, not by our own code.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::fake_providers::{FakeProviders, Mode, TWILIO_TOKEN};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, python, spawn_app};
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
 
 async fn deliver(app: &TestApp, body: Value) -> crate::helpers::Reply {
@@ -102,9 +100,7 @@ fn twilio_signature(token: &str, url: &str, params: &Value) -> String {
     let script = "import json, sys\nfrom twilio.request_validator import RequestValidator\n\
         a = json.loads(sys.argv[1])\nprint(RequestValidator(a['token']).compute_signature(a['url'], a['params']))";
     let arg = json!({"token": token, "url": url, "params": params}).to_string();
-    let out = Command::new("python3").args(["-c", script, &arg]).output().expect("python3 with the twilio package");
-    assert!(out.status.success(), "twilio package missing? {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    python("twilio", script, &[&arg])
 }
 
 async fn callback(app: &TestApp, url: &str, params: &Value, signature: &str, key: Option<&str>) -> StatusCode {

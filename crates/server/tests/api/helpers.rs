@@ -76,8 +76,21 @@ async fn spawn(allow_private: bool, localhost: bool) -> TestApp {
     spawn_with(allow_private, localhost, ConnectionLimits::default()).await
 }
 
+/// With `TEST_LOG` set (a filter such as `debug` or `vouchsafe_server=trace`),
+/// the servers' logs are printed, so a 500 in a test shows its cause:
+/// `TEST_LOG=debug cargo test -p vouchsafe-server --test api NAME -- --nocapture`.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 async fn spawn_with(allow_private: bool, localhost: bool, connections: ConnectionLimits) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    log_if_asked();
     let db = fresh_database().await.expect("test database");
     let store = Arc::new(SqlStore::connect(&db.url).await.unwrap());
     store.migrate().await.unwrap();
@@ -262,12 +275,30 @@ pub async fn read(response: reqwest::Response) -> Reply {
     Reply { status, headers, body, text }
 }
 
+/// Runs `python3 -c script args…` and answers what it printed, trimmed.
+/// The script needs `package` from PyPI; a missing interpreter or package
+/// fails the test saying so (`scripts/test.sh` installs both), never
+/// answers an empty string.
+pub fn python(package: &str, script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is missing ({e}); scripts/test.sh installs it, with {package}"));
+    assert!(
+        out.status.success(),
+        "python3 with {package} failed (scripts/test.sh installs {package} with pip): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!printed.is_empty(), "python3 with {package} printed nothing");
+    printed
+}
+
 /// A TOTP code as `pyotp` (not our code) makes it, at Unix time `unix`.
 pub fn pyotp(secret: &str, unix: i64) -> String {
-    let script = format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))");
-    let out = std::process::Command::new("python3").args(["-c", &script]).output().expect("python3 with pyotp");
-    assert!(out.status.success(), "pyotp: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    python("pyotp", &format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))"), &[])
 }
 
 /// A code of the same length that is certainly not `code`.

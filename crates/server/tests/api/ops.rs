@@ -107,6 +107,37 @@ async fn openapi_documents_every_route() {
     }
 }
 
+/// `docs/API.md` is the contract: its endpoint index lists exactly the
+/// operations `/openapi.json` publishes, so neither can gain or lose an
+/// endpoint without the other.
+#[tokio::test]
+async fn the_contract_page_and_openapi_list_the_same_operations() {
+    let app = spawn_app().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    let mut published: Vec<String> = Vec::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            published.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md")).unwrap();
+    let index = page.split("## Endpoint index").nth(1).expect("docs/API.md has an endpoint index");
+    let mut documented: Vec<String> = index
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", method, path, ""] if path.starts_with('`') => Some(format!("{method} {}", path.trim_matches('`'))),
+                _ => None,
+            }
+        })
+        .collect();
+    published.sort();
+    documented.sort();
+    assert!(published.len() > 50, "{published:?}");
+    assert_eq!(documented, published, "docs/API.md's endpoint index and /openapi.json disagree");
+}
+
 #[tokio::test]
 async fn docs_are_served_from_embedded_assets() {
     let app = spawn_app().await;

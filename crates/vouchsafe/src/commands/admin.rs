@@ -2,7 +2,6 @@
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
-use time::OffsetDateTime;
 use vouchsafe_core::api_key::{KeyError, SecretHasher, issue};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::role::Role;
@@ -13,6 +12,8 @@ use vouchsafe_store::SqlStore;
 
 use super::open_store_and_key;
 use crate::config::Config;
+use crate::system_clock::SystemClock;
+use vouchsafe_core::clock::Clock;
 
 /// Creates the schema, the tenant `default` (unless it exists) and an admin key.
 pub async fn init(config: &Config, json: bool) -> anyhow::Result<()> {
@@ -90,8 +91,7 @@ pub async fn create_key(
 }
 
 async fn insert_tenant(store: &SqlStore, name: &str) -> anyhow::Result<Tenant> {
-    let (tenant, service) =
-        Tenant::new(name, OffsetDateTime::now_utc()).map_err(|e| anyhow!("tenant name: {}", e.message))?;
+    let (tenant, service) = Tenant::new(name, SystemClock.now()).map_err(|e| anyhow!("tenant name: {}", e.message))?;
     let audit = AuditEntry::success("cli", "tenant.created", tenant.id.as_str(), tenant.created_at);
     match store.create_tenant(&tenant, &service, &Settings::default(), &audit).await {
         Ok(()) => Ok(tenant),
@@ -108,7 +108,7 @@ async fn insert_key(
     name: &str,
     hasher: &SecretHasher,
 ) -> anyhow::Result<(String, String)> {
-    let (new, secret) = issue(&tenant.id, role, name, hasher, OffsetDateTime::now_utc()).map_err(|e| match e {
+    let (new, secret) = issue(&tenant.id, role, name, hasher, SystemClock.now()).map_err(|e| match e {
         KeyError::Name(e) => anyhow!("--name {}", e.message),
         KeyError::Crypto(e) => anyhow!(e),
     })?;

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::import::{authenticator, parse_line};
 use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
@@ -23,6 +22,8 @@ use vouchsafe_core::store::{ImportMode, ImportOutcome, StoreError, TenantStore, 
 
 use super::open_store_and_key;
 use crate::config::Config;
+use crate::system_clock::SystemClock;
+use vouchsafe_core::clock::Clock;
 
 /// Tokens per transaction: big enough that the commit's fsync is shared by
 /// many rows, small enough that the server's writers wait only briefly.
@@ -89,7 +90,7 @@ pub async fn import(config: &Config, tenant: &str, file: &Path, mode: ImportMode
     while let Some(line) = lines.next() {
         let (number, text) = line?;
         let (user, uri) = parse_line(number, &text)?;
-        let now = OffsetDateTime::now_utc();
+        let now = SystemClock.now();
         batch.push(authenticator(&tenant.id, &user, &uri, &sealer, now).map_err(anyhow::Error::msg)?);
         numbers.push(number);
         if batch.len() == BATCH || lines.peek().is_none() {

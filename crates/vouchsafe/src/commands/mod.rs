@@ -11,7 +11,6 @@ mod webhooks;
 use std::sync::Arc;
 
 use anyhow::Context;
-use time::OffsetDateTime;
 use vouchsafe_core::audit::{AuditKey, pin_entry};
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::store::AuditStore;
@@ -22,6 +21,8 @@ use crate::cli::{
     AuditCommand, AuthenticatorsCommand, Cli, Command, KeysCommand, TenantsCommand, TotpCommand, WebhooksCommand,
 };
 use crate::config::{self, Config, LogFormat};
+use crate::system_clock::SystemClock;
+use vouchsafe_core::clock::Clock;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Totp(TotpCommand::Code(args)) = &cli.command {
@@ -94,8 +95,7 @@ async fn open_store_and_key(config: &Config) -> anyhow::Result<(Arc<SqlStore>, M
     let store = open_store(config).await?;
     let key = crate::master_key::load_or_create(&config.master_key, store.as_ref()).await?;
     store.use_audit_key(AuditKey::new(&key))?;
-    let pinned =
-        store.pin_unkeyed_chains(&pin_entry(OffsetDateTime::now_utc())).await.context("keying the audit chains")?;
+    let pinned = store.pin_unkeyed_chains(&pin_entry(SystemClock.now())).await.context("keying the audit chains")?;
     if pinned > 0 {
         tracing::info!(chains = pinned, "audit chains written before keying are now pinned by a keyed event");
     }

@@ -7,6 +7,8 @@ use serde_json::json;
 use vouchsafe_otp::{Algorithm, OtpKind, OtpauthUri, Secret, Totp};
 
 use crate::cli::TotpCodeArgs;
+use crate::system_clock::SystemClock;
+use vouchsafe_core::clock::Clock;
 
 pub fn code(args: &TotpCodeArgs) -> anyhow::Result<()> {
     let (secret, mut digits, mut period, mut algorithm) = match (&args.secret, &args.secret_env, &args.uri) {
@@ -33,10 +35,7 @@ pub fn code(args: &TotpCodeArgs) -> anyhow::Result<()> {
     let totp = Totp::new(&secret, digits, period, algorithm).map_err(|e| anyhow!("{e}"))?;
     let time = match args.time {
         Some(t) => t,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("the system clock is before 1970")?
-            .as_secs(),
+        None => u64::try_from(SystemClock.now().unix_timestamp()).context("the system clock is before 1970")?,
     };
     let code = totp.generate(time);
     if args.json.json {

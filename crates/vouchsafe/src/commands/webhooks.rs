@@ -5,13 +5,14 @@
 
 use anyhow::{anyhow, bail};
 use serde_json::json;
-use time::OffsetDateTime;
 use vouchsafe_core::store::{StoreError, TenantStore};
 use vouchsafe_delivery::outbound::OutboundClient;
 use vouchsafe_server::{EndpointError, NewEndpoint, create_endpoint};
 
 use super::open_store_and_key;
 use crate::config::Config;
+use crate::system_clock::SystemClock;
+use vouchsafe_core::clock::Clock;
 
 pub async fn create(
     config: &Config,
@@ -28,7 +29,7 @@ pub async fn create(
     };
     let outbound = OutboundClient::new(config.allow_private_targets, config.webhooks.timeout);
     let new = NewEndpoint { tenant_id: &tenant.id, actor: "cli", url, events, description };
-    let created = create_endpoint(&outbound, store.as_ref(), &master.sealer(), OffsetDateTime::now_utc(), new).await;
+    let created = create_endpoint(&outbound, store.as_ref(), &master.sealer(), SystemClock.now(), new).await;
     store.close().await;
     let (endpoint, secret) = created.map_err(|e| match e {
         EndpointError::Invalid(f) => anyhow!("--{}: {}", f.field, f.message),
