@@ -8,8 +8,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::fake_providers::{FakeProviders, code_in};
 use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
 use crate::receiver::Receiver;
+use crate::verifications::{MOBILE, use_twilio};
 
 async fn endpoint(app: &TestApp, receiver: &Receiver) -> (String, String) {
     let created = app.post("/v1/webhook-endpoints", &app.admin, json!({"url": receiver.url, "events": ["ping"]})).await;
@@ -311,4 +313,27 @@ async fn a_test_event_reaches_an_endpoint_that_filters_events() {
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0]["id"], event_id, "{got:?}");
     assert_eq!((got[0]["type"].as_str(), got[0]["verified"].as_bool()), (Some("ping"), Some(true)), "{got:?}");
+}
+
+/// An approval reaches, signed, the endpoint that asked for it: the event
+/// is fanned out in the approving transaction (on SQLite, on the writer,
+/// where `$N` once bound out of order and queued nothing).
+#[tokio::test]
+async fn an_approved_verification_reaches_the_endpoint_that_wants_it() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let receiver = Receiver::start();
+    let created = app
+        .post("/v1/webhook-endpoints", &app.admin, json!({"url": receiver.url, "events": ["verification.approved"]}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    receiver.configure(json!({"secret": created.body["secret"]})).await;
+    let started = app.post("/v1/verifications", &app.admin, json!({"to": MOBILE, "channel": "sms"})).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let code = code_in(&fake.wait_for("twilio_sms", 1).await[0].form["Body"], 6);
+    let hit = app.post("/v1/verifications/check", &app.admin, json!({"to": MOBILE, "code": code})).await;
+    assert_eq!(hit.body["status"], "approved", "{}", hit.text);
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!((got[0]["type"].as_str(), got[0]["verified"].as_bool()), (Some("verification.approved"), Some(true)));
 }
