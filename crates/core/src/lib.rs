@@ -16,6 +16,7 @@ pub mod clock;
 pub mod crypto;
 pub mod delivery;
 pub mod destination;
+pub mod error;
 pub mod event;
 pub mod field_error;
 pub mod fraud;

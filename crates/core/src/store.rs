@@ -37,9 +37,13 @@ pub enum StoreError {
     /// A conditional update found the row changed since it was read.
     #[error("changed since it was read")]
     Stale,
-    /// The database failed; the text is for logs, never for clients.
-    #[error("database error: {0}")]
-    Backend(String),
+    /// A stored row does not read back as a value (damaged, or written by
+    /// a newer version): an error, never a silent default.
+    #[error("damaged row: {0}")]
+    Damaged(String),
+    /// The database failed; the cause is for logs, never for clients.
+    #[error("database error")]
+    Backend(#[source] crate::error::BoxError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

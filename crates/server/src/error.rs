@@ -52,8 +52,8 @@ pub enum ApiError {
     PhishingResistantFactorRequired,
     /// The database is unreachable.
     Unavailable,
-    /// Anything else; the text is logged, never sent.
-    Internal(String),
+    /// Anything else; the cause is logged (with its whole chain), never sent.
+    Internal(vouchsafe_core::error::BoxError),
 }
 
 impl ApiError {
@@ -72,7 +72,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::Conflict(what) => Self::Conflict(what),
             StoreError::Stale => Self::Conflict("changed by someone else meanwhile; try again"),
-            StoreError::Backend(text) => Self::Internal(text),
+            e @ (StoreError::Backend(_) | StoreError::Damaged(_)) => Self::Internal(Box::new(e)),
         }
     }
 }
@@ -158,7 +158,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "database unavailable".to_owned(), None)
             }
             Self::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
+                tracing::error!(error = %vouchsafe_core::error::chain(&*cause), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error".to_owned(), None)
             }
         };
@@ -205,7 +205,7 @@ impl From<crate::engine::error::EngineError> for ApiError {
                 Self::Conflict("this caller has a second factor and approves on the link with it, not with a code")
             }
             E::Store(e) => e.into(),
-            E::Internal(text) => Self::Internal(text),
+            e @ E::Internal(_) => Self::Internal(Box::new(e)),
         }
     }
 }
@@ -216,7 +216,7 @@ impl From<crate::engine::webhooks::EndpointError> for ApiError {
         match e {
             E::Invalid(f) => f.into(),
             E::Store(e) => e.into(),
-            E::Internal(text) => Self::Internal(text),
+            E::Internal(cause) => Self::Internal(cause),
         }
     }
 }

@@ -53,7 +53,7 @@ impl TryFrom<Row> for CallerVerification {
     type Error = StoreError;
 
     fn try_from(r: Row) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("caller verification {} has an unreadable {what}", r.id));
+        let bad = |what: &str| StoreError::Damaged(format!("caller verification {} has an unreadable {what}", r.id));
         Ok(CallerVerification {
             channel: Channel::parse(&r.channel).ok_or_else(|| bad("channel"))?,
             status: CallerStatus::parse(&r.status).ok_or_else(|| bad("status"))?,

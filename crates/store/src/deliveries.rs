@@ -44,7 +44,7 @@ impl TryFrom<DeliveryRow> for Delivery {
     type Error = StoreError;
 
     fn try_from(r: DeliveryRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("delivery {} has an unreadable {what}", r.id));
+        let bad = |what: &str| StoreError::Damaged(format!("delivery {} has an unreadable {what}", r.id));
         Ok(Delivery {
             channel: Channel::parse(&r.channel).ok_or_else(|| bad("channel"))?,
             status: DeliveryStatus::parse(&r.status).ok_or_else(|| bad("status"))?,

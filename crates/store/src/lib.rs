@@ -106,7 +106,7 @@ impl SqlStore {
             DatabaseUrl::Sqlite { path, sync } => {
                 let (pool, schema) = sqlite::connect(path, *sync).await?;
                 let writer = group_commit::GroupCommit::start(path, *sync)
-                    .map_err(|e| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display())))?;
+                    .map_err(|e| crate::setup_failed(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
                 Self {
                     db: Db::Sqlite { pool, writer, readers, schema: Box::new(schema) },
@@ -123,7 +123,7 @@ impl SqlStore {
     /// master key). Until it is given, every audited write fails: there is
     /// no unkeyed fallback. Given once; a second call is refused.
     pub fn use_audit_key(&self, key: vouchsafe_core::audit::AuditKey) -> Result<(), StoreError> {
-        self.audit_key.set(key).map_err(|_| StoreError::Backend("the audit key was already set".into()))
+        self.audit_key.set(key).map_err(|_| setup_failed("the audit key was already set".into()))
     }
 
     /// The audit key, for a write that appends to the chain.
@@ -252,13 +252,19 @@ pub(crate) fn one_row(affected: Result<u64, sqlx::Error>, otherwise: StoreError)
     }
 }
 
-/// Maps driver errors onto the store's outcomes. The text of backend errors
-/// goes to logs only; it never carries bound values (sqlx does not print them).
+/// A failure to open, set up or migrate the database, in words.
+pub(crate) fn setup_failed(text: String) -> StoreError {
+    StoreError::Backend(text.into())
+}
+
+/// Maps driver errors onto the store's outcomes; a backend error is kept as
+/// the cause. Its text goes to logs only; it never carries bound values
+/// (sqlx does not print them).
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("already exists"),
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::Backend(Box::new(other)),
     }
 }

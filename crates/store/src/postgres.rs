@@ -13,7 +13,7 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .connect(url)
         .await
         // sqlx's connect errors name the host, never the password.
-        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))
+        .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))
 }
 
 pub(crate) async fn describe(pool: &PgPool) -> Result<String, StoreError> {
@@ -25,5 +25,5 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::migrate!("./migrations/postgres")
         .run(pool)
         .await
-        .map_err(|e| StoreError::Backend(format!("PostgreSQL migration failed: {e}")))
+        .map_err(|e| crate::setup_failed(format!("PostgreSQL migration failed: {e}")))
 }

@@ -64,7 +64,7 @@ impl TryFrom<ProviderRow> for ProviderConfig {
     type Error = StoreError;
 
     fn try_from(r: ProviderRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("provider {} has an unreadable {what}", r.name));
+        let bad = |what: &str| StoreError::Damaged(format!("provider {} has an unreadable {what}", r.name));
         Ok(ProviderConfig {
             kind: ProviderKind::parse(&r.kind).ok_or_else(|| bad("type"))?,
             settings: serde_json::from_str(&r.settings).map_err(|_| bad("settings"))?,

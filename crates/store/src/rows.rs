@@ -84,7 +84,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
     fn try_from(r: ApiKeyRow) -> Result<Self, StoreError> {
         Ok(ApiKey {
             role: Role::parse(&r.role)
-                .ok_or_else(|| StoreError::Backend(format!("unknown role in api_keys row {}", r.id)))?,
+                .ok_or_else(|| StoreError::Damaged(format!("unknown role in api_keys row {}", r.id)))?,
             id: ApiKeyId::from_stored(r.id),
             tenant_id: TenantId::from_stored(r.tenant_id),
             name: r.name,

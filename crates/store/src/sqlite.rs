@@ -19,7 +19,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// its own connection, with the same pragmas; it alone writes rows.
 pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool, SqliteConnectOptions), StoreError> {
     owner_only(path)
-        .map_err(|e| StoreError::Backend(format!("cannot secure SQLite database {}: {e}", path.display())))?;
+        .map_err(|e| crate::setup_failed(format!("cannot secure SQLite database {}: {e}", path.display())))?;
     let options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(map_err)?
         .filename(path)
@@ -35,7 +35,7 @@ pub(crate) async fn connect(path: &Path, sync: SqliteSync) -> Result<(SqlitePool
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
     let cannot_open =
-        |e: sqlx::Error| StoreError::Backend(format!("cannot open SQLite database {}: {e}", path.display()));
+        |e: sqlx::Error| crate::setup_failed(format!("cannot open SQLite database {}: {e}", path.display()));
     // Request-path reads run in place (see `sqlite_reads`) and every write
     // goes through the writer, so the pool only serves listings. A few
     // connections do, and they refuse writes: a write sent here by mistake
@@ -92,7 +92,7 @@ pub(crate) async fn describe(pool: &SqlitePool) -> Result<String, StoreError> {
 /// Applies the migrations on a connection of their own (the pool refuses
 /// writes), closed once they are done.
 pub(crate) async fn migrate(options: &SqliteConnectOptions) -> Result<(), StoreError> {
-    let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("SQLite migration failed: {e}"));
+    let failed = |e: &dyn std::fmt::Display| crate::setup_failed(format!("SQLite migration failed: {e}"));
     let mut conn = options.connect().await.map_err(|e| failed(&e))?;
     let migrated = sqlx::migrate!("./migrations/sqlite").run(&mut conn).await;
     let _ = conn.close().await;

@@ -64,7 +64,7 @@ impl Readers {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
-            None => self.open().map_err(|e| map_err(&e))?,
+            None => self.open().map_err(map_err)?,
         };
         let out = read(&conn);
         if let Ok(mut idle) = self.idle.lock()
@@ -72,16 +72,16 @@ impl Readers {
         {
             idle.push(conn);
         }
-        out.map_err(|e| map_err(&e))
+        out.map_err(map_err)
     }
 }
 
 /// Maps rusqlite errors onto the store's outcomes; the text never carries
 /// bound values.
-fn map_err(e: &rusqlite::Error) -> StoreError {
+fn map_err(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::Backend(Box::new(other)),
     }
 }
 

@@ -25,7 +25,7 @@ macro_rules! select_tenant {
 }
 
 fn settings_text(settings: &Settings) -> StoreResult<String> {
-    serde_json::to_string(settings).map_err(|e| StoreError::Backend(e.to_string()))
+    serde_json::to_string(settings).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
 row! {
@@ -86,11 +86,11 @@ impl TenantStore for SqlStore {
         let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
         let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
         let doc =
-            serde_json::from_str(&document).map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
+            serde_json::from_str(&document).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
         // Read with the current defaults so members added by later versions
         // of the server appear without a migration.
         let value =
-            Settings::from_document(doc).map_err(|e| StoreError::Backend(format!("settings of {tenant}: {e}")))?;
+            Settings::from_document(doc).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
         Ok(Versioned { value, version })
     }
 

@@ -136,7 +136,7 @@ impl TryFrom<AuthenticatorRow> for Authenticator {
     type Error = StoreError;
 
     fn try_from(r: AuthenticatorRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("authenticator {} has an unreadable {what}", r.id));
+        let bad = |what: &str| StoreError::Damaged(format!("authenticator {} has an unreadable {what}", r.id));
         Ok(Authenticator {
             kind: AuthenticatorKind::parse(&r.kind).ok_or_else(|| bad("type"))?,
             status: AuthenticatorStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
@@ -186,7 +186,7 @@ impl TryFrom<ChallengeRow> for Challenge {
     type Error = StoreError;
 
     fn try_from(r: ChallengeRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("challenge {} has an unreadable {what}", r.id));
+        let bad = |what: &str| StoreError::Damaged(format!("challenge {} has an unreadable {what}", r.id));
         Ok(Challenge {
             factor: Factor::parse(&r.factor).ok_or_else(|| bad("factor"))?,
             status: ChallengeStatus::parse(&r.status).ok_or_else(|| bad("status"))?,

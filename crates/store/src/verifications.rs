@@ -64,7 +64,7 @@ impl TryFrom<VerificationRow> for Verification {
     type Error = StoreError;
 
     fn try_from(r: VerificationRow) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Backend(format!("verification {} has an unreadable {what}", r.id));
+        let bad = |what: &str| StoreError::Damaged(format!("verification {} has an unreadable {what}", r.id));
         Ok(Verification {
             channel: Channel::parse(&r.channel).ok_or_else(|| bad("channel"))?,
             status: VerificationStatus::parse(&r.status).ok_or_else(|| bad("status"))?,

@@ -364,7 +364,7 @@ impl WebhookStore for SqlStore {
                 id: MessageId::from_stored(row.id),
                 event_id: EventId::from_stored(row.event_id),
                 event_type: EventType::parse(&row.event_type)
-                    .ok_or_else(|| StoreError::Backend(format!("unknown event type {}", row.event_type)))?,
+                    .ok_or_else(|| StoreError::Damaged(format!("unknown event type {}", row.event_type)))?,
                 tenant_id: TenantId::from_stored(row.tenant_id),
                 endpoint_id: WebhookEndpointId::from_stored(row.endpoint_id),
                 url: row.url,

@@ -31,11 +31,8 @@ pub fn seal(
     id: &AuthenticatorId,
     secret: &AuthenticatorSecret,
 ) -> EngineResult<Vec<u8>> {
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(secret).map_err(|e| EngineError::Internal(e.to_string()))?);
-    state
-        .sealer
-        .seal(&plain, &Authenticator::seal_context(tenant, id))
-        .map_err(|e| EngineError::Internal(e.to_string()))
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(secret).map_err(EngineError::internal)?);
+    state.sealer.seal(&plain, &Authenticator::seal_context(tenant, id)).map_err(EngineError::internal)
 }
 
 /// Opens an authenticator's secret for one check.
@@ -43,8 +40,8 @@ pub fn open(state: &SharedState, a: &Authenticator) -> EngineResult<Authenticato
     let plain = state
         .sealer
         .open(&a.sealed, &Authenticator::seal_context(&a.tenant_id, &a.id))
-        .map_err(|_| EngineError::Internal(format!("authenticator {} does not open with this master key", a.id)))?;
-    serde_json::from_slice(&plain).map_err(|_| EngineError::Internal(format!("authenticator {} is unreadable", a.id)))
+        .map_err(|_| EngineError::internal(format!("authenticator {} does not open with this master key", a.id)))?;
+    serde_json::from_slice(&plain).map_err(|_| EngineError::internal(format!("authenticator {} is unreadable", a.id)))
 }
 
 /// What enrollment produced: the authenticator and what to show once
@@ -120,7 +117,7 @@ pub fn enroll(
             if !(15..=120).contains(&period) {
                 return Err(invalid("period", "must be 15 to 120 seconds"));
             }
-            let secret = Secret::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
+            let secret = Secret::generate().map_err(EngineError::internal)?;
             let issuer = req.issuer.clone().unwrap_or_else(|| default_issuer.to_owned());
             let label = req.label.clone().unwrap_or_else(|| default_label.to_owned());
             check_name("issuer", &issuer).and_then(|()| check_name("label", &label)).map_err(EngineError::Invalid)?;
@@ -133,7 +130,7 @@ pub fn enroll(
                 digits,
             }
             .to_uri();
-            out.qr_svg = Some(qr_svg(&uri).map_err(|_| EngineError::Internal("QR code".into()))?);
+            out.qr_svg = Some(qr_svg(&uri).map_err(|_| EngineError::internal("cannot draw the QR code"))?);
             out.otpauth_uri = Some(uri);
             out.secret_base32 = Some(secret.to_base32());
             a.status = AuthenticatorStatus::Unconfirmed;
@@ -164,7 +161,7 @@ pub fn enroll(
         }
         AuthenticatorKind::RecoveryCodes => {
             // Hashed by `hash_recovery_codes`, on the slow-hash threads.
-            let codes = recovery::generate().map_err(|e| EngineError::Internal(e.to_string()))?;
+            let codes = recovery::generate().map_err(EngineError::internal)?;
             a.params = json!({"count": codes.len()});
             out.codes = Some(codes);
             AuthenticatorSecret::None
@@ -189,7 +186,7 @@ pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineR
         (AuthenticatorKind::Totp, AuthenticatorSecret::Seed { seed }) => {
             let period = a.param_u64("period").unwrap_or(30);
             let totp = Totp::new(&Secret::from_bytes(seed.clone()), digits, period, algorithm)
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
+                .map_err(EngineError::internal)?;
             let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
             let last = u64::try_from(a.counter).ok();
             totp.verify(code.trim(), unix, DEFAULT_WINDOW, last).map(|step| AuthenticatorUse::Counter {
@@ -198,8 +195,8 @@ pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineR
             })
         }
         (AuthenticatorKind::Hotp, AuthenticatorSecret::Seed { seed }) => {
-            let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm)
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let hotp =
+                Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm).map_err(EngineError::internal)?;
             let next = u64::try_from(a.counter).unwrap_or(0);
             hotp.verify(code.trim(), next, DEFAULT_LOOK_AHEAD).map(|matched| AuthenticatorUse::Counter {
                 id: a.id.clone(),
@@ -269,7 +266,7 @@ pub async fn hash_recovery_codes(
         })
         .await
         .map_err(|Saturated| EngineError::Saturated)?
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        .map_err(EngineError::internal)?;
     Ok(tags.into_iter().zip(hashes).map(|(tag, hash)| StoredCode { tag, hash }).collect())
 }
 
@@ -319,8 +316,7 @@ pub fn resync(state: &SharedState, a: &Authenticator, first: &str, second: &str)
     };
     let algorithm = a.param_str("algorithm").and_then(Algorithm::parse).unwrap_or(Algorithm::Sha1);
     let digits = u32::try_from(a.param_u64("digits").unwrap_or(6)).unwrap_or(6);
-    let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm)
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm).map_err(EngineError::internal)?;
     let from = u64::try_from(a.counter).unwrap_or(0);
     Ok(hotp
         .resync(first.trim(), second.trim(), from, RESYNC_WINDOW)

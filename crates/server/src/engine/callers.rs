@@ -142,7 +142,7 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         return Err(EngineError::SendLimit(refusal));
     }
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    let code = random_numeric_code(6).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let code = random_numeric_code(6).map_err(EngineError::internal)?;
     let id = CallerVerificationId::generate();
     let cv = CallerVerification {
         code_hash: state.code_hasher.hash(id.as_str(), &code),

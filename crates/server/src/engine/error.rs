@@ -1,33 +1,55 @@
 //! What can go wrong in the engine, before it is put into words: `/v1`
 //! turns it into API.md's errors, `/v2` into Twilio's.
 
+use vouchsafe_core::error::BoxError;
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::store::{SendRefusal, StoreError};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A parameter is malformed or out of bounds.
+    #[error("{0:?}")]
     Invalid(FieldError),
     /// `to` is not a phone number.
+    #[error("not a phone number: {0:?}")]
     InvalidPhoneNumber(FieldError),
     /// `to` is a landline and the channel is SMS.
+    #[error("a landline cannot receive SMS")]
     Landline,
     /// The destination's country (alpha-2, or `international`) is not allowed.
+    #[error("sending to {0} is not permitted")]
     GeoNotPermitted(String),
     /// A send limit refused the send.
+    #[error("a send limit refused the send: {0:?}")]
     SendLimit(SendRefusal),
     /// Every provider of the channel failed.
+    #[error("every provider of the channel failed")]
     ProviderUnavailable,
+    #[error("not found")]
     NotFound,
     /// Another start for the same destination kept winning.
+    #[error("busy")]
     Busy,
     /// The caller has a second factor and must approve on the link with it.
+    #[error("a second factor is required")]
     FactorRequired,
     /// Every slow-hash thread is busy: refused before anything was written
     /// (`429` with `Retry-After`).
+    #[error("saturated")]
     Saturated,
+    #[error(transparent)]
     Store(StoreError),
-    Internal(String),
+    /// Something that should not fail did (randomness, a cipher, a
+    /// serializer); the cause is kept for the log.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl EngineError {
+    /// An internal failure, keeping `cause`.
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self::Internal(cause.into())
+    }
 }
 
 impl From<StoreError> for EngineError {

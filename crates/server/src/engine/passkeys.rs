@@ -45,8 +45,8 @@ fn webauthn(state: &SharedState) -> EngineResult<&Webauthn> {
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(e.to_string())
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> EngineError {
+    EngineError::internal(e)
 }
 
 /// WebAuthn's user handle for a user: stable, opaque, derived from ids.

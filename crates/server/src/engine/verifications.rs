@@ -73,7 +73,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
         return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
     let policy = OtpPolicy::resolve(&settings, &service);
-    let code = random_numeric_code(policy.code_length).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let code = random_numeric_code(policy.code_length).map_err(EngineError::internal)?;
     let mut verification = None;
     for _ in 0..START_RACES {
         let now = state.clock.now();

@@ -21,7 +21,8 @@ pub enum EndpointError {
     /// A field is refused (`422` in the API).
     Invalid(FieldError),
     Store(StoreError),
-    Internal(String),
+    /// Randomness or the cipher failed; the cause is kept for the log.
+    Internal(vouchsafe_core::error::BoxError),
 }
 
 impl From<FieldError> for EndpointError {
@@ -58,7 +59,7 @@ pub fn description(text: Option<&str>) -> Result<String, FieldError> {
 
 /// Seals an endpoint's secret, bound to the endpoint.
 pub fn seal(sealer: &Sealer, id: &WebhookEndpointId, secret: &WebhookSecret) -> Result<Vec<u8>, EndpointError> {
-    sealer.seal(secret.as_bytes(), &secret_context(id)).map_err(|e| EndpointError::Internal(e.to_string()))
+    sealer.seal(secret.as_bytes(), &secret_context(id)).map_err(|e| EndpointError::Internal(Box::new(e)))
 }
 
 /// Creates the endpoint; its secret is returned once and never stored in
@@ -84,7 +85,7 @@ pub async fn create_endpoint(
         created_at: now,
         updated_at: now,
     };
-    let secret = WebhookSecret::generate().map_err(|e| EndpointError::Internal(e.to_string()))?;
+    let secret = WebhookSecret::generate().map_err(|e| EndpointError::Internal(Box::new(e)))?;
     let audit = AuditEntry::success(req.actor, "webhook_endpoint.created", endpoint.id.as_str(), now);
     store.create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit).await?;
     Ok((endpoint, secret))

@@ -34,7 +34,7 @@ pub async fn create(
     let (endpoint, secret) = created.map_err(|e| match e {
         EndpointError::Invalid(f) => anyhow!("--{}: {}", f.field, f.message),
         EndpointError::Store(e) => e.into(),
-        EndpointError::Internal(text) => anyhow!(text),
+        EndpointError::Internal(cause) => anyhow!(vouchsafe_core::error::chain(&*cause)),
     })?;
     if json {
         println!(

@@ -52,7 +52,7 @@ pub async fn create_api_key(
     let (new, secret) =
         issue(&caller.tenant_id, role, &name, &state.key_hasher, state.clock.now()).map_err(|e| match e {
             KeyError::Name(field) => ApiError::from(field),
-            KeyError::Crypto(e) => ApiError::Internal(e.to_string()),
+            KeyError::Crypto(e) => ApiError::Internal(Box::new(e)),
         })?;
     let audit = AuditEntry::success(caller.key_id.as_str(), "api_key.created", new.key.id.as_str(), new.key.created_at);
     state.store.create_api_key(&new, &audit).await?;

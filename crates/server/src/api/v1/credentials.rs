@@ -57,12 +57,11 @@ pub async fn put_credential(
     validate_name("name", &name)?;
     let credential = credential(req);
     credential.validate()?;
-    let plain =
-        zeroize::Zeroizing::new(serde_json::to_vec(&credential).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&credential).map_err(|e| ApiError::Internal(Box::new(e)))?);
     let sealed = state
         .sealer
         .seal(&plain, &Credential::seal_context(&caller.tenant_id, &name))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
     let now = state.clock.now();
     let audit = AuditEntry::success(caller.key_id.as_str(), "credential.put", format!("credential:{name}"), now);
     let info = state.store.put_credential(&caller.tenant_id, &name, credential.kind(), &sealed, now, &audit).await?;

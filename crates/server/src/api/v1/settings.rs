@@ -15,7 +15,7 @@ use crate::extract::ApiJson;
 use crate::state::SharedState;
 
 fn document(settings: &vouchsafe_core::settings::Settings) -> Result<Json<Value>, ApiError> {
-    serde_json::to_value(settings).map(Json).map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_value(settings).map(Json).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 /// The settings, every member present (defaults filled in).

@@ -211,7 +211,7 @@ pub async fn rotate_webhook_secret(
     vouchsafe_core::field_error::check_range("grace_s", grace, 0..=604_800)?;
     let now = state.clock.now();
     let until = now + Duration::seconds(i64::from(grace));
-    let secret = WebhookSecret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let secret = WebhookSecret::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let audit =
         AuditEntry::success(caller.key_id.as_str(), "webhook_endpoint.secret_rotated", endpoint.id.as_str(), now);
     state

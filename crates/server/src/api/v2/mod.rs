@@ -51,8 +51,8 @@ impl V2Error {
         Self::new(StatusCode::NOT_FOUND, 20404, "The requested resource was not found")
     }
 
-    fn internal(cause: &str) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %vouchsafe_core::error::chain(cause), "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error")
     }
 }
@@ -109,8 +109,12 @@ impl From<EngineError> for V2Error {
             EngineError::Busy => Self::new(StatusCode::SERVICE_UNAVAILABLE, 20503, "Busy; try again"),
             EngineError::Saturated => Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too many requests"),
             EngineError::FactorRequired => Self::new(StatusCode::CONFLICT, 20409, "A second factor is required"),
-            EngineError::Store(e) => Self::internal(&e.to_string()),
-            EngineError::Internal(text) => Self::internal(&text),
+            // The same outcome as on /v1: the object changed or exists.
+            EngineError::Store(StoreError::Conflict(what)) => Self::new(StatusCode::CONFLICT, 20409, what),
+            EngineError::Store(StoreError::Stale) => {
+                Self::new(StatusCode::CONFLICT, 20409, "Changed by someone else meanwhile; try again")
+            }
+            e @ (EngineError::Store(_) | EngineError::Internal(_)) => Self::internal(&e),
         }
     }
 }
@@ -231,6 +235,17 @@ pub fn url(state: &SharedState, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store conflict is `409` here as on `/v1`; only a real failure is a `500`.
+    #[test]
+    fn store_outcomes_map_as_on_v1() {
+        for e in [StoreError::Stale, StoreError::Conflict("exists")] {
+            assert_eq!(V2Error::from(EngineError::Store(e)).status, StatusCode::CONFLICT);
+        }
+        assert_eq!(V2Error::from(StoreError::NotFound).status, StatusCode::NOT_FOUND);
+        let damaged = EngineError::Store(StoreError::Damaged("service sv_1 has an unreadable name".into()));
+        assert_eq!(V2Error::from(damaged).status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn parameters_are_named_the_twilio_way() {
