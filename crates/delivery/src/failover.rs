@@ -112,7 +112,7 @@ impl Failover {
             if breaker.consecutive_failures >= self.policy.failures {
                 if breaker.open_until.is_none_or(|until| until <= now) {
                     tracing::warn!(provider = %config.name, "provider keeps failing; skipping it for a while");
-                    metrics::counter!("vouchsafe_provider_circuit_opened_total", "provider_type" => config.kind.as_str())
+                    metrics::counter!("vouchsafe_provider_circuit_opened_total", "provider_type" => config.kind().as_str())
                         .increment(1);
                 }
                 breaker.open_until = Some(now + self.policy.open_for);
@@ -136,7 +136,7 @@ impl Failover {
             candidates.iter().partition(|c| !self.is_open(c, now));
         for c in &skipped {
             metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
-                "provider_type" => c.kind.as_str(), "outcome" => "skipped")
+                "provider_type" => c.kind().as_str(), "outcome" => "skipped")
             .increment(1);
         }
         let order = if ready.is_empty() { skipped } else { ready };
@@ -159,11 +159,11 @@ impl Failover {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError("timed out".into())),
             };
-            metrics::histogram!("vouchsafe_provider_latency_seconds", "provider_type" => config.kind.as_str())
+            metrics::histogram!("vouchsafe_provider_latency_seconds", "provider_type" => config.kind().as_str())
                 .record(started.elapsed().as_secs_f64());
             let outcome = if result.is_ok() { "sent" } else { "failed" };
             metrics::counter!("vouchsafe_provider_sends_total", "channel" => message.channel.as_str(),
-                "provider_type" => config.kind.as_str(), "outcome" => outcome)
+                "provider_type" => config.kind().as_str(), "outcome" => outcome)
             .increment(1);
             self.record(config, result.is_ok());
             match result {

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::TenantId;
-use vouchsafe_core::provider::{CredentialInfo, ProviderConfig, ProviderKind};
+use vouchsafe_core::provider::{CredentialInfo, ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::{channels_from_text, channels_to_text};
 use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
@@ -65,9 +65,10 @@ impl TryFrom<ProviderRow> for ProviderConfig {
 
     fn try_from(r: ProviderRow) -> Result<Self, StoreError> {
         let bad = |what: &str| StoreError::Damaged(format!("provider {} has an unreadable {what}", r.name));
+        let kind = ProviderKind::parse(&r.kind).ok_or_else(|| bad("type"))?;
+        let settings: serde_json::Value = serde_json::from_str(&r.settings).map_err(|_| bad("settings"))?;
         Ok(ProviderConfig {
-            kind: ProviderKind::parse(&r.kind).ok_or_else(|| bad("type"))?,
-            settings: serde_json::from_str(&r.settings).map_err(|_| bad("settings"))?,
+            settings: ProviderSettings::parse(kind, &settings).map_err(|_| bad("settings"))?,
             priority: i32::try_from(r.priority).map_err(|_| bad("priority"))?,
             tenant_id: TenantId::from_stored(r.tenant_id),
             channels: channels_from_text(&r.channels),
@@ -175,7 +176,7 @@ impl ProviderStore for SqlStore {
     }
 
     async fn put_provider(&self, p: &ProviderConfig, audit: &AuditEntry) -> StoreResult<ProviderConfig> {
-        let settings = p.settings.to_string();
+        let settings = p.settings.to_value().to_string();
         let sql = concat!(
             "INSERT INTO providers (tenant_id, name, type, channels, priority, credential, settings, enabled, \
              created_at, updated_at) \
@@ -196,7 +197,7 @@ impl ProviderStore for SqlStore {
                         [
                             p.tenant_id.as_str(),
                             &p.name,
-                            p.kind.as_str(),
+                            p.kind().as_str(),
                             channels_to_text(&p.channels),
                             i64::from(p.priority),
                             p.credential.as_deref(),

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::recovery::StoredCode;
-use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::authenticator::{
+    Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorStatus, AuthenticatorUse,
+};
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
@@ -66,7 +68,7 @@ async fn insert_authenticator(tx: &mut Tx<'_>, a: &Authenticator, how: Insert) -
             a.kind.as_str(),
             a.status.as_str(),
             a.label.as_deref(),
-            a.params.to_string(),
+            a.params.to_stored(),
             &a.sealed,
             a.counter,
             to_unix_ms(a.created_at),
@@ -137,10 +139,11 @@ impl TryFrom<AuthenticatorRow> for Authenticator {
 
     fn try_from(r: AuthenticatorRow) -> Result<Self, StoreError> {
         let bad = |what: &str| StoreError::Damaged(format!("authenticator {} has an unreadable {what}", r.id));
+        let kind = AuthenticatorKind::parse(&r.kind).ok_or_else(|| bad("type"))?;
         Ok(Authenticator {
-            kind: AuthenticatorKind::parse(&r.kind).ok_or_else(|| bad("type"))?,
+            kind,
             status: AuthenticatorStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
-            params: serde_json::from_str(&r.params).map_err(|_| bad("params"))?,
+            params: AuthenticatorParams::from_stored(kind, &r.params).map_err(|e| bad(&e))?,
             id: AuthenticatorId::from_stored(r.id),
             tenant_id: TenantId::from_stored(r.tenant_id),
             user_id: r.user_id,

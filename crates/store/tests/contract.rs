@@ -525,7 +525,7 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
 /// back whole. Unconfirmed ones are always replaced.
 #[tokio::test]
 async fn an_import_replaces_an_active_authenticator_only_when_told_to() {
-    use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus};
+    use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorStatus};
     use vouchsafe_core::ids::AuthenticatorId;
     use vouchsafe_core::store::{ImportMode, ImportOutcome, UserStore};
 
@@ -539,7 +539,12 @@ async fn an_import_replaces_an_active_authenticator_only_when_told_to() {
         kind: AuthenticatorKind::Totp,
         status,
         label: None,
-        params: json!({}),
+        params: AuthenticatorParams::Totp {
+            issuer: None,
+            algorithm: vouchsafe_core::otp::Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        },
         sealed: vec![1, 2, 3],
         counter: -1,
         created_at: now,

@@ -14,7 +14,7 @@ use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::{SendCounter, counters_for};
 use vouchsafe_core::ids::{DeliveryId, VerificationId, WebhookEndpointId};
-use vouchsafe_core::provider::{ProviderConfig, ProviderKind};
+use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::{FraudSettings, Settings};
 use vouchsafe_core::store::{
@@ -292,16 +292,15 @@ async fn tenants_start_with_the_console_provider_and_credentials_guard_their_use
     let providers = store.list_providers(&t.id).await.unwrap();
     assert_eq!(providers.len(), 1);
     assert_eq!(
-        (providers[0].name.as_str(), providers[0].kind, providers[0].priority),
+        (providers[0].name.as_str(), providers[0].kind(), providers[0].priority),
         ("console", ProviderKind::Console, 1000)
     );
     let mut twilio = ProviderConfig::console(t.id.clone(), at(T0 + 1));
     twilio.name = "twilio-main".into();
-    twilio.kind = ProviderKind::Twilio;
     twilio.channels = vec![Channel::Sms, Channel::Voice];
     twilio.priority = 10;
     twilio.credential = Some("twilio".into());
-    twilio.settings = json!({"from": "+15005550006"});
+    twilio.settings = ProviderSettings::parse(ProviderKind::Twilio, &json!({"from": "+15005550006"})).unwrap();
     assert!(matches!(store.put_provider(&twilio, &audit("provider.put", T0)).await, Err(StoreError::NotFound)));
     let info = store
         .put_credential(&t.id, "twilio", "basic", b"sealed-bytes", at(T0 + 1), &audit("credential.put", T0 + 1))

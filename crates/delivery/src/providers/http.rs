@@ -6,15 +6,15 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use vouchsafe_core::provider::Credential;
+use vouchsafe_core::provider::{Credential, HttpMethod, HttpSettings};
 
-use super::{apply_credential, error_status, setting};
+use super::{apply_credential, error_status};
 use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
 pub struct Http {
     pub client: OutboundClient,
-    pub settings: Value,
+    pub settings: HttpSettings,
     pub credential: Option<Credential>,
     pub timeout: std::time::Duration,
 }
@@ -58,25 +58,20 @@ pub fn fill_body(template: &str, m: &OutgoingMessage) -> String {
 #[async_trait]
 impl Provider for Http {
     async fn send(&self, m: &OutgoingMessage) -> Result<Accepted, ProviderError> {
-        let url = setting(&self.settings, "url").unwrap_or_default();
-        let method = match setting(&self.settings, "method").unwrap_or("POST") {
-            "PUT" => reqwest::Method::PUT,
-            "PATCH" => reqwest::Method::PATCH,
-            _ => reqwest::Method::POST,
+        let method = match self.settings.method.unwrap_or(HttpMethod::Post) {
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
         };
-        let body = fill_body(setting(&self.settings, "body_template").unwrap_or_default(), m);
+        let body = fill_body(&self.settings.body_template, m);
         let mut request = self
             .client
-            .request(method, url)
+            .request(method, &self.settings.url)
             .map_err(|e| ProviderError(e.to_string()))?
             .timeout(self.timeout)
             .header("content-type", "application/json");
-        if let Some(headers) = self.settings.get("headers").and_then(Value::as_object) {
-            for (name, value) in headers {
-                if let Some(value) = value.as_str() {
-                    request = request.header(name.as_str(), value);
-                }
-            }
+        for (name, value) in self.settings.headers.iter().flatten() {
+            request = request.header(name.as_str(), value.as_str());
         }
         request = apply_credential(request, self.credential.as_ref());
         let response = self.client.execute(request.body(body)).await.map_err(|e| ProviderError(e.to_string()))?;

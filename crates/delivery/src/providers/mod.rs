@@ -1,5 +1,5 @@
-//! The providers, one file each, and what they share: reading settings,
-//! applying a credential, describing a failed HTTP status.
+//! The providers, one file each (each reads its own typed settings), and
+//! what they share: applying a credential, describing a failed HTTP status.
 
 pub mod console;
 pub mod http;
@@ -9,16 +9,10 @@ pub mod twilio;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
-use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind};
+use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderSettings};
 
 use crate::outbound::OutboundClient;
 use crate::provider::{Provider, ProviderError};
-
-/// A string member of a provider's settings.
-pub(crate) fn setting<'a>(settings: &'a Value, key: &str) -> Option<&'a str> {
-    settings.get(key).and_then(Value::as_str)
-}
 
 /// Authenticates a request with the provider's credential.
 pub(crate) fn apply_credential(
@@ -42,12 +36,12 @@ pub(crate) fn error_status(status: reqwest::StatusCode) -> ProviderError {
 
 /// The provider a configuration describes, ready to send.
 pub fn build(config: &ProviderConfig, credential: Option<Credential>, client: &OutboundClient) -> Box<dyn Provider> {
-    let (settings, timeout, client) = (config.settings.clone(), config.timeout(), client.clone());
-    match config.kind {
-        ProviderKind::Console => Box::new(console::Console),
-        ProviderKind::Http => Box::new(http::Http { client, settings, credential, timeout }),
-        ProviderKind::Twilio => Box::new(twilio::Twilio { client, settings, credential, timeout }),
-        ProviderKind::Telesign => Box::new(telesign::Telesign { client, settings, credential, timeout }),
-        ProviderKind::Smtp => Box::new(smtp::Smtp { client, settings, credential, timeout }),
+    let (timeout, client) = (config.timeout(), client.clone());
+    match config.settings.clone() {
+        ProviderSettings::Console(_) => Box::new(console::Console),
+        ProviderSettings::Http(settings) => Box::new(http::Http { client, settings, credential, timeout }),
+        ProviderSettings::Twilio(settings) => Box::new(twilio::Twilio { client, settings, credential, timeout }),
+        ProviderSettings::Telesign(settings) => Box::new(telesign::Telesign { client, settings, credential, timeout }),
+        ProviderSettings::Smtp(settings) => Box::new(smtp::Smtp { client, settings, credential, timeout }),
     }
 }

@@ -13,17 +13,15 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde_json::Value;
 use vouchsafe_core::outbound::SmtpHost;
-use vouchsafe_core::provider::Credential;
+use vouchsafe_core::provider::{Credential, SmtpSettings, SmtpTls};
 
-use super::setting;
 use crate::outbound::{OutboundClient, resolve_public};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
 pub struct Smtp {
     pub client: OutboundClient,
-    pub settings: Value,
+    pub settings: SmtpSettings,
     pub credential: Option<Credential>,
     pub timeout: std::time::Duration,
 }
@@ -47,10 +45,7 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> ProviderError {
 
 impl Smtp {
     fn message(&self, m: &OutgoingMessage) -> Result<Message, ProviderError> {
-        let from: Mailbox = setting(&self.settings, "from")
-            .unwrap_or_default()
-            .parse()
-            .map_err(|_| failed("settings.from is not a mailbox"))?;
+        let from: Mailbox = self.settings.from.parse().map_err(|_| failed("settings.from is not a mailbox"))?;
         let to: Mailbox = m.to.parse().map_err(|_| failed("the address is not a mailbox"))?;
         let text = m.rendered.text.clone();
         let html = m.rendered.html.clone().unwrap_or_else(|| text.clone());
@@ -67,16 +62,15 @@ impl Smtp {
     }
 
     async fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, ProviderError> {
-        let host = setting(&self.settings, "host").unwrap_or_default().to_owned();
-        let tls = setting(&self.settings, "tls").unwrap_or("starttls");
+        let tls = self.settings.tls.unwrap_or(SmtpTls::Starttls);
         let default_port = match tls {
-            "tls" => 465,
-            "none" => 25,
-            _ => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
         };
-        let port = self.settings.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
-        let port = port.unwrap_or(default_port);
-        let parsed = SmtpHost::parse("settings.host", &host).map_err(|_| failed("settings.host is not a host"))?;
+        let port = self.settings.port.unwrap_or(default_port);
+        let parsed =
+            SmtpHost::parse("settings.host", &self.settings.host).map_err(|_| failed("settings.host is not a host"))?;
         let host = parsed.as_string();
         let server = if self.client.allows_private() {
             host.clone()
@@ -86,9 +80,9 @@ impl Smtp {
         };
         let parameters = || TlsParameters::new(host.clone()).map_err(|_| failed("bad TLS parameters"));
         let tls = match tls {
-            "none" => Tls::None,
-            "tls" => Tls::Wrapper(parameters()?),
-            _ => Tls::Required(parameters()?),
+            SmtpTls::None => Tls::None,
+            SmtpTls::Tls => Tls::Wrapper(parameters()?),
+            SmtpTls::Starttls => Tls::Required(parameters()?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server)
             .port(port)

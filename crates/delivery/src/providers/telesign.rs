@@ -6,9 +6,9 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use vouchsafe_core::channel::Channel;
-use vouchsafe_core::provider::Credential;
+use vouchsafe_core::provider::{Credential, TelesignSettings};
 
-use super::{error_status, setting};
+use super::error_status;
 use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
@@ -16,7 +16,7 @@ pub const DEFAULT_BASE_URL: &str = "https://rest-ww.telesign.com";
 
 pub struct Telesign {
     pub client: OutboundClient,
-    pub settings: Value,
+    pub settings: TelesignSettings,
     pub credential: Option<Credential>,
     pub timeout: std::time::Duration,
 }
@@ -38,7 +38,7 @@ impl Provider for Telesign {
         let Some(Credential::Basic { username, password }) = &self.credential else {
             return Err(ProviderError("telesign needs a basic credential (customer id and API key)".into()));
         };
-        let base = setting(&self.settings, "base_url").unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
+        let base = self.settings.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
         let phone = m.to.trim_start_matches('+').to_owned();
         let mut form =
             vec![("phone_number", phone), ("message", m.rendered.text.clone()), ("message_type", "OTP".into())];

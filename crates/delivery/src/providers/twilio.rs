@@ -12,9 +12,9 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use vouchsafe_core::channel::Channel;
-use vouchsafe_core::provider::Credential;
+use vouchsafe_core::provider::{Credential, TwilioSettings};
 
-use super::{error_status, setting};
+use super::error_status;
 use crate::outbound::{OutboundClient, read_json};
 use crate::provider::{Accepted, OutgoingMessage, Provider, ProviderError};
 
@@ -22,7 +22,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
 pub struct Twilio {
     pub client: OutboundClient,
-    pub settings: Value,
+    pub settings: TwilioSettings,
     pub credential: Option<Credential>,
     pub timeout: std::time::Duration,
 }
@@ -77,11 +77,11 @@ impl Provider for Twilio {
         let Some(Credential::Basic { username, password }) = &self.credential else {
             return Err(ProviderError("twilio needs a basic credential (account SID and auth token)".into()));
         };
-        let base = setting(&self.settings, "base_url").unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
+        let base = self.settings.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/');
         let mut form: Vec<(&str, String)> = vec![("To", m.to.clone())];
-        match (setting(&self.settings, "messaging_service_sid"), setting(&self.settings, "from")) {
-            (Some(sid), _) if m.channel == Channel::Sms => form.push(("MessagingServiceSid", sid.to_owned())),
-            (_, Some(from)) => form.push(("From", from.to_owned())),
+        match (&self.settings.messaging_service_sid, &self.settings.from) {
+            (Some(sid), _) if m.channel == Channel::Sms => form.push(("MessagingServiceSid", sid.clone())),
+            (_, Some(from)) => form.push(("From", from.clone())),
             _ => return Err(ProviderError("twilio needs settings.from for voice".into())),
         }
         let resource = match m.channel {

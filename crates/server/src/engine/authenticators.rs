@@ -3,9 +3,9 @@
 //! match names the counter value the store must move to (so the same code,
 //! or an older one, is never accepted again).
 
-use serde_json::json;
 use vouchsafe_core::authenticator::{
-    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, check_name, recovery,
+    Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse,
+    check_name, recovery,
 };
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
@@ -101,7 +101,8 @@ pub fn enroll(
         kind,
         status: AuthenticatorStatus::Active,
         label: req.label.clone(),
-        params: json!({}),
+        // Set below with the secret, from the kind's own parameters.
+        params: AuthenticatorParams::Passkey,
         sealed: Vec::new(),
         counter: -1,
         created_at: now,
@@ -110,7 +111,7 @@ pub fn enroll(
     };
     let mut out =
         Enrolled { authenticator: a.clone(), secret_base32: None, otpauth_uri: None, qr_svg: None, codes: None };
-    let secret = match kind {
+    let (params, secret) = match kind {
         AuthenticatorKind::Totp => {
             let (algorithm, digits) = (algorithm(req)?, digits(req)?);
             let period = req.period.unwrap_or(30);
@@ -135,8 +136,8 @@ pub fn enroll(
             out.secret_base32 = Some(secret.to_base32());
             a.status = AuthenticatorStatus::Unconfirmed;
             a.label = Some(label);
-            a.params = json!({"issuer": issuer, "algorithm": algorithm.as_str(), "digits": digits, "period": period});
-            AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() }
+            let params = AuthenticatorParams::Totp { issuer: Some(issuer), algorithm, digits, period };
+            (params, AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() })
         }
         AuthenticatorKind::Hotp => {
             let (algorithm, digits) = (algorithm(req)?, digits(req)?);
@@ -146,8 +147,10 @@ pub fn enroll(
                 return Err(invalid("secret", "must be at least 80 bits"));
             }
             a.counter = i64::try_from(req.counter.unwrap_or(0)).map_err(|_| invalid("counter", "is too large"))?;
-            a.params = json!({"algorithm": algorithm.as_str(), "digits": digits});
-            AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() }
+            (
+                AuthenticatorParams::Hotp { algorithm, digits },
+                AuthenticatorSecret::Seed { seed: secret.as_bytes().to_vec() },
+            )
         }
         AuthenticatorKind::Yubikey => {
             let public_id = req.public_id.as_deref().unwrap_or_default().to_ascii_lowercase();
@@ -156,20 +159,20 @@ pub fn enroll(
             }
             let private_id = hex_bytes::<6>("private_id", req.private_id.as_deref())?;
             let aes_key = hex_bytes::<16>("aes_key", req.aes_key.as_deref())?;
-            a.params = json!({"public_id": public_id});
-            AuthenticatorSecret::Yubikey { private_id, aes_key }
+            (AuthenticatorParams::Yubikey { public_id }, AuthenticatorSecret::Yubikey { private_id, aes_key })
         }
         AuthenticatorKind::RecoveryCodes => {
             // Hashed by `hash_recovery_codes`, on the slow-hash threads.
             let codes = recovery::generate().map_err(EngineError::internal)?;
-            a.params = json!({"count": codes.len()});
+            let params = AuthenticatorParams::RecoveryCodes { count: codes.len() };
             out.codes = Some(codes);
-            AuthenticatorSecret::None
+            (params, AuthenticatorSecret::None)
         }
         AuthenticatorKind::Passkey => {
             return Err(invalid("type", "passkey enrollment is not available yet"));
         }
     };
+    a.params = params;
     a.sealed = seal(state, tenant, &id, &secret)?;
     out.authenticator = a;
     Ok(out)
@@ -179,12 +182,9 @@ pub fn enroll(
 /// Recovery codes are checked elsewhere (their hashes are slow on purpose).
 pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineResult<Option<AuthenticatorUse>> {
     let now = state.clock.now();
-    let algorithm = a.param_str("algorithm").and_then(Algorithm::parse).unwrap_or(Algorithm::Sha1);
-    let digits = u32::try_from(a.param_u64("digits").unwrap_or(6)).unwrap_or(6);
     let secret = open(state, a)?;
-    let used = match (a.kind, &secret) {
-        (AuthenticatorKind::Totp, AuthenticatorSecret::Seed { seed }) => {
-            let period = a.param_u64("period").unwrap_or(30);
+    let used = match (&a.params, &secret) {
+        (&AuthenticatorParams::Totp { algorithm, digits, period, .. }, AuthenticatorSecret::Seed { seed }) => {
             let totp = Totp::new(&Secret::from_bytes(seed.clone()), digits, period, algorithm)
                 .map_err(EngineError::internal)?;
             let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);
@@ -194,7 +194,7 @@ pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineR
                 value: i64::try_from(step).unwrap_or(i64::MAX),
             })
         }
-        (AuthenticatorKind::Hotp, AuthenticatorSecret::Seed { seed }) => {
+        (&AuthenticatorParams::Hotp { algorithm, digits }, AuthenticatorSecret::Seed { seed }) => {
             let hotp =
                 Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm).map_err(EngineError::internal)?;
             let next = u64::try_from(a.counter).unwrap_or(0);
@@ -203,8 +203,7 @@ pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineR
                 value: i64::try_from(matched + 1).unwrap_or(i64::MAX),
             })
         }
-        (AuthenticatorKind::Yubikey, AuthenticatorSecret::Yubikey { private_id, aes_key }) => {
-            let public_id = a.param_str("public_id").unwrap_or_default();
+        (AuthenticatorParams::Yubikey { public_id }, AuthenticatorSecret::Yubikey { private_id, aes_key }) => {
             match yubikey::verify(code, public_id, private_id, aes_key) {
                 Ok(d) if d.counter() > a.counter => {
                     Some(AuthenticatorUse::Counter { id: a.id.clone(), value: d.counter() })
@@ -311,11 +310,12 @@ pub const RESYNC_WINDOW: u64 = 1_000;
 
 /// The counter after two consecutive codes of a drifted HOTP token.
 pub fn resync(state: &SharedState, a: &Authenticator, first: &str, second: &str) -> EngineResult<Option<i64>> {
+    let AuthenticatorParams::Hotp { algorithm, digits } = a.params else {
+        return Ok(None);
+    };
     let AuthenticatorSecret::Seed { seed } = &open(state, a)? else {
         return Ok(None);
     };
-    let algorithm = a.param_str("algorithm").and_then(Algorithm::parse).unwrap_or(Algorithm::Sha1);
-    let digits = u32::try_from(a.param_u64("digits").unwrap_or(6)).unwrap_or(6);
     let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm).map_err(EngineError::internal)?;
     let from = u64::try_from(a.counter).unwrap_or(0);
     Ok(hotp

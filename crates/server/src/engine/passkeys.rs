@@ -9,7 +9,8 @@ use base64::Engine;
 use serde_json::Value;
 use url::Url;
 use vouchsafe_core::authenticator::{
-    Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse, check_name,
+    Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorSecret, AuthenticatorStatus, AuthenticatorUse,
+    check_name,
 };
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
@@ -105,7 +106,7 @@ pub async fn start_registration(
         kind: AuthenticatorKind::Passkey,
         status: AuthenticatorStatus::Unconfirmed,
         label,
-        params: serde_json::json!({}),
+        params: AuthenticatorParams::Passkey,
         counter: -1,
         created_at: now,
         updated_at: now,

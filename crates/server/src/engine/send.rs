@@ -48,7 +48,7 @@ pub async fn send(state: &SharedState, mut request: SendRequest) -> EngineResult
     let id = DeliveryId::generate();
     let channel = request.message.channel;
     let candidates = candidates(state, &request.tenant_id, channel).await?;
-    if candidates.iter().any(|c| c.kind == ProviderKind::Twilio) {
+    if candidates.iter().any(|c| c.kind() == ProviderKind::Twilio) {
         request.message.status_callback = Some(status_callback(state, &id));
     }
     let tenant = &request.tenant_id;

@@ -77,7 +77,7 @@ pub async fn twilio_callback(
         .list_providers(&delivery.tenant_id)
         .await?
         .into_iter()
-        .find(|p| p.name == provider_name && p.kind == ProviderKind::Twilio)
+        .find(|p| p.name == provider_name && p.kind() == ProviderKind::Twilio)
         .ok_or(ApiError::NotFound)?;
     let bad_signature = || ApiError::Refused("the X-Twilio-Signature does not sign this request");
     let credential_name = provider.credential.ok_or_else(bad_signature)?;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
-use vouchsafe_core::provider::{ProviderConfig, ProviderKind, validate_name};
+use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings, validate_name};
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{ErrorBody, ProviderList, ProviderRequest, ProviderResponse};
 
@@ -20,12 +20,12 @@ use crate::state::SharedState;
 
 fn to_response(p: ProviderConfig) -> ProviderResponse {
     ProviderResponse {
+        kind: p.kind().as_str().to_owned(),
         name: p.name,
-        kind: p.kind.as_str().to_owned(),
         channels: p.channels.iter().map(|c| c.as_str().to_owned()).collect(),
         priority: p.priority,
         credential: p.credential,
-        settings: p.settings,
+        settings: p.settings.to_value(),
         enabled: p.enabled,
         created_at: rfc3339(p.created_at),
         updated_at: rfc3339(p.updated_at),
@@ -66,15 +66,16 @@ pub async fn put_provider(
             .collect::<Result<Vec<_>, _>>()?,
         None => Channel::ALL.into_iter().filter(|c| kind.supports(*c)).collect(),
     };
+    let settings = req.settings.unwrap_or_else(|| Value::Object(Default::default()));
+    let settings = ProviderSettings::parse(kind, &settings)?;
     let now = state.clock.now();
     let provider = ProviderConfig {
         tenant_id: caller.tenant_id.clone(),
         name: name.clone(),
-        kind,
         channels,
         priority: req.priority.unwrap_or(100),
         credential: req.credential,
-        settings: req.settings.unwrap_or_else(|| Value::Object(Default::default())),
+        settings,
         enabled: req.enabled.unwrap_or(true),
         created_at: now,
         updated_at: now,
@@ -83,10 +84,8 @@ pub async fn put_provider(
     for (field, url) in provider.urls() {
         state.outbound.check_url(field, url).await?;
     }
-    if kind == ProviderKind::Smtp
-        && let Some(host) = provider.settings.get("host").and_then(Value::as_str)
-    {
-        state.outbound.check_host("settings.host", host).await?;
+    if let ProviderSettings::Smtp(smtp) = &provider.settings {
+        state.outbound.check_host("settings.host", &smtp.host).await?;
     }
     let audit = AuditEntry::success(caller.key_id.as_str(), "provider.put", format!("provider:{name}"), now);
     let saved = state.store.put_provider(&provider, &audit).await.map_err(|e| match e {

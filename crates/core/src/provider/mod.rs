@@ -4,14 +4,19 @@
 //! delivery code ever opens them. Provider settings are checked here per
 //! type, so a provider that is saved can be used.
 
+mod settings;
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::channel::Channel;
 use crate::field_error::{FieldError, check_range};
 use crate::ids::TenantId;
+pub use settings::{
+    ConsoleSettings, DEFAULT_TIMEOUT_MS, HttpMethod, HttpSettings, ProviderSettings, SmtpSettings, SmtpTls,
+    TelesignSettings, TwilioSettings,
+};
 
 /// A provider credential in the clear. Wiped on drop; `Debug` shows the
 /// type only.
@@ -123,14 +128,13 @@ impl ProviderKind {
 pub struct ProviderConfig {
     pub tenant_id: TenantId,
     pub name: String,
-    pub kind: ProviderKind,
     pub channels: Vec<Channel>,
     /// Lower is tried first.
     pub priority: i32,
     /// Name of the credential it authenticates with.
     pub credential: Option<String>,
-    /// Type-specific settings (see [`validate_settings`]).
-    pub settings: Value,
+    /// Its type and that type's settings.
+    pub settings: ProviderSettings,
     pub enabled: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -145,21 +149,23 @@ impl ProviderConfig {
         Self {
             tenant_id,
             name: CONSOLE_PROVIDER.to_owned(),
-            kind: ProviderKind::Console,
             channels: Channel::ALL.to_vec(),
             priority: 1000,
             credential: None,
-            settings: Value::Object(Default::default()),
+            settings: ProviderSettings::console(),
             enabled: true,
             created_at: now,
             updated_at: now,
         }
     }
 
+    pub fn kind(&self) -> ProviderKind {
+        self.settings.kind()
+    }
+
     /// How long one send may take before failover; settable per provider.
     pub fn timeout(&self) -> std::time::Duration {
-        let ms = self.settings.get("timeout_ms").and_then(Value::as_u64).unwrap_or(10_000);
-        std::time::Duration::from_millis(ms)
+        self.settings.timeout()
     }
 
     /// Checks everything but URLs' reachability (the server checks those
@@ -169,25 +175,19 @@ impl ProviderConfig {
         if self.channels.is_empty() {
             return Err(FieldError::new("channels", "must name at least one channel"));
         }
-        if let Some(c) = self.channels.iter().find(|c| !self.kind.supports(**c)) {
-            return Err(FieldError::new("channels", format!("{} cannot carry {}", self.kind.as_str(), c.as_str())));
+        if let Some(c) = self.channels.iter().find(|c| !self.kind().supports(**c)) {
+            return Err(FieldError::new("channels", format!("{} cannot carry {}", self.kind().as_str(), c.as_str())));
         }
         check_range("priority", self.priority, 0..=100_000)?;
         if let Some(name) = &self.credential {
             validate_name("credential", name)?;
         }
-        validate_settings(self.kind, &self.settings)
+        Ok(())
     }
 
     /// The URLs in the settings, for the outbound-address check.
     pub fn urls(&self) -> Vec<(&'static str, &str)> {
-        let mut urls = Vec::new();
-        for key in ["url", "base_url"] {
-            if let Some(url) = self.settings.get(key).and_then(Value::as_str) {
-                urls.push((if key == "url" { "settings.url" } else { "settings.base_url" }, url));
-            }
-        }
-        urls
+        self.settings.urls()
     }
 }
 
@@ -200,8 +200,8 @@ impl ProviderConfig {
 pub fn send_order(providers: Vec<ProviderConfig>, channel: Channel) -> Vec<ProviderConfig> {
     let mut usable: Vec<ProviderConfig> =
         providers.into_iter().filter(|p| p.enabled && p.channels.contains(&channel)).collect();
-    if usable.iter().any(|p| p.kind != ProviderKind::Console) {
-        usable.retain(|p| p.kind != ProviderKind::Console);
+    if usable.iter().any(|p| p.kind() != ProviderKind::Console) {
+        usable.retain(|p| p.kind() != ProviderKind::Console);
     }
     usable
 }
@@ -211,95 +211,6 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), FieldError> {
     let ok = (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok { Ok(()) } else { Err(FieldError::new(field, "must be 1–64 letters, digits, '-', '_' or '.'")) }
-}
-
-fn str_member<'a>(settings: &'a Value, key: &str) -> Result<Option<&'a str>, FieldError> {
-    match settings.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(FieldError::new(format!("settings.{key}"), "must be a string")),
-    }
-}
-
-fn required<'a>(settings: &'a Value, key: &str) -> Result<&'a str, FieldError> {
-    str_member(settings, key)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| FieldError::new(format!("settings.{key}"), "is required"))
-}
-
-/// The settings each type takes (API.md), with nothing unknown allowed so
-/// a typo is caught when the provider is saved, not when a code must go out.
-pub fn validate_settings(kind: ProviderKind, settings: &Value) -> Result<(), FieldError> {
-    let Value::Object(map) = settings else {
-        return Err(FieldError::new("settings", "must be an object"));
-    };
-    let allowed: &[&str] = match kind {
-        ProviderKind::Console => &[],
-        ProviderKind::Http => &["url", "method", "headers", "body_template"],
-        ProviderKind::Twilio => &["from", "messaging_service_sid", "base_url"],
-        ProviderKind::Telesign => &["base_url"],
-        ProviderKind::Smtp => &["host", "port", "tls", "from"],
-    };
-    if let Some(key) = map.keys().find(|k| k.as_str() != "timeout_ms" && !allowed.contains(&k.as_str())) {
-        return Err(FieldError::new(format!("settings.{key}"), format!("is not a setting of {}", kind.as_str())));
-    }
-    if let Some(ms) = map.get("timeout_ms") {
-        let ok = ms.as_u64().is_some_and(|ms| (100..=60_000).contains(&ms));
-        if !ok {
-            return Err(FieldError::new("settings.timeout_ms", "must be between 100 and 60000"));
-        }
-    }
-    match kind {
-        ProviderKind::Console => {}
-        ProviderKind::Http => {
-            required(settings, "url")?;
-            required(settings, "body_template")?;
-            if let Some(method) = str_member(settings, "method")?
-                && !matches!(method, "POST" | "PUT" | "PATCH")
-            {
-                return Err(FieldError::new("settings.method", "must be POST, PUT or PATCH"));
-            }
-            if let Some(headers) = map.get("headers") {
-                let ok = headers.as_object().is_some_and(|h| {
-                    h.iter().all(|(k, v)| {
-                        !k.is_empty()
-                            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                            && v.as_str().is_some_and(|v| !v.contains(['\r', '\n']))
-                    })
-                });
-                if !ok {
-                    return Err(FieldError::new("settings.headers", "must map header names to one-line strings"));
-                }
-            }
-        }
-        ProviderKind::Twilio => {
-            let from = str_member(settings, "from")?;
-            let service = str_member(settings, "messaging_service_sid")?;
-            if from.is_none() && service.is_none() {
-                return Err(FieldError::new("settings.from", "from or messaging_service_sid is required"));
-            }
-        }
-        ProviderKind::Telesign => {}
-        ProviderKind::Smtp => {
-            required(settings, "host")?;
-            let from = required(settings, "from")?;
-            if !from.contains('@') {
-                return Err(FieldError::new("settings.from", "must be an email address"));
-            }
-            if let Some(port) = map.get("port") {
-                let ok = port.as_u64().is_some_and(|p| (1..=65_535).contains(&p));
-                if !ok {
-                    return Err(FieldError::new("settings.port", "must be a port number"));
-                }
-            }
-            if let Some(tls) = str_member(settings, "tls")?
-                && !matches!(tls, "none" | "starttls" | "tls")
-            {
-                return Err(FieldError::new("settings.tls", "must be none, starttls or tls"));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -326,7 +237,7 @@ mod tests {
         let console = ProviderConfig::console(tenant.clone(), now);
         let mut twilio = console.clone();
         twilio.name = "twilio".into();
-        twilio.kind = ProviderKind::Twilio;
+        twilio.settings = ProviderSettings::parse(ProviderKind::Twilio, &json!({"from": "+15005550006"})).unwrap();
         twilio.channels = vec![Channel::Sms, Channel::Voice];
         let names = |list: Vec<ProviderConfig>| list.into_iter().map(|p| p.name).collect::<Vec<_>>();
         let both = vec![twilio.clone(), console.clone()];
@@ -337,34 +248,10 @@ mod tests {
     }
 
     #[test]
-    fn settings_are_checked_per_type() {
-        let ok = [
-            (ProviderKind::Console, json!({})),
-            (ProviderKind::Http, json!({"url": "https://x.test", "body_template": "{\"to\":\"{to}\"}"})),
-            (ProviderKind::Twilio, json!({"from": "+15005550006"})),
-            (ProviderKind::Smtp, json!({"host": "smtp.x.test", "port": 587, "tls": "starttls", "from": "a@x.test"})),
-        ];
-        for (kind, settings) in ok {
-            validate_settings(kind, &settings).unwrap();
-        }
-        let bad = [
-            (ProviderKind::Http, json!({"url": "https://x.test"}), "settings.body_template"),
-            (ProviderKind::Twilio, json!({}), "settings.from"),
-            (ProviderKind::Twilio, json!({"from": "+1", "form": "x"}), "settings.form"),
-            (ProviderKind::Smtp, json!({"host": "h", "from": "a@b", "tls": "ssl"}), "settings.tls"),
-            (ProviderKind::Console, json!({"timeout_ms": 5}), "settings.timeout_ms"),
-        ];
-        for (kind, settings, field) in bad {
-            assert_eq!(validate_settings(kind, &settings).unwrap_err().field, field, "{settings}");
-        }
-    }
-
-    #[test]
     fn a_provider_may_only_carry_channels_its_type_supports() {
         let mut p = ProviderConfig::console(TenantId::generate(), OffsetDateTime::UNIX_EPOCH);
         p.validate().unwrap();
-        p.kind = ProviderKind::Smtp;
-        p.settings = json!({"host": "h", "from": "a@b"});
+        p.settings = ProviderSettings::parse(ProviderKind::Smtp, &json!({"host": "h", "from": "a@b"})).unwrap();
         assert_eq!(p.validate().unwrap_err().field, "channels");
         p.channels = vec![Channel::Email];
         p.validate().unwrap();

@@ -6,12 +6,14 @@
 //! and it only ever moves forward, by a conditional write.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::field_error::FieldError;
 use crate::ids::{AuthenticatorId, TenantId};
+
+mod params;
+pub use params::AuthenticatorParams;
 
 /// The longest issuer or label, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 100;
@@ -113,7 +115,7 @@ pub struct Authenticator {
     pub label: Option<String>,
     /// Non-secret parameters: algorithm, digits, period, issuer; the
     /// YubiKey's public id; the count of recovery codes.
-    pub params: Value,
+    pub params: AuthenticatorParams,
     /// [`AuthenticatorSecret`], sealed.
     pub sealed: Vec<u8>,
     /// See the module doc; `-1` before the first use.
@@ -127,14 +129,6 @@ impl Authenticator {
     /// The context its sealed secret is bound to.
     pub fn seal_context(tenant: &TenantId, id: &AuthenticatorId) -> String {
         format!("authenticator:{tenant}:{id}")
-    }
-
-    pub fn param_str(&self, key: &str) -> Option<&str> {
-        self.params.get(key).and_then(Value::as_str)
-    }
-
-    pub fn param_u64(&self, key: &str) -> Option<u64> {
-        self.params.get(key).and_then(Value::as_u64)
     }
 }
 
@@ -311,10 +305,11 @@ pub mod recovery {
 /// and OTP server (privacyIDEA, LinOTP, Keycloak) can export. Imported
 /// tokens are active at once: their owners already use them.
 pub mod import {
-    use serde_json::json;
     use time::OffsetDateTime;
 
-    use super::{Authenticator, AuthenticatorKind, AuthenticatorSecret, AuthenticatorStatus, check_name};
+    use super::{
+        Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorSecret, AuthenticatorStatus, check_name,
+    };
     use crate::crypto::Sealer;
     use crate::ids::{AuthenticatorId, TenantId};
     use crate::otp::{OtpKind, OtpauthUri};
@@ -365,12 +360,17 @@ pub mod import {
         let (kind, params, counter) = match uri.kind {
             OtpKind::Totp { period } => (
                 AuthenticatorKind::Totp,
-                json!({"issuer": uri.issuer, "algorithm": uri.algorithm.as_str(), "digits": uri.digits, "period": period}),
+                AuthenticatorParams::Totp {
+                    issuer: uri.issuer.clone(),
+                    algorithm: uri.algorithm,
+                    digits: uri.digits,
+                    period,
+                },
                 -1,
             ),
             OtpKind::Hotp { counter } => (
                 AuthenticatorKind::Hotp,
-                json!({"algorithm": uri.algorithm.as_str(), "digits": uri.digits}),
+                AuthenticatorParams::Hotp { algorithm: uri.algorithm, digits: uri.digits },
                 i64::try_from(counter).map_err(|_| "the counter is too large".to_owned())?,
             ),
         };
