@@ -1,11 +1,16 @@
-//! The vouchsafe HTTP server: the `/v1` API, authentication and roles, the
-//! operational endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
-//! `/docs`), request ids, body limits and the one error shape of API.md.
+//! The vouchsafe HTTP server: the engine (`engine`: every use case, over
+//! the storage traits of `vouchsafe_core`), and the surfaces over it — the
+//! `/v1` API and the Twilio-compatible `/v2` (`api`), the HTML pages and
+//! agent console (`pages`), authentication and roles (`auth`), the
+//! operational endpoints, request ids, body limits and the one error shape
+//! of `docs/API.md` (`error`). The webhook dispatcher and housekeeping run
+//! beside them.
 //!
-//! Handlers turn requests into domain values, call the store through the
-//! traits of `vouchsafe_core`, and map outcomes to statuses in one place
-//! (`error.rs`). This crate must not contain SQL, read the system clock
-//! (it is handed a `Clock`) or put a secret in a log line or error body.
+//! Handlers parse, authorize, call the engine and map its outcome; the
+//! rules live in the engine and in `vouchsafe_core`. See
+//! `docs/ARCHITECTURE.md`. This crate must not contain SQL, read the system
+//! clock (it is handed a `Clock`) or put a secret in a log line or error
+//! body; its modules import one another without cycles (a test checks).
 
 mod api;
 mod auth;
@@ -19,6 +24,7 @@ mod listener;
 mod metrics;
 mod pages;
 mod state;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,7 +75,11 @@ impl Application {
             config: state.config.webhooks.clone(),
             wake: state.wake_dispatcher.clone(),
         };
-        let router = api::router(state);
+        let router = api::router(state.clone())
+            .merge(pages::router(state))
+            .fallback(|| async { ApiError::NotFound })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+        let router = layers::apply(router);
         Ok(Self { listener, router, local_addr, public_url, limits, dispatcher })
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::crypto::{CryptoError, Sealer};
 use crate::field_error::FieldError;
 use crate::ids::{AuthenticatorId, TenantId};
 
@@ -97,6 +98,23 @@ pub enum AuthenticatorSecret {
     Passkey { passkey: String },
     /// Nothing secret kept here (recovery codes are hashed elsewhere).
     None,
+}
+
+impl AuthenticatorSecret {
+    /// Seals the secret for authenticator `id` of `tenant`, bound to it:
+    /// moved to another row, it no longer opens. The one way an
+    /// authenticator's secret is sealed (enrollment, import, passkeys).
+    pub fn seal(&self, sealer: &Sealer, tenant: &TenantId, id: &AuthenticatorId) -> Result<Vec<u8>, CryptoError> {
+        // A plain enum of bytes and strings always serializes.
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(self).map_err(|_| CryptoError::Open)?);
+        sealer.seal(&plain, &Authenticator::seal_context(tenant, id))
+    }
+
+    /// Opens the sealed secret of `a`.
+    pub fn open(sealer: &Sealer, a: &Authenticator) -> Result<Self, CryptoError> {
+        let plain = sealer.open(&a.sealed, &Authenticator::seal_context(&a.tenant_id, &a.id))?;
+        serde_json::from_slice(&plain).map_err(|_| CryptoError::Open)
+    }
 }
 
 impl std::fmt::Debug for AuthenticatorSecret {
@@ -375,8 +393,7 @@ pub mod import {
             ),
         };
         let secret = AuthenticatorSecret::Seed { seed: uri.secret.as_bytes().to_vec() };
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&secret).map_err(|e| e.to_string())?);
-        let sealed = sealer.seal(&plain, &Authenticator::seal_context(tenant, &id)).map_err(|e| e.to_string())?;
+        let sealed = secret.seal(sealer, tenant, &id).map_err(|e| e.to_string())?;
         Ok(Authenticator {
             id,
             tenant_id: tenant.clone(),

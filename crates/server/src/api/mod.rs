@@ -14,7 +14,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::error::ApiError;
 use crate::state::SharedState;
 
 #[derive(OpenApi)]
@@ -74,6 +73,8 @@ fn with_error_responses(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openap
     openapi
 }
 
+/// The JSON API (`/v1`, `/v2`), the operational endpoints and the API
+/// reference (`/openapi.json`, `/docs`).
 pub fn router(state: SharedState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::healthz))
@@ -129,29 +130,8 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state.clone())
         .split_for_parts();
     let openapi = with_error_responses(openapi);
-    let pages = Router::new()
-        .route("/challenge/{id}", get(crate::pages::challenge::show).post(crate::pages::challenge::submit))
-        .route("/challenge/{id}/passkey", axum::routing::post(crate::pages::challenge::passkey))
-        .route("/caller/{token}", get(crate::pages::caller::show).post(crate::pages::caller::decide))
-        .route("/caller/{token}/passkey", axum::routing::post(crate::pages::caller::passkey))
-        .route("/console/helpdesk", get(crate::pages::console::show))
-        .route("/console/login", axum::routing::post(crate::pages::console::login))
-        .route("/console/logout", axum::routing::post(crate::pages::console::logout))
-        .route("/console/helpdesk/verifications", axum::routing::post(crate::pages::console::start))
-        .route("/console/helpdesk/verifications/{id}", get(crate::pages::console::status))
-        .route("/console/helpdesk/records/{record_id}", get(crate::pages::console::transactions))
-        .route("/assets/console.js", get(crate::pages::console::script))
-        .route("/assets/challenge.css", get(crate::pages::challenge_css))
-        .route("/assets/challenge.js", get(crate::pages::challenge_js))
-        .with_state(state);
-    let router = api
-        .route("/metrics", get(ops::metrics))
-        .merge(pages)
-        .merge(
-            axum::Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
-                .layer(axum::middleware::from_fn(crate::pages::docs_headers)),
-        )
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    crate::layers::apply(router)
+    api.route("/metrics", get(ops::metrics)).merge(
+        axum::Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+            .layer(axum::middleware::from_fn(crate::layers::docs_headers)),
+    )
 }

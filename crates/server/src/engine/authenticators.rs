@@ -15,9 +15,12 @@ use vouchsafe_core::otp::{
 use vouchsafe_core::yubikey;
 use vouchsafe_proto::CreateAuthenticatorRequest;
 
+use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::store::StoreError;
+
+use super::Engine;
 use super::error::{EngineError, EngineResult};
 use super::slow_hash::{Permit, Saturated};
-use crate::state::SharedState;
 use vouchsafe_core::authenticator::recovery::StoredCode;
 
 fn invalid(field: &str, message: &str) -> EngineError {
@@ -26,22 +29,18 @@ fn invalid(field: &str, message: &str) -> EngineError {
 
 /// Seals an authenticator's secret, bound to it.
 pub fn seal(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     id: &AuthenticatorId,
     secret: &AuthenticatorSecret,
 ) -> EngineResult<Vec<u8>> {
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(secret).map_err(EngineError::internal)?);
-    state.sealer.seal(&plain, &Authenticator::seal_context(tenant, id)).map_err(EngineError::internal)
+    secret.seal(&engine.sealer, tenant, id).map_err(EngineError::internal)
 }
 
 /// Opens an authenticator's secret for one check.
-pub fn open(state: &SharedState, a: &Authenticator) -> EngineResult<AuthenticatorSecret> {
-    let plain = state
-        .sealer
-        .open(&a.sealed, &Authenticator::seal_context(&a.tenant_id, &a.id))
-        .map_err(|_| EngineError::internal(format!("authenticator {} does not open with this master key", a.id)))?;
-    serde_json::from_slice(&plain).map_err(|_| EngineError::internal(format!("authenticator {} is unreadable", a.id)))
+pub fn open(engine: &Engine, a: &Authenticator) -> EngineResult<AuthenticatorSecret> {
+    AuthenticatorSecret::open(&engine.sealer, a)
+        .map_err(|_| EngineError::internal(format!("authenticator {} does not open with this master key", a.id)))
 }
 
 /// What enrollment produced: the authenticator and what to show once
@@ -80,7 +79,7 @@ fn hex_bytes<const N: usize>(field: &str, text: Option<&str>) -> EngineResult<[u
 
 /// Builds a new authenticator from an enrollment request.
 pub fn enroll(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     user_id: &str,
     default_issuer: &str,
@@ -93,7 +92,7 @@ pub fn enroll(
         check_name("label", label).map_err(EngineError::Invalid)?;
     }
     let id = AuthenticatorId::generate();
-    let now = state.clock.now();
+    let now = engine.clock.now();
     let mut a = Authenticator {
         id: id.clone(),
         tenant_id: tenant.clone(),
@@ -173,16 +172,16 @@ pub fn enroll(
         }
     };
     a.params = params;
-    a.sealed = seal(state, tenant, &id, &secret)?;
+    a.sealed = seal(engine, tenant, &id, &secret)?;
     out.authenticator = a;
     Ok(out)
 }
 
 /// The authenticator use a code proves, if it matches this authenticator.
 /// Recovery codes are checked elsewhere (their hashes are slow on purpose).
-pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineResult<Option<AuthenticatorUse>> {
-    let now = state.clock.now();
-    let secret = open(state, a)?;
+pub fn match_code(engine: &Engine, a: &Authenticator, code: &str) -> EngineResult<Option<AuthenticatorUse>> {
+    let now = engine.clock.now();
+    let secret = open(engine, a)?;
     let used = match (&a.params, &secret) {
         (&AuthenticatorParams::Totp { algorithm, digits, period, .. }, AuthenticatorSecret::Seed { seed }) => {
             let totp = Totp::new(&Secret::from_bytes(seed.clone()), digits, period, algorithm)
@@ -221,8 +220,8 @@ pub fn match_code(state: &SharedState, a: &Authenticator, code: &str) -> EngineR
 }
 
 /// The TOTP step a confirmation code proves (for an unconfirmed TOTP).
-pub fn confirm_step(state: &SharedState, a: &Authenticator, code: &str) -> EngineResult<Option<i64>> {
-    Ok(match match_code(state, a, code)? {
+pub fn confirm_step(engine: &Engine, a: &Authenticator, code: &str) -> EngineResult<Option<i64>> {
+    Ok(match match_code(engine, a, code)? {
         Some(AuthenticatorUse::Counter { value, .. }) => Some(value),
         _ => None,
     })
@@ -241,22 +240,22 @@ fn with_argon2_memory<T>(f: impl FnOnce(&mut recovery::Memory) -> T) -> T {
 
 /// A slow-hash permit now, or `Saturated` (answered `429` with
 /// `Retry-After`) before anything is written.
-pub fn slow_hash_permit(state: &SharedState) -> EngineResult<Permit> {
-    state.slow_hasher.try_permit().map_err(|Saturated| EngineError::Saturated)
+pub fn slow_hash_permit(engine: &Engine) -> EngineResult<Permit> {
+    engine.slow_hasher.try_permit().map_err(|Saturated| EngineError::Saturated)
 }
 
 /// The stored form of a new set of recovery codes (tag and Argon2id hash
 /// each), hashed on the slow-hash threads under `permit`.
 pub async fn hash_recovery_codes(
-    state: &SharedState,
+    engine: &Engine,
     permit: Permit,
     authenticator_id: &str,
     codes: &[String],
 ) -> EngineResult<Vec<StoredCode>> {
     let tags: Vec<String> =
-        codes.iter().map(|c| recovery::lookup_tag(&state.code_hasher, authenticator_id, c)).collect();
+        codes.iter().map(|c| recovery::lookup_tag(&engine.code_hasher, authenticator_id, c)).collect();
     let codes = codes.to_vec();
-    let hashes = state
+    let hashes = engine
         .slow_hasher
         .run(permit, move || {
             with_argon2_memory(|memory| {
@@ -274,15 +273,15 @@ pub async fn hash_recovery_codes(
 /// of a set made before tags), and their Argon2id hashes are checked on
 /// the slow-hash threads under `permit`, never on the async workers.
 pub async fn match_recovery_code(
-    state: &SharedState,
+    engine: &Engine,
     permit: Permit,
     sets: &[&Authenticator],
     code: &str,
 ) -> EngineResult<Option<AuthenticatorUse>> {
     let mut candidates = Vec::new();
     for a in sets {
-        let tag = recovery::lookup_tag(&state.code_hasher, a.id.as_str(), code);
-        for (index, hash) in state.store.unspent_recovery_codes(&a.id, Some(&tag)).await? {
+        let tag = recovery::lookup_tag(&engine.code_hasher, a.id.as_str(), code);
+        for (index, hash) in engine.store.unspent_recovery_codes(&a.id, Some(&tag)).await? {
             candidates.push((a.id.clone(), index, hash));
         }
     }
@@ -290,7 +289,7 @@ pub async fn match_recovery_code(
         return Ok(None);
     }
     let code = code.to_owned();
-    state
+    engine
         .slow_hasher
         .run(permit, move || {
             with_argon2_memory(|memory| {
@@ -309,11 +308,11 @@ pub async fn match_recovery_code(
 pub const RESYNC_WINDOW: u64 = 1_000;
 
 /// The counter after two consecutive codes of a drifted HOTP token.
-pub fn resync(state: &SharedState, a: &Authenticator, first: &str, second: &str) -> EngineResult<Option<i64>> {
+pub fn resync(engine: &Engine, a: &Authenticator, first: &str, second: &str) -> EngineResult<Option<i64>> {
     let AuthenticatorParams::Hotp { algorithm, digits } = a.params else {
         return Ok(None);
     };
-    let AuthenticatorSecret::Seed { seed } = &open(state, a)? else {
+    let AuthenticatorSecret::Seed { seed } = &open(engine, a)? else {
         return Ok(None);
     };
     let hotp = Hotp::new(&Secret::from_bytes(seed.clone()), digits, algorithm).map_err(EngineError::internal)?;
@@ -321,4 +320,70 @@ pub fn resync(state: &SharedState, a: &Authenticator, first: &str, second: &str)
     Ok(hotp
         .resync(first.trim(), second.trim(), from, RESYNC_WINDOW)
         .map(|r| i64::try_from(r.matched + 1).unwrap_or(i64::MAX)))
+}
+
+/// What confirms an unconfirmed enrollment, as given: a first code from the
+/// app, or (for a passkey) the browser's new credential.
+pub struct Proof<'a> {
+    pub code: Option<&'a str>,
+    pub credential: Option<&'a serde_json::Value>,
+}
+
+/// Confirms an enrollment: the proof must verify, and the activation is one
+/// conditional write (only while still unconfirmed). An active one is
+/// answered as it is.
+pub async fn confirm(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &str,
+    user_id: &str,
+    id: &AuthenticatorId,
+    proof: Proof<'_>,
+) -> EngineResult<Authenticator> {
+    let a = engine.store.authenticator(tenant, user_id, id).await?;
+    if a.status == AuthenticatorStatus::Active {
+        return Ok(a);
+    }
+    let (counter, sealed) = if a.kind == AuthenticatorKind::Passkey {
+        let credential = proof.credential.ok_or_else(|| invalid("credential", "is required"))?;
+        let sealed = super::passkeys::finish_registration(engine, &a, credential)?
+            .ok_or_else(|| invalid("credential", "does not verify against this registration"))?;
+        (0, Some(sealed))
+    } else {
+        let code = proof.code.ok_or_else(|| invalid("code", "is required"))?;
+        let step = confirm_step(engine, &a, code)?
+            .ok_or_else(|| invalid("code", "does not match; enter the code the app shows now"))?;
+        (step, None)
+    };
+    let now = engine.clock.now();
+    let audit = AuditEntry::success(actor, "authenticator.confirmed", a.id.as_str(), now);
+    if !engine.store.activate_authenticator(tenant, &a.id, counter, sealed.as_deref(), now, &audit).await? {
+        return Err(EngineError::Store(StoreError::Conflict("the authenticator changed meanwhile; try again")));
+    }
+    Ok(engine.store.authenticator(tenant, user_id, id).await?)
+}
+
+/// Resynchronises a drifted hardware HOTP token from two consecutive codes;
+/// the counter only moves forward, in one conditional write.
+pub async fn resync_token(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &str,
+    user_id: &str,
+    id: &AuthenticatorId,
+    code: &str,
+    next_code: &str,
+) -> EngineResult<Authenticator> {
+    let a = engine.store.authenticator(tenant, user_id, id).await?;
+    if a.kind != AuthenticatorKind::Hotp || a.status != AuthenticatorStatus::Active {
+        return Err(invalid("id", "only an active HOTP token can be resynchronised"));
+    }
+    let counter = resync(engine, &a, code, next_code)?
+        .ok_or_else(|| invalid("code", "these are not two consecutive codes of this token"))?;
+    let now = engine.clock.now();
+    let audit = AuditEntry::success(actor, "authenticator.resynchronised", a.id.as_str(), now);
+    if !engine.store.advance_authenticator(tenant, &a.id, counter, now, &audit).await? {
+        return Err(invalid("code", "these codes were already used"));
+    }
+    Ok(engine.store.authenticator(tenant, user_id, id).await?)
 }

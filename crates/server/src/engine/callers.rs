@@ -21,11 +21,11 @@ use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{caller_template, render_caller};
 use vouchsafe_proto::CreateCallerVerificationRequest;
 
+use super::Engine;
 use super::error::{EngineError, EngineResult};
 use super::parse_locale;
 use super::send::{SendRequest, send};
 use super::verifications::destination;
-use crate::state::SharedState;
 
 fn invalid(field: &str, message: &str) -> EngineError {
     EngineError::Invalid(FieldError::new(field, message))
@@ -82,8 +82,8 @@ impl<'a> NewCaller<'a> {
 }
 
 /// The keyed hash a link token is stored and found by.
-pub fn link_hash(state: &SharedState, token: &str) -> String {
-    state.code_hasher.hash("caller-link", token)
+pub fn link_hash(engine: &Engine, token: &str) -> String {
+    engine.code_hasher.hash("caller-link", token)
 }
 
 /// The message for a caller who must pass a second factor: the link only.
@@ -93,11 +93,11 @@ const STEP_UP_TEMPLATE: &str = "{service}: are you on a call with us? Approve on
 
 /// Whether a caller verification's user must pass a second factor on the
 /// link's page: any active TOTP, HOTP, YubiKey or passkey.
-pub async fn requires_factor(state: &SharedState, tenant: &TenantId, user: Option<&str>) -> EngineResult<bool> {
+pub async fn requires_factor(engine: &Engine, tenant: &TenantId, user: Option<&str>) -> EngineResult<bool> {
     let Some(user) = user else { return Ok(false) };
     let factors =
         [AuthenticatorKind::Totp, AuthenticatorKind::Hotp, AuthenticatorKind::Yubikey, AuthenticatorKind::Passkey];
-    Ok(state
+    Ok(engine
         .store
         .authenticators(tenant, user)
         .await?
@@ -106,14 +106,14 @@ pub async fn requires_factor(state: &SharedState, tenant: &TenantId, user: Optio
 }
 
 /// Starts a caller verification and sends its message.
-pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<CallerVerification> {
+pub async fn create(engine: &Engine, req: NewCaller<'_>) -> EngineResult<CallerVerification> {
     text_field("record_id", req.record_id, 200)?;
     let record_type = req.record_type.unwrap_or("case");
     text_field("record_type", record_type, 64)?;
     if let Some(agent) = req.agent_id {
         text_field("agent_id", agent, 200)?;
     }
-    let settings = state.store.settings(req.tenant_id).await?.value;
+    let settings = engine.store.settings(req.tenant_id).await?.value;
     let requested =
         req.channel.map(|c| Channel::parse(c).ok_or_else(|| invalid("channel", "must be sms, voice or email")));
     let channel = pick_channel(
@@ -135,18 +135,19 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         return Err(EngineError::GeoNotPermitted(country.to_owned()));
     }
     if let Some(user) = req.user_id {
-        state.store.user(req.tenant_id, user).await.map_err(|_| invalid("user_id", "no user by that id"))?;
+        engine.store.user(req.tenant_id, user).await.map_err(|_| invalid("user_id", "no user by that id"))?;
     }
-    let now = state.clock.now();
-    if let Err(refusal) = state.store.count_sends(&counters_for(req.tenant_id, &to, &settings.fraud, now), now).await? {
+    let now = engine.clock.now();
+    if let Err(refusal) = engine.store.count_sends(&counters_for(req.tenant_id, &to, &settings.fraud, now), now).await?
+    {
         return Err(EngineError::SendLimit(refusal));
     }
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let code = random_numeric_code(6).map_err(EngineError::internal)?;
     let id = CallerVerificationId::generate();
     let cv = CallerVerification {
-        code_hash: state.code_hasher.hash(id.as_str(), &code),
-        link_hash: link_hash(state, &token),
+        code_hash: engine.code_hasher.hash(id.as_str(), &code),
+        link_hash: link_hash(engine, &token),
         id,
         tenant_id: req.tenant_id.clone(),
         record_id: req.record_id.to_owned(),
@@ -165,9 +166,9 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         updated_at: now,
     };
     let audit = AuditEntry::new(req.actor, "caller_verification.created", cv.id.as_str(), channel.as_str(), now);
-    state.store.create_caller_verification(&cv, &audit).await?;
-    let link = format!("{}/caller/{token}", state.public_url.trim_end_matches('/'));
-    let (template, code) = if requires_factor(state, req.tenant_id, req.user_id).await? {
+    engine.store.create_caller_verification(&cv, &audit).await?;
+    let link = format!("{}/caller/{token}", engine.public_url.trim_end_matches('/'));
+    let (template, code) = if requires_factor(engine, req.tenant_id, req.user_id).await? {
         (STEP_UP_TEMPLATE, String::new())
     } else {
         (caller_template(&settings.templates, locale.as_deref()), code)
@@ -185,13 +186,13 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
         status_callback: None,
     };
     let delivery = send(
-        state,
+        engine,
         SendRequest { tenant_id: req.tenant_id.clone(), verification_id: None, country: cv.country(), message },
     )
     .await?;
     if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {
         let audit = AuditEntry::new(req.actor, "caller_verification.failed", cv.id.as_str(), "not_delivered", now);
-        end(state, &cv, CallerStatus::Failed, None, &audit).await?;
+        end(engine, &cv, CallerStatus::Failed, None, &audit).await?;
         return Err(EngineError::ProviderUnavailable);
     }
     tracing::info!(caller_verification_id = %cv.id, to = %to.masked(), channel = channel.as_str(), "caller verification sent");
@@ -200,55 +201,55 @@ pub async fn create(state: &SharedState, req: NewCaller<'_>) -> EngineResult<Cal
 
 /// Ends a pending verification (with its event); the row as it stands after.
 pub async fn end(
-    state: &SharedState,
+    engine: &Engine,
     cv: &CallerVerification,
     status: CallerStatus,
     method: Option<CallerMethod>,
     audit: &AuditEntry,
 ) -> EngineResult<CallerVerification> {
-    let now = state.clock.now();
-    let ended = state.store.end_caller_verification(&cv.tenant_id, &cv.id, status, now, method, audit).await?;
+    let now = engine.clock.now();
+    let ended = engine.store.end_caller_verification(&cv.tenant_id, &cv.id, status, now, method, audit).await?;
     if ended.is_some() {
-        state.wake_dispatcher.notify_one();
+        engine.wake_dispatcher.notify_one();
     }
-    Ok(state.store.caller_verification(&cv.tenant_id, &cv.id).await?)
+    Ok(engine.store.caller_verification(&cv.tenant_id, &cv.id).await?)
 }
 
 /// The code the customer read to the agent.
 pub async fn check(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     actor: &str,
     id: &CallerVerificationId,
     code: &str,
 ) -> EngineResult<(CallerVerification, bool)> {
-    let cv = state.store.caller_verification(tenant, id).await?;
-    let now = state.clock.now();
+    let cv = engine.store.caller_verification(tenant, id).await?;
+    let now = engine.clock.now();
     if cv.status_at(now) != CallerStatus::Pending {
         return Ok((cv, false));
     }
     // SECURITY: a caller with a second factor approves on the link with it;
     // a read-out code (none was sent) can never verify them.
-    if requires_factor(state, tenant, cv.user_id.as_deref()).await? {
+    if requires_factor(engine, tenant, cv.user_id.as_deref()).await? {
         return Err(EngineError::FactorRequired);
     }
     // SECURITY: constant-time comparison inside `matches`.
     let code = code.trim();
-    if plausible_code(code) && state.code_hasher.matches(&cv.code_hash, cv.id.as_str(), code) {
+    if plausible_code(code) && engine.code_hasher.matches(&cv.code_hash, cv.id.as_str(), code) {
         let audit = AuditEntry::new(actor, "caller_verification.verified", cv.id.as_str(), "code", now);
-        let after = end(state, &cv, CallerStatus::Verified, Some(CallerMethod::Code), &audit).await?;
+        let after = end(engine, &cv, CallerStatus::Verified, Some(CallerMethod::Code), &audit).await?;
         let valid = after.status == CallerStatus::Verified;
         return Ok((after, valid));
     }
     let audit = AuditEntry::new(actor, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
-    match state.store.caller_wrong_code(tenant, id, now, Some(CallerMethod::Code), &audit).await? {
+    match engine.store.caller_wrong_code(tenant, id, now, Some(CallerMethod::Code), &audit).await? {
         Some(after) => {
             if after.status == CallerStatus::Failed {
-                state.wake_dispatcher.notify_one();
+                engine.wake_dispatcher.notify_one();
             }
             Ok((after, false))
         }
-        None => Ok((state.store.caller_verification(tenant, id).await?, false)),
+        None => Ok((engine.store.caller_verification(tenant, id).await?, false)),
     }
 }
 

@@ -21,12 +21,12 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, FailureEffects, Lockout};
 use vouchsafe_core::user::User;
 
+use super::Engine;
 use super::authenticators::{match_code, match_recovery_code, slow_hash_permit};
 use super::error::EngineError;
 use super::passkeys;
 use super::slow_hash::Permit;
 use super::verifications::{self, StartRequest, Target};
-use crate::state::SharedState;
 
 /// Errors of challenges beyond the engine's common ones.
 #[derive(Debug)]
@@ -73,9 +73,9 @@ fn locked(user: &User, now: OffsetDateTime) -> ChallengeResult<()> {
 }
 
 /// Opens a challenge for a user, sending a code when the factor needs one.
-pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResult<Challenge> {
-    let now = state.clock.now();
-    let user = state.store.user(req.tenant_id, req.user_id).await?;
+pub async fn create(engine: &Engine, req: NewChallenge<'_>) -> ChallengeResult<Challenge> {
+    let now = engine.clock.now();
+    let user = engine.store.user(req.tenant_id, req.user_id).await?;
     locked(&user, now)?;
     let action = req.action.unwrap_or("login");
     if action.is_empty() || action.len() > 64 || !action.bytes().all(|b| b.is_ascii_graphic()) {
@@ -84,7 +84,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
     let redirect_url = req.redirect_url.map(parse_redirect_url).transpose().map_err(EngineError::Invalid)?;
     let requested =
         req.factor.map(|f| Factor::parse(f).ok_or_else(|| invalid("factor", "is not a factor"))).transpose()?;
-    let active: Vec<AuthenticatorKind> = state
+    let active: Vec<AuthenticatorKind> = engine
         .store
         .authenticators(req.tenant_id, req.user_id)
         .await?
@@ -97,13 +97,13 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         PolicyError::Unavailable(f) => invalid("factor", &format!("{} is not available to this user", f.as_str())),
         PolicyError::NoFactor => invalid("factor", "the user has no authenticator, phone or email"),
     })?;
-    let settings = state.store.settings(req.tenant_id).await?.value;
+    let settings = engine.store.settings(req.tenant_id).await?.value;
     let verification_id = match factor {
         Factor::Sms | Factor::Voice | Factor::Email => {
             let to = if factor == Factor::Email { user.email.clone() } else { user.phone.clone() };
             let to = to.ok_or_else(|| invalid("factor", "the user has no destination for it"))?;
             let v = verifications::start(
-                state,
+                engine,
                 StartRequest {
                     tenant_id: req.tenant_id,
                     to: &to,
@@ -119,7 +119,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         _ => None,
     };
     let (passkey_options, passkey_state) = if factor == Factor::Passkey {
-        let (options, ceremony) = passkeys::start_authentication(state, req.tenant_id, req.user_id).await?;
+        let (options, ceremony) = passkeys::start_authentication(engine, req.tenant_id, req.user_id).await?;
         (Some(options), Some(ceremony))
     } else {
         (None, None)
@@ -143,7 +143,7 @@ pub async fn create(state: &SharedState, req: NewChallenge<'_>) -> ChallengeResu
         updated_at: now,
     };
     let audit = AuditEntry::new(req.actor, "challenge.created", challenge.id.as_str(), factor.as_str(), now);
-    state.store.create_challenge(&challenge, &audit).await?;
+    engine.store.create_challenge(&challenge, &audit).await?;
     tracing::info!(challenge_id = %challenge.id, factor = factor.as_str(), "challenge created");
     Ok(challenge)
 }
@@ -163,7 +163,7 @@ fn challenge_event(c: &Challenge, kind: EventType, now: OffsetDateTime) -> Event
             "user_id": c.user_id,
             "factor": c.factor.as_str(),
             "action": c.action,
-            "at": crate::api::v1::rfc3339(now),
+            "at": vouchsafe_core::clock::rfc3339(now),
         }),
         now,
     )
@@ -179,7 +179,7 @@ pub enum Answer<'a> {
 /// Recovery codes are checked under `permit` (taken before the answer was
 /// counted).
 async fn proof(
-    state: &SharedState,
+    engine: &Engine,
     c: &Challenge,
     actor: &str,
     answer: &Answer<'_>,
@@ -192,7 +192,7 @@ async fn proof(
             };
             // The ceremony's challenge is single-use with the challenge itself.
             let asserted =
-                passkeys::finish_authentication(state, &c.tenant_id, &c.user_id, ceremony, credential).await?;
+                passkeys::finish_authentication(engine, &c.tenant_id, &c.user_id, ceremony, credential).await?;
             return Ok(asserted.map(|a| a.used));
         }
         (Answer::Code(code), factor) if factor != Factor::Passkey => *code,
@@ -203,11 +203,11 @@ async fn proof(
     }
     if let Some(verification_id) = &c.verification_id {
         let checked =
-            verifications::check(state, &c.tenant_id, actor, Target::Id(verification_id.as_str()), code).await?;
+            verifications::check(engine, &c.tenant_id, actor, Target::Id(verification_id.as_str()), code).await?;
         return Ok(checked.valid.then_some(None));
     }
     let kind = c.factor.authenticator_kind().ok_or_else(|| invalid("factor", "has nothing to check"))?;
-    let candidates: Vec<_> = state
+    let candidates: Vec<_> = engine
         .store
         .authenticators(&c.tenant_id, &c.user_id)
         .await?
@@ -217,10 +217,10 @@ async fn proof(
     if kind == AuthenticatorKind::RecoveryCodes {
         let permit = permit.ok_or(ChallengeError::Engine(EngineError::Saturated))?;
         let sets: Vec<&Authenticator> = candidates.iter().collect();
-        return Ok(match_recovery_code(state, permit, &sets, code).await?.map(Some));
+        return Ok(match_recovery_code(engine, permit, &sets, code).await?.map(Some));
     }
     for a in &candidates {
-        let used = match_code(state, a, code)?;
+        let used = match_code(engine, a, code)?;
         if used.is_some() {
             return Ok(Some(used));
         }
@@ -238,7 +238,7 @@ fn lockout(
     now: OffsetDateTime,
 ) -> Lockout {
     let lock_until = now + Duration::seconds(i64::from(settings.lockout.duration_s));
-    let mut body = json!({"user_id": user, "locked_until": crate::api::v1::rfc3339(lock_until)});
+    let mut body = json!({"user_id": user, "locked_until": vouchsafe_core::clock::rfc3339(lock_until)});
     if let Some(id) = challenge {
         body["challenge_id"] = json!(id.as_str());
     }
@@ -256,19 +256,19 @@ fn lockout(
 /// is evaluated (every path that evaluates a user's factor comes here
 /// first): `Locked` if the user is, or just became, locked.
 pub async fn count_answer(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     user: &str,
     challenge: Option<&ChallengeId>,
     actor: &str,
 ) -> ChallengeResult<(AnswerGate, Lockout)> {
-    let now = state.clock.now();
-    let settings = state.store.settings(tenant).await?.value;
+    let now = engine.clock.now();
+    let settings = engine.store.settings(tenant).await?.value;
     let lockout = lockout(tenant, user, challenge, &settings, actor, now);
-    let gate = state.store.reserve_answer(tenant, user, challenge, now, &lockout).await?;
+    let gate = engine.store.reserve_answer(tenant, user, challenge, now, &lockout).await?;
     if let AnswerGate::Locked(until) = gate {
         // This reservation may have set the lock (and queued its event).
-        state.wake_dispatcher.notify_one();
+        engine.wake_dispatcher.notify_one();
         return Err(ChallengeError::Locked(until));
     }
     Ok((gate, lockout))
@@ -279,23 +279,23 @@ pub async fn count_answer(
 /// the user's failures cleared when it passes, locked at the threshold
 /// when it does not. Whether it passed.
 pub async fn answer_without_challenge(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     user: &str,
     actor: &str,
     evaluate: impl std::future::Future<Output = bool>,
 ) -> ChallengeResult<bool> {
-    let (gate, lockout) = count_answer(state, tenant, user, None, actor).await?;
-    let now = state.clock.now();
+    let (gate, lockout) = count_answer(engine, tenant, user, None, actor).await?;
+    let now = engine.clock.now();
     if evaluate.await {
-        state.store.clear_user_failures(tenant, user, now).await?;
+        engine.store.clear_user_failures(tenant, user, now).await?;
         return Ok(true);
     }
     if matches!(gate, AnswerGate::Counted { failures, .. } if failures < lockout.threshold) {
         return Ok(false);
     }
-    if let Some(until) = state.store.settle_wrong_user_answer(tenant, user, now, &lockout).await? {
-        state.wake_dispatcher.notify_one();
+    if let Some(until) = engine.store.settle_wrong_user_answer(tenant, user, now, &lockout).await? {
+        engine.wake_dispatcher.notify_one();
         tracing::warn!(target: "vouchsafe::security", user_id = %user, %until, "user locked out");
     }
     Ok(false)
@@ -306,45 +306,45 @@ pub async fn answer_without_challenge(
 /// evaluated, then approved (only while the user is unlocked) or settled
 /// as wrong.
 pub async fn verify(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     actor: &str,
     id: &ChallengeId,
     answer: Answer<'_>,
 ) -> ChallengeResult<Answered> {
-    let c = state.store.challenge(tenant, id).await?;
-    let now = state.clock.now();
+    let c = engine.store.challenge(tenant, id).await?;
+    let now = engine.clock.now();
     match c.status_at(now) {
         ChallengeStatus::Pending => {}
         ChallengeStatus::Expired if c.status == ChallengeStatus::Pending => {
-            state.store.expire_challenge(tenant, id, now).await?;
-            return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+            engine.store.expire_challenge(tenant, id, now).await?;
+            return Ok(Answered { challenge: engine.store.challenge(tenant, id).await?, token: None });
         }
         _ => return Ok(Answered { challenge: c, token: None }),
     }
     // SECURITY: a slow proof takes its permit before anything is counted,
     // so a refusal (429) changes nothing.
-    let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(state)?) } else { None };
-    let (gate, lockout) = count_answer(state, tenant, &c.user_id, Some(&c.id), actor).await?;
+    let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(engine)?) } else { None };
+    let (gate, lockout) = count_answer(engine, tenant, &c.user_id, Some(&c.id), actor).await?;
     let AnswerGate::Counted { attempt, failures } = gate else {
-        return Ok(Answered { challenge: state.store.challenge(tenant, id).await?, token: None });
+        return Ok(Answered { challenge: engine.store.challenge(tenant, id).await?, token: None });
     };
-    if let Some(used) = proof(state, &c, actor, &answer, permit).await? {
+    if let Some(used) = proof(engine, &c, actor, &answer, permit).await? {
         let event = challenge_event(&c, EventType::ChallengeApproved, now);
         let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
-        match state.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
+        match engine.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
             ApprovalOutcome::Approved => {
-                state.wake_dispatcher.notify_one();
+                engine.wake_dispatcher.notify_one();
                 metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "approved").increment(1);
-                let approved = state.store.challenge(tenant, id).await?;
-                let token = state.token_signer.sign(&approved, now);
+                let approved = engine.store.challenge(tenant, id).await?;
+                let token = engine.token_signer.sign(&approved, now);
                 tracing::info!(challenge_id = %c.id, factor = c.factor.as_str(), "challenge approved");
                 return Ok(Answered { challenge: approved, token: Some(token) });
             }
             ApprovalOutcome::NotPending => {
                 // Denied, expired, or the user was locked meanwhile.
-                let after = state.store.challenge(tenant, id).await?;
-                let user = state.store.user(tenant, &c.user_id).await?;
+                let after = engine.store.challenge(tenant, id).await?;
+                let user = engine.store.user(tenant, &c.user_id).await?;
                 if let Some(until) = user.locked_until.filter(|until| *until > now) {
                     return Err(ChallengeError::Locked(until));
                 }
@@ -372,9 +372,9 @@ pub async fn verify(
             AuditEntry::new(actor, "challenge.denied", c.id.as_str(), "denied", now),
         ),
     };
-    let outcome = state.store.settle_wrong_answer(&c, attempt, now, &effects).await?;
+    let outcome = engine.store.settle_wrong_answer(&c, attempt, now, &effects).await?;
     if outcome.locked_until.is_some() || outcome.challenge.status == ChallengeStatus::Denied {
-        state.wake_dispatcher.notify_one();
+        engine.wake_dispatcher.notify_one();
     }
     if let Some(until) = outcome.locked_until {
         tracing::warn!(target: "vouchsafe::security", user_id = %c.user_id, %until, "user locked out");

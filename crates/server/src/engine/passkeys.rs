@@ -5,7 +5,7 @@
 //! URL; options go out and credentials come in in the browser's JSON forms
 //! (`parseCreationOptionsFromJSON`, `toJSON()`).
 
-use base64::Engine;
+use base64::Engine as _;
 use serde_json::Value;
 use url::Url;
 use vouchsafe_core::authenticator::{
@@ -19,9 +19,9 @@ use webauthn_rs::prelude::{
     Webauthn, WebauthnBuilder,
 };
 
+use super::Engine;
 use super::authenticators::{open, seal};
 use super::error::{EngineError, EngineResult};
-use crate::state::SharedState;
 
 /// The relying party for a public URL, when its host is a name (WebAuthn
 /// does not allow IP addresses as relying party ids).
@@ -37,8 +37,8 @@ pub fn relying_party(public_url: &str) -> Option<Webauthn> {
     }
 }
 
-fn webauthn(state: &SharedState) -> EngineResult<&Webauthn> {
-    state.webauthn.as_ref().ok_or_else(|| {
+fn webauthn(engine: &Engine) -> EngineResult<&Webauthn> {
+    engine.webauthn.as_ref().ok_or_else(|| {
         EngineError::Invalid(FieldError::new(
             "type",
             "passkeys need VOUCHSAFE_PUBLIC_URL set to an address with a host name (not an IP address)",
@@ -51,23 +51,19 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> EngineError {
 }
 
 /// WebAuthn's user handle for a user: stable, opaque, derived from ids.
-fn user_handle(state: &SharedState, tenant: &TenantId, user_id: &str) -> Uuid {
-    let hex = state.code_hasher.hash(&format!("webauthn-user:{tenant}"), user_id);
+fn user_handle(engine: &Engine, tenant: &TenantId, user_id: &str) -> Uuid {
+    let hex = engine.code_hasher.hash(&format!("webauthn-user:{tenant}"), user_id);
     Uuid::parse_str(&hex[..32]).unwrap_or_else(|_| Uuid::nil())
 }
 
 /// The user's registered passkeys, opened, with their authenticators.
-async fn passkeys(
-    state: &SharedState,
-    tenant: &TenantId,
-    user_id: &str,
-) -> EngineResult<Vec<(Authenticator, Passkey)>> {
+async fn passkeys(engine: &Engine, tenant: &TenantId, user_id: &str) -> EngineResult<Vec<(Authenticator, Passkey)>> {
     let mut out = Vec::new();
-    for a in state.store.authenticators(tenant, user_id).await? {
+    for a in engine.store.authenticators(tenant, user_id).await? {
         if a.kind != AuthenticatorKind::Passkey || a.status != AuthenticatorStatus::Active {
             continue;
         }
-        let passkey = match &open(state, &a)? {
+        let passkey = match &open(engine, &a)? {
             AuthenticatorSecret::Passkey { passkey } => serde_json::from_str(passkey).map_err(internal)?,
             _ => continue,
         };
@@ -79,7 +75,7 @@ async fn passkeys(
 /// Starts registering a passkey: the unconfirmed authenticator (holding the
 /// ceremony state) and the creation options for the browser.
 pub async fn start_registration(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     user_id: &str,
     display_name: &str,
@@ -88,18 +84,18 @@ pub async fn start_registration(
     if let Some(label) = &label {
         check_name("label", label).map_err(EngineError::Invalid)?;
     }
-    let webauthn = webauthn(state)?;
+    let webauthn = webauthn(engine)?;
     let existing: Vec<_> =
-        passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p.cred_id().clone()).collect();
+        passkeys(engine, tenant, user_id).await?.into_iter().map(|(_, p)| p.cred_id().clone()).collect();
     let (options, registration) = webauthn
-        .start_passkey_registration(user_handle(state, tenant, user_id), user_id, display_name, Some(existing))
+        .start_passkey_registration(user_handle(engine, tenant, user_id), user_id, display_name, Some(existing))
         .map_err(internal)?;
     let id = AuthenticatorId::generate();
-    let now = state.clock.now();
+    let now = engine.clock.now();
     let secret =
         AuthenticatorSecret::PasskeyRegistration { state: serde_json::to_string(&registration).map_err(internal)? };
     let a = Authenticator {
-        sealed: seal(state, tenant, &id, &secret)?,
+        sealed: seal(engine, tenant, &id, &secret)?,
         id,
         tenant_id: tenant.clone(),
         user_id: user_id.to_owned(),
@@ -118,22 +114,18 @@ pub async fn start_registration(
 
 /// Finishes a registration with the browser's credential; the sealed
 /// passkey to store, or `None` if the credential does not verify.
-pub fn finish_registration(
-    state: &SharedState,
-    a: &Authenticator,
-    credential: &Value,
-) -> EngineResult<Option<Vec<u8>>> {
-    let webauthn = webauthn(state)?;
+pub fn finish_registration(engine: &Engine, a: &Authenticator, credential: &Value) -> EngineResult<Option<Vec<u8>>> {
+    let webauthn = webauthn(engine)?;
     // SECURITY: the ceremony ends with its timeout; an unconfirmed
     // registration cannot be finished later.
-    if state.clock.now() - a.created_at > time::Duration::milliseconds(CEREMONY_TIMEOUT_MS) {
+    if engine.clock.now() - a.created_at > time::Duration::milliseconds(CEREMONY_TIMEOUT_MS) {
         tracing::info!(authenticator_id = %a.id, "passkey registration finished after its ceremony's timeout");
         return Ok(None);
     }
     if !acceptable_credential(credential) {
         return Ok(None);
     }
-    let registration: PasskeyRegistration = match &open(state, a)? {
+    let registration: PasskeyRegistration = match &open(engine, a)? {
         AuthenticatorSecret::PasskeyRegistration { state: ceremony } => {
             serde_json::from_str(ceremony).map_err(internal)?
         }
@@ -145,7 +137,7 @@ pub fn finish_registration(
     match webauthn.finish_passkey_registration(&credential, &registration) {
         Ok(passkey) => {
             let secret = AuthenticatorSecret::Passkey { passkey: serde_json::to_string(&passkey).map_err(internal)? };
-            Ok(Some(seal(state, &a.tenant_id, &a.id, &secret)?))
+            Ok(Some(seal(engine, &a.tenant_id, &a.id, &secret)?))
         }
         Err(e) => {
             tracing::info!(authenticator_id = %a.id, error = %bounded(&e), "passkey registration did not verify");
@@ -155,13 +147,9 @@ pub fn finish_registration(
 }
 
 /// Starts an authentication ceremony for a challenge: (options, state).
-pub async fn start_authentication(
-    state: &SharedState,
-    tenant: &TenantId,
-    user_id: &str,
-) -> EngineResult<(String, String)> {
-    let webauthn = webauthn(state)?;
-    let keys: Vec<Passkey> = passkeys(state, tenant, user_id).await?.into_iter().map(|(_, p)| p).collect();
+pub async fn start_authentication(engine: &Engine, tenant: &TenantId, user_id: &str) -> EngineResult<(String, String)> {
+    let webauthn = webauthn(engine)?;
+    let keys: Vec<Passkey> = passkeys(engine, tenant, user_id).await?.into_iter().map(|(_, p)| p).collect();
     let (options, ceremony) = webauthn.start_passkey_authentication(&keys).map_err(internal)?;
     let options = serde_json::to_value(&options).map_err(internal)?;
     let options = options.get("publicKey").cloned().unwrap_or(options);
@@ -182,13 +170,13 @@ pub struct Asserted {
 /// ceremony captured when the challenge was made: a cloned authenticator
 /// answering an older open challenge with a lower counter is refused.
 pub async fn finish_authentication(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     user_id: &str,
     ceremony: &str,
     credential: &Value,
 ) -> EngineResult<Option<Asserted>> {
-    let webauthn = webauthn(state)?;
+    let webauthn = webauthn(engine)?;
     if !acceptable_credential(credential) {
         return Ok(None);
     }
@@ -203,12 +191,12 @@ pub async fn finish_authentication(
             return Ok(None);
         }
     };
-    for (a, mut passkey) in passkeys(state, tenant, user_id).await? {
+    for (a, mut passkey) in passkeys(engine, tenant, user_id).await? {
         if passkey.cred_id() == result.cred_id() {
             if passkey.update_credential(&result) == Some(true) {
                 let secret =
                     AuthenticatorSecret::Passkey { passkey: serde_json::to_string(&passkey).map_err(internal)? };
-                state.store.reseal_authenticator(tenant, &a.id, &seal(state, tenant, &a.id, &secret)?).await?;
+                engine.store.reseal_authenticator(tenant, &a.id, &seal(engine, tenant, &a.id, &secret)?).await?;
             }
             let counter = i64::from(result.counter());
             let used = (counter > 0).then(|| AuthenticatorUse::Counter { id: a.id.clone(), value: counter });

@@ -12,18 +12,18 @@ use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind, send_or
 use vouchsafe_delivery::failover::{OpenCredential, Outcome};
 use vouchsafe_delivery::provider::OutgoingMessage;
 
+use super::Engine;
 use super::error::EngineResult;
-use crate::state::SharedState;
 
 /// The tenant's enabled providers of `channel`, in the order to try them.
-async fn candidates(state: &SharedState, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<ProviderConfig>> {
-    Ok(send_order(state.store.list_providers(tenant).await?, channel))
+async fn candidates(engine: &Engine, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<ProviderConfig>> {
+    Ok(send_order(engine.store.list_providers(tenant).await?, channel))
 }
 
 /// A credential in the clear, for a provider about to send.
-pub async fn open_credential(state: &SharedState, tenant: &TenantId, name: &str) -> Result<Credential, String> {
-    let sealed = state.store.sealed_credential(tenant, name).await.map_err(|e| e.to_string())?;
-    let opened = state
+pub async fn open_credential(engine: &Engine, tenant: &TenantId, name: &str) -> Result<Credential, String> {
+    let sealed = engine.store.sealed_credential(tenant, name).await.map_err(|e| e.to_string())?;
+    let opened = engine
         .sealer
         .open(&sealed, &Credential::seal_context(tenant, name))
         .map_err(|_| "the credential does not open with this master key".to_owned())?;
@@ -31,8 +31,8 @@ pub async fn open_credential(state: &SharedState, tenant: &TenantId, name: &str)
 }
 
 /// Where Twilio should post receipts for this delivery.
-fn status_callback(state: &SharedState, id: &DeliveryId) -> String {
-    format!("{}/v1/provider-callbacks/twilio?delivery_id={id}", state.public_url.trim_end_matches('/'))
+fn status_callback(engine: &Engine, id: &DeliveryId) -> String {
+    format!("{}/v1/provider-callbacks/twilio?delivery_id={id}", engine.public_url.trim_end_matches('/'))
 }
 
 /// What a send is for, so the delivery record can say.
@@ -44,18 +44,18 @@ pub struct SendRequest {
 }
 
 /// Sends through failover and records the outcome as a delivery.
-pub async fn send(state: &SharedState, mut request: SendRequest) -> EngineResult<Delivery> {
+pub async fn send(engine: &Engine, mut request: SendRequest) -> EngineResult<Delivery> {
     let id = DeliveryId::generate();
     let channel = request.message.channel;
-    let candidates = candidates(state, &request.tenant_id, channel).await?;
+    let candidates = candidates(engine, &request.tenant_id, channel).await?;
     if candidates.iter().any(|c| c.kind() == ProviderKind::Twilio) {
-        request.message.status_callback = Some(status_callback(state, &id));
+        request.message.status_callback = Some(status_callback(engine, &id));
     }
     let tenant = &request.tenant_id;
     let open: &OpenCredential<'_> =
-        &|name: String| Box::pin(async move { open_credential(state, tenant, &name).await });
-    let outcome = state.failover.send(&candidates, open, &request.message).await;
-    let now = state.clock.now();
+        &|name: String| Box::pin(async move { open_credential(engine, tenant, &name).await });
+    let outcome = engine.failover.send(&candidates, open, &request.message).await;
+    let now = engine.clock.now();
     let mut delivery = Delivery {
         id,
         tenant_id: request.tenant_id.clone(),
@@ -92,9 +92,9 @@ pub async fn send(state: &SharedState, mut request: SendRequest) -> EngineResult
             Some(failed_event(&delivery, now))
         }
     };
-    state.store.record_delivery(&delivery, event.as_ref()).await?;
+    engine.store.record_delivery(&delivery, event.as_ref()).await?;
     if event.is_some() {
-        state.wake_dispatcher.notify_one();
+        engine.wake_dispatcher.notify_one();
     }
     Ok(delivery)
 }

@@ -11,7 +11,7 @@ use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::store::StoreError;
 
-use crate::state::SharedState;
+use super::Engine;
 
 /// Re-reads and retries a conditional update this many times before giving
 /// up (another writer keeps winning).
@@ -47,14 +47,14 @@ pub enum UpdateError {
 
 /// Applies `change` to service `id`; the service as written.
 pub async fn update(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     actor: &str,
     id: &ServiceId,
     change: &ServiceChange,
 ) -> Result<Service, UpdateError> {
     for attempt in 0..CONFLICT_RETRIES {
-        let current = state.store.service(tenant, id).await.map_err(UpdateError::Store)?;
+        let current = engine.store.service(tenant, id).await.map_err(UpdateError::Store)?;
         let mut next = current.value.clone();
         if let Some(name) = &change.name {
             next.name = name.trim().to_owned();
@@ -68,10 +68,10 @@ pub async fn update(
         if let Some(channels) = &change.channels {
             next.channels = channels.clone();
         }
-        next.updated_at = state.clock.now();
+        next.updated_at = engine.clock.now();
         next.validate().map_err(UpdateError::Invalid)?;
         let audit = AuditEntry::success(actor, "service.updated", id.as_str(), next.updated_at);
-        match state.store.replace_service(&next, current.version, &audit).await {
+        match engine.store.replace_service(&next, current.version, &audit).await {
             Ok(()) => {
                 tracing::info!(service_id = %id, by = %actor, "service changed");
                 return Ok(next);

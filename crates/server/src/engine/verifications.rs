@@ -23,10 +23,10 @@ use vouchsafe_core::verification::{
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{Values, render};
 
+use super::Engine;
 use super::error::{EngineError, EngineResult};
 use super::send::{SendRequest, send};
 use super::{parse_locale, sender_name, settings_and_service};
-use crate::state::SharedState;
 use vouchsafe_core::field_error::FieldError;
 
 /// How many times a start re-reads after losing a race with another start
@@ -59,11 +59,11 @@ fn country_label(v: &Verification) -> String {
 
 /// Sends a fresh code to `to`, opening a verification or resending on the
 /// pending one.
-pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<Verification> {
+pub async fn start(engine: &Engine, req: StartRequest<'_>) -> EngineResult<Verification> {
     let channel = Channel::parse(req.channel)
         .ok_or_else(|| EngineError::Invalid(FieldError::new("channel", "must be sms, voice or email")))?;
     let locale = parse_locale(req.locale)?;
-    let (settings, service, is_default) = settings_and_service(state, req.tenant_id, req.service_id).await?;
+    let (settings, service, is_default) = settings_and_service(engine, req.tenant_id, req.service_id).await?;
     if !service.channels.contains(&channel) {
         return Err(EngineError::Invalid(FieldError::new("channel", "this service does not send on that channel")));
     }
@@ -76,9 +76,9 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
     let code = random_numeric_code(policy.code_length).map_err(EngineError::internal)?;
     let mut verification = None;
     for _ in 0..START_RACES {
-        let now = state.clock.now();
+        let now = engine.clock.now();
         let counters = counters_for(req.tenant_id, &to, &settings.fraud, now);
-        let pending = state
+        let pending = engine
             .store
             .verification_by_to(req.tenant_id, &service.id, &to.match_key())
             .await?
@@ -86,7 +86,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
         if let Some(pending) = pending {
             let resend = Resend {
                 tenant_id: req.tenant_id.clone(),
-                code_hash: state.code_hasher.hash(pending.id.as_str(), &code),
+                code_hash: engine.code_hasher.hash(pending.id.as_str(), &code),
                 id: pending.id,
                 channel,
                 locale: locale.clone(),
@@ -96,7 +96,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
                 send_window_ms: millis(policy.send_window),
                 cooldown_ms: millis(policy.resend_cooldown),
             };
-            match state.store.resend_verification(&resend, &counters).await {
+            match engine.store.resend_verification(&resend, &counters).await {
                 Ok(Ok(v)) => {
                     verification = Some(v);
                     break;
@@ -107,9 +107,9 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
             }
         } else {
             let id = VerificationId::generate();
-            let hash = state.code_hasher.hash(id.as_str(), &code);
+            let hash = engine.code_hasher.hash(id.as_str(), &code);
             let v = Verification::new(id, &service, &to, channel, locale.clone(), hash, &policy, now);
-            match state.store.create_verification(&v, &counters).await {
+            match engine.store.create_verification(&v, &counters).await {
                 Ok(Ok(())) => {
                     verification = Some(v);
                     break;
@@ -139,7 +139,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
         status_callback: None,
     };
     let delivery = send(
-        state,
+        engine,
         SendRequest {
             tenant_id: req.tenant_id.clone(),
             verification_id: Some(verification.id.clone()),
@@ -156,7 +156,7 @@ pub async fn start(state: &SharedState, req: StartRequest<'_>) -> EngineResult<V
     if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {
         // Nobody got the code: let the next start try again at once (the
         // failed send still counts toward the limits).
-        state.store.clear_cooldown(req.tenant_id, &verification.id, verification.send_count).await?;
+        engine.store.clear_cooldown(req.tenant_id, &verification.id, verification.send_count).await?;
         return Err(EngineError::ProviderUnavailable);
     }
     Ok(verification)
@@ -182,54 +182,54 @@ pub enum Target<'a> {
     To { to: &'a str, service_id: Option<&'a str> },
 }
 
-pub async fn find(state: &SharedState, tenant: &TenantId, target: Target<'_>) -> EngineResult<Verification> {
+pub async fn find(engine: &Engine, tenant: &TenantId, target: Target<'_>) -> EngineResult<Verification> {
     match target {
         Target::Id(id) => {
             let id = VerificationId::parse(id).ok_or(EngineError::NotFound)?;
-            Ok(state.store.verification(tenant, &id).await?)
+            Ok(engine.store.verification(tenant, &id).await?)
         }
         Target::To { to, service_id } => {
-            let (settings, service, _) = settings_and_service(state, tenant, service_id).await?;
+            let (settings, service, _) = settings_and_service(engine, tenant, service_id).await?;
             // Matched on the destination's key: E.164, or the address in lower case.
             let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
             let country = settings.number_country(None).map_err(EngineError::Invalid)?;
             let to = destination(channel, "to", to, country)?;
-            state.store.verification_by_to(tenant, &service.id, &to.match_key()).await?.ok_or(EngineError::NotFound)
+            engine.store.verification_by_to(tenant, &service.id, &to.match_key()).await?.ok_or(EngineError::NotFound)
         }
     }
 }
 
 /// Writes down that a pending verification's time ran out (audited once).
-async fn settle_expiry(state: &SharedState, v: &Verification, actor: &str, now: OffsetDateTime) -> EngineResult<()> {
+async fn settle_expiry(engine: &Engine, v: &Verification, actor: &str, now: OffsetDateTime) -> EngineResult<()> {
     if v.status == VerificationStatus::Pending && v.status_at(now) == VerificationStatus::Expired {
         let audit = AuditEntry::new(actor, "verification.expired", v.id.as_str(), "expired", now);
-        state.store.end_verification(&v.tenant_id, &v.id, false, now, &audit).await?;
+        engine.store.end_verification(&v.tenant_id, &v.id, false, now, &audit).await?;
     }
     Ok(())
 }
 
 /// Checks a code.
 pub async fn check(
-    state: &SharedState,
+    engine: &Engine,
     tenant: &TenantId,
     actor: &str,
     target: Target<'_>,
     code: &str,
 ) -> EngineResult<Checked> {
-    let v = find(state, tenant, target).await?;
-    let now = state.clock.now();
+    let v = find(engine, tenant, target).await?;
+    let now = engine.clock.now();
     let status = v.status_at(now);
     if status.is_final() {
-        settle_expiry(state, &v, actor, now).await?;
+        settle_expiry(engine, &v, actor, now).await?;
         return Ok(finished(v, status, "final"));
     }
     // SECURITY: the hash comparison is constant-time; a code that cannot
     // be a code is simply wrong.
-    if plausible_code(code) && state.code_hasher.matches(&v.code_hash, v.id.as_str(), code) {
+    if plausible_code(code) && engine.code_hasher.matches(&v.code_hash, v.id.as_str(), code) {
         let event = approved_event(&v, now);
         let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved", now);
-        if state.store.approve_verification(&v, now, &event, &audit).await? {
-            state.wake_dispatcher.notify_one();
+        if engine.store.approve_verification(&v, now, &event, &audit).await? {
+            engine.wake_dispatcher.notify_one();
             metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "approved").increment(1);
             metrics::counter!("vouchsafe_verification_approvals_total", "channel" => v.channel.as_str(),
                 "country" => country_label(&v))
@@ -238,21 +238,21 @@ pub async fn check(
             return Ok(Checked { status: VerificationStatus::Approved, valid: true, counted: true, verification: v });
         }
         // Another check won, or a resend replaced the code meanwhile.
-        let now_v = state.store.verification(tenant, &v.id).await?;
+        let now_v = engine.store.verification(tenant, &v.id).await?;
         if now_v.status_at(now).is_final() {
             let status = now_v.status_at(now);
             return Ok(finished(now_v, status, "raced"));
         }
     }
     let audit = AuditEntry::new(actor, "verification.max_attempts_reached", v.id.as_str(), "denied", now);
-    match state.store.record_wrong_code(tenant, &v.id, now, &audit).await? {
+    match engine.store.record_wrong_code(tenant, &v.id, now, &audit).await? {
         Some(after) => {
             metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "wrong_code").increment(1);
             tracing::info!(verification_id = %v.id, attempts = after.attempts, "wrong code");
             Ok(Checked { status: after.status, valid: false, counted: true, verification: after })
         }
         None => {
-            let now_v = state.store.verification(tenant, &v.id).await?;
+            let now_v = engine.store.verification(tenant, &v.id).await?;
             let status = now_v.status_at(now);
             Ok(finished(now_v, status, "raced"))
         }
@@ -270,7 +270,7 @@ fn approved_event(v: &Verification, now: OffsetDateTime) -> Event {
             "to": v.to,
             "channel": v.channel.as_str(),
             "send_count": v.send_count,
-            "approved_at": crate::api::v1::rfc3339(now),
+            "approved_at": vouchsafe_core::clock::rfc3339(now),
         }),
         now,
     )
@@ -278,19 +278,19 @@ fn approved_event(v: &Verification, now: OffsetDateTime) -> Event {
 
 /// Approves a pending verification without a code (the integrator
 /// verified the person another way); a settled one is returned as it is.
-pub async fn approve(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
-    let v = find(state, tenant, Target::Id(id)).await?;
-    let now = state.clock.now();
+pub async fn approve(engine: &Engine, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
+    let v = find(engine, tenant, Target::Id(id)).await?;
+    let now = engine.clock.now();
     if v.status_at(now) == VerificationStatus::Pending {
         let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved_without_code", now);
-        if state.store.approve_verification(&v, now, &approved_event(&v, now), &audit).await? {
-            state.wake_dispatcher.notify_one();
+        if engine.store.approve_verification(&v, now, &approved_event(&v, now), &audit).await? {
+            engine.wake_dispatcher.notify_one();
             tracing::info!(verification_id = %v.id, "verification approved without a code");
         }
     } else {
-        settle_expiry(state, &v, actor, now).await?;
+        settle_expiry(engine, &v, actor, now).await?;
     }
-    Ok(state.store.verification(tenant, &v.id).await?)
+    Ok(engine.store.verification(tenant, &v.id).await?)
 }
 
 fn finished(v: Verification, status: VerificationStatus, why: &'static str) -> Checked {
@@ -300,14 +300,14 @@ fn finished(v: Verification, status: VerificationStatus, why: &'static str) -> C
 }
 
 /// Cancels a pending verification; a settled one is returned as it is.
-pub async fn cancel(state: &SharedState, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
-    let v = find(state, tenant, Target::Id(id)).await?;
-    let now = state.clock.now();
+pub async fn cancel(engine: &Engine, tenant: &TenantId, actor: &str, id: &str) -> EngineResult<Verification> {
+    let v = find(engine, tenant, Target::Id(id)).await?;
+    let now = engine.clock.now();
     if v.status_at(now) == VerificationStatus::Pending {
         let audit = AuditEntry::new(actor, "verification.canceled", v.id.as_str(), "canceled", now);
-        state.store.end_verification(tenant, &v.id, true, now, &audit).await?;
+        engine.store.end_verification(tenant, &v.id, true, now, &audit).await?;
     } else {
-        settle_expiry(state, &v, actor, now).await?;
+        settle_expiry(engine, &v, actor, now).await?;
     }
-    Ok(state.store.verification(tenant, &v.id).await?)
+    Ok(engine.store.verification(tenant, &v.id).await?)
 }

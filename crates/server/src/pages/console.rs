@@ -23,10 +23,10 @@ use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationReques
 
 use super::challenge::layout;
 use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
-use crate::api::v1::callers::to_response;
 use crate::engine::callers::{self, NewCaller};
 use crate::error::ApiError;
 use crate::state::SharedState;
+use crate::wire::caller_response as to_response;
 
 const SESSION: &str = "vs_console";
 const SESSION_HOURS: i64 = 8;

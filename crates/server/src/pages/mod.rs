@@ -91,33 +91,6 @@ pub fn html(status: axum::http::StatusCode, body: String, form_targets: &[String
     response
 }
 
-/// The documentation pages (Swagger UI, its assets, `/openapi.json`): the
-/// pages' strict policy — scripts, styles and requests from this server
-/// only, nothing framed, sniffed or used as a base for forms or plugins.
-/// Swagger UI loads every script and style from its own files, but for one
-/// `<style>` element its bundle injects, allowed by its hash (a Swagger UI
-/// upgrade that changes it fails `the_docs_render_under_the_strict_policy`,
-/// which names the new hash); its icons are `data:` images.
-pub async fn docs_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    let pairs = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; \
-             style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; img-src 'self' data:; \
-             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-    ];
-    for (name, value) in pairs {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
-}
-
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -133,6 +106,28 @@ pub async fn challenge_css() -> Response {
 
 pub async fn challenge_js() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("../../assets/challenge.js"))
+}
+
+/// The HTML pages: the hosted challenge, the caller's page, the agent
+/// console and their assets.
+pub fn router(state: SharedState) -> axum::Router {
+    use axum::Router;
+    use axum::routing::get;
+    Router::new()
+        .route("/challenge/{id}", get(challenge::show).post(challenge::submit))
+        .route("/challenge/{id}/passkey", axum::routing::post(challenge::passkey))
+        .route("/caller/{token}", get(caller::show).post(caller::decide))
+        .route("/caller/{token}/passkey", axum::routing::post(caller::passkey))
+        .route("/console/helpdesk", get(console::show))
+        .route("/console/login", axum::routing::post(console::login))
+        .route("/console/logout", axum::routing::post(console::logout))
+        .route("/console/helpdesk/verifications", axum::routing::post(console::start))
+        .route("/console/helpdesk/verifications/{id}", get(console::status))
+        .route("/console/helpdesk/records/{record_id}", get(console::transactions))
+        .route("/assets/console.js", get(console::script))
+        .route("/assets/challenge.css", get(challenge_css))
+        .route("/assets/challenge.js", get(challenge_js))
+        .with_state(state)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod api_keys;
+mod architecture;
 mod audit;
 mod callers;
 mod challenges;

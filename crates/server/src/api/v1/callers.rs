@@ -6,42 +6,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::caller::{CallerStatus, CallerVerification};
-use vouchsafe_core::destination::{EmailAddress, PhoneNumber};
+use vouchsafe_core::caller::CallerStatus;
 use vouchsafe_core::ids::CallerVerificationId;
 use vouchsafe_proto::{
     CallerVerificationResponse, CheckCallerCodeRequest, CheckCallerCodeResponse, CreateCallerVerificationRequest,
     ErrorBody, TransactionList,
 };
 
-use super::rfc3339;
 use crate::auth::AgentCaller;
 use crate::engine::callers::{self, NewCaller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
-
-pub fn to_response(cv: &CallerVerification, now: time::OffsetDateTime) -> CallerVerificationResponse {
-    let to = PhoneNumber::parse("to", &cv.destination)
-        .map(|p| p.masked())
-        .or_else(|_| EmailAddress::parse("to", &cv.destination).map(|e| e.masked()))
-        .unwrap_or_else(|_| "***".into());
-    CallerVerificationResponse {
-        id: cv.id.to_string(),
-        record_id: cv.record_id.clone(),
-        record_type: cv.record_type.clone(),
-        status: cv.status_at(now).as_str().to_owned(),
-        channel: cv.channel.as_str().to_owned(),
-        to,
-        agent_id: cv.agent_id.clone(),
-        user_id: cv.user_id.clone(),
-        time_allowed_s: cv.time_allowed_s,
-        attempts_remaining: cv.attempts_remaining(),
-        expires_at: rfc3339(cv.expires_at),
-        created_at: rfc3339(cv.created_at),
-        completed_at: cv.completed_at.map(rfc3339),
-    }
-}
+use crate::wire::caller_response as to_response;
 
 fn id_of(text: &str) -> Result<CallerVerificationId, ApiError> {
     CallerVerificationId::parse(text).ok_or(ApiError::NotFound)

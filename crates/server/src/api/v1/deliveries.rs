@@ -7,18 +7,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use vouchsafe_core::channel::Channel;
-use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus, check_crm_code, check_message_carries_code};
-use vouchsafe_core::fraud::counters_for;
-use vouchsafe_core::ids::{DeliveryId, TenantId};
-use vouchsafe_core::verification::{Destination, DestinationError};
-use vouchsafe_delivery::provider::OutgoingMessage;
-use vouchsafe_delivery::templates::{Values, render, render_custom};
+use vouchsafe_core::delivery::{Delivery, DeliveryResult, check_crm_code, check_message_carries_code};
+use vouchsafe_core::ids::DeliveryId;
 use vouchsafe_proto::{CreateDeliveryRequest, DeliveryDetail, DeliveryResponse, ErrorBody};
 
 use super::rfc3339;
 use crate::auth::AgentCaller;
-use crate::engine::send::{SendRequest, send};
-use crate::engine::{parse_locale, sender_name, settings_and_service};
+use crate::engine::deliveries::{Delivered, NewDelivery, deliver};
+use crate::engine::parse_locale;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -40,38 +36,6 @@ fn response(d: &Delivery) -> DeliveryResponse {
         provider_message_id: d.provider_message_id.clone(),
         error: d.error.clone(),
     }
-}
-
-/// Records a delivery refused before any provider was asked.
-async fn refused(
-    state: &SharedState,
-    tenant: &TenantId,
-    channel: Channel,
-    to: &str,
-    country: Option<String>,
-    result: DeliveryResult,
-    why: &str,
-) -> Result<Json<DeliveryResponse>, ApiError> {
-    let now = state.clock.now();
-    let d = Delivery {
-        id: DeliveryId::generate(),
-        tenant_id: tenant.clone(),
-        verification_id: None,
-        channel,
-        to: to.chars().take(64).collect(),
-        country,
-        status: DeliveryStatus::Rejected,
-        result,
-        provider: None,
-        provider_message_id: None,
-        error: Some(why.to_owned()),
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.record_delivery(&d, None).await?;
-    metrics::counter!("vouchsafe_deliveries_total", "channel" => channel.as_str(), "result" => result.as_str())
-        .increment(1);
-    Ok(Json(response(&d)))
 }
 
 /// Delivers a code the caller made.
@@ -106,103 +70,29 @@ pub async fn create_delivery(
     {
         optional_text(field, value, 100)?;
     }
-    let locale = parse_locale(req.locale.as_deref())?;
-    let tenant = &caller.tenant_id;
-    let (settings, service, is_default) = settings_and_service(&state, tenant, None).await?;
-    let country = settings.number_country(req.default_country.as_deref())?;
-    let to = match Destination::parse_in(channel, "to", &req.to, country) {
-        Ok(to) => to,
-        Err(DestinationError::Invalid(_)) => {
-            return refused(
-                &state,
-                tenant,
-                channel,
-                &req.to,
-                None,
-                DeliveryResult::InvalidPhoneNumber,
-                "not a valid destination",
-            )
-            .await;
-        }
-        Err(DestinationError::Landline) => {
-            return refused(
-                &state,
-                tenant,
-                channel,
-                &req.to,
-                None,
-                DeliveryResult::InvalidPhoneNumber,
-                "a landline cannot receive SMS",
-            )
-            .await;
-        }
-    };
-    let country = to.country().map(str::to_owned);
-    if to.blocked_country(&settings).is_some() {
-        return refused(
-            &state,
-            tenant,
-            channel,
-            to.as_str(),
-            country,
-            DeliveryResult::CountryBlock,
-            "country not permitted",
-        )
-        .await;
-    }
-    let now = state.clock.now();
-    if let Err(refusal) = state.store.count_sends(&counters_for(tenant, &to, &settings.fraud, now), now).await? {
-        tracing::info!(to = %to.masked(), ?refusal, "delivery refused by a send limit");
-        return refused(
-            &state,
-            tenant,
-            channel,
-            to.as_str(),
-            country,
-            DeliveryResult::MessageLimitExceeded,
-            "send limit reached",
-        )
-        .await;
-    }
-    let rendered = match &req.message {
-        Some(message) if !message.is_empty() => render_custom(channel, message, &req.code),
-        _ => {
-            let minutes = u64::from(service.ttl_s.unwrap_or(settings.otp.ttl_s)).div_ceil(60);
-            let values = Values { code: &req.code, service: sender_name(&settings, &service, is_default), minutes };
-            render(channel, &settings.templates, locale.as_deref(), &values)
-        }
-    };
-    let message = OutgoingMessage {
+    let new = NewDelivery {
+        tenant_id: caller.tenant_id.clone(),
         channel,
-        to: to.as_str().to_owned(),
-        to_masked: to.masked(),
-        rendered,
-        code: req.code.clone(),
-        locale,
-        user_id: req.user_id.clone(),
-        network_id: req.network_id.clone(),
-        experience_id: req.experience_id.clone(),
-        status_callback: None,
+        to: req.to,
+        code: req.code,
+        message: req.message,
+        locale: parse_locale(req.locale.as_deref())?,
+        default_country: req.default_country,
+        user_id: req.user_id,
+        network_id: req.network_id,
+        experience_id: req.experience_id,
     };
-    let request = SendRequest { tenant_id: tenant.clone(), verification_id: None, country, message };
-    let delivery = match send(&state, request).await {
-        Ok(d) => d,
-        Err(e) => {
-            // The handler still gets a result it can pass through.
-            tracing::error!(error = ?e, "delivery failed inside the server");
-            return Ok(Json(DeliveryResponse {
-                id: DeliveryId::generate().to_string(),
-                result: DeliveryResult::Exception.as_str().to_owned(),
-                provider: None,
-                provider_message_id: None,
-                error: Some("internal error".into()),
-            }));
-        }
-    };
-    metrics::counter!("vouchsafe_deliveries_total", "channel" => channel.as_str(), "result" => delivery.result.as_str())
-        .increment(1);
-    tracing::info!(delivery_id = %delivery.id, to = %to.masked(), result = delivery.result.as_str(), "delivery");
-    Ok(Json(response(&delivery)))
+    Ok(Json(match deliver(&state, new).await? {
+        Delivered::Recorded(delivery) => response(&delivery),
+        // The handler still gets a result it can pass through.
+        Delivered::Failed => DeliveryResponse {
+            id: DeliveryId::generate().to_string(),
+            result: DeliveryResult::Exception.as_str().to_owned(),
+            provider: None,
+            provider_message_id: None,
+            error: Some("internal error".into()),
+        },
+    }))
 }
 
 /// A delivery with its status (receipts included).

@@ -15,13 +15,7 @@ pub mod users;
 pub mod verifications;
 pub mod webhooks;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
-/// RFC 3339 UTC, as every time in the API is written.
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
+pub use vouchsafe_core::clock::rfc3339;
 
 /// Marks a response that holds a secret (shown once) as never cacheable.
 pub fn no_store(mut response: axum::response::Response) -> axum::response::Response {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind};
 use vouchsafe_core::ids::AuthenticatorId;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_core::user::{User, normalise_contacts, validate_user_id};
@@ -18,8 +18,8 @@ use vouchsafe_proto::{
 
 use super::{no_store, rfc3339};
 use crate::auth::AgentCaller;
-use crate::engine::authenticators::{confirm_step, enroll, hash_recovery_codes, resync, slow_hash_permit};
-use crate::engine::passkeys::{finish_registration, start_registration};
+use crate::engine::authenticators::{Proof, confirm, enroll, hash_recovery_codes, resync_token, slow_hash_permit};
+use crate::engine::passkeys::start_registration;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -231,27 +231,8 @@ pub async fn confirm_authenticator(
     ApiJson(req): ApiJson<ConfirmAuthenticatorRequest>,
 ) -> Result<Json<AuthenticatorResponse>, ApiError> {
     let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
-    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
-    if a.status == AuthenticatorStatus::Active {
-        return Ok(Json(authenticator_response(&a, None)));
-    }
-    let (counter, sealed) = if a.kind == AuthenticatorKind::Passkey {
-        let credential = req.credential.as_ref().ok_or_else(|| ApiError::bad_request("credential", "is required"))?;
-        let sealed = finish_registration(&state, &a, credential)?
-            .ok_or_else(|| ApiError::bad_request("credential", "does not verify against this registration"))?;
-        (0, Some(sealed))
-    } else {
-        let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("code", "is required"))?;
-        let step = confirm_step(&state, &a, code)?
-            .ok_or_else(|| ApiError::bad_request("code", "does not match; enter the code the app shows now"))?;
-        (step, None)
-    };
-    let now = state.clock.now();
-    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.confirmed", a.id.as_str(), now);
-    if !state.store.activate_authenticator(&caller.tenant_id, &a.id, counter, sealed.as_deref(), now, &audit).await? {
-        return Err(ApiError::Conflict("the authenticator changed meanwhile; try again"));
-    }
-    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    let proof = Proof { code: req.code.as_deref(), credential: req.credential.as_ref() };
+    let a = confirm(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id, &id, proof).await?;
     Ok(Json(authenticator_response(&a, None)))
 }
 
@@ -277,18 +258,8 @@ pub async fn resync_authenticator(
     ApiJson(req): ApiJson<ResyncAuthenticatorRequest>,
 ) -> Result<Json<AuthenticatorResponse>, ApiError> {
     let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
-    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
-    if a.kind != AuthenticatorKind::Hotp || a.status != AuthenticatorStatus::Active {
-        return Err(ApiError::bad_request("id", "only an active HOTP token can be resynchronised"));
-    }
-    let counter = resync(&state, &a, &req.code, &req.next_code)?
-        .ok_or_else(|| ApiError::bad_request("code", "these are not two consecutive codes of this token"))?;
-    let now = state.clock.now();
-    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.resynchronised", a.id.as_str(), now);
-    if !state.store.advance_authenticator(&caller.tenant_id, &a.id, counter, now, &audit).await? {
-        return Err(ApiError::bad_request("code", "these codes were already used"));
-    }
-    let a = state.store.authenticator(&caller.tenant_id, &user_id, &id).await?;
+    let actor = caller.key_id.as_str();
+    let a = resync_token(&state, &caller.tenant_id, actor, &user_id, &id, &req.code, &req.next_code).await?;
     Ok(Json(authenticator_response(&a, None)))
 }
 
