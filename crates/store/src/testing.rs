@@ -30,14 +30,21 @@ pub fn is_postgres() -> bool {
     std::env::var("TEST_DB").is_ok_and(|v| v == "postgres")
 }
 
+/// A fresh database on the engine `TEST_DB` names.
 pub async fn fresh_database() -> Result<TestDatabase, String> {
-    if is_postgres() {
+    fresh_database_on(is_postgres()).await
+}
+
+/// A fresh database on PostgreSQL (at `TEST_POSTGRES_URL`) or SQLite,
+/// whatever `TEST_DB` says: for tests that compare the two.
+pub async fn fresh_database_on(postgres: bool) -> Result<TestDatabase, String> {
+    if postgres {
         let admin =
             std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("vs_test_{}", uuid::Uuid::new_v4().simple());
         let pool = sqlx::PgPool::connect(&admin)
             .await
-            .map_err(|e| format!("TEST_DB=postgres but {admin} is not reachable: {e}"))?;
+            .map_err(|e| format!("PostgreSQL at {admin} is not reachable ({e}); bash .ci/postgres.sh starts one"))?;
         // The name is made here from hex digits only.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&pool)
