@@ -306,3 +306,20 @@ pub fn wrong(code: &str) -> String {
     let flipped = (code.as_bytes()[0] - b'0' + 1) % 10;
     format!("{flipped}{}", &code[1..])
 }
+
+/// The value of one Prometheus series in `/metrics` text (0 when absent).
+/// Counters are process-wide and tests run side by side, so a test reads a
+/// series before and after what it does and asserts on the difference.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+impl TestApp {
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.call(reqwest::Method::GET, "/metrics", None, None).await.text
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, Mode, TELESIGN_CUSTOMER, TELESIGN_KEY, TWILIO_SID, TWILIO_TOKEN, code_in};
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, metric, spawn_app, spawn_app_with};
 use crate::smtp_sink::SmtpSink;
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
 
@@ -267,15 +267,16 @@ async fn a_provider_that_keeps_failing_is_skipped_until_it_recovers() {
     http_provider(&app, &fake, "primary", 1, 2_000).await;
     fake.set_mode("http/primary", Mode::Fail(503));
     let numbers = ["+447400123401", "+447400123402", "+447400123403", "+447400123404", "+447400123405"];
+    let opened = "vouchsafe_provider_circuit_opened_total{provider_type=\"http\"}";
+    let failed = "vouchsafe_provider_sends_total{channel=\"sms\",provider_type=\"http\",outcome=\"failed\"}";
+    let before = app.metrics().await;
     for to in &numbers[..3] {
         assert_eq!(start(&app, to, "sms").await.status, StatusCode::CREATED);
     }
     assert_eq!(fake.seen_of("http/primary").len(), 3);
-    let metrics = app.call(reqwest::Method::GET, "/metrics", None, None).await.text;
-    assert!(metrics.contains("vouchsafe_provider_circuit_opened_total{provider_type=\"http\"} 1"), "{metrics}");
-    assert!(
-        metrics.contains("vouchsafe_provider_sends_total{channel=\"sms\",provider_type=\"http\",outcome=\"failed\"}")
-    );
+    let metrics = app.metrics().await;
+    assert!(metric(&metrics, opened) - metric(&before, opened) >= 1.0, "the breaker opened: {metrics}");
+    assert!(metric(&metrics, failed) - metric(&before, failed) >= 3.0, "three failed sends: {metrics}");
     assert!(!metrics.contains("primary"), "a tenant's provider name is no label: {metrics}");
     // Open: the fourth send does not wait on the primary at all.
     assert_eq!(start(&app, numbers[3], "sms").await.status, StatusCode::CREATED);

@@ -152,6 +152,9 @@ async fn a_retry_waits_for_its_time() {
     app.clock.advance(time::Duration::seconds(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().await.len(), 1, "no retry before 5 s (±10%) have passed");
+    // The dispatcher was waiting, not stuck: past 5.5 s the retry comes.
+    app.clock.advance(time::Duration::seconds(3));
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2, "the retry once its time came");
 }
 
 #[tokio::test]
