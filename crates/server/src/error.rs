@@ -182,6 +182,7 @@ impl From<crate::engine::error::EngineError> for ApiError {
         use vouchsafe_core::store::SendRefusal;
         match e {
             E::Invalid(f) => Self::bad_request(f.field, f.message),
+            E::Refused(f) => f.into(),
             E::InvalidPhoneNumber(f) => Self::InvalidPhoneNumber { field: f.field, message: f.message },
             E::Landline => Self::bad_request("to", "is a landline, which cannot receive SMS; use the voice channel"),
             E::GeoNotPermitted(country) => Self::GeoNotPermitted(country),

@@ -9,7 +9,7 @@
 
 use time::{Duration, OffsetDateTime};
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
 use vouchsafe_core::caller::{CallerMethod, CallerStatus, CallerVerification, pick_channel};
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::field_error::FieldError;
@@ -22,6 +22,7 @@ use vouchsafe_delivery::templates::{caller_template, render_caller};
 use vouchsafe_proto::CreateCallerVerificationRequest;
 
 use super::Engine;
+use super::authenticators::match_code;
 use super::error::{EngineError, EngineResult};
 use super::parse_locale;
 use super::send::{SendRequest, send};
@@ -267,4 +268,32 @@ pub async fn sweep(store: &dyn vouchsafe_core::store::Store, now: OffsetDateTime
         }
     }
     Ok(ended)
+}
+
+/// Whether `code` passes one of the caller's active code authenticators
+/// (TOTP, HOTP, YubiKey); the authenticator's counter moves forward in the
+/// same audited write, so the code is spent.
+pub async fn passes_factor(engine: &Engine, cv: &CallerVerification, actor: &str, code: &str) -> bool {
+    let Some(user) = &cv.user_id else { return false };
+    let Ok(list) = engine.store.authenticators(&cv.tenant_id, user).await else { return false };
+    let now = engine.clock.now();
+    for a in list.iter().filter(|a| a.status == AuthenticatorStatus::Active) {
+        if let Ok(Some(AuthenticatorUse::Counter { id, value })) = match_code(engine, a, code) {
+            let audit = AuditEntry::new(actor, "authenticator.used", id.as_str(), "caller_verification", now);
+            return engine.store.advance_authenticator(&cv.tenant_id, &id, value, now, &audit).await.unwrap_or(false);
+        }
+    }
+    false
+}
+
+/// Counts a wrong factor code on the customer's page; the last allowed one
+/// fails the verification (with its event). The verification after.
+pub async fn factor_failed(engine: &Engine, cv: &CallerVerification, actor: &str) -> CallerVerification {
+    let now = engine.clock.now();
+    let audit = AuditEntry::new(actor, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
+    let counted = engine.store.caller_wrong_code(&cv.tenant_id, &cv.id, now, Some(CallerMethod::Factor), &audit).await;
+    if matches!(counted, Ok(Some(ref after)) if after.status == CallerStatus::Failed) {
+        engine.wake_dispatcher.notify_one();
+    }
+    engine.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or_else(|_| cv.clone())
 }

@@ -23,7 +23,7 @@ use vouchsafe_core::user::User;
 
 use super::Engine;
 use super::authenticators::{match_code, match_recovery_code, slow_hash_permit};
-use super::error::EngineError;
+use super::error::{EngineError, EngineResult};
 use super::passkeys;
 use super::slow_hash::Permit;
 use super::verifications::{self, StartRequest, Target};
@@ -380,4 +380,21 @@ pub async fn verify(
         tracing::warn!(target: "vouchsafe::security", user_id = %c.user_id, %until, "user locked out");
     }
     Ok(Answered { challenge: outcome.challenge, token: None })
+}
+
+/// Validates a challenge's result token, once: `None` when it is not
+/// valid here (forged, expired, another tenant's) or was used before.
+pub async fn redeem_token(engine: &Engine, tenant: &TenantId, token: &str) -> EngineResult<Option<Challenge>> {
+    let now = engine.clock.now();
+    let Some(claims) = engine.token_signer.verify(token, now) else {
+        return Ok(None);
+    };
+    let Some(id) = ChallengeId::parse(&claims.cid) else {
+        return Ok(None);
+    };
+    // Another tenant's token is simply not valid here.
+    if claims.tid != tenant.as_str() {
+        return Ok(None);
+    }
+    Ok(engine.store.redeem_challenge_token(tenant, &id, now).await?)
 }

@@ -138,3 +138,33 @@ fn count(d: &Delivery) {
     metrics::counter!("vouchsafe_deliveries_total", "channel" => d.channel.as_str(), "result" => d.result.as_str())
         .increment(1);
 }
+
+/// Settles a sent delivery with its provider's receipt, once: a late or
+/// replayed receipt changes nothing. `undelivered` records the provider's
+/// error code and emits `delivery.failed`. Whether this receipt settled it.
+pub async fn record_receipt(
+    engine: &Engine,
+    delivery: &Delivery,
+    settled: DeliveryStatus,
+    error: Option<String>,
+    provider: &'static str,
+) -> EngineResult<bool> {
+    let now = engine.clock.now();
+    let mut updated = delivery.clone();
+    updated.status = settled;
+    updated.updated_at = now;
+    if settled == DeliveryStatus::Undelivered {
+        updated.error = error;
+    }
+    let event = (settled == DeliveryStatus::Undelivered).then(|| super::send::failed_event(&updated, now));
+    if !engine.store.record_receipt(&updated, event.as_ref()).await? {
+        return Ok(false);
+    }
+    if event.is_some() {
+        engine.wake_dispatcher.notify_one();
+    }
+    metrics::counter!("vouchsafe_delivery_receipts_total", "provider" => provider, "status" => settled.as_str())
+        .increment(1);
+    tracing::info!(delivery_id = %delivery.id, status = settled.as_str(), "delivery receipt");
+    Ok(true)
+}

@@ -7,9 +7,13 @@ use vouchsafe_core::store::{SendRefusal, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// A parameter is malformed or out of bounds.
+    /// A parameter is malformed (`400` on `/v1`).
     #[error("{0:?}")]
     Invalid(FieldError),
+    /// A well-formed value the rules refuse: out of bounds, a name taken
+    /// by the format, an address the outbound rule forbids (`422` on `/v1`).
+    #[error("refused: {0:?}")]
+    Refused(FieldError),
     /// `to` is not a phone number.
     #[error("not a phone number: {0:?}")]
     InvalidPhoneNumber(FieldError),

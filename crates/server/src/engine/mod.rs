@@ -10,15 +10,18 @@
 //! domain values or an [`error::EngineError`]; it never imports the
 //! server's state, routes or wire mapping.
 
+pub mod admin;
 pub mod authenticators;
 pub mod callers;
 pub mod challenges;
+pub mod console;
 pub mod deliveries;
 pub mod error;
 pub mod passkeys;
 pub mod send;
 pub mod services;
 pub mod slow_hash;
+pub mod users;
 pub mod verifications;
 pub mod webhooks;
 

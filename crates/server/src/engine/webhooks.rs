@@ -13,6 +13,12 @@ use vouchsafe_core::store::{Store, StoreError};
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint, WebhookSecret};
 use vouchsafe_delivery::outbound::OutboundClient;
 
+use serde_json::json;
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::webhook::test_event_counter;
+
+use super::Engine;
+use super::error::{EngineError, EngineResult};
 use crate::dispatcher::secret_context;
 
 /// Why an endpoint was not created.
@@ -89,4 +95,127 @@ pub async fn create_endpoint(
     let audit = AuditEntry::success(req.actor, "webhook_endpoint.created", endpoint.id.as_str(), now);
     store.create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit).await?;
     Ok((endpoint, secret))
+}
+
+/// The members an update changes; `None` leaves one as it is.
+#[derive(Debug, Default)]
+pub struct EndpointChange<'a> {
+    pub url: Option<&'a str>,
+    pub events: Option<&'a [String]>,
+    pub description: Option<&'a str>,
+    /// Re-enabling also clears why the server disabled it.
+    pub enabled: Option<bool>,
+}
+
+/// Changes an endpoint: its URL under the outbound-address rule, its
+/// filter, description, enabled flag; audited, and the dispatcher woken
+/// (a re-enabled endpoint has messages waiting).
+pub async fn update_endpoint(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &str,
+    id: &WebhookEndpointId,
+    change: EndpointChange<'_>,
+) -> EngineResult<WebhookEndpoint> {
+    let mut endpoint = engine.store.webhook_endpoint(tenant, id).await?;
+    if let Some(url) = change.url {
+        endpoint.url = engine.outbound.check_url("url", url).await.map_err(EngineError::Refused)?.as_str().to_owned();
+    }
+    if let Some(events) = change.events {
+        endpoint.events = EventFilter::parse(Some(events)).map_err(EngineError::Refused)?;
+    }
+    if change.description.is_some() {
+        endpoint.description = description(change.description).map_err(EngineError::Refused)?;
+    }
+    if let Some(enabled) = change.enabled {
+        endpoint.enabled = enabled;
+        if enabled {
+            endpoint.disabled_reason = None;
+        }
+    }
+    endpoint.updated_at = engine.clock.now();
+    let audit = AuditEntry::success(actor, "webhook_endpoint.updated", endpoint.id.as_str(), endpoint.updated_at);
+    engine.store.update_webhook_endpoint(&endpoint, &audit).await?;
+    engine.wake_dispatcher.notify_one();
+    Ok(endpoint)
+}
+
+/// Deletes an endpoint with its pending messages and delivery log.
+pub async fn delete_endpoint(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &str,
+    id: &WebhookEndpointId,
+) -> EngineResult<()> {
+    let audit = AuditEntry::success(actor, "webhook_endpoint.deleted", id.as_str(), engine.clock.now());
+    Ok(engine.store.delete_webhook_endpoint(tenant, id, &audit).await?)
+}
+
+/// How long the old secret keeps signing after a rotation, unless asked.
+pub const DEFAULT_ROTATION_GRACE_S: u32 = 86_400;
+
+/// Makes a new secret; the old one keeps signing beside it for `grace_s`
+/// (at most a week). The new secret, shown once, and when the old one stops.
+pub async fn rotate_secret(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &str,
+    id: &WebhookEndpointId,
+    grace_s: Option<u32>,
+) -> EngineResult<(WebhookSecret, OffsetDateTime)> {
+    let endpoint = engine.store.webhook_endpoint(tenant, id).await?;
+    let grace = grace_s.unwrap_or(DEFAULT_ROTATION_GRACE_S);
+    vouchsafe_core::field_error::check_range("grace_s", grace, 0..=604_800).map_err(EngineError::Refused)?;
+    let now = engine.clock.now();
+    let until = now + time::Duration::seconds(i64::from(grace));
+    let secret = WebhookSecret::generate().map_err(EngineError::internal)?;
+    let sealed = engine.sealer.seal(secret.as_bytes(), &secret_context(&endpoint.id)).map_err(EngineError::internal)?;
+    let audit = AuditEntry::success(actor, "webhook_endpoint.secret_rotated", endpoint.id.as_str(), now);
+    engine.store.rotate_webhook_secret(tenant, &endpoint.id, &sealed, until, &audit).await?;
+    Ok((secret, until))
+}
+
+/// Why a test event was not queued.
+#[derive(Debug)]
+pub enum TestEventError {
+    /// The endpoint is disabled.
+    Disabled,
+    /// The hourly limit of test events per endpoint is reached.
+    Limited {
+        retry_after_s: u64,
+    },
+    Engine(EngineError),
+}
+
+impl<E: Into<EngineError>> From<E> for TestEventError {
+    fn from(e: E) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+/// Queues a signed `ping` for one endpoint through the outbox (retried and
+/// logged like every event), whatever its filter; counted against the
+/// endpoint's hourly limit of test events in the same store as send limits.
+pub async fn send_test_event(
+    engine: &Engine,
+    tenant: &TenantId,
+    id: &WebhookEndpointId,
+) -> Result<Event, TestEventError> {
+    let endpoint = engine.store.webhook_endpoint(tenant, id).await?;
+    if !endpoint.enabled {
+        return Err(TestEventError::Disabled);
+    }
+    let now = engine.clock.now();
+    let counter = test_event_counter(tenant, &endpoint.id, now);
+    if let Err(refusal) = engine.store.count_sends(std::slice::from_ref(&counter), now).await? {
+        tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
+        return Err(TestEventError::Limited { retry_after_s: counter.retry_after_s(now) });
+    }
+    let body = json!({"endpoint_id": endpoint.id.as_str(), "test": true});
+    let event = Event::new(tenant.clone(), EventType::Ping, body, now);
+    let queued = engine.store.enqueue_event(&event, Some(&endpoint.id)).await?;
+    metrics::counter!("vouchsafe_webhook_events_enqueued_total", "type" => event.event_type.as_str())
+        .increment(queued as u64);
+    engine.wake_dispatcher.notify_one();
+    Ok(event)
 }

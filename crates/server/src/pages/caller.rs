@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vouchsafe_core::audit::AuditEntry;
-use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus, AuthenticatorUse};
+use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
 use vouchsafe_core::caller::{CallerMethod, CallerStatus, CallerVerification};
 use vouchsafe_core::challenge::{Challenge, Factor};
 use vouchsafe_core::ids::ChallengeId;
@@ -21,7 +21,7 @@ use vouchsafe_core::settings::Settings;
 
 use super::challenge::layout;
 use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
-use crate::engine::authenticators::match_code;
+use crate::engine::callers;
 use crate::engine::callers::{end, link_hash};
 use crate::engine::challenges::{self, Answer, ChallengeError, NewChallenge};
 use crate::state::SharedState;
@@ -196,7 +196,7 @@ pub async fn decide(
                     &cv.tenant_id,
                     user,
                     ACTOR,
-                    passes_factor(&state, &cv, code),
+                    callers::passes_factor(&state, &cv, ACTOR, code),
                 )
                 .await;
                 let passed = match passed {
@@ -221,13 +221,7 @@ pub async fn decide(
                     }
                 };
                 if !passed {
-                    let audit =
-                        AuditEntry::new(ACTOR, "caller_verification.failed", cv.id.as_str(), "wrong_codes", now);
-                    let _ = state
-                        .store
-                        .caller_wrong_code(&cv.tenant_id, &cv.id, now, Some(CallerMethod::Factor), &audit)
-                        .await;
-                    let after = state.store.caller_verification(&cv.tenant_id, &cv.id).await.unwrap_or(cv);
+                    let after = callers::factor_failed(&state, &cv, ACTOR).await;
                     let error = "That code is not right.";
                     return render(
                         &state,
@@ -309,19 +303,4 @@ pub async fn passkey(
             (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": "Something went wrong."}))).into_response()
         }
     }
-}
-
-/// Whether `code` passes one of the user's code authenticators (the
-/// counter moves forward, so the code is spent).
-async fn passes_factor(state: &SharedState, cv: &CallerVerification, code: &str) -> bool {
-    let Some(user) = &cv.user_id else { return false };
-    let Ok(list) = state.store.authenticators(&cv.tenant_id, user).await else { return false };
-    let now = state.clock.now();
-    for a in list.iter().filter(|a| a.status == AuthenticatorStatus::Active) {
-        if let Ok(Some(AuthenticatorUse::Counter { id, value })) = match_code(state, a, code) {
-            let audit = AuditEntry::new(ACTOR, "authenticator.used", id.as_str(), "caller_verification", now);
-            return state.store.advance_authenticator(&cv.tenant_id, &id, value, now, &audit).await.unwrap_or(false);
-        }
-    }
-    false
 }

@@ -18,18 +18,17 @@ use subtle::ConstantTimeEq;
 use vouchsafe_core::ids::{ApiKeyId, CallerVerificationId, TenantId};
 use vouchsafe_core::role::Role;
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::ConsoleSession;
 use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationRequest, TransactionList};
 
 use super::challenge::layout;
 use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
 use crate::engine::callers::{self, NewCaller};
+use crate::engine::console;
 use crate::error::ApiError;
 use crate::state::SharedState;
 use crate::wire::caller_response as to_response;
 
 const SESSION: &str = "vs_console";
-const SESSION_HOURS: i64 = 8;
 const LOGIN_SCOPE: &str = "console-login";
 
 /// A signed-in agent.
@@ -40,29 +39,11 @@ struct Agent {
     session: String,
 }
 
-/// The keyed hash a session token is stored and found by.
-fn session_hash(state: &SharedState, token: &str) -> String {
-    state.code_hasher.hash("console-session", token)
-}
-
 /// The agent of a live, unexpired session whose key still works.
 async fn agent(state: &SharedState, headers: &HeaderMap) -> Option<Agent> {
     let session = cookie_value(headers, SESSION)?;
-    if session.len() != 64 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    // SECURITY: found by its keyed hash; signing out deletes the row, so an
-    // old cookie finds nothing.
-    let found = state.store.console_session(&session_hash(state, &session)).await.ok()??;
-    if found.expires_at <= state.clock.now() {
-        return None;
-    }
-    let key = state.store.api_key(&found.tenant_id, &found.key_id).await.ok()?;
-    (key.revoked_at.is_none() && key.role.grants(Role::Agent)).then_some(Agent {
-        tenant_id: found.tenant_id,
-        key_id: found.key_id,
-        session,
-    })
+    let (tenant_id, key_id) = console::session(state, &session).await?;
+    Some(Agent { tenant_id, key_id, session })
 }
 
 fn session_csrf(state: &SharedState, agent: &Agent) -> String {
@@ -140,30 +121,23 @@ pub async fn login(
             Some("That key is not an agent key of this server."),
         );
     };
-    let now = state.clock.now();
-    let session = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    let stored = ConsoleSession {
-        id_hash: session_hash(&state, &session),
-        tenant_id: key.tenant_id.clone(),
-        key_id: key.id.clone(),
-        expires_at: now + time::Duration::hours(SESSION_HOURS),
-        created_at: now,
+    let session = match console::start_session(&state, &key).await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!(error = %vouchsafe_core::error::chain(&e), "cannot start a console session");
+            return login_page(&state, &headers, StatusCode::SERVICE_UNAVAILABLE, Some("Please try again."));
+        }
     };
-    if let Err(e) = state.store.create_console_session(&stored).await {
-        tracing::error!(error = %e, "cannot start a console session");
-        return login_page(&state, &headers, StatusCode::SERVICE_UNAVAILABLE, Some("Please try again."));
-    }
     let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     headers.insert(header::LOCATION, HeaderValue::from_static("/console/helpdesk"));
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{SESSION}={session}; Path=/console/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_HOURS * 3600
+        console::SESSION_HOURS * 3600
     )) {
         headers.append(header::SET_COOKIE, v);
     }
-    tracing::info!(key_id = %key.id, "agent signed in to the console");
     response
 }
 
@@ -178,11 +152,10 @@ pub async fn logout(
             return StatusCode::FORBIDDEN.into_response();
         }
         // SECURITY: the session ends on the server, not only in this browser.
-        if let Err(e) = state.store.end_console_session(&session_hash(&state, &agent.session)).await {
-            tracing::error!(error = %e, "cannot end a console session");
+        if let Err(e) = console::end_session(&state, &agent.session, &agent.key_id).await {
+            tracing::error!(error = %vouchsafe_core::error::chain(&e), "cannot end a console session");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-        tracing::info!(key_id = %agent.key_id, "agent signed out of the console");
     }
     let mut response = StatusCode::SEE_OTHER.into_response();
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/console/helpdesk"));

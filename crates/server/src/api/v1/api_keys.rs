@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use vouchsafe_core::api_key::{ApiKey, KeyError, issue};
-use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::api_key::ApiKey;
 use vouchsafe_core::ids::ApiKeyId;
 use vouchsafe_core::role::Role;
 use vouchsafe_proto::{ApiKeyList, ApiKeyResponse, CreateApiKeyRequest, CreatedApiKeyResponse, ErrorBody};
 
 use super::{no_store, rfc3339};
 use crate::auth::AdminCaller;
+use crate::engine::admin::{self, Admin};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -49,15 +49,8 @@ pub async fn create_api_key(
     let role =
         Role::parse(&req.role).ok_or_else(|| ApiError::unprocessable("role", "must be admin, agent or webhook"))?;
     let name = req.name.unwrap_or_default();
-    let (new, secret) =
-        issue(&caller.tenant_id, role, &name, &state.key_hasher, state.clock.now()).map_err(|e| match e {
-            KeyError::Name(field) => ApiError::from(field),
-            KeyError::Crypto(e) => ApiError::Internal(Box::new(e)),
-        })?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "api_key.created", new.key.id.as_str(), new.key.created_at);
-    state.store.create_api_key(&new, &audit).await?;
-    tracing::info!(target: "vouchsafe::security", key_id = %new.key.id, role = role.as_str(), by = %caller.key_id, "API key created");
-    let key = new.key;
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    let (key, secret) = admin::create_api_key(&state, &by, role, &name).await?;
     let body = CreatedApiKeyResponse {
         id: key.id.to_string(),
         name: key.name,
@@ -106,8 +99,6 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = ApiKeyId::parse(&id).ok_or(ApiError::NotFound)?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "api_key.revoked", id.as_str(), state.clock.now());
-    state.store.revoke_api_key(&caller.tenant_id, &id, &audit).await?;
-    tracing::info!(target: "vouchsafe::security", key_id = %id, by = %caller.key_id, "API key revoked");
+    admin::revoke_api_key(&state, &Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() }, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,7 +20,8 @@ use vouchsafe_delivery::providers::twilio::signature;
 use vouchsafe_proto::ErrorBody;
 
 use crate::auth::authenticate;
-use crate::engine::send::{failed_event, open_credential};
+use crate::engine::deliveries::record_receipt;
+use crate::engine::send::open_credential;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
@@ -100,26 +101,12 @@ pub async fn twilio_callback(
     let Some(settled) = settled(status) else {
         return Ok(StatusCode::NO_CONTENT);
     };
-    let now = state.clock.now();
-    let mut updated = delivery.clone();
-    updated.status = settled;
-    updated.updated_at = now;
-    if settled == DeliveryStatus::Undelivered {
-        updated.error = Some(match param("ErrorCode") {
-            Some(code) if code.bytes().all(|b| b.is_ascii_digit()) && !code.is_empty() => {
-                format!("twilio: {status} (error {code})")
-            }
-            _ => format!("twilio: {status}"),
-        });
-    }
-    let event = (settled == DeliveryStatus::Undelivered).then(|| failed_event(&updated, now));
-    if state.store.record_receipt(&updated, event.as_ref()).await? {
-        if event.is_some() {
-            state.wake_dispatcher.notify_one();
+    let error = match param("ErrorCode") {
+        Some(code) if code.bytes().all(|b| b.is_ascii_digit()) && !code.is_empty() => {
+            format!("twilio: {status} (error {code})")
         }
-        metrics::counter!("vouchsafe_delivery_receipts_total", "provider" => "twilio", "status" => settled.as_str())
-            .increment(1);
-        tracing::info!(delivery_id = %delivery_id, status = settled.as_str(), "delivery receipt");
-    }
+        _ => format!("twilio: {status}"),
+    };
+    record_receipt(&state, &delivery, settled, Some(error), "twilio").await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -143,7 +143,6 @@ pub async fn validate_token(
     AgentCaller(caller): AgentCaller,
     ApiJson(req): ApiJson<ValidateTokenRequest>,
 ) -> Result<Json<ValidateTokenResponse>, ApiError> {
-    let now = state.clock.now();
     let invalid = ValidateTokenResponse {
         valid: false,
         user_id: None,
@@ -152,17 +151,7 @@ pub async fn validate_token(
         action: None,
         verified_at: None,
     };
-    let Some(claims) = state.token_signer.verify(&req.token, now) else {
-        return Ok(Json(invalid));
-    };
-    let Some(id) = ChallengeId::parse(&claims.cid) else {
-        return Ok(Json(invalid));
-    };
-    // Another tenant's token is simply not valid here.
-    if claims.tid != caller.tenant_id.as_str() {
-        return Ok(Json(invalid));
-    }
-    match state.store.redeem_challenge_token(&caller.tenant_id, &id, now).await? {
+    match challenges::redeem_token(&state, &caller.tenant_id, &req.token).await? {
         Some(c) => Ok(Json(ValidateTokenResponse {
             valid: true,
             user_id: Some(c.user_id),

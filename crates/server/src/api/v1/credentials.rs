@@ -5,12 +5,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::provider::{Credential, CredentialInfo, validate_name};
 use vouchsafe_proto::{CredentialList, CredentialRequest, CredentialResponse, ErrorBody};
 
 use super::rfc3339;
 use crate::auth::AdminCaller;
+use crate::engine::admin::{self, Admin};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -55,17 +55,8 @@ pub async fn put_credential(
     ApiJson(req): ApiJson<CredentialRequest>,
 ) -> Result<Json<CredentialResponse>, ApiError> {
     validate_name("name", &name)?;
-    let credential = credential(req);
-    credential.validate()?;
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&credential).map_err(|e| ApiError::Internal(Box::new(e)))?);
-    let sealed = state
-        .sealer
-        .seal(&plain, &Credential::seal_context(&caller.tenant_id, &name))
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let now = state.clock.now();
-    let audit = AuditEntry::success(caller.key_id.as_str(), "credential.put", format!("credential:{name}"), now);
-    let info = state.store.put_credential(&caller.tenant_id, &name, credential.kind(), &sealed, now, &audit).await?;
-    tracing::info!(credential = %name, kind = credential.kind(), by = %caller.key_id, "credential stored");
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    let info = admin::put_credential(&state, &by, &name, &credential(req)).await?;
     Ok(Json(to_response(info)))
 }
 
@@ -105,13 +96,7 @@ pub async fn delete_credential(
     AdminCaller(caller): AdminCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = AuditEntry::success(
-        caller.key_id.as_str(),
-        "credential.deleted",
-        format!("credential:{name}"),
-        state.clock.now(),
-    );
-    state.store.delete_credential(&caller.tenant_id, &name, &audit).await?;
-    tracing::info!(credential = %name, by = %caller.key_id, "credential deleted");
+    admin::delete_credential(&state, &Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() }, &name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

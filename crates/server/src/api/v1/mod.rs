@@ -23,5 +23,3 @@ pub fn no_store(mut response: axum::response::Response) -> axum::response::Respo
     response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     response
 }
-
-pub use crate::engine::services::{CONFLICT_RETRIES, conflict_backoff};

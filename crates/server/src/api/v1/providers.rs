@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings, validate_name};
 use vouchsafe_core::store::StoreError;
@@ -14,6 +13,8 @@ use vouchsafe_proto::{ErrorBody, ProviderList, ProviderRequest, ProviderResponse
 
 use super::rfc3339;
 use crate::auth::AdminCaller;
+use crate::engine::admin::{self, Admin};
+use crate::engine::error::EngineError;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -80,19 +81,11 @@ pub async fn put_provider(
         created_at: now,
         updated_at: now,
     };
-    provider.validate()?;
-    for (field, url) in provider.urls() {
-        state.outbound.check_url(field, url).await?;
-    }
-    if let ProviderSettings::Smtp(smtp) = &provider.settings {
-        state.outbound.check_host("settings.host", &smtp.host).await?;
-    }
-    let audit = AuditEntry::success(caller.key_id.as_str(), "provider.put", format!("provider:{name}"), now);
-    let saved = state.store.put_provider(&provider, &audit).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::unprocessable("credential", "no credential by that name"),
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    let saved = admin::put_provider(&state, &by, &provider).await.map_err(|e| match e {
+        EngineError::Store(StoreError::NotFound) => ApiError::unprocessable("credential", "no credential by that name"),
         other => other.into(),
     })?;
-    tracing::info!(provider = %name, kind = kind.as_str(), by = %caller.key_id, "provider saved");
     Ok(Json(to_response(saved)))
 }
 
@@ -131,9 +124,6 @@ pub async fn delete_provider(
     AdminCaller(caller): AdminCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit =
-        AuditEntry::success(caller.key_id.as_str(), "provider.deleted", format!("provider:{name}"), state.clock.now());
-    state.store.delete_provider(&caller.tenant_id, &name, &audit).await?;
-    tracing::info!(provider = %name, by = %caller.key_id, "provider deleted");
+    admin::delete_provider(&state, &Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() }, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::channel::Channel;
 use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
@@ -13,6 +12,8 @@ use vouchsafe_proto::{CreateServiceRequest, ErrorBody, ServiceList, ServiceRespo
 
 use super::rfc3339;
 use crate::auth::{AdminCaller, AgentCaller};
+use crate::engine::admin::{self, Admin, DeleteServiceError};
+use crate::engine::error::EngineError;
 use crate::engine::services::{self, ServiceChange, UpdateError};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -76,11 +77,13 @@ pub async fn create_service(
     ApiJson(req): ApiJson<CreateServiceRequest>,
 ) -> Result<(StatusCode, Json<ServiceResponse>), ApiError> {
     let channels = parse_channels(req.channels)?;
-    let service =
-        Service::new(caller.tenant_id.clone(), &req.name, req.code_length, req.ttl_s, channels, state.clock.now())?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "service.created", service.id.as_str(), service.created_at);
-    state.store.create_service(&service, &audit).await.map_err(name_taken)?;
-    tracing::info!(service_id = %service.id, by = %caller.key_id, "service created");
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    let service = admin::create_service(&state, &by, &req.name, req.code_length, req.ttl_s, channels).await.map_err(
+        |e| match e {
+            EngineError::Store(e) => name_taken(e),
+            other => other.into(),
+        },
+    )?;
     let default_id = default_service_id(&state, &caller.tenant_id).await?;
     Ok((StatusCode::CREATED, Json(to_response(service, &default_id))))
 }
@@ -190,11 +193,10 @@ pub async fn delete_service(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = ServiceId::parse(&id).ok_or(ApiError::NotFound)?;
-    if id == default_service_id(&state, &caller.tenant_id).await? {
-        return Err(ApiError::Conflict("the default service cannot be deleted"));
-    }
-    let audit = AuditEntry::success(caller.key_id.as_str(), "service.deleted", id.as_str(), state.clock.now());
-    state.store.delete_service(&caller.tenant_id, &id, &audit).await?;
-    tracing::info!(service_id = %id, by = %caller.key_id, "service deleted");
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    admin::delete_service(&state, &by, &id).await.map_err(|e| match e {
+        DeleteServiceError::IsDefault => ApiError::Conflict("the default service cannot be deleted"),
+        DeleteServiceError::Engine(e) => e.into(),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::ErrorBody;
 
-use super::{CONFLICT_RETRIES, conflict_backoff};
 use crate::auth::{AdminCaller, AgentCaller};
+use crate::engine::admin::{self, Admin};
+use crate::engine::error::EngineError;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -53,18 +53,12 @@ pub async fn patch_settings(
     AdminCaller(caller): AdminCaller,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    for attempt in 0..CONFLICT_RETRIES {
-        let current = state.store.settings(&caller.tenant_id).await?;
-        let next = current.value.patched(&patch)?;
-        let audit = AuditEntry::success(caller.key_id.as_str(), "settings.updated", "settings", state.clock.now());
-        match state.store.replace_settings(&caller.tenant_id, &next, current.version, &audit).await {
-            Ok(()) => {
-                tracing::info!(by = %caller.key_id, "settings changed");
-                return document(&next);
-            }
-            Err(StoreError::Stale) => conflict_backoff(attempt).await,
-            Err(e) => return Err(e.into()),
+    let by = Admin { tenant: &caller.tenant_id, actor: caller.key_id.as_str() };
+    match admin::patch_settings(&state, &by, &patch).await {
+        Ok(next) => document(&next),
+        Err(EngineError::Store(StoreError::Stale)) => {
+            Err(ApiError::Conflict("settings are being changed by someone else; try again"))
         }
+        Err(e) => Err(e.into()),
     }
-    Err(ApiError::Conflict("settings are being changed by someone else; try again"))
 }

@@ -6,11 +6,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind};
 use vouchsafe_core::ids::AuthenticatorId;
-use vouchsafe_core::store::StoreError;
-use vouchsafe_core::user::{User, normalise_contacts, validate_user_id};
+use vouchsafe_core::user::User;
 use vouchsafe_proto::{
     AuthenticatorList, AuthenticatorResponse, ConfirmAuthenticatorRequest, CreateAuthenticatorRequest, ErrorBody,
     PutUserRequest, ResyncAuthenticatorRequest, UserResponse,
@@ -18,8 +16,8 @@ use vouchsafe_proto::{
 
 use super::{no_store, rfc3339};
 use crate::auth::AgentCaller;
-use crate::engine::authenticators::{Proof, confirm, enroll, hash_recovery_codes, resync_token, slow_hash_permit};
-use crate::engine::passkeys::start_registration;
+use crate::engine::authenticators::{Proof, confirm, resync_token};
+use crate::engine::users::{self, Created, UserContacts};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
@@ -70,18 +68,15 @@ pub async fn put_user(
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<PutUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    validate_user_id(&user_id)?;
-    let settings = state.store.settings(&caller.tenant_id).await?.value;
-    let country = settings.number_country(req.default_country.as_deref())?;
-    let contacts = normalise_contacts(req.phone.as_deref(), req.email.as_deref(), req.display_name.as_deref(), country)
-        .map_err(|e| ApiError::bad_request(e.field, e.message))?;
-    let now = state.clock.now();
-    let audit = AuditEntry::success(caller.key_id.as_str(), "user.put", format!("user:{user_id}"), now);
-    let user = state
-        .store
-        .put_user(&caller.tenant_id, &user_id, &contacts, req.privileged.unwrap_or(false), now, &audit)
-        .await?;
-    Ok(Json(user_response(user, now)))
+    let given = UserContacts {
+        phone: req.phone.as_deref(),
+        email: req.email.as_deref(),
+        display_name: req.display_name.as_deref(),
+        default_country: req.default_country.as_deref(),
+        privileged: req.privileged.unwrap_or(false),
+    };
+    let user = users::put_user(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id, given).await?;
+    Ok(Json(user_response(user, state.clock.now())))
 }
 
 /// One user.
@@ -116,9 +111,7 @@ pub async fn delete_user(
     AgentCaller(caller): AgentCaller,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit =
-        AuditEntry::success(caller.key_id.as_str(), "user.deleted", format!("user:{user_id}"), state.clock.now());
-    state.store.delete_user(&caller.tenant_id, &user_id, &audit).await?;
+    users::delete_user(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -147,39 +140,26 @@ pub async fn create_authenticator(
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<CreateAuthenticatorRequest>,
 ) -> Result<axum::response::Response, ApiError> {
-    let user = state.store.user(&caller.tenant_id, &user_id).await?;
-    let settings = state.store.settings(&caller.tenant_id).await?.value;
-    let label = user.display_name.clone().unwrap_or_else(|| user.id.clone());
-    if req.kind == "passkey" {
-        let (a, options) = start_registration(&state, &caller.tenant_id, &user_id, &label, req.label.clone()).await?;
-        let audit =
-            AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), "passkey", a.created_at);
-        state.store.create_authenticator(&a, &[], false, &audit).await?;
-        let mut body = authenticator_response(&a, None);
-        body.options = Some(options);
-        use axum::response::IntoResponse;
-        return Ok(no_store((StatusCode::CREATED, Json(body)).into_response()));
-    }
-    // SECURITY: a slow-hash permit before anything else, so a flood of
-    // enrollments is refused quickly instead of hashing on the async workers.
-    let permit = if req.kind == "recovery_codes" { Some(slow_hash_permit(&state)?) } else { None };
-    let enrolled = enroll(&state, &caller.tenant_id, &user_id, &settings.branding.name, &label, &req)?;
-    let a = &enrolled.authenticator;
-    let stored = match (permit, &enrolled.codes) {
-        (Some(permit), Some(codes)) => hash_recovery_codes(&state, permit, a.id.as_str(), codes).await?,
-        _ => Vec::new(),
-    };
-    let replace = a.kind == AuthenticatorKind::RecoveryCodes;
-    let audit =
-        AuditEntry::new(caller.key_id.as_str(), "authenticator.created", a.id.as_str(), a.kind.as_str(), a.created_at);
-    state.store.create_authenticator(a, &stored, replace, &audit).await?;
-    tracing::info!(authenticator_id = %a.id, kind = a.kind.as_str(), "authenticator enrolled");
-    let mut body = authenticator_response(a, enrolled.codes.as_ref().map(|c| c.len() as u32));
-    body.secret = enrolled.secret_base32;
-    body.otpauth_uri = enrolled.otpauth_uri;
-    body.qr_svg = enrolled.qr_svg;
-    body.codes = enrolled.codes;
     use axum::response::IntoResponse;
+    let created =
+        users::create_authenticator(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id, &req).await?;
+    let body = match created {
+        Created::Passkey(a, options) => {
+            let mut body = authenticator_response(&a, None);
+            body.options = Some(options);
+            body
+        }
+        Created::Enrolled(enrolled) => {
+            let enrolled = *enrolled;
+            let remaining = enrolled.codes.as_ref().map(|c| c.len() as u32);
+            let mut body = authenticator_response(&enrolled.authenticator, remaining);
+            body.secret = enrolled.secret_base32;
+            body.otpauth_uri = enrolled.otpauth_uri;
+            body.qr_svg = enrolled.qr_svg;
+            body.codes = enrolled.codes;
+            body
+        }
+    };
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
@@ -278,10 +258,6 @@ pub async fn delete_authenticator(
     Path((user_id, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = AuthenticatorId::parse(&id).ok_or(ApiError::NotFound)?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "authenticator.deleted", id.as_str(), state.clock.now());
-    state.store.delete_authenticator(&caller.tenant_id, &user_id, &id, &audit).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound,
-        other => other.into(),
-    })?;
+    users::delete_authenticator(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

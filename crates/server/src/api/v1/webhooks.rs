@@ -10,12 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use time::Duration;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::Attempt;
-use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint, WebhookSecret, test_event_counter};
+use vouchsafe_core::webhook::WebhookEndpoint;
 use vouchsafe_proto::{
     CreateWebhookEndpointRequest, CreatedWebhookEndpointResponse, DeliveryAttemptResponse, DeliveryList, ErrorBody,
     PingResponse, RotateSecretRequest, RotatedSecretResponse, TestEventResponse, UpdateWebhookEndpointRequest,
@@ -25,7 +23,7 @@ use vouchsafe_proto::{
 use super::{no_store, rfc3339};
 use crate::auth::AdminCaller;
 use crate::dispatcher::{open_secrets, signed_headers};
-use crate::engine::webhooks::{self, NewEndpoint, create_endpoint, description};
+use crate::engine::webhooks::{self, EndpointChange, NewEndpoint, TestEventError, create_endpoint};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::SharedState;
@@ -41,10 +39,6 @@ fn to_response(e: WebhookEndpoint) -> WebhookEndpointResponse {
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
     }
-}
-
-fn seal(state: &SharedState, id: &WebhookEndpointId, secret: &WebhookSecret) -> Result<Vec<u8>, ApiError> {
-    Ok(webhooks::seal(&state.sealer, id, secret)?)
 }
 
 async fn load(state: &SharedState, caller: &crate::auth::Caller, id: &str) -> Result<WebhookEndpoint, ApiError> {
@@ -142,31 +136,14 @@ pub async fn update_webhook_endpoint(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateWebhookEndpointRequest>,
 ) -> Result<Json<WebhookEndpointResponse>, ApiError> {
-    let mut endpoint = load(&state, &caller, &id).await?;
-    if let Some(url) = &req.url {
-        endpoint.url = state.outbound.check_url("url", url).await?.as_str().to_owned();
-    }
-    if let Some(events) = &req.events {
-        endpoint.events = EventFilter::parse(Some(events))?;
-    }
-    if req.description.is_some() {
-        endpoint.description = description(req.description.as_deref())?;
-    }
-    if let Some(enabled) = req.enabled {
-        endpoint.enabled = enabled;
-        if enabled {
-            endpoint.disabled_reason = None;
-        }
-    }
-    endpoint.updated_at = state.clock.now();
-    let audit = AuditEntry::success(
-        caller.key_id.as_str(),
-        "webhook_endpoint.updated",
-        endpoint.id.as_str(),
-        endpoint.updated_at,
-    );
-    state.store.update_webhook_endpoint(&endpoint, &audit).await?;
-    state.wake_dispatcher.notify_one();
+    let id = WebhookEndpointId::parse(&id).ok_or(ApiError::NotFound)?;
+    let change = EndpointChange {
+        url: req.url.as_deref(),
+        events: req.events.as_deref(),
+        description: req.description.as_deref(),
+        enabled: req.enabled,
+    };
+    let endpoint = webhooks::update_endpoint(&state, &caller.tenant_id, caller.key_id.as_str(), &id, change).await?;
     Ok(Json(to_response(endpoint)))
 }
 
@@ -185,8 +162,7 @@ pub async fn delete_webhook_endpoint(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = WebhookEndpointId::parse(&id).ok_or(ApiError::NotFound)?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "webhook_endpoint.deleted", id.as_str(), state.clock.now());
-    state.store.delete_webhook_endpoint(&caller.tenant_id, &id, &audit).await?;
+    webhooks::delete_endpoint(&state, &caller.tenant_id, caller.key_id.as_str(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,20 +182,11 @@ pub async fn rotate_webhook_secret(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RotateSecretRequest>,
 ) -> Result<Response, ApiError> {
-    let endpoint = load(&state, &caller, &id).await?;
-    let grace = req.grace_s.unwrap_or(86_400);
-    vouchsafe_core::field_error::check_range("grace_s", grace, 0..=604_800)?;
-    let now = state.clock.now();
-    let until = now + Duration::seconds(i64::from(grace));
-    let secret = WebhookSecret::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let audit =
-        AuditEntry::success(caller.key_id.as_str(), "webhook_endpoint.secret_rotated", endpoint.id.as_str(), now);
-    state
-        .store
-        .rotate_webhook_secret(&caller.tenant_id, &endpoint.id, &seal(&state, &endpoint.id, &secret)?, until, &audit)
-        .await?;
+    let id = WebhookEndpointId::parse(&id).ok_or(ApiError::NotFound)?;
+    let actor = caller.key_id.as_str();
+    let (secret, until) = webhooks::rotate_secret(&state, &caller.tenant_id, actor, &id, req.grace_s).await?;
     let body = RotatedSecretResponse {
-        id: endpoint.id.to_string(),
+        id: id.to_string(),
         secret: secret.expose().to_string(),
         previous_secret_expires_at: rfc3339(until),
     };
@@ -289,27 +256,13 @@ pub async fn send_test_event(
     AdminCaller(caller): AdminCaller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<TestEventResponse>), ApiError> {
-    let endpoint = load(&state, &caller, &id).await?;
-    if !endpoint.enabled {
-        return Err(ApiError::Conflict("the endpoint is disabled; re-enable it first"));
+    let id = WebhookEndpointId::parse(&id).ok_or(ApiError::NotFound)?;
+    match webhooks::send_test_event(&state, &caller.tenant_id, &id).await {
+        Ok(event) => Ok((StatusCode::ACCEPTED, Json(TestEventResponse { event_id: event.id.to_string() }))),
+        Err(TestEventError::Disabled) => Err(ApiError::Conflict("the endpoint is disabled; re-enable it first")),
+        Err(TestEventError::Limited { retry_after_s }) => Err(ApiError::RateLimited { retry_after_s }),
+        Err(TestEventError::Engine(e)) => Err(e.into()),
     }
-    let now = state.clock.now();
-    let counter = test_event_counter(&caller.tenant_id, &endpoint.id, now);
-    if let Err(refusal) = state.store.count_sends(std::slice::from_ref(&counter), now).await? {
-        tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
-        return Err(ApiError::RateLimited { retry_after_s: counter.retry_after_s(now) });
-    }
-    let event = Event::new(
-        caller.tenant_id.clone(),
-        EventType::Ping,
-        json!({"endpoint_id": endpoint.id.as_str(), "test": true}),
-        now,
-    );
-    let queued = state.store.enqueue_event(&event, Some(&endpoint.id)).await?;
-    metrics::counter!("vouchsafe_webhook_events_enqueued_total", "type" => event.event_type.as_str())
-        .increment(queued as u64);
-    state.wake_dispatcher.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(TestEventResponse { event_id: event.id.to_string() })))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -83,7 +83,7 @@ fn parameter(field: &str) -> String {
 impl From<EngineError> for V2Error {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Invalid(f) | EngineError::InvalidPhoneNumber(f) => {
+            EngineError::Invalid(f) | EngineError::Refused(f) | EngineError::InvalidPhoneNumber(f) => {
                 Self::invalid(&parameter(&f.field), &f.message)
             }
             EngineError::Landline => {

@@ -6,13 +6,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::role::Role;
 use vouchsafe_core::service::Service;
 use vouchsafe_core::store::StoreError;
 use vouchsafe_proto::{TwilioError, TwilioMeta, TwilioService, TwilioServiceList};
 
 use super::{TwilioCaller, TwilioForm, TwilioQuery, V2Error, service_sid, twilio_time, url};
+use crate::engine::admin::{self, Admin, DeleteServiceError};
+use crate::engine::error::EngineError;
 use crate::engine::services::{self, ServiceChange, UpdateError};
 use crate::state::SharedState;
 
@@ -83,10 +84,12 @@ pub async fn create_service(
     caller.require(Role::Admin)?;
     let name = form.required("FriendlyName")?;
     let length = code_length(&form)?;
-    let service = Service::new(caller.tenant.id.clone(), name, length, None, None, state.clock.now())
-        .map_err(|e| V2Error::invalid("FriendlyName", &e.message))?;
-    let audit = AuditEntry::success(caller.key_id.as_str(), "service.created", service.id.as_str(), service.created_at);
-    state.store.create_service(&service, &audit).await.map_err(name_taken)?;
+    let by = Admin { tenant: &caller.tenant.id, actor: caller.key_id.as_str() };
+    let service = admin::create_service(&state, &by, name, length, None, None).await.map_err(|e| match e {
+        EngineError::Refused(e) => V2Error::invalid("FriendlyName", &e.message),
+        EngineError::Store(e) => name_taken(e),
+        other => other.into(),
+    })?;
     let default = default_length(&state, &caller).await?;
     Ok((StatusCode::CREATED, Json(to_twilio(&state, &service, caller.tenant.account_sid.as_str(), default))))
 }
@@ -213,10 +216,12 @@ pub async fn delete_service(
 ) -> Result<StatusCode, V2Error> {
     caller.require(Role::Admin)?;
     let id = service_sid(&sid)?;
-    if id == caller.tenant.default_service_id {
-        return Err(V2Error::new(StatusCode::BAD_REQUEST, 60200, "The default service cannot be deleted"));
-    }
-    let audit = AuditEntry::success(caller.key_id.as_str(), "service.deleted", id.as_str(), state.clock.now());
-    state.store.delete_service(&caller.tenant.id, &id, &audit).await?;
+    let by = Admin { tenant: &caller.tenant.id, actor: caller.key_id.as_str() };
+    admin::delete_service(&state, &by, &id).await.map_err(|e| match e {
+        DeleteServiceError::IsDefault => {
+            V2Error::new(StatusCode::BAD_REQUEST, 60200, "The default service cannot be deleted")
+        }
+        DeleteServiceError::Engine(e) => e.into(),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
