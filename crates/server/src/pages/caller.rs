@@ -19,8 +19,8 @@ use vouchsafe_core::challenge::{Challenge, Factor};
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
 
-use super::challenge::layout;
-use super::{csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
+use super::views::{Approve, CallerPage, CallerView, Frame, NotFound, page};
+use super::{csrf_cookie, csrf_ok, csrf_token, new_cookie_value, set_csrf_cookie};
 use crate::engine::callers;
 use crate::engine::callers::{end, link_hash};
 use crate::engine::challenges::{self, Answer, ChallengeError, NewChallenge};
@@ -93,56 +93,31 @@ async fn render(
         Some(cookie) => (cookie, false),
         None => (new_cookie_value(), true),
     };
-    let brand = escape(&settings.branding.name);
     let now = state.clock.now();
-    let body = match cv.status_at(now) {
-        CallerStatus::Verified => "<h2>Thank you, you're verified</h2><p>You can go back to your call.</p>".to_owned(),
-        CallerStatus::Denied => format!(
-            "<h2>Thank you for telling us</h2><p>We have stopped this request and alerted {brand}. \
-             If someone called you claiming to be us, hang up.</p>"
-        ),
+    let csrf = csrf_token(state, &scope(cv), &cookie);
+    let mut passkey: Option<Challenge> = None;
+    let view = match cv.status_at(now) {
+        CallerStatus::Verified => CallerView::Verified,
+        CallerStatus::Denied => CallerView::Denied,
         CallerStatus::Pending => {
-            let csrf = escape(&csrf_token(state, &scope(cv), &cookie));
-            let error = error.map(escape).unwrap_or_default();
             let coded = needs_factor(state, cv).await;
-            let passkey = if coded { None } else { passkey_challenge(state, cv).await };
+            if !coded {
+                passkey = passkey_challenge(state, cv).await;
+            }
             let approve = match &passkey {
                 // The passkey button approves; the script posts the assertion.
-                Some(challenge) => format!(
-                    "<div id=\"passkey\" data-options=\"{options}\" data-csrf=\"{csrf}\" \
-                     data-action=\"/caller/{token}/passkey?challenge={challenge}\">\
-                     <button type=\"button\" id=\"use-passkey\">Yes, approve with my passkey</button></div>\
-                     <script src=\"/assets/challenge.js\"></script>",
-                    options = escape(challenge.passkey_options.as_deref().unwrap_or("{}")),
-                    token = escape(token),
-                    challenge = challenge.id,
-                ),
-                None => {
-                    let factor = if coded {
-                        "<label for=\"code\">Code from your authenticator app</label>\
-                         <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-                         maxlength=\"64\" aria-describedby=\"error\">"
-                    } else {
-                        ""
-                    };
-                    format!(
-                        "<form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{factor}\
-                         <button type=\"submit\" name=\"decision\" value=\"approve\">Yes, approve</button></form>"
-                    )
-                }
+                Some(challenge) => Approve::Passkey {
+                    options: challenge.passkey_options.as_deref().unwrap_or("{}"),
+                    action: format!("/caller/{token}/passkey?challenge={}", challenge.id),
+                },
+                None => Approve::Form { code: coded },
             };
-            format!(
-                "<h2>Are you on a call with {brand} right now?</h2>\
-                 <p class=\"help\">Only approve if you are speaking with us at this moment.</p>\
-                 <p id=\"error\" class=\"error\" role=\"alert\" tabindex=\"-1\">{error}</p>{approve}\
-                 <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">No, I am not on a call</button></form>"
-            )
+            CallerView::Pending { csrf: &csrf, error: error.unwrap_or_default(), approve }
         }
-        _ => "<h2>This link has expired</h2><p>If you are on a call with us, ask the agent to send a new one.</p>"
-            .to_owned(),
+        _ => CallerView::Expired,
     };
-    let mut response = html(status, layout(settings, "Are you on a call with us?", &body), &[]);
+    let frame = Frame::new(settings, "Are you on a call with us?");
+    let mut response = page(&CallerPage { frame, view }, status, &[]);
     if fresh {
         set_csrf_cookie(state, &mut response, &cookie, "/caller/");
     }
@@ -150,8 +125,8 @@ async fn render(
 }
 
 fn gone() -> Response {
-    let body = layout(&Settings::default(), "Not found", "<h2>This link is not valid</h2>");
-    html(StatusCode::NOT_FOUND, body, &[])
+    let settings = Settings::default();
+    page(&NotFound { frame: Frame::new(&settings, "Not found"), help: None }, StatusCode::NOT_FOUND, &[])
 }
 
 pub async fn show(State(state): State<SharedState>, Path(token): Path<String>, headers: HeaderMap) -> Response {

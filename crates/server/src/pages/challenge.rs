@@ -22,7 +22,8 @@ use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_proto::{ErrorBody, ErrorCode, ErrorDetail};
 
-use super::{csrf_cookie, escape, html, new_cookie_value, set_csrf_cookie};
+use super::views::{ChallengePage, ChallengeView, Frame, NotFound, page as page_response};
+use super::{csrf_cookie, new_cookie_value, set_csrf_cookie};
 use crate::engine::challenges::{self, Answer, ChallengeError};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -60,70 +61,32 @@ struct Page<'a> {
     error: Option<String>,
 }
 
-pub fn layout(settings: &Settings, title: &str, body: &str) -> String {
-    let brand = escape(&settings.branding.name);
-    let logo = match &settings.branding.logo_url {
-        Some(url) if url.starts_with("https://") => format!("<img src=\"{}\" alt=\"\">", escape(url)),
-        _ => String::new(),
-    };
-    let message = settings.branding.message.as_deref().map(|m| format!("<p>{}</p>", escape(m))).unwrap_or_default();
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} — {brand}</title><link rel=\"stylesheet\" href=\"/assets/challenge.css\"></head>\
-         <body><main><header>{logo}<h1>{brand}</h1></header>{message}{body}</main></body></html>\n",
-        title = escape(title)
-    )
-}
-
-fn render(page: &Page<'_>) -> String {
+fn render(page: &Page<'_>, status: StatusCode, form_targets: &[String]) -> Response {
     let c = page.challenge;
     let now = page.state.clock.now();
-    let error = page.error.as_deref().map(escape).unwrap_or_default();
-    let error_box = format!("<p id=\"error\" class=\"error\" role=\"alert\" tabindex=\"-1\">{error}</p>");
-    let body = match c.status_at(now) {
-        ChallengeStatus::Approved => "<h2>You're verified</h2><p>You can close this window.</p>".to_owned(),
-        ChallengeStatus::Denied => {
-            "<h2>Too many wrong answers</h2><p>For your safety this request is closed. Start again where you signed in.</p>".to_owned()
-        }
-        ChallengeStatus::Expired => {
-            "<h2>This request has expired</h2><p>Start again where you signed in.</p>".to_owned()
-        }
-        ChallengeStatus::Pending if c.factor == Factor::Passkey => {
-            let options = escape(c.passkey_options.as_deref().unwrap_or("{}"));
-            format!(
-                "<h2>Verify it's you</h2><p class=\"help\" id=\"help\">{hint}</p>{error_box}\
-                 <div id=\"passkey\" data-options=\"{options}\" data-csrf=\"{csrf}\" data-action=\"/challenge/{id}/passkey\">\
-                 <button type=\"button\" id=\"use-passkey\">Use your passkey</button></div>\
-                 <noscript><p class=\"error\">Passkeys need JavaScript. Turn it on and reload this page.</p></noscript>\
-                 <script src=\"/assets/challenge.js\"></script>",
-                hint = escape(&page.hint),
-                csrf = escape(page.csrf),
-                id = c.id,
-            )
-        }
+    let error = page.error.as_deref().unwrap_or_default();
+    let action = format!("/challenge/{}", c.id);
+    let view = match c.status_at(now) {
+        ChallengeStatus::Approved => ChallengeView::Approved,
+        ChallengeStatus::Denied => ChallengeView::Denied,
+        ChallengeStatus::Expired => ChallengeView::Expired,
+        ChallengeStatus::Pending if c.factor == Factor::Passkey => ChallengeView::Passkey {
+            hint: &page.hint,
+            error,
+            options: c.passkey_options.as_deref().unwrap_or("{}"),
+            csrf: page.csrf,
+            action: format!("{action}/passkey"),
+        },
         ChallengeStatus::Pending => {
             let (label, inputmode) = match c.factor {
                 Factor::Yubikey => ("YubiKey code", "text"),
                 Factor::RecoveryCode => ("Recovery code", "text"),
                 _ => ("Verification code", "numeric"),
             };
-            let invalid = if page.error.is_some() { " aria-invalid=\"true\"" } else { "" };
-            format!(
-                "<h2>Verify it's you</h2>{error_box}<form method=\"post\" action=\"/challenge/{id}\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <label for=\"code\">{label}</label>\
-                 <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"{inputmode}\" autocomplete=\"one-time-code\" \
-                 required autofocus maxlength=\"64\" aria-describedby=\"help error\"{invalid}>\
-                 <p class=\"help\" id=\"help\">{hint}</p>\
-                 <button type=\"submit\">Verify</button></form>",
-                id = c.id,
-                csrf = escape(page.csrf),
-                hint = escape(&page.hint),
-            )
+            ChallengeView::Code { hint: &page.hint, error, csrf: page.csrf, action, label, inputmode }
         }
     };
-    layout(page.settings, "Verify it's you", &body)
+    page_response(&ChallengePage { frame: Frame::new(page.settings, "Verify it's you"), view }, status, form_targets)
 }
 
 /// What the user is asked to do, in words, for the factor.
@@ -147,8 +110,8 @@ async fn hint(state: &SharedState, c: &Challenge) -> String {
 
 fn not_found(settings: Option<&Settings>) -> Response {
     let settings = settings.cloned().unwrap_or_default();
-    let body = layout(&settings, "Not found", "<h2>This link is not valid</h2><p>Start again where you signed in.</p>");
-    html(StatusCode::NOT_FOUND, body, &[])
+    let help = Some("Start again where you signed in.");
+    page_response(&NotFound { frame: Frame::new(&settings, "Not found"), help }, StatusCode::NOT_FOUND, &[])
 }
 
 async fn load(state: &SharedState, id: &str) -> Result<(Challenge, Settings), Response> {
@@ -174,7 +137,7 @@ async fn respond(
     let csrf = csrf_token(state, &c.id, &cookie);
     let page = Page { state, settings, challenge: c, csrf: &csrf, hint: hint(state, c).await, error };
     let targets: Vec<String> = c.redirect_url.as_deref().and_then(origin_of).into_iter().collect();
-    let mut response = html(status, render(&page), &targets);
+    let mut response = render(&page, status, &targets);
     if fresh {
         set_csrf_cookie(state, &mut response, &cookie, "/challenge/");
     }

@@ -20,8 +20,8 @@ use vouchsafe_core::role::Role;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationRequest, TransactionList};
 
-use super::challenge::layout;
-use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, escape, html, new_cookie_value, set_csrf_cookie};
+use super::views::{Console, ConsoleLogin, Frame, page};
+use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, new_cookie_value, set_csrf_cookie};
 use crate::engine::callers::{self, NewCaller};
 use crate::engine::console;
 use crate::error::ApiError;
@@ -60,16 +60,10 @@ fn login_page(state: &SharedState, headers: &HeaderMap, status: StatusCode, erro
         Some(c) => (c, false),
         None => (new_cookie_value(), true),
     };
-    let csrf = escape(&csrf_token(state, LOGIN_SCOPE, &cookie));
-    let error = error.map(escape).unwrap_or_default();
-    let body = format!(
-        "<h2>Help-desk console</h2><p id=\"error\" class=\"error\" role=\"alert\">{error}</p>\
-         <form method=\"post\" action=\"/console/login\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"key\">Agent API key</label>\
-         <input type=\"password\" id=\"key\" name=\"key\" autocomplete=\"off\" required autofocus>\
-         <button type=\"submit\">Sign in</button></form>"
-    );
-    let mut response = html(status, layout(&Settings::default(), "Sign in", &body), &[]);
+    let csrf = csrf_token(state, LOGIN_SCOPE, &cookie);
+    let settings = Settings::default();
+    let login = ConsoleLogin { frame: Frame::new(&settings, "Sign in"), csrf: &csrf, error: error.unwrap_or_default() };
+    let mut response = page(&login, status, &[]);
     if fresh {
         set_csrf_cookie(state, &mut response, &cookie, "/console/");
     }
@@ -81,21 +75,8 @@ pub async fn show(State(state): State<SharedState>, headers: HeaderMap) -> Respo
         return login_page(&state, &headers, StatusCode::OK, None);
     };
     let settings = state.store.settings(&agent.tenant_id).await.map(|s| s.value).unwrap_or_default();
-    let csrf = escape(&session_csrf(&state, &agent));
-    let body = format!(
-        "<h2>Caller verification</h2><div id=\"console\" data-csrf=\"{csrf}\">\
-         <form id=\"authenticate\"><label for=\"record_id\">Record id</label><input id=\"record_id\" required>\
-         <label for=\"contact\">Customer phone or email</label><input id=\"contact\" required>\
-         <button type=\"submit\">Authenticate</button></form>\
-         <p id=\"error\" class=\"error\" role=\"alert\"></p>\
-         <p>Status: <strong id=\"status\" aria-live=\"polite\">—</strong> <span id=\"countdown\"></span></p>\
-         <h3>Transactions</h3><table><thead><tr><th>Started</th><th>Status</th><th>Channel</th><th>To</th><th>Agent</th></tr></thead>\
-         <tbody id=\"transactions\"></tbody></table></div>\
-         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\" class=\"secondary\">Sign out</button></form>\
-         <script src=\"/assets/console.js\"></script>"
-    );
-    html(StatusCode::OK, layout(&settings, "Help-desk console", &body), &[])
+    let csrf = session_csrf(&state, &agent);
+    page(&Console { frame: Frame::new(&settings, "Help-desk console"), csrf: &csrf }, StatusCode::OK, &[])
 }
 
 pub async fn login(

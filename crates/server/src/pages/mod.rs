@@ -6,6 +6,7 @@
 pub mod caller;
 pub mod challenge;
 pub mod console;
+pub mod views;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -59,9 +60,6 @@ pub fn set_csrf_cookie(state: &SharedState, response: &mut Response, cookie: &st
         response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub use vouchsafe_delivery::templates::escape;
 
 /// An HTML response with the security headers every page carries.
 /// `form_targets` are the origins a form here may end up at (after the
@@ -132,10 +130,32 @@ pub fn router(state: SharedState) -> axum::Router {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use askama::Template;
+    use vouchsafe_core::settings::Settings;
 
+    use super::views::{ChallengePage, ChallengeView, Frame};
+
+    /// Every value a page shows is escaped, in text and in attributes: a
+    /// brand, a hint or passkey options cannot add markup or leave their
+    /// attribute.
     #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    fn pages_escape_what_they_show() {
+        let mut settings = Settings::default();
+        settings.branding.name = "<script>alert(1)</script>".into();
+        settings.branding.logo_url = Some("javascript:alert(1)".into());
+        let view = ChallengeView::Passkey {
+            hint: "a < b & 'c'",
+            error: "",
+            options: r#"{"x":"\"><img src=x onerror=alert(1)>"}"#,
+            csrf: "t\"k",
+            action: "/challenge/chl_1/passkey".into(),
+        };
+        let html = ChallengePage { frame: Frame::new(&settings, "Verify it's you"), view }.render().unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+        assert!(!html.contains("<img src=x"), "{html}");
+        assert!(!html.contains("javascript:"), "only https logos are shown: {html}");
+        assert!(html.contains("data-csrf=\"t&#34;k\""), "{html}");
+        assert!(html.contains("a &#60; b &#38; &#39;c&#39;"), "{html}");
     }
 }
