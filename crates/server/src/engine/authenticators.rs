@@ -13,7 +13,6 @@ use vouchsafe_core::otp::{
     Algorithm, DEFAULT_LOOK_AHEAD, DEFAULT_WINDOW, Hotp, OtpKind, OtpauthUri, Secret, Totp, qr_svg,
 };
 use vouchsafe_core::yubikey;
-use vouchsafe_proto::CreateAuthenticatorRequest;
 
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::store::StoreError;
@@ -53,14 +52,39 @@ pub struct Enrolled {
     pub codes: Option<Vec<String>>,
 }
 
-fn algorithm(req: &CreateAuthenticatorRequest) -> EngineResult<Algorithm> {
-    match &req.algorithm {
+/// An authenticator to enroll, as asked for; what a kind does not use is
+/// ignored.
+#[derive(Debug, Default)]
+pub struct NewAuthenticator<'a> {
+    /// `totp`, `hotp`, `yubikey`, `recovery_codes` or `passkey`.
+    pub kind: &'a str,
+    /// TOTP: the issuer the app shows (the tenant's brand by default).
+    pub issuer: Option<&'a str>,
+    /// The account name the app shows (the user's name or id by default).
+    pub label: Option<&'a str>,
+    /// TOTP/HOTP: `SHA1` (default), `SHA256` or `SHA512`.
+    pub algorithm: Option<&'a str>,
+    pub digits: Option<u32>,
+    /// TOTP: seconds per step (30).
+    pub period: Option<u64>,
+    /// HOTP: the token's base32 secret.
+    pub secret: Option<&'a str>,
+    /// HOTP: the token's next counter (0).
+    pub counter: Option<u64>,
+    /// YubiKey: public id (modhex), private id and AES key (hex).
+    pub public_id: Option<&'a str>,
+    pub private_id: Option<&'a str>,
+    pub aes_key: Option<&'a str>,
+}
+
+fn algorithm(req: &NewAuthenticator<'_>) -> EngineResult<Algorithm> {
+    match req.algorithm {
         None => Ok(Algorithm::Sha1),
         Some(a) => Algorithm::parse(a).ok_or_else(|| invalid("algorithm", "must be SHA1, SHA256 or SHA512")),
     }
 }
 
-fn digits(req: &CreateAuthenticatorRequest) -> EngineResult<u32> {
+fn digits(req: &NewAuthenticator<'_>) -> EngineResult<u32> {
     let d = req.digits.unwrap_or(6);
     if (6..=8).contains(&d) { Ok(d) } else { Err(invalid("digits", "must be 6, 7 or 8")) }
 }
@@ -84,11 +108,11 @@ pub fn enroll(
     user_id: &str,
     default_issuer: &str,
     default_label: &str,
-    req: &CreateAuthenticatorRequest,
+    req: &NewAuthenticator<'_>,
 ) -> EngineResult<Enrolled> {
-    let kind = AuthenticatorKind::parse(&req.kind)
+    let kind = AuthenticatorKind::parse(req.kind)
         .ok_or_else(|| invalid("type", "must be totp, hotp, yubikey, recovery_codes or passkey"))?;
-    if let Some(label) = &req.label {
+    if let Some(label) = req.label {
         check_name("label", label).map_err(EngineError::Invalid)?;
     }
     let id = AuthenticatorId::generate();
@@ -99,7 +123,7 @@ pub fn enroll(
         user_id: user_id.to_owned(),
         kind,
         status: AuthenticatorStatus::Active,
-        label: req.label.clone(),
+        label: req.label.map(str::to_owned),
         // Set below with the secret, from the kind's own parameters.
         params: AuthenticatorParams::Passkey,
         sealed: Vec::new(),
@@ -118,8 +142,8 @@ pub fn enroll(
                 return Err(invalid("period", "must be 15 to 120 seconds"));
             }
             let secret = Secret::generate().map_err(EngineError::internal)?;
-            let issuer = req.issuer.clone().unwrap_or_else(|| default_issuer.to_owned());
-            let label = req.label.clone().unwrap_or_else(|| default_label.to_owned());
+            let issuer = req.issuer.unwrap_or(default_issuer).to_owned();
+            let label = req.label.unwrap_or(default_label).to_owned();
             check_name("issuer", &issuer).and_then(|()| check_name("label", &label)).map_err(EngineError::Invalid)?;
             let uri = OtpauthUri {
                 kind: OtpKind::Totp { period },
@@ -140,7 +164,7 @@ pub fn enroll(
         }
         AuthenticatorKind::Hotp => {
             let (algorithm, digits) = (algorithm(req)?, digits(req)?);
-            let text = req.secret.as_deref().ok_or_else(|| invalid("secret", "is required (base32)"))?;
+            let text = req.secret.ok_or_else(|| invalid("secret", "is required (base32)"))?;
             let secret = Secret::parse_base32(text).map_err(|e| invalid("secret", &e.to_string()))?;
             if secret.as_bytes().len() < 10 {
                 return Err(invalid("secret", "must be at least 80 bits"));
@@ -152,12 +176,12 @@ pub fn enroll(
             )
         }
         AuthenticatorKind::Yubikey => {
-            let public_id = req.public_id.as_deref().unwrap_or_default().to_ascii_lowercase();
+            let public_id = req.public_id.unwrap_or_default().to_ascii_lowercase();
             if public_id.is_empty() || public_id.len() > 16 || yubikey::modhex_decode(&public_id).is_none() {
                 return Err(invalid("public_id", "must be the token's modhex public id (up to 16 characters)"));
             }
-            let private_id = hex_bytes::<6>("private_id", req.private_id.as_deref())?;
-            let aes_key = hex_bytes::<16>("aes_key", req.aes_key.as_deref())?;
+            let private_id = hex_bytes::<6>("private_id", req.private_id)?;
+            let aes_key = hex_bytes::<16>("aes_key", req.aes_key)?;
             (AuthenticatorParams::Yubikey { public_id }, AuthenticatorSecret::Yubikey { private_id, aes_key })
         }
         AuthenticatorKind::RecoveryCodes => {

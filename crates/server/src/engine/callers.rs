@@ -19,7 +19,6 @@ use vouchsafe_core::otp::random_numeric_code;
 use vouchsafe_core::verification::plausible_code;
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{caller_template, render_caller};
-use vouchsafe_proto::CreateCallerVerificationRequest;
 
 use super::Engine;
 use super::authenticators::match_code;
@@ -54,32 +53,6 @@ pub struct NewCaller<'a> {
     pub locale: Option<&'a str>,
     /// Where a number written without `+` is read (else the tenant's).
     pub default_country: Option<&'a str>,
-}
-
-impl<'a> NewCaller<'a> {
-    /// The create request as the API and the agent console both take it;
-    /// they differ only in who the agent is.
-    pub fn from_request(
-        tenant_id: &'a TenantId,
-        actor: &'a str,
-        req: &'a CreateCallerVerificationRequest,
-        agent_id: Option<&'a str>,
-    ) -> Self {
-        NewCaller {
-            tenant_id,
-            actor,
-            record_id: &req.record_id,
-            record_type: req.record_type.as_deref(),
-            phone: req.phone.as_deref(),
-            email: req.email.as_deref(),
-            channel: req.channel.as_deref(),
-            time_allowed_s: req.time_allowed_s,
-            agent_id,
-            user_id: req.user_id.as_deref(),
-            locale: req.locale.as_deref(),
-            default_country: req.default_country.as_deref(),
-        }
-    }
 }
 
 /// The keyed hash a link token is stored and found by.

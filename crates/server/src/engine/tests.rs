@@ -17,11 +17,10 @@ use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
 use vouchsafe_core::verification::VerificationStatus;
 use vouchsafe_delivery::outbound::OutboundClient;
-use vouchsafe_proto::CreateAuthenticatorRequest;
 use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
 
 use super::Engine;
-use super::authenticators::{Proof, confirm, enroll};
+use super::authenticators::{NewAuthenticator, Proof, confirm, enroll};
 use super::deliveries::{Delivered, NewDelivery, deliver};
 use super::error::EngineError;
 use super::verifications::{StartRequest, Target, check, start};
@@ -122,7 +121,7 @@ async fn a_totp_enrollment_is_confirmed_by_the_code_of_now() {
     let now = f.clock.now();
     let audit = AuditEntry::success("test", "user.put", "user:u1", now);
     f.engine.store.put_user(&tenant, "u1", &Contacts::default(), false, now, &audit).await.unwrap();
-    let request: CreateAuthenticatorRequest = serde_json::from_value(serde_json::json!({"type": "totp"})).unwrap();
+    let request = NewAuthenticator { kind: "totp", ..Default::default() };
     let enrolled = enroll(&f.engine, &tenant, "u1", "Acme", "u1", &request).unwrap();
     let a = &enrolled.authenticator;
     let audit = AuditEntry::success("test", "authenticator.created", a.id.as_str(), now);

@@ -8,10 +8,9 @@ use vouchsafe_core::authenticator::AuthenticatorKind;
 use vouchsafe_core::ids::{AuthenticatorId, TenantId};
 use vouchsafe_core::store::StoreError;
 use vouchsafe_core::user::{User, normalise_contacts, validate_user_id};
-use vouchsafe_proto::CreateAuthenticatorRequest;
 
 use super::Engine;
-use super::authenticators::{Enrolled, enroll, hash_recovery_codes, slow_hash_permit};
+use super::authenticators::{Enrolled, NewAuthenticator, enroll, hash_recovery_codes, slow_hash_permit};
 use super::error::{EngineError, EngineResult};
 use super::passkeys::start_registration;
 
@@ -65,12 +64,12 @@ pub async fn create_authenticator(
     tenant: &TenantId,
     actor: &str,
     user_id: &str,
-    req: &CreateAuthenticatorRequest,
+    req: &NewAuthenticator<'_>,
 ) -> EngineResult<Created> {
     let user = engine.store.user(tenant, user_id).await?;
     let label = user.display_name.clone().unwrap_or_else(|| user.id.clone());
     if req.kind == AuthenticatorKind::Passkey.as_str() {
-        let (a, options) = start_registration(engine, tenant, user_id, &label, req.label.clone()).await?;
+        let (a, options) = start_registration(engine, tenant, user_id, &label, req.label.map(str::to_owned)).await?;
         let audit = AuditEntry::new(actor, "authenticator.created", a.id.as_str(), "passkey", a.created_at);
         engine.store.create_authenticator(&a, &[], false, &audit).await?;
         return Ok(Created::Passkey(Box::new(a), options));

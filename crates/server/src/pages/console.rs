@@ -22,11 +22,11 @@ use vouchsafe_proto::{CallerVerificationResponse, CreateCallerVerificationReques
 
 use super::views::{Console, ConsoleLogin, Frame, page};
 use super::{cookie_value, csrf_cookie, csrf_ok, csrf_token, new_cookie_value, set_csrf_cookie};
-use crate::engine::callers::{self, NewCaller};
+use crate::engine::callers;
 use crate::engine::console;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use crate::wire::caller_response as to_response;
+use crate::wire::{caller_response as to_response, new_caller};
 
 const SESSION: &str = "vs_console";
 const LOGIN_SCOPE: &str = "console-login";
@@ -163,7 +163,7 @@ pub async fn start(
     let agent = signed_in(&state, &headers, true).await?;
     // An agent who names no agent is the agent.
     let agent_id = Some(req.agent_id.as_deref().unwrap_or(agent.key_id.as_str()));
-    let new = NewCaller::from_request(&agent.tenant_id, agent.key_id.as_str(), &req, agent_id);
+    let new = new_caller(&agent.tenant_id, agent.key_id.as_str(), &req, agent_id);
     let cv = callers::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(to_response(&cv, state.clock.now()))))
 }

@@ -73,4 +73,11 @@ fn the_engine_knows_nothing_of_http() {
     for surface in ["api", "pages", "state", "auth", "extract", "error", "wire", "layers"] {
         assert!(!engine.contains(surface), "the engine imports crate::{surface}: {engine:?}");
     }
+    // It takes domain values: no wire type of the HTTP contract.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("vouchsafe_proto"), "{} uses the wire types", path.display());
+    }
 }

@@ -14,11 +14,11 @@ use vouchsafe_proto::{
 };
 
 use crate::auth::AgentCaller;
-use crate::engine::callers::{self, NewCaller};
+use crate::engine::callers;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
-use crate::wire::caller_response as to_response;
+use crate::wire::{caller_response as to_response, new_caller};
 
 fn id_of(text: &str) -> Result<CallerVerificationId, ApiError> {
     CallerVerificationId::parse(text).ok_or(ApiError::NotFound)
@@ -45,7 +45,7 @@ pub async fn create_caller_verification(
     AgentCaller(caller): AgentCaller,
     ApiJson(req): ApiJson<CreateCallerVerificationRequest>,
 ) -> Result<(StatusCode, Json<CallerVerificationResponse>), ApiError> {
-    let new = NewCaller::from_request(&caller.tenant_id, caller.key_id.as_str(), &req, req.agent_id.as_deref());
+    let new = new_caller(&caller.tenant_id, caller.key_id.as_str(), &req, req.agent_id.as_deref());
     let cv = callers::create(&state, new).await?;
     Ok((StatusCode::CREATED, Json(to_response(&cv, state.clock.now()))))
 }

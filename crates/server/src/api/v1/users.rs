@@ -21,6 +21,7 @@ use crate::engine::users::{self, Created, UserContacts};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::SharedState;
+use crate::wire::new_authenticator;
 
 fn user_response(u: User, now: time::OffsetDateTime) -> UserResponse {
     UserResponse {
@@ -141,8 +142,14 @@ pub async fn create_authenticator(
     ApiJson(req): ApiJson<CreateAuthenticatorRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let created =
-        users::create_authenticator(&state, &caller.tenant_id, caller.key_id.as_str(), &user_id, &req).await?;
+    let created = users::create_authenticator(
+        &state,
+        &caller.tenant_id,
+        caller.key_id.as_str(),
+        &user_id,
+        &new_authenticator(&req),
+    )
+    .await?;
     let body = match created {
         Created::Passkey(a, options) => {
             let mut body = authenticator_response(&a, None);
