@@ -134,11 +134,30 @@ mod tests {
         assert_ne!(s.expose(), NewSecret::generate().unwrap().expose());
     }
 
+    /// Secrets draw on all 62 characters, about equally: a generator that
+    /// shrank the alphabet (a wrong modulus, a dropped range of bytes)
+    /// would cut the key space and fail here. 400 secrets are 16,000
+    /// characters, about 258 of each; every one must appear at least 150 times.
+    #[test]
+    fn secrets_use_the_whole_alphabet_evenly() {
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..400 {
+            let secret = NewSecret::generate().unwrap();
+            for c in secret.expose()[SECRET_PREFIX.len()..].chars() {
+                *counts.entry(c).or_insert(0u32) += 1;
+            }
+        }
+        assert_eq!(counts.len(), 62, "every base62 character appears: {counts:?}");
+        assert!(counts.values().all(|n| (150..=400).contains(n)), "evenly: {counts:?}");
+    }
+
     #[test]
     fn malformed_secrets_are_recognised() {
         assert!(!looks_like_secret("vsk_short"));
         assert!(!looks_like_secret("xyz_0123456789012345678901234567890123456789"));
         assert!(!looks_like_secret("vsk_012345678901234567890123456789012345678!"));
+        assert!(!looks_like_secret("vsk_01234567890123456789012345678901234567890"), "one too many");
+        assert!(looks_like_secret("vsk_0123456789012345678901234567890123456789"));
     }
 
     #[test]

@@ -172,6 +172,49 @@ impl CallerVerification {
 mod tests {
     use super::*;
 
+    fn verification(status: CallerStatus, attempts: u32) -> CallerVerification {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        CallerVerification {
+            id: CallerVerificationId::generate(),
+            tenant_id: TenantId::generate(),
+            record_id: "500A".into(),
+            record_type: "case".into(),
+            user_id: None,
+            destination: "+447400123456".into(),
+            channel: Channel::Sms,
+            agent_id: None,
+            status,
+            link_hash: "l".into(),
+            code_hash: "c".into(),
+            attempts,
+            max_attempts: 3,
+            time_allowed_s: 60,
+            expires_at: t + time::Duration::seconds(60),
+            completed_at: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    /// Pending until its time is up (then expired without anyone asking);
+    /// an ended verification keeps its ending.
+    #[test]
+    fn a_caller_verification_expires_on_time_and_endings_stay() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let cv = verification(CallerStatus::Pending, 0);
+        assert_eq!(cv.status_at(t + time::Duration::seconds(59)), CallerStatus::Pending);
+        assert_eq!(cv.status_at(t + time::Duration::seconds(60)), CallerStatus::Expired);
+        for ended in [CallerStatus::Verified, CallerStatus::Denied, CallerStatus::Failed, CallerStatus::Canceled] {
+            assert_eq!(verification(ended, 0).status_at(t + time::Duration::hours(1)), ended);
+        }
+        assert_eq!(verification(CallerStatus::Pending, 1).attempts_remaining(), 2);
+        assert_eq!(verification(CallerStatus::Pending, 4).attempts_remaining(), 0);
+        for s in CallerStatus::ALL {
+            assert_eq!(CallerStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CallerStatus::parse("Pending"), None);
+    }
+
     #[test]
     fn the_channel_follows_the_contact_given_when_none_is_asked_for() {
         use Channel::{Email, Sms, Voice};

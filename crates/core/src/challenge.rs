@@ -284,6 +284,67 @@ mod tests {
         }
     }
 
+    fn pending(expires_at: OffsetDateTime, attempts: u32, max_attempts: u32) -> Challenge {
+        Challenge {
+            id: ChallengeId::generate(),
+            tenant_id: TenantId::generate(),
+            user_id: "u1".into(),
+            factor: Factor::Totp,
+            action: "login".into(),
+            redirect_url: None,
+            status: ChallengeStatus::Pending,
+            attempts,
+            max_attempts,
+            verification_id: None,
+            passkey_options: None,
+            passkey_state: None,
+            expires_at,
+            verified_at: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// A pending challenge is expired from its expiry instant on (not a
+    /// moment before); a settled one keeps its state whatever the time.
+    #[test]
+    fn a_challenge_expires_at_its_instant_and_settled_ones_stay_settled() {
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(600);
+        let mut c = pending(t, 0, 5);
+        assert_eq!(c.status_at(t - time::Duration::milliseconds(1)), ChallengeStatus::Pending);
+        assert_eq!(c.status_at(t), ChallengeStatus::Expired);
+        for settled in [ChallengeStatus::Approved, ChallengeStatus::Denied] {
+            c.status = settled;
+            assert_eq!(c.status_at(t + time::Duration::hours(1)), settled);
+        }
+    }
+
+    #[test]
+    fn attempts_remaining_count_down_and_stop_at_zero() {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(pending(t, 0, 5).attempts_remaining(), 5);
+        assert_eq!(pending(t, 2, 5).attempts_remaining(), 3);
+        assert_eq!(pending(t, 5, 5).attempts_remaining(), 0);
+        assert_eq!(pending(t, 7, 5).attempts_remaining(), 0, "never below zero");
+    }
+
+    /// What is stored reads back as itself, and nothing else reads.
+    #[test]
+    fn factors_and_statuses_round_trip_through_their_names() {
+        for f in Factor::ALL {
+            assert_eq!(Factor::parse(f.as_str()), Some(f));
+        }
+        let names: std::collections::HashSet<_> = Factor::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(names.len(), Factor::ALL.len(), "names are distinct");
+        for s in
+            [ChallengeStatus::Pending, ChallengeStatus::Approved, ChallengeStatus::Denied, ChallengeStatus::Expired]
+        {
+            assert_eq!(ChallengeStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Factor::parse("TOTP"), None);
+        assert_eq!(ChallengeStatus::parse(""), None);
+    }
+
     #[test]
     fn redirect_urls_have_plain_hosts() {
         assert_eq!(

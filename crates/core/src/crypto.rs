@@ -168,6 +168,24 @@ mod tests {
         assert_eq!(sealer.open(&tampered, "authenticator:1"), Err(CryptoError::Open));
     }
 
+    /// A value of another format version, or too short to hold a nonce,
+    /// is refused before decryption (and never panics): the version byte
+    /// is not covered by the tag, so only this check stops a relabelled one.
+    #[test]
+    fn other_versions_and_short_values_do_not_open() {
+        let sealer = MasterKey::generate().unwrap().sealer();
+        let sealed = sealer.seal(b"seed", "c").unwrap();
+        assert_eq!(sealed[0], SEAL_VERSION);
+        assert_eq!(sealed.len(), 1 + NONCE_LEN + 4 + 16, "version, nonce, text, tag");
+        let mut relabelled = sealed.clone();
+        relabelled[0] = SEAL_VERSION + 1;
+        assert_eq!(sealer.open(&relabelled, "c"), Err(CryptoError::Open));
+        for len in [0, 1, NONCE_LEN, NONCE_LEN + 1, NONCE_LEN + 16] {
+            assert_eq!(sealer.open(&sealed[..len], "c"), Err(CryptoError::Open), "{len} bytes");
+        }
+        assert_eq!(&sealer.open(&sealed, "c").unwrap()[..], b"seed");
+    }
+
     #[test]
     fn two_seals_of_the_same_text_differ() {
         let sealer = MasterKey::generate().unwrap().sealer();

@@ -265,6 +265,71 @@ mod tests {
         }
     }
 
+    /// The edges of each blocked range: its first and last addresses are
+    /// not public, the neighbours just outside it are.
+    #[test]
+    fn blocked_ranges_end_where_they_should() {
+        for ip in [
+            "0.1.2.3",
+            "100.64.0.0",
+            "100.127.255.255",
+            "192.0.0.8",
+            "192.88.99.255",
+            "198.18.0.0",
+            "198.19.255.255",
+            "240.0.0.1",
+            "2001:1ff:ffff::1",
+            "2001:db8:ffff::1",
+            "2002::",
+            "3ff0::1",
+            "1fff:ffff::1",
+            "4000::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} is blocked");
+        }
+        for ip in [
+            "1.0.0.1",
+            "100.63.255.255",
+            "100.128.0.0",
+            "192.0.1.1",
+            "192.88.98.255",
+            "192.88.100.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "223.255.255.254",
+            "2000::1",
+            "2001:200::1",
+            "2001:db9::1",
+            "2003::1",
+            "3fef:ffff::1",
+        ] {
+            assert!(is_public(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn names_of_this_machine_and_its_networks_are_local() {
+        for name in [
+            "localhost",
+            "LocalHost.",
+            "api.localhost",
+            "localhost.localdomain",
+            "printer.local",
+            "db.internal",
+            "ip6-localhost",
+            "ip6-loopback",
+        ] {
+            assert!(is_local_name(name), "{name}");
+            assert!(!Target::Name(name).is_allowed_without_dns(), "{name}");
+        }
+        for name in ["notlocalhost", "localhost.example.com", "local", "internal.example.com", "example.com"] {
+            assert!(!is_local_name(name), "{name}");
+            assert!(Target::Name(name).is_allowed_without_dns(), "{name}");
+        }
+        assert!(!Target::Ip("10.0.0.1".parse().unwrap()).is_allowed_without_dns());
+        assert!(Target::Ip("8.8.4.4".parse().unwrap()).is_allowed_without_dns());
+    }
+
     #[test]
     fn only_http_urls_with_a_host_and_no_credentials() {
         assert!(OutboundUrl::parse("url", "https://crm.example.com/hooks?x=1").is_ok());

@@ -79,6 +79,28 @@ pub fn normalise_contacts(
 mod tests {
     use super::*;
 
+    /// Locked strictly before the lock's end; not locked without one.
+    #[test]
+    fn a_user_is_locked_until_the_instant_the_lock_ends() {
+        let until = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(900);
+        let mut user = User {
+            tenant_id: crate::ids::TenantId::generate(),
+            id: "u1".into(),
+            phone: None,
+            email: None,
+            display_name: None,
+            privileged: false,
+            failures: 0,
+            locked_until: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(!user.is_locked(until));
+        user.locked_until = Some(until);
+        assert!(user.is_locked(until - time::Duration::milliseconds(1)));
+        assert!(!user.is_locked(until));
+    }
+
     #[test]
     fn contacts_are_normalised_or_refused_by_field() {
         let c = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None, None).unwrap();
