@@ -84,6 +84,33 @@ pub(crate) fn parse_code(code: &str, digits: u32) -> Option<u32> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_generator_keeps_its_digits() {
+        let hotp = Hotp::new(&Secret::from_bytes(b"12345678901234567890".to_vec()), 7, Algorithm::Sha1).unwrap();
+        assert_eq!(hotp.digits(), 7);
+    }
+
+    /// Two consecutive codes starting at the stored counter itself resync
+    /// to the counter after them.
+    #[test]
+    fn a_resync_may_start_at_the_stored_counter() {
+        let hotp = Hotp::new(&Secret::from_bytes(b"12345678901234567890".to_vec()), 6, Algorithm::Sha1).unwrap();
+        let (first, second) = (hotp.generate(40), hotp.generate(41));
+        assert_eq!(hotp.resync(&first, &second, 40, 100).map(|r| r.matched), Some(41));
+        assert_eq!(hotp.resync(&second, &first, 40, 100).map(|r| r.matched), None, "in order only");
+    }
+
+    /// Exactly `digits` digits: a longer string of digits (a leading zero
+    /// added) is not the code it would parse to.
+    #[test]
+    fn a_code_is_exactly_its_number_of_digits() {
+        assert_eq!(parse_code("123456", 6), Some(123_456));
+        assert_eq!(parse_code(" 012345 ", 6), Some(12_345));
+        assert_eq!(parse_code("0123456", 6), None);
+        assert_eq!(parse_code("12345a", 6), None);
+        assert_eq!(parse_code("12345", 6), None);
+    }
+
     fn rfc_secret() -> Secret {
         Secret::from_bytes(b"12345678901234567890".to_vec())
     }

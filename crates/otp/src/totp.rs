@@ -78,6 +78,24 @@ impl Totp {
 mod tests {
     use super::*;
 
+    /// The generator answers the parameters it was built with.
+    #[test]
+    fn a_generator_keeps_its_digits_and_period() {
+        let totp = Totp::new(&Secret::from_bytes(b"12345678901234567890".to_vec()), 8, 60, Algorithm::Sha256).unwrap();
+        assert_eq!((totp.digits(), totp.period()), (8, 60));
+    }
+
+    /// A step used long ago does not widen the window: a code older than
+    /// the window is refused even when the last used step is older still.
+    #[test]
+    fn an_old_last_step_does_not_reopen_older_codes() {
+        let totp = Totp::new(&Secret::from_bytes(b"12345678901234567890".to_vec()), 6, 30, Algorithm::Sha1).unwrap();
+        let now = 1_800_000_000;
+        let stale = totp.generate(now - 5 * 30);
+        assert_eq!(totp.verify(&stale, now, 1, Some(0)), None, "five steps back is outside a window of one");
+        assert_eq!(totp.verify(&totp.generate(now - 30), now, 1, Some(0)), Some(now / 30 - 1));
+    }
+
     fn secret() -> Secret {
         Secret::from_bytes(b"12345678901234567890".to_vec())
     }

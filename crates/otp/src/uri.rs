@@ -118,6 +118,13 @@ impl OtpauthUri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `issuer` parameter is read even without an `Issuer:` label prefix.
+    #[test]
+    fn the_issuer_parameter_alone_names_the_issuer() {
+        let uri = OtpauthUri::parse("otpauth://totp/bob?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Acme").unwrap();
+        assert_eq!((uri.issuer.as_deref(), uri.account.as_str()), (Some("Acme"), "bob"));
+    }
     use proptest::prelude::*;
 
     fn sample() -> OtpauthUri {
