@@ -151,6 +151,15 @@ mod tests {
         assert!(counts.values().all(|n| (150..=400).contains(n)), "evenly: {counts:?}");
     }
 
+    /// A key's name may be 100 characters, not 101.
+    #[test]
+    fn key_names_are_at_most_a_hundred_characters() {
+        let hasher = SecretHasher::new(&crate::crypto::MasterKey::generate().unwrap());
+        let (tenant, now) = (TenantId::generate(), time::OffsetDateTime::UNIX_EPOCH);
+        assert!(issue(&tenant, Role::Agent, &"n".repeat(100), &hasher, now).is_ok());
+        assert!(matches!(issue(&tenant, Role::Agent, &"n".repeat(101), &hasher, now), Err(KeyError::Name(_))));
+    }
+
     #[test]
     fn malformed_secrets_are_recognised() {
         assert!(!looks_like_secret("vsk_short"));

@@ -55,7 +55,6 @@ pub fn pick_channel(requested: Option<Channel>, has_phone: bool, has_email: bool
     }
     let default_has_contact = if default == Channel::Email { has_email } else { has_phone };
     match (default_has_contact, has_phone, has_email) {
-        (true, ..) => default,
         (false, false, true) => Channel::Email,
         (false, true, false) => Channel::Sms,
         _ => default,
@@ -213,6 +212,25 @@ mod tests {
             assert_eq!(CallerStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(CallerStatus::parse("Pending"), None);
+    }
+
+    /// What the CRM receives names the method, the destination's country
+    /// and the destination itself only masked.
+    #[test]
+    fn a_verification_shows_its_method_country_and_masked_destination() {
+        let names: Vec<_> = [CallerMethod::Link, CallerMethod::Code, CallerMethod::Factor].map(|m| m.as_str()).into();
+        assert_eq!(names, ["link", "code", "factor"]);
+        let phone = verification(CallerStatus::Pending, 0);
+        assert_eq!(phone.country().as_deref(), Some("GB"));
+        assert_eq!(phone.masked_destination(), "+44********56");
+        let mut email = verification(CallerStatus::Pending, 0);
+        email.channel = Channel::Email;
+        email.destination = "ann.smith@example.com".into();
+        assert_eq!(email.country(), None);
+        let masked = email.masked_destination();
+        assert!(masked.ends_with("@example.com") && !masked.contains("ann.smith"), "{masked}");
+        email.destination = "not an address".into();
+        assert_eq!(email.masked_destination(), "***");
     }
 
     #[test]
