@@ -360,9 +360,23 @@ mod tests {
             "https://exa mple.com/",
             "https://example.com\\@evil.com/",
             "ftp://example.com/",
+            "https://user@example.com/",
+            "https://:pw@example.com/",
+            "https://example.com/a b",
+            "https://example.com/\u{1}",
         ] {
             assert!(parse_redirect_url(bad).is_err(), "{bad}");
         }
+        let at_most = format!("https://example.com/{}", "a".repeat(2_000 - 20));
+        assert_eq!(at_most.len(), 2_000);
+        assert!(parse_redirect_url(&at_most).is_ok(), "2000 characters");
+        assert!(parse_redirect_url(&format!("{at_most}a")).is_err(), "2001 characters");
+    }
+
+    #[test]
+    fn the_token_signer_hides_its_key() {
+        let signer = TokenSigner::new(&crate::crypto::MasterKey::generate().unwrap());
+        assert_eq!(format!("{signer:?}"), "TokenSigner(..)");
     }
 
     #[test]

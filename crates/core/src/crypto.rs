@@ -186,6 +186,18 @@ mod tests {
         assert_eq!(&sealer.open(&sealed, "c").unwrap()[..], b"seed");
     }
 
+    /// The check value is the key's public fingerprint: the same for one
+    /// key, different for another, and not the key.
+    #[test]
+    fn the_check_value_tells_keys_apart() {
+        let key = MasterKey::generate().unwrap();
+        let value = key.check_value();
+        assert_eq!(value.len(), 32);
+        assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(value, key.clone().check_value());
+        assert_ne!(value, MasterKey::generate().unwrap().check_value());
+    }
+
     #[test]
     fn two_seals_of_the_same_text_differ() {
         let sealer = MasterKey::generate().unwrap().sealer();

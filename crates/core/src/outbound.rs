@@ -330,9 +330,25 @@ mod tests {
         assert!(Target::Ip("8.8.4.4".parse().unwrap()).is_allowed_without_dns());
     }
 
+    /// At most 2000 characters, and none that WHATWG parsers drop or read
+    /// as something else: a backslash, whitespace, a control character.
+    #[test]
+    fn urls_have_a_length_limit_and_no_ambiguous_characters() {
+        let at_most = format!("https://crm.example.com/{}", "a".repeat(2_000 - 24));
+        assert_eq!(at_most.len(), 2_000);
+        assert_eq!(OutboundUrl::parse("url", &at_most).unwrap().as_str(), at_most);
+        assert!(OutboundUrl::parse("url", &format!("{at_most}a")).is_err(), "2001 characters");
+        for bad in ["https://crm.example.com\\hooks", "https://crm.example.com/a b", "https://crm.example.com/\u{1}"] {
+            assert!(OutboundUrl::parse("url", bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn only_http_urls_with_a_host_and_no_credentials() {
-        assert!(OutboundUrl::parse("url", "https://crm.example.com/hooks?x=1").is_ok());
+        assert_eq!(
+            OutboundUrl::parse("url", "https://crm.example.com/hooks?x=1").unwrap().as_str(),
+            "https://crm.example.com/hooks?x=1"
+        );
         assert!(OutboundUrl::parse("url", "http://10.0.0.1:8080/").is_ok(), "addresses are judged by the caller");
         for bad in [
             "ftp://x",
@@ -370,6 +386,37 @@ mod tests {
             assert!(!OutboundUrl::parse("url", local).unwrap().target().is_allowed_without_dns(), "{local}");
         }
         assert!(OutboundUrl::parse("url", "https://hooks.example.com/").unwrap().target().is_allowed_without_dns());
+    }
+
+    /// The port the client connects to, and the target a parsed URL names.
+    #[test]
+    fn urls_answer_their_port_and_target() {
+        let port = |text| OutboundUrl::parse("url", text).unwrap().port();
+        assert_eq!(
+            (port("https://a.example/"), port("http://a.example/"), port("https://a.example:8443/")),
+            (443, 80, 8443)
+        );
+        let url = Url::parse("https://hooks.example.com/x").unwrap();
+        assert_eq!(target_of_url(&url), Some(Target::Name("hooks.example.com")));
+        let ip = Url::parse("http://10.0.0.1/").unwrap();
+        assert_eq!(target_of_url(&ip), Some(Target::Ip("10.0.0.1".parse().unwrap())));
+    }
+
+    /// Host names are at most 253 characters, as DNS allows.
+    #[test]
+    fn smtp_host_names_have_dns_length() {
+        let label = "a".repeat(62);
+        let name = |len: usize| {
+            let mut n = [label.as_str(); 5].join(".");
+            n.truncate(len);
+            n
+        };
+        assert!(SmtpHost::parse("host", &name(253)).is_ok(), "253 characters");
+        let host = |text| SmtpHost::parse("host", text).unwrap();
+        assert_eq!(host("smtp.example.com").as_string(), "smtp.example.com");
+        assert_eq!(host("[2001:db8::1]").as_string(), "2001:db8::1", "TLS checks the address without brackets");
+        assert_eq!(host("203.0.113.5").target(), Target::Ip("203.0.113.5".parse().unwrap()));
+        assert!(SmtpHost::parse("host", &(name(253) + "a")).is_err(), "254 characters");
     }
 
     #[test]

@@ -334,6 +334,64 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Each text rule of the settings, at its edge: the field named, the
+    /// value one past the limit refused and the value at it accepted.
+    #[test]
+    fn text_rules_are_enforced_at_their_edges() {
+        let refused = |patch: Value| Settings::default().patched(&patch).unwrap_err().field;
+        let accepted = |patch: Value| Settings::default().patched(&patch).unwrap();
+        // Logos: an http(s) URL of at most 2000 characters.
+        let logo = |len: usize| format!("https://x.test/{}", "a".repeat(len - 15));
+        accepted(json!({"branding": {"logo_url": logo(2_000)}}));
+        accepted(json!({"branding": {"logo_url": "http://x.test/l.png"}}));
+        assert_eq!(refused(json!({"branding": {"logo_url": logo(2_001)}})), "branding.logo_url");
+        assert_eq!(refused(json!({"branding": {"logo_url": "ftp://x.test/l.png"}})), "branding.logo_url");
+        // Templates must carry the code.
+        assert_eq!(refused(json!({"templates": {"sms": "no code here"}})), "templates.sms");
+        // Locale keys are tags, and at most 100 of them.
+        accepted(json!({"templates": {"locales": {"pt-BR": {"sms": "{code}"}, "es": {}}}}));
+        for bad in ["e", "toolongtag1", "pt-", "pt_BR", "p t"] {
+            let patch = json!({"templates": {"locales": {bad: {}}}});
+            assert_eq!(refused(patch), "templates.locales", "{bad}");
+        }
+        let many: serde_json::Map<String, Value> = (0..101).map(|i| (format!("l{i:03}"), json!({}))).collect();
+        assert_eq!(refused(json!({"templates": {"locales": many}})), "templates.locales");
+        let hundred: serde_json::Map<String, Value> = (0..100).map(|i| (format!("l{i:03}"), json!({}))).collect();
+        accepted(json!({"templates": {"locales": hundred}}));
+        // A locale's own texts follow the same rules.
+        let field = refused(json!({"templates": {"locales": {"es": {"voice": "sin código"}}}}));
+        assert_eq!(field, "templates.locales.es.voice");
+        let long_subject = "s".repeat(201);
+        let field = refused(json!({"templates": {"locales": {"es": {"email_subject": long_subject}}}}));
+        assert_eq!(field, "templates.locales.es.email_subject");
+        // A caller text needs a link or a code; an empty one is refused.
+        accepted(json!({"templates": {"caller": "{link}"}}));
+        accepted(json!({"templates": {"caller": "{code}"}}));
+        assert_eq!(refused(json!({"templates": {"caller": "call us"}})), "templates.caller");
+        assert_eq!(refused(json!({"templates": {"caller": ""}})), "templates.caller");
+        let field = refused(json!({"templates": {"locales": {"fr": {"caller": "rien"}}}}));
+        assert_eq!(field, "templates.locales.fr.caller");
+    }
+
+    /// Allowed countries are `*` or alpha-2 codes; a number's country is
+    /// allowed when listed or under `*`; the request's country comes first.
+    #[test]
+    fn countries_are_listed_allowed_and_chosen() {
+        let refused = |patch: Value| Settings::default().patched(&patch).unwrap_err().field;
+        for bad in [json!(["us"]), json!(["USA"]), json!(["U1"])] {
+            assert_eq!(refused(json!({"geo": {"allowed_countries": bad}})), "geo.allowed_countries");
+        }
+        let listed = Settings::default().patched(&json!({"geo": {"allowed_countries": ["GB", "DE"]}})).unwrap();
+        assert!(listed.country_allowed("GB") && listed.country_allowed("DE"));
+        assert!(!listed.country_allowed("US"));
+        assert!(Settings::default().country_allowed("US"), "the default allows every country");
+        let tenant = Settings::default().patched(&json!({"geo": {"default_country": "GB"}})).unwrap();
+        assert_eq!(tenant.number_country(None).unwrap().map(|c| c.as_str().to_owned()), Some("GB".into()));
+        assert_eq!(tenant.number_country(Some("US")).unwrap().map(|c| c.as_str().to_owned()), Some("US".into()));
+        assert_eq!(Settings::default().number_country(None).unwrap(), None);
+        assert_eq!(tenant.number_country(Some("usa")).unwrap_err().field, "default_country");
+    }
+
     #[test]
     fn defaults_are_valid_and_match_api_md() {
         let s = Settings::default();
