@@ -101,6 +101,16 @@ mod tests {
         assert!(!user.is_locked(until));
     }
 
+    /// A display name is at most 200 printable characters.
+    #[test]
+    fn display_names_are_at_most_two_hundred_printable_characters() {
+        let name = |text: &str| normalise_contacts(None, None, Some(text), None);
+        assert_eq!(name(&"é".repeat(200)).unwrap().display_name.map(|n| n.chars().count()), Some(200));
+        assert_eq!(name(&"é".repeat(201)).unwrap_err().field, "display_name");
+        assert_eq!(name("Ann\u{7}").unwrap_err().field, "display_name");
+        assert!(name("").is_ok(), "an empty name is no name");
+    }
+
     #[test]
     fn contacts_are_normalised_or_refused_by_field() {
         let c = normalise_contacts(Some("+44 7400 123456"), Some("A@Example.com"), None, None).unwrap();
