@@ -19,7 +19,9 @@ use vouchsafe_core::store::{Attempt, AuditStore, DueMessage, Finished, MessageOu
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
-use vouchsafe_store::testing::{TestDatabase, audit_key, connect, fresh_database};
+
+use crate::store;
+use vouchsafe_store::testing::{audit_key, connect};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -31,13 +33,6 @@ fn audit(action: &str) -> AuditEntry {
 
 fn audit_at(action: &str, s: i64) -> AuditEntry {
     AuditEntry::success("key_test", action, "target", at(s))
-}
-
-async fn store() -> (SqlStore, TestDatabase) {
-    let db = fresh_database().await.unwrap();
-    let store = connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
-    (store, db)
 }
 
 async fn tenant(store: &SqlStore, name: &str) -> Tenant {

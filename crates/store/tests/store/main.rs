@@ -8,3 +8,14 @@ mod contract;
 mod people;
 mod schema;
 mod verifications;
+
+use vouchsafe_store::SqlStore;
+use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
+
+/// A migrated store on a fresh database of the engine `TEST_DB` names.
+async fn store() -> (SqlStore, TestDatabase) {
+    let db = fresh_database().await.unwrap();
+    let store = connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, db)
+}

@@ -20,7 +20,8 @@ use vouchsafe_core::store::{ApprovalOutcome, AuditStore, CallerStore, StoreError
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
 use vouchsafe_store::SqlStore;
-use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
+
+use crate::store;
 
 const T0: i64 = 1_700_000_000;
 
@@ -30,13 +31,6 @@ fn at(s: i64) -> OffsetDateTime {
 
 fn audit(action: &str) -> AuditEntry {
     AuditEntry::success("key_test", action, "target", at(0))
-}
-
-async fn store() -> (SqlStore, TestDatabase) {
-    let db = fresh_database().await.unwrap();
-    let store = connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
-    (store, db)
 }
 
 async fn tenant(store: &SqlStore, name: &str) -> Tenant {

@@ -25,20 +25,15 @@ use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
-use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
+
+use crate::store;
+use vouchsafe_store::testing::connect;
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
 }
 
 const T0: i64 = 1_700_000_000;
-
-async fn store() -> (SqlStore, TestDatabase) {
-    let db = fresh_database().await.unwrap();
-    let store = connect(&db).await.unwrap();
-    store.migrate().await.unwrap();
-    (store, db)
-}
 
 async fn tenant(store: &SqlStore) -> (Tenant, Service) {
     let (t, default) = Tenant::new("acme", at(T0)).unwrap();
