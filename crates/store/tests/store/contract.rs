@@ -458,8 +458,7 @@ async fn claims_keep_fair_shares_between_endpoints_and_tenants() {
 /// statement requires the user to be unlocked.
 #[tokio::test]
 async fn answers_are_counted_first_and_a_lock_blocks_approval() {
-    use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
-    use vouchsafe_core::ids::ChallengeId;
+    use crate::people::challenge;
     use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, Lockout, UserStore};
     use vouchsafe_core::user::Contacts;
 
@@ -468,25 +467,7 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     let contacts = Contacts { phone: None, email: None, display_name: None };
     store.put_user(&t.id, "u1", &contacts, false, at(1_700_000_000), &audit("user.put")).await.unwrap();
     let now = at(1_700_000_100);
-    let challenge = |n: i64| Challenge {
-        id: ChallengeId::generate(),
-        tenant_id: t.id.clone(),
-        user_id: "u1".into(),
-        factor: Factor::Totp,
-        action: "login".into(),
-        redirect_url: None,
-        status: ChallengeStatus::Pending,
-        attempts: 0,
-        max_attempts: 5,
-        verification_id: None,
-        passkey_options: None,
-        passkey_state: None,
-        expires_at: at(1_700_000_000 + n),
-        verified_at: None,
-        created_at: at(1_700_000_000),
-        updated_at: at(1_700_000_000),
-    };
-    let (first, second) = (challenge(600), challenge(5_000));
+    let (first, second) = (challenge(&t, "u1", 600), challenge(&t, "u1", 5_000));
     for c in [&first, &second] {
         store.create_challenge(c, &audit("challenge.created")).await.unwrap();
     }

@@ -61,7 +61,9 @@ fn totp(t: &Tenant, user: &str, status: AuthenticatorStatus) -> Authenticator {
     }
 }
 
-fn challenge(t: &Tenant, user: &str, lives_s: i64) -> Challenge {
+/// A pending TOTP login challenge of `user`, made at `T0`, that lives
+/// `lives_s` seconds.
+pub(crate) fn challenge(t: &Tenant, user: &str, lives_s: i64) -> Challenge {
     Challenge {
         id: ChallengeId::generate(),
         tenant_id: t.id.clone(),
