@@ -239,7 +239,8 @@ async fn concurrent_audited_changes_keep_one_valid_chain() {
 
 // ----- webhook endpoints and the outbox -----
 
-async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
+/// Creates an endpoint of tenant `t` with `filter`, enabled or not.
+pub(crate) async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
     let e = WebhookEndpoint {
         id: WebhookEndpointId::generate(),
         tenant_id: t.id.clone(),

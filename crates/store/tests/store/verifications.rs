@@ -13,7 +13,7 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::{SendCounter, counters_for};
-use vouchsafe_core::ids::{DeliveryId, VerificationId, WebhookEndpointId};
+use vouchsafe_core::ids::{DeliveryId, VerificationId};
 use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::{FraudSettings, Settings};
@@ -23,7 +23,7 @@ use vouchsafe_core::store::{
 };
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
-use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
+use vouchsafe_core::webhook::EventFilter;
 use vouchsafe_store::SqlStore;
 
 use crate::store;
@@ -130,18 +130,7 @@ async fn an_approval_queues_its_event_for_the_endpoints_that_want_it() {
     let (store, _db) = store().await;
     let (t, service) = tenant(&store).await;
     for filter in [EventFilter::All, EventFilter::Only(vec![EventType::VerificationApproved])] {
-        let e = WebhookEndpoint {
-            id: WebhookEndpointId::generate(),
-            tenant_id: t.id.clone(),
-            url: "https://crm.example.test/hook".into(),
-            description: String::new(),
-            events: filter,
-            enabled: true,
-            disabled_reason: None,
-            created_at: at(T0),
-            updated_at: at(T0),
-        };
-        store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created", T0)).await.unwrap();
+        crate::contract::endpoint(&store, &t, filter, true).await;
     }
     let v = pending(&service, "+447400123456", "right", T0);
     store.create_verification(&v, &[]).await.unwrap().unwrap();
