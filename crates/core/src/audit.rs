@@ -334,6 +334,73 @@ mod tests {
     }
 
     #[test]
+    fn an_edit_before_keying_is_still_noticed() {
+        let mut events = chain_with(&key(), 3, 5);
+        events[1].entry.outcome = "denied".into();
+        assert_eq!(verify_chain(&key(), &events, 5).first_bad_seq, Some(2));
+        assert_eq!(unkeyed_hash(GENESIS_HASH, 1, &entry(1)).len(), 64, "a bare SHA-256 in hex");
+    }
+
+    /// Only the system's own pin may follow unkeyed events: the pin action
+    /// written by another actor does not count.
+    #[test]
+    fn the_pin_must_be_the_systems() {
+        let mut events = chain_with(&key(), 3, 5);
+        events[3].entry.actor = "key_someone".into();
+        events[3].hash = chain_hash(&key(), &events[3].prev_hash, 4, &events[3].entry);
+        assert_eq!(verify_chain(&key(), &events, 5).first_bad_seq, Some(4));
+    }
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", key()), "AuditKey(…)");
+    }
+
+    /// An audit store of `events` whose head was read as `head`; it
+    /// records the `after` of each page asked for.
+    struct Paged {
+        events: Vec<AuditEvent>,
+        head: i64,
+        asked: std::sync::Mutex<Vec<i64>>,
+    }
+
+    #[async_trait::async_trait]
+    impl AuditStore for Paged {
+        async fn audit_events(&self, _: &TenantId, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+            self.asked.lock().unwrap().push(after);
+            Ok(self.events.iter().filter(|e| e.seq > after).take(limit as usize).cloned().collect())
+        }
+        async fn audit_head(&self, _: &TenantId) -> StoreResult<i64> {
+            Ok(self.head)
+        }
+        async fn pin_unkeyed_chains(&self, _: &AuditEntry) -> StoreResult<u64> {
+            Ok(0)
+        }
+    }
+
+    /// Pages of a thousand up to the head read first; events appended
+    /// after it are neither read nor judged.
+    #[tokio::test]
+    async fn a_stored_chain_is_read_page_by_page_up_to_its_head() {
+        let tenant = TenantId::generate();
+        let store = Paged { events: chain(2_500), head: 2_500, asked: Default::default() };
+        let check = verify_stored_chain(&store, &tenant, &key()).await.unwrap();
+        assert_eq!((check.valid, check.count), (true, 2_500), "{check:?}");
+        assert_eq!(*store.asked.lock().unwrap(), vec![0, 1_000, 2_000], "no page past the head");
+
+        let mut events = chain(2_500);
+        let mut appended = chain(2_501).pop().unwrap();
+        appended.hash = "appended meanwhile, not checked".into();
+        events.push(appended);
+        let growing = Paged { events, head: 2_500, asked: Default::default() };
+        let check = verify_stored_chain(&growing, &tenant, &key()).await.unwrap();
+        assert_eq!((check.valid, check.count), (true, 2_500), "{check:?}");
+        let empty = Paged { events: Vec::new(), head: 0, asked: Default::default() };
+        assert!(verify_stored_chain(&empty, &tenant, &key()).await.unwrap().valid);
+        assert!(empty.asked.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn deleted_events_are_noticed_in_the_middle_and_at_the_end() {
         let mut events = chain(5);
         events.remove(1);

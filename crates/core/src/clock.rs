@@ -63,6 +63,15 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(time::Duration::seconds(30));
         assert_eq!(clock.now(), start + time::Duration::seconds(30));
+        clock.set(start);
+        assert_eq!(clock.now(), start, "set goes back, too");
+    }
+
+    #[test]
+    fn instants_are_written_as_rfc3339_utc() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_250_000_000).unwrap();
+        assert_eq!(rfc3339(at), "2023-11-14T22:13:20.25Z");
+        assert_eq!(rfc3339(OffsetDateTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 
     #[test]

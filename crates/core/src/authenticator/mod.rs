@@ -451,3 +451,6 @@ pub mod import {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
