@@ -43,9 +43,14 @@ pub async fn measure(concurrency: usize, seconds: u64) -> anyhow::Result<Measure
     let reference = KillOnDrop(child);
     let mut port = String::new();
     BufReader::new(stdout).read_line(&mut port)?;
-    let url = format!("http://127.0.0.1:{}/", port.trim());
-    let make: load::MakeRequest = Arc::new(move |client, _| Some(client.get(&url)));
-    let measured = load::run("GET / on an empty axum handler (reference)", make, None, concurrency, seconds).await;
+    let target = load::Target {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port.trim().parse()?)),
+        pid: Some(reference.0.id()),
+    };
+    let request = load::get("/", None);
+    let make: load::MakeRequest = Arc::new(move |_| Some(request.clone()));
+    let label = "GET / on an empty axum handler (reference)";
+    let measured = load::run(label, &target, make, None, concurrency, seconds).await;
     drop(reference);
     Ok(measured)
 }

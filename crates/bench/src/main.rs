@@ -215,8 +215,8 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
         md.push_str(
             "\nTOTP challenges as the user table grows (users imported with `vouchsafe authenticators import`; \
              challenges for users picked at random over the whole table):\n\n\
-             | users | import s | scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             | users | import s | scenario | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | bench CPU | server CPU |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         );
         for s in &run.totp_scale {
             md.push_str(&format!("| {} | {:.1} {}", s.users, s.import_s, s.measurement.markdown_row()));

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use anyhow::Context;
 use vouchsafe_otp::{Algorithm, Hotp, Secret};
 
 use crate::load::{self, MakeRequest, Measurement};
@@ -31,25 +32,57 @@ fn hex(text: &str) -> anyhow::Result<Vec<u8>> {
 fn right_checks(peer: &Peer) -> anyhow::Result<MakeRequest> {
     let hotp = Hotp::new(&Secret::from_bytes(hex(&peer.key_hex)?), 6, Algorithm::Sha1)?;
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..peer.tokens).map(|_| AtomicU64::new(0)).collect());
-    let (url, pin, tokens) = (format!("{}/validate/check", peer.url), peer.pin.clone(), peer.tokens);
-    Ok(Arc::new(move |client, n| {
+    let (pin, tokens) = (form_escape(&peer.pin), peer.tokens);
+    Ok(Arc::new(move |n| {
         let token = n % tokens;
         let counter = counters[token].fetch_add(1, Ordering::Relaxed);
-        let pass = format!("{pin}{}", hotp.generate(counter));
-        Some(client.post(&url).form(&[("serial", format!("BENCH{token}")), ("pass", pass)]))
+        let form = format!("serial=BENCH{token}&pass={pin}{}", hotp.generate(counter));
+        let body = ("application/x-www-form-urlencoded", form.as_bytes());
+        Some(load::request("POST", "/validate/check", None, Some(body)))
     }))
+}
+
+/// Percent-escapes everything but letters and digits, for a form value.
+fn form_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b.is_ascii_alphanumeric() {
+            true => char::from(b).to_string(),
+            false => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The peer's address from its `http://host:port` URL.
+fn address(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let authority = url.strip_prefix("http://").context("the peer URL must start with http://")?;
+    let authority = authority.split('/').next().unwrap_or(authority);
+    authority.to_socket_addrs()?.next().with_context(|| format!("{authority} resolves to no address"))
+}
+
+/// What privacyIDEA answers, as far as the load looks.
+#[derive(serde::Deserialize)]
+struct Validated {
+    result: ValidatedResult,
+}
+
+#[derive(serde::Deserialize)]
+struct ValidatedResult {
+    value: bool,
 }
 
 pub async fn run(peer: &Peer, concurrencies: &[usize], seconds: u64) -> anyhow::Result<Vec<Measurement>> {
     // One generator for every run: the tokens' counters only move forward.
     let make = right_checks(peer)?;
     // privacyIDEA answers a refused code with 200 too; only `value: true` counts.
-    let accepted: load::Accept = Some(Arc::new(|body| body["result"]["value"] == true));
+    let accepted = load::accept_json(|answer: Validated| answer.result.value);
+    let target = load::Target { addr: address(&peer.url)?, pid: None };
     let mut out = Vec::new();
     for &c in concurrencies {
         anyhow::ensure!(peer.tokens > c, "use more tokens than connections ({} ≤ {c})", peer.tokens);
         let label = "privacyIDEA POST /validate/check, right HOTP code";
-        out.push(load::run(label, make.clone(), accepted.clone(), c, seconds).await);
+        out.push(load::run(label, &target, make.clone(), accepted.clone(), c, seconds).await);
     }
     Ok(out)
 }

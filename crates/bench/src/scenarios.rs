@@ -23,38 +23,41 @@ const WRONG_ATTEMPTS: usize = 20;
 /// Verifications seeded per concurrency for right-code checks (one each).
 const RIGHT_POOL: usize = 15_000;
 
-fn get(url: String, secret: Option<String>) -> MakeRequest {
-    Arc::new(move |client, _| {
-        let req = client.get(&url);
-        Some(match &secret {
-            Some(secret) => req.bearer_auth(secret),
-            None => req,
-        })
-    })
+/// The same `GET` every time.
+fn get(path: &str, secret: Option<&str>) -> MakeRequest {
+    let request = load::get(path, secret);
+    Arc::new(move |_| Some(request.clone()))
 }
 
 /// Starts verifications by SMS to distinct German mobile numbers from `first`.
 fn starts(server: &Server, first: usize) -> MakeRequest {
-    let (url, secret) = (format!("{}/v1/verifications", server.base), server.secret.clone());
-    Arc::new(move |client, n| {
+    let secret = server.secret.clone();
+    Arc::new(move |n| {
         let to = format!("+49151{:08}", first + n);
-        Some(client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"to": to, "channel": "sms"})))
+        Some(load::post_json("/v1/verifications", Some(&secret), &serde_json::json!({"to": to, "channel": "sms"})))
     })
+}
+
+/// What a check answers, as far as the load looks.
+#[derive(serde::Deserialize)]
+struct Checked {
+    valid: bool,
 }
 
 /// Checks the right code against verification `n` of `ids` (each once),
 /// or a wrong code against verification `n % len` (each `WRONG_ATTEMPTS`
 /// times, round the pool), until they run out.
 fn checks(server: &Server, ids: Arc<Vec<(String, String)>>, wrong: bool) -> MakeRequest {
-    let (url, secret) = (format!("{}/v1/verifications/check", server.base), server.secret.clone());
-    Arc::new(move |client, n| {
+    let secret = server.secret.clone();
+    Arc::new(move |n| {
         let (id, code) = match wrong {
             true if n < ids.len() * WRONG_ATTEMPTS => ids.get(n % ids.len())?,
             true => return None,
             false => ids.get(n)?,
         };
         let code = if wrong { "0000000000" } else { code.as_str() };
-        Some(client.post(&url).bearer_auth(&secret).json(&serde_json::json!({"verification_id": id, "code": code})))
+        let body = serde_json::json!({"verification_id": id, "code": code});
+        Some(load::post_json("/v1/verifications/check", Some(&secret), &body))
     })
 }
 
@@ -92,13 +95,16 @@ async fn seed(
     count: usize,
 ) -> anyhow::Result<Arc<Vec<(String, String)>>> {
     let client = reqwest::Client::new();
-    let make = starts(server, first);
+    let url = format!("{}/v1/verifications", server.base);
     let mut seeded = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(64) {
         let tasks: Vec<_> = chunk
             .iter()
-            .filter_map(|&n| make(&client, n))
-            .map(|req| tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await }))
+            .map(|&n| {
+                let body = serde_json::json!({"to": format!("+49151{:08}", first + n), "channel": "sms"});
+                let req = client.post(&url).bearer_auth(&server.secret).json(&body);
+                tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await })
+            })
             .collect();
         for task in tasks {
             let v = task.await??;
@@ -145,24 +151,19 @@ pub async fn run(
     let (receiver_port, received) = receiver::start().await?;
     configure(server, receiver_port).await?;
     let mut out = Vec::new();
+    let target = server.target();
     let top = concurrencies.iter().copied().max().unwrap_or(64);
     if wanted.has(Scenario::Healthz) {
         out.push(
-            load::run(
-                "GET /healthz (no auth, no database)",
-                get(format!("{}/healthz", server.base), None),
-                None,
-                top,
-                seconds,
-            )
-            .await,
+            load::run("GET /healthz (no auth, no database)", &target, get("/healthz", None), None, top, seconds).await,
         );
     }
     if wanted.has(Scenario::Tenant) {
         out.push(
             load::run(
                 "GET /v1/tenant (API-key auth + 2 reads)",
-                get(format!("{}/v1/tenant", server.base), Some(server.secret.clone())),
+                &target,
+                get("/v1/tenant", Some(&server.secret)),
                 None,
                 top,
                 seconds,
@@ -177,9 +178,9 @@ pub async fn run(
             let wrong_pool = seed(server, &received, next_number, WRONG_POOL).await?;
             next_number += WRONG_POOL;
             // A wrong code must be refused: an answer of `valid: true` is an error.
-            let refused: load::Accept = Some(Arc::new(|body| body["valid"] == false));
+            let refused = load::accept_json(|checked: Checked| !checked.valid);
             let wrong = checks(server, wrong_pool, true);
-            out.push(load::run("POST /v1/verifications/check, wrong code", wrong, refused, c, seconds).await);
+            out.push(load::run("POST /v1/verifications/check, wrong code", &target, wrong, refused, c, seconds).await);
         }
         if wanted.has(Scenario::RightCode) {
             eprintln!("  seeding {RIGHT_POOL} verifications for right codes");
@@ -188,8 +189,9 @@ pub async fn run(
             out.push(
                 load::run(
                     "POST /v1/verifications/check, right code (approves)",
+                    &target,
                     checks(server, right_pool, false),
-                    Some(Arc::new(|body| body["valid"] == true)),
+                    load::accept_json(|checked: Checked| checked.valid),
                     c,
                     seconds,
                 )
@@ -200,6 +202,7 @@ pub async fn run(
             out.push(
                 load::run(
                     "POST /v1/verifications (sms via loopback http provider)",
+                    &target,
                     starts(server, 20_000_000 + 1_000_000 * c),
                     None,
                     c,

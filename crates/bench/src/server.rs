@@ -44,6 +44,7 @@ pub struct Server {
     /// back from the server, SQLite's as vouchsafe always opens it.
     pub durability: String,
     pub base: String,
+    addr: std::net::SocketAddr,
     pub secret: String,
     pub ready_ms: f64,
     bin: std::path::PathBuf,
@@ -57,6 +58,11 @@ impl Server {
         let mut command = Command::new(&self.bin);
         command.current_dir(self.dir.path()).env("VOUCHSAFE_DATABASE_URL", &self.database_url).args(args);
         command
+    }
+
+    /// Where the load generator sends its requests.
+    pub fn target(&self) -> crate::load::Target {
+        crate::load::Target { addr: self.addr, pid: Some(self.child.0.id()) }
     }
 
     /// The server's working folder (scratch files may go there).
@@ -149,8 +155,17 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut server =
-        Server { child: KillOnDrop(child), durability, base, secret, ready_ms: 0.0, bin, database_url, dir };
+    let mut server = Server {
+        child: KillOnDrop(child),
+        durability,
+        base,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        secret,
+        ready_ms: 0.0,
+        bin,
+        database_url,
+        dir,
+    };
     server.ready_ms = loop {
         if client.get(format!("{}/healthz", server.base)).send().await.is_ok_and(|r| r.status().is_success()) {
             break spawned.elapsed().as_secs_f64() * 1000.0;

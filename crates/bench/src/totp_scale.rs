@@ -108,6 +108,12 @@ async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyh
     Ok(Arc::new(ids))
 }
 
+/// What a verify answers, as far as the load looks.
+#[derive(serde::Deserialize)]
+struct Answered {
+    status: String,
+}
+
 /// How often each row at the highest concurrency runs. Those rows make the
 /// ratio of two p99s, and on a shared VM one 10-second p99 can be off by
 /// half; the row reported is the run with the median p99.
@@ -133,23 +139,18 @@ async fn measure_once(
 ) -> anyhow::Result<Measurement> {
     eprintln!("  opening {CHALLENGES} challenges over {users} users");
     let challenges = open_challenges(server, users, dice).await?;
-    let (base, secret, seeds) = (server.base.clone(), server.secret.clone(), seeds.clone());
-    let make: load::MakeRequest = Arc::new(move |client, n| {
+    let (secret, seeds) = (server.secret.clone(), seeds.clone());
+    let make: load::MakeRequest = Arc::new(move |n| {
         if n >= challenges.len() * ATTEMPTS {
             return None;
         }
         let (id, user) = &challenges[n % challenges.len()];
         let code = surely_wrong_code(&seeds[*user]);
-        Some(
-            client
-                .post(format!("{base}/v1/challenges/{id}/verify"))
-                .bearer_auth(&secret)
-                .json(&serde_json::json!({"code": code})),
-        )
+        Some(load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&secret), &serde_json::json!({"code": code})))
     });
-    let refused: load::Accept = Some(Arc::new(|body| body["status"] != "approved"));
+    let refused = load::accept_json(|answered: Answered| answered.status != "approved");
     let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
-    Ok(load::run(&label, make, refused, concurrency, seconds).await)
+    Ok(load::run(&label, &server.target(), make, refused, concurrency, seconds).await)
 }
 
 /// Grows the user table through `counts` and loads challenge verifies at
