@@ -226,8 +226,90 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw-secret"));
         assert!(serde_json::from_value::<Credential>(json!({"type": "basic", "username": "u"})).is_err());
         assert!(serde_json::from_value::<Credential>(json!({"type": "magic"})).is_err());
+        assert_eq!(format!("{c:?}"), "Credential(basic, ..)");
         let header = Credential::Header { header: "X-Key".into(), value: "a\r\nInjected: 1".into() };
         assert_eq!(header.validate().unwrap_err().field, "value");
+    }
+
+    /// Each part of a credential has its bounds; a header credential is
+    /// one valid header name and one line of value.
+    #[test]
+    fn credential_parts_are_bounded_and_headers_are_one_line() {
+        let basic =
+            |username: &str, password: &str| Credential::Basic { username: username.into(), password: password.into() };
+        assert!(basic(&"u".repeat(1_000), &"p".repeat(4_000)).validate().is_ok());
+        assert_eq!(basic(&"u".repeat(1_001), "p").validate().unwrap_err().field, "username");
+        assert_eq!(basic("", "p").validate().unwrap_err().field, "username");
+        assert_eq!(basic("u", &"p".repeat(4_001)).validate().unwrap_err().field, "password");
+        assert!(Credential::Bearer { token: "t".repeat(8_000) }.validate().is_ok());
+        assert!(Credential::Bearer { token: "t".repeat(8_001) }.validate().is_err());
+        let header = |header: &str, value: &str| Credential::Header { header: header.into(), value: value.into() };
+        assert!(header("X-Api_Key", "v").validate().is_ok());
+        for bad in ["X Key", "X:Key", "", "X-Key\r\n"] {
+            assert_eq!(header(bad, "v").validate().unwrap_err().field, "header", "{bad:?}");
+        }
+        for bad in ["a\rb", "a\nb", ""] {
+            assert_eq!(header("X-Key", bad).validate().unwrap_err().field, "value", "{bad:?}");
+        }
+        let kinds: Vec<_> = [basic("u", "p"), Credential::Bearer { token: "t".into() }, header("X", "v")]
+            .iter()
+            .map(Credential::kind)
+            .collect();
+        assert_eq!(kinds, ["basic", "bearer", "header"]);
+        let tenant = TenantId::generate();
+        assert_ne!(Credential::seal_context(&tenant, "a"), Credential::seal_context(&tenant, "b"));
+        assert_ne!(Credential::seal_context(&tenant, "a"), Credential::seal_context(&TenantId::generate(), "a"));
+    }
+
+    /// What the server reads of a provider through its config: the send
+    /// timeout, and the URLs the outbound-address rule must check.
+    #[test]
+    fn a_config_gives_its_timeout_and_every_url_to_check() {
+        let mut p = ProviderConfig::console(TenantId::generate(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(p.timeout(), std::time::Duration::from_millis(DEFAULT_TIMEOUT_MS));
+        assert!(p.urls().is_empty());
+        p.settings = ProviderSettings::parse(
+            ProviderKind::Http,
+            &json!({"url": "https://sms.example/send", "body_template": "{{code}}", "timeout_ms": 2500}),
+        )
+        .unwrap();
+        assert_eq!(p.timeout(), std::time::Duration::from_millis(2500));
+        assert_eq!(p.urls(), [("settings.url", "https://sms.example/send")]);
+    }
+
+    #[test]
+    fn names_are_letters_digits_and_a_little_punctuation() {
+        for ok in ["twilio", "eu-west_2.primary", &"a".repeat(64)] {
+            assert!(validate_name("name", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "slash/", "ünï", &"a".repeat(65)] {
+            assert_eq!(validate_name("name", bad).unwrap_err().field, "name", "{bad}");
+        }
+        let mut p = ProviderConfig::console(TenantId::generate(), OffsetDateTime::UNIX_EPOCH);
+        p.credential = Some("bad name".into());
+        assert_eq!(p.validate().unwrap_err().field, "credential");
+        p.credential = None;
+        p.priority = 100_001;
+        assert_eq!(p.validate().unwrap_err().field, "priority");
+        p.priority = 100_000;
+        p.channels.clear();
+        assert_eq!(p.validate().unwrap_err().field, "channels");
+    }
+
+    /// The names are what the database stores and the API takes as `type`.
+    #[test]
+    fn provider_kinds_keep_their_names_and_channels() {
+        let names: Vec<_> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["console", "http", "twilio", "telesign", "smtp"]);
+        for kind in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ProviderKind::parse("vonage"), None);
+        let carries = |kind: ProviderKind| Channel::ALL.into_iter().filter(|c| kind.supports(*c)).collect::<Vec<_>>();
+        assert_eq!(carries(ProviderKind::Twilio), [Channel::Sms, Channel::Voice]);
+        assert_eq!(carries(ProviderKind::Telesign), [Channel::Sms, Channel::Voice]);
+        assert_eq!(carries(ProviderKind::Smtp), [Channel::Email]);
+        assert_eq!(carries(ProviderKind::Http), Channel::ALL);
     }
 
     #[test]
