@@ -726,3 +726,18 @@ pub trait CallerStore {
         limit: i64,
     ) -> StoreResult<Vec<CallerVerification>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outcomes as attempt records and metrics name them.
+    #[test]
+    fn message_outcomes_keep_their_names() {
+        let retry = MessageOutcome::RetryAt(OffsetDateTime::UNIX_EPOCH);
+        let names: Vec<_> = [MessageOutcome::Delivered, retry, MessageOutcome::Dead, MessageOutcome::Gone]
+            .map(MessageOutcome::as_str)
+            .into();
+        assert_eq!(names, ["delivered", "failed", "dead", "gone"]);
+    }
+}

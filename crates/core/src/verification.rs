@@ -327,6 +327,58 @@ mod tests {
         assert_eq!(v.country.as_deref(), Some("GB"));
     }
 
+    /// The names are the API's and the database's.
+    #[test]
+    fn statuses_keep_their_names_and_only_pending_is_open() {
+        let names: Vec<_> = VerificationStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["pending", "approved", "canceled", "expired", "max_attempts_reached"]);
+        for status in VerificationStatus::ALL {
+            assert_eq!(VerificationStatus::parse(status.as_str()), Some(status));
+            assert_eq!(status.is_final(), status != VerificationStatus::Pending, "{status:?}");
+        }
+        assert!(VerificationStatus::Approved.is_final() && !VerificationStatus::Pending.is_final());
+        assert_eq!(VerificationStatus::parse("denied"), None);
+    }
+
+    #[test]
+    fn destinations_mask_match_and_meet_the_geo_rule() {
+        let gb = Destination::parse(Channel::Sms, "to", "+447400123456").unwrap();
+        let us = Destination::parse(Channel::Sms, "to", "+14155552671").unwrap();
+        let shared = Destination::parse(Channel::Voice, "to", "+80012345678").unwrap();
+        let email = Destination::parse(Channel::Email, "to", "Bob@Example.com").unwrap();
+        assert_eq!(gb.masked(), "+44********56");
+        assert_eq!(email.masked(), "B***@example.com");
+        assert_eq!(email.match_key(), "bob@example.com");
+        let only_gb = Settings::default().patched(&serde_json::json!({"geo": {"allowed_countries": ["GB"]}})).unwrap();
+        assert_eq!(gb.blocked_country(&only_gb), None);
+        assert_eq!(us.blocked_country(&only_gb), Some("US"));
+        assert_eq!(shared.blocked_country(&only_gb), Some("international"), "shared plans are their own entry");
+        assert_eq!(email.blocked_country(&only_gb), None, "email has no country");
+        assert_eq!(us.blocked_country(&Settings::default()), None);
+    }
+
+    /// The stored `to` matches as its destination did: email case-blind
+    /// in the local part, phones as E.164.
+    #[test]
+    fn a_stored_verification_matches_like_its_destination() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let service = Service::new(TenantId::generate(), "s", None, None, None, now).unwrap();
+        let policy = OtpPolicy::resolve(&Settings::default(), &service);
+        let stored = |channel, to: &str| {
+            let to = Destination::parse(channel, "to", to).unwrap();
+            Verification::new(VerificationId::generate(), &service, &to, channel, None, "h".into(), &policy, now)
+        };
+        let email = stored(Channel::Email, "Bob@Example.com");
+        assert_eq!(email.to, "Bob@example.com", "kept as written");
+        assert_eq!(email.match_key(), "bob@example.com");
+        assert_eq!(stored(Channel::Sms, "+44 7400 123456").match_key(), "+447400123456");
+    }
+
+    #[test]
+    fn the_hasher_never_shows_its_key() {
+        assert_eq!(format!("{:?}", hasher()), "CodeHasher(..)");
+    }
+
     #[test]
     fn only_digit_strings_of_a_code_length_are_plausible() {
         assert!(plausible_code("1234"));

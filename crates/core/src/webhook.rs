@@ -232,6 +232,36 @@ mod tests {
         assert_eq!(sig, v["webhook_signature"].as_str().unwrap());
     }
 
+    /// Test events count per endpoint in hour-long buckets that start on
+    /// the hour, so every node counts into the same one.
+    #[test]
+    fn test_events_count_per_endpoint_per_hour() {
+        let (tenant, endpoint) = (TenantId::generate(), WebhookEndpointId::generate());
+        let at = |s: i64| OffsetDateTime::from_unix_timestamp(s).unwrap();
+        let counter = test_event_counter(&tenant, &endpoint, at(1_700_001_234));
+        assert_eq!(counter.bucket, 1_699_999_200_000, "the hour 22:00 UTC");
+        assert_eq!((counter.scope, counter.key.as_str(), counter.limit), ("webhook_test", endpoint.as_str(), 60));
+        assert_eq!(test_event_counter(&tenant, &endpoint, at(1_700_002_799)).bucket, counter.bucket);
+        assert_eq!(test_event_counter(&tenant, &endpoint, at(1_700_002_800)).bucket, counter.bucket + 3_600_000);
+    }
+
+    #[test]
+    fn a_secret_shows_only_once_and_never_in_debug() {
+        let secret = WebhookSecret::from_bytes(vec![7; 32]);
+        assert_eq!(secret.as_bytes(), [7; 32]);
+        assert_eq!(format!("{secret:?}"), "WebhookSecret([REDACTED])");
+        let shown = secret.expose();
+        assert_eq!(WebhookSecret::parse(&shown).map(|s| s.as_bytes().to_vec()), Some(vec![7; 32]));
+    }
+
+    #[test]
+    fn filters_name_their_events() {
+        let only = EventFilter::parse(Some(&["user.locked".to_owned(), "user.locked".to_owned()])).unwrap();
+        assert_eq!(only.names(), ["user.locked"]);
+        assert_eq!(EventFilter::All.names().len(), EventType::ALL.len());
+        assert_eq!(EventFilter::All.names()[0], EventType::ALL[0].as_str());
+    }
+
     #[test]
     fn rotation_sends_both_signatures() {
         let a = WebhookSecret::generate().unwrap();
