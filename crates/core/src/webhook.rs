@@ -289,10 +289,9 @@ mod tests {
         assert_eq!(s.attempts(), 10);
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         assert_eq!(s.next_attempt_at(0, now, 0.9), Some(now), "the first attempt is at once");
-        for jitter in [0.0, 0.5, 0.999] {
+        for (jitter, expected) in [(0.0, 270.0), (0.25, 285.0), (0.5, 300.0), (1.0, 330.0), (7.0, 330.0)] {
             let at = s.next_attempt_at(2, now, jitter).unwrap();
-            let secs = (at - now).as_seconds_f64();
-            assert!((270.0..=330.0).contains(&secs), "{secs}");
+            assert_eq!((at - now).as_seconds_f64(), expected, "jitter {jitter}");
         }
         assert_eq!(s.next_attempt_at(10, now, 0.5), None, "after the tenth attempt the message is dead");
         assert_eq!(RetrySchedule::parse("0, 1,2").unwrap().attempts(), 3);
@@ -300,10 +299,11 @@ mod tests {
     }
 
     #[test]
-    fn random_unit_stays_in_range() {
-        for _ in 0..1000 {
-            let x = random_unit();
-            assert!((0.0..1.0).contains(&x));
-        }
+    fn random_unit_stays_in_range_and_spreads() {
+        let draws: Vec<f64> = (0..1000).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let below_half = draws.iter().filter(|x| **x < 0.5).count();
+        // Binomial(1000, ½): outside 400..600 about once in 10^10 runs.
+        assert!((400..600).contains(&below_half), "{below_half} of 1000 below ½");
     }
 }

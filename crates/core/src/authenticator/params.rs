@@ -148,6 +148,7 @@ mod tests {
         for (kind, text) in [
             (AuthenticatorKind::Totp, r#"{"algorithm":"SHA1","digits":6}"#),
             (AuthenticatorKind::Totp, r#"{"algorithm":"MD5","digits":6,"period":30}"#),
+            (AuthenticatorKind::Totp, r#"{"algorithm":"SHA1","digits":6,"period":0}"#),
             (AuthenticatorKind::Hotp, r#"{"algorithm":"SHA1","digits":"6"}"#),
             (AuthenticatorKind::Hotp, r#"{"algorithm":"SHA1","digits":12}"#),
             (AuthenticatorKind::Hotp, "not json"),
