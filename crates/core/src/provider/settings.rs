@@ -304,6 +304,26 @@ mod tests {
         }
     }
 
+    /// SECURITY: a gateway's extra headers are header names and one-line
+    /// values, so no setting can smuggle a header or a request into a send.
+    #[test]
+    fn gateway_headers_are_names_and_one_line_values() {
+        let with = |headers: serde_json::Value| json!({"url": "u", "body_template": "b", "headers": headers});
+        assert!(ProviderSettings::parse(ProviderKind::Http, &with(json!({"X-Api_Key2": "v"}))).is_ok());
+        for headers in [
+            json!({"X Key": "v"}),
+            json!({"X:Key": "v"}),
+            json!({"": "v"}),
+            json!({"X.Key": "v"}),
+            json!({"X-Key": "a\rb"}),
+            json!({"X-Key": 7}),
+            json!(["X-Key"]),
+        ] {
+            let refused = ProviderSettings::parse(ProviderKind::Http, &with(headers.clone()));
+            assert_eq!(refused.unwrap_err().field, "settings.headers", "{headers}");
+        }
+    }
+
     #[test]
     fn typed_settings_answer_timeouts_and_urls() {
         let http = json!({"url": "https://gw.test/send", "body_template": "{}", "timeout_ms": 250});
