@@ -86,9 +86,15 @@ fn import_users(
 /// Opens `CHALLENGES` TOTP challenges for users picked at random among
 /// `users`: each challenge's id and its user's number.
 async fn open_challenges(server: &Server, users: usize, dice: &mut Dice) -> anyhow::Result<Arc<Vec<(String, usize)>>> {
-    let client = reqwest::Client::new();
-    let mut ids = Vec::with_capacity(CHALLENGES);
     let picks: Vec<u64> = (0..CHALLENGES).map(|_| dice.next() % users as u64).collect();
+    open_challenges_for(server, &picks).await
+}
+
+/// Opens one TOTP challenge for each user of `picks`: each challenge's id
+/// and its user's number.
+async fn open_challenges_for(server: &Server, picks: &[u64]) -> anyhow::Result<Arc<Vec<(String, usize)>>> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(picks.len());
     for chunk in picks.chunks(64) {
         let tasks: Vec<_> = chunk
             .iter()
@@ -122,6 +128,8 @@ const TOP_REPEATS: usize = 3;
 #[derive(serde::Serialize)]
 pub struct ScaleRun {
     pub users: usize,
+    /// Right codes (each approves its challenge) rather than wrong ones.
+    pub right_code: bool,
     pub import_s: f64,
     pub measurement: Measurement,
     /// The p99 of every run of this row, lowest first (one unless repeated).
@@ -190,8 +198,47 @@ pub async fn run(
             runs.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
             let p99_runs_ms = runs.iter().map(|m| m.p99_ms).collect();
             let measurement = runs.swap_remove(runs.len() / 2);
-            out.push(ScaleRun { users, import_s, measurement, p99_runs_ms });
+            out.push(ScaleRun { users, right_code: false, import_s, measurement, p99_runs_ms });
         }
     }
+    // Right codes on the largest table: each approval moves its user's
+    // counter past the step, so every run takes users no run took before.
+    let per_run = (enrolled / concurrencies.len().max(1)).min(RIGHT_CHALLENGES);
+    for (run, &concurrency) in concurrencies.iter().enumerate() {
+        if per_run == 0 {
+            break;
+        }
+        let users = (run * per_run..(run + 1) * per_run).map(|u| u as u64).collect::<Vec<_>>();
+        let measurement = measure_right(server, &users, &seeds, concurrency, seconds).await?;
+        let p99_runs_ms = vec![measurement.p99_ms];
+        out.push(ScaleRun { users: enrolled, right_code: true, import_s: 0.0, measurement, p99_runs_ms });
+    }
     Ok(out)
+}
+
+/// Challenges opened for the right-code rows, one per user.
+const RIGHT_CHALLENGES: usize = 30_000;
+
+/// One run of right answers, one to each challenge of one user of `users`
+/// (the code of the moment it is sent), until they run out.
+async fn measure_right(
+    server: &Server,
+    users: &[u64],
+    seeds: &Arc<Vec<Seed>>,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<Measurement> {
+    eprintln!("  opening {} challenges for right codes", users.len());
+    let challenges = open_challenges_for(server, users).await?;
+    let label = format!("POST /v1/challenges/{{id}}/verify, right TOTP code (approves), {} users", seeds.len());
+    let (secret, seeds) = (server.secret.clone(), seeds.clone());
+    let make: load::MakeRequest = Arc::new(move |n| {
+        let (id, user) = challenges.get(n)?;
+        let totp = Totp::new(&Secret::from_bytes(seeds[*user].to_vec()), 6, 30, Algorithm::Sha1).ok()?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let body = serde_json::json!({"code": totp.generate(now)});
+        Some(load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&secret), &body))
+    });
+    let approved = load::accept_json(|answered: Answered| answered.status == "approved");
+    Ok(load::run(&label, &server.target(), make, approved, concurrency, seconds).await)
 }
