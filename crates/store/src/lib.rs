@@ -40,6 +40,7 @@ mod postgres;
 mod providers;
 mod rows;
 mod services;
+mod settings_cache;
 mod sqlite;
 mod sqlite_reads;
 mod tenants;
@@ -97,6 +98,8 @@ pub struct SqlStore {
     db: Db,
     /// Set once the master key is loaded; audited writes refuse without it.
     audit_key: std::sync::Arc<std::sync::OnceLock<vouchsafe_core::audit::AuditKey>>,
+    /// Tenants' settings as last parsed, by version.
+    settings: std::sync::Arc<settings_cache::SettingsCache>,
 }
 
 impl SqlStore {
@@ -111,11 +114,14 @@ impl SqlStore {
                 Self {
                     db: Db::Sqlite { pool, writer, readers, schema: Box::new(schema) },
                     audit_key: Default::default(),
+                    settings: Default::default(),
                 }
             }
-            DatabaseUrl::Postgres(url) => {
-                Self { db: Db::Postgres(postgres::connect(url).await?), audit_key: Default::default() }
-            }
+            DatabaseUrl::Postgres(url) => Self {
+                db: Db::Postgres(postgres::connect(url).await?),
+                audit_key: Default::default(),
+                settings: Default::default(),
+            },
         })
     }
 

@@ -83,6 +83,11 @@ impl TenantStore for SqlStore {
     }
 
     async fn settings(&self, tenant: &TenantId) -> StoreResult<Versioned<Settings>> {
+        let sql = "SELECT version FROM tenant_settings WHERE tenant_id = $1";
+        let (version,) = read!(self, one(i64,), sql, [tenant.as_str()])?;
+        if let Some(value) = self.settings.get(tenant.as_str(), version) {
+            return Ok(Versioned { value, version });
+        }
         let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
         let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
         let doc =
@@ -91,6 +96,7 @@ impl TenantStore for SqlStore {
         // of the server appear without a migration.
         let value =
             Settings::from_document(doc).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
+        self.settings.put(tenant.as_str(), version, &value);
         Ok(Versioned { value, version })
     }
 

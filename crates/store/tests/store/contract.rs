@@ -129,6 +129,25 @@ async fn settings_replace_is_conditional_on_the_version() {
     assert_eq!(store.settings(&t.id).await.unwrap().value.otp.code_length, 8);
 }
 
+/// Settings are kept parsed between reads; a change made through another
+/// store on the same database (another node, the CLI) is still seen by
+/// the very next read.
+#[tokio::test]
+async fn a_settings_change_by_another_node_is_seen_at_once() {
+    let (store, db) = store().await;
+    let other_node = vouchsafe_store::testing::connect(&db).await.unwrap();
+    let t = tenant(&store, "acme").await;
+    assert_eq!(store.settings(&t.id).await.unwrap().value.lockout.threshold, Settings::default().lockout.threshold);
+    let mut s = Settings::default();
+    s.lockout.threshold = 3;
+    other_node.replace_settings(&t.id, &s, 1, &audit("settings.updated")).await.unwrap();
+    let read = store.settings(&t.id).await.unwrap();
+    assert_eq!((read.value.lockout.threshold, read.version), (3, 2));
+    s.lockout.threshold = 4;
+    store.replace_settings(&t.id, &s, 2, &audit("settings.updated")).await.unwrap();
+    assert_eq!(other_node.settings(&t.id).await.unwrap().value.lockout.threshold, 4);
+}
+
 #[tokio::test]
 async fn services_crud_and_isolation() {
     let (store, _db) = store().await;
