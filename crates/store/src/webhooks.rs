@@ -16,6 +16,7 @@ use vouchsafe_core::store::{
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
 use crate::audit::append_audit;
+use crate::sqlite_reads::row;
 use crate::tx::{Tx, exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -83,20 +84,22 @@ impl From<EndpointRow> for WebhookEndpoint {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct DueRow {
-    id: String,
-    event_id: String,
-    event_type: String,
-    tenant_id: String,
-    endpoint_id: String,
-    url: String,
-    body: String,
-    attempts: i64,
-    locked_until: i64,
-    secret: Vec<u8>,
-    previous_secret: Option<Vec<u8>>,
-    previous_secret_expires_at: Option<i64>,
+row! {
+    /// A claimed message with what sending it needs.
+    struct DueRow {
+        id: String,
+        event_id: String,
+        event_type: String,
+        tenant_id: String,
+        endpoint_id: String,
+        url: String,
+        body: String,
+        attempts: i64,
+        locked_until: i64,
+        secret: Vec<u8>,
+        previous_secret: Option<Vec<u8>>,
+        previous_secret_expires_at: Option<i64>,
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -314,10 +317,10 @@ impl WebhookStore for SqlStore {
         // its share; turns interleave tenants (every tenant's first due
         // message, then every second, …), so a flood or a dead endpoint of
         // one tenant cannot push another's messages back.
-        let claimed: Vec<(String,)> = self
+        let claimed: Vec<DueRow> = self
             .write((lease, now, limit), |conn, (lease, now, limit)| {
                 Box::pin(async move {
-                    fetch!(
+                    let ids = fetch!(
                         conn,
                         all(String,),
                         "WITH busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
@@ -341,25 +344,29 @@ impl WebhookStore for SqlStore {
                    ORDER BY turn, next_attempt_at, id LIMIT $3) \
                  AND status = 'pending' AND locked_until < $2 RETURNING id",
                         [*lease, *now, *limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
-                    )
+                    )?;
+                    // Read in the same transaction as the claim: on SQLite a
+                    // lookup on the writer's own connection, not a pool
+                    // round trip per message.
+                    let mut rows = Vec::with_capacity(ids.len());
+                    for (id,) in ids {
+                        rows.push(fetch!(
+                            conn,
+                            one DueRow,
+                            "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, \
+                             m.attempts, m.locked_until, w.secret, w.previous_secret, w.previous_secret_expires_at \
+                             FROM webhook_messages m JOIN events e ON e.id = m.event_id \
+                             JOIN webhook_endpoints w ON w.id = m.endpoint_id WHERE m.id = $1",
+                            [id]
+                        )?);
+                    }
+                    Ok(rows)
                 })
             })
             .await
             .map_err(map_err)?;
         let mut due = Vec::with_capacity(claimed.len());
-        for (id,) in claimed {
-            let row: DueRow = on_pool!(self.db(), pool =>
-                sqlx::query_as(
-                    "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, m.attempts, m.locked_until, w.secret, w.previous_secret, \
-                     w.previous_secret_expires_at FROM webhook_messages m \
-                     JOIN events e ON e.id = m.event_id JOIN webhook_endpoints w ON w.id = m.endpoint_id \
-                     WHERE m.id = $1",
-                )
-                .bind(&id)
-                .fetch_one(pool)
-                .await
-            )
-            .map_err(map_err)?;
+        for row in claimed {
             due.push(DueMessage {
                 id: MessageId::from_stored(row.id),
                 event_id: EventId::from_stored(row.event_id),
