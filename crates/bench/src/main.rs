@@ -19,6 +19,7 @@ mod peer;
 mod receiver;
 mod scenarios;
 mod server;
+mod soak;
 mod totp_scale;
 
 use std::path::PathBuf;
@@ -71,6 +72,11 @@ struct Args {
     /// The peer tokens' PIN (sent before the code, privacyIDEA style).
     #[arg(long, default_value = "bench")]
     peer_pin: String,
+    /// Instead of the scenarios: a login-flow mix at a steady rate for this
+    /// many minutes, sampling the server's memory every 10 s (on the first
+    /// engine named).
+    #[arg(long)]
+    soak: Option<u64>,
     /// Internal: serve the empty axum handler the check rate is compared
     /// with (the benchmark starts itself with this).
     #[arg(long, hide = true)]
@@ -117,6 +123,9 @@ fn main() -> anyhow::Result<()> {
     let machine = machine();
     if let Some(url) = &args.peer_privacyidea {
         return run_peer(&args, url, &machine);
+    }
+    if let Some(minutes) = args.soak {
+        return run_soak(&args, minutes, &machine);
     }
     let mut report = format!(
         "# vouchsafe benchmark results\n\nCommand: `{command}`  \nMachine: {machine}; load generator and server share it, over loopback.\n\n"
@@ -321,6 +330,41 @@ fn run_peer(args: &Args, url: &str, machine: &str) -> anyhow::Result<()> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let json_path = args.results_dir.join(format!("privacyidea-{stamp}.json"));
     let json = serde_json::json!({"peer": "privacyidea 3.14", "machine": machine, "unix_time": stamp, "http": http});
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(&args.out, &md)?;
+    println!("\n{md}\nwritten to {} and {}", args.out.display(), json_path.display());
+    Ok(())
+}
+
+/// The soak run: its own JSON file and Markdown section.
+fn run_soak(args: &Args, minutes: u64, machine: &str) -> anyhow::Result<()> {
+    let engine = args.engine.first().copied().unwrap_or(Engine::Sqlite);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (soak, peak) = runtime.block_on(async {
+        let server = server::start(&args.bin, engine, &args.postgres_url).await?;
+        let soak = soak::run(&server, minutes).await?;
+        anyhow::Ok((soak, server.peak_rss_mib()))
+    })?;
+    let samples: Vec<String> = soak.rss_mib.iter().map(|(t, mib)| format!("{t:.0} s: {mib:.1}")).collect();
+    let md = format!(
+        "## Soak: {minutes} min on {} (`--soak {minutes}`)\n\nMachine: {machine}. Login flows at a steady rate: \
+         {} SMS flows (start, then the right code) and {} TOTP flows (challenge, then the right code), every \
+         approval an event for a webhook endpoint on the loopback receiver ({} requests reached it); {} errors{}.\n\n\
+         Server RSS every 10 s (MiB): {}.\n\nSlope after the first minute: **{:.3} MiB/min**; peak RSS {}.\n",
+        engine.label(),
+        soak.sms_flows,
+        soak.totp_flows,
+        soak.receiver_requests,
+        soak.errors,
+        soak.first_error.as_ref().map_or(String::new(), |e| format!(" (the first: `{e}`)")),
+        samples.join(", "),
+        soak.slope_mib_per_minute,
+        peak.map_or("unknown".to_owned(), |p| format!("{p:.1} MiB")),
+    );
+    std::fs::create_dir_all(&args.results_dir)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let json_path = args.results_dir.join(format!("soak-{stamp}.json"));
+    let json = serde_json::json!({"machine": machine, "unix_time": stamp, "engine": engine, "soak": soak, "peak_rss_mib": peak});
     std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)?;
     std::fs::write(&args.out, &md)?;
     println!("\n{md}\nwritten to {} and {}", args.out.display(), json_path.display());

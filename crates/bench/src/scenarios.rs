@@ -63,7 +63,7 @@ fn checks(server: &Server, ids: Arc<Vec<(String, String)>>, wrong: bool) -> Make
 
 /// Lifts the send limits (the benchmark sends to many numbers from one
 /// tenant) and routes SMS through an `http` provider to the receiver.
-async fn configure(server: &Server, receiver_port: u16) -> anyhow::Result<()> {
+pub(crate) async fn configure(server: &Server, receiver_port: u16) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let limits = serde_json::json!({"otp": {"max_check_attempts": WRONG_ATTEMPTS, "resend_cooldown_s": 0},
         "fraud": {"max_sends_per_destination_per_hour": 10000, "max_sends_per_prefix_per_hour": 1000000,

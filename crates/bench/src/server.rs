@@ -78,6 +78,11 @@ impl Server {
         Some(kib / 1024.0)
     }
 
+    /// Resident memory of the server now (Linux VmRSS), in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmRSS")
+    }
+
     /// Peak resident memory of the server so far (Linux VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         self.status_mib("VmHWM")

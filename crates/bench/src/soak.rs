@@ -1,0 +1,246 @@
+//! Soak mode (`--soak MINUTES`): a login-flow mix at a steady rate for a
+//! long time, with the server's resident memory sampled every 10 s, so a
+//! slow leak shows as a slope rather than hiding in one peak figure.
+//!
+//! Each second it starts SMS verifications and checks their right codes
+//! (approvals, so events, audit rows and webhook deliveries follow), and
+//! answers TOTP challenges of imported users with their right codes; a
+//! webhook endpoint subscribed to every event points at the loopback
+//! receiver. Requests are paced, not back to back: the server is kept busy
+//! but not saturated, as a production server would be.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use vouchsafe_otp::{Algorithm, Secret, Totp};
+
+use crate::receiver;
+use crate::server::Server;
+
+/// What a flow needs to call the API.
+struct Api {
+    base: String,
+    secret: String,
+}
+
+/// SMS login flows (start, then check the right code) per second.
+const SMS_FLOWS_PER_SECOND: usize = 100;
+/// TOTP login flows (open a challenge, answer the right code) per second.
+const TOTP_FLOWS_PER_SECOND: usize = 20;
+/// Users the TOTP flows take turns over: each comes round every 50 s, so
+/// its code is always of a later step than the one it last used.
+const TOTP_USERS: usize = 1_000;
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, serde::Serialize)]
+pub struct Soak {
+    pub minutes: u64,
+    pub sms_flows: usize,
+    pub totp_flows: usize,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    /// Requests the loopback receiver answered: SMS sends and webhook deliveries.
+    pub receiver_requests: usize,
+    /// (seconds since the start, resident MiB) every 10 s.
+    pub rss_mib: Vec<(f64, f64)>,
+    /// Least-squares slope of the samples after the first minute, MiB per minute.
+    pub slope_mib_per_minute: f64,
+}
+
+#[derive(Default)]
+struct Tally {
+    sms: AtomicUsize,
+    totp: AtomicUsize,
+    errors: AtomicUsize,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn failed(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(what);
+        }
+    }
+}
+
+/// The least-squares slope of `points`, per unit of x.
+pub fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let num: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// One SMS flow: start a verification to `to`, check the code the gateway got.
+async fn sms_flow(
+    client: &reqwest::Client,
+    server: &Api,
+    gateway: &receiver::Received,
+    to: &str,
+) -> Result<(), String> {
+    let started = client
+        .post(format!("{}/v1/verifications", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"to": to, "channel": "sms"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let started: serde_json::Value = started.json().await.map_err(|e| e.to_string())?;
+    let id = started["id"].as_str().ok_or_else(|| format!("start: {started}"))?;
+    let code = gateway.code_for(to).ok_or("the gateway got no code")?;
+    let checked: serde_json::Value = client
+        .post(format!("{}/v1/verifications/check", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"verification_id": id, "code": code}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if checked["valid"] != true {
+        return Err(format!("check: {checked}"));
+    }
+    Ok(())
+}
+
+/// One TOTP flow: open a challenge for user `n`, answer the code of now.
+async fn totp_flow(client: &reqwest::Client, server: &Api, n: usize, seed: &[u8]) -> Result<(), String> {
+    let opened: serde_json::Value = client
+        .post(format!("{}/v1/users/soak-user-{n}/challenges", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"factor": "totp"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = opened["id"].as_str().ok_or_else(|| format!("challenge: {opened}"))?;
+    let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let answered: serde_json::Value = client
+        .post(format!("{}/v1/challenges/{id}/verify", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"code": totp.generate(now)}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if answered["status"] != "approved" {
+        return Err(format!("verify: {answered}"));
+    }
+    Ok(())
+}
+
+/// Imports `TOTP_USERS` users with seeds of their own; returns the seeds.
+fn import_users(server: &Server) -> anyhow::Result<Vec<[u8; 20]>> {
+    use std::io::Write;
+    let path = server.dir().join("soak-users.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let seeds: Vec<[u8; 20]> = (0..TOTP_USERS).map(|n| std::array::from_fn(|i| (n * 31 + i * 7) as u8)).collect();
+    for (n, seed) in seeds.iter().enumerate() {
+        let secret = Secret::from_bytes(seed.to_vec()).to_base32();
+        writeln!(file, "soak-user-{n},otpauth://totp/Soak:u{n}?secret={secret}&issuer=Soak")?;
+    }
+    file.flush()?;
+    drop(file);
+    let out = server.command(&["authenticators", "import", "--json", path.to_str().context("path")?]).output()?;
+    if !out.status.success() {
+        bail!("import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(seeds)
+}
+
+pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
+    let (port, gateway) = receiver::start().await?;
+    crate::scenarios::configure(server, port).await?;
+    let client = reqwest::Client::new();
+    let hook = client
+        .post(format!("{}/v1/webhook-endpoints", server.base))
+        .bearer_auth(&server.secret)
+        .json(&serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook")}))
+        .send()
+        .await?;
+    if !hook.status().is_success() {
+        bail!("webhook endpoint: {}", hook.text().await?);
+    }
+    let seeds = Arc::new(import_users(server)?);
+    let tally = Arc::new(Tally::default());
+    let api = Arc::new(Api { base: server.base.clone(), secret: server.secret.clone() });
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(minutes * 60);
+    let mut rss = Vec::new();
+    let mut next_sample = started;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while Instant::now() < deadline {
+        tick.tick().await;
+        if Instant::now() >= next_sample {
+            if let Some(mib) = server.rss_mib() {
+                rss.push((started.elapsed().as_secs_f64(), mib));
+            }
+            eprint!(
+                "\r  soak: {:>5.0} s of {} s, RSS {:>6.1} MiB, {} errors",
+                started.elapsed().as_secs_f64(),
+                minutes * 60,
+                rss.last().map_or(0.0, |r| r.1),
+                tally.errors.load(Ordering::Relaxed)
+            );
+            next_sample += SAMPLE_EVERY;
+        }
+        // A tenth of each second's flows every 100 ms.
+        for _ in 0..SMS_FLOWS_PER_SECOND / 10 {
+            let n = tally.sms.fetch_add(1, Ordering::Relaxed);
+            let (client, api, gateway, tally) = (client.clone(), api.clone(), gateway.clone(), tally.clone());
+            tokio::spawn(async move {
+                if let Err(e) = sms_flow(&client, &api, &gateway, &format!("+49152{n:08}")).await {
+                    tally.failed(e);
+                }
+            });
+        }
+        for _ in 0..TOTP_FLOWS_PER_SECOND / 10 {
+            let n = tally.totp.fetch_add(1, Ordering::Relaxed) % TOTP_USERS;
+            let (client, api, seeds, tally) = (client.clone(), api.clone(), seeds.clone(), tally.clone());
+            tokio::spawn(async move {
+                if let Err(e) = totp_flow(&client, &api, n, &seeds[n]).await {
+                    tally.failed(e);
+                }
+            });
+        }
+    }
+    eprintln!();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_warm_up: Vec<(f64, f64)> = rss.iter().copied().filter(|(t, _)| *t >= 60.0).collect();
+    let first_error = tally.first_error.lock().ok().and_then(|f| f.clone());
+    Ok(Soak {
+        minutes,
+        sms_flows: tally.sms.load(Ordering::Relaxed),
+        totp_flows: tally.totp.load(Ordering::Relaxed),
+        errors: tally.errors.load(Ordering::Relaxed),
+        first_error,
+        receiver_requests: gateway.count(),
+        slope_mib_per_minute: slope(&after_warm_up) * 60.0,
+        rss_mib: rss,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slope_of_a_line_is_its_gradient() {
+        assert_eq!(slope(&[(0.0, 1.0), (10.0, 3.0), (20.0, 5.0)]), 0.2);
+        assert_eq!(slope(&[(0.0, 7.0), (10.0, 7.0)]), 0.0);
+        assert_eq!(slope(&[(5.0, 7.0)]), 0.0);
+    }
+}
