@@ -240,6 +240,7 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
         endpoints.push(created["id"].as_str().context("no endpoint id")?.to_owned());
     }
     eprintln!("  webhook dispatch: {EVENTS} events over {} endpoints", endpoints.len());
+    let endpoints_made = endpoints.clone();
     let secret = server.secret.clone();
     let make: MakeRequest = Arc::new(move |n| {
         let id = endpoints.get(n % endpoints.len())?;
@@ -255,6 +256,17 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     }
     let total_s = started.elapsed().as_secs_f64();
     let delivered = received.count();
+    // Later rows must not fan their events out to these endpoints.
+    for id in endpoints_made.iter() {
+        let deleted = client
+            .delete(format!("{}/v1/webhook-endpoints/{id}", server.base))
+            .bearer_auth(&server.secret)
+            .send()
+            .await?;
+        if !deleted.status().is_success() {
+            bail!("could not delete webhook endpoint {id}: {}", deleted.text().await?);
+        }
+    }
     Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s, queueing })
 }
 
