@@ -350,7 +350,9 @@ fn run_soak(args: &Args, minutes: u64, machine: &str) -> anyhow::Result<()> {
         "## Soak: {minutes} min on {} (`--soak {minutes}`)\n\nMachine: {machine}. Login flows at a steady rate: \
          {} SMS flows (start, then the right code) and {} TOTP flows (challenge, then the right code), every \
          approval an event for a webhook endpoint on the loopback receiver ({} requests reached it); {} errors{}.\n\n\
-         Server RSS every 10 s (MiB): {}.\n\nSlope after the first minute: **{:.3} MiB/min**; peak RSS {}.\n",
+         Server RSS every 10 s (MiB): {}.\n\nSlope after the first minute: **{:.3} MiB/min** in all, of which \
+         **{:.3} MiB/min** anonymous (the heap; the rest is file-backed: the binary and the pages of the growing \
+         database file the readers have mapped); peak RSS {}.\n",
         engine.label(),
         soak.sms_flows,
         soak.totp_flows,
@@ -359,6 +361,7 @@ fn run_soak(args: &Args, minutes: u64, machine: &str) -> anyhow::Result<()> {
         soak.first_error.as_ref().map_or(String::new(), |e| format!(" (the first: `{e}`)")),
         samples.join(", "),
         soak.slope_mib_per_minute,
+        soak.anon_slope_mib_per_minute,
         peak.map_or("unknown".to_owned(), |p| format!("{p:.1} MiB")),
     );
     std::fs::create_dir_all(&args.results_dir)?;

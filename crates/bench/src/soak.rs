@@ -45,8 +45,13 @@ pub struct Soak {
     pub receiver_requests: usize,
     /// (seconds since the start, resident MiB) every 10 s.
     pub rss_mib: Vec<(f64, f64)>,
+    /// The anonymous part of each sample (the heap: where a leak shows).
+    pub anon_mib: Vec<(f64, f64)>,
     /// Least-squares slope of the samples after the first minute, MiB per minute.
     pub slope_mib_per_minute: f64,
+    /// The same of the anonymous part. The rest is file-backed: the binary
+    /// and the pages of the growing database file the readers have mapped.
+    pub anon_slope_mib_per_minute: f64,
 }
 
 #[derive(Default)]
@@ -180,13 +185,18 @@ pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(minutes * 60);
     let mut rss = Vec::new();
+    let mut anon = Vec::new();
     let mut next_sample = started;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while Instant::now() < deadline {
         tick.tick().await;
         if Instant::now() >= next_sample {
+            let at = started.elapsed().as_secs_f64();
             if let Some(mib) = server.rss_mib() {
-                rss.push((started.elapsed().as_secs_f64(), mib));
+                rss.push((at, mib));
+            }
+            if let Some((heap, _)) = server.rss_split_mib() {
+                anon.push((at, heap));
             }
             eprint!(
                 "\r  soak: {:>5.0} s of {} s, RSS {:>6.1} MiB, {} errors",
@@ -219,7 +229,7 @@ pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
     }
     eprintln!();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_warm_up: Vec<(f64, f64)> = rss.iter().copied().filter(|(t, _)| *t >= 60.0).collect();
+    let warm = |samples: &[(f64, f64)]| samples.iter().copied().filter(|(t, _)| *t >= 60.0).collect::<Vec<_>>();
     let first_error = tally.first_error.lock().ok().and_then(|f| f.clone());
     Ok(Soak {
         minutes,
@@ -228,8 +238,10 @@ pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
         errors: tally.errors.load(Ordering::Relaxed),
         first_error,
         receiver_requests: gateway.count(),
-        slope_mib_per_minute: slope(&after_warm_up) * 60.0,
+        slope_mib_per_minute: slope(&warm(&rss)) * 60.0,
+        anon_slope_mib_per_minute: slope(&warm(&anon)) * 60.0,
         rss_mib: rss,
+        anon_mib: anon,
     })
 }
 
