@@ -83,33 +83,26 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+impl Api {
+    /// `POST path` with a JSON body; the answer's JSON body.
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let sent = client.post(format!("{}{path}", self.base)).bearer_auth(&self.secret).json(&body).send().await;
+        sent.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+    }
+}
+
 /// One SMS flow: start a verification to `to`, check the code the gateway got.
-async fn sms_flow(
-    client: &reqwest::Client,
-    server: &Api,
-    gateway: &receiver::Received,
-    to: &str,
-) -> Result<(), String> {
-    let started = client
-        .post(format!("{}/v1/verifications", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"to": to, "channel": "sms"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let started: serde_json::Value = started.json().await.map_err(|e| e.to_string())?;
+async fn sms_flow(client: &reqwest::Client, api: &Api, gateway: &receiver::Received, to: &str) -> Result<(), String> {
+    let started = api.post(client, "/v1/verifications", serde_json::json!({"to": to, "channel": "sms"})).await?;
     let id = started["id"].as_str().ok_or_else(|| format!("start: {started}"))?;
     let code = gateway.code_for(to).ok_or("the gateway got no code")?;
-    let checked: serde_json::Value = client
-        .post(format!("{}/v1/verifications/check", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"verification_id": id, "code": code}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let body = serde_json::json!({"verification_id": id, "code": code});
+    let checked = api.post(client, "/v1/verifications/check", body).await?;
     if checked["valid"] != true {
         return Err(format!("check: {checked}"));
     }
@@ -117,30 +110,14 @@ async fn sms_flow(
 }
 
 /// One TOTP flow: open a challenge for user `n`, answer the code of now.
-async fn totp_flow(client: &reqwest::Client, server: &Api, n: usize, seed: &[u8]) -> Result<(), String> {
-    let opened: serde_json::Value = client
-        .post(format!("{}/v1/users/soak-user-{n}/challenges", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"factor": "totp"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn totp_flow(client: &reqwest::Client, api: &Api, n: usize, seed: &[u8]) -> Result<(), String> {
+    let opened =
+        api.post(client, &format!("/v1/users/soak-user-{n}/challenges"), serde_json::json!({"factor": "totp"})).await?;
     let id = opened["id"].as_str().ok_or_else(|| format!("challenge: {opened}"))?;
     let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let answered: serde_json::Value = client
-        .post(format!("{}/v1/challenges/{id}/verify", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"code": totp.generate(now)}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let body = serde_json::json!({"code": totp.generate(now)});
+    let answered = api.post(client, &format!("/v1/challenges/{id}/verify"), body).await?;
     if answered["status"] != "approved" {
         return Err(format!("verify: {answered}"));
     }
