@@ -29,13 +29,15 @@ fn get(path: &str, secret: Option<&str>) -> MakeRequest {
     Arc::new(move |_| Some(request.clone()))
 }
 
+/// The body that starts an SMS verification to German mobile number `n`.
+fn start_body(n: usize) -> serde_json::Value {
+    serde_json::json!({"to": format!("+49151{n:08}"), "channel": "sms"})
+}
+
 /// Starts verifications by SMS to distinct German mobile numbers from `first`.
 fn starts(server: &Server, first: usize) -> MakeRequest {
     let secret = server.secret.clone();
-    Arc::new(move |n| {
-        let to = format!("+49151{:08}", first + n);
-        Some(load::post_json("/v1/verifications", Some(&secret), &serde_json::json!({"to": to, "channel": "sms"})))
-    })
+    Arc::new(move |n| Some(load::post_json("/v1/verifications", Some(&secret), &start_body(first + n))))
 }
 
 /// What a check answers, as far as the load looks.
@@ -101,8 +103,7 @@ async fn seed(
         let tasks: Vec<_> = chunk
             .iter()
             .map(|&n| {
-                let body = serde_json::json!({"to": format!("+49151{:08}", first + n), "channel": "sms"});
-                let req = client.post(&url).bearer_auth(&server.secret).json(&body);
+                let req = client.post(&url).bearer_auth(&server.secret).json(&start_body(first + n));
                 tokio::spawn(async move { req.send().await?.json::<serde_json::Value>().await })
             })
             .collect();
@@ -240,10 +241,10 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
         endpoints.push(created["id"].as_str().context("no endpoint id")?.to_owned());
     }
     eprintln!("  webhook dispatch: {EVENTS} events over {} endpoints", endpoints.len());
-    let endpoints_made = endpoints.clone();
-    let secret = server.secret.clone();
+    let endpoints = Arc::new(endpoints);
+    let (secret, targets) = (server.secret.clone(), endpoints.clone());
     let make: MakeRequest = Arc::new(move |n| {
-        let id = endpoints.get(n % endpoints.len())?;
+        let id = targets.get(n % targets.len())?;
         (n < EVENTS).then(|| load::request("POST", &format!("/v1/webhook-endpoints/{id}/test"), Some(&secret), None))
     });
     let started = Instant::now();
@@ -257,7 +258,7 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     let total_s = started.elapsed().as_secs_f64();
     let delivered = received.count();
     // Later rows must not fan their events out to these endpoints.
-    for id in endpoints_made.iter() {
+    for id in endpoints.iter() {
         let deleted = client
             .delete(format!("{}/v1/webhook-endpoints/{id}", server.base))
             .bearer_auth(&server.secret)

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use vouchsafe_otp::{Algorithm, Secret, Totp};
+use anyhow::bail;
 
 use crate::receiver;
 use crate::server::Server;
+use crate::totp_scale::{Dice, Seed, code_now, import_users};
 
 /// What a flow needs to call the API.
 struct Api {
@@ -110,37 +110,17 @@ async fn sms_flow(client: &reqwest::Client, api: &Api, gateway: &receiver::Recei
 }
 
 /// One TOTP flow: open a challenge for user `n`, answer the code of now.
-async fn totp_flow(client: &reqwest::Client, api: &Api, n: usize, seed: &[u8]) -> Result<(), String> {
-    let opened =
-        api.post(client, &format!("/v1/users/soak-user-{n}/challenges"), serde_json::json!({"factor": "totp"})).await?;
+async fn totp_flow(client: &reqwest::Client, api: &Api, n: usize, seed: &Seed) -> Result<(), String> {
+    let opened = api
+        .post(client, &format!("/v1/users/bench-user-{n}/challenges"), serde_json::json!({"factor": "totp"}))
+        .await?;
     let id = opened["id"].as_str().ok_or_else(|| format!("challenge: {opened}"))?;
-    let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let body = serde_json::json!({"code": totp.generate(now)});
+    let body = serde_json::json!({"code": code_now(seed).ok_or("no TOTP code")?});
     let answered = api.post(client, &format!("/v1/challenges/{id}/verify"), body).await?;
     if answered["status"] != "approved" {
         return Err(format!("verify: {answered}"));
     }
     Ok(())
-}
-
-/// Imports `TOTP_USERS` users with seeds of their own; returns the seeds.
-fn import_users(server: &Server) -> anyhow::Result<Vec<[u8; 20]>> {
-    use std::io::Write;
-    let path = server.dir().join("soak-users.csv");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    let seeds: Vec<[u8; 20]> = (0..TOTP_USERS).map(|n| std::array::from_fn(|i| (n * 31 + i * 7) as u8)).collect();
-    for (n, seed) in seeds.iter().enumerate() {
-        let secret = Secret::from_bytes(seed.to_vec()).to_base32();
-        writeln!(file, "soak-user-{n},otpauth://totp/Soak:u{n}?secret={secret}&issuer=Soak")?;
-    }
-    file.flush()?;
-    drop(file);
-    let out = server.command(&["authenticators", "import", "--json", path.to_str().context("path")?]).output()?;
-    if !out.status.success() {
-        bail!("import failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(seeds)
 }
 
 pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
@@ -156,7 +136,9 @@ pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
     if !hook.status().is_success() {
         bail!("webhook endpoint: {}", hook.text().await?);
     }
-    let seeds = Arc::new(import_users(server)?);
+    let mut seeds = Vec::with_capacity(TOTP_USERS);
+    import_users(server, 0, TOTP_USERS, &mut Dice(0x2545_F491_4F6C_DD1D), &mut seeds)?;
+    let seeds = Arc::new(seeds);
     let tally = Arc::new(Tally::default());
     let api = Arc::new(Api { base: server.base.clone(), secret: server.secret.clone() });
     let started = Instant::now();

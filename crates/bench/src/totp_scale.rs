@@ -29,10 +29,10 @@ const CHALLENGES: usize = 10_000;
 const ATTEMPTS: usize = 20;
 
 /// A small xorshift for seeds and picks; the benchmark needs spread, not secrecy.
-struct Dice(u64);
+pub(crate) struct Dice(pub(crate) u64);
 
 impl Dice {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -41,7 +41,14 @@ impl Dice {
 }
 
 /// One enrolled user's TOTP seed.
-type Seed = [u8; 20];
+pub(crate) type Seed = [u8; 20];
+
+/// The user's TOTP code of this moment (the right answer now).
+pub(crate) fn code_now(seed: &Seed) -> Option<String> {
+    let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).ok()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Some(totp.generate(now))
+}
 
 /// A six-digit code that is none of the user's codes two steps either
 /// side of now: of six candidates at most five can be taken.
@@ -57,7 +64,7 @@ fn surely_wrong_code(seed: &Seed) -> String {
 
 /// Writes users `from..to` as `USER_ID,otpauth://…` lines, imports them
 /// and keeps their seeds (user `n`'s at `seeds[n]`).
-fn import_users(
+pub(crate) fn import_users(
     server: &Server,
     from: usize,
     to: usize,
@@ -234,9 +241,7 @@ async fn measure_right(
     let (secret, seeds) = (server.secret.clone(), seeds.clone());
     let make: load::MakeRequest = Arc::new(move |n| {
         let (id, user) = challenges.get(n)?;
-        let totp = Totp::new(&Secret::from_bytes(seeds[*user].to_vec()), 6, 30, Algorithm::Sha1).ok()?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let body = serde_json::json!({"code": totp.generate(now)});
+        let body = serde_json::json!({"code": code_now(&seeds[*user])?});
         Some(load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&secret), &body))
     });
     let approved = load::accept_json(|answered: Answered| answered.status == "approved");
