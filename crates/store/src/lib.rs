@@ -12,7 +12,8 @@
 //! **How SQL is reached — one way to write, two ways to read:**
 //!
 //! - *Every write* is [`SqlStore::write`] (or [`SqlStore::write_audited`],
-//!   the same for one audited statement): a body of `tx::exec!` /
+//!   the same for one audited statement, or [`SqlStore::write_statement`],
+//!   one statement that needs no transaction around it): a body of `tx::exec!` /
 //!   `tx::fetch!` statements in one transaction, durable when it returns.
 //!   On SQLite the body runs on the group-commit writer's connection
 //!   (`group_commit`), the only connection that changes rows; on
@@ -211,6 +212,28 @@ impl SqlStore {
                 let out = body(&mut tx::Tx::Postgres(&mut open), &input).await?;
                 open.commit().await?;
                 Ok(out)
+            }
+        }
+    }
+
+    /// A write that is exactly one statement: durable when it returns, like
+    /// [`SqlStore::write`]. On SQLite it joins the group commit like any
+    /// write. On PostgreSQL a single statement is already its own
+    /// transaction, so it runs on a pooled connection without `BEGIN` and
+    /// `COMMIT`: one round trip instead of three, on the paths hit hardest
+    /// (a wrong code). A body of more than one statement belongs in
+    /// [`SqlStore::write`], where they commit together.
+    pub(crate) async fn write_statement<I, T, F>(&self, input: I, statement: F) -> Result<T, sqlx::Error>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
+    {
+        match &self.db {
+            Db::Sqlite { .. } => self.write(input, statement).await,
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                statement(&mut tx::Tx::Postgres(&mut conn), &input).await
             }
         }
     }

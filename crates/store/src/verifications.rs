@@ -347,6 +347,28 @@ impl VerificationStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<Option<Verification>> {
         let at = to_unix_ms(now);
+        // A wrong code that leaves an attempt over writes no audit entry, so
+        // it is one statement with no transaction around it (one round trip
+        // on PostgreSQL). Only when that statement finds nothing to count —
+        // the last attempt, or the verification ended — does the audited
+        // transaction below run; its own `WHERE` decides that case.
+        let not_last = concat!(
+            "UPDATE verifications SET attempts = attempts + 1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
+             AND attempts + 1 < max_attempts RETURNING ",
+            verification_columns!()
+        );
+        let counted = self
+            .write_statement((tenant.clone(), id.clone()), move |conn, (tenant, id)| {
+                Box::pin(
+                    async move { fetch!(conn, optional VerificationRow, not_last, [at, tenant.as_str(), id.as_str()]) },
+                )
+            })
+            .await
+            .map_err(map_err)?;
+        if let Some(row) = counted {
+            return row.try_into().map(Some);
+        }
         let sql = concat!(
             "UPDATE verifications SET attempts = attempts + 1, updated_at = $1, \
              status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached' ELSE status END \
