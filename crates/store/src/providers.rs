@@ -11,7 +11,7 @@ use vouchsafe_core::service::{channels_from_text, channels_to_text};
 use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
-use crate::sqlite_reads::row;
+use crate::sqlite_reads::{read, row};
 use crate::tx::{exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -43,6 +43,12 @@ macro_rules! select_provider {
             $rest
         )
     };
+}
+
+row! {
+    struct SealedRow {
+        sealed: Vec<u8>,
+    }
 }
 
 row! {
@@ -141,15 +147,9 @@ impl ProviderStore for SqlStore {
     }
 
     async fn sealed_credential(&self, tenant: &TenantId, name: &str) -> StoreResult<Vec<u8>> {
-        let (sealed,): (Vec<u8>,) = on_pool!(self.db(), pool =>
-            sqlx::query_as("SELECT sealed FROM credentials WHERE tenant_id = $1 AND name = $2")
-                .bind(tenant.as_str())
-                .bind(name)
-                .fetch_one(pool)
-                .await
-        )
-        .map_err(map_err)?;
-        Ok(sealed)
+        // On the send path of every start: read in place on SQLite.
+        let sql = "SELECT sealed FROM credentials WHERE tenant_id = $1 AND name = $2";
+        Ok(read!(self, one SealedRow, sql, [tenant.as_str(), name])?.sealed)
     }
 
     async fn delete_credential(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()> {
@@ -219,10 +219,8 @@ impl ProviderStore for SqlStore {
 
     async fn list_providers(&self, tenant: &TenantId) -> StoreResult<Vec<ProviderConfig>> {
         let sql = select_provider!("WHERE tenant_id = $1 ORDER BY priority, name");
-        let rows: Vec<ProviderRow> = on_pool!(self.db(), pool =>
-            sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(pool).await
-        )
-        .map_err(map_err)?;
+        // On the send path of every start: read in place on SQLite.
+        let rows = read!(self, all ProviderRow, sql, [tenant.as_str()])?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
