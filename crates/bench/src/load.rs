@@ -35,6 +35,35 @@ pub fn accept_json<T: serde::de::DeserializeOwned>(wanted: impl Fn(T) -> bool + 
     Some(Arc::new(move |body| serde_json::from_slice(body).is_ok_and(&wanted)))
 }
 
+/// A login flow: several requests on one connection, each made from the
+/// answer to the one before (a start's id, then its check).
+pub trait Flow: Send {
+    /// The next request, given the body of the (2xx) answer to the one
+    /// before, or `None` before the first. `Ok(None)` ends the flow;
+    /// `Err(())` says the answer was not what the flow wanted, which
+    /// counts as an error and ends the flow.
+    fn next(&mut self, answer: Option<&[u8]>) -> Result<Option<Vec<u8>>, ()>;
+}
+
+/// Makes flow number `n` of the run, or `None` when there is no more work.
+pub type MakeFlow = Arc<dyn Fn(usize) -> Option<Box<dyn Flow>> + Send + Sync>;
+
+/// The flow of the single-request rows: one request, and its answer checked by `accept`.
+struct Single {
+    request: Option<Vec<u8>>,
+    accept: Accept,
+}
+
+impl Flow for Single {
+    fn next(&mut self, answer: Option<&[u8]>) -> Result<Option<Vec<u8>>, ()> {
+        match answer {
+            None => Ok(self.request.take()),
+            Some(body) if self.accept.as_ref().is_none_or(|accept| accept(body)) => Ok(None),
+            Some(_) => Err(()),
+        }
+    }
+}
+
 /// Where the load goes: the server's address, and its process (for its
 /// CPU share) when the benchmark started it.
 #[derive(Debug, Clone)]
@@ -78,6 +107,9 @@ pub struct Measurement {
     pub concurrency: usize,
     pub seconds: f64,
     pub requests: usize,
+    /// Flows finished, where the row runs flows of several requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<usize>,
     pub errors: usize,
     pub per_second: f64,
     pub p50_ms: f64,
@@ -180,6 +212,7 @@ fn progress(label: String, started: Instant, seconds: u64, sent: Arc<AtomicUsize
 /// What one connection saw.
 struct Seen {
     latencies_us: Vec<u32>,
+    flows: usize,
     errors: usize,
     first_error: Option<String>,
     finished: Instant,
@@ -240,47 +273,67 @@ async fn exchange(
     }
 }
 
-/// One keep-alive connection sending requests back to back.
-async fn connection(
-    addr: SocketAddr,
-    make: MakeRequest,
-    accept: Accept,
-    sequence: Arc<AtomicUsize>,
-    deadline: Instant,
-) -> Seen {
-    let mut seen = Seen { latencies_us: Vec::new(), errors: 0, first_error: None, finished: Instant::now() };
+/// One keep-alive connection running flows back to back.
+async fn connection(addr: SocketAddr, make: MakeFlow, sequence: Arc<AtomicUsize>, deadline: Instant) -> Seen {
+    let mut seen = Seen { latencies_us: Vec::new(), flows: 0, errors: 0, first_error: None, finished: Instant::now() };
     let mut stream = None;
     let mut buf = Vec::with_capacity(16 * 1024);
-    while Instant::now() < deadline {
-        let Some(request) = make(sequence.fetch_add(1, Ordering::Relaxed)) else { break };
-        let sent = Instant::now();
-        match exchange(&mut stream, addr, &request, &mut buf).await {
-            Ok((status, body)) => {
-                let body = &buf[body];
-                let wanted = (200..300).contains(&status) && accept.as_ref().is_none_or(|accept| accept(body));
-                if wanted {
-                    seen.latencies_us.push(sent.elapsed().as_micros() as u32);
-                } else {
+    'flows: while Instant::now() < deadline {
+        let Some(mut flow) = make(sequence.fetch_add(1, Ordering::Relaxed)) else { break };
+        let mut next = flow.next(None);
+        while let Ok(Some(request)) = next {
+            let sent = Instant::now();
+            match exchange(&mut stream, addr, &request, &mut buf).await {
+                Ok((status, body)) => {
+                    let body = &buf[body];
+                    next = if (200..300).contains(&status) { flow.next(Some(body)) } else { Err(()) };
+                    if next.is_ok() {
+                        seen.latencies_us.push(sent.elapsed().as_micros() as u32);
+                    } else {
+                        seen.errors += 1;
+                        seen.first_error.get_or_insert_with(|| describe(status, body));
+                    }
+                }
+                Err(e) => {
+                    stream = None;
                     seen.errors += 1;
-                    seen.first_error.get_or_insert_with(|| describe(status, body));
+                    seen.first_error.get_or_insert_with(|| format!("transport: {e}"));
+                    continue 'flows;
                 }
             }
-            Err(e) => {
-                stream = None;
-                seen.errors += 1;
-                seen.first_error.get_or_insert_with(|| format!("transport: {e}"));
-            }
+        }
+        if next.is_ok() {
+            seen.flows += 1;
         }
     }
     seen.finished = Instant::now();
     seen
 }
 
+/// Requests made by `make`, each a flow of its own, answers checked by `accept`.
 pub async fn run(
     scenario: &str,
     target: &Target,
     make: MakeRequest,
     accept: Accept,
+    concurrency: usize,
+    seconds: u64,
+) -> Measurement {
+    let flows: MakeFlow = Arc::new(move |n| {
+        let request = make(n)?;
+        Some(Box::new(Single { request: Some(request), accept: accept.clone() }) as Box<dyn Flow>)
+    });
+    let mut measured = run_flows(scenario, target, flows, concurrency, seconds).await;
+    measured.flows = None;
+    measured
+}
+
+/// Flows made by `make` on `concurrency` connections for `seconds`: every
+/// request is a row of the latencies, and the flows finished are counted.
+pub async fn run_flows(
+    scenario: &str,
+    target: &Target,
+    make: MakeFlow,
     concurrency: usize,
     seconds: u64,
 ) -> Measurement {
@@ -296,7 +349,7 @@ pub async fn run(
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let tasks: Vec<_> = (0..concurrency)
-                .map(|_| tokio::spawn(connection(addr, make.clone(), accept.clone(), sequence.clone(), deadline)))
+                .map(|_| tokio::spawn(connection(addr, make.clone(), sequence.clone(), deadline)))
                 .collect();
             let mut seen = Vec::with_capacity(concurrency);
             for task in tasks {
@@ -315,11 +368,13 @@ pub async fn run(
     done.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(250));
     let mut all = Vec::new();
+    let mut flows = 0;
     let mut errors = 0;
     let mut first_error = None;
     let mut last = started;
     for s in seen {
         all.extend(s.latencies_us);
+        flows += s.flows;
         errors += s.errors;
         first_error = first_error.or(s.first_error);
         last = last.max(s.finished);
@@ -334,6 +389,7 @@ pub async fn run(
         concurrency,
         seconds: elapsed,
         requests: all.len(),
+        flows: Some(flows),
         errors,
         per_second: all.len() as f64 / elapsed.max(1e-9),
         p50_ms: pct(0.50),
@@ -357,6 +413,7 @@ mod tests {
             concurrency: 8,
             seconds: 1.0,
             requests: 10,
+            flows: None,
             errors,
             per_second: 10.0,
             p50_ms: 1.0,

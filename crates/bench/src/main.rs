@@ -14,6 +14,7 @@
 
 mod empty_handler;
 mod load;
+mod mixed;
 mod otp_bench;
 mod peer;
 mod receiver;
@@ -94,6 +95,8 @@ struct EngineRun {
     http: Vec<load::Measurement>,
     /// `None` when `--only` left the scenario out.
     webhooks: Option<scenarios::WebhookThroughput>,
+    /// `None` when `--only` left the scenario out.
+    mixed: Option<mixed::Mixed>,
     totp_scale: Vec<totp_scale::ScaleRun>,
 }
 
@@ -162,6 +165,10 @@ fn main() -> anyhow::Result<()> {
                 true => Some(scenarios::webhook_throughput(&server).await?),
                 false => None,
             };
+            let mixed = match wanted.has(scenarios::Scenario::Mixed) {
+                true => Some(mixed::run(&server, top, args.seconds).await?),
+                false => None,
+            };
             let totp_users = if wanted.has(scenarios::Scenario::Totp) { &args.totp_users[..] } else { &[] };
             let counts: Vec<usize> = totp_users.iter().copied().filter(|n| *n > 0).collect();
             let totp_scale = totp_scale::run(&server, &counts, &args.concurrency, args.seconds).await?;
@@ -173,6 +180,7 @@ fn main() -> anyhow::Result<()> {
                 rss_split_mib: server.rss_split_mib(),
                 http,
                 webhooks,
+                mixed,
                 totp_scale,
             })
         })?;
@@ -228,6 +236,29 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
                 ""
             }
         ));
+    }
+    if let Some(m) = &run.mixed {
+        md.push_str(&format!(
+            "\nMixed load, every hot path at once (the soak's mix at full speed):\n\n{}{}\n\
+             {} login flows in {:.1} s, **{:.0} logins/s** ({} SMS, {} TOTP); of their {} webhook deliveries \
+             {} arrived while the load ran and the last {:.2} s after it{}.\n",
+            load::MARKDOWN_HEADER,
+            m.measurement.markdown_row(),
+            m.sms_flows + m.totp_flows,
+            m.measurement.seconds,
+            (m.sms_flows + m.totp_flows) as f64 / m.measurement.seconds.max(1e-9),
+            m.sms_flows,
+            m.totp_flows,
+            m.sms_flows + m.totp_flows,
+            m.delivered_during,
+            m.drain_s,
+            if m.delivered < m.sms_flows + m.totp_flows {
+                format!(" (only {} arrived within 120 s)", m.delivered)
+            } else {
+                String::new()
+            }
+        ));
+        md.push_str(&load::error_notes([&m.measurement]));
     }
     // The ratio compares the smallest and the largest table at the highest concurrency.
     let top = run.totp_scale.iter().map(|s| s.measurement.concurrency).max().unwrap_or(0);

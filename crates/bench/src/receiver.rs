@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Default)]
 pub struct Received {
     pub count: AtomicUsize,
+    /// Of those, the requests to a path under `/hook` (webhook deliveries).
+    hooks: AtomicUsize,
     codes: Mutex<HashMap<String, String>>,
 }
 
@@ -21,13 +23,22 @@ impl Received {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Requests to a path under `/hook`: the webhook deliveries.
+    pub fn hooks(&self) -> usize {
+        self.hooks.load(Ordering::Relaxed)
+    }
+
     /// The last code sent to `to`.
     pub fn code_for(&self, to: &str) -> Option<String> {
         self.codes.lock().ok()?.get(to).cloned()
     }
 
-    fn record(&self, body: &[u8]) {
+    /// Counts a request whose head (lower case) is `head`, and keeps its code.
+    pub(crate) fn record(&self, head: &str, body: &[u8]) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        if head.split(' ').nth(1).is_some_and(|path| path.starts_with("/hook")) {
+            self.hooks.fetch_add(1, Ordering::Relaxed);
+        }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
             && let (Some(to), Some(code)) = (v["to"].as_str(), v["code"].as_str())
             && let Ok(mut codes) = self.codes.lock()
@@ -75,7 +86,7 @@ pub async fn start() -> anyhow::Result<(u16, Arc<Received>)> {
                         if pending.len() < end + 4 + len {
                             break;
                         }
-                        received.record(&pending[end + 4..end + 4 + len]);
+                        received.record(&head, &pending[end + 4..end + 4 + len]);
                         pending.drain(..end + 4 + len);
                         if conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.is_err() {
                             return;

@@ -130,6 +130,7 @@ pub enum Scenario {
     RightCode,
     Start,
     Webhooks,
+    Mixed,
     Totp,
 }
 
