@@ -130,30 +130,19 @@ impl PhoneNumber {
     /// national number of `country` when one is given.
     pub fn parse_in(field: &str, text: &str, country: Option<Country>) -> Result<Self, FieldError> {
         let text = text.trim();
-        let number = match (text.starts_with('+'), country) {
+        // Each of `is_valid`, `format` and `number_type` runs the plan's
+        // patterns again (a start's largest cost after the database), so
+        // each is asked once.
+        let (number, given_as) = match (text.starts_with('+'), country) {
             (true, _) => {
                 let number =
                     phonenumber::parse(None, text).map_err(|_| FieldError::new(field, "is not a phone number"))?;
-                let e164 = number.format().mode(Mode::E164).to_string();
-                if number.is_valid() && !is_the_number_given(text, &e164, number.code().value()) {
-                    return Err(FieldError::new(field, "is not a phone number (its digits do not make one number)"));
-                }
-                number
+                (number, None)
             }
             (false, Some(country)) => {
                 let number = phonenumber::parse(Some(country.0), text)
                     .map_err(|_| FieldError::new(field, "is not a phone number"))?;
-                let e164 = number.format().mode(Mode::E164).to_string();
-                if number.is_valid() && !is_the_national_number_given(text, &e164, number.code().value()) {
-                    return Err(FieldError::new(
-                        field,
-                        format!(
-                            "is not a national number of {} (give it with + and the country code)",
-                            country.as_str()
-                        ),
-                    ));
-                }
-                number
+                (number, Some(country))
             }
             (false, None) => {
                 return Err(FieldError::new(
@@ -166,6 +155,19 @@ impl PhoneNumber {
             return Err(FieldError::new(field, "is not a valid phone number for its country"));
         }
         let e164 = number.format().mode(Mode::E164).to_string();
+        let code = number.code().value();
+        match given_as {
+            None if !is_the_number_given(text, &e164, code) => {
+                return Err(FieldError::new(field, "is not a phone number (its digits do not make one number)"));
+            }
+            Some(country) if !is_the_national_number_given(text, &e164, code) => {
+                return Err(FieldError::new(
+                    field,
+                    format!("is not a national number of {} (give it with + and the country code)", country.as_str()),
+                ));
+            }
+            _ => {}
+        }
         let line = match number.number_type(&DATABASE) {
             Type::Mobile => LineType::Mobile,
             Type::FixedLine => LineType::FixedLine,
