@@ -27,6 +27,8 @@ use vouchsafe_core::webhook::{IN_FLIGHT_PER_PROCESS, RetrySchedule, WebhookSecre
 
 use vouchsafe_delivery::outbound::OutboundClient;
 
+use crate::engine::webhooks::secret_context;
+
 /// Dispatcher settings (boot configuration).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -54,12 +56,6 @@ const RECORD_BATCH: usize = 256;
 /// before claiming again: under load, one claim then fills many slots
 /// instead of one claim (a query over the outbox) per finished attempt.
 const CLAIM_COALESCE: Duration = Duration::from_millis(3);
-
-/// The sealing context of an endpoint's secrets: a sealed secret moved to
-/// another endpoint's row does not open.
-pub fn secret_context(endpoint: &WebhookEndpointId) -> String {
-    format!("webhook-secret:{endpoint}")
-}
 
 /// The secrets to sign with now: the current one, and the previous one
 /// while its rotation grace period lasts.

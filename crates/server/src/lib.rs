@@ -1,5 +1,6 @@
-//! The vouchsafe HTTP server: the engine (`engine`: every use case, over
-//! the storage traits of `vouchsafe_core`), and the surfaces over it — the
+//! The vouchsafe HTTP server: the surfaces over the engine
+//! (`vouchsafe_engine`, every use case over the storage traits of
+//! `vouchsafe_core`, reached here as `crate::engine`) — the
 //! `/v1` API and the Twilio-compatible `/v2` (`api`), the HTML pages and
 //! agent console (`pages`), authentication and roles (`auth`), the
 //! operational endpoints, request ids, body limits and the one error shape
@@ -15,7 +16,6 @@
 mod api;
 mod auth;
 mod dispatcher;
-mod engine;
 mod error;
 mod extract;
 mod housekeeping;
@@ -34,6 +34,9 @@ use tokio::net::TcpListener;
 use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::store::Store;
+/// The use cases, in a crate of their own (`crates/engine`): every module
+/// here reaches them as `crate::engine`.
+use vouchsafe_engine as engine;
 
 pub use dispatcher::WebhookConfig;
 /// Webhook endpoint creation, for the CLI (`vouchsafe webhooks create`).

@@ -19,7 +19,12 @@ use vouchsafe_core::webhook::test_event_counter;
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
-use crate::dispatcher::secret_context;
+
+/// The sealing context of an endpoint's secrets: a sealed secret moved to
+/// another endpoint's row does not open.
+pub fn secret_context(endpoint: &WebhookEndpointId) -> String {
+    format!("webhook-secret:{endpoint}")
+}
 
 /// Why an endpoint was not created.
 #[derive(Debug)]

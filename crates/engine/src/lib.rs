@@ -7,8 +7,11 @@
 //! call these functions; there is no second implementation of a rule.
 //!
 //! The engine knows nothing of HTTP: it takes domain values and answers
-//! domain values or an [`error::EngineError`]; it never imports the
-//! server's state, routes or wire mapping.
+//! domain values or an [`error::EngineError`]. It is a crate of its own so
+//! that this is the compiler's rule, not a convention: its manifest has no
+//! HTTP crate and no wire types, and it cannot name the server's state,
+//! routes or mapping. (Being small, it also builds quickly alone, which is
+//! what makes mutation testing of the use cases practical.)
 
 pub mod admin;
 pub mod authenticators;
