@@ -12,7 +12,7 @@ use vouchsafe_core::crypto::MasterKey;
 use vouchsafe_core::delivery::{DeliveryResult, DeliveryStatus};
 use vouchsafe_core::otp::{Algorithm, Secret, Totp};
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::TenantStore;
+use vouchsafe_core::store::{SendRefusal, TenantStore};
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
 use vouchsafe_core::verification::VerificationStatus;
@@ -23,7 +23,7 @@ use super::Engine;
 use super::authenticators::{NewAuthenticator, Proof, confirm, enroll};
 use super::deliveries::{Delivered, NewDelivery, deliver};
 use super::error::EngineError;
-use super::verifications::{StartRequest, Target, check, start};
+use super::verifications::{StartRequest, Target, approve, cancel, check, destination, start};
 
 const T0: i64 = 1_800_000_000;
 
@@ -137,4 +137,89 @@ async fn a_totp_enrollment_is_confirmed_by_the_code_of_now() {
     let active = confirm(&f.engine, &tenant, "test", "u1", &a.id, fresh).await.unwrap();
     assert_eq!(active.status, AuthenticatorStatus::Active);
     assert!(active.counter >= 0, "the confirming step is spent");
+}
+
+fn sms_to<'a>(tenant: &'a vouchsafe_core::ids::TenantId, to: &'a str) -> StartRequest<'a> {
+    StartRequest { tenant_id: tenant, to, channel: "sms", service_id: None, locale: None, default_country: None }
+}
+
+/// The actions of the audit log of `f`'s tenant, in order.
+async fn audit_actions(f: &Fixture) -> Vec<String> {
+    let events = f.engine.store.audit_events(&f.tenant.id, 0, 1000).await.unwrap();
+    events.into_iter().map(|e| e.entry.action).collect()
+}
+
+/// A bad address is a field error; a bad number is the contract's own
+/// `invalid_phone_number`, whichever channel it was meant for.
+#[test]
+fn a_bad_destination_is_refused_with_the_error_of_its_kind() {
+    let email = destination(Channel::Email, "to", "not-an-address", None);
+    assert!(matches!(email, Err(EngineError::Invalid(ref e)) if e.field == "to"), "{email:?}");
+    for channel in [Channel::Sms, Channel::Voice] {
+        let number = destination(channel, "to", "+4474001", None);
+        assert!(matches!(number, Err(EngineError::InvalidPhoneNumber(ref e)) if e.field == "to"), "{number:?}");
+    }
+    assert!(destination(Channel::Sms, "to", "+447400123456", None).is_ok());
+}
+
+/// A second start to the same number puts a fresh code on the pending
+/// verification, valid for the whole TTL from the resend, and only after
+/// the cooldown; the send window's limit then holds.
+#[tokio::test]
+async fn a_start_to_a_pending_destination_resends_under_its_limits() {
+    let mut settings = Settings::default();
+    settings.otp.max_sends = 2;
+    let f = fixture(settings).await;
+    let tenant = f.tenant.id.clone();
+    let first = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    let early = start(&f.engine, sms_to(&tenant, "+447400123456")).await;
+    assert!(matches!(early, Err(EngineError::SendLimit(SendRefusal::Cooldown { retry_after_s: 30 }))), "{early:?}");
+    f.clock.advance(time::Duration::seconds(31));
+    let resent = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    assert_eq!((&resent.id, resent.send_count), (&first.id, 2), "the same verification, sent again");
+    assert_eq!(resent.expires_at, f.clock.now() + time::Duration::seconds(600));
+    f.clock.advance(time::Duration::seconds(31));
+    let third = start(&f.engine, sms_to(&tenant, "+447400123456")).await;
+    // Two sends in the 600 s window; the first was 62 s ago.
+    assert!(matches!(third, Err(EngineError::SendLimit(SendRefusal::MaxSends { retry_after_s: 538 }))), "{third:?}");
+}
+
+/// A check that finds a verification's time run out writes the expiry
+/// down once, with its audit entry, and answers it expired.
+#[tokio::test]
+async fn a_check_after_the_ttl_settles_the_expiry_once() {
+    let f = fixture(Settings::default()).await;
+    let tenant = f.tenant.id.clone();
+    let v = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    f.clock.advance(time::Duration::seconds(601));
+    for _ in 0..2 {
+        let checked = check(&f.engine, &tenant, "test", Target::Id(v.id.as_str()), "000000").await.unwrap();
+        assert_eq!((checked.status, checked.valid, checked.counted), (VerificationStatus::Expired, false, false));
+    }
+    let stored = f.engine.store.verification(&tenant, &v.id).await.unwrap();
+    assert_eq!((stored.status, stored.attempts), (VerificationStatus::Expired, 0));
+    let expired = audit_actions(&f).await.iter().filter(|a| *a == "verification.expired").count();
+    assert_eq!(expired, 1, "the expiry is written down once");
+}
+
+/// Approving without a code and cancelling act on a pending verification
+/// only; a settled one is answered as it is.
+#[tokio::test]
+async fn approve_and_cancel_change_only_a_pending_verification() {
+    let f = fixture(Settings::default()).await;
+    let tenant = f.tenant.id.clone();
+    let approved = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    let after = approve(&f.engine, &tenant, "test", approved.id.as_str()).await.unwrap();
+    assert_eq!(after.status, VerificationStatus::Approved);
+    let canceled = start(&f.engine, sms_to(&tenant, "+447400123457")).await.unwrap();
+    let after = cancel(&f.engine, &tenant, "test", canceled.id.as_str()).await.unwrap();
+    assert_eq!(after.status, VerificationStatus::Canceled);
+    // Settled: neither changes the other's outcome.
+    let still = cancel(&f.engine, &tenant, "test", approved.id.as_str()).await.unwrap();
+    assert_eq!(still.status, VerificationStatus::Approved);
+    let still = approve(&f.engine, &tenant, "test", canceled.id.as_str()).await.unwrap();
+    assert_eq!(still.status, VerificationStatus::Canceled);
+    let actions = audit_actions(&f).await;
+    assert_eq!(actions.iter().filter(|a| *a == "verification.approved").count(), 1, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| *a == "verification.canceled").count(), 1, "{actions:?}");
 }
