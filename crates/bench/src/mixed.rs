@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-
 use crate::load::{self, Flow, MakeFlow, Measurement};
 use crate::receiver::{self, Received};
 use crate::server::Server;
@@ -160,16 +158,7 @@ enum Kind {
 pub async fn run(server: &Server, concurrency: usize, seconds: u64) -> anyhow::Result<Mixed> {
     let (port, received) = receiver::start().await?;
     crate::scenarios::configure(server, port).await?;
-    let client = reqwest::Client::new();
-    let hook: serde_json::Value = client
-        .post(format!("{}/v1/webhook-endpoints", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook")}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let hook = hook["id"].as_str().with_context(|| format!("webhook endpoint: {hook}"))?.to_owned();
+    let hook = server.create_webhook_endpoint(&format!("http://127.0.0.1:{port}/hook")).await?;
     eprintln!("  mixed load: importing {USERS} TOTP users");
     let mut seeds = Vec::with_capacity(USERS);
     import_users(server, FIRST_USER, FIRST_USER + USERS, &mut Dice(0x9E37_79B9_7F4A_7C15), &mut seeds)?;
@@ -207,15 +196,7 @@ pub async fn run(server: &Server, concurrency: usize, seconds: u64) -> anyhow::R
         delivered = received.hooks() - before;
     }
     let drain_s = ended.elapsed().as_secs_f64();
-    // Later rows must not fan their events out to this endpoint.
-    let deleted = client
-        .delete(format!("{}/v1/webhook-endpoints/{hook}", server.base))
-        .bearer_auth(&server.secret)
-        .send()
-        .await?;
-    if !deleted.status().is_success() {
-        bail!("could not delete webhook endpoint {hook}: {}", deleted.text().await?);
-    }
+    server.delete_webhook_endpoint(&hook).await?;
     Ok(Mixed { measurement, sms_flows, totp_flows, delivered_during, delivered, drain_s })
 }
 

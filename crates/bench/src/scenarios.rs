@@ -228,18 +228,9 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     // spread over endpoints of one tenant that all point at the receiver.
     const PER_ENDPOINT: usize = 50;
     let (port, received) = receiver::start().await?;
-    let client = reqwest::Client::new();
     let mut endpoints = Vec::new();
     for n in 0..EVENTS.div_ceil(PER_ENDPOINT) {
-        let created: serde_json::Value = client
-            .post(format!("{}/v1/webhook-endpoints", server.base))
-            .bearer_auth(&server.secret)
-            .json(&serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook/{n}")}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        endpoints.push(created["id"].as_str().context("no endpoint id")?.to_owned());
+        endpoints.push(server.create_webhook_endpoint(&format!("http://127.0.0.1:{port}/hook/{n}")).await?);
     }
     eprintln!("  webhook dispatch: {EVENTS} events over {} endpoints", endpoints.len());
     let endpoints = Arc::new(endpoints);
@@ -260,14 +251,7 @@ pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroug
     let delivered = received.count();
     // Later rows must not fan their events out to these endpoints.
     for id in endpoints.iter() {
-        let deleted = client
-            .delete(format!("{}/v1/webhook-endpoints/{id}", server.base))
-            .bearer_auth(&server.secret)
-            .send()
-            .await?;
-        if !deleted.status().is_success() {
-            bail!("could not delete webhook endpoint {id}: {}", deleted.text().await?);
-        }
+        server.delete_webhook_endpoint(id).await?;
     }
     Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s, queueing })
 }

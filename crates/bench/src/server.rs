@@ -53,6 +53,34 @@ pub struct Server {
 }
 
 impl Server {
+    /// Creates a webhook endpoint (every event) posting to `url`; its id.
+    pub async fn create_webhook_endpoint(&self, url: &str) -> anyhow::Result<String> {
+        let created = reqwest::Client::new()
+            .post(format!("{}/v1/webhook-endpoints", self.base))
+            .bearer_auth(&self.secret)
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+            .await?;
+        if !created.status().is_success() {
+            bail!("could not create a webhook endpoint: {}", created.text().await?);
+        }
+        let created: serde_json::Value = created.json().await?;
+        Ok(created["id"].as_str().with_context(|| format!("no endpoint id in {created}"))?.to_owned())
+    }
+
+    /// Deletes webhook endpoint `id`, so later rows do not fan out to it.
+    pub async fn delete_webhook_endpoint(&self, id: &str) -> anyhow::Result<()> {
+        let deleted = reqwest::Client::new()
+            .delete(format!("{}/v1/webhook-endpoints/{id}", self.base))
+            .bearer_auth(&self.secret)
+            .send()
+            .await?;
+        if !deleted.status().is_success() {
+            bail!("could not delete webhook endpoint {id}: {}", deleted.text().await?);
+        }
+        Ok(())
+    }
+
     /// A one-shot `vouchsafe` command on the server's database and key.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bin);

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-
 use crate::receiver;
 use crate::server::Server;
 use crate::totp_scale::{Dice, Seed, code_now, import_users};
@@ -127,15 +125,7 @@ pub async fn run(server: &Server, minutes: u64) -> anyhow::Result<Soak> {
     let (port, gateway) = receiver::start().await?;
     crate::scenarios::configure(server, port).await?;
     let client = reqwest::Client::new();
-    let hook = client
-        .post(format!("{}/v1/webhook-endpoints", server.base))
-        .bearer_auth(&server.secret)
-        .json(&serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook")}))
-        .send()
-        .await?;
-    if !hook.status().is_success() {
-        bail!("webhook endpoint: {}", hook.text().await?);
-    }
+    server.create_webhook_endpoint(&format!("http://127.0.0.1:{port}/hook")).await?;
     let mut seeds = Vec::with_capacity(TOTP_USERS);
     import_users(server, 0, TOTP_USERS, &mut Dice(0x2545_F491_4F6C_DD1D), &mut seeds)?;
     let seeds = Arc::new(seeds);
