@@ -13,6 +13,7 @@ mod gateway;
 mod lib_rules;
 mod passkeys;
 mod services;
+mod soft_passkey;
 mod users;
 mod verifications;
 mod webhooks;

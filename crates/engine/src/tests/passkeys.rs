@@ -1,16 +1,21 @@
-//! Passkeys without a browser: the relying party, the ceremony's start,
-//! and what is refused before WebAuthn looks at a credential. (Whole
-//! ceremonies run in the server's tests, with Chromium's authenticator.)
+//! Passkeys: the relying party, registration and authentication
+//! ceremonies answered by a software authenticator, and what is refused
+//! (another ceremony's credential, a cross-origin one, a clone's).
 
-use serde_json::json;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
 use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::challenge::{ChallengeStatus, Factor};
 use vouchsafe_core::settings::Settings;
 
-use super::super::authenticators::{Proof, confirm};
+use super::super::authenticators::{NewAuthenticator, Proof, confirm};
+use super::super::challenges::{Answer, NewChallenge, create, verify};
 use super::super::error::EngineError;
 use super::super::passkeys::{finish_registration, relying_party, start_authentication, start_registration};
 use super::super::users::{Created, create_authenticator};
 use super::fixture_at;
+use super::soft_passkey::SoftPasskey;
 
 #[test]
 fn the_relying_party_is_the_public_host_name() {
@@ -52,7 +57,7 @@ async fn a_registration_starts_an_unconfirmed_passkey() {
 async fn a_registration_is_finished_only_in_time_and_by_a_credential() {
     let f = fixture_at("https://id.example.com", Settings::default()).await;
     f.user("u1", None, None).await;
-    let req = super::super::authenticators::NewAuthenticator { kind: "passkey", ..Default::default() };
+    let req = NewAuthenticator { kind: "passkey", ..Default::default() };
     let Created::Passkey(a, _) = create_authenticator(&f.engine, &f.tenant.id, "test", "u1", &req).await.unwrap()
     else {
         panic!("a passkey registration");
@@ -77,4 +82,79 @@ async fn without_a_relying_party_passkeys_are_refused() {
     let refused = start_registration(&f.engine, &f.tenant.id, "u1", "Ann", None).await;
     assert!(matches!(refused, Err(EngineError::Invalid(ref e)) if e.field == "type"), "{:?}", refused.err());
     assert!(matches!(start_authentication(&f.engine, &f.tenant.id, "u1").await, Err(EngineError::Invalid(_))));
+}
+
+/// A whole life of a passkey with a software authenticator: registered
+/// and confirmed, then answering its challenges. A later registration
+/// excludes it; an assertion made cross-origin, for another ceremony, or
+/// by a clone whose counter is behind is refused (and counted).
+#[tokio::test]
+async fn a_passkey_answers_its_challenges_and_a_clone_is_refused() {
+    let origin = "https://id.example.com";
+    let f = fixture_at(origin, Settings::default()).await;
+    let t = f.tenant_id();
+    f.user("u1", None, None).await;
+    let req = NewAuthenticator { kind: "passkey", ..Default::default() };
+    let Created::Passkey(a, options) = create_authenticator(&f.engine, &t, "test", "u1", &req).await.unwrap() else {
+        panic!("a passkey registration");
+    };
+    let mut key = SoftPasskey::new(origin);
+    let Created::Passkey(b, _) = create_authenticator(&f.engine, &t, "test", "u1", &req).await.unwrap() else {
+        panic!("a passkey registration");
+    };
+    let for_a = key.register(&options);
+    let wrong_ceremony = finish_registration(&f.engine, &b, &for_a).unwrap();
+    assert_eq!(wrong_ceremony, None, "a credential made for another registration");
+    assert!(finish_registration(&f.engine, &a, &for_a).unwrap().is_some());
+    let active = confirm(&f.engine, &t, "test", "u1", &a.id, Proof { code: None, credential: Some(&for_a) }).await;
+    assert_eq!(active.unwrap().status, AuthenticatorStatus::Active);
+    let Created::Passkey(_, third) = create_authenticator(&f.engine, &t, "test", "u1", &req).await.unwrap() else {
+        panic!("a passkey registration");
+    };
+    assert_eq!(third["excludeCredentials"][0]["id"], for_a["id"], "a registered passkey is excluded");
+
+    let handle = B64.decode(options["user"]["id"].as_str().unwrap()).unwrap();
+    let request = || NewChallenge {
+        tenant_id: &f.tenant.id,
+        actor: "test",
+        user_id: "u1",
+        action: None,
+        factor: None,
+        redirect_url: None,
+        locale: None,
+    };
+    let first = create(&f.engine, request()).await.unwrap();
+    assert_eq!(first.factor, Factor::Passkey, "the strongest factor");
+    let first_options: Value = serde_json::from_str(first.passkey_options.as_deref().unwrap()).unwrap();
+    assert_eq!(first_options["rpId"], "id.example.com");
+    let assertion = key.assert(&first_options, &handle);
+    let answer = |c, credential| verify(&f.engine, &t, "test", c, Answer::Credential(credential));
+    let approved = answer(&first.id, &assertion).await.unwrap();
+    assert_eq!(approved.challenge.status, ChallengeStatus::Approved);
+    assert!(approved.token.is_some());
+    assert_eq!(f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap().counter, 1);
+
+    let second = create(&f.engine, request()).await.unwrap();
+    let second_options: Value = serde_json::from_str(second.passkey_options.as_deref().unwrap()).unwrap();
+    let stale = key.assert(&first_options, &handle);
+    let refused = answer(&second.id, &stale).await.unwrap();
+    assert_eq!(
+        (refused.challenge.status, refused.challenge.attempts),
+        (ChallengeStatus::Pending, 1),
+        "another ceremony's"
+    );
+    let framed = key.assert_from(&second_options, &handle, true);
+    let refused = answer(&second.id, &framed).await.unwrap();
+    assert_eq!((refused.challenge.status, refused.challenge.attempts), (ChallengeStatus::Pending, 2), "cross-origin");
+    let code = verify(&f.engine, &t, "test", &second.id, Answer::Code("123456")).await.unwrap();
+    assert_eq!(code.challenge.attempts, 3, "a code does not answer a passkey");
+    key.counter = 0;
+    let cloned = key.assert(&second_options, &handle);
+    let refused = answer(&second.id, &cloned).await.unwrap();
+    assert_eq!((refused.challenge.status, refused.challenge.attempts), (ChallengeStatus::Pending, 4), "a clone");
+    key.counter = 10;
+    let genuine = key.assert(&second_options, &handle);
+    let approved = answer(&second.id, &genuine).await.unwrap();
+    assert_eq!(approved.challenge.status, ChallengeStatus::Approved);
+    assert_eq!(f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap().counter, 11);
 }
