@@ -373,6 +373,9 @@ mod tests {
         async fn audit_head(&self, _: &TenantId) -> StoreResult<i64> {
             Ok(self.head)
         }
+        async fn chain_audit(&self) -> StoreResult<u64> {
+            Ok(0)
+        }
         async fn pin_unkeyed_chains(&self, _: &AuditEntry) -> StoreResult<u64> {
             Ok(0)
         }

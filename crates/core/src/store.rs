@@ -176,6 +176,11 @@ pub trait AuditStore {
     async fn audit_events(&self, tenant: &TenantId, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>>;
     /// The last sequence number handed out (0 before the first event).
     async fn audit_head(&self, tenant: &TenantId) -> StoreResult<i64>;
+    /// Gives every tenant's entries that were written with their change
+    /// but not yet chained their sequence numbers and HMACs (the reads
+    /// above chain their own tenant first); how many. Every server calls
+    /// it in the background, a few times a second.
+    async fn chain_audit(&self) -> StoreResult<u64>;
     /// Once, right after the migration that keyed the chains: appends
     /// `entry` to every tenant's chain that ends on an unkeyed event, so
     /// its keyed HMAC pins that past (once per chain, however many

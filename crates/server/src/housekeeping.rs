@@ -3,7 +3,9 @@
 //! hears of it without anyone asking; conditional writes make several
 //! processes sweeping at once harmless), and drops the hourly send
 //! counters of the fraud limits once their hour is long past and console
-//! sessions once they expired.
+//! sessions once they expired. Apart, every tenth of a second, it chains
+//! the audit entries written since (see the store's audit module): an
+//! entry waits for its HMAC that long at most.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,20 @@ use vouchsafe_core::store::Store;
 
 const EVERY: Duration = Duration::from_secs(600);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const CHAIN_EVERY: Duration = Duration::from_millis(100);
+
+/// Chains pending audit entries until `stop`.
+pub async fn chain_audit(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = store.chain_audit().await {
+            tracing::warn!(error = %vouchsafe_core::error::chain(&e), "could not chain audit entries");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(CHAIN_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
 
 pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
     let mut pruned_at: Option<std::time::Instant> = None;

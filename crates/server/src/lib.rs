@@ -105,11 +105,14 @@ impl Application {
             self.dispatcher.clock.clone(),
             stopped.clone(),
         ));
+        let chainer = tokio::spawn(housekeeping::chain_audit(self.dispatcher.store.clone(), stopped.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(stopped));
         let served = listener::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = stop.send(true);
         let _ = dispatcher.await;
         let _ = upkeep.await;
+        // What is still pending is chained by the next read or the next server.
+        let _ = chainer.await;
         served
     }
 }

@@ -1,9 +1,25 @@
-//! The audit log. [`append_audit`] runs inside the transaction of the
-//! change it records: it advances the tenant's head row with one
-//! conditional `UPDATE … RETURNING` (which also serialises concurrent
-//! appends of a tenant on that row), chains the hash under the audit key
-//! (`SqlStore::use_audit_key`; no key, no audited write), and inserts the
-//! event.
+//! The audit log, in two steps.
+//!
+//! 1. [`append_audit`] runs inside the transaction of the change it
+//!    records and inserts the entry into `audit_pending`: one insert that
+//!    shares no row with any other writer, so audited writes of one tenant
+//!    do not wait for each other.
+//! 2. [`chain_pending`] gives pending entries their place in the tenant's
+//!    chain: under the tenant's head row (`UPDATE audit_heads … RETURNING`,
+//!    which serialises chainers of a tenant across processes), each entry in
+//!    the order of its id gets the next sequence number and its HMAC over
+//!    the previous hash under the audit key, moves into `audit_events`, and
+//!    the head moves on, in one transaction per batch.
+//!
+//! Every server chains in the background (`AuditStore::chain_audit`, a few
+//! times a second), and every read of the log chains its tenant first, so
+//! a reader always sees every entry committed before it asked. An entry is
+//! durable with its change either way; what waits is only its HMAC (so,
+//! for that moment, someone with write access to the database could drop
+//! the entry unnoticed, as they could the change itself; once chained,
+//! neither goes unnoticed). The
+//! key is required to append as well as to chain (no key, no audited
+//! write), so a process that could not chain what it wrote never writes.
 
 use async_trait::async_trait;
 use vouchsafe_core::audit::{AuditEntry, AuditEvent, AuditKey, KEYED_PREFIX, chain_hash};
@@ -11,42 +27,108 @@ use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::TenantId;
 use vouchsafe_core::store::{AuditStore, StoreResult};
 
+use crate::sqlite_reads::{read, row};
 use crate::tx::{Tx, exec, fetch};
 use crate::{SqlStore, map_err, on_pool};
 
-/// Appends `entry` for `tenant` inside the open transaction `tx`, hashed
-/// under `key`.
+/// Records `entry` for `tenant` inside the open transaction `tx`, to be
+/// chained under `_key` (see the module's note on why it is required).
 pub(crate) async fn append_audit(
     tx: &mut Tx<'_>,
-    key: &AuditKey,
+    _key: &AuditKey,
     tenant: &str,
     entry: &AuditEntry,
 ) -> Result<(), sqlx::Error> {
-    let (seq, prev_hash) = fetch!(
-        tx,
-        one(i64, String),
-        "UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq, hash",
-        [tenant]
-    )?;
-    let hash = chain_hash(key, &prev_hash, seq, entry);
     exec!(
         tx,
-        "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            tenant,
-            seq,
-            to_unix_ms(entry.at),
-            &entry.actor,
-            &entry.action,
-            &entry.target,
-            &entry.outcome,
-            &prev_hash,
-            &hash
-        ]
+        "INSERT INTO audit_pending (tenant_id, at, actor, action, target, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
+        [tenant, to_unix_ms(entry.at), &entry.actor, &entry.action, &entry.target, &entry.outcome]
     )?;
-    exec!(tx, "UPDATE audit_heads SET hash = $1 WHERE tenant_id = $2", [&hash, tenant])?;
     Ok(())
+}
+
+/// How many pending entries one chaining transaction takes.
+const CHAIN_BATCH: i64 = 500;
+
+row! {
+    struct PendingRow {
+        id: i64,
+        at: i64,
+        actor: String,
+        action: String,
+        target: String,
+        outcome: String,
+    }
+}
+
+/// Chains up to [`CHAIN_BATCH`] pending entries of `tenant` inside the open
+/// transaction `tx`, in the order of their ids; how many it chained.
+pub(crate) async fn chain_pending(tx: &mut Tx<'_>, key: &AuditKey, tenant: &str) -> Result<usize, sqlx::Error> {
+    // The head row's lock is taken first: a second chainer of this tenant
+    // waits here, then finds only the entries this one left.
+    let (mut seq, mut hash) = fetch!(
+        tx,
+        one(i64, String),
+        "UPDATE audit_heads SET seq = seq WHERE tenant_id = $1 RETURNING seq, hash",
+        [tenant]
+    )?;
+    let pending = fetch!(
+        tx,
+        all PendingRow,
+        "SELECT id, at, actor, action, target, outcome FROM audit_pending WHERE tenant_id = $1 ORDER BY id LIMIT $2",
+        [tenant, CHAIN_BATCH]
+    )?;
+    for row in &pending {
+        let entry = AuditEntry {
+            actor: row.actor.clone(),
+            action: row.action.clone(),
+            target: row.target.clone(),
+            outcome: row.outcome.clone(),
+            at: from_unix_ms(row.at),
+        };
+        seq += 1;
+        let prev_hash = std::mem::take(&mut hash);
+        hash = chain_hash(key, &prev_hash, seq, &entry);
+        exec!(
+            tx,
+            "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [tenant, seq, row.at, &row.actor, &row.action, &row.target, &row.outcome, &prev_hash, &hash]
+        )?;
+        // By id, never by range: on PostgreSQL an entry with a lower id can
+        // commit after this batch was read, and it waits for the next one.
+        exec!(tx, "DELETE FROM audit_pending WHERE id = $1", [row.id])?;
+    }
+    if !pending.is_empty() {
+        exec!(tx, "UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3", [seq, &hash, tenant])?;
+    }
+    Ok(pending.len())
+}
+
+impl SqlStore {
+    /// Chains every pending entry of `tenant`, a batch per transaction;
+    /// how many. Without the audit key there is nothing it may chain.
+    pub(crate) async fn chain_tenant(&self, tenant: &str) -> Result<u64, sqlx::Error> {
+        let input = (self.audit_key()?, tenant.to_owned());
+        let mut chained = 0;
+        loop {
+            let n = self.write(input.clone(), |conn, (key, tenant)| Box::pin(chain_pending(conn, key, tenant))).await?;
+            chained += n as u64;
+            if (n as i64) < CHAIN_BATCH {
+                return Ok(chained);
+            }
+        }
+    }
+
+    /// Chains `tenant`'s pending entries before its log is read, so the
+    /// reader sees every entry committed before it asked. A store without
+    /// the audit key (which cannot have written any) reads what is chained.
+    async fn chain_before_read(&self, tenant: &TenantId) -> StoreResult<()> {
+        if self.audit_key().is_err() {
+            return Ok(());
+        }
+        self.chain_tenant(tenant.as_str()).await.map(|_| ()).map_err(map_err)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -81,6 +163,7 @@ impl From<AuditRow> for AuditEvent {
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn audit_events(&self, tenant: &TenantId, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+        self.chain_before_read(tenant).await?;
         let rows: Vec<AuditRow> = on_pool!(self.db(), pool =>
             sqlx::query_as(
                 "SELECT seq, at, actor, action, target, outcome, prev_hash, hash FROM audit_events \
@@ -97,11 +180,21 @@ impl AuditStore for SqlStore {
     }
 
     async fn audit_head(&self, tenant: &TenantId) -> StoreResult<i64> {
+        self.chain_before_read(tenant).await?;
         let (seq,): (i64,) = on_pool!(self.db(), pool =>
             sqlx::query_as("SELECT seq FROM audit_heads WHERE tenant_id = $1").bind(tenant.as_str()).fetch_one(pool).await
         )
         .map_err(map_err)?;
         Ok(seq)
+    }
+
+    async fn chain_audit(&self) -> StoreResult<u64> {
+        let tenants = read!(self, all(String,), "SELECT DISTINCT tenant_id FROM audit_pending LIMIT 1000", [])?;
+        let mut chained = 0;
+        for (tenant,) in tenants {
+            chained += self.chain_tenant(&tenant).await.map_err(map_err)?;
+        }
+        Ok(chained)
     }
 
     async fn pin_unkeyed_chains(&self, entry: &AuditEntry) -> StoreResult<u64> {
@@ -132,7 +225,11 @@ impl AuditStore for SqlStore {
                             [tenant, unkeyed]
                         )?;
                         if unpinned == 1 {
+                            // Chained at once (with whatever was pending
+                            // before it): the keyed head is what tells a
+                            // second process this chain is pinned.
                             append_audit(conn, key, tenant, entry).await?;
+                            while chain_pending(conn, key, tenant).await? > 0 {}
                         }
                         Ok(unpinned)
                     })

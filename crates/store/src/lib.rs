@@ -19,7 +19,8 @@
 //!   (`group_commit`), the only connection that changes rows; on
 //!   PostgreSQL in a pooled transaction. Statements that append to the
 //!   audit log or the outbox call [`audit::append_audit`] and
-//!   [`webhooks::insert_event`] inside that body.
+//!   [`webhooks::insert_event`] inside that body (audit entries are
+//!   chained afterwards, see `audit`).
 //! - *Point reads of the request path* are `read!`: in place on SQLite
 //!   (`sqlite_reads`), from the pool on PostgreSQL.
 //! - *Listings and other reads* are `on_pool!`. The SQLite pool opens its
@@ -169,7 +170,15 @@ impl SqlStore {
     }
 
     /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pools, after chaining the audit entries still pending
+    /// when this store can (a server chains in the background; a CLI
+    /// command chains what it wrote here, before the process ends).
     pub async fn close(&self) {
+        if self.audit_key().is_ok()
+            && let Err(e) = vouchsafe_core::store::AuditStore::chain_audit(self).await
+        {
+            tracing::warn!(error = %vouchsafe_core::error::chain(&e), "audit entries left to chain later");
+        }
         on_pool!(&self.db, pool => pool.close().await)
     }
 

@@ -71,8 +71,12 @@ async fn an_edited_row_is_detected_and_named() {
     // Deleting the last event is noticed too.
     let app = spawn_app().await;
     app.patch("/v1/settings", &app.admin, json!({"otp": {"code_length": 7}})).await;
+    // Read once, so the entry is chained (entries wait for their HMAC in
+    // `audit_pending` for a moment; a read chains them first).
+    assert_eq!(app.get("/v1/audit-events/verify", &app.admin).await.body["count"], 3);
     let tenant = app.tenant.id.as_str();
-    app.execute_sql(&format!("DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 2")).await;
+    let deleted = app.execute_sql(&format!("DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 2")).await;
+    assert_eq!(deleted, 1);
     let verify = app.get("/v1/audit-events/verify", &app.admin).await;
     assert_eq!(verify.body["valid"], false);
     assert_eq!(verify.body["first_bad_seq"], 2);
