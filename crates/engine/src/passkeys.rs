@@ -261,6 +261,11 @@ mod tests {
         assert!(!acceptable_credential(&framed));
         let huge = json!({"id": "x", "response": {"authenticatorData": "A".repeat(30_000)}});
         assert!(!acceptable_credential(&huge));
+        // `{"id":"…"}` is 9 bytes around the id: exactly the limit passes.
+        let at_limit = json!({"id": "x".repeat(MAX_CREDENTIAL_BYTES - 9)});
+        assert_eq!(at_limit.to_string().len(), MAX_CREDENTIAL_BYTES);
+        assert!(acceptable_credential(&at_limit));
+        assert!(!acceptable_credential(&json!({"id": "x".repeat(MAX_CREDENTIAL_BYTES - 8)})));
         assert_eq!(bounded(&"e".repeat(10_000)).len(), 200);
     }
 }

@@ -6,8 +6,10 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::SendRefusal;
 
+use super::super::authenticators::NewAuthenticator;
 use super::super::callers::{NewCaller, check, create, factor_failed, link_hash, passes_factor, sweep};
 use super::super::error::EngineError;
+use super::super::users::{Created, create_authenticator};
 use super::authenticators::active_totp;
 use super::gateway::Gateway;
 use super::{Fixture, field_of, fixture};
@@ -206,4 +208,42 @@ async fn a_caller_with_a_second_factor_must_use_it() {
 
     let anonymous = create(&f.engine, caller(&f, Some("+447400123459"))).await.unwrap();
     assert!(!passes_factor(&f.engine, &anonymous, "customer", &code).await, "no user, no factor");
+}
+
+/// Only an active code or passkey factor makes a caller approve on the
+/// link: an unconfirmed TOTP or recovery codes alone leave the code to
+/// read out. With a phone and an email and no channel asked for, the
+/// tenant's default channel (SMS) is used.
+#[tokio::test]
+async fn only_an_active_second_factor_takes_the_code_away() {
+    let (f, gateway) = with_gateway(Settings::default()).await;
+    f.user("u1", Some("+447400123456"), Some("u1@example.com")).await;
+    let totp = NewAuthenticator { kind: "totp", ..Default::default() };
+    let Created::Enrolled(_) = create_authenticator(&f.engine, &f.tenant.id, "test", "u1", &totp).await.unwrap() else {
+        panic!("enrolled");
+    };
+    let codes = NewAuthenticator { kind: "recovery_codes", ..Default::default() };
+    create_authenticator(&f.engine, &f.tenant.id, "test", "u1", &codes).await.unwrap();
+    let request = NewCaller { user_id: Some("u1"), email: Some("u1@example.com"), ..caller(&f, Some("+447400123456")) };
+    let cv = create(&f.engine, request).await.unwrap();
+    assert_eq!(cv.channel, Channel::Sms, "the default channel, when the caller has both");
+    let code = gateway.last_code();
+    assert_eq!(code.len(), 6, "the code is sent: no active factor");
+    let (after, valid) = check(&f.engine, &f.tenant.id, "agent", &cv.id, &code).await.unwrap();
+    assert!(valid && after.status == CallerStatus::Verified);
+}
+
+/// Only the wrong code that fails the verification wakes the dispatcher
+/// (its event is queued then).
+#[tokio::test]
+async fn the_failing_wrong_code_wakes_the_dispatcher() {
+    let mut settings = Settings::default();
+    settings.otp.max_check_attempts = 2;
+    let (f, _gateway) = with_gateway(settings).await;
+    let cv = create(&f.engine, caller(&f, Some("+447400123456"))).await.unwrap();
+    f.woke().await;
+    check(&f.engine, &f.tenant.id, "agent", &cv.id, "000000").await.unwrap();
+    assert!(!f.woke().await, "nothing queued yet");
+    check(&f.engine, &f.tenant.id, "agent", &cv.id, "000000").await.unwrap();
+    assert!(f.woke().await, "caller_verification.failed queued");
 }

@@ -281,3 +281,73 @@ async fn answers_outside_a_challenge_share_the_lockout() {
     let locked = answer_without_challenge(&f.engine, &t, "u1", "test", async { true }).await;
     assert!(matches!(locked, Err(ChallengeError::Locked(_))));
 }
+
+/// An answer that cannot be a code (empty, or longer than 128
+/// characters) is counted against the challenge but never reaches its
+/// verification; one of 128 characters does, as a wrong code.
+#[tokio::test]
+async fn impossible_codes_do_not_reach_the_verification() {
+    let f = fixture(Settings::default()).await;
+    let gateway = Gateway::start().await;
+    f.route_to(&gateway).await;
+    f.user("u1", Some("+447400123456"), None).await;
+    let c = create(&f.engine, new_challenge(&f, "u1", Some("sms"))).await.unwrap();
+    let verification = c.verification_id.clone().unwrap();
+    let attempts = || async { f.engine.store.verification(&f.tenant.id, &verification).await.unwrap().attempts };
+    for (code, counted) in [("", 0), (&*"1".repeat(129), 0), (&*"1".repeat(128), 1)] {
+        let after = answer(&f, &c.id, code).await.unwrap();
+        assert_eq!(after.challenge.status, ChallengeStatus::Pending);
+        assert_eq!(attempts().await, counted, "a code of {} characters", code.len());
+    }
+}
+
+/// A challenge for one factor is answered only by that factor's active
+/// authenticators: not by another kind's code, nor by an unconfirmed
+/// enrollment's.
+#[tokio::test]
+async fn only_the_factors_active_authenticators_answer() {
+    let f = fixture(Settings::default()).await;
+    f.user("u1", None, None).await;
+    let (_, totp) = active_totp(&f, "u1").await;
+    let (_, hotp) = active_hotp(&f, "u1", 0).await;
+    let request = super::super::authenticators::NewAuthenticator { kind: "totp", ..Default::default() };
+    let Created::Enrolled(pending) =
+        create_authenticator(&f.engine, &f.tenant.id, "test", "u1", &request).await.unwrap()
+    else {
+        panic!("enrolled");
+    };
+    let seed = vouchsafe_core::otp::Secret::parse_base32(pending.secret_base32.as_deref().unwrap()).unwrap();
+    let unconfirmed = vouchsafe_core::otp::Totp::new(&seed, 6, 30, vouchsafe_core::otp::Algorithm::Sha1).unwrap();
+    let now = u64::try_from(f.now().unix_timestamp()).unwrap();
+    let c = create(&f.engine, new_challenge(&f, "u1", Some("totp"))).await.unwrap();
+    assert_eq!(answer(&f, &c.id, &hotp.generate(0)).await.unwrap().challenge.status, ChallengeStatus::Pending);
+    assert_eq!(answer(&f, &c.id, &unconfirmed.generate(now)).await.unwrap().challenge.status, ChallengeStatus::Pending);
+    assert_eq!(answer(&f, &c.id, &totp.generate(now)).await.unwrap().challenge.status, ChallengeStatus::Approved);
+}
+
+/// The dispatcher is woken when an answer queues an event: an approval,
+/// a denial, a lock; not by a wrong answer that leaves attempts.
+#[tokio::test]
+async fn answers_that_queue_events_wake_the_dispatcher() {
+    let mut settings = Settings::default();
+    settings.otp.max_check_attempts = 2;
+    settings.lockout.threshold = 3;
+    let f = fixture(settings).await;
+    f.user("u1", None, None).await;
+    let (_, totp) = active_totp(&f, "u1").await;
+    let c = create(&f.engine, new_challenge(&f, "u1", None)).await.unwrap();
+    f.woke().await;
+    answer(&f, &c.id, "000000").await.unwrap();
+    assert!(!f.woke().await, "a wrong answer with attempts left");
+    assert_eq!(answer(&f, &c.id, "000000").await.unwrap().challenge.status, ChallengeStatus::Denied);
+    assert!(f.woke().await, "the denial");
+    let c = create(&f.engine, new_challenge(&f, "u1", None)).await.unwrap();
+    answer(&f, &c.id, "000000").await.unwrap();
+    assert!(f.woke().await, "the third failure locks the user, before the challenge's last attempt");
+    assert!(f.engine.store.user(&f.tenant.id, "u1").await.unwrap().locked_until.is_some());
+    f.advance(900);
+    let c = create(&f.engine, new_challenge(&f, "u1", None)).await.unwrap();
+    let code = totp.generate(u64::try_from(f.now().unix_timestamp()).unwrap());
+    assert_eq!(answer(&f, &c.id, &code).await.unwrap().challenge.status, ChallengeStatus::Approved);
+    assert!(f.woke().await, "the approval");
+}

@@ -1,6 +1,7 @@
 //! A message gateway on loopback for the engine's tests: a real HTTP/1.1
-//! server (what the `http` provider type posts to) that records each JSON
-//! body it is sent and answers `200 {"id": …}`, or `503` while told to fail.
+//! server that records each body it is sent (the `http` provider's JSON,
+//! or Twilio's form) and answers `200 {"id": …, "sid": …}` (what both read
+//! back as the message id), or `503` while told to fail.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,14 +12,17 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub struct Gateway {
     pub url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
+    /// Scheme, host and port, for providers that build their own paths.
+    pub base: String,
+    bodies: Arc<Mutex<Vec<String>>>,
     failing: Arc<AtomicBool>,
 }
 
 impl Gateway {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/send", listener.local_addr().unwrap());
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("{base}/send");
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicBool::new(false));
         let (b, f) = (bodies.clone(), failing.clone());
@@ -27,7 +31,7 @@ impl Gateway {
                 tokio::spawn(serve(stream, b.clone(), f.clone()));
             }
         });
-        Self { url, bodies, failing }
+        Self { url, base, bodies, failing }
     }
 
     /// From now on every request is answered `503`.
@@ -35,8 +39,13 @@ impl Gateway {
         self.failing.store(true, Ordering::SeqCst);
     }
 
-    /// The bodies received, in order.
+    /// The JSON bodies received, in order.
     pub fn bodies(&self) -> Vec<Value> {
+        self.raw().iter().map(|b| serde_json::from_str(b).unwrap_or(Value::Null)).collect()
+    }
+
+    /// The bodies received as sent, in order.
+    pub fn raw(&self) -> Vec<String> {
         self.bodies.lock().unwrap().clone()
     }
 
@@ -52,7 +61,7 @@ impl Gateway {
 }
 
 /// Answers the requests of one connection (kept alive by the client).
-async fn serve(mut stream: TcpStream, bodies: Arc<Mutex<Vec<Value>>>, failing: Arc<AtomicBool>) {
+async fn serve(mut stream: TcpStream, bodies: Arc<Mutex<Vec<String>>>, failing: Arc<AtomicBool>) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -75,7 +84,7 @@ async fn serve(mut stream: TcpStream, bodies: Arc<Mutex<Vec<Value>>>, failing: A
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             }
         }
-        let body: Value = serde_json::from_slice(&buffer[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+        let body = String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]).into_owned();
         buffer.drain(..end + 4 + length);
         let answer = if failing.load(Ordering::SeqCst) {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_owned()
@@ -85,7 +94,7 @@ async fn serve(mut stream: TcpStream, bodies: Arc<Mutex<Vec<Value>>>, failing: A
                 list.push(body);
                 list.len()
             };
-            let reply = format!("{{\"id\":\"gw-{n}\"}}");
+            let reply = format!("{{\"id\":\"gw-{n}\",\"sid\":\"SMgw{n}\"}}");
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
                 reply.len()

@@ -12,6 +12,7 @@ mod deliveries;
 mod gateway;
 mod lib_rules;
 mod passkeys;
+mod recorder;
 mod services;
 mod soft_passkey;
 mod users;
@@ -92,6 +93,35 @@ impl Fixture {
     async fn audit_actions(&self) -> Vec<String> {
         let events = self.engine.store.audit_events(&self.tenant.id, 0, 1000).await.unwrap();
         events.into_iter().map(|e| e.entry.action).collect()
+    }
+
+    /// Whether the webhook dispatcher was woken since the last time this
+    /// was asked (it takes the wake-up).
+    async fn woke(&self) -> bool {
+        tokio::time::timeout(std::time::Duration::ZERO, self.engine.wake_dispatcher.notified()).await.is_ok()
+    }
+
+    /// Subscribes a webhook endpoint to every event, so [`Self::queued`]
+    /// sees what is queued from now on.
+    async fn subscribe(&self) {
+        use super::webhooks::{NewEndpoint, create_endpoint};
+        let request = NewEndpoint {
+            tenant_id: &self.tenant.id,
+            actor: "test",
+            url: "http://127.0.0.1:9/hook",
+            events: None,
+            description: None,
+        };
+        let e = &self.engine;
+        create_endpoint(&e.outbound, e.store.as_ref(), &e.sealer, self.now(), request).await.unwrap();
+    }
+
+    /// The types of the events queued since the last call (claimed here,
+    /// so nothing is delivered).
+    async fn queued(&self) -> Vec<vouchsafe_core::event::EventType> {
+        let lease = self.now() + time::Duration::minutes(5);
+        let due = self.engine.store.claim_due_messages(self.now(), lease, 1000).await.unwrap();
+        due.into_iter().map(|m| m.event_type).collect()
     }
 
     /// How many audit entries have `action`.

@@ -129,10 +129,13 @@ async fn a_passkey_answers_its_challenges_and_a_clone_is_refused() {
     assert_eq!(first_options["rpId"], "id.example.com");
     let assertion = key.assert(&first_options, &handle);
     let answer = |c, credential| verify(&f.engine, &t, "test", c, Answer::Credential(credential));
+    let sealed_before = f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap().sealed;
     let approved = answer(&first.id, &assertion).await.unwrap();
     assert_eq!(approved.challenge.status, ChallengeStatus::Approved);
     assert!(approved.token.is_some());
-    assert_eq!(f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap().counter, 1);
+    let stored = f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap();
+    assert_eq!(stored.counter, 1);
+    assert_ne!(stored.sealed, sealed_before, "the passkey's state is sealed again with its new counter");
 
     let second = create(&f.engine, request()).await.unwrap();
     let second_options: Value = serde_json::from_str(second.passkey_options.as_deref().unwrap()).unwrap();
@@ -157,4 +160,67 @@ async fn a_passkey_answers_its_challenges_and_a_clone_is_refused() {
     let approved = answer(&second.id, &genuine).await.unwrap();
     assert_eq!(approved.challenge.status, ChallengeStatus::Approved);
     assert_eq!(f.engine.store.authenticator(&t, "u1", &a.id).await.unwrap().counter, 11);
+}
+
+/// Registers and confirms a passkey for `user` with `key`; its user handle.
+async fn registered(f: &super::Fixture, user: &str, key: &mut SoftPasskey) -> Vec<u8> {
+    let req = NewAuthenticator { kind: "passkey", ..Default::default() };
+    let t = f.tenant_id();
+    let Created::Passkey(a, options) = create_authenticator(&f.engine, &t, "test", user, &req).await.unwrap() else {
+        panic!("a passkey registration");
+    };
+    let credential = key.register(&options);
+    confirm(&f.engine, &t, "test", user, &a.id, Proof { code: None, credential: Some(&credential) }).await.unwrap();
+    B64.decode(options["user"]["id"].as_str().unwrap()).unwrap()
+}
+
+/// A synced passkey signs a counter of 0 every time: it answers every
+/// challenge (there is no counter to move forward).
+#[tokio::test]
+async fn a_passkey_without_a_counter_answers_every_time() {
+    let origin = "https://id.example.com";
+    let f = fixture_at(origin, Settings::default()).await;
+    f.user("u1", None, None).await;
+    let mut key = SoftPasskey::new(origin);
+    key.keeps_counter = false;
+    let handle = registered(&f, "u1", &mut key).await;
+    for _ in 0..2 {
+        let request = NewChallenge {
+            tenant_id: &f.tenant.id,
+            actor: "test",
+            user_id: "u1",
+            action: None,
+            factor: Some("passkey"),
+            redirect_url: None,
+            locale: None,
+        };
+        let c = create(&f.engine, request).await.unwrap();
+        let options: Value = serde_json::from_str(c.passkey_options.as_deref().unwrap()).unwrap();
+        let assertion = key.assert(&options, &handle);
+        let answered = verify(&f.engine, &f.tenant.id, "test", &c.id, Answer::Credential(&assertion)).await.unwrap();
+        assert_eq!(answered.challenge.status, ChallengeStatus::Approved);
+    }
+}
+
+/// A registration may be finished until its ceremony's five minutes are
+/// up, and not a moment after.
+#[tokio::test]
+async fn a_registration_lasts_its_ceremonys_five_minutes() {
+    let origin = "https://id.example.com";
+    let f = fixture_at(origin, Settings::default()).await;
+    f.user("u1", None, None).await;
+    let req = NewAuthenticator { kind: "passkey", ..Default::default() };
+    let t = f.tenant_id();
+    let start = || create_authenticator(&f.engine, &t, "test", "u1", &req);
+    let (Created::Passkey(on_time, on_time_options), Created::Passkey(late, late_options)) =
+        (start().await.unwrap(), start().await.unwrap())
+    else {
+        panic!("passkey registrations");
+    };
+    f.advance(300);
+    let mut key = SoftPasskey::new(origin);
+    assert!(finish_registration(&f.engine, &on_time, &key.register(&on_time_options)).unwrap().is_some());
+    f.advance(1);
+    let mut other = SoftPasskey::new(origin);
+    assert_eq!(finish_registration(&f.engine, &late, &other.register(&late_options)).unwrap(), None);
 }

@@ -7,7 +7,7 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::StoreError;
 
 use super::super::admin::create_service;
-use super::super::services::{ServiceChange, UpdateError, update};
+use super::super::services::{ServiceChange, UpdateError, conflict_backoff, update};
 use super::fixture;
 
 #[tokio::test]
@@ -42,4 +42,24 @@ async fn an_update_changes_the_members_it_names() {
         update(&f.engine, &t, "test", &s.id, &taken).await,
         Err(UpdateError::Store(StoreError::Conflict(_)))
     ));
+}
+
+/// A lost race backs off a random 0 to 2 × attempt milliseconds, so
+/// writers that collided spread out: at attempt 10, never more than
+/// 20 ms, and 10 ms on average.
+#[tokio::test(start_paused = true)]
+async fn a_lost_race_backs_off_up_to_twice_its_attempt_in_ms() {
+    let started = tokio::time::Instant::now();
+    let mut longest = std::time::Duration::ZERO;
+    for _ in 0..200 {
+        let before = tokio::time::Instant::now();
+        conflict_backoff(10).await;
+        longest = longest.max(before.elapsed());
+    }
+    let total = started.elapsed();
+    assert!(longest <= std::time::Duration::from_millis(20), "{longest:?}");
+    // 200 waits of 10 ms on average add up to 2 s; their spread is about
+    // 0.08 s, far inside these bounds.
+    let expected = std::time::Duration::from_millis(1_500)..=std::time::Duration::from_millis(2_500);
+    assert!(expected.contains(&total), "{total:?}");
 }

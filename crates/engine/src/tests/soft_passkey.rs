@@ -14,6 +14,8 @@ pub struct SoftPasskey {
     key: EcdsaKeyPair,
     credential_id: Vec<u8>,
     pub counter: u32,
+    /// A synced passkey keeps no signature counter: it always signs 0.
+    pub keeps_counter: bool,
     origin: String,
     rng: SystemRandom,
 }
@@ -66,7 +68,7 @@ impl SoftPasskey {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
         let credential_id = sha256(pkcs8.as_ref())[..16].to_vec();
-        Self { key, credential_id, counter: 0, origin: origin.to_owned(), rng }
+        Self { key, credential_id, counter: 0, keeps_counter: true, origin: origin.to_owned(), rng }
     }
 
     fn rp_id_hash(&self) -> Vec<u8> {
@@ -128,14 +130,16 @@ impl SoftPasskey {
     }
 
     /// `navigator.credentials.get()`'s answer to `options` (the request
-    /// options' `publicKey` member); the counter moves on by one.
+    /// options' `publicKey` member); the counter moves on by one (if kept).
     pub fn assert(&mut self, options: &Value, user_handle: &[u8]) -> Value {
         self.assert_from(options, user_handle, false)
     }
 
     /// The same, made inside a frame of another origin when `cross_origin`.
     pub fn assert_from(&mut self, options: &Value, user_handle: &[u8], cross_origin: bool) -> Value {
-        self.counter += 1;
+        if self.keeps_counter {
+            self.counter += 1;
+        }
         let mut auth_data = self.rp_id_hash();
         auth_data.push(UP | UV);
         auth_data.extend(self.counter.to_be_bytes());
