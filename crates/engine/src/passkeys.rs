@@ -261,11 +261,12 @@ mod tests {
         assert!(!acceptable_credential(&framed));
         let huge = json!({"id": "x", "response": {"authenticatorData": "A".repeat(30_000)}});
         assert!(!acceptable_credential(&huge));
-        // `{"id":"…"}` is 9 bytes around the id: exactly the limit passes.
-        let at_limit = json!({"id": "x".repeat(MAX_CREDENTIAL_BYTES - 9)});
-        assert_eq!(at_limit.to_string().len(), MAX_CREDENTIAL_BYTES);
+        // The limit is 16 KiB: `{"id":"…"}` is 9 bytes around the id, so
+        // this is exactly 16,384 bytes, and passes; one byte more does not.
+        let at_limit = json!({"id": "x".repeat(16_384 - 9)});
+        assert_eq!(at_limit.to_string().len(), 16_384);
         assert!(acceptable_credential(&at_limit));
-        assert!(!acceptable_credential(&json!({"id": "x".repeat(MAX_CREDENTIAL_BYTES - 8)})));
+        assert!(!acceptable_credential(&json!({"id": "x".repeat(16_384 - 8)})));
         assert_eq!(bounded(&"e".repeat(10_000)).len(), 200);
     }
 }
