@@ -32,12 +32,14 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::TenantStore;
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
+use vouchsafe_core::webhook::{WebhookEndpoint, WebhookSecret};
 use vouchsafe_delivery::outbound::OutboundClient;
 use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
 
 use super::Engine;
 use super::admin::{Admin, put_provider};
 use super::verifications::StartRequest;
+use super::webhooks::{EndpointError, NewEndpoint, create_endpoint};
 use gateway::Gateway;
 
 const T0: i64 = 1_800_000_000;
@@ -101,19 +103,23 @@ impl Fixture {
         tokio::time::timeout(std::time::Duration::ZERO, self.engine.wake_dispatcher.notified()).await.is_ok()
     }
 
+    /// Creates a webhook endpoint of the tenant (its URL a closed port on
+    /// loopback) with this event filter and description.
+    async fn endpoint(
+        &self,
+        events: Option<&[String]>,
+        description: Option<&str>,
+    ) -> Result<(WebhookEndpoint, WebhookSecret), EndpointError> {
+        let url = "http://127.0.0.1:9/hook";
+        let request = NewEndpoint { tenant_id: &self.tenant.id, actor: "test", url, events, description };
+        let e = &self.engine;
+        create_endpoint(&e.outbound, e.store.as_ref(), &e.sealer, self.now(), request).await
+    }
+
     /// Subscribes a webhook endpoint to every event, so [`Self::queued`]
     /// sees what is queued from now on.
     async fn subscribe(&self) {
-        use super::webhooks::{NewEndpoint, create_endpoint};
-        let request = NewEndpoint {
-            tenant_id: &self.tenant.id,
-            actor: "test",
-            url: "http://127.0.0.1:9/hook",
-            events: None,
-            description: None,
-        };
-        let e = &self.engine;
-        create_endpoint(&e.outbound, e.store.as_ref(), &e.sealer, self.now(), request).await.unwrap();
+        self.endpoint(None, None).await.unwrap();
     }
 
     /// The types of the events queued since the last call (claimed here,

@@ -3,24 +3,14 @@
 
 use vouchsafe_core::event::EventType;
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::webhook::{EventFilter, TEST_EVENTS_PER_HOUR, WebhookEndpoint, WebhookSecret};
+use vouchsafe_core::webhook::{EventFilter, TEST_EVENTS_PER_HOUR};
 
 use super::super::error::EngineError;
 use super::super::webhooks::{
     DEFAULT_ROTATION_GRACE_S, EndpointChange, EndpointError, NewEndpoint, TestEventError, create_endpoint,
     delete_endpoint, rotate_secret, secret_context, send_test_event, update_endpoint,
 };
-use super::{Fixture, fixture};
-
-async fn endpoint(
-    f: &Fixture,
-    events: Option<&[String]>,
-    description: Option<&str>,
-) -> Result<(WebhookEndpoint, WebhookSecret), EndpointError> {
-    let request =
-        NewEndpoint { tenant_id: &f.tenant.id, actor: "test", url: "http://127.0.0.1:9/hook", events, description };
-    create_endpoint(&f.engine.outbound, f.engine.store.as_ref(), &f.engine.sealer, f.now(), request).await
-}
+use super::fixture;
 
 fn refused_field<T>(result: Result<T, EndpointError>) -> String {
     match result {
@@ -35,20 +25,20 @@ fn refused_field<T>(result: Result<T, EndpointError>) -> String {
 #[tokio::test]
 async fn an_endpoint_keeps_its_secret_sealed_to_itself() {
     let f = fixture(Settings::default()).await;
-    let (e, secret) = endpoint(&f, None, Some("  orders  ")).await.unwrap();
+    let (e, secret) = f.endpoint(None, Some("  orders  ")).await.unwrap();
     assert_eq!((e.description.as_str(), &e.events, e.enabled), ("orders", &EventFilter::All, true));
     let sealed = f.engine.store.webhook_secrets(&f.tenant.id, &e.id).await.unwrap().current;
     let opened = f.engine.sealer.open(&sealed, &secret_context(&e.id)).unwrap();
     assert_eq!(opened.as_slice(), secret.as_bytes());
-    let (other, _) = endpoint(&f, None, None).await.unwrap();
+    let (other, _) = f.endpoint(None, None).await.unwrap();
     assert!(f.engine.sealer.open(&sealed, &secret_context(&other.id)).is_err(), "bound to its endpoint");
     assert_eq!(f.audited("webhook_endpoint.created").await, 2);
 
     let unknown = vec!["no.such_event".to_owned()];
-    assert_eq!(refused_field(endpoint(&f, Some(&unknown), None).await), "events");
+    assert_eq!(refused_field(f.endpoint(Some(&unknown), None).await), "events");
     let long = "d".repeat(201);
-    assert_eq!(refused_field(endpoint(&f, None, Some(&long)).await), "description");
-    assert!(endpoint(&f, None, Some(&long[..200])).await.is_ok());
+    assert_eq!(refused_field(f.endpoint(None, Some(&long)).await), "description");
+    assert!(f.endpoint(None, Some(&long[..200])).await.is_ok());
     let request = NewEndpoint {
         tenant_id: &f.tenant.id,
         actor: "test",
@@ -66,7 +56,7 @@ async fn an_endpoint_keeps_its_secret_sealed_to_itself() {
 #[tokio::test]
 async fn an_update_changes_what_it_names() {
     let f = fixture(Settings::default()).await;
-    let (e, _) = endpoint(&f, None, Some("first")).await.unwrap();
+    let (e, _) = f.endpoint(None, Some("first")).await.unwrap();
     let events = vec!["verification.approved".to_owned()];
     f.advance(5);
     let change = EndpointChange { events: Some(&events), enabled: Some(false), ..Default::default() };
@@ -105,7 +95,7 @@ async fn an_update_changes_what_it_names() {
 #[tokio::test]
 async fn a_rotation_keeps_the_old_secret_for_its_grace() {
     let f = fixture(Settings::default()).await;
-    let (e, old) = endpoint(&f, None, None).await.unwrap();
+    let (e, old) = f.endpoint(None, None).await.unwrap();
     let (new, until) = rotate_secret(&f.engine, &f.tenant.id, "test", &e.id, None).await.unwrap();
     assert_eq!(until, f.now() + time::Duration::seconds(i64::from(DEFAULT_ROTATION_GRACE_S)));
     let secrets = f.engine.store.webhook_secrets(&f.tenant.id, &e.id).await.unwrap();
@@ -128,8 +118,8 @@ async fn a_rotation_keeps_the_old_secret_for_its_grace() {
 #[tokio::test]
 async fn test_events_are_queued_within_their_hourly_limit() {
     let f = fixture(Settings::default()).await;
-    let (e, _) = endpoint(&f, Some(&["verification.approved".to_owned()]), None).await.unwrap();
-    let (other, _) = endpoint(&f, None, None).await.unwrap();
+    let (e, _) = f.endpoint(Some(&["verification.approved".to_owned()]), None).await.unwrap();
+    let (other, _) = f.endpoint(None, None).await.unwrap();
     let ping = send_test_event(&f.engine, &f.tenant.id, &e.id).await.unwrap();
     assert_eq!(ping.event_type, EventType::Ping);
     assert_eq!(ping.data["endpoint_id"], e.id.as_str());
