@@ -169,14 +169,12 @@ impl SqlStore {
         }
     }
 
-    /// Closes the pool, waiting for connections to be returned.
-    /// Closes the pools, after chaining the audit entries still pending
-    /// when this store can (a server chains in the background; a CLI
-    /// command chains what it wrote here, before the process ends).
+    /// Closes the pool, waiting for connections to be returned, after
+    /// chaining the audit entries still pending (a server chains in the
+    /// background; a CLI command chains what it wrote here, before the
+    /// process ends).
     pub async fn close(&self) {
-        if self.audit_key().is_ok()
-            && let Err(e) = vouchsafe_core::store::AuditStore::chain_audit(self).await
-        {
+        if let Err(e) = vouchsafe_core::store::AuditStore::chain_audit(self).await {
             tracing::warn!(error = %vouchsafe_core::error::chain(&e), "audit entries left to chain later");
         }
         on_pool!(&self.db, pool => pool.close().await)
