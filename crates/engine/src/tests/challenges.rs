@@ -18,7 +18,8 @@ use super::authenticators::{active_hotp, active_totp};
 use super::gateway::Gateway;
 use super::{Fixture, fixture};
 
-fn new_challenge<'a>(f: &'a Fixture, user: &'a str, factor: Option<&'a str>) -> NewChallenge<'a> {
+/// A challenge for `user` with the policy's factor, or `factor`.
+pub(super) fn new_challenge<'a>(f: &'a Fixture, user: &'a str, factor: Option<&'a str>) -> NewChallenge<'a> {
     NewChallenge {
         tenant_id: &f.tenant.id,
         actor: "test",

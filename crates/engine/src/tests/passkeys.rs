@@ -10,10 +10,11 @@ use vouchsafe_core::challenge::{ChallengeStatus, Factor};
 use vouchsafe_core::settings::Settings;
 
 use super::super::authenticators::{NewAuthenticator, Proof, confirm};
-use super::super::challenges::{Answer, NewChallenge, create, verify};
+use super::super::challenges::{Answer, create, verify};
 use super::super::error::EngineError;
 use super::super::passkeys::{finish_registration, relying_party, start_authentication, start_registration};
 use super::super::users::{Created, create_authenticator};
+use super::challenges::new_challenge;
 use super::fixture_at;
 use super::soft_passkey::SoftPasskey;
 
@@ -114,15 +115,7 @@ async fn a_passkey_answers_its_challenges_and_a_clone_is_refused() {
     assert_eq!(third["excludeCredentials"][0]["id"], for_a["id"], "a registered passkey is excluded");
 
     let handle = B64.decode(options["user"]["id"].as_str().unwrap()).unwrap();
-    let request = || NewChallenge {
-        tenant_id: &f.tenant.id,
-        actor: "test",
-        user_id: "u1",
-        action: None,
-        factor: None,
-        redirect_url: None,
-        locale: None,
-    };
+    let request = || new_challenge(&f, "u1", None);
     let first = create(&f.engine, request()).await.unwrap();
     assert_eq!(first.factor, Factor::Passkey, "the strongest factor");
     let first_options: Value = serde_json::from_str(first.passkey_options.as_deref().unwrap()).unwrap();
@@ -185,16 +178,7 @@ async fn a_passkey_without_a_counter_answers_every_time() {
     key.keeps_counter = false;
     let handle = registered(&f, "u1", &mut key).await;
     for _ in 0..2 {
-        let request = NewChallenge {
-            tenant_id: &f.tenant.id,
-            actor: "test",
-            user_id: "u1",
-            action: None,
-            factor: Some("passkey"),
-            redirect_url: None,
-            locale: None,
-        };
-        let c = create(&f.engine, request).await.unwrap();
+        let c = create(&f.engine, new_challenge(&f, "u1", Some("passkey"))).await.unwrap();
         let options: Value = serde_json::from_str(c.passkey_options.as_deref().unwrap()).unwrap();
         let assertion = key.assert(&options, &handle);
         let answered = verify(&f.engine, &f.tenant.id, "test", &c.id, Answer::Credential(&assertion)).await.unwrap();
