@@ -317,50 +317,59 @@ impl WebhookStore for SqlStore {
         // its share; turns interleave tenants (every tenant's first due
         // message, then every second, …), so a flood or a dead endpoint of
         // one tenant cannot push another's messages back.
+        // Bounded work: an endpoint's free slots can only go to its first $4
+        // due messages, leased or not (it has at most $4 minus those in
+        // flight), so `cutoffs` finds per enabled endpoint the due time of
+        // its $4-th due message and only messages up to it are ranked: a
+        // claim reads about $4 messages per endpoint however long the
+        // backlog. MATERIALIZED makes both engines find the cutoffs first,
+        // then read each endpoint's range by index (migration 0013).
+        // One statement claims and reads: the event and the endpoint come
+        // from correlated lookups in RETURNING (both engines allow them),
+        // so a claim of n messages is one round trip on PostgreSQL, not 1 + n.
         let claimed: Vec<DueRow> = self
             .write((lease, now, limit), |conn, (lease, now, limit)| {
                 Box::pin(async move {
-                    let ids = fetch!(
+                    fetch!(
                         conn,
-                        all(String,),
-                        "WITH busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
-                   WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
-                 busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
-                   WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
-                 ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
+                        all DueRow,
+                        "WITH cutoffs AS MATERIALIZED (SELECT w.id AS endpoint_id, \
+                    COALESCE((SELECT x.next_attempt_at FROM webhook_messages x \
+                     WHERE x.endpoint_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2 \
+                     ORDER BY x.next_attempt_at LIMIT 1 OFFSET $4 - 1), $2) AS due_by \
+                    FROM webhook_endpoints w WHERE w.enabled = TRUE), \
+                    busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
+                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
+                    busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
+                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
+                    ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
                      ROW_NUMBER() OVER (PARTITION BY m.endpoint_id ORDER BY m.next_attempt_at, m.id) \
                        + COALESCE(be.n, 0) AS endpoint_slot \
-                   FROM webhook_messages m JOIN webhook_endpoints w ON w.id = m.endpoint_id \
-                   LEFT JOIN busy_endpoints be ON be.endpoint_id = m.endpoint_id \
-                   WHERE m.status = 'pending' AND m.next_attempt_at <= $2 AND m.locked_until < $2 \
-                     AND w.enabled = TRUE), \
-                 turns AS (SELECT r.id, r.next_attempt_at, COALESCE(bt.n, 0) AS tenant_busy, \
+                    FROM cutoffs c JOIN webhook_messages m ON m.endpoint_id = c.endpoint_id \
+                    LEFT JOIN busy_endpoints be ON be.endpoint_id = m.endpoint_id \
+                    WHERE m.status = 'pending' AND m.next_attempt_at <= c.due_by AND m.locked_until < $2), \
+                    turns AS (SELECT r.id, r.next_attempt_at, COALESCE(bt.n, 0) AS tenant_busy, \
                      ROW_NUMBER() OVER (PARTITION BY r.tenant_id ORDER BY r.endpoint_slot, r.next_attempt_at, r.id) \
                        AS turn \
-                   FROM ranked r LEFT JOIN busy_tenants bt ON bt.tenant_id = r.tenant_id \
-                   WHERE r.endpoint_slot <= $4) \
-                 UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
-                 WHERE id IN (SELECT id FROM turns WHERE turn + tenant_busy <= $5 \
-                   ORDER BY turn, next_attempt_at, id LIMIT $3) \
-                 AND status = 'pending' AND locked_until < $2 RETURNING id",
+                    FROM ranked r LEFT JOIN busy_tenants bt ON bt.tenant_id = r.tenant_id \
+                    WHERE r.endpoint_slot <= $4) \
+                    UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
+                    WHERE id IN (SELECT id FROM turns WHERE turn + tenant_busy <= $5 \
+                    ORDER BY turn, next_attempt_at, id LIMIT $3) \
+                    AND status = 'pending' AND locked_until < $2 \
+                    RETURNING id, event_id, \
+                    (SELECT e.type FROM events e WHERE e.id = webhook_messages.event_id) AS event_type, \
+                    tenant_id, endpoint_id, \
+                    (SELECT w.url FROM webhook_endpoints w WHERE w.id = webhook_messages.endpoint_id) AS url, \
+                    (SELECT e.body FROM events e WHERE e.id = webhook_messages.event_id) AS body, \
+                    attempts, locked_until, \
+                    (SELECT w.secret FROM webhook_endpoints w WHERE w.id = webhook_messages.endpoint_id) AS secret, \
+                    (SELECT w.previous_secret FROM webhook_endpoints w \
+                     WHERE w.id = webhook_messages.endpoint_id) AS previous_secret, \
+                    (SELECT w.previous_secret_expires_at FROM webhook_endpoints w \
+                     WHERE w.id = webhook_messages.endpoint_id) AS previous_secret_expires_at",
                         [*lease, *now, *limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
-                    )?;
-                    // Read in the same transaction as the claim: on SQLite a
-                    // lookup on the writer's own connection, not a pool
-                    // round trip per message.
-                    let mut rows = Vec::with_capacity(ids.len());
-                    for (id,) in ids {
-                        rows.push(fetch!(
-                            conn,
-                            one DueRow,
-                            "SELECT m.id, m.event_id, e.type AS event_type, m.tenant_id, m.endpoint_id, w.url, e.body, \
-                             m.attempts, m.locked_until, w.secret, w.previous_secret, w.previous_secret_expires_at \
-                             FROM webhook_messages m JOIN events e ON e.id = m.event_id \
-                             JOIN webhook_endpoints w ON w.id = m.endpoint_id WHERE m.id = $1",
-                            [id]
-                        )?);
-                    }
-                    Ok(rows)
+                    )
                 })
             })
             .await

@@ -509,6 +509,57 @@ async fn claims_keep_fair_shares_between_endpoints_and_tenants() {
     assert_eq!(store.claim_due_messages(at(101), at(400), 64).await.unwrap().len(), 1);
 }
 
+/// A claim ranks only each endpoint's first `IN_FLIGHT_PER_ENDPOINT` due
+/// messages (leased ones among them), so its work does not grow with the
+/// backlog; it still takes exactly the earliest claimable messages, in due
+/// order, as leases come and go and retries move messages later.
+#[tokio::test]
+async fn claims_take_an_endpoints_earliest_due_messages_from_a_long_backlog() {
+    use std::collections::BTreeSet;
+    use vouchsafe_core::ids::EventId;
+    use vouchsafe_core::webhook::IN_FLIGHT_PER_ENDPOINT;
+
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let e = endpoint(&store, &t, EventFilter::All, true).await.id;
+    let mut events = Vec::new();
+    for i in 1..=50 {
+        let event = Event::new(t.id.clone(), EventType::Ping, json!({}), at(i));
+        store.enqueue_event(&event, Some(&e)).await.unwrap();
+        events.push(event.id);
+    }
+    // Which messages a claim takes (RETURNING gives them in no order).
+    let ids = |claimed: &[DueMessage]| claimed.iter().map(|m| m.event_id.to_string()).collect::<BTreeSet<_>>();
+    let of = |events: &[EventId]| events.iter().map(ToString::to_string).collect::<BTreeSet<_>>();
+    let first = store.claim_due_messages(at(100), at(400), 5).await.unwrap();
+    assert_eq!(ids(&first), of(&events[..5]));
+    let share = usize::try_from(IN_FLIGHT_PER_ENDPOINT).unwrap();
+    let second = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
+    assert_eq!(ids(&second), of(&events[5..share]), "the endpoint's share, less the five in flight");
+    // The first five fail and retry later; the next eleven are delivered.
+    for m in &first {
+        finish(&store, m, MessageOutcome::RetryAt(at(1_000)), 100).await;
+    }
+    for m in &second {
+        finish(&store, m, MessageOutcome::Delivered, 100).await;
+    }
+    let third = store.claim_due_messages(at(101), at(400), 64).await.unwrap();
+    assert_eq!(ids(&third), of(&events[share..2 * share]), "the next due ones, the retried ones not yet due");
+    for m in &third {
+        finish(&store, m, MessageOutcome::Delivered, 101).await;
+    }
+    // Once due again, the retried messages (due at 1,000) queue behind the
+    // rest, which have been due since they were made.
+    let fourth = store.claim_due_messages(at(1_000), at(1_400), 64).await.unwrap();
+    assert_eq!(ids(&fourth), of(&events[2 * share..3 * share]));
+    for m in &fourth {
+        finish(&store, m, MessageOutcome::Delivered, 1_000).await;
+    }
+    let fifth = store.claim_due_messages(at(1_000), at(1_400), 64).await.unwrap();
+    let expected = of(&events[..5]).union(&of(&events[3 * share..])).cloned().collect();
+    assert_eq!(ids(&fifth), expected, "the last two, and the retried five");
+}
+
 /// Issue 16, item 3: answers are counted before they are evaluated, a user
 /// at the threshold is locked once (one `user.locked`), and the approving
 /// statement requires the user to be unlocked.
