@@ -236,6 +236,16 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
                 ""
             }
         ));
+        md.push_str(&format!(
+            "Backlog: with the receiver holding deliveries, {} more test events were queued ({} attempts \
+             held in flight); once it answered, the {} waiting in the outbox were delivered in {:.2} s: \
+             **{:.0} events/s** drained.\n",
+            w.backlog + w.held,
+            w.held,
+            w.backlog,
+            w.drain_s,
+            w.drain_per_second,
+        ));
     }
     if let Some(m) = &run.mixed {
         md.push_str(&format!(

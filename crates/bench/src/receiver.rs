@@ -2,7 +2,9 @@
 //! the cheapest possible far end, so what is measured is vouchsafe. It
 //! counts requests (webhook deliveries) and keeps the `to` → `code` pairs
 //! of JSON bodies (codes sent through an `http` provider), so the load can
-//! check right codes.
+//! check right codes. Webhook deliveries can be held at a gate (counted
+//! as they arrive, answered once it opens), so a backlog builds up in the
+//! outbox and its drain can be timed on its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,12 +12,24 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[derive(Default)]
 pub struct Received {
     pub count: AtomicUsize,
     /// Of those, the requests to a path under `/hook` (webhook deliveries).
     hooks: AtomicUsize,
     codes: Mutex<HashMap<String, String>>,
+    /// Open (`true`) unless webhook deliveries are being held.
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            hooks: AtomicUsize::new(0),
+            codes: Mutex::default(),
+            gate: tokio::sync::watch::Sender::new(true),
+        }
+    }
 }
 
 impl Received {
@@ -28,15 +42,28 @@ impl Received {
         self.hooks.load(Ordering::Relaxed)
     }
 
+    /// Holds webhook deliveries (`open == false`) or lets them, and those
+    /// held, be answered.
+    pub fn set_gate(&self, open: bool) {
+        self.gate.send_replace(open);
+    }
+
+    /// Waits until webhook deliveries may be answered.
+    async fn gate_open(&self) {
+        let _ = self.gate.subscribe().wait_for(|open| *open).await;
+    }
+
     /// The last code sent to `to`.
     pub fn code_for(&self, to: &str) -> Option<String> {
         self.codes.lock().ok()?.get(to).cloned()
     }
 
-    /// Counts a request whose head (lower case) is `head`, and keeps its code.
-    pub(crate) fn record(&self, head: &str, body: &[u8]) {
+    /// Counts a request whose head (lower case) is `head`, and keeps its
+    /// code; answers whether it is a webhook delivery.
+    pub(crate) fn record(&self, head: &str, body: &[u8]) -> bool {
         self.count.fetch_add(1, Ordering::Relaxed);
-        if head.split(' ').nth(1).is_some_and(|path| path.starts_with("/hook")) {
+        let hook = head.split(' ').nth(1).is_some_and(|path| path.starts_with("/hook"));
+        if hook {
             self.hooks.fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
@@ -45,6 +72,7 @@ impl Received {
         {
             codes.insert(to.to_owned(), code.to_owned());
         }
+        hook
     }
 }
 
@@ -86,7 +114,9 @@ pub async fn start() -> anyhow::Result<(u16, Arc<Received>)> {
                         if pending.len() < end + 4 + len {
                             break;
                         }
-                        received.record(&head, &pending[end + 4..end + 4 + len]);
+                        if received.record(&head, &pending[end + 4..end + 4 + len]) {
+                            received.gate_open().await;
+                        }
                         pending.drain(..end + 4 + len);
                         if conn.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.is_err() {
                             return;

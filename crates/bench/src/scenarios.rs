@@ -219,43 +219,92 @@ pub async fn run(
     Ok(out)
 }
 
-/// Queues events through the API and times their delivery to a loopback
-/// receiver: outbox write, claim, sign, POST, record. The events are
-/// queued by the load generator at concurrency 64, so queueing is not
-/// what limits the rate; when delivery keeps pace with it, the rate shown
-/// is a floor of what the dispatcher can do.
+/// Times the webhook dispatcher twice. Live: events are queued through the
+/// API by the load generator at concurrency 64 while they are delivered to
+/// a loopback receiver (outbox write, claim, sign, POST, record); when
+/// delivery keeps pace with queueing, that rate is a floor of what the
+/// dispatcher can do. Backlog: the receiver holds every delivery while
+/// events are queued, so all but the attempts held in flight wait in the
+/// outbox; then it answers, and the drain of that backlog is the
+/// dispatcher's own rate, with nothing else running.
 pub async fn webhook_throughput(server: &Server) -> anyhow::Result<WebhookThroughput> {
     const EVENTS: usize = 10_000;
-    // Test events are limited to 60 per endpoint per hour, so the events are
-    // spread over endpoints of one tenant that all point at the receiver.
-    const PER_ENDPOINT: usize = 50;
+    const BACKLOG: usize = 6_000;
     let (port, received) = receiver::start().await?;
+    let endpoints = webhook_endpoints(server, port, EVENTS).await?;
+    let started = Instant::now();
+    let queueing = queue_test_events(server, &endpoints, EVENTS).await;
+    let enqueue_s = started.elapsed().as_secs_f64();
+    let queued = queueing.requests;
+    wait_for_hooks(&received, queued, started).await;
+    let total_s = started.elapsed().as_secs_f64();
+    let delivered = received.hooks();
+    delete_webhook_endpoints(server, &endpoints).await?;
+
+    let endpoints = webhook_endpoints(server, port, BACKLOG).await?;
+    let before = received.hooks();
+    received.set_gate(false);
+    let backlog = queue_test_events(server, &endpoints, BACKLOG).await.requests;
+    let held = received.hooks() - before;
+    eprintln!("  webhook dispatch: {backlog} queued while {held} deliveries were held; draining");
+    let released = Instant::now();
+    received.set_gate(true);
+    wait_for_hooks(&received, before + backlog, released).await;
+    let drain_s = released.elapsed().as_secs_f64();
+    let drained = received.hooks() - before - held;
+    delete_webhook_endpoints(server, &endpoints).await?;
+    Ok(WebhookThroughput {
+        queued,
+        enqueue_s,
+        delivered,
+        total_s,
+        per_second: delivered as f64 / total_s,
+        queueing,
+        backlog: drained,
+        held,
+        drain_s,
+        drain_per_second: drained as f64 / drain_s,
+    })
+}
+
+/// Endpoints of one tenant, all pointing at the receiver on `port`,
+/// enough for `events` test events: those are limited to 60 per endpoint
+/// per hour, so 50 go to each.
+async fn webhook_endpoints(server: &Server, port: u16, events: usize) -> anyhow::Result<Arc<Vec<String>>> {
+    const PER_ENDPOINT: usize = 50;
     let mut endpoints = Vec::new();
-    for n in 0..EVENTS.div_ceil(PER_ENDPOINT) {
+    for n in 0..events.div_ceil(PER_ENDPOINT) {
         endpoints.push(server.create_webhook_endpoint(&format!("http://127.0.0.1:{port}/hook/{n}")).await?);
     }
-    eprintln!("  webhook dispatch: {EVENTS} events over {} endpoints", endpoints.len());
-    let endpoints = Arc::new(endpoints);
+    eprintln!("  webhook dispatch: {events} events over {} endpoints", endpoints.len());
+    Ok(Arc::new(endpoints))
+}
+
+/// Queues `events` test events over `endpoints` at concurrency 64.
+async fn queue_test_events(server: &Server, endpoints: &Arc<Vec<String>>, events: usize) -> Measurement {
     let (secret, targets) = (server.secret.clone(), endpoints.clone());
     let make: MakeRequest = Arc::new(move |n| {
         let id = targets.get(n % targets.len())?;
-        (n < EVENTS).then(|| load::request("POST", &format!("/v1/webhook-endpoints/{id}/test"), Some(&secret), None))
+        (n < events).then(|| load::request("POST", &format!("/v1/webhook-endpoints/{id}/test"), Some(&secret), None))
     });
-    let started = Instant::now();
     let label = "POST /v1/webhook-endpoints/{id}/test (queues a test event)";
-    let queueing = load::run(label, &server.target(), make, None, 64, 120).await;
-    let enqueue_s = started.elapsed().as_secs_f64();
-    let queued = queueing.requests;
-    while received.count() < queued && started.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    load::run(label, &server.target(), make, None, 64, 120).await
+}
+
+/// Waits until the receiver has seen `count` webhook deliveries, or two
+/// minutes after `since`.
+async fn wait_for_hooks(received: &Received, count: usize, since: Instant) {
+    while received.hooks() < count && since.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let total_s = started.elapsed().as_secs_f64();
-    let delivered = received.count();
-    // Later rows must not fan their events out to these endpoints.
-    for id in endpoints.iter() {
+}
+
+/// Deletes `endpoints`, so later rows do not fan their events out to them.
+async fn delete_webhook_endpoints(server: &Server, endpoints: &[String]) -> anyhow::Result<()> {
+    for id in endpoints {
         server.delete_webhook_endpoint(id).await?;
     }
-    Ok(WebhookThroughput { queued, enqueue_s, delivered, total_s, per_second: delivered as f64 / total_s, queueing })
+    Ok(())
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -267,4 +316,11 @@ pub struct WebhookThroughput {
     pub delivered: usize,
     pub total_s: f64,
     pub per_second: f64,
+    /// Backlog: deliveries that waited in the outbox while the receiver
+    /// held the first ones, and how fast they drained once it answered.
+    pub backlog: usize,
+    /// Attempts that were in flight, held at the receiver, at the release.
+    pub held: usize,
+    pub drain_s: f64,
+    pub drain_per_second: f64,
 }
