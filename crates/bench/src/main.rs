@@ -311,8 +311,7 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
     md.push_str(&format!("\nServer peak RSS (VmHWM) after the load: **{rss}** (target ≤ 100 MiB)"));
     if let Some((anon, file)) = run.rss_split_mib {
         md.push_str(&format!(
-            "; at the end {anon:.1} MiB anonymous and {file:.1} MiB file-backed (the binary, and on SQLite \
-             the pages of the database file its readers have mapped)"
+            "; at the end {anon:.1} MiB anonymous and {file:.1} MiB file-backed (the binary, mostly)"
         ));
     }
     md.push_str(".\n\n");
@@ -392,8 +391,7 @@ fn run_soak(args: &Args, minutes: u64, machine: &str) -> anyhow::Result<()> {
          {} SMS flows (start, then the right code) and {} TOTP flows (challenge, then the right code), every \
          approval an event for a webhook endpoint on the loopback receiver ({} requests reached it); {} errors{}.\n\n\
          Server RSS every 10 s (MiB): {}.\n\nSlope after the first minute: **{:.3} MiB/min** in all, of which \
-         **{:.3} MiB/min** anonymous (the heap; the rest is file-backed: the binary and the pages of the growing \
-         database file the readers have mapped); peak RSS {}.\n",
+         **{:.3} MiB/min** anonymous (the heap; the rest is file-backed: the binary, mostly); peak RSS {}.\n",
         engine.label(),
         soak.sms_flows,
         soak.totp_flows,

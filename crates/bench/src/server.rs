@@ -117,7 +117,7 @@ impl Server {
     }
 
     /// Resident memory now, split into anonymous (the heap) and file-backed
-    /// (the binary and the mapped database file), in MiB.
+    /// (the binary, mostly), in MiB.
     pub fn rss_split_mib(&self) -> Option<(f64, f64)> {
         Some((self.status_mib("RssAnon")?, self.status_mib("RssFile")?))
     }

@@ -48,7 +48,7 @@ pub struct Soak {
     /// Least-squares slope of the samples after the first minute, MiB per minute.
     pub slope_mib_per_minute: f64,
     /// The same of the anonymous part. The rest is file-backed: the binary
-    /// and the pages of the growing database file the readers have mapped.
+    /// (the binary, mostly).
     pub anon_slope_mib_per_minute: f64,
 }
 
