@@ -42,9 +42,9 @@ impl Readers {
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
-        // No memory map (`mmap_size` stays 0). A read transaction that
-        // finds the WAL changed since the connection's last one unmaps the
-        // whole database file (SQLite's pager, so that a file truncated
+        // No memory map (`mmap_size` 0, whatever the build's default). A
+        // read transaction that finds the WAL changed since the
+        // connection's last one unmaps the whole database file (SQLite's pager, so that a file truncated
         // and regrown by another process is never read through a stale
         // map), and under steady writes that is nearly every read: each
         // lookup cost a munmap, a fresh mmap, page faults, and a TLB
@@ -52,6 +52,7 @@ impl Readers {
         // cache, wrong-code checks went from 14,484 and 13,725/s to
         // 18,135 and 14,819/s, and wrong TOTP answers at a million users
         // from 7,308 to 9,517/s (bench/RESULTS.md).
+        conn.pragma_update(None, "mmap_size", 0)?;
         Ok(conn)
     }
 
@@ -278,7 +279,7 @@ mod tests {
         assert_eq!(number(&readers, 1).unwrap().label, None, "the idle connection read the new commit");
         assert_eq!(readers.idle.lock().unwrap().len(), 1, "one thread reading needs one connection");
         let mapped = readers.read(|conn| conn.query_row("PRAGMA mmap_size", [], |r| r.get::<_, i64>(0))).unwrap();
-        assert_eq!(mapped, MMAP_BYTES, "lookups read the file through the map");
+        assert_eq!(mapped, 0, "lookups read the file without a memory map");
     }
 
     /// A SELECT that lists columns in another order than the struct's
