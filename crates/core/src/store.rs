@@ -479,9 +479,10 @@ pub trait DeliveryStore {
 }
 
 /// What an approval found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalOutcome {
-    Approved,
+    /// Approved: the challenge as the approving statement wrote it.
+    Approved(Box<Challenge>),
     /// The authenticator was already used this far (a replayed code).
     Replayed,
     /// The challenge was no longer pending (answered, denied or expired).

@@ -333,10 +333,10 @@ pub async fn verify(
         let event = challenge_event(&c, EventType::ChallengeApproved, now);
         let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
         match engine.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
-            ApprovalOutcome::Approved => {
+            ApprovalOutcome::Approved(approved) => {
                 engine.wake_dispatcher.notify_one();
                 metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "approved").increment(1);
-                let approved = engine.store.challenge(tenant, id).await?;
+                let approved = *approved;
                 let token = engine.token_signer.sign(&approved, now);
                 tracing::info!(challenge_id = %c.id, factor = c.factor.as_str(), "challenge approved");
                 return Ok(Answered { challenge: approved, token: Some(token) });

@@ -211,9 +211,10 @@ impl TryFrom<ChallengeRow> for Challenge {
     }
 }
 
-/// Whether an approval went through, or why it stopped (then rolled back).
+/// Whether an approval went through (the approved row), or why it
+/// stopped (then rolled back).
 enum Step {
-    Done,
+    Done(Box<ChallengeRow>),
     Stop(ApprovalOutcome),
 }
 
@@ -651,18 +652,21 @@ impl UserStore for SqlStore {
                 release_savepoint!(conn)?;
                 return Ok(Step::Stop(ApprovalOutcome::Replayed));
             }
-            let approved = exec!(
-                conn,
+            // RETURNING: the caller answers with the approved challenge as
+            // written, without reading it again.
+            let approve = concat!(
                 "UPDATE challenges SET status = 'approved', verified_at = $1, updated_at = $1 \
                  WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
                  AND attempts <= max_attempts AND NOT EXISTS (SELECT 1 FROM users u \
-                   WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > $1)",
-                [at, c.tenant_id.as_str(), c.id.as_str()]
-            )?;
-            if approved != 1 {
+                   WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > $1) \
+                 RETURNING ",
+                challenge_columns!()
+            );
+            let Some(approved) = fetch!(conn, optional ChallengeRow, approve, [at, c.tenant_id.as_str(), c.id.as_str()])?
+            else {
                 rollback_savepoint!(conn)?;
                 return Ok(Step::Stop(ApprovalOutcome::NotPending));
-            }
+            };
             exec!(
                 conn,
                 "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
@@ -671,12 +675,12 @@ impl UserStore for SqlStore {
             insert_event(conn, event, "").await?;
             append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
             release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(Step::Done)
+            Ok::<_, sqlx::Error>(Step::Done(Box::new(approved)))
         }))
         .await
         .map_err(map_err)?;
         Ok(match step {
-            Step::Done => ApprovalOutcome::Approved,
+            Step::Done(approved) => ApprovalOutcome::Approved(Box::new((*approved).try_into()?)),
             Step::Stop(outcome) => outcome,
         })
     }

@@ -146,7 +146,9 @@ async fn authenticators_activate_once_and_counters_only_move_forward() {
     }
     let approved = audit("challenge.approved");
     let approve = |c| store.approve_challenge(c, Some(&spend), at(3), &event, &approved);
-    assert_eq!(approve(&first).await.unwrap(), ApprovalOutcome::Approved);
+    let stored = |id| store.challenge(&t.id, id);
+    let outcome = approve(&first).await.unwrap();
+    assert_eq!(outcome, ApprovalOutcome::Approved(Box::new(stored(&first.id).await.unwrap())));
     assert_eq!(approve(&second).await.unwrap(), ApprovalOutcome::Replayed, "a spent code approves nothing");
     assert_eq!(store.challenge(&t.id, &second.id).await.unwrap().status, ChallengeStatus::Pending);
     assert_eq!(store.unspent_recovery_codes(&codes.id, None).await.unwrap(), vec![(0, "h0".to_owned())]);
@@ -168,7 +170,10 @@ async fn challenges_approve_expire_and_redeem_once() {
     let event = Event::new(t.id.clone(), EventType::ChallengeApproved, json!({}), at(20));
     let approved = audit("challenge.approved");
     let approve = || store.approve_challenge(&c, None, at(20), &event, &approved);
-    assert_eq!(approve().await.unwrap(), ApprovalOutcome::Approved);
+    // The approval answers the challenge as written: what a read finds.
+    let ApprovalOutcome::Approved(written) = approve().await.unwrap() else { panic!("not approved") };
+    assert_eq!((written.status, written.verified_at), (ChallengeStatus::Approved, Some(at(20))));
+    assert_eq!(*written, store.challenge(&t.id, &c.id).await.unwrap());
     assert_eq!(approve().await.unwrap(), ApprovalOutcome::NotPending);
     let redeemed = store.redeem_challenge_token(&t.id, &c.id, at(21)).await.unwrap();
     assert_eq!(redeemed.map(|r| r.status), Some(ChallengeStatus::Approved));
