@@ -44,14 +44,15 @@ impl Readers {
         conn.pragma_update(None, "query_only", true)?;
         // No memory map (`mmap_size` 0, whatever the build's default). A
         // read transaction that finds the WAL changed since the
-        // connection's last one unmaps the whole database file (SQLite's pager, so that a file truncated
-        // and regrown by another process is never read through a stale
-        // map), and under steady writes that is nearly every read: each
-        // lookup cost a munmap, a fresh mmap, page faults, and a TLB
-        // shootdown on the other cores. With plain reads from the page
-        // cache, wrong-code checks went from 14,484 and 13,725/s to
-        // 18,135 and 14,819/s, and wrong TOTP answers at a million users
-        // from 7,308 to 9,517/s (bench/RESULTS.md).
+        // connection's last one unmaps the whole database file (SQLite's
+        // pager, so that a file truncated and regrown by another process
+        // is never read through a stale map), and under steady writes
+        // that is nearly every read: each lookup cost a munmap, a fresh
+        // mmap, page faults, and a TLB shootdown on the other cores. With
+        // plain reads from the page cache, wrong-code checks went from
+        // 14,484 and 13,725/s to 18,135 and 14,819/s, and wrong TOTP
+        // answers at a million users from 7,308 to 9,517/s
+        // (bench/RESULTS.md).
         conn.pragma_update(None, "mmap_size", 0)?;
         Ok(conn)
     }

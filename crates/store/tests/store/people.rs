@@ -146,9 +146,9 @@ async fn authenticators_activate_once_and_counters_only_move_forward() {
     }
     let approved = audit("challenge.approved");
     let approve = |c| store.approve_challenge(c, Some(&spend), at(3), &event, &approved);
-    let stored = |id| store.challenge(&t.id, id);
     let outcome = approve(&first).await.unwrap();
-    assert_eq!(outcome, ApprovalOutcome::Approved(Box::new(stored(&first.id).await.unwrap())));
+    let stored = store.challenge(&t.id, &first.id).await.unwrap();
+    assert_eq!(outcome, ApprovalOutcome::Approved(Box::new(stored)), "the approval answers what it wrote");
     assert_eq!(approve(&second).await.unwrap(), ApprovalOutcome::Replayed, "a spent code approves nothing");
     assert_eq!(store.challenge(&t.id, &second.id).await.unwrap().status, ChallengeStatus::Pending);
     assert_eq!(store.unspent_recovery_codes(&codes.id, None).await.unwrap(), vec![(0, "h0".to_owned())]);
