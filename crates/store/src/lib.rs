@@ -39,6 +39,7 @@ mod deliveries;
 pub(crate) mod group_commit;
 mod meta;
 mod postgres;
+mod postgres_held;
 mod providers;
 mod rows;
 mod services;
@@ -73,7 +74,13 @@ pub(crate) enum Db {
         /// may change the file, for the schema, before serving.
         schema: Box<sqlx::sqlite::SqliteConnectOptions>,
     },
-    Postgres(sqlx::PgPool),
+    Postgres {
+        /// Listings, migrations and other reads off the request path.
+        pool: sqlx::PgPool,
+        /// The request path's point reads and writes: connections held
+        /// out of `pool` between uses (see `postgres_held`).
+        held: std::sync::Arc<postgres_held::HeldConnections>,
+    },
 }
 
 /// Runs the read `$body` with `$pool` bound to whichever pool `$db` holds
@@ -84,7 +91,7 @@ macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::Db::Sqlite { pool: $pool, .. } => $body,
-            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Postgres { pool: $pool, .. } => $body,
         }
     };
 }
@@ -119,11 +126,11 @@ impl SqlStore {
                     settings: Default::default(),
                 }
             }
-            DatabaseUrl::Postgres(url) => Self {
-                db: Db::Postgres(postgres::connect(url).await?),
-                audit_key: Default::default(),
-                settings: Default::default(),
-            },
+            DatabaseUrl::Postgres(url) => {
+                let pool = postgres::connect(url).await?;
+                let held = std::sync::Arc::new(postgres_held::HeldConnections::new(pool.clone()));
+                Self { db: Db::Postgres { pool, held }, audit_key: Default::default(), settings: Default::default() }
+            }
         })
     }
 
@@ -147,7 +154,7 @@ impl SqlStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Sqlite { schema, .. } => sqlite::migrate(schema).await,
-            Db::Postgres(pool) => postgres::migrate(pool).await,
+            Db::Postgres { pool, .. } => postgres::migrate(pool).await,
         }
     }
 
@@ -155,7 +162,7 @@ impl SqlStore {
     pub fn engine(&self) -> &'static str {
         match self.db {
             Db::Sqlite { .. } => "sqlite",
-            Db::Postgres(_) => "postgres",
+            Db::Postgres { .. } => "postgres",
         }
     }
 
@@ -165,7 +172,7 @@ impl SqlStore {
     pub async fn describe(&self) -> Result<String, StoreError> {
         match &self.db {
             Db::Sqlite { pool, .. } => sqlite::describe(pool).await,
-            Db::Postgres(pool) => postgres::describe(pool).await,
+            Db::Postgres { pool, .. } => postgres::describe(pool).await,
         }
     }
 
@@ -176,6 +183,9 @@ impl SqlStore {
     pub async fn close(&self) {
         if let Err(e) = vouchsafe_core::store::AuditStore::chain_audit(self).await {
             tracing::warn!(error = %vouchsafe_core::error::chain(&e), "audit entries left to chain later");
+        }
+        if let Db::Postgres { held, .. } = &self.db {
+            held.release_all();
         }
         on_pool!(&self.db, pool => pool.close().await)
     }
@@ -214,11 +224,16 @@ impl SqlStore {
                 }
                 Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
             }
-            Db::Postgres(pool) => {
-                let mut open = pool.begin().await?;
-                let out = body(&mut tx::Tx::Postgres(&mut open), &input).await?;
-                open.commit().await?;
-                Ok(out)
+            Db::Postgres { held, .. } => {
+                let mut conn = held.acquire().await?;
+                let written = async {
+                    let mut open = sqlx::Connection::begin(&mut *conn).await?;
+                    let out = body(&mut tx::Tx::Postgres(&mut open), &input).await?;
+                    open.commit().await?;
+                    Ok(out)
+                }
+                .await;
+                conn.finish(written)
             }
         }
     }
@@ -238,9 +253,10 @@ impl SqlStore {
     {
         match &self.db {
             Db::Sqlite { .. } => self.write(input, statement).await,
-            Db::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                statement(&mut tx::Tx::Postgres(&mut conn), &input).await
+            Db::Postgres { held, .. } => {
+                let mut conn = held.acquire().await?;
+                let written = statement(&mut tx::Tx::Postgres(&mut conn), &input).await;
+                conn.finish(written)
             }
         }
     }

@@ -6,9 +6,13 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use vouchsafe_core::store::StoreError;
 
+/// Connections beyond the request path's ([`crate::postgres_held::HELD`]),
+/// so listings, migrations and start-up checks never wait behind it.
+const OFF_THE_REQUEST_PATH: u32 = 4;
+
 pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()
-        .max_connections(16)
+        .max_connections(crate::postgres_held::HELD as u32 + OFF_THE_REQUEST_PATH)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await

@@ -218,10 +218,13 @@ macro_rules! read {
                 let mut statement = conn.prepare_cached($sql)?;
                 $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
             }),
-            $crate::Db::Postgres(pool) => {
-                $crate::sqlite_reads::read!(@pool $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, pool)
-                    .map_err($crate::map_err)
+            $crate::Db::Postgres { held, .. } => async {
+                let mut conn = held.acquire().await?;
+                let read = $crate::sqlite_reads::read!(@pool $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, conn);
+                conn.finish(read)
             }
+            .await
+            .map_err($crate::map_err),
         }
     };
     (@sqlite one $statement:ident, $row:ty, [$($bind:expr),*]) => {
@@ -233,9 +236,9 @@ macro_rules! read {
     (@sqlite all $statement:ident, $row:ty, [$($bind:expr),*]) => {
         $crate::sqlite_reads::query_all::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
-    (@pool one $query:expr, $pool:ident) => { $query.fetch_one($pool).await };
-    (@pool optional $query:expr, $pool:ident) => { $query.fetch_optional($pool).await };
-    (@pool all $query:expr, $pool:ident) => { $query.fetch_all($pool).await };
+    (@pool one $query:expr, $conn:ident) => { $query.fetch_one(&mut *$conn).await };
+    (@pool optional $query:expr, $conn:ident) => { $query.fetch_optional(&mut *$conn).await };
+    (@pool all $query:expr, $conn:ident) => { $query.fetch_all(&mut *$conn).await };
 }
 pub(crate) use read;
 

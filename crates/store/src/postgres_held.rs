@@ -1,0 +1,250 @@
+//! The PostgreSQL connections of the request path, held out of sqlx's pool
+//! between uses.
+//!
+//! sqlx pings every connection given back to its pool (one round trip, and
+//! the connection stays busy until the answer comes) and offers no way to
+//! turn that off. On the request path, where a statement is one round trip,
+//! that ping doubled the work per statement: a wrong-code check made three
+//! statements and three pings. So the point reads and writes of the request
+//! path (`read!`, `SqlStore::write`, `SqlStore::write_statement`) take their
+//! connection from here: connections checked out of sqlx's pool once and
+//! kept, handed from one use to the next with no round trip in between.
+//!
+//! A connection is kept only after a use that finished without error. One
+//! whose statement failed or whose future was dropped part-way (a client
+//! gone, a timeout) goes back to sqlx, whose ping on return flushes a
+//! pending rollback or finds the connection broken and closes it. A kept
+//! connection idle for longer than [`PING_IF_IDLE_FOR`] is pinged before
+//! it is used, so one left broken by a database restart fails no request.
+//!
+//! At most [`HELD`] connections are out at once (a fair semaphore orders
+//! the waiters); sqlx's pool is sized above that, so listings and
+//! migrations always find a connection of their own.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgPool, Postgres};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// How many connections the request path may use at once.
+pub(crate) const HELD: usize = 16;
+
+/// A kept connection idle longer than this is pinged before it is used.
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// How long a use waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kept connections and the permits to use them.
+#[derive(Debug)]
+pub(crate) struct HeldConnections {
+    pool: PgPool,
+    permits: Semaphore,
+    /// Connections not in use, each with when it was last given back.
+    idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+}
+
+/// One connection in use. [`HeldConnection::finish`] ends the use; one
+/// dropped without it (a future cancelled part-way) gives its connection
+/// back to sqlx, which checks it.
+pub(crate) struct HeldConnection<'h> {
+    owner: &'h HeldConnections,
+    conn: PoolConnection<Postgres>,
+    permit: SemaphorePermit<'h>,
+}
+
+impl HeldConnections {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self { pool, permits: Semaphore::new(HELD), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// A connection for one use: a kept one if any (pinged first if it sat
+    /// idle), else a new checkout from sqlx's pool.
+    pub(crate) async fn acquire(&self) -> Result<HeldConnection<'_>, sqlx::Error> {
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        loop {
+            let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match kept {
+                Some((mut conn, since)) => {
+                    if since.elapsed() > PING_IF_IDLE_FOR && conn.ping().await.is_err() {
+                        // Dropped: sqlx's own return ping fails and closes it.
+                        continue;
+                    }
+                    conn
+                }
+                None => self.pool.acquire().await?,
+            };
+            return Ok(HeldConnection { owner: self, conn, permit });
+        }
+    }
+
+    /// Gives every kept connection back to sqlx's pool and stops keeping
+    /// them, so the pool can close.
+    pub(crate) fn release_all(&self) {
+        self.permits.close();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl HeldConnection<'_> {
+    /// Ends the use: the connection is kept if `outcome` is a success, and
+    /// otherwise given back to sqlx to be checked.
+    pub(crate) fn finish<T>(self, outcome: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        let HeldConnection { owner, conn, permit } = self;
+        if outcome.is_ok() {
+            let mut idle = owner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            // Once closed, nothing is kept: the pool is waiting for its
+            // connections. Read under the lock `release_all` clears under.
+            if !owner.permits.is_closed() {
+                idle.push((conn, Instant::now()));
+            }
+        }
+        // Only now may a waiter run: it finds the connection kept.
+        drop(permit);
+        outcome
+    }
+}
+
+impl std::ops::Deref for HeldConnection<'_> {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for HeldConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! These run on PostgreSQL whatever `TEST_DB` says: the held
+    //! connections exist only there.
+
+    use super::*;
+    use crate::testing::fresh_database_on;
+
+    async fn fresh() -> (HeldConnections, PgPool) {
+        let db = fresh_database_on(true).await.unwrap();
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().max_connections(HELD as u32 + 2).connect(&db.url_text).await.unwrap();
+        (HeldConnections::new(pool.clone()), pool)
+    }
+
+    async fn backend_pid(held: &HeldConnections) -> i32 {
+        let mut conn = held.acquire().await.unwrap();
+        let read = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await;
+        conn.finish(read).unwrap()
+    }
+
+    fn kept(held: &HeldConnections) -> usize {
+        held.idle.lock().unwrap().len()
+    }
+
+    /// Waits (up to 10 s) until sqlx's pool has `n` idle connections: a
+    /// connection given back is checked in a task of its own.
+    async fn until_sqlx_idle(pool: &PgPool, n: usize) {
+        for _ in 0..1000 {
+            if pool.num_idle() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("sqlx's pool has {} idle connections, not {n}", pool.num_idle());
+    }
+
+    #[tokio::test]
+    async fn a_use_that_finished_keeps_its_connection_out_of_sqlxs_pool() {
+        let (held, pool) = fresh().await;
+        let first = backend_pid(&held).await;
+        assert_eq!(kept(&held), 1);
+        assert_eq!(pool.num_idle(), 0, "sqlx's pool would ping it on return");
+        assert_eq!(backend_pid(&held).await, first, "the next use takes the kept connection");
+        assert_eq!(pool.size(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_use_that_failed_gives_its_connection_back_to_sqlx() {
+        let (held, pool) = fresh().await;
+        let mut conn = held.acquire().await.unwrap();
+        let failed = sqlx::query("SELECT 1 / 0").execute(&mut *conn).await;
+        assert!(conn.finish(failed).is_err());
+        assert_eq!(kept(&held), 0);
+        until_sqlx_idle(&pool, 1).await;
+    }
+
+    #[tokio::test]
+    async fn a_use_dropped_part_way_is_not_kept_and_the_next_use_reads_its_own_answer() {
+        let (held, _pool) = fresh().await;
+        let mut conn = held.acquire().await.unwrap();
+        let cut_off =
+            tokio::time::timeout(Duration::from_millis(100), sqlx::query("SELECT pg_sleep(1)").execute(&mut *conn))
+                .await;
+        assert!(cut_off.is_err(), "the statement was cut off");
+        drop(conn);
+        assert_eq!(kept(&held), 0);
+        let mut conn = held.acquire().await.unwrap();
+        let read: Result<i32, _> = sqlx::query_scalar("SELECT 42").fetch_one(&mut *conn).await;
+        assert_eq!(conn.finish(read).unwrap(), 42);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_broken_while_idle_is_replaced_before_use() {
+        let (held, pool) = fresh().await;
+        let first = backend_pid(&held).await;
+        // As a database restart would, from outside the held set.
+        let ended: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(first).fetch_one(&pool).await.unwrap();
+        assert!(ended);
+        tokio::time::sleep(PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+        let second = backend_pid(&held).await;
+        assert_ne!(second, first);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_concurrent_uses_share_at_most_held_connections() {
+        let (held, pool) = fresh().await;
+        let held = std::sync::Arc::new(held);
+        let uses = (0..100).map(|n: i32| {
+            let held = held.clone();
+            tokio::spawn(async move {
+                let mut conn = held.acquire().await.unwrap();
+                let read: Result<i32, _> =
+                    sqlx::query_scalar("SELECT $1 FROM pg_sleep(0.01)").bind(n).fetch_one(&mut *conn).await;
+                conn.finish(read).unwrap()
+            })
+        });
+        let answers: Vec<i32> = in_order(uses).await;
+        assert_eq!(answers, (0..100).collect::<Vec<_>>());
+        assert!(pool.size() as usize <= HELD, "{} connections opened", pool.size());
+        assert_eq!(kept(&held), pool.size() as usize);
+    }
+
+    async fn in_order(tasks: impl Iterator<Item = tokio::task::JoinHandle<i32>>) -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in tasks.collect::<Vec<_>>() {
+            out.push(task.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn after_release_all_the_pool_closes_and_nothing_more_is_kept() {
+        let (held, pool) = fresh().await;
+        backend_pid(&held).await;
+        let mut conn = held.acquire().await.unwrap();
+        held.release_all();
+        let read: Result<i32, _> = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await;
+        conn.finish(read).unwrap();
+        assert_eq!(kept(&held), 0);
+        tokio::time::timeout(Duration::from_secs(10), pool.close()).await.expect("the pool closed");
+        assert!(held.acquire().await.is_err(), "a closed set hands out nothing");
+    }
+}
