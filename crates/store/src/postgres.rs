@@ -1,7 +1,5 @@
 //! PostgreSQL: the pool and its migrations.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use vouchsafe_core::store::StoreError;
@@ -13,7 +11,7 @@ const OFF_THE_REQUEST_PATH: u32 = 4;
 pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()
         .max_connections(crate::postgres_held::HELD as u32 + OFF_THE_REQUEST_PATH)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(crate::postgres_held::ACQUIRE_TIMEOUT)
         .connect(url)
         .await
         // sqlx's connect errors name the host, never the password.

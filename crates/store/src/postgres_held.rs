@@ -3,9 +3,10 @@
 //!
 //! sqlx pings every connection given back to its pool (one round trip, and
 //! the connection stays busy until the answer comes) and offers no way to
-//! turn that off. On the request path, where a statement is one round trip,
-//! that ping doubled the work per statement: a wrong-code check made three
-//! statements and three pings. So the point reads and writes of the request
+//! turn that off; by default it pings on checkout as well. On the request
+//! path, where a statement is one round trip, that tripled the round trips
+//! per statement: a wrong-code check made three statements and six pings.
+//! So the point reads and writes of the request
 //! path (`read!`, `SqlStore::write`, `SqlStore::write_statement`) take their
 //! connection from here: connections checked out of sqlx's pool once and
 //! kept, handed from one use to the next with no round trip in between.
@@ -34,8 +35,9 @@ pub(crate) const HELD: usize = 16;
 /// A kept connection idle longer than this is pinged before it is used.
 pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// How long a use waits for a connection before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a use waits for a connection before it fails (sqlx's pool
+/// waits as long).
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The kept connections and the permits to use them.
 #[derive(Debug)]
