@@ -228,7 +228,7 @@ impl SqlStore {
                 let mut conn = held.acquire().await?;
                 let written = async {
                     let mut open = sqlx::Connection::begin(&mut *conn).await?;
-                    let out = body(&mut tx::Tx::Postgres(&mut open), &input).await?;
+                    let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), &input).await?;
                     open.commit().await?;
                     Ok(out)
                 }
@@ -255,7 +255,7 @@ impl SqlStore {
             Db::Sqlite { .. } => self.write(input, statement).await,
             Db::Postgres { held, .. } => {
                 let mut conn = held.acquire().await?;
-                let written = statement(&mut tx::Tx::Postgres(&mut conn), &input).await;
+                let written = statement(&mut tx::Tx::Postgres(tx::PgTx::autocommit(&mut conn)), &input).await;
                 conn.finish(written)
             }
         }

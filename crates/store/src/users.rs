@@ -701,18 +701,17 @@ impl UserStore for SqlStore {
             .write((key, tenant, user, challenge, lockout), move |conn, (key, tenant, user, challenge, lockout)| {
                 Box::pin(async move {
                     savepoint!(conn)?;
-                    // A lock whose time is up is over: counting starts afresh.
-                    exec!(
-                        conn,
-                        "UPDATE users SET failures = 0, locked_until = 0 WHERE tenant_id = $1 AND id = $2 \
-                 AND locked_until > 0 AND locked_until <= $3",
-                        [tenant.as_str(), user.as_str(), at]
-                    )?;
+                    // A lock whose time is up is over: counting starts afresh,
+                    // with this answer as the first failure (the threshold is
+                    // at least 1, `core::settings`). One statement for both.
                     let counted = fetch!(
                         conn,
                         optional(i64,),
-                        "UPDATE users SET failures = failures + 1, updated_at = $1 \
-                 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0 AND failures < $4 RETURNING failures",
+                        "UPDATE users SET failures = CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END, \
+                         locked_until = 0, updated_at = $1 \
+                         WHERE tenant_id = $2 AND id = $3 \
+                         AND ((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1)) \
+                         RETURNING failures",
                         [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
                     )?;
                     let Some((failures,)) = counted else {

@@ -181,7 +181,8 @@ async fn an_answer_after_the_ttl_finds_the_challenge_expired() {
 
 /// Wrong answers across challenges lock the user at the threshold, for
 /// the lockout's duration: further answers and new challenges get
-/// `Locked`; once it passes, a right answer clears the failures.
+/// `Locked`; once it passes, counting starts afresh and a right answer
+/// clears the failures.
 #[tokio::test]
 async fn failures_lock_the_user_until_the_lockout_ends() {
     let mut settings = Settings::default();
@@ -207,6 +208,11 @@ async fn failures_lock_the_user_until_the_lockout_ends() {
 
     f.advance(300);
     let c = create(&f.engine, new_challenge(&f, "u1", None)).await.unwrap();
+    // Counting starts afresh: the first wrong answer after the lock is
+    // failure 1, not the fourth (which would lock the user again).
+    assert_eq!(answer(&f, &c.id, "000000").await.unwrap().challenge.status, ChallengeStatus::Pending);
+    let user = f.engine.store.user(&f.tenant.id, "u1").await.unwrap();
+    assert_eq!((user.failures, user.locked_until), (1, None));
     let code = totp.generate(u64::try_from(f.now().unix_timestamp()).unwrap());
     assert_eq!(answer(&f, &c.id, &code).await.unwrap().challenge.status, ChallengeStatus::Approved);
     assert_eq!(f.engine.store.user(&f.tenant.id, "u1").await.unwrap().failures, 0);
