@@ -101,6 +101,38 @@ pub(crate) use on_pool;
 /// is run again before it gives up.
 const MAX_RERUNS: usize = 8;
 
+/// Whether a PostgreSQL write's commit waits for its WAL flush.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Wait,
+    DoNotWait,
+}
+
+/// A PostgreSQL write: `body` in a transaction of its own on a held
+/// connection (see [`SqlStore::write`] and [`SqlStore::write_unflushed`]).
+async fn write_postgres<I, T, F>(
+    held: &postgres_held::HeldConnections,
+    flush: Flush,
+    input: &I,
+    body: F,
+) -> Result<T, sqlx::Error>
+where
+    F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T>,
+{
+    let mut conn = held.acquire().await?;
+    let written = async {
+        let mut open = sqlx::Connection::begin(&mut *conn).await?;
+        if flush == Flush::DoNotWait {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *open).await?;
+        }
+        let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), input).await?;
+        open.commit().await?;
+        Ok(out)
+    }
+    .await;
+    conn.finish(written)
+}
+
 /// The store: one pool, either engine.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -224,17 +256,37 @@ impl SqlStore {
                 }
                 Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
             }
-            Db::Postgres { held, .. } => {
-                let mut conn = held.acquire().await?;
-                let written = async {
-                    let mut open = sqlx::Connection::begin(&mut *conn).await?;
-                    let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), &input).await?;
-                    open.commit().await?;
-                    Ok(out)
-                }
-                .await;
-                conn.finish(written)
-            }
+            Db::Postgres { held, .. } => write_postgres(held, Flush::Wait, &input, body).await,
+        }
+    }
+
+    /// Whether this store's database is PostgreSQL, where some writes
+    /// are split to keep hot rows' locks short (see [`SqlStore::write_unflushed`]).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres { .. })
+    }
+
+    /// PostgreSQL only: [`SqlStore::write`] whose commit does not wait for
+    /// its WAL to reach the disk (`synchronous_commit` off for this one
+    /// transaction), so the row locks it takes are held for a round trip,
+    /// not for a disk flush. A row every send of a tenant counts (its
+    /// send counter) otherwise lets only one commit through per flush.
+    ///
+    /// Such a write becomes durable with the next durable commit of any
+    /// transaction: PostgreSQL's WAL is one sequence, flushed in order, so
+    /// a flush reaching a later commit record carries this one. It is for
+    /// a write whose effect matters only through a durable write that
+    /// follows it (a send's counters, then the verification they count);
+    /// a crash between the two loses the count of a send never made.
+    pub(crate) async fn write_unflushed<I, T, F>(&self, input: I, body: F) -> Result<T, sqlx::Error>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
+    {
+        match &self.db {
+            Db::Postgres { held, .. } => write_postgres(held, Flush::DoNotWait, &input, body).await,
+            Db::Sqlite { .. } => self.write(input, body).await,
         }
     }
 

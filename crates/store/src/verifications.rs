@@ -88,27 +88,140 @@ impl TryFrom<VerificationRow> for Verification {
     }
 }
 
+/// Counting up to three counters in one statement: each row is inserted
+/// at 1 or, when its counter exists, incremented only while under its own
+/// limit (the `CASE` picks the row's limit by its scope and key); the rows
+/// counted come back.
+macro_rules! count_upsert {
+    ($($values:literal),+; $cases:literal) => {
+        concat!(
+            "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ",
+            $($values,)+
+            " ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
+             WHERE send_counters.count < CASE ",
+            $cases,
+            " END RETURNING scope, key"
+        )
+    };
+}
+
 /// Increments every counter of one send inside the open transaction `tx`,
-/// each only while it is under its limit. Answers the first counter that
-/// was full (the caller then rolls back), or `None`.
+/// each only while it is under its limit, three to a statement (one round
+/// trip for a send's counters on PostgreSQL, and the row locks they take
+/// held no longer than that statement's transaction). Answers the first
+/// counter that was full (the caller then rolls back), or `None`.
 async fn count_sends_in<'a>(
     tx: &mut Tx<'_>,
     counters: &'a [SendCounter],
 ) -> Result<Option<&'a SendCounter>, sqlx::Error> {
-    for c in counters {
-        let counted = fetch!(
-            tx,
-            optional(i64,),
-            "INSERT INTO send_counters (tenant_id, scope, key, bucket, count) VALUES ($1, $2, $3, $4, 1) \
-             ON CONFLICT (tenant_id, scope, key, bucket) DO UPDATE SET count = send_counters.count + 1 \
-             WHERE send_counters.count < $5 RETURNING count",
-            [c.tenant_id.as_str(), c.scope, &c.key, c.bucket, i64::from(c.limit)]
-        )?;
-        if counted.is_none() {
-            return Ok(Some(c));
+    for chunk in counters.chunks(3) {
+        let limit = |c: &SendCounter| i64::from(c.limit);
+        let counted: Vec<(String, String)> = match chunk {
+            [a] => fetch!(
+                tx,
+                all(String, String),
+                count_upsert!("($1, $2, $3, $4, 1)"; "WHEN TRUE THEN CAST($5 AS BIGINT)"),
+                [a.tenant_id.as_str(), a.scope, &a.key, a.bucket, limit(a)]
+            )?,
+            [a, b] => fetch!(
+                tx,
+                all(String, String),
+                count_upsert!("($1, $2, $3, $4, 1), ", "($6, $7, $8, $9, 1)";
+                    "WHEN send_counters.scope = $2 AND send_counters.key = $3 THEN CAST($5 AS BIGINT) \
+                     ELSE CAST($10 AS BIGINT)"),
+                [
+                    a.tenant_id.as_str(),
+                    a.scope,
+                    &a.key,
+                    a.bucket,
+                    limit(a),
+                    b.tenant_id.as_str(),
+                    b.scope,
+                    &b.key,
+                    b.bucket,
+                    limit(b)
+                ]
+            )?,
+            [a, b, c] => fetch!(
+                tx,
+                all(String, String),
+                count_upsert!("($1, $2, $3, $4, 1), ", "($6, $7, $8, $9, 1), ", "($11, $12, $13, $14, 1)";
+                    "WHEN send_counters.scope = $2 AND send_counters.key = $3 THEN CAST($5 AS BIGINT) \
+                     WHEN send_counters.scope = $7 AND send_counters.key = $8 THEN CAST($10 AS BIGINT) \
+                     ELSE CAST($15 AS BIGINT)"),
+                [
+                    a.tenant_id.as_str(),
+                    a.scope,
+                    &a.key,
+                    a.bucket,
+                    limit(a),
+                    b.tenant_id.as_str(),
+                    b.scope,
+                    &b.key,
+                    b.bucket,
+                    limit(b),
+                    c.tenant_id.as_str(),
+                    c.scope,
+                    &c.key,
+                    c.bucket,
+                    limit(c)
+                ]
+            )?,
+            _ => unreachable!("chunks of at most three"),
+        };
+        let was_counted = |c: &SendCounter| counted.iter().any(|(scope, key)| scope == c.scope && *key == c.key);
+        if let Some(full) = chunk.iter().find(|c| !was_counted(c)) {
+            return Ok(Some(full));
         }
     }
     Ok(None)
+}
+
+impl SqlStore {
+    /// Counts one send in a write of its own that does not wait for its
+    /// flush (see [`SqlStore::write_unflushed`]), all or nothing: the
+    /// first counter that was full, or `None` when all were counted.
+    async fn count_sends_unflushed(&self, counters: &[SendCounter]) -> StoreResult<Option<SendCounter>> {
+        self.write_unflushed(counters.to_vec(), |conn, counters| {
+            Box::pin(async move {
+                savepoint!(conn)?;
+                let full = count_sends_in(conn, counters).await?.cloned();
+                if full.is_some() {
+                    rollback_savepoint!(conn)?;
+                } else {
+                    release_savepoint!(conn)?;
+                }
+                Ok(full)
+            })
+        })
+        .await
+        .map_err(map_err)
+    }
+
+    /// Gives back the counts of a send counted by
+    /// [`SqlStore::count_sends_unflushed`] that was then not made. Should
+    /// this fail, the send stays counted: an over-count only refuses
+    /// sooner.
+    async fn uncount_sends(&self, counters: &[SendCounter]) {
+        let given_back = self
+            .write_unflushed(counters.to_vec(), |conn, counters| {
+                Box::pin(async move {
+                    for c in counters {
+                        exec!(
+                            conn,
+                            "UPDATE send_counters SET count = count - 1 \
+                             WHERE tenant_id = $1 AND scope = $2 AND key = $3 AND bucket = $4 AND count > 0",
+                            [c.tenant_id.as_str(), c.scope, &c.key, c.bucket]
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(e) = given_back {
+            tracing::warn!(error = %e, "a send not made stays counted");
+        }
+    }
 }
 
 /// How a start or a resend ended inside its write. The group commit
@@ -159,7 +272,17 @@ impl VerificationStore for SqlStore {
             ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19)"
         );
-        let input = (v.clone(), counters.to_vec(), v.match_key());
+        // PostgreSQL: the counters first, in a commit of their own that
+        // does not wait for its flush (`write_unflushed`); this write's
+        // durable commit then carries them to disk. Inside this write they
+        // would hold the tenant's counter row locked through its flush, and
+        // a tenant's starts would go one flush at a time.
+        let apart = self.is_postgres();
+        if apart && let Some(full) = self.count_sends_unflushed(counters).await? {
+            return Ok(Err(fraud_refusal(&full, v.created_at)));
+        }
+        let in_write = if apart { Vec::new() } else { counters.to_vec() };
+        let input = (v.clone(), in_write, v.match_key());
         let outcome = self
             .write(input, move |conn, (v, counters, key)| {
                 Box::pin(async move {
@@ -213,6 +336,10 @@ impl VerificationStore for SqlStore {
             })
             .await
             .map_err(map_err)?;
+        if apart && matches!(outcome, SendWrite::AlreadyExists) {
+            // This send was not made: its counts are given back.
+            self.uncount_sends(counters).await;
+        }
         outcome.into_result()
     }
 

@@ -269,6 +269,50 @@ async fn fraud_counters_hold_their_limit_under_racing_sends_and_roll_back_togeth
     let _: Vec<SendCounter> = next_hour;
 }
 
+/// Starts count their sends with the verification they create (on
+/// PostgreSQL in a commit of their own just before it): racing starts on
+/// two nodes stop at the tenant's limit, and a start refused for a live
+/// verification on its number gives its counts back.
+#[tokio::test]
+async fn starts_hold_the_tenant_limit_when_they_race_and_a_conflicting_start_counts_nothing() {
+    let (store, db) = store().await;
+    let other_node = connect(&db).await.unwrap();
+    let (t, service) = tenant(&store).await;
+    let limits = FraudSettings { max_sends_per_tenant_per_hour: 10, ..FraudSettings::default() };
+    let nodes = [Arc::new(store.clone()), Arc::new(other_node)];
+    let mut starts = Vec::new();
+    for i in 0..40 {
+        let node = nodes[i % 2].clone();
+        let to = format!("+4474001{i:05}");
+        let v = pending(&service, &to, "h", T0);
+        let counters = counters_for(&t.id, &phone(&to), &limits, at(T0));
+        starts.push(tokio::spawn(async move { node.create_verification(&v, &counters).await.unwrap() }));
+    }
+    let mut created = 0;
+    for s in starts {
+        match s.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(refusal) => assert!(matches!(refusal, SendRefusal::Fraud { scope: "tenant", .. }), "{refusal:?}"),
+        }
+    }
+    assert_eq!(created, 10);
+
+    // The next hour, limit 2: a start to a number with a live verification
+    // is a conflict and uses none of the budget.
+    let later = T0 + 3_600;
+    let limits = FraudSettings { max_sends_per_tenant_per_hour: 2, ..FraudSettings::default() };
+    let start = |to: &str| {
+        let v = pending(&service, to, "h", later);
+        let counters = counters_for(&t.id, &phone(to), &limits, at(later));
+        let store = store.clone();
+        async move { store.create_verification(&v, &counters).await }
+    };
+    start("+447400200001").await.unwrap().unwrap();
+    assert!(matches!(start("+447400200001").await, Err(StoreError::Conflict(_))));
+    start("+447400200002").await.unwrap().unwrap();
+    assert!(matches!(start("+447400200003").await, Ok(Err(SendRefusal::Fraud { scope: "tenant", .. }))));
+}
+
 #[tokio::test]
 async fn tenants_start_with_the_console_provider_and_credentials_guard_their_use() {
     let (store, _db) = store().await;
