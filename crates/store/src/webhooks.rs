@@ -31,19 +31,25 @@ pub(crate) async fn insert_event(tx: &mut Tx<'_>, event: &Event, only: &str) -> 
         "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
         [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
     )?;
-    // The message id joins event and endpoint ids: unique per pair, made in
-    // SQL so the fan-out is one statement. An event for one named endpoint
-    // (a `test`) goes to it whatever its event filter.
-    exec!(
-        tx,
+    exec!(tx, fan_out!(), [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only])
+}
+
+/// The statement that queues event `$1` (type `$4`, tenant `$3`, at `$2`)
+/// for the tenant's enabled endpoints whose filter takes it, or only for
+/// endpoint `$5` when that is not empty; its `WHERE` comes last, so a
+/// caller may add a condition. The message id joins event and endpoint
+/// ids: unique per pair, made in SQL so the fan-out is one statement. An
+/// event for one named endpoint (a `test`) goes to it whatever its filter.
+macro_rules! fan_out {
+    () => {
         "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
          next_attempt_at, locked_until, created_at, updated_at) \
          SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
          WHERE tenant_id = $3 AND enabled = TRUE \
-         AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)",
-        [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only]
-    )
+         AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)"
+    };
 }
+pub(crate) use fan_out;
 
 macro_rules! select_endpoint {
     ($rest:literal) => {

@@ -132,12 +132,32 @@ async fn an_approval_queues_its_event_for_the_endpoints_that_want_it() {
     for filter in [EventFilter::All, EventFilter::Only(vec![EventType::VerificationApproved])] {
         crate::contract::endpoint(&store, &t, filter, true).await;
     }
+    // Neither a disabled endpoint nor one that wants other events gets it.
+    crate::contract::endpoint(&store, &t, EventFilter::All, false).await;
+    crate::contract::endpoint(&store, &t, EventFilter::Only(vec![EventType::ChallengeApproved]), true).await;
     let v = pending(&service, "+447400123456", "right", T0);
     store.create_verification(&v, &[]).await.unwrap().unwrap();
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
-    let event = Event::new(t.id.clone(), EventType::VerificationApproved, json!({}), at(T0 + 5));
-    assert!(store.approve_verification(&v, at(T0 + 5), &event, &audit("verification.approved", T0 + 5)).await.unwrap());
+    let approved = |v: &Verification, s: i64| {
+        let event = Event::new(t.id.clone(), EventType::VerificationApproved, json!({}), at(s));
+        let store = store.clone();
+        let v = v.clone();
+        async move { store.approve_verification(&v, at(s), &event, &audit("verification.approved", s)).await.unwrap() }
+    };
+    // Another code changes nothing.
+    let other_code = Verification { code_hash: "other".into(), ..v.clone() };
+    assert!(!approved(&other_code, T0 + 4).await);
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    assert!(approved(&v, T0 + 5).await);
     assert_eq!(store.outbox_depth().await.unwrap(), 2, "one message for each endpoint that wants the event");
+    assert_eq!(store.verification(&t.id, &v.id).await.unwrap().status, VerificationStatus::Approved);
+    // Approved once: a second approval writes nothing more.
+    assert!(!approved(&v, T0 + 6).await);
+    assert_eq!(store.outbox_depth().await.unwrap(), 2);
+    let log = store.audit_events(&t.id, 0, 100).await.unwrap();
+    let approvals: Vec<_> = log.iter().filter(|e| e.entry.action == "verification.approved").collect();
+    assert_eq!(approvals.len(), 1, "one audit entry, written with the approval");
+    assert_eq!(approvals[0].entry.at, at(T0 + 5));
 }
 
 #[tokio::test]
