@@ -243,6 +243,98 @@ async fn lock_at_threshold(
     Ok(locked == 1)
 }
 
+/// Counts an answer of user `$3` of tenant `$2` at `$1` against the
+/// lockout threshold `$4`, while the user is unlocked and under it. A lock
+/// whose time is up is over: counting starts afresh, with this answer as
+/// the first failure (the threshold is at least 1, `core::settings`).
+macro_rules! count_user_answer {
+    () => {
+        "UPDATE users SET failures = CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END, \
+         locked_until = 0, updated_at = $1 \
+         WHERE tenant_id = $2 AND id = $3 \
+         AND ((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1)) \
+         RETURNING failures"
+    };
+}
+
+/// Takes one attempt of challenge `$5` of user `$3` (tenant `$2`, at
+/// `$1`) while it is pending, unexpired and has attempts left; `$and` is
+/// added to its conditions.
+macro_rules! take_challenge_attempt {
+    ($and:literal) => {
+        concat!(
+            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $5 AND user_id = $3 AND status = 'pending' AND expires_at > $1 \
+             AND attempts < max_attempts",
+            $and,
+            " RETURNING attempts"
+        )
+    };
+}
+
+impl SqlStore {
+    /// PostgreSQL: [`UserStore::reserve_answer`]'s usual case as one
+    /// statement (a `WITH` that takes the challenge's attempt only if the
+    /// user's answer was counted), one round trip for what was a
+    /// transaction of four. `None` when the user could not be counted
+    /// (locked, or at the threshold): the transaction then handles the
+    /// lock. When the user was counted but the challenge was no longer
+    /// pending (a race with its settling), the count is given back; until
+    /// then it errs toward locking sooner, never later.
+    async fn reserve_answer_in_one_statement(
+        &self,
+        tenant: &TenantId,
+        user: &str,
+        challenge: &ChallengeId,
+        at: i64,
+        lockout: &Lockout,
+    ) -> StoreResult<Option<AnswerGate>> {
+        let both = concat!(
+            "WITH counted AS (",
+            count_user_answer!(),
+            "), taken AS (",
+            take_challenge_attempt!(" AND EXISTS (SELECT 1 FROM counted)"),
+            ") SELECT (SELECT failures FROM counted), (SELECT attempts FROM taken)"
+        );
+        let input = (tenant.to_string(), user.to_owned(), challenge.as_str().to_owned(), i64::from(lockout.threshold));
+        let (failures, taken) = self
+            .write_statement(input.clone(), move |conn, (tenant, user, id, threshold)| {
+                Box::pin(async move {
+                    fetch!(
+                        conn,
+                        one(Option<i64>, Option<i64>),
+                        both,
+                        [at, tenant.as_str(), user.as_str(), *threshold, id.as_str()]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        match (failures, taken) {
+            (Some(failures), Some(attempt)) => Ok(Some(AnswerGate::Counted {
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            })),
+            (Some(_), None) => {
+                self.write_statement(input, move |conn, (tenant, user, _, _)| {
+                    Box::pin(async move {
+                        exec!(
+                            conn,
+                            "UPDATE users SET failures = failures - 1, updated_at = $1 \
+                             WHERE tenant_id = $2 AND id = $3 AND failures > 0",
+                            [at, tenant.as_str(), user.as_str()]
+                        )
+                    })
+                })
+                .await
+                .map_err(map_err)?;
+                Ok(Some(AnswerGate::NotPending))
+            }
+            (None, _) => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl UserStore for SqlStore {
     async fn put_user(
@@ -694,6 +786,12 @@ impl UserStore for SqlStore {
         lockout: &Lockout,
     ) -> StoreResult<AnswerGate> {
         let at = to_unix_ms(now);
+        if self.is_postgres()
+            && let Some(id) = challenge
+            && let Some(gate) = self.reserve_answer_in_one_statement(tenant, user, id, at, lockout).await?
+        {
+            return Ok(gate);
+        }
         let (tenant, user, challenge, lockout) =
             (tenant.to_string(), user.to_owned(), challenge.map(|c| c.as_str().to_owned()), lockout.clone());
         let key = self.audit_key().map_err(map_err)?;
@@ -701,17 +799,10 @@ impl UserStore for SqlStore {
             .write((key, tenant, user, challenge, lockout), move |conn, (key, tenant, user, challenge, lockout)| {
                 Box::pin(async move {
                     savepoint!(conn)?;
-                    // A lock whose time is up is over: counting starts afresh,
-                    // with this answer as the first failure (the threshold is
-                    // at least 1, `core::settings`). One statement for both.
                     let counted = fetch!(
                         conn,
                         optional(i64,),
-                        "UPDATE users SET failures = CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END, \
-                         locked_until = 0, updated_at = $1 \
-                         WHERE tenant_id = $2 AND id = $3 \
-                         AND ((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1)) \
-                         RETURNING failures",
+                        count_user_answer!(),
                         [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
                     )?;
                     let Some((failures,)) = counted else {
@@ -733,10 +824,8 @@ impl UserStore for SqlStore {
                         let taken = fetch!(
                             conn,
                             optional(i64,),
-                            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
-                     WHERE tenant_id = $2 AND id = $3 AND user_id = $4 AND status = 'pending' AND expires_at > $1 \
-                     AND attempts < max_attempts RETURNING attempts",
-                            [at, tenant.as_str(), id.as_str(), user.as_str()]
+                            take_challenge_attempt!(""),
+                            [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold), id.as_str()]
                         )?;
                         let Some((taken,)) = taken else {
                             rollback_savepoint!(conn)?;

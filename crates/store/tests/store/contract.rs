@@ -603,6 +603,38 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
 }
 
+/// An answer to a challenge no longer pending (raced past the engine's
+/// read) counts nothing: neither an attempt of the challenge nor a failure
+/// of the user (on PostgreSQL, where both are counted in one statement,
+/// the user's count is given back).
+#[tokio::test]
+async fn an_answer_to_a_challenge_no_longer_pending_counts_nothing() {
+    use crate::people::challenge;
+    use vouchsafe_core::store::{AnswerGate, Lockout, UserStore};
+    use vouchsafe_core::user::Contacts;
+
+    let (store, _db) = store().await;
+    let t = tenant(&store, "acme").await;
+    let contacts = Contacts { phone: None, email: None, display_name: None };
+    store.put_user(&t.id, "u1", &contacts, false, at(1_700_000_000), &audit("user.put")).await.unwrap();
+    let (ended, open) = (challenge(&t, "u1", 600), challenge(&t, "u1", 5_000));
+    for c in [&ended, &open] {
+        store.create_challenge(c, &audit("challenge.created")).await.unwrap();
+    }
+    let now = at(1_700_000_700);
+    let lockout = Lockout {
+        threshold: 3,
+        lock_until: at(1_700_001_000),
+        locked: (Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), now), audit("user.locked")),
+    };
+    let gate = store.reserve_answer(&t.id, "u1", Some(&ended.id), now, &lockout).await.unwrap();
+    assert_eq!(gate, AnswerGate::NotPending);
+    assert_eq!(store.user(&t.id, "u1").await.unwrap().failures, 0);
+    assert_eq!(store.challenge(&t.id, &ended.id).await.unwrap().attempts, 0);
+    let gate = store.reserve_answer(&t.id, "u1", Some(&open.id), now, &lockout).await.unwrap();
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
+}
+
 /// Issue 16, item 19: an import replaces a user's active authenticator only
 /// when told to; the statement that inserts refuses, and the batch rolls
 /// back whole. Unconfirmed ones are always replaced.
