@@ -43,10 +43,9 @@ pub(crate) enum Tx<'c> {
 /// (`SAVEPOINT`, `RELEASE`) on paths such as counting an answer.
 pub(crate) struct PgTx<'c> {
     conn: &'c mut sqlx::PgConnection,
-    /// Inside a transaction that has run no statement yet.
+    /// Inside a transaction that has run no statement and taken no
+    /// savepoint yet (a savepoint now would mark its start).
     at_start: bool,
-    /// A savepoint marking the transaction's start is open.
-    savepoint_at_start: bool,
     /// Real savepoints open (taken after the transaction's first statement).
     real_savepoints: u32,
 }
@@ -54,12 +53,12 @@ pub(crate) struct PgTx<'c> {
 impl<'c> PgTx<'c> {
     /// `conn` inside a transaction just begun.
     pub(crate) fn transaction(conn: &'c mut sqlx::PgConnection) -> Self {
-        PgTx { conn, at_start: true, savepoint_at_start: false, real_savepoints: 0 }
+        PgTx { conn, at_start: true, real_savepoints: 0 }
     }
 
     /// `conn` outside any transaction: each statement is its own.
     pub(crate) fn autocommit(conn: &'c mut sqlx::PgConnection) -> Self {
-        PgTx { conn, at_start: false, savepoint_at_start: false, real_savepoints: 0 }
+        PgTx { conn, at_start: false, real_savepoints: 0 }
     }
 
     /// The connection, for a statement about to run.
@@ -70,22 +69,21 @@ impl<'c> PgTx<'c> {
 
     /// Opens a savepoint: a mark in place if nothing has run yet.
     pub(crate) async fn savepoint(&mut self) -> Result<u64, sqlx::Error> {
-        if self.at_start && !self.savepoint_at_start {
+        if self.at_start {
             self.at_start = false;
-            self.savepoint_at_start = true;
             return Ok(0);
         }
         self.real_savepoints += 1;
         sqlx::query("SAVEPOINT change").execute(&mut *self.statement()).await.map(|r| r.rows_affected())
     }
 
-    /// Closes the innermost savepoint, keeping its statements.
+    /// Closes the innermost savepoint, keeping its statements (the mark at
+    /// the start needs nothing).
     pub(crate) async fn release(&mut self) -> Result<u64, sqlx::Error> {
         if self.real_savepoints > 0 {
             self.real_savepoints -= 1;
             return sqlx::query("RELEASE SAVEPOINT change").execute(&mut *self.conn).await.map(|r| r.rows_affected());
         }
-        self.savepoint_at_start = false;
         Ok(0)
     }
 
@@ -99,7 +97,6 @@ impl<'c> PgTx<'c> {
         }
         sqlx::query("ROLLBACK").execute(&mut *self.conn).await?;
         sqlx::query("BEGIN").execute(&mut *self.conn).await?;
-        self.savepoint_at_start = false;
         self.at_start = true;
         Ok(0)
     }

@@ -88,6 +88,27 @@ impl TryFrom<VerificationRow> for Verification {
     }
 }
 
+/// Approves verification `$id` of tenant `$tenant` at `$at` if it is still
+/// pending, unexpired, has attempts left and still has code hash `$hash`
+/// (each argument the placeholder that binds it): written once for the
+/// transaction (SQLite) and the one statement (PostgreSQL) that approve.
+macro_rules! approve_if_pending {
+    ($at:literal, $tenant:literal, $id:literal, $hash:literal) => {
+        concat!(
+            "UPDATE verifications SET status = 'approved', updated_at = ",
+            $at,
+            " WHERE tenant_id = ",
+            $tenant,
+            " AND id = ",
+            $id,
+            " AND status = 'pending' AND expires_at > ",
+            $at,
+            " AND attempts < max_attempts AND code_hash = ",
+            $hash
+        )
+    };
+}
+
 /// Counting up to three counters in one statement: each row is inserted
 /// at 1 or, when its counter exists, incremented only while under its own
 /// limit (the `CASE` picks the row's limit by its scope and key); the rows
@@ -114,59 +135,33 @@ async fn count_sends_in<'a>(
     tx: &mut Tx<'_>,
     counters: &'a [SendCounter],
 ) -> Result<Option<&'a SendCounter>, sqlx::Error> {
+    // Binds each counter's five values, in the order of its row.
+    macro_rules! count {
+        ([$($c:ident),+], $sql:expr) => {
+            fetch!(
+                tx,
+                all(String, String),
+                $sql,
+                [$($c.tenant_id.as_str(), $c.scope, &$c.key, $c.bucket, i64::from($c.limit)),+]
+            )?
+        };
+    }
     for chunk in counters.chunks(3) {
-        let limit = |c: &SendCounter| i64::from(c.limit);
         let counted: Vec<(String, String)> = match chunk {
-            [a] => fetch!(
-                tx,
-                all(String, String),
-                count_upsert!("($1, $2, $3, $4, 1)"; "WHEN TRUE THEN CAST($5 AS BIGINT)"),
-                [a.tenant_id.as_str(), a.scope, &a.key, a.bucket, limit(a)]
-            )?,
-            [a, b] => fetch!(
-                tx,
-                all(String, String),
+            [a] => count!([a], count_upsert!("($1, $2, $3, $4, 1)"; "WHEN TRUE THEN CAST($5 AS BIGINT)")),
+            [a, b] => count!(
+                [a, b],
                 count_upsert!("($1, $2, $3, $4, 1), ", "($6, $7, $8, $9, 1)";
                     "WHEN send_counters.scope = $2 AND send_counters.key = $3 THEN CAST($5 AS BIGINT) \
-                     ELSE CAST($10 AS BIGINT)"),
-                [
-                    a.tenant_id.as_str(),
-                    a.scope,
-                    &a.key,
-                    a.bucket,
-                    limit(a),
-                    b.tenant_id.as_str(),
-                    b.scope,
-                    &b.key,
-                    b.bucket,
-                    limit(b)
-                ]
-            )?,
-            [a, b, c] => fetch!(
-                tx,
-                all(String, String),
+                     ELSE CAST($10 AS BIGINT)")
+            ),
+            [a, b, c] => count!(
+                [a, b, c],
                 count_upsert!("($1, $2, $3, $4, 1), ", "($6, $7, $8, $9, 1), ", "($11, $12, $13, $14, 1)";
                     "WHEN send_counters.scope = $2 AND send_counters.key = $3 THEN CAST($5 AS BIGINT) \
                      WHEN send_counters.scope = $7 AND send_counters.key = $8 THEN CAST($10 AS BIGINT) \
-                     ELSE CAST($15 AS BIGINT)"),
-                [
-                    a.tenant_id.as_str(),
-                    a.scope,
-                    &a.key,
-                    a.bucket,
-                    limit(a),
-                    b.tenant_id.as_str(),
-                    b.scope,
-                    &b.key,
-                    b.bucket,
-                    limit(b),
-                    c.tenant_id.as_str(),
-                    c.scope,
-                    &c.key,
-                    c.bucket,
-                    limit(c)
-                ]
-            )?,
+                     ELSE CAST($15 AS BIGINT)")
+            ),
             _ => unreachable!("chunks of at most three"),
         };
         let was_counted = |c: &SendCounter| counted.iter().any(|(scope, key)| scope == c.scope && *key == c.key);
@@ -450,11 +445,12 @@ impl VerificationStore for SqlStore {
         if self.is_postgres() {
             // One statement for the approval, its event with its messages,
             // and its audit entry: a transaction of five statements was six
-            // round trips. The conditions are those of the statements below.
+            // round trips. Its approval is the transaction's below
+            // (`approve_if_pending!`); its inserts select from it.
             let approve = concat!(
-                "WITH approved AS (UPDATE verifications SET status = 'approved', updated_at = $14 \
-                 WHERE tenant_id = $3 AND id = $6 AND status = 'pending' AND expires_at > $14 \
-                 AND attempts < max_attempts AND code_hash = $7 RETURNING id), \
+                "WITH approved AS (",
+                approve_if_pending!("$14", "$3", "$6", "$7"),
+                " RETURNING id), \
                  event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
                  SELECT $1, $3, $4, $8, $2 FROM approved RETURNING id), \
                  messages AS (",
@@ -498,8 +494,7 @@ impl VerificationStore for SqlStore {
             Box::pin(async move {
                 let approved = exec!(
                     conn,
-                    "UPDATE verifications SET status = 'approved', updated_at = $1 WHERE tenant_id = $2 AND id = $3 \
-                     AND status = 'pending' AND expires_at > $1 AND attempts < max_attempts AND code_hash = $4",
+                    approve_if_pending!("$1", "$2", "$3", "$4"),
                     [at, v.tenant_id.as_str(), v.id.as_str(), &v.code_hash]
                 )? == 1;
                 if approved {
