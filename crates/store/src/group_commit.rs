@@ -26,6 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::SqliteSync;
+use crate::checkpoint::Checkpointer;
 use crate::sqlite::BUSY_TIMEOUT;
 use crate::tx::Tx;
 
@@ -78,10 +79,11 @@ impl GroupCommit {
     /// thread.
     pub(crate) fn start(path: &Path, sync: SqliteSync) -> Result<Self, String> {
         let conn = open(path, sync).map_err(|e| e.to_string())?;
+        let checkpointer = Checkpointer::start(path, sync)?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || run(conn, queue, &checkpointer))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         Ok(Self { jobs })
     }
@@ -125,17 +127,21 @@ fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "wal")?;
-    let synchronous = match sync {
-        SqliteSync::Full => "FULL",
-        SqliteSync::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "synchronous", synchronous(sync))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
     Ok(conn)
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+/// The `synchronous` pragma's value for `sync`.
+pub(crate) fn synchronous(sync: SqliteSync) -> &'static str {
+    match sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    }
+}
+
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, checkpointer: &Checkpointer) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut finishes = Vec::with_capacity(MAX_BATCH);
     while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
@@ -150,6 +156,9 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
                 Ended::Failed(e.to_string())
             }
         };
+        if matches!(ended, Ended::Committed) {
+            checkpointer.nudge();
+        }
         for finish in finishes.drain(..) {
             finish(ended.clone());
         }

@@ -34,6 +34,7 @@
 mod api_keys;
 mod audit;
 mod callers;
+mod checkpoint;
 mod database_url;
 mod deliveries;
 pub(crate) mod group_commit;
