@@ -285,7 +285,7 @@ fn markdown(run: &EngineRun, seconds: u64, reference: Option<&load::Measurement>
             md.push_str(&format!("| {} | {:.1} {}", s.users, s.import_s, s.measurement.markdown_row()));
         }
         md.push_str(&format!(
-            "\nAt concurrency {top}, p99 at {} users is **{:.2}×** p99 at {} users (target ≤ 1.5×)",
+            "\nAt concurrency {top}, p99 at {} users is **{:.2}×** p99 at {} users (target ≤ 1.3×)",
             last.users,
             last.measurement.p99_ms / first.measurement.p99_ms.max(1e-9),
             first.users
