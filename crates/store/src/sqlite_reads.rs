@@ -158,6 +158,7 @@ macro_rules! tuple_from_sqlite_row {
 }
 tuple_from_sqlite_row!(A 0);
 tuple_from_sqlite_row!(A 0, B 1);
+tuple_from_sqlite_row!(A 0, B 1, C 2);
 tuple_from_sqlite_row!(A 0, B 1, C 2, D 3);
 
 /// Column `name` of `row`, looked for first at `index`, where it is when the

@@ -25,7 +25,7 @@ use vouchsafe_core::user::{Contacts, User};
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
-use crate::webhooks::insert_event;
+use crate::webhooks::{fan_out, insert_event};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 macro_rules! authenticator_columns {
@@ -161,6 +161,42 @@ macro_rules! challenge_columns {
     () => {
         "id, tenant_id, user_id, factor, action, redirect_url, status, attempts, max_attempts, verification_id, \
          expires_at, verified_at, created_at, updated_at, passkey_options, passkey_state"
+    };
+}
+
+/// Whether challenge `$id` of tenant `$tenant` may be approved at `$at`:
+/// pending, unexpired, within its attempts, its user not locked (each
+/// argument the placeholder that binds it). Written once for the
+/// approval's `UPDATE` and, on PostgreSQL, the guard of the counter it
+/// moves in the same statement.
+macro_rules! challenge_approvable {
+    ($at:literal, $tenant:literal, $id:literal) => {
+        concat!(
+            "tenant_id = ",
+            $tenant,
+            " AND id = ",
+            $id,
+            " AND status = 'pending' AND expires_at > ",
+            $at,
+            " AND attempts <= max_attempts AND NOT EXISTS (SELECT 1 FROM users u \
+             WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > ",
+            $at,
+            ")"
+        )
+    };
+}
+
+/// Approves the challenge [`challenge_approvable!`] names, at `$at`.
+macro_rules! approve_challenge_if_approvable {
+    ($at:literal, $tenant:literal, $id:literal) => {
+        concat!(
+            "UPDATE challenges SET status = 'approved', verified_at = ",
+            $at,
+            ", updated_at = ",
+            $at,
+            " WHERE ",
+            challenge_approvable!($at, $tenant, $id)
+        )
     };
 }
 
@@ -332,6 +368,89 @@ impl SqlStore {
             }
             (None, _) => Ok(None),
         }
+    }
+
+    /// [`UserStore::approve_challenge`] on PostgreSQL for a code (a
+    /// counter to move) or no authenticator: one statement instead of a
+    /// transaction of seven round trips. The counter moves only while the
+    /// challenge is approvable, the approval only if the counter moved,
+    /// and the user's failures, the event with its messages and the audit
+    /// entry select from the approved row. Where the transaction undoes a
+    /// moved counter when the approval then fails, here that happens only
+    /// if the challenge was settled between the statement's snapshot and
+    /// its row lock (a concurrent answer): the code is then spent, not
+    /// accepted, which errs toward refusing.
+    async fn approve_challenge_in_one_statement(
+        &self,
+        c: &Challenge,
+        used: Option<&AuthenticatorUse>,
+        at: i64,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<ApprovalOutcome> {
+        let approve = concat!(
+            "WITH moved AS (UPDATE authenticators SET counter = $15, last_used_at = $14 \
+             WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
+             AND EXISTS (SELECT 1 FROM challenges WHERE ",
+            challenge_approvable!("$14", "$3", "$6"),
+            ") RETURNING id), approved AS (",
+            approve_challenge_if_approvable!("$14", "$3", "$6"),
+            " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING id), \
+             cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
+             WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), \
+             event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
+             SELECT $1, $3, $4, $8, $2 FROM approved RETURNING id), \
+             messages AS (",
+            fan_out!(),
+            " AND EXISTS (SELECT 1 FROM event)), \
+             audit AS (INSERT INTO audit_pending (tenant_id, at, actor, action, target, outcome) \
+             SELECT $3, $9, $10, $11, $12, $13 FROM approved) \
+             SELECT (SELECT COUNT(*) FROM moved), \
+             (SELECT COUNT(*) FROM challenges WHERE ",
+            challenge_approvable!("$14", "$3", "$6"),
+            "), (SELECT COUNT(*) FROM approved)"
+        );
+        let (authenticator, value) = match used {
+            Some(AuthenticatorUse::Counter { id, value }) => (id.as_str().to_owned(), *value),
+            _ => (String::new(), 0),
+        };
+        let input = (c.clone(), authenticator, value, event.clone(), audit.clone());
+        let (moved, approvable, approved) = self
+            .write_statement(input, move |conn, (c, authenticator, value, event, audit)| {
+                Box::pin(async move {
+                    fetch!(
+                        conn,
+                        one(i64, i64, i64),
+                        approve,
+                        [
+                            event.id.as_str(),
+                            to_unix_ms(event.created_at),
+                            c.tenant_id.as_str(),
+                            event.event_type.as_str(),
+                            "",
+                            c.id.as_str(),
+                            authenticator.as_str(),
+                            event.body(),
+                            to_unix_ms(audit.at),
+                            &audit.actor,
+                            &audit.action,
+                            &audit.target,
+                            &audit.outcome,
+                            at,
+                            *value,
+                            &c.user_id,
+                        ]
+                    )
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(match (approved, approvable, moved) {
+            (1, _, _) => ApprovalOutcome::Approved(Box::new(self.challenge(&c.tenant_id, &c.id).await?)),
+            (_, 0, _) => ApprovalOutcome::NotPending,
+            (_, _, 0) if used.is_some() => ApprovalOutcome::Replayed,
+            _ => ApprovalOutcome::NotPending,
+        })
     }
 }
 
@@ -719,6 +838,9 @@ impl UserStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<ApprovalOutcome> {
         let at = to_unix_ms(now);
+        if self.is_postgres() && !matches!(used, Some(AuthenticatorUse::RecoveryCode { .. })) {
+            return self.approve_challenge_in_one_statement(c, used, at, event, audit).await;
+        }
         let (c, used, event, audit) = (c.clone(), used.cloned(), event.clone(), audit.clone());
         let key = self.audit_key().map_err(map_err)?;
         let step = self.write((key, c, used, event, audit), move |conn, (key, c, used, event, audit)| Box::pin(async move {
@@ -746,14 +868,8 @@ impl UserStore for SqlStore {
             }
             // RETURNING: the caller answers with the approved challenge as
             // written, without reading it again.
-            let approve = concat!(
-                "UPDATE challenges SET status = 'approved', verified_at = $1, updated_at = $1 \
-                 WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
-                 AND attempts <= max_attempts AND NOT EXISTS (SELECT 1 FROM users u \
-                   WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > $1) \
-                 RETURNING ",
-                challenge_columns!()
-            );
+            let approve =
+                concat!(approve_challenge_if_approvable!("$1", "$2", "$3"), " RETURNING ", challenge_columns!());
             let Some(approved) = fetch!(conn, optional ChallengeRow, approve, [at, c.tenant_id.as_str(), c.id.as_str()])?
             else {
                 rollback_savepoint!(conn)?;

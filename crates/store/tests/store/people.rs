@@ -154,6 +154,53 @@ async fn authenticators_activate_once_and_counters_only_move_forward() {
     assert_eq!(store.unspent_recovery_codes(&codes.id, None).await.unwrap(), vec![(0, "h0".to_owned())]);
 }
 
+/// A code's step approves one challenge and moves its authenticator's
+/// counter only then: the same step on another challenge is a replay that
+/// changes nothing, and a challenge that cannot be approved (ended, or its
+/// user locked) moves no counter.
+#[tokio::test]
+async fn a_code_step_approves_one_challenge_and_moves_the_counter_only_with_it() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    user(&store, &t, "u1").await;
+    let a = totp(&t, "u1", AuthenticatorStatus::Active);
+    store.create_authenticator(&a, &[], false, &audit("authenticator.created")).await.unwrap();
+    let store = &store;
+    let counter = || async { store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter };
+    let step = |value| AuthenticatorUse::Counter { id: a.id.clone(), value };
+    let approved = audit("challenge.approved");
+    // One pending challenge per user and action.
+    let (first, mut second, mut ended) = (challenge(&t, "u1", 300), challenge(&t, "u1", 300), challenge(&t, "u1", 2));
+    (second.action, ended.action) = ("payment".into(), "export".into());
+    for c in [&first, &second, &ended] {
+        store.create_challenge(c, &audit("challenge.created")).await.unwrap();
+    }
+    let approve = |c, value| {
+        let used = step(value);
+        // Each approval writes an event of its own.
+        let event = Event::new(t.id.clone(), EventType::ChallengeApproved, json!({}), at(3));
+        let approved = &approved;
+        async move { store.approve_challenge(c, Some(&used), at(3), &event, approved).await.unwrap() }
+    };
+
+    assert_eq!(approve(&ended, 50).await, ApprovalOutcome::NotPending, "expired at 2 s");
+    assert_eq!(counter().await, -1, "an ended challenge moves no counter");
+    let ApprovalOutcome::Approved(written) = approve(&first, 50).await else { panic!("not approved") };
+    assert_eq!(*written, store.challenge(&t.id, &first.id).await.unwrap());
+    assert_eq!((written.status, written.verified_at), (ChallengeStatus::Approved, Some(at(3))));
+    assert_eq!(counter().await, 50);
+    assert_eq!(approve(&second, 50).await, ApprovalOutcome::Replayed, "the same step again");
+    assert_eq!(approve(&second, 49).await, ApprovalOutcome::Replayed, "an older step");
+    assert_eq!(store.challenge(&t.id, &second.id).await.unwrap().status, ChallengeStatus::Pending);
+    assert_eq!(approve(&first, 51).await, ApprovalOutcome::NotPending, "approved once");
+    assert_eq!(counter().await, 50, "a settled challenge moves no counter");
+    assert!(matches!(approve(&second, 51).await, ApprovalOutcome::Approved(_)), "the next step approves");
+    assert_eq!(counter().await, 51);
+    let entries = store.audit_events(&t.id, 0, 100).await.unwrap();
+    let approvals = entries.iter().filter(|e| e.entry.action == "challenge.approved").count();
+    assert_eq!(approvals, 2, "one audit entry per approval, none for a refusal");
+}
+
 /// A challenge is approved once; it expires only when its time is up, and
 /// its result token is redeemed once.
 #[tokio::test]
