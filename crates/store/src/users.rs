@@ -25,7 +25,7 @@ use vouchsafe_core::user::{Contacts, User};
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
-use crate::webhooks::{fan_out, insert_event};
+use crate::webhooks::{approval_effects, insert_event};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 macro_rules! authenticator_columns {
@@ -397,15 +397,9 @@ impl SqlStore {
             approve_challenge_if_approvable!("$14", "$3", "$6"),
             " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING id), \
              cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
-             WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), \
-             event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
-             SELECT $1, $3, $4, $8, $2 FROM approved RETURNING id), \
-             messages AS (",
-            fan_out!(),
-            " AND EXISTS (SELECT 1 FROM event)), \
-             audit AS (INSERT INTO audit_pending (tenant_id, at, actor, action, target, outcome) \
-             SELECT $3, $9, $10, $11, $12, $13 FROM approved) \
-             SELECT (SELECT COUNT(*) FROM moved), \
+             WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), ",
+            approval_effects!(),
+            "SELECT (SELECT COUNT(*) FROM moved), \
              (SELECT COUNT(*) FROM challenges WHERE ",
             challenge_approvable!("$14", "$3", "$6"),
             "), (SELECT COUNT(*) FROM approved)"

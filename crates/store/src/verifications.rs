@@ -17,7 +17,7 @@ use vouchsafe_core::verification::{Verification, VerificationStatus};
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
-use crate::webhooks::{fan_out, insert_event};
+use crate::webhooks::{approval_effects, insert_event};
 use crate::{SqlStore, map_err};
 
 macro_rules! verification_columns {
@@ -450,15 +450,9 @@ impl VerificationStore for SqlStore {
             let approve = concat!(
                 "WITH approved AS (",
                 approve_if_pending!("$14", "$3", "$6", "$7"),
-                " RETURNING id), \
-                 event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
-                 SELECT $1, $3, $4, $8, $2 FROM approved RETURNING id), \
-                 messages AS (",
-                fan_out!(),
-                " AND EXISTS (SELECT 1 FROM event)), \
-                 audit AS (INSERT INTO audit_pending (tenant_id, at, actor, action, target, outcome) \
-                 SELECT $3, $9, $10, $11, $12, $13 FROM approved) \
-                 SELECT COUNT(*) FROM approved"
+                " RETURNING id), ",
+                approval_effects!(),
+                "SELECT COUNT(*) FROM approved"
             );
             return self
                 .write_statement(input, move |conn, (_, v, event, audit)| {

@@ -51,6 +51,27 @@ macro_rules! fan_out {
 }
 pub(crate) use fan_out;
 
+/// What a one-statement approval on PostgreSQL writes after its `approved`
+/// CTE, each only if that CTE returned a row: the event (`$1` id, `$2` at,
+/// `$3` tenant, `$4` type, `$8` body) with its messages ([`fan_out!`],
+/// `$5` empty) and the audit entry (`$9` at, `$10` actor, `$11` action,
+/// `$12` target, `$13` outcome). The CTEs `event`, `messages` and `audit`,
+/// with the comma that ends the previous one's list before them.
+macro_rules! approval_effects {
+    () => {
+        concat!(
+            "event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
+             SELECT $1, $3, $4, $8, $2 FROM approved RETURNING id), \
+             messages AS (",
+            $crate::webhooks::fan_out!(),
+            " AND EXISTS (SELECT 1 FROM event)), \
+             audit AS (INSERT INTO audit_pending (tenant_id, at, actor, action, target, outcome) \
+             SELECT $3, $9, $10, $11, $12, $13 FROM approved) "
+        )
+    };
+}
+pub(crate) use approval_effects;
+
 macro_rules! select_endpoint {
     ($rest:literal) => {
         concat!(
