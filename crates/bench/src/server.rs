@@ -140,9 +140,10 @@ async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyho
             let mut admin = sqlx::PgConnection::connect(postgres_url).await.with_context(|| {
                 format!("cannot reach PostgreSQL at {postgres_url} (bash .ci/postgres.sh starts one)")
             })?;
-            // Earlier runs' databases (a million users each) are dropped,
-            // unless another run is using one: left behind, they filled the
-            // disk and kept autovacuum busy under the rows measured here.
+            // Earlier runs' databases (a million users each), this name's
+            // among them, are dropped unless another run is using one: left
+            // behind, they filled the disk and kept autovacuum busy under
+            // the rows measured here.
             let earlier: Vec<(String,)> = sqlx::query_as(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'vouchsafe\\_bench\\_%' \
                  AND datname NOT IN (SELECT datname FROM pg_stat_activity WHERE datname IS NOT NULL)",
@@ -155,7 +156,6 @@ async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyho
                     eprintln!("  could not drop an earlier run's database {earlier}: {e}");
                 }
             }
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
             let mut durability = Vec::new();
             for setting in ["fsync", "synchronous_commit", "full_page_writes"] {

@@ -388,21 +388,21 @@ impl SqlStore {
         event: &Event,
         audit: &AuditEntry,
     ) -> StoreResult<ApprovalOutcome> {
+        // `approvable` is read once, in the statement's snapshot: it guards
+        // the counter and tells a replay from a challenge no longer pending.
         let approve = concat!(
-            "WITH moved AS (UPDATE authenticators SET counter = $15, last_used_at = $14 \
-             WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
-             AND EXISTS (SELECT 1 FROM challenges WHERE ",
+            "WITH approvable AS (SELECT id FROM challenges WHERE ",
             challenge_approvable!("$14", "$3", "$6"),
-            ") RETURNING id), approved AS (",
+            "), moved AS (UPDATE authenticators SET counter = $15, last_used_at = $14 \
+             WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
+             AND EXISTS (SELECT 1 FROM approvable) RETURNING id), approved AS (",
             approve_challenge_if_approvable!("$14", "$3", "$6"),
             " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING id), \
              cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
              WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), ",
             approval_effects!(),
-            "SELECT (SELECT COUNT(*) FROM moved), \
-             (SELECT COUNT(*) FROM challenges WHERE ",
-            challenge_approvable!("$14", "$3", "$6"),
-            "), (SELECT COUNT(*) FROM approved)"
+            "SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM approvable), \
+             (SELECT COUNT(*) FROM approved)"
         );
         let (authenticator, value) = match used {
             Some(AuthenticatorUse::Counter { id, value }) => (id.as_str().to_owned(), *value),

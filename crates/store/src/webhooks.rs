@@ -55,8 +55,9 @@ pub(crate) use fan_out;
 /// CTE, each only if that CTE returned a row: the event (`$1` id, `$2` at,
 /// `$3` tenant, `$4` type, `$8` body) with its messages ([`fan_out!`],
 /// `$5` empty) and the audit entry (`$9` at, `$10` actor, `$11` action,
-/// `$12` target, `$13` outcome). The CTEs `event`, `messages` and `audit`,
-/// with the comma that ends the previous one's list before them.
+/// `$12` target, `$13` outcome). Three CTEs, `event`, `messages` and
+/// `audit`: the caller ends the CTE before them with a comma, and its
+/// final `SELECT` follows them directly.
 macro_rules! approval_effects {
     () => {
         concat!(
