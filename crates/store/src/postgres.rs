@@ -29,3 +29,94 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .await
         .map_err(|e| crate::setup_failed(format!("PostgreSQL migration failed: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    //! These run on PostgreSQL whatever `TEST_DB` says: the plans they
+    //! look at are PostgreSQL's.
+
+    use sqlx::{Connection, PgConnection};
+
+    use crate::testing::fresh_database_on;
+
+    /// Each table looked up by id on the request path, the lookup's
+    /// condition as the store writes it, and rows to fill the table with
+    /// (`g` runs from 1 to 5,000).
+    const LOOKUPS: [(&str, &str); 3] = [
+        (
+            "challenges",
+            "INSERT INTO challenges (id, tenant_id, user_id, factor, action, status, attempts, max_attempts, \
+             expires_at, created_at, updated_at) \
+             SELECT 'chl_' || g, 'ten_a', 'user-' || (g % 50), 'totp', 'login', 'pending', 0, 5, 0, 0, 0 \
+             FROM generate_series(1, 5000) g",
+        ),
+        (
+            "verifications",
+            "INSERT INTO verifications (id, tenant_id, service_id, destination, destination_key, channel, status, \
+             code_hash, attempts, max_attempts, send_count, window_started_at, window_sends, last_sent_at, \
+             expires_at, created_at, updated_at) \
+             SELECT 'ver_' || g, 'ten_a', 'svc_a', '+1555' || g, '+1555' || g, 'sms', 'expired', 'h', 0, 5, 1, \
+             0, 1, 0, 0, g, g FROM generate_series(1, 5000) g",
+        ),
+        (
+            "caller_verifications",
+            "INSERT INTO caller_verifications (id, tenant_id, record_id, record_type, destination, channel, \
+             status, link_hash, code_hash, attempts, max_attempts, time_allowed_s, expires_at, created_at, \
+             updated_at) \
+             SELECT 'cv_' || g, 'ten_a', 'rec-' || (g % 50), 'Case', '+1555' || g, 'sms', 'expired', 'l' || g, \
+             'h', 0, 5, 600, 0, g, g FROM generate_series(1, 5000) g",
+        ),
+    ];
+
+    /// A statement is planned once for all parameters after its fifth
+    /// execution, and that plan is kept while the table grows. Prepared on
+    /// an empty table (a fresh server's first requests), a lookup by id
+    /// once took an index led by tenant_id alone and read every row of the
+    /// tenant each time after (migration 0014): this fails if any index
+    /// again offers a lookup by id a way around the id's own.
+    #[tokio::test]
+    async fn a_lookup_by_id_planned_on_an_empty_table_keeps_to_the_ids_index() {
+        let db = fresh_database_on(true).await.unwrap();
+        let pool = super::connect(&db.url_text).await.unwrap();
+        super::migrate(&pool).await.unwrap();
+        pool.close().await;
+        let mut conn = PgConnection::connect(&db.url_text).await.unwrap();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) \
+             VALUES ('ten_a', 'a', 'AC1', 'svc_a', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (table, fill) in LOOKUPS {
+            let lookup = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2");
+            for _ in 0..8 {
+                let found: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(lookup.clone()))
+                    .bind("ten_a")
+                    .bind("none")
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(found.is_none());
+            }
+            sqlx::query(fill).execute(&mut conn).await.unwrap();
+            // The plan this connection keeps for the lookup, as EXECUTE
+            // would run it now.
+            let (name,): (String,) = sqlx::query_as("SELECT name FROM pg_prepared_statements WHERE statement = $1")
+                .bind(&lookup)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            let plan: Vec<(String,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE {name}('ten_a', 'none')")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let plan = plan.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+            assert!(
+                plan.contains("Index Cond: (id = $2)") && plan.contains(&format!("{table}_pkey")),
+                "{table}: the lookup by id does not use the id's index:\n{plan}"
+            );
+        }
+    }
+}
