@@ -109,6 +109,14 @@ struct Chained {
     hash: String,
 }
 
+/// The start of an insert of chained entries, shared by both engines'
+/// statements (which differ only in where the rows come from).
+macro_rules! insert_audit_events {
+    () => {
+        "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) "
+    };
+}
+
 /// Inserts `chained` into `audit_events` and deletes them from
 /// `audit_pending`, inside the chaining transaction `tx`.
 async fn move_into_chain(tx: &mut Tx<'_>, tenant: &str, chained: &[Chained]) -> Result<(), sqlx::Error> {
@@ -120,12 +128,12 @@ async fn move_into_chain(tx: &mut Tx<'_>, tenant: &str, chained: &[Chained]) -> 
         // chaining fell behind audited writes (a right-code check writes
         // one entry) and went on taking PostgreSQL's CPU after them.
         Tx::Postgres(pg) => {
-            let column = |f: fn(&Chained) -> &str| chained.iter().map(|c| f(c).to_owned()).collect::<Vec<String>>();
-            sqlx::query(
-                "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
-                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
-                 $7::TEXT[], $8::TEXT[], $9::TEXT[])",
-            )
+            let column = |f: fn(&Chained) -> &str| chained.iter().map(f).collect::<Vec<&str>>();
+            sqlx::query(concat!(
+                insert_audit_events!(),
+                "SELECT $1, * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
+                 $7::TEXT[], $8::TEXT[], $9::TEXT[])"
+            ))
             .bind(tenant)
             .bind(chained.iter().map(|c| c.seq).collect::<Vec<i64>>())
             .bind(chained.iter().map(|c| c.at).collect::<Vec<i64>>())
@@ -150,8 +158,7 @@ async fn move_into_chain(tx: &mut Tx<'_>, tenant: &str, chained: &[Chained]) -> 
                 let e = &c.entry;
                 exec!(
                     tx,
-                    "INSERT INTO audit_events (tenant_id, seq, at, actor, action, target, outcome, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    concat!(insert_audit_events!(), "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
                     [tenant, c.seq, c.at, &e.actor, &e.action, &e.target, &e.outcome, &c.prev_hash, &c.hash]
                 )?;
                 exec!(tx, "DELETE FROM audit_pending WHERE id = $1", [c.pending_id])?;

@@ -39,8 +39,8 @@ mod tests {
 
     use crate::testing::fresh_database_on;
 
-    /// Each table looked up by id on the request path, the lookup's
-    /// condition as the store writes it, and rows to fill the table with
+    /// Each table looked up by id on the request path (by the store's
+    /// condition, `tenant_id = $1 AND id = $2`), and rows to fill it with
     /// (`g` runs from 1 to 5,000).
     const LOOKUPS: [(&str, &str); 3] = [
         (
