@@ -394,6 +394,17 @@ pub struct Resend {
     pub cooldown_ms: i64,
 }
 
+/// A verification as a check of a code by id found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadForCheck {
+    /// The code was wrong and left an attempt over: counted by the statement
+    /// that found the verification. The verification after counting.
+    CountedWrong(Verification),
+    /// Nothing written: the verification as it stood, for the check to
+    /// judge the code (approve it, count it, or answer a settled state).
+    Read(Verification),
+}
+
 /// Verifications. Every state change is one conditional statement, so a
 /// code is approved at most once however many checks race on any nodes.
 #[async_trait]
@@ -416,6 +427,20 @@ pub trait VerificationStore {
         counters: &[SendCounter],
     ) -> StoreResult<Result<Verification, SendRefusal>>;
     async fn verification(&self, tenant: &TenantId, id: &VerificationId) -> StoreResult<Verification>;
+    /// The verification a check of a code names by id. Where one statement
+    /// can both find it and count (PostgreSQL), a code whose keyed hash is
+    /// not `candidate` (`None`: not a code at all) is counted there, when
+    /// it leaves an attempt over, as `record_wrong_code` would count it:
+    /// the common wrong code costs one round trip, not two. Anything else
+    /// (the right code, the last attempt, a settled verification, or an
+    /// engine where a read is cheaper than a write) is `Read`, unchanged.
+    async fn verification_for_check(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        candidate: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<ReadForCheck>;
     /// The pending verification in a service of the destination whose
     /// match key (`Destination::match_key`) is `key`, else its newest one.
     async fn verification_by_to(

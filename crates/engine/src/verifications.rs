@@ -16,7 +16,7 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{TenantId, VerificationId};
 use vouchsafe_core::otp::random_numeric_code;
-use vouchsafe_core::store::{Resend, StoreError};
+use vouchsafe_core::store::{ReadForCheck, Resend, StoreError};
 use vouchsafe_core::verification::{
     Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code,
 };
@@ -217,8 +217,20 @@ pub async fn check(
     target: Target<'_>,
     code: &str,
 ) -> EngineResult<Checked> {
-    let v = find(engine, tenant, target).await?;
     let now = engine.clock.now();
+    let v = match target {
+        Target::Id(id) => {
+            let id = VerificationId::parse(id).ok_or(EngineError::NotFound)?;
+            // The code's keyed hash lets the store count a wrong code as it
+            // finds the verification; a code that cannot be a code has none.
+            let candidate = plausible_code(code).then(|| engine.code_hasher.hash(id.as_str(), code));
+            match engine.store.verification_for_check(tenant, &id, candidate.as_deref(), now).await? {
+                ReadForCheck::CountedWrong(after) => return Ok(counted_wrong(after)),
+                ReadForCheck::Read(v) => v,
+            }
+        }
+        target => find(engine, tenant, target).await?,
+    };
     let status = v.status_at(now);
     if status.is_final() {
         settle_expiry(engine, &v, actor, now).await?;
@@ -247,17 +259,20 @@ pub async fn check(
     }
     let audit = AuditEntry::new(actor, "verification.max_attempts_reached", v.id.as_str(), "denied", now);
     match engine.store.record_wrong_code(tenant, &v.id, now, &audit).await? {
-        Some(after) => {
-            metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "wrong_code").increment(1);
-            tracing::info!(verification_id = %v.id, attempts = after.attempts, "wrong code");
-            Ok(Checked { status: after.status, valid: false, counted: true, verification: after })
-        }
+        Some(after) => Ok(counted_wrong(after)),
         None => {
             let now_v = engine.store.verification(tenant, &v.id).await?;
             let status = now_v.status_at(now);
             Ok(finished(now_v, status, "raced"))
         }
     }
+}
+
+/// The answer to a wrong code that was counted.
+fn counted_wrong(after: Verification) -> Checked {
+    metrics::counter!("vouchsafe_verification_checks_total", "outcome" => "wrong_code").increment(1);
+    tracing::info!(verification_id = %after.id, attempts = after.attempts, "wrong code");
+    Checked { status: after.status, valid: false, counted: true, verification: after }
 }
 
 /// The `verification.approved` event of a verification.

@@ -11,7 +11,7 @@ use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
 use vouchsafe_core::fraud::SendCounter;
 use vouchsafe_core::ids::{ServiceId, TenantId, VerificationId};
-use vouchsafe_core::store::{Resend, SendRefusal, StoreError, StoreResult, VerificationStore};
+use vouchsafe_core::store::{ReadForCheck, Resend, SendRefusal, StoreError, StoreResult, VerificationStore};
 use vouchsafe_core::verification::{Verification, VerificationStatus};
 
 use crate::audit::append_audit;
@@ -53,6 +53,38 @@ row! {
         expires_at: i64,
         created_at: i64,
         updated_at: i64,
+    }
+}
+
+/// Counts a wrong code that leaves an attempt over, with no audit entry
+/// (binds: `$1` now, `$2` tenant, `$3` id). Both ways of counting one
+/// share it: `record_wrong_code` and, on PostgreSQL, the check's read.
+macro_rules! count_wrong_code_not_last {
+    () => {
+        "UPDATE verifications SET attempts = attempts + 1, updated_at = $1 \
+         WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
+         AND attempts + 1 < max_attempts"
+    };
+}
+
+/// A verification row and whether the statement that found it counted a
+/// wrong code (its column after the verification's).
+struct CheckedRow {
+    verification: VerificationRow,
+    counted: bool,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for CheckedRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok(CheckedRow { verification: VerificationRow::from_row(row)?, counted: row.try_get("counted")? })
+    }
+}
+
+impl crate::sqlite_reads::FromSqliteRow for CheckedRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let verification = VerificationRow::from_sqlite(row)?;
+        Ok(CheckedRow { verification, counted: crate::sqlite_reads::column(row, 18, "counted")? })
     }
 }
 
@@ -419,6 +451,53 @@ impl VerificationStore for SqlStore {
         read!(self, one VerificationRow, sql, [tenant.as_str(), id.as_str()])?.try_into()
     }
 
+    async fn verification_for_check(
+        &self,
+        tenant: &TenantId,
+        id: &VerificationId,
+        candidate: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<ReadForCheck> {
+        // On SQLite a read is a call on a reader thread, far cheaper than a
+        // hand-off to the writer: the check reads, then counts if it must.
+        if !self.is_postgres() {
+            return self.verification(tenant, id).await.map(ReadForCheck::Read);
+        }
+        // On PostgreSQL every statement is a round trip. The UPDATE counts
+        // the code when its hash is not the stored one; the SELECT after it
+        // reads the row (as it stood before the statement) only when it
+        // did not. SECURITY: the database's comparison may stop at the
+        // first differing byte, but what it compares is two keyed hashes
+        // (HMAC under the server's key): a caller chooses the code, never
+        // the bytes compared, so how long it took says nothing about the
+        // stored hash. It only ever decides to count; an approval is still
+        // decided by the engine's constant-time comparison.
+        let sql = concat!(
+            "WITH counted AS (",
+            count_wrong_code_not_last!(),
+            " AND code_hash IS DISTINCT FROM $4 RETURNING ",
+            verification_columns!(),
+            ") SELECT ",
+            verification_columns!(),
+            ", TRUE AS counted FROM counted UNION ALL SELECT ",
+            verification_columns!(),
+            ", FALSE FROM verifications WHERE tenant_id = $2 AND id = $3 AND NOT EXISTS (SELECT 1 FROM counted)"
+        );
+        let input = (tenant.clone(), id.clone(), candidate.map(str::to_owned));
+        let at = to_unix_ms(now);
+        let found = self
+            .write_statement(input, move |conn, (tenant, id, candidate)| {
+                Box::pin(async move {
+                    fetch!(conn, optional CheckedRow, sql, [at, tenant.as_str(), id.as_str(), candidate.as_deref()])
+                })
+            })
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        let verification = found.verification.try_into()?;
+        Ok(if found.counted { ReadForCheck::CountedWrong(verification) } else { ReadForCheck::Read(verification) })
+    }
+
     async fn verification_by_to(
         &self,
         tenant: &TenantId,
@@ -515,12 +594,7 @@ impl VerificationStore for SqlStore {
         // on PostgreSQL). Only when that statement finds nothing to count —
         // the last attempt, or the verification ended — does the audited
         // transaction below run; its own `WHERE` decides that case.
-        let not_last = concat!(
-            "UPDATE verifications SET attempts = attempts + 1, updated_at = $1 \
-             WHERE tenant_id = $2 AND id = $3 AND status = 'pending' AND expires_at > $1 \
-             AND attempts + 1 < max_attempts RETURNING ",
-            verification_columns!()
-        );
+        let not_last = concat!(count_wrong_code_not_last!(), " RETURNING ", verification_columns!());
         let counted = self
             .write_statement((tenant.clone(), id.clone()), move |conn, (tenant, id)| {
                 Box::pin(

@@ -18,8 +18,8 @@ use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::{FraudSettings, Settings};
 use vouchsafe_core::store::{
-    AuditStore, DeliveryStore, ProviderStore, Resend, SendRefusal, StoreError, TenantStore, VerificationStore,
-    WebhookStore,
+    AuditStore, DeliveryStore, ProviderStore, ReadForCheck, Resend, SendRefusal, StoreError, TenantStore,
+    VerificationStore, WebhookStore,
 };
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
@@ -27,7 +27,7 @@ use vouchsafe_core::webhook::EventFilter;
 use vouchsafe_store::SqlStore;
 
 use crate::store;
-use vouchsafe_store::testing::connect;
+use vouchsafe_store::testing::{connect, is_postgres};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -218,6 +218,68 @@ async fn wrong_codes_stop_at_the_limit_even_when_they_race() {
     // Even the right code cannot approve it now.
     let event = Event::new(t.id.clone(), EventType::VerificationApproved, json!({}), at(T0 + 2));
     assert!(!store.approve_verification(&after, at(T0 + 2), &event, &audit("a", T0 + 2)).await.unwrap());
+}
+
+/// A check's read counts a wrong code where one statement can do both
+/// (PostgreSQL) and only then: never the right code, never the last
+/// attempt (that one is audited), never a settled verification; and
+/// racing checks on two nodes count no more than the attempts left.
+#[tokio::test]
+async fn a_checks_read_counts_only_a_wrong_code_that_leaves_an_attempt() {
+    let (store, db) = store().await;
+    let other_node = connect(&db).await.unwrap();
+    let (t, service) = tenant(&store).await;
+    let v = pending(&service, "+447400123456", "right", T0);
+    store.create_verification(&v, &[]).await.unwrap().unwrap();
+    let counts_in_the_read = is_postgres();
+    let read = |node: Arc<SqlStore>, candidate: Option<&'static str>| {
+        let (tenant, id) = (t.id.clone(), v.id.clone());
+        async move { node.verification_for_check(&tenant, &id, candidate, at(T0 + 1)).await.unwrap() }
+    };
+    let (one, two) = (Arc::new(store.clone()), Arc::new(other_node));
+
+    assert_eq!(read(one.clone(), Some("right")).await, ReadForCheck::Read(v.clone()), "the right code counts nothing");
+    for (attempt, candidate) in [(1, Some("wrong")), (2, None)] {
+        match read(one.clone(), candidate).await {
+            ReadForCheck::CountedWrong(after) => {
+                assert!(counts_in_the_read, "SQLite's read never writes");
+                assert_eq!((after.attempts, after.status), (attempt, VerificationStatus::Pending));
+                assert_eq!(store.verification(&t.id, &v.id).await.unwrap(), after, "what it answers is stored");
+            }
+            ReadForCheck::Read(as_read) => {
+                assert!(!counts_in_the_read, "PostgreSQL counts a wrong code as it reads");
+                assert_eq!(as_read.attempts, attempt - 1, "read as it stood");
+                store.record_wrong_code(&t.id, &v.id, at(T0 + 1), &audit("x", T0 + 1)).await.unwrap().unwrap();
+            }
+        }
+    }
+
+    let mut racing = Vec::new();
+    for i in 0..40 {
+        racing.push(tokio::spawn(read([one.clone(), two.clone()][i % 2].clone(), Some("wrong"))));
+    }
+    let mut counted = 0;
+    for r in racing {
+        counted += usize::from(matches!(r.await.unwrap(), ReadForCheck::CountedWrong(_)));
+    }
+    let max = v.max_attempts as usize;
+    assert_eq!(counted, if counts_in_the_read { max - 3 } else { 0 }, "all but the last attempt, once each");
+    if !counts_in_the_read {
+        for _ in 0..max - 3 {
+            store.record_wrong_code(&t.id, &v.id, at(T0 + 1), &audit("x", T0 + 1)).await.unwrap().unwrap();
+        }
+    }
+    let last = store.verification(&t.id, &v.id).await.unwrap();
+    assert_eq!((last.attempts as usize, last.status), (max - 1, VerificationStatus::Pending));
+    assert_eq!(read(one.clone(), Some("wrong")).await, ReadForCheck::Read(last.clone()), "the last attempt is left");
+
+    store.end_verification(&t.id, &v.id, true, at(T0 + 2), &audit("verification.canceled", T0 + 2)).await.unwrap();
+    let ReadForCheck::Read(settled) = read(one.clone(), Some("wrong")).await else {
+        panic!("a settled one is counted")
+    };
+    assert_eq!((settled.status, settled.attempts as usize), (VerificationStatus::Canceled, max - 1));
+    let unknown = store.verification_for_check(&t.id, &VerificationId::generate(), None, at(T0 + 2)).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
 }
 
 #[tokio::test]
