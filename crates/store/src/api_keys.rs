@@ -10,8 +10,8 @@ use vouchsafe_core::store::{ApiKeyStore, ConsoleSession, StoreError, StoreResult
 
 use crate::rows::ApiKeyRow;
 use crate::sqlite_reads::read;
-use crate::tx::exec;
-use crate::{SqlStore, map_err, on_pool, one_row};
+use crate::tx::{Tx, exec};
+use crate::{Db, SqlStore, key_cache, map_err, on_pool, one_row};
 
 /// `SELECT` of every API-key column except the hash, followed by a literal clause.
 macro_rules! select_key {
@@ -106,9 +106,24 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
-        let sql = select_key!("WHERE secret_hash = $1 AND revoked_at IS NULL");
-        let row = read!(self, optional ApiKeyRow, sql, [secret_hash])?;
-        row.map(ApiKey::try_from).transpose()
+        let read = || async {
+            let sql = select_key!("WHERE secret_hash = $1 AND revoked_at IS NULL");
+            let row = read!(self, optional ApiKeyRow, sql, [secret_hash])?;
+            row.map(ApiKey::try_from).transpose()
+        };
+        // On SQLite the read is a call on a reader thread: nothing to save.
+        // On PostgreSQL it is a round trip on every request (`key_cache`).
+        let Db::Postgres { pool, keys, .. } = self.db() else { return read().await };
+        keys.follow(pool);
+        if let Some(key) = keys.get(secret_hash) {
+            return Ok(Some(key));
+        }
+        let began = keys.epoch();
+        let key = read().await?;
+        if let Some(key) = &key {
+            keys.put(secret_hash, key, began);
+        }
+        Ok(key)
     }
 
     async fn api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> StoreResult<ApiKey> {
@@ -131,23 +146,35 @@ impl ApiKeyStore for SqlStore {
 
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, audit: &AuditEntry) -> StoreResult<()> {
         // Revoking twice keeps the first time; an unknown id is NotFound.
-        one_row(
-            self.write_audited(
+        let revoked = self
+            .write_audited(
                 tenant.as_str(),
                 audit,
                 (to_unix_ms(audit.at), tenant.clone(), id.clone()),
                 |conn, (at, tenant, id)| {
                     Box::pin(async move {
-                        exec!(
+                        let changed = exec!(
                             conn,
                             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
                             [*at, tenant.as_str(), id.as_str()]
-                        )
+                        )?;
+                        // Every node's kept keys are forgotten as this commits.
+                        if let Tx::Postgres(pg) = conn {
+                            sqlx::query("SELECT pg_notify($1, $2)")
+                                .bind(key_cache::CHANNEL)
+                                .bind(key_cache::REVOKED)
+                                .execute(pg.statement())
+                                .await?;
+                        }
+                        Ok(changed)
                     })
                 },
             )
-            .await,
-            StoreError::NotFound,
-        )
+            .await;
+        // This node's before it answers, whatever its listener has heard.
+        if let Db::Postgres { keys, .. } = self.db() {
+            keys.forget_all();
+        }
+        one_row(revoked, StoreError::NotFound)
     }
 }

@@ -38,6 +38,7 @@ mod checkpoint;
 mod database_url;
 mod deliveries;
 pub(crate) mod group_commit;
+mod key_cache;
 mod meta;
 mod postgres;
 mod postgres_held;
@@ -81,6 +82,9 @@ pub(crate) enum Db {
         /// The request path's point reads and writes: connections held
         /// out of `pool` between uses (see `postgres_held`).
         held: std::sync::Arc<postgres_held::HeldConnections>,
+        /// API keys kept between requests while revocations are heard
+        /// (see `key_cache`).
+        keys: std::sync::Arc<key_cache::KeyCache>,
     },
 }
 
@@ -162,7 +166,11 @@ impl SqlStore {
             DatabaseUrl::Postgres(url) => {
                 let pool = postgres::connect(url).await?;
                 let held = std::sync::Arc::new(postgres_held::HeldConnections::new(pool.clone()));
-                Self { db: Db::Postgres { pool, held }, audit_key: Default::default(), settings: Default::default() }
+                Self {
+                    db: Db::Postgres { pool, held, keys: Default::default() },
+                    audit_key: Default::default(),
+                    settings: Default::default(),
+                }
             }
         })
     }

@@ -81,3 +81,30 @@ pub async fn connect(db: &TestDatabase) -> Result<crate::SqlStore, String> {
     store.use_audit_key(audit_key()?).map_err(|e| e.to_string())?;
     Ok(store)
 }
+
+/// How many API keys `store` serves without reading the database now: 0
+/// on SQLite, or while its PostgreSQL cache cannot hear revocations.
+pub fn kept_api_keys(store: &crate::SqlStore) -> usize {
+    match store.db() {
+        crate::Db::Postgres { keys, .. } => keys.serving_len(),
+        crate::Db::Sqlite { .. } => 0,
+    }
+}
+
+/// Changes `sql` on `db` behind the stores' backs (no notification):
+/// what a test compares a store's answers against.
+pub async fn execute_behind_the_stores(db: &TestDatabase, sql: &'static str) -> Result<u64, String> {
+    match &db.url {
+        DatabaseUrl::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.map_err(|e| e.to_string())?;
+            let done = sqlx::query(sql).execute(&pool).await.map_err(|e| e.to_string())?.rows_affected();
+            pool.close().await;
+            Ok(done)
+        }
+        DatabaseUrl::Sqlite { path, .. } => {
+            let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            conn.execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+        }
+    }
+}

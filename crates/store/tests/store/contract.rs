@@ -21,7 +21,7 @@ use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint};
 use vouchsafe_store::SqlStore;
 
 use crate::store;
-use vouchsafe_store::testing::{audit_key, connect};
+use vouchsafe_store::testing::{audit_key, connect, execute_behind_the_stores, is_postgres, kept_api_keys};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -218,6 +218,65 @@ async fn api_keys_are_found_by_hash_until_revoked() {
 }
 
 // ----- audit log -----
+
+/// Polls `done` every 20 ms for up to `seconds`; whether it came true.
+async fn within(seconds: u64, mut done: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// On PostgreSQL a node keeps the keys it looked up, and a revocation on
+/// any node ends that: at once on the revoking node, and on every other
+/// as soon as it hears the notification. A node that cannot hear (its
+/// listener's connection lost) stops serving kept keys within a second.
+/// SQLite keeps nothing: a change behind its back is seen at once.
+#[tokio::test]
+async fn a_key_revoked_on_one_node_stops_working_on_every_node() {
+    let (store, db) = store().await;
+    let other_node = connect(&db).await.unwrap();
+    let t = tenant(&store, "acme").await;
+    for hash in ["hash-1", "hash-2", "hash-3"] {
+        store.create_api_key(&new_key(&t.id, hash), &audit("api_key.created")).await.unwrap();
+    }
+    let found = async |node: &SqlStore, hash: &str| node.api_key_by_secret_hash(hash).await.unwrap().is_some();
+    let behind = |id: &'static str| {
+        let db = &db;
+        async move { execute_behind_the_stores(db, id).await.unwrap() }
+    };
+    if !is_postgres() {
+        assert!(found(&other_node, "hash-2").await);
+        assert_eq!(behind("UPDATE api_keys SET revoked_at = 1 WHERE secret_hash = 'hash-2'").await, 1);
+        assert!(!found(&other_node, "hash-2").await, "SQLite reads each time");
+        return;
+    }
+    let kept = within(5, async || {
+        found(&other_node, "hash-1").await && found(&other_node, "hash-2").await && kept_api_keys(&other_node) == 2
+    })
+    .await;
+    assert!(kept, "the other node keeps the keys it looked up once it hears its beats");
+    assert_eq!(behind("UPDATE api_keys SET revoked_at = 1 WHERE secret_hash = 'hash-2'").await, 1);
+    assert!(found(&other_node, "hash-2").await, "served from memory: a change that notifies nobody goes unseen");
+
+    let key = store.api_key_by_secret_hash("hash-1").await.unwrap().unwrap();
+    store.revoke_api_key(&t.id, &key.id, &audit("api_key.revoked")).await.unwrap();
+    assert!(!found(&store, "hash-1").await, "the revoking node at once");
+    assert!(within(1, async || !found(&other_node, "hash-1").await).await, "every other node once it hears");
+    assert!(!found(&other_node, "hash-2").await, "a revocation forgets every kept key");
+
+    let kept = within(5, async || found(&other_node, "hash-3").await && kept_api_keys(&other_node) == 1).await;
+    assert!(kept);
+    let listeners = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+    assert!(behind(listeners).await >= 1, "the listeners were found");
+    assert_eq!(behind("UPDATE api_keys SET revoked_at = 1 WHERE secret_hash = 'hash-3'").await, 1);
+    assert!(within(2, async || !found(&other_node, "hash-3").await).await, "a node that cannot hear stops serving");
+}
 
 #[tokio::test]
 async fn audited_changes_chain_and_failed_changes_leave_no_event() {
