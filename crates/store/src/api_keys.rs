@@ -171,9 +171,14 @@ impl ApiKeyStore for SqlStore {
                 },
             )
             .await;
-        // This node's before it answers, whatever its listener has heard.
         if let Db::Postgres { keys, .. } = self.db() {
+            // This node's kept keys at once, whatever its listener has
+            // heard; every other node's within `SETTLE`, so it answers
+            // only then (see `key_cache`).
             keys.forget_all();
+            if matches!(revoked, Ok(1)) {
+                tokio::time::sleep(key_cache::SETTLE).await;
+            }
         }
         one_row(revoked, StoreError::NotFound)
     }

@@ -5,16 +5,27 @@
 //! A kept key must stop working on every node once it is revoked. Each
 //! revocation notifies the channel [`CHANNEL`] inside its own transaction,
 //! so PostgreSQL tells every node's listener as the revocation commits, and
-//! the listener forgets every kept key (the revoking node forgets at once,
-//! before it answers). The cache serves only while it can show it hears
-//! that channel: each node notifies it with a numbered beat every
-//! [`BEAT`], and a node serves kept keys only within [`TRUST`] of hearing
-//! its own latest beat with no number missed. A lost or silent listener
-//! connection, or a missed beat (a pooler in transaction mode hands
-//! notifications to whichever client holds the server connection), stops
-//! serving and forgets; every lookup then reads the database, as it always
-//! did. A lookup that began before a revocation was heard never keeps what
-//! it read ([`KeyCache::put`] with the epoch it began in).
+//! the listener forgets every kept key (the revoking node forgets at once).
+//! The cache serves only while it can show it hears that channel: each
+//! node notifies it with a numbered beat every [`BEAT`], stamped with when
+//! it was sent, and serves kept keys only until [`TRUST`] after the
+//! sending of its own latest beat heard, with no number missed. A lost or
+//! silent listener connection, or a missed beat (a pooler in transaction
+//! mode hands notifications to whichever client holds the server
+//! connection), stops serving and forgets; every lookup then reads the
+//! database, as it always did. A lookup that began before a revocation was
+//! heard never keeps what it read ([`KeyCache::put`] with the epoch it
+//! began in).
+//!
+//! Why that bounds every node, however far behind its listener is:
+//! PostgreSQL delivers a channel's notifications in commit order, so a node
+//! that has heard an own beat sent after a revocation committed has heard
+//! the revocation first and forgotten. A node still serving a revoked key
+//! is serving on a beat sent before the revocation, so it stops by
+//! [`TRUST`] after the revocation at the latest. The revoking node waits
+//! that long ([`SETTLE`]) before it answers, so when `DELETE` answers, no
+//! node accepts the key: the contract's "the key's next request answers
+//! 401" holds on every node, not just the revoking one.
 //!
 //! Only keys that exist are kept (an unknown secret reads the database each
 //! time, so an outsider cannot grow the map), and the map is bounded.
@@ -34,12 +45,17 @@ pub(crate) const CHANNEL: &str = "vouchsafe_api_keys";
 pub(crate) const REVOKED: &str = "revoked";
 /// How often each node notifies its numbered beat.
 const BEAT: Duration = Duration::from_millis(250);
-/// How long after its own latest beat a node serves kept keys.
+/// How long after sending its own latest beat heard a node serves kept keys.
 const TRUST: Duration = Duration::from_secs(1);
+/// How long a revocation waits after its commit before it answers: past
+/// [`TRUST`] by a margin for the rate at which two machines' clocks run.
+pub(crate) const SETTLE: Duration = Duration::from_millis(1_100);
 const MAX_KEYS: usize = 10_000;
 
 pub(crate) struct KeyCache {
     state: Mutex<State>,
+    /// What a beat's stamp counts from (milliseconds since).
+    born: Instant,
     /// This cache's name in its beats, random, so no two nodes share it.
     node: String,
     following: AtomicBool,
@@ -58,6 +74,11 @@ impl State {
     fn serving(&self, now: Instant) -> bool {
         self.serve_until.is_some_and(|until| now < until)
     }
+
+    fn forget_all(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.keys.clear();
+    }
 }
 
 impl fmt::Debug for KeyCache {
@@ -70,6 +91,7 @@ impl Default for KeyCache {
     fn default() -> Self {
         KeyCache {
             state: Mutex::default(),
+            born: Instant::now(),
             node: uuid::Uuid::new_v4().simple().to_string(),
             following: AtomicBool::new(false),
         }
@@ -114,22 +136,23 @@ impl KeyCache {
     /// Forgets every kept key (a key was revoked somewhere).
     pub(crate) fn forget_all(&self) {
         if let Ok(mut state) = self.state.lock() {
-            state.epoch = state.epoch.wrapping_add(1);
-            state.keys.clear();
+            state.forget_all();
         }
     }
 
-    /// Forgets, and serves nothing until the channel is heard again.
+    /// Forgets, and serves nothing until the channel is heard again (in
+    /// one hold of the lock, so nothing is kept in between).
     fn stop_serving(&self) {
-        self.forget_all();
         if let Ok(mut state) = self.state.lock() {
+            state.forget_all();
             state.serve_until = None;
         }
     }
 
-    fn heard_own_beat(&self, at: Instant) {
+    /// Serves until [`TRUST`] after the sending of an own beat just heard.
+    fn heard_own_beat(&self, sent: Instant) {
         if let Ok(mut state) = self.state.lock() {
-            state.serve_until = Some(at + TRUST);
+            state.serve_until = Some(sent + TRUST);
         }
     }
 
@@ -141,14 +164,14 @@ impl KeyCache {
             return;
         }
         tokio::spawn(listen(Arc::downgrade(self), pool.clone()));
-        tokio::spawn(beat(Arc::downgrade(self), pool.clone(), self.node.clone()));
+        tokio::spawn(beat(Arc::downgrade(self), pool.clone(), self.node.clone(), self.born));
     }
 }
 
 /// Notifies this node's beats, numbered from 1, until the cache is gone.
 /// A beat that fails to send leaves a gap, which the listener takes as a
 /// missed notification.
-async fn beat(cache: Weak<KeyCache>, pool: sqlx::PgPool, node: String) {
+async fn beat(cache: Weak<KeyCache>, pool: sqlx::PgPool, node: String, born: Instant) {
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for number in 1u64.. {
@@ -156,7 +179,10 @@ async fn beat(cache: Weak<KeyCache>, pool: sqlx::PgPool, node: String) {
         if cache.strong_count() == 0 {
             return;
         }
-        let payload = format!("beat {node} {number}");
+        // Stamped before it is sent, so the stamp is never later than
+        // its commit.
+        let sent_ms = born.elapsed().as_millis();
+        let payload = format!("beat {node} {number} {sent_ms}");
         let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&pool).await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, "could not send the API-key cache's beat");
@@ -210,9 +236,9 @@ async fn hear(cache: &Weak<KeyCache>, listener: &mut PgListener) {
         let Some(kept) = cache.upgrade() else { return };
         let Ok(Ok(Some(notification))) = heard else { return };
         match parse_beat(notification.payload()) {
-            Some((node, number)) if node == kept.node => {
-                if own.in_sequence(number) {
-                    kept.heard_own_beat(Instant::now());
+            Some(beat) if beat.node == kept.node => {
+                if own.in_sequence(beat.number) {
+                    kept.heard_own_beat(kept.born + Duration::from_millis(beat.sent_ms));
                 } else {
                     kept.stop_serving();
                 }
@@ -223,11 +249,20 @@ async fn hear(cache: &Weak<KeyCache>, listener: &mut PgListener) {
     }
 }
 
-/// `beat NODE NUMBER`, or `None` for anything else (a revocation).
-fn parse_beat(payload: &str) -> Option<(&str, u64)> {
+/// A beat as heard: `beat NODE NUMBER SENT_MS`.
+#[derive(Debug, PartialEq, Eq)]
+struct Beat<'a> {
+    node: &'a str,
+    number: u64,
+    /// When it was sent, in milliseconds since its cache was made.
+    sent_ms: u64,
+}
+
+/// The beat `payload` is, or `None` for anything else (a revocation).
+fn parse_beat(payload: &str) -> Option<Beat<'_>> {
     let mut parts = payload.strip_prefix("beat ")?.split(' ');
-    let (node, number) = (parts.next()?, parts.next()?.parse().ok()?);
-    parts.next().is_none().then_some((node, number))
+    let beat = Beat { node: parts.next()?, number: parts.next()?.parse().ok()?, sent_ms: parts.next()?.parse().ok()? };
+    parts.next().is_none().then_some(beat)
 }
 
 /// The numbers of this node's own beats as heard on one connection.
@@ -275,7 +310,7 @@ mod tests {
         cache.put("h", &key(), cache.epoch());
         assert_eq!(cache.get("h"), Some(key()));
         cache.heard_own_beat(Instant::now() - TRUST);
-        assert_eq!(cache.get("h"), None, "a beat heard longer ago than TRUST serves nothing");
+        assert_eq!(cache.get("h"), None, "a beat sent longer ago than TRUST serves nothing, however late heard");
     }
 
     #[test]
@@ -294,8 +329,8 @@ mod tests {
 
     #[test]
     fn only_beats_are_beats_and_a_gap_in_the_own_numbers_shows() {
-        assert_eq!(parse_beat("beat 12.34 7"), Some(("12.34", 7)));
-        for other in [REVOKED, "beat", "beat 12.34", "beat 12.34 x", "beat 12.34 7 8", ""] {
+        assert_eq!(parse_beat("beat ab12 7 250"), Some(Beat { node: "ab12", number: 7, sent_ms: 250 }));
+        for other in [REVOKED, "beat", "beat ab12", "beat ab12 7", "beat ab12 x 250", "beat ab12 7 250 1", ""] {
             assert_eq!(parse_beat(other), None, "{other:?}");
         }
         let mut own = OwnBeats::default();
