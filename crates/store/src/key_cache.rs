@@ -195,6 +195,7 @@ async fn beat(cache: Weak<KeyCache>, pool: sqlx::PgPool, node: String, born: Ins
 async fn listen(cache: Weak<KeyCache>, pool: sqlx::PgPool) {
     let options = (*pool.connect_options()).clone();
     drop(pool);
+    let mut failing = false;
     loop {
         let Some(kept) = cache.upgrade() else { return };
         kept.stop_serving();
@@ -214,8 +215,16 @@ async fn listen(cache: Weak<KeyCache>, pool: sqlx::PgPool) {
         }
         .await;
         match listening {
-            Ok(mut listener) => hear(&cache, &mut listener).await,
-            Err(e) => tracing::warn!(error = %e, "cannot listen for API-key revocations; keys are read each time"),
+            Ok(mut listener) => {
+                failing = false;
+                hear(&cache, &mut listener).await;
+            }
+            // Said once per outage, not once per retry.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot listen for API-key revocations; keys are read each time");
+            }
+            Err(e) => tracing::debug!(error = %e, "still cannot listen for API-key revocations"),
         }
         // Whatever was notified from here on goes unheard: stop serving
         // now, not after reconnecting.
@@ -223,7 +232,7 @@ async fn listen(cache: Weak<KeyCache>, pool: sqlx::PgPool) {
             kept.stop_serving();
         }
         own.close().await;
-        tokio::time::sleep(BEAT).await;
+        tokio::time::sleep(if failing { TRUST } else { BEAT }).await;
     }
 }
 
