@@ -274,10 +274,15 @@ impl CodeHasher {
     /// Whether `code` is the one `stored` was made from, in time that does
     /// not depend on how much of it matched.
     pub fn matches(&self, stored: &str, owner: &str, code: &str) -> bool {
-        let candidate = self.hash(owner, code);
-        // SECURITY: constant-time comparison of the two hashes.
-        bool::from(candidate.as_bytes().ct_eq(stored.as_bytes()))
+        same_hash(stored, &self.hash(owner, code))
     }
+}
+
+/// Whether `candidate` (a [`CodeHasher::hash`] already made) is `stored`,
+/// in time that does not depend on how much of it matched.
+pub fn same_hash(stored: &str, candidate: &str) -> bool {
+    // SECURITY: constant-time comparison of the two hashes.
+    bool::from(candidate.as_bytes().ct_eq(stored.as_bytes()))
 }
 
 /// Whether `code` could be a code at all: 4–10 ASCII digits. Anything

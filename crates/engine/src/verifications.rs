@@ -18,7 +18,7 @@ use vouchsafe_core::ids::{TenantId, VerificationId};
 use vouchsafe_core::otp::random_numeric_code;
 use vouchsafe_core::store::{ReadForCheck, Resend, StoreError};
 use vouchsafe_core::verification::{
-    Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code,
+    Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code, same_hash,
 };
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{Values, render};
@@ -218,27 +218,30 @@ pub async fn check(
     code: &str,
 ) -> EngineResult<Checked> {
     let now = engine.clock.now();
-    let v = match target {
+    // The code's keyed hash, made once: by id before the read, so the
+    // store can count a wrong code as it finds the verification; by `to`
+    // only when the code is compared (below). A code that cannot be a code
+    // has none and is simply wrong.
+    let hash_for = |owner: &str| plausible_code(code).then(|| engine.code_hasher.hash(owner, code));
+    let (v, candidate) = match target {
         Target::Id(id) => {
             let id = VerificationId::parse(id).ok_or(EngineError::NotFound)?;
-            // The code's keyed hash lets the store count a wrong code as it
-            // finds the verification; a code that cannot be a code has none.
-            let candidate = plausible_code(code).then(|| engine.code_hasher.hash(id.as_str(), code));
+            let candidate = hash_for(id.as_str());
             match engine.store.verification_for_check(tenant, &id, candidate.as_deref(), now).await? {
                 ReadForCheck::CountedWrong(after) => return Ok(counted_wrong(after)),
-                ReadForCheck::Read(v) => v,
+                ReadForCheck::Read(v) => (v, candidate),
             }
         }
-        target => find(engine, tenant, target).await?,
+        target => (find(engine, tenant, target).await?, None),
     };
     let status = v.status_at(now);
     if status.is_final() {
         settle_expiry(engine, &v, actor, now).await?;
         return Ok(finished(v, status, "final"));
     }
-    // SECURITY: the hash comparison is constant-time; a code that cannot
-    // be a code is simply wrong.
-    if plausible_code(code) && engine.code_hasher.matches(&v.code_hash, v.id.as_str(), code) {
+    // SECURITY: the hash comparison is constant-time.
+    let candidate = candidate.or_else(|| hash_for(v.id.as_str()));
+    if candidate.is_some_and(|candidate| same_hash(&v.code_hash, &candidate)) {
         let event = approved_event(&v, now);
         let audit = AuditEntry::new(actor, "verification.approved", v.id.as_str(), "approved", now);
         if engine.store.approve_verification(&v, now, &event, &audit).await? {

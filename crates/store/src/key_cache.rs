@@ -196,10 +196,11 @@ async fn listen(cache: Weak<KeyCache>, pool: sqlx::PgPool) {
     let options = (*pool.connect_options()).clone();
     drop(pool);
     let mut failing = false;
+    // A new cache serves nothing, and every pass below ends by stopping.
     loop {
-        let Some(kept) = cache.upgrade() else { return };
-        kept.stop_serving();
-        drop(kept);
+        if cache.strong_count() == 0 {
+            return;
+        }
         // A pool of one, so the listener's connection is not taken from
         // the pool the requests use.
         let own = PgPoolOptions::new()

@@ -245,9 +245,9 @@ async fn a_key_revoked_on_one_node_stops_working_on_every_node() {
         store.create_api_key(&new_key(&t.id, hash), &audit("api_key.created")).await.unwrap();
     }
     let found = async |node: &SqlStore, hash: &str| node.api_key_by_secret_hash(hash).await.unwrap().is_some();
-    let behind = |id: &'static str| {
+    let behind = |sql: &'static str| {
         let db = &db;
-        async move { execute_behind_the_stores(db, id).await.unwrap() }
+        async move { execute_behind_the_stores(db, sql).await.unwrap() }
     };
     if !is_postgres() {
         assert!(found(&other_node, "hash-2").await);
