@@ -540,6 +540,17 @@ pub struct FailureEffects {
     pub denied: (Event, AuditEntry),
 }
 
+/// A challenge as an answer to it finds it (see
+/// [`UserStore::challenge_to_answer`]). The authenticators are as read
+/// before the answer is counted: what an approval uses of them is checked
+/// again inside the statement that approves.
+#[derive(Debug, Clone)]
+pub struct ChallengeToAnswer {
+    pub challenge: Challenge,
+    pub settings: Versioned<Settings>,
+    pub authenticators: Vec<Authenticator>,
+}
+
 /// Whether an answer may be evaluated, decided (and counted) before it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerGate {
@@ -639,6 +650,11 @@ pub trait UserStore {
 
     async fn create_challenge(&self, challenge: &Challenge, audit: &AuditEntry) -> StoreResult<()>;
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge>;
+    /// A challenge with what an answer to it reads — its tenant's settings
+    /// and its user's authenticators (every one, in the order
+    /// `authenticators` lists them) — in one read: one statement, one
+    /// round trip on PostgreSQL.
+    async fn challenge_to_answer(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<ChallengeToAnswer>;
     /// The newest pending, unexpired challenge of a user for `action`.
     async fn pending_challenge(
         &self,

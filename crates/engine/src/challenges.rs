@@ -18,7 +18,7 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{ChallengeId, TenantId};
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, FailureEffects, Lockout};
+use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, ChallengeToAnswer, FailureEffects, Lockout};
 use vouchsafe_core::user::User;
 
 use super::Engine;
@@ -181,6 +181,7 @@ pub enum Answer<'a> {
 async fn proof(
     engine: &Engine,
     c: &Challenge,
+    authenticators: Vec<Authenticator>,
     actor: &str,
     answer: &Answer<'_>,
     permit: Option<Permit>,
@@ -207,13 +208,8 @@ async fn proof(
         return Ok(checked.valid.then_some(None));
     }
     let kind = c.factor.authenticator_kind().ok_or_else(|| invalid("factor", "has nothing to check"))?;
-    let candidates: Vec<_> = engine
-        .store
-        .authenticators(&c.tenant_id, &c.user_id)
-        .await?
-        .into_iter()
-        .filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active)
-        .collect();
+    let candidates: Vec<_> =
+        authenticators.into_iter().filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active).collect();
     if kind == AuthenticatorKind::RecoveryCodes {
         let permit = permit.ok_or(ChallengeError::Engine(EngineError::Saturated))?;
         let sets: Vec<&Authenticator> = candidates.iter().collect();
@@ -262,9 +258,21 @@ pub async fn count_answer(
     challenge: Option<&ChallengeId>,
     actor: &str,
 ) -> ChallengeResult<(AnswerGate, Lockout)> {
-    let now = engine.clock.now();
     let settings = engine.store.settings(tenant).await?.value;
-    let lockout = lockout(tenant, user, challenge, &settings, actor, now);
+    count_answer_under(engine, &settings, tenant, user, challenge, actor).await
+}
+
+/// [`count_answer`] under `settings`, the tenant's as already read.
+async fn count_answer_under(
+    engine: &Engine,
+    settings: &Settings,
+    tenant: &TenantId,
+    user: &str,
+    challenge: Option<&ChallengeId>,
+    actor: &str,
+) -> ChallengeResult<(AnswerGate, Lockout)> {
+    let now = engine.clock.now();
+    let lockout = lockout(tenant, user, challenge, settings, actor, now);
     let gate = engine.store.reserve_answer(tenant, user, challenge, now, &lockout).await?;
     if let AnswerGate::Locked(until) = gate {
         // This reservation may have set the lock (and queued its event).
@@ -312,7 +320,10 @@ pub async fn verify(
     id: &ChallengeId,
     answer: Answer<'_>,
 ) -> ChallengeResult<Answered> {
-    let c = engine.store.challenge(tenant, id).await?;
+    // One read: the challenge, the settings its answer is counted under and
+    // the authenticators it is checked against.
+    let ChallengeToAnswer { challenge: c, settings, authenticators } =
+        engine.store.challenge_to_answer(tenant, id).await?;
     let now = engine.clock.now();
     match c.status_at(now) {
         ChallengeStatus::Pending => {}
@@ -325,11 +336,11 @@ pub async fn verify(
     // SECURITY: a slow proof takes its permit before anything is counted,
     // so a refusal (429) changes nothing.
     let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(engine)?) } else { None };
-    let (gate, lockout) = count_answer(engine, tenant, &c.user_id, Some(&c.id), actor).await?;
+    let (gate, lockout) = count_answer_under(engine, &settings.value, tenant, &c.user_id, Some(&c.id), actor).await?;
     let AnswerGate::Counted { attempt, failures } = gate else {
         return Ok(Answered { challenge: engine.store.challenge(tenant, id).await?, token: None });
     };
-    if let Some(used) = proof(engine, &c, actor, &answer, permit).await? {
+    if let Some(used) = proof(engine, &c, authenticators, actor, &answer, permit).await? {
         let event = challenge_event(&c, EventType::ChallengeApproved, now);
         let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
         match engine.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {

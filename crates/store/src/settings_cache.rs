@@ -31,6 +31,11 @@ impl SettingsCache {
         parsed.get(tenant).filter(|(at, _)| *at == version).map(|(_, settings)| settings.clone())
     }
 
+    /// The version `tenant`'s settings are kept parsed at, if they are.
+    pub(crate) fn version(&self, tenant: &str) -> Option<i64> {
+        self.parsed.lock().ok()?.get(tenant).map(|(at, _)| *at)
+    }
+
     /// Keeps `settings`, parsed at `version` (a newer version replaces an
     /// older one, never the other way round).
     pub(crate) fn put(&self, tenant: &str, version: i64, settings: &Settings) {

@@ -36,6 +36,26 @@ row! {
     }
 }
 
+impl SqlStore {
+    /// Parses `document`, `tenant`'s settings at `version`, and keeps it for
+    /// the reads that find the same version.
+    pub(crate) fn parsed_settings(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        document: &str,
+    ) -> StoreResult<Versioned<Settings>> {
+        let doc =
+            serde_json::from_str(document).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
+        // Read with the current defaults so members added by later versions
+        // of the server appear without a migration.
+        let value =
+            Settings::from_document(doc).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
+        self.settings.put(tenant.as_str(), version, &value);
+        Ok(Versioned { value, version })
+    }
+}
+
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(
@@ -90,14 +110,7 @@ impl TenantStore for SqlStore {
         }
         let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
         let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
-        let doc =
-            serde_json::from_str(&document).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
-        // Read with the current defaults so members added by later versions
-        // of the server appear without a migration.
-        let value =
-            Settings::from_document(doc).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
-        self.settings.put(tenant.as_str(), version, &value);
-        Ok(Versioned { value, version })
+        self.parsed_settings(tenant, version, &document)
     }
 
     async fn replace_settings(

@@ -17,8 +17,8 @@ use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{AuthenticatorId, ChallengeId, TenantId, VerificationId};
 use vouchsafe_core::store::{
-    AnswerGate, ApprovalOutcome, FailureEffects, FailureOutcome, ImportMode, ImportOutcome, Lockout, StoreError,
-    StoreResult, UserStore,
+    AnswerGate, ApprovalOutcome, ChallengeToAnswer, FailureEffects, FailureOutcome, ImportMode, ImportOutcome, Lockout,
+    StoreError, StoreResult, UserStore,
 };
 use vouchsafe_core::user::{Contacts, User};
 
@@ -448,6 +448,8 @@ impl SqlStore {
     }
 }
 
+mod to_answer;
+
 #[async_trait]
 impl UserStore for SqlStore {
     async fn put_user(
@@ -796,6 +798,10 @@ impl UserStore for SqlStore {
     async fn challenge(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<Challenge> {
         let sql = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
         read!(self, one ChallengeRow, sql, [tenant.as_str(), id.as_str()])?.try_into()
+    }
+
+    async fn challenge_to_answer(&self, tenant: &TenantId, id: &ChallengeId) -> StoreResult<ChallengeToAnswer> {
+        to_answer::challenge_to_answer(self, tenant, id).await
     }
 
     async fn pending_challenge(

@@ -201,6 +201,55 @@ async fn a_code_step_approves_one_challenge_and_moves_the_counter_only_with_it()
     assert_eq!(approvals, 2, "one audit entry per approval, none for a refusal");
 }
 
+/// A challenge read for an answer brings, in one read, what the answer
+/// needs: the challenge as stored, its tenant's settings as a read of them
+/// finds them (a change made by another node seen at once, kept parsed or
+/// not), and every authenticator of its user in the order `authenticators`
+/// lists them — none for a user without, never another user's or tenant's.
+#[tokio::test]
+async fn a_challenge_to_answer_brings_its_settings_and_its_users_authenticators() {
+    let (store, db) = store().await;
+    let other_node = vouchsafe_store::testing::connect(&db).await.unwrap();
+    let (t, elsewhere) = (tenant(&store, "a").await, tenant(&store, "b").await);
+    for (tenant, id) in [(&t, "u1"), (&t, "u2"), (&t, "u3"), (&elsewhere, "u1")] {
+        user(&store, tenant, id).await;
+    }
+    let mut later = totp(&t, "u1", AuthenticatorStatus::Unconfirmed);
+    later.created_at = at(5);
+    let mut earlier = totp(&t, "u1", AuthenticatorStatus::Active);
+    earlier.created_at = at(1);
+    let others = [totp(&t, "u2", AuthenticatorStatus::Active), totp(&elsewhere, "u1", AuthenticatorStatus::Active)];
+    for a in [&later, &earlier, &others[0], &others[1]] {
+        store.create_authenticator(a, &[], false, &audit("authenticator.created")).await.unwrap();
+    }
+    let c = challenge(&t, "u1", 300);
+    let without = challenge(&t, "u3", 300);
+    for c in [&c, &without] {
+        store.create_challenge(c, &audit("challenge.created")).await.unwrap();
+    }
+
+    let read = store.challenge_to_answer(&t.id, &c.id).await.unwrap();
+    assert_eq!(read.challenge, store.challenge(&t.id, &c.id).await.unwrap());
+    assert_eq!(read.settings, store.settings(&t.id).await.unwrap());
+    let ids: Vec<_> = read.authenticators.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(ids, [earlier.id.clone(), later.id.clone()], "the user's own, oldest first");
+    assert_eq!(read.authenticators, store.authenticators(&t.id, "u1").await.unwrap());
+
+    let mut s = Settings::default();
+    s.lockout.threshold = 3;
+    other_node.replace_settings(&t.id, &s, 1, &audit("settings.updated")).await.unwrap();
+    for _ in 0..2 {
+        // Parsed afresh at the new version, then served as kept.
+        let read = store.challenge_to_answer(&t.id, &c.id).await.unwrap();
+        assert_eq!((read.settings.value.lockout.threshold, read.settings.version), (3, 2));
+    }
+
+    let read = store.challenge_to_answer(&t.id, &without.id).await.unwrap();
+    assert_eq!((read.challenge.id, read.authenticators.len()), (without.id.clone(), 0));
+    assert!(matches!(store.challenge_to_answer(&elsewhere.id, &c.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.challenge_to_answer(&t.id, &ChallengeId::generate()).await, Err(StoreError::NotFound)));
+}
+
 /// A challenge is approved once; it expires only when its time is up, and
 /// its result token is redeemed once.
 #[tokio::test]
