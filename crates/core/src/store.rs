@@ -55,6 +55,15 @@ pub struct Versioned<T> {
     pub version: i64,
 }
 
+/// A tenant's settings and one of its services, as one read found them.
+#[derive(Debug, Clone)]
+pub struct SettingsAndService {
+    pub settings: Versioned<Settings>,
+    pub service: Service,
+    /// Whether the service is the tenant's default one.
+    pub is_default: bool,
+}
+
 /// Everything the server needs from storage, one sub-trait per concern.
 pub trait Store:
     MetaStore
@@ -116,6 +125,14 @@ pub trait TenantStore {
     async fn tenant(&self, id: &TenantId) -> StoreResult<Tenant>;
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Tenant>;
     async fn settings(&self, tenant: &TenantId) -> StoreResult<Versioned<Settings>>;
+    /// A tenant's settings with one of its services (its default one when
+    /// `service` is `None`), in one read: one statement, one round trip on
+    /// PostgreSQL. `NotFound` when the tenant or the service is not there.
+    async fn settings_and_service(
+        &self,
+        tenant: &TenantId,
+        service: Option<&ServiceId>,
+    ) -> StoreResult<SettingsAndService>;
     /// Replaces the settings if they are still at `expected_version`
     /// (`Stale` otherwise, and the caller re-reads and retries).
     async fn replace_settings(

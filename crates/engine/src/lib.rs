@@ -115,15 +115,13 @@ pub async fn settings_and_service(
     tenant: &TenantId,
     service_id: Option<&str>,
 ) -> EngineResult<(Settings, Service, bool)> {
-    let settings = engine.store.settings(tenant).await?.value;
-    let default_id = engine.store.tenant(tenant).await?.default_service_id;
     let id = match service_id {
-        Some(text) => ServiceId::parse(text).ok_or(EngineError::NotFound)?,
-        None => default_id.clone(),
+        Some(text) => Some(ServiceId::parse(text).ok_or(EngineError::NotFound)?),
+        None => None,
     };
-    let service = engine.store.service(tenant, &id).await?.value;
-    let is_default = service.id == default_id;
-    Ok((settings, service, is_default))
+    // One read: the settings, the service and which is the default.
+    let found = engine.store.settings_and_service(tenant, id.as_ref()).await?;
+    Ok((found.settings.value, found.service, found.is_default))
 }
 
 /// The name messages give the sender: the service's name, or the tenant's

@@ -1,19 +1,21 @@
 //! Tenants and their settings.
 
 use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use vouchsafe_core::audit::{AuditEntry, GENESIS_HASH};
 use vouchsafe_core::clock::to_unix_ms;
-use vouchsafe_core::ids::TenantId;
+use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::{StoreError, StoreResult, TenantStore, Versioned};
+use vouchsafe_core::store::{SettingsAndService, StoreError, StoreResult, TenantStore, Versioned};
 use vouchsafe_core::tenant::Tenant;
 
 use crate::audit::append_audit;
 use crate::providers::INSERT_CONSOLE_PROVIDER;
-use crate::rows::TenantRow;
+use crate::rows::{ServiceRow, TenantRow};
 use crate::services::insert_service;
-use crate::sqlite_reads::{read, row};
+use crate::sqlite_reads::{FromSqliteRow, column, read, row};
 use crate::tx::exec;
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -36,7 +38,76 @@ row! {
     }
 }
 
+/// A tenant's settings with one of its services (`$2`, or the tenant's
+/// default one when null). The service's columns come first, in
+/// `ServiceRow`'s order; `$3` is the version of the settings kept parsed
+/// (or -1): at that version the document is not sent.
+const SETTINGS_AND_SERVICE: &str = "SELECT sv.*, t.default_service_id AS default_service_id, \
+     s.version AS settings_version, \
+     CASE WHEN s.version = $3 THEN NULL ELSE s.document END AS settings_document \
+     FROM tenants t JOIN tenant_settings s ON s.tenant_id = t.id \
+     JOIN (SELECT id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at \
+     FROM services) sv ON sv.tenant_id = t.id AND sv.id = COALESCE($2, t.default_service_id) \
+     WHERE t.id = $1";
+
+/// Where the columns after the service's nine sit.
+const AFTER_SERVICE: usize = 9;
+
+struct SettingsAndServiceRow {
+    service: ServiceRow,
+    default_service_id: String,
+    settings_version: i64,
+    settings_document: Option<String>,
+}
+
+impl<'r> FromRow<'r, PgRow> for SettingsAndServiceRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            service: ServiceRow::from_row(row)?,
+            default_service_id: row.try_get("default_service_id")?,
+            settings_version: row.try_get("settings_version")?,
+            settings_document: row.try_get("settings_document")?,
+        })
+    }
+}
+
+impl FromSqliteRow for SettingsAndServiceRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            service: ServiceRow::from_sqlite(row)?,
+            default_service_id: column(row, AFTER_SERVICE, "default_service_id")?,
+            settings_version: column(row, AFTER_SERVICE + 1, "settings_version")?,
+            settings_document: column(row, AFTER_SERVICE + 2, "settings_document")?,
+        })
+    }
+}
+
 impl SqlStore {
+    /// The version `tenant`'s settings are kept parsed at, or -1: a
+    /// statement that reads the settings sends their document only when
+    /// it finds another version.
+    pub(crate) fn kept_settings_version(&self, tenant: &TenantId) -> i64 {
+        self.settings.version(tenant.as_str()).unwrap_or(-1)
+    }
+
+    /// `tenant`'s settings as a statement found them at `version`: parsed
+    /// from `document` when it was sent, else the copy kept at that
+    /// version (read again should a newer one have been kept meanwhile).
+    pub(crate) async fn settings_found(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+        document: Option<&str>,
+    ) -> StoreResult<Versioned<Settings>> {
+        match document {
+            Some(document) => self.parsed_settings(tenant, version, document),
+            None => match self.settings.get(tenant.as_str(), version) {
+                Some(value) => Ok(Versioned { value, version }),
+                None => self.settings(tenant).await,
+            },
+        }
+    }
+
     /// Parses `document`, `tenant`'s settings at `version`, and keeps it for
     /// the reads that find the same version.
     pub(crate) fn parsed_settings(
@@ -111,6 +182,24 @@ impl TenantStore for SqlStore {
         let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
         let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
         self.parsed_settings(tenant, version, &document)
+    }
+
+    async fn settings_and_service(
+        &self,
+        tenant: &TenantId,
+        service: Option<&ServiceId>,
+    ) -> StoreResult<SettingsAndService> {
+        let kept = self.kept_settings_version(tenant);
+        let row = read!(
+            self,
+            one SettingsAndServiceRow,
+            SETTINGS_AND_SERVICE,
+            [tenant.as_str(), service.map(ServiceId::as_str), kept]
+        )?;
+        let settings = self.settings_found(tenant, row.settings_version, row.settings_document.as_deref()).await?;
+        let service = Versioned::<Service>::from(row.service).value;
+        let is_default = service.id.as_str() == row.default_service_id;
+        Ok(SettingsAndService { settings, service, is_default })
     }
 
     async fn replace_settings(

@@ -14,7 +14,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 use vouchsafe_core::ids::{ChallengeId, TenantId};
-use vouchsafe_core::store::{ChallengeToAnswer, StoreError, StoreResult, TenantStore};
+use vouchsafe_core::store::{ChallengeToAnswer, StoreError, StoreResult};
 
 use super::{AuthenticatorRow, ChallengeRow};
 use crate::SqlStore;
@@ -117,19 +117,12 @@ pub(super) async fn challenge_to_answer(
     tenant: &TenantId,
     id: &ChallengeId,
 ) -> StoreResult<ChallengeToAnswer> {
-    let kept = store.settings.version(tenant.as_str()).unwrap_or(-1);
+    let kept = store.kept_settings_version(tenant);
     let rows = read!(store, all ToAnswerRow, SQL, [tenant.as_str(), id.as_str(), kept])?;
     let mut rows = rows.into_iter().peekable();
     let first = rows.peek().ok_or(StoreError::NotFound)?;
     let version = first.settings_version;
-    let settings = match &first.settings_document {
-        Some(document) => store.parsed_settings(tenant, version, document)?,
-        None => match store.settings.get(tenant.as_str(), version) {
-            Some(value) => vouchsafe_core::store::Versioned { value, version },
-            // A newer version was kept meanwhile: read that one.
-            None => store.settings(tenant).await?,
-        },
-    };
+    let settings = store.settings_found(tenant, version, first.settings_document.as_deref()).await?;
     let mut challenge = None;
     let mut authenticators = Vec::new();
     for row in rows {

@@ -148,6 +148,41 @@ async fn a_settings_change_by_another_node_is_seen_at_once() {
     assert_eq!(other_node.settings(&t.id).await.unwrap().value.lockout.threshold, 4);
 }
 
+/// A tenant's settings and one of its services are read together: the
+/// default service when none is named, a named one of the tenant's own,
+/// never another tenant's, and the settings as any read finds them (a
+/// change by another node seen at once, kept parsed or not).
+#[tokio::test]
+async fn settings_and_a_service_are_read_together() {
+    let (store, db) = store().await;
+    let other_node = connect(&db).await.unwrap();
+    let (t, elsewhere) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    let shop = Service::new(t.id.clone(), "Shop", None, None, None, at(5)).unwrap();
+    store.create_service(&shop, &audit("service.created")).await.unwrap();
+
+    let found = store.settings_and_service(&t.id, None).await.unwrap();
+    assert_eq!((found.service.id.clone(), found.is_default), (t.default_service_id.clone(), true));
+    assert_eq!(found.service, store.service(&t.id, &t.default_service_id).await.unwrap().value);
+    assert_eq!(found.settings, store.settings(&t.id).await.unwrap());
+    let found = store.settings_and_service(&t.id, Some(&shop.id)).await.unwrap();
+    assert_eq!((found.service, found.is_default), (shop.clone(), false));
+    let named_default = store.settings_and_service(&t.id, Some(&t.default_service_id)).await.unwrap();
+    assert!(named_default.is_default, "the default service named by its id");
+
+    let mut s = Settings::default();
+    s.lockout.threshold = 3;
+    other_node.replace_settings(&t.id, &s, 1, &audit("settings.updated")).await.unwrap();
+    for _ in 0..2 {
+        let found = store.settings_and_service(&t.id, None).await.unwrap();
+        assert_eq!((found.settings.value.lockout.threshold, found.settings.version), (3, 2));
+    }
+    let refused = store.settings_and_service(&elsewhere.id, Some(&shop.id)).await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "another tenant's service");
+    assert!(matches!(store.settings_and_service(&t.id, Some(&ServiceId::generate())).await, Err(StoreError::NotFound)));
+    let (unknown, _) = Tenant::new("nobody", at(0)).unwrap();
+    assert!(matches!(store.settings_and_service(&unknown.id, None).await, Err(StoreError::NotFound)));
+}
+
 #[tokio::test]
 async fn services_crud_and_isolation() {
     let (store, _db) = store().await;
