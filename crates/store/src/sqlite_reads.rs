@@ -143,6 +143,14 @@ pub(crate) fn query_all<T: FromSqliteRow>(
 /// A row type the in-place reader can build (see [`row!`]).
 pub(crate) trait FromSqliteRow: Sized {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+
+    /// The same from a row that joins several, where this one's columns
+    /// start at column `first` (see [`column`]: found there at once,
+    /// where a lookup by name compares against every column before).
+    fn from_sqlite_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        let _ = first;
+        Self::from_sqlite(row)
+    }
 }
 
 /// Tuples read their columns by position, for the few statements that
@@ -192,9 +200,13 @@ macro_rules! row {
 
         impl $crate::sqlite_reads::FromSqliteRow for $name {
             fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Self::from_sqlite_at(row, 0)
+            }
+
+            fn from_sqlite_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
                 // Fields are evaluated in the order written: the n-th reads
-                // column n first.
-                let mut index = 0..;
+                // column `first` + n first.
+                let mut index = first..;
                 Ok(Self { $($field: $crate::sqlite_reads::column(
                     row,
                     index.next().unwrap_or_default(),
@@ -297,6 +309,22 @@ mod tests {
         let row = readers
             .read(|conn| {
                 conn.prepare_cached("SELECT name, n FROM t WHERE n = 7")?.query_row([], NumberRow::from_sqlite)
+            })
+            .unwrap();
+        assert_eq!((row.n, row.label.as_deref()), (7, Some("seven")));
+    }
+
+    /// A struct read at an offset of a joined row takes its own columns
+    /// there, even when columns before them share its names.
+    #[test]
+    fn a_struct_read_at_an_offset_takes_the_columns_there() {
+        let (path, writer) = fresh_file("offset");
+        writer.execute("INSERT INTO t (n, name) VALUES (7, 'seven')", []).unwrap();
+        let readers = Readers::new(&path);
+        let row = readers
+            .read(|conn| {
+                conn.prepare_cached("SELECT 1 AS n, 'one' AS name, n, name FROM t WHERE n = 7")?
+                    .query_row([], |r| NumberRow::from_sqlite_at(r, 2))
             })
             .unwrap();
         assert_eq!((row.n, row.label.as_deref()), (7, Some("seven")));

@@ -107,7 +107,7 @@ impl FromSqliteRow for ToAnswerRow {
             challenge: ChallengeRow::from_sqlite(row)?,
             settings_version: column(row, SETTINGS_VERSION_AT, "settings_version")?,
             settings_document: column(row, SETTINGS_VERSION_AT + 1, "settings_document")?,
-            authenticator: JoinedAuthenticatorRow::from_sqlite(row)?,
+            authenticator: JoinedAuthenticatorRow::from_sqlite_at(row, SETTINGS_VERSION_AT + 2)?,
         })
     }
 }
