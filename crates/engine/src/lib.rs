@@ -115,10 +115,7 @@ pub async fn settings_and_service(
     tenant: &TenantId,
     service_id: Option<&str>,
 ) -> EngineResult<(Settings, Service, bool)> {
-    let id = match service_id {
-        Some(text) => Some(ServiceId::parse(text).ok_or(EngineError::NotFound)?),
-        None => None,
-    };
+    let id = service_id.map(|text| ServiceId::parse(text).ok_or(EngineError::NotFound)).transpose()?;
     // One read: the settings, the service and which is the default.
     let found = engine.store.settings_and_service(tenant, id.as_ref()).await?;
     Ok((found.settings.value, found.service, found.is_default))

@@ -5,8 +5,8 @@
 //! version, one integer by primary key, so a change made by another node
 //! or by the CLI is seen by the next request exactly as before: every
 //! write of the document moves its version (`replace_settings` is a
-//! conditional write on it), and only an unchanged document's parse is
-//! skipped.
+//! conditional write on it), and only an unchanged document is neither
+//! sent nor parsed again (`tenants.rs::found_settings_columns!`).
 //!
 //! The map is bounded: tenants are made by administrators, not by
 //! outsiders, but should there be more than `MAX_TENANTS` of them the

@@ -30,43 +30,58 @@ fn settings_text(settings: &Settings) -> StoreResult<String> {
     serde_json::to_string(settings).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
+/// The columns of `tenant_settings s` that a read of settings selects:
+/// the version, and the document only when it is not at version `$kept`
+/// (the version kept parsed, or -1), so an unchanged document is neither
+/// sent nor parsed again. Read them with [`FoundSettingsRow`].
+macro_rules! found_settings_columns {
+    ($kept:literal) => {
+        concat!(
+            "s.version AS settings_version, CASE WHEN s.version = ",
+            $kept,
+            " THEN NULL ELSE s.document END AS settings_document"
+        )
+    };
+}
+pub(crate) use found_settings_columns;
+
 row! {
-    /// A tenant's settings document and its version.
-    struct SettingsRow {
-        document: String,
-        version: i64,
+    /// A tenant's settings as [`found_settings_columns!`] selects them.
+    pub(crate) struct FoundSettingsRow {
+        version as "settings_version": i64,
+        document as "settings_document": Option<String>,
     }
 }
 
 /// A tenant's settings with one of its services (`$2`, or the tenant's
-/// default one when null). The service's columns come first, in
-/// `ServiceRow`'s order; `$3` is the version of the settings kept parsed
-/// (or -1): at that version the document is not sent.
-const SETTINGS_AND_SERVICE: &str = "SELECT sv.*, t.default_service_id AS default_service_id, \
-     s.version AS settings_version, \
-     CASE WHEN s.version = $3 THEN NULL ELSE s.document END AS settings_document \
+/// default one when null), `$3` the settings' version kept parsed. The
+/// service's columns come first, in `ServiceRow`'s order, then the
+/// settings', then the default service's id.
+const SETTINGS_AND_SERVICE: &str = concat!(
+    "SELECT sv.*, ",
+    found_settings_columns!("$3"),
+    ", t.default_service_id AS default_service_id \
      FROM tenants t JOIN tenant_settings s ON s.tenant_id = t.id \
      JOIN (SELECT id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at \
      FROM services) sv ON sv.tenant_id = t.id AND sv.id = COALESCE($2, t.default_service_id) \
-     WHERE t.id = $1";
+     WHERE t.id = $1"
+);
 
 /// Where the columns after the service's nine sit.
 const AFTER_SERVICE: usize = 9;
 
 struct SettingsAndServiceRow {
     service: ServiceRow,
+    settings: FoundSettingsRow,
     default_service_id: String,
-    settings_version: i64,
-    settings_document: Option<String>,
 }
 
 impl<'r> FromRow<'r, PgRow> for SettingsAndServiceRow {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
         Ok(Self {
             service: ServiceRow::from_row(row)?,
+            settings: FoundSettingsRow::from_row(row)?,
             default_service_id: row.try_get("default_service_id")?,
-            settings_version: row.try_get("settings_version")?,
-            settings_document: row.try_get("settings_document")?,
         })
     }
 }
@@ -75,9 +90,8 @@ impl FromSqliteRow for SettingsAndServiceRow {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             service: ServiceRow::from_sqlite(row)?,
-            default_service_id: column(row, AFTER_SERVICE, "default_service_id")?,
-            settings_version: column(row, AFTER_SERVICE + 1, "settings_version")?,
-            settings_document: column(row, AFTER_SERVICE + 2, "settings_document")?,
+            settings: FoundSettingsRow::from_sqlite_at(row, AFTER_SERVICE)?,
+            default_service_id: column(row, AFTER_SERVICE + 2, "default_service_id")?,
         })
     }
 }
@@ -90,32 +104,30 @@ impl SqlStore {
         self.settings.version(tenant.as_str()).unwrap_or(-1)
     }
 
-    /// `tenant`'s settings as a statement found them at `version`: parsed
-    /// from `document` when it was sent, else the copy kept at that
-    /// version (read again should a newer one have been kept meanwhile).
+    /// `tenant`'s settings as a statement found them: parsed from the
+    /// document when it was sent, else the copy kept at that version,
+    /// else (a newer version was kept meanwhile) the document read again.
     pub(crate) async fn settings_found(
         &self,
         tenant: &TenantId,
-        version: i64,
-        document: Option<&str>,
+        found: FoundSettingsRow,
     ) -> StoreResult<Versioned<Settings>> {
-        match document {
-            Some(document) => self.parsed_settings(tenant, version, document),
-            None => match self.settings.get(tenant.as_str(), version) {
-                Some(value) => Ok(Versioned { value, version }),
-                None => self.settings(tenant).await,
-            },
+        if let Some(document) = &found.document {
+            return self.parsed_settings(tenant, found.version, document);
         }
+        if let Some(value) = self.settings.get(tenant.as_str(), found.version) {
+            return Ok(Versioned { value, version: found.version });
+        }
+        let sql = concat!("SELECT ", found_settings_columns!("-1"), " FROM tenant_settings s WHERE s.tenant_id = $1");
+        let found = read!(self, one FoundSettingsRow, sql, [tenant.as_str()])?;
+        let document =
+            found.document.ok_or_else(|| StoreError::Damaged(format!("settings of {tenant}: no document")))?;
+        self.parsed_settings(tenant, found.version, &document)
     }
 
     /// Parses `document`, `tenant`'s settings at `version`, and keeps it for
     /// the reads that find the same version.
-    pub(crate) fn parsed_settings(
-        &self,
-        tenant: &TenantId,
-        version: i64,
-        document: &str,
-    ) -> StoreResult<Versioned<Settings>> {
+    fn parsed_settings(&self, tenant: &TenantId, version: i64, document: &str) -> StoreResult<Versioned<Settings>> {
         let doc =
             serde_json::from_str(document).map_err(|e| StoreError::Damaged(format!("settings of {tenant}: {e}")))?;
         // Read with the current defaults so members added by later versions
@@ -174,14 +186,9 @@ impl TenantStore for SqlStore {
     }
 
     async fn settings(&self, tenant: &TenantId) -> StoreResult<Versioned<Settings>> {
-        let sql = "SELECT version FROM tenant_settings WHERE tenant_id = $1";
-        let (version,) = read!(self, one(i64,), sql, [tenant.as_str()])?;
-        if let Some(value) = self.settings.get(tenant.as_str(), version) {
-            return Ok(Versioned { value, version });
-        }
-        let sql = "SELECT document, version FROM tenant_settings WHERE tenant_id = $1";
-        let SettingsRow { document, version } = read!(self, one SettingsRow, sql, [tenant.as_str()])?;
-        self.parsed_settings(tenant, version, &document)
+        let sql = concat!("SELECT ", found_settings_columns!("$2"), " FROM tenant_settings s WHERE s.tenant_id = $1");
+        let found = read!(self, one FoundSettingsRow, sql, [tenant.as_str(), self.kept_settings_version(tenant)])?;
+        self.settings_found(tenant, found).await
     }
 
     async fn settings_and_service(
@@ -196,7 +203,7 @@ impl TenantStore for SqlStore {
             SETTINGS_AND_SERVICE,
             [tenant.as_str(), service.map(ServiceId::as_str), kept]
         )?;
-        let settings = self.settings_found(tenant, row.settings_version, row.settings_document.as_deref()).await?;
+        let settings = self.settings_found(tenant, row.settings).await?;
         let service = Versioned::<Service>::from(row.service).value;
         let is_default = service.id.as_str() == row.default_service_id;
         Ok(SettingsAndService { settings, service, is_default })

@@ -11,23 +11,24 @@
 //! connection's page cache invalidated and read its pages afresh. Now the
 //! last three are one.
 
+use sqlx::FromRow;
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, Row};
 use vouchsafe_core::ids::{ChallengeId, TenantId};
 use vouchsafe_core::store::{ChallengeToAnswer, StoreError, StoreResult};
 
 use super::{AuthenticatorRow, ChallengeRow};
 use crate::SqlStore;
-use crate::sqlite_reads::{FromSqliteRow, column, read, row};
+use crate::sqlite_reads::{FromSqliteRow, read, row};
+use crate::tenants::{FoundSettingsRow, found_settings_columns};
 
 /// `$3` is the version of the settings kept parsed (or -1): at that
 /// version the document is not sent. The challenge's columns come first,
 /// in `ChallengeRow`'s order, then the settings', then the
 /// authenticator's, named `a_…` so that no two columns share a name.
 const SQL: &str = concat!(
-    "SELECT c.*, s.version AS settings_version, \
-     CASE WHEN s.version = $3 THEN NULL ELSE s.document END AS settings_document, \
-     a.id AS a_id, a.tenant_id AS a_tenant_id, a.user_id AS a_user_id, a.type AS a_type, \
+    "SELECT c.*, ",
+    found_settings_columns!("$3"),
+    ", a.id AS a_id, a.tenant_id AS a_tenant_id, a.user_id AS a_user_id, a.type AS a_type, \
      a.status AS a_status, a.label AS a_label, a.params AS a_params, a.sealed AS a_sealed, \
      a.counter AS a_counter, a.created_at AS a_created_at, a.updated_at AS a_updated_at, \
      a.last_used_at AS a_last_used_at \
@@ -39,8 +40,8 @@ const SQL: &str = concat!(
      ORDER BY a.created_at, a.id"
 );
 
-/// Where the settings' columns sit: after the challenge's sixteen.
-const SETTINGS_VERSION_AT: usize = 16;
+/// Where the settings' two columns sit: after the challenge's sixteen.
+const SETTINGS_AT: usize = 16;
 
 row! {
     /// An authenticator's columns as the outer join gives them: all null
@@ -85,8 +86,7 @@ impl JoinedAuthenticatorRow {
 
 struct ToAnswerRow {
     challenge: ChallengeRow,
-    settings_version: i64,
-    settings_document: Option<String>,
+    settings: FoundSettingsRow,
     authenticator: JoinedAuthenticatorRow,
 }
 
@@ -94,8 +94,7 @@ impl<'r> FromRow<'r, PgRow> for ToAnswerRow {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
         Ok(Self {
             challenge: ChallengeRow::from_row(row)?,
-            settings_version: row.try_get("settings_version")?,
-            settings_document: row.try_get("settings_document")?,
+            settings: FoundSettingsRow::from_row(row)?,
             authenticator: JoinedAuthenticatorRow::from_row(row)?,
         })
     }
@@ -105,9 +104,8 @@ impl FromSqliteRow for ToAnswerRow {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             challenge: ChallengeRow::from_sqlite(row)?,
-            settings_version: column(row, SETTINGS_VERSION_AT, "settings_version")?,
-            settings_document: column(row, SETTINGS_VERSION_AT + 1, "settings_document")?,
-            authenticator: JoinedAuthenticatorRow::from_sqlite_at(row, SETTINGS_VERSION_AT + 2)?,
+            settings: FoundSettingsRow::from_sqlite_at(row, SETTINGS_AT)?,
+            authenticator: JoinedAuthenticatorRow::from_sqlite_at(row, SETTINGS_AT + 2)?,
         })
     }
 }
@@ -118,19 +116,16 @@ pub(super) async fn challenge_to_answer(
     id: &ChallengeId,
 ) -> StoreResult<ChallengeToAnswer> {
     let kept = store.kept_settings_version(tenant);
-    let rows = read!(store, all ToAnswerRow, SQL, [tenant.as_str(), id.as_str(), kept])?;
-    let mut rows = rows.into_iter().peekable();
-    let first = rows.peek().ok_or(StoreError::NotFound)?;
-    let version = first.settings_version;
-    let settings = store.settings_found(tenant, version, first.settings_document.as_deref()).await?;
-    let mut challenge = None;
+    let mut rows = read!(store, all ToAnswerRow, SQL, [tenant.as_str(), id.as_str(), kept])?.into_iter();
+    // Every row repeats the challenge and the settings: they are taken from the first.
+    let ToAnswerRow { challenge, settings, authenticator } = rows.next().ok_or(StoreError::NotFound)?;
+    let settings = store.settings_found(tenant, settings).await?;
     let mut authenticators = Vec::new();
-    for row in rows {
-        challenge.get_or_insert(row.challenge);
-        if let Some(a) = row.authenticator.into_row()? {
+    for joined in std::iter::once(authenticator).chain(rows.map(|row| row.authenticator)) {
+        if let Some(a) = joined.into_row()? {
             authenticators.push(a.try_into()?);
         }
     }
-    let challenge = challenge.ok_or(StoreError::NotFound)?.try_into()?;
+    let challenge = challenge.try_into()?;
     Ok(ChallengeToAnswer { challenge, settings, authenticators })
 }
