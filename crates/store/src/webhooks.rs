@@ -20,6 +20,8 @@ use crate::sqlite_reads::row;
 use crate::tx::{Tx, exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
+mod claim;
+
 /// Stores `event` and fans it out to the tenant's enabled endpoints whose
 /// filter takes it (all of them, or only `only` when not empty), inside
 /// the open transaction `tx`. Answers the number of messages queued.
@@ -337,65 +339,14 @@ impl WebhookStore for SqlStore {
         limit: i64,
     ) -> StoreResult<Vec<DueMessage>> {
         let (now, lease) = (to_unix_ms(now), to_unix_ms(lease_until));
-        // SECURITY/CORRECTNESS: the outer WHERE repeats the claim condition,
-        // so when two nodes pick the same rows, the second one's UPDATE finds
-        // them leased (PostgreSQL re-checks locked rows) and skips them.
-        // Fairness: leased messages are attempts in flight. An endpoint gets
-        // slots up to its share minus those in flight, a tenant turns up to
-        // its share; turns interleave tenants (every tenant's first due
-        // message, then every second, …), so a flood or a dead endpoint of
-        // one tenant cannot push another's messages back.
-        // Bounded work: an endpoint's free slots can only go to its first $4
-        // due messages, leased or not (it has at most $4 minus those in
-        // flight), so `cutoffs` finds per enabled endpoint the due time of
-        // its $4-th due message and only messages up to it are ranked: a
-        // claim reads about $4 messages per endpoint however long the
-        // backlog. MATERIALIZED makes both engines find the cutoffs first,
-        // then read each endpoint's range by index (migration 0013).
-        // One statement claims and reads: the event and the endpoint come
-        // from correlated lookups in RETURNING (both engines allow them),
-        // so a claim of n messages is one round trip on PostgreSQL, not 1 + n.
+        // Which messages, and why the statement reads so little: see `claim`.
         let claimed: Vec<DueRow> = self
             .write((lease, now, limit), |conn, (lease, now, limit)| {
                 Box::pin(async move {
                     fetch!(
                         conn,
                         all DueRow,
-                        "WITH cutoffs AS MATERIALIZED (SELECT w.id AS endpoint_id, \
-                    COALESCE((SELECT x.next_attempt_at FROM webhook_messages x \
-                     WHERE x.endpoint_id = w.id AND x.status = 'pending' AND x.next_attempt_at <= $2 \
-                     ORDER BY x.next_attempt_at LIMIT 1 OFFSET $4 - 1), $2) AS due_by \
-                    FROM webhook_endpoints w WHERE w.enabled = TRUE), \
-                    busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
-                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
-                    busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
-                    WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
-                    ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
-                     ROW_NUMBER() OVER (PARTITION BY m.endpoint_id ORDER BY m.next_attempt_at, m.id) \
-                       + COALESCE(be.n, 0) AS endpoint_slot \
-                    FROM cutoffs c JOIN webhook_messages m ON m.endpoint_id = c.endpoint_id \
-                    LEFT JOIN busy_endpoints be ON be.endpoint_id = m.endpoint_id \
-                    WHERE m.status = 'pending' AND m.next_attempt_at <= c.due_by AND m.locked_until < $2), \
-                    turns AS (SELECT r.id, r.next_attempt_at, COALESCE(bt.n, 0) AS tenant_busy, \
-                     ROW_NUMBER() OVER (PARTITION BY r.tenant_id ORDER BY r.endpoint_slot, r.next_attempt_at, r.id) \
-                       AS turn \
-                    FROM ranked r LEFT JOIN busy_tenants bt ON bt.tenant_id = r.tenant_id \
-                    WHERE r.endpoint_slot <= $4) \
-                    UPDATE webhook_messages SET locked_until = $1, attempts = attempts + 1, updated_at = $2 \
-                    WHERE id IN (SELECT id FROM turns WHERE turn + tenant_busy <= $5 \
-                    ORDER BY turn, next_attempt_at, id LIMIT $3) \
-                    AND status = 'pending' AND locked_until < $2 \
-                    RETURNING id, event_id, \
-                    (SELECT e.type FROM events e WHERE e.id = webhook_messages.event_id) AS event_type, \
-                    tenant_id, endpoint_id, \
-                    (SELECT w.url FROM webhook_endpoints w WHERE w.id = webhook_messages.endpoint_id) AS url, \
-                    (SELECT e.body FROM events e WHERE e.id = webhook_messages.event_id) AS body, \
-                    attempts, locked_until, \
-                    (SELECT w.secret FROM webhook_endpoints w WHERE w.id = webhook_messages.endpoint_id) AS secret, \
-                    (SELECT w.previous_secret FROM webhook_endpoints w \
-                     WHERE w.id = webhook_messages.endpoint_id) AS previous_secret, \
-                    (SELECT w.previous_secret_expires_at FROM webhook_endpoints w \
-                     WHERE w.id = webhook_messages.endpoint_id) AS previous_secret_expires_at",
+                        claim::CLAIM_DUE_MESSAGES,
                         [*lease, *now, *limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
                     )
                 })

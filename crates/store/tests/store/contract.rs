@@ -23,7 +23,7 @@ use vouchsafe_store::SqlStore;
 use crate::store;
 use vouchsafe_store::testing::{audit_key, connect, execute_behind_the_stores, is_postgres, kept_api_keys};
 
-fn at(s: i64) -> OffsetDateTime {
+pub(crate) fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
 }
 
@@ -35,7 +35,7 @@ fn audit_at(action: &str, s: i64) -> AuditEntry {
     AuditEntry::success("key_test", action, "target", at(s))
 }
 
-async fn tenant(store: &SqlStore, name: &str) -> Tenant {
+pub(crate) async fn tenant(store: &SqlStore, name: &str) -> Tenant {
     let (t, default) = Tenant::new(name, at(1_700_000_000)).unwrap();
     store.create_tenant(&t, &default, &Settings::default(), &audit("tenant.created")).await.unwrap();
     t
@@ -406,7 +406,7 @@ pub(crate) async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, 
 }
 
 /// Records one attempt of `m` with `outcome`.
-async fn finish(store: &SqlStore, m: &DueMessage, outcome: MessageOutcome, s: i64) {
+pub(crate) async fn finish(store: &SqlStore, m: &DueMessage, outcome: MessageOutcome, s: i64) {
     let finished = Finished { message: m.clone(), outcome, attempt: attempt_of(m, outcome.as_str(), s) };
     store.finish_messages(&[finished]).await.unwrap();
 }

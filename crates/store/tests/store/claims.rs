@@ -1,0 +1,135 @@
+//! Webhook claims against a model of the fair-share rule: over outboxes of
+//! varied shapes (tenants, endpoints, backlogs, leases held and given
+//! back), every claim takes exactly the messages the rule picks. The claim
+//! statement reads only the slots it can take (see the store's `claim`
+//! module); this is what shows that the shortcut never changes the answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::store::{DueMessage, MessageOutcome, WebhookStore};
+use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT};
+
+use crate::contract::{at, endpoint, finish, tenant};
+use crate::store;
+
+/// One queued message, as the model sees it.
+#[derive(Debug, Clone)]
+struct Queued {
+    event: String,
+    tenant: usize,
+    endpoint: usize,
+    /// Due time in seconds; distinct across the outbox, so the rule's order
+    /// never falls back to ids.
+    due: i64,
+    leased: bool,
+}
+
+/// The fair-share rule, written out plainly: an endpoint's unleased due
+/// messages take slots after its leases, earliest first, up to its share; a
+/// tenant's take turns by slot, up to its share less its leases; tenants
+/// interleave by turn; the first `limit` are claimed.
+fn rule_picks(outbox: &[Queued], limit: usize) -> BTreeSet<String> {
+    let share = |n: i64| usize::try_from(n).unwrap();
+    let busy = |key: &dyn Fn(&Queued) -> usize| {
+        let mut n = BTreeMap::new();
+        for q in outbox.iter().filter(|q| q.leased) {
+            *n.entry(key(q)).or_insert(0usize) += 1;
+        }
+        n
+    };
+    let (busy_endpoint, busy_tenant) = (busy(&|q| q.endpoint), busy(&|q| q.tenant));
+    let mut by_endpoint: BTreeMap<usize, Vec<&Queued>> = BTreeMap::new();
+    for q in outbox.iter().filter(|q| !q.leased) {
+        by_endpoint.entry(q.endpoint).or_default().push(q);
+    }
+    let mut by_tenant: BTreeMap<usize, Vec<(usize, &Queued)>> = BTreeMap::new();
+    for (e, mut queued) in by_endpoint {
+        queued.sort_by_key(|q| q.due);
+        let leased = busy_endpoint.get(&e).copied().unwrap_or(0);
+        for (i, q) in queued.into_iter().enumerate() {
+            let slot = leased + i + 1;
+            if slot <= share(IN_FLIGHT_PER_ENDPOINT) {
+                by_tenant.entry(q.tenant).or_default().push((slot, q));
+            }
+        }
+    }
+    let mut turns = Vec::new();
+    for (t, mut candidates) in by_tenant {
+        candidates.sort_by_key(|(slot, q)| (*slot, q.due));
+        let leased = busy_tenant.get(&t).copied().unwrap_or(0);
+        for (i, (_, q)) in candidates.into_iter().enumerate() {
+            let turn = i + 1;
+            if turn + leased <= share(IN_FLIGHT_PER_TENANT) {
+                turns.push((turn, q.due, q.event.clone()));
+            }
+        }
+    }
+    turns.sort();
+    turns.into_iter().take(limit).map(|(_, _, event)| event).collect()
+}
+
+/// A small deterministic generator, so a failing shape can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(self.0 >> 33).unwrap() % n
+    }
+}
+
+#[tokio::test]
+async fn every_claim_takes_exactly_what_the_fair_share_rule_picks() {
+    for seed in 1..=24u64 {
+        let mut rng = Lcg(seed);
+        let (store, _db) = store().await;
+        // The outbox: up to three tenants with up to six endpoints each,
+        // backlogs from none to past an endpoint's share.
+        let mut endpoints = Vec::new();
+        for t in 0..1 + rng.below(3) {
+            let tenant = tenant(&store, &format!("t{t}")).await;
+            for _ in 0..1 + rng.below(6) {
+                endpoints.push((t, tenant.id.clone(), endpoint(&store, &tenant, EventFilter::All, true).await.id));
+            }
+        }
+        let mut slots = Vec::new();
+        for (e, _) in endpoints.iter().enumerate() {
+            slots.extend(std::iter::repeat_n(e, [0, 1, 3, 12, 25][rng.below(5)]));
+        }
+        let mut dues: Vec<i64> = (1..=i64::try_from(slots.len()).unwrap()).collect();
+        for i in (1..dues.len()).rev() {
+            dues.swap(i, rng.below(i + 1));
+        }
+        let mut outbox = Vec::new();
+        for (&e, &due) in slots.iter().zip(&dues) {
+            let (t, tenant_id, endpoint_id) = &endpoints[e];
+            let event = Event::new(tenant_id.clone(), EventType::Ping, json!({}), at(due));
+            store.enqueue_event(&event, Some(endpoint_id)).await.unwrap();
+            outbox.push(Queued { event: event.id.to_string(), tenant: *t, endpoint: e, due, leased: false });
+        }
+        // Claims of varied sizes; half of each claim's messages are
+        // delivered (their leases given back), the rest stay in flight.
+        let mut held: Vec<DueMessage> = Vec::new();
+        for (round, limit) in [7usize, 1, 30, 64, 3, 64, 64].into_iter().enumerate() {
+            let expected = rule_picks(&outbox, limit);
+            let claimed =
+                store.claim_due_messages(at(10_000), at(20_000), i64::try_from(limit).unwrap()).await.unwrap();
+            let got: BTreeSet<String> = claimed.iter().map(|m| m.event_id.to_string()).collect();
+            assert_eq!(got, expected, "seed {seed}, round {round}: limit {limit}, {} queued", outbox.len());
+            for q in outbox.iter_mut().filter(|q| got.contains(&q.event)) {
+                q.leased = true;
+            }
+            for (i, m) in claimed.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    finish(&store, &m, MessageOutcome::Delivered, 10_000).await;
+                    outbox.retain(|q| q.event != m.event_id.to_string());
+                } else {
+                    held.push(m);
+                }
+            }
+        }
+        assert!(!held.is_empty(), "seed {seed}: the shape held no leases, so shares were not exercised");
+    }
+}
