@@ -29,6 +29,9 @@ use vouchsafe_delivery::outbound::OutboundClient;
 
 use crate::engine::webhooks::secret_context;
 
+#[cfg(test)]
+mod tests;
+
 /// Dispatcher settings (boot configuration).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -52,9 +55,10 @@ impl Default for WebhookConfig {
 /// Outcomes written per transaction, at most.
 const RECORD_BATCH: usize = 256;
 
-/// After an attempt ends, how long the dispatcher waits for others to end
-/// before claiming again: under load, one claim then fills many slots
-/// instead of one claim (a query over the outbox) per finished attempt.
+/// After an attempt ends or an event is queued, how long the dispatcher
+/// waits for more of either before claiming: under load, one claim then
+/// fills many slots instead of one claim (a query over every enabled
+/// endpoint) per finished attempt or per event; a webhook waits 3 ms more.
 const CLAIM_COALESCE: Duration = Duration::from_millis(3);
 
 /// The secrets to sign with now: the current one, and the previous one
@@ -112,7 +116,7 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_PROCESS));
         let freed = Arc::new(Notify::new());
         let (done, outcomes) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(this.store.clone(), outcomes));
+        let recorder = tokio::spawn(record(this.store.clone(), outcomes, freed.clone()));
         let mut depth_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
@@ -131,9 +135,10 @@ impl Dispatcher {
             }
             tokio::select! {
                 () = tokio::time::sleep(this.config.poll_interval) => {}
-                () = this.wake.notified() => {}
-                // An attempt ended: its slot can take a message that was
-                // held back (all slots busy, or its endpoint's share full).
+                () = this.wake.notified() => tokio::time::sleep(CLAIM_COALESCE).await,
+                // An attempt ended, or its outcome was written (its lease
+                // ended): a message held back (all slots busy, or a share
+                // full) may be claimable now.
                 () = freed.notified() => tokio::time::sleep(CLAIM_COALESCE).await,
                 _ = stop.changed() => {}
             }
@@ -243,12 +248,18 @@ impl Dispatcher {
 
 /// Writes attempt outcomes as they come, each write taking whatever has
 /// finished meanwhile (one durable commit for many attempts under load).
-async fn record(store: Arc<dyn Store>, mut outcomes: mpsc::UnboundedReceiver<Finished>) {
+/// A written outcome ends its message's lease, which is what the shares
+/// count: `leases_ended` tells the claiming loop, which may have found an
+/// endpoint or tenant at its share while those leases were still held.
+async fn record(store: Arc<dyn Store>, mut outcomes: mpsc::UnboundedReceiver<Finished>, leases_ended: Arc<Notify>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        if let Err(e) = store.finish_messages(&batch).await {
+        match store.finish_messages(&batch).await {
+            Ok(()) => leases_ended.notify_one(),
             // Nothing is lost: the leases run out and the messages are tried again.
-            tracing::error!(error = %e, messages = batch.len(), "cannot record webhook attempts; they will be retried");
+            Err(e) => tracing::error!(
+                error = %e, messages = batch.len(), "cannot record webhook attempts; they will be retried"
+            ),
         }
         batch.clear();
     }

@@ -340,8 +340,13 @@ impl WebhookStore for SqlStore {
     ) -> StoreResult<Vec<DueMessage>> {
         let (now, lease) = (to_unix_ms(now), to_unix_ms(lease_until));
         // Which messages, and why the statement reads so little: see `claim`.
+        // A lease matters only through the attempt that follows it, whose
+        // outcome is written durably after it (and so flushes it too, in
+        // PostgreSQL's one WAL): the claim need not wait for a flush of its
+        // own. A crash before then forgets the lease, and the message is
+        // tried again, as it would be had the crash come after the attempt.
         let claimed: Vec<DueRow> = self
-            .write((lease, now, limit), |conn, (lease, now, limit)| {
+            .write_unflushed((lease, now, limit), |conn, (lease, now, limit)| {
                 Box::pin(async move {
                     fetch!(
                         conn,
