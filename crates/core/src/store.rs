@@ -315,6 +315,19 @@ pub trait WebhookStore {
     /// in one transaction. (Changes that cause events do the same inside
     /// their own transaction.)
     async fn enqueue_event(&self, event: &Event, only_endpoint: Option<&WebhookEndpointId>) -> StoreResult<usize>;
+    /// A test event: counts it against `counter` (the endpoint's hourly
+    /// limit) and, within the limit, stores `event` with one message for
+    /// `endpoint` (whatever its filter, if it is enabled), in one
+    /// transaction: a refused test queues nothing and a queued one is
+    /// counted. Answers the messages queued (0 when the endpoint is gone or
+    /// disabled meanwhile).
+    async fn queue_test_event(
+        &self,
+        counter: &SendCounter,
+        event: &Event,
+        endpoint: &WebhookEndpointId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<usize, SendRefusal>>;
     /// Claims up to `limit` due messages of enabled endpoints, leasing them
     /// until `lease_until`. A message is claimed by one caller at a time.
     /// Claims keep the fair shares of `webhook::IN_FLIGHT_PER_ENDPOINT` and

@@ -212,13 +212,15 @@ pub async fn send_test_event(
     }
     let now = engine.clock.now();
     let counter = test_event_counter(tenant, &endpoint.id, now);
-    if let Err(refusal) = engine.store.count_sends(std::slice::from_ref(&counter), now).await? {
-        tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
-        return Err(TestEventError::Limited { retry_after_s: counter.retry_after_s(now) });
-    }
     let body = json!({"endpoint_id": endpoint.id.as_str(), "test": true});
     let event = Event::new(tenant.clone(), EventType::Ping, body, now);
-    let queued = engine.store.enqueue_event(&event, Some(&endpoint.id)).await?;
+    let queued = match engine.store.queue_test_event(&counter, &event, &endpoint.id, now).await? {
+        Ok(queued) => queued,
+        Err(refusal) => {
+            tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
+            return Err(TestEventError::Limited { retry_after_s: counter.retry_after_s(now) });
+        }
+    };
     metrics::counter!("vouchsafe_webhook_events_enqueued_total", "type" => event.event_type.as_str())
         .increment(queued as u64);
     engine.wake_dispatcher.notify_one();

@@ -163,7 +163,7 @@ macro_rules! count_upsert {
 /// trip for a send's counters on PostgreSQL, and the row locks they take
 /// held no longer than that statement's transaction). Answers the first
 /// counter that was full (the caller then rolls back), or `None`.
-async fn count_sends_in<'a>(
+pub(crate) async fn count_sends_in<'a>(
     tx: &mut Tx<'_>,
     counters: &'a [SendCounter],
 ) -> Result<Option<&'a SendCounter>, sqlx::Error> {
@@ -276,7 +276,7 @@ impl<T> SendWrite<T> {
     }
 }
 
-fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
+pub(crate) fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
     SendRefusal::Fraud { scope: counter.scope, retry_after_s: counter.retry_after_s(now) }
 }
 

@@ -9,15 +9,17 @@ use time::OffsetDateTime;
 use vouchsafe_core::audit::{AuditEntry, AuditKey};
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::{Event, EventType};
+use vouchsafe_core::fraud::SendCounter;
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
 use vouchsafe_core::store::{
-    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, WebhookStore,
+    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, SendRefusal, StoreError, StoreResult, WebhookStore,
 };
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::row;
-use crate::tx::{Tx, exec, fetch};
+use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
+use crate::verifications::{count_sends_in, fraud_refusal};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 mod claim;
@@ -330,6 +332,31 @@ impl WebhookStore for SqlStore {
             .await
             .map_err(map_err)?;
         Ok(usize::try_from(queued).unwrap_or(usize::MAX))
+    }
+
+    async fn queue_test_event(
+        &self,
+        counter: &SendCounter,
+        event: &Event,
+        endpoint: &WebhookEndpointId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<usize, SendRefusal>> {
+        let input = (counter.clone(), event.clone(), endpoint.as_str().to_owned());
+        let queued = self
+            .write(input, move |conn, (counter, event, endpoint)| {
+                Box::pin(async move {
+                    savepoint!(conn)?;
+                    if let Some(full) = count_sends_in(conn, std::slice::from_ref(counter)).await? {
+                        rollback_savepoint!(conn)?;
+                        return Ok(Err(fraud_refusal(full, now)));
+                    }
+                    release_savepoint!(conn)?;
+                    Ok(Ok(insert_event(conn, event, endpoint).await?))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(queued.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
 
     async fn claim_due_messages(

@@ -8,6 +8,7 @@ mod claims;
 mod contract;
 mod people;
 mod schema;
+mod test_events;
 mod verifications;
 
 use vouchsafe_store::SqlStore;
