@@ -16,7 +16,8 @@
 //! so its work must not grow with the backlog or the share.
 //! - `endpoints` counts each enabled endpoint's due messages, leased or
 //!   not, up to its share, from the index (`webhook_messages_endpoint_due`,
-//!   migration 0013), and its leases.
+//!   migration 0013), and its leases; endpoints of a tenant at its share
+//!   are skipped, so a claim while it is full reads next to nothing.
 //! - `level` is the lowest slot by which every tenant has as many
 //!   candidates as it may take (`$3`, or its share less its leases): turns
 //!   go by slot first, so no message in a later slot can be taken. Under
@@ -50,7 +51,8 @@ busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
 endpoints AS MATERIALIZED (SELECT w.id AS endpoint_id, w.tenant_id, COALESCE(be.n, 0) AS busy, \
  (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = w.id AND x.status = 'pending' \
   AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT $4) d) AS due \
- FROM webhook_endpoints w LEFT JOIN busy_endpoints be ON be.endpoint_id = w.id WHERE w.enabled = TRUE), \
+ FROM webhook_endpoints w LEFT JOIN busy_endpoints be ON be.endpoint_id = w.id WHERE w.enabled = TRUE \
+ AND w.tenant_id NOT IN (SELECT tenant_id FROM busy_tenants WHERE n >= $5)), \
 shapes AS (SELECT tenant_id, busy, due, COUNT(*) AS n FROM endpoints WHERE due > busy GROUP BY tenant_id, busy, due), \
 supply AS (SELECT s.tenant_id, l.k, \
  SUM(s.n * CASE WHEN l.k <= s.busy THEN 0 WHEN s.due < l.k THEN s.due - s.busy ELSE l.k - s.busy END) AS n \
