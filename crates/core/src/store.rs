@@ -342,6 +342,17 @@ pub trait WebhookStore {
     /// Records attempts and moves each message on while its lease is still
     /// ours, all in one transaction (one durable commit for a whole batch).
     async fn finish_messages(&self, finished: &[Finished]) -> StoreResult<()>;
+    /// [`WebhookStore::finish_messages`] then [`WebhookStore::claim_due_messages`]
+    /// in one transaction: the leases the outcomes end are free again for
+    /// the claim, so a dispatcher reuses its slots in the write that
+    /// records them. Durable when there are outcomes to write.
+    async fn finish_and_claim(
+        &self,
+        finished: &[Finished],
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<DueMessage>>;
     /// Attempts to one endpoint, newest first, before the attempt `before`.
     async fn webhook_attempts(
         &self,

@@ -6,13 +6,17 @@
 //! schedule, or ended with its endpoint disabled on `410 Gone`.
 //!
 //! Each attempt runs on its own, up to `IN_FLIGHT_PER_PROCESS` at once:
-//! a slow endpoint delays only its own attempts, and the claim frees a slot
-//! to the next due message as soon as any attempt ends. Claims keep each
-//! endpoint and tenant to its fair share (see `core::webhook`). Outcomes
-//! go to one recorder, which writes whatever has finished meanwhile in one
-//! transaction. Nothing is kept in memory that the outbox does not hold,
-//! so a crash at any point loses no event: an unfinished lease simply runs
-//! out and the message is tried again.
+//! a slow endpoint delays only its own attempts. Claims keep each endpoint
+//! and tenant to its fair share (see `core::webhook`), counted from the
+//! leases in the outbox. One loop does all the writing: whatever attempts
+//! have ended meanwhile, it records in one transaction, and that same
+//! transaction claims messages for the free slots (`finish_and_claim`).
+//! Recording an outcome ends its lease, so a slot is reused in the write
+//! that frees it, with no second write or wait in between: that cycle is
+//! what bounds one endpoint's rate, at 16 attempts in flight. Nothing is
+//! kept in memory that the outbox does not hold, so a crash at any point
+//! loses no event: an unfinished lease simply runs out and the message is
+//! tried again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +32,6 @@ use vouchsafe_core::webhook::{IN_FLIGHT_PER_PROCESS, RetrySchedule, WebhookSecre
 use vouchsafe_delivery::outbound::OutboundClient;
 
 use crate::engine::webhooks::secret_context;
-
-#[cfg(test)]
-mod tests;
 
 /// Dispatcher settings (boot configuration).
 #[derive(Debug, Clone)]
@@ -56,9 +57,10 @@ impl Default for WebhookConfig {
 const RECORD_BATCH: usize = 256;
 
 /// After an attempt ends or an event is queued, how long the dispatcher
-/// waits for more of either before claiming: under load, one claim then
-/// fills many slots instead of one claim (a query over every enabled
-/// endpoint) per finished attempt or per event; a webhook waits 3 ms more.
+/// waits for more of either before its write: under load, one write then
+/// records many outcomes and fills many slots, instead of one write (and a
+/// claim, a query over every enabled endpoint) per attempt or per event; a
+/// webhook waits 3 ms more.
 const CLAIM_COALESCE: Duration = Duration::from_millis(3);
 
 /// The secrets to sign with now: the current one, and the previous one
@@ -114,9 +116,10 @@ impl Dispatcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_PROCESS));
-        let freed = Arc::new(Notify::new());
-        let (done, outcomes) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(this.store.clone(), outcomes, freed.clone()));
+        // Each attempt sends its outcome here once its slot is free again
+        // (`None`: it could not even be signed, so there is nothing to write).
+        let (done, mut ended) = mpsc::unbounded_channel::<Option<Finished>>();
+        let mut outcomes = Vec::with_capacity(RECORD_BATCH);
         let mut depth_at: Option<Instant> = None;
         loop {
             if *stop.borrow() {
@@ -128,48 +131,70 @@ impl Dispatcher {
                 }
                 depth_at = Some(Instant::now());
             }
+            while outcomes.len() < RECORD_BATCH
+                && let Ok(outcome) = ended.try_recv()
+            {
+                outcomes.extend(outcome);
+            }
             let free = slots.available_permits();
-            let claimed = if free > 0 { this.start_due(free, &slots, &freed, &done).await } else { 0 };
-            if claimed == free && free > 0 {
-                continue; // There may be more due: claim again at once.
+            let claimed = this.finish_and_start(&mut outcomes, free, &slots, &done).await;
+            if (free > 0 && claimed == free) || !ended.is_empty() {
+                continue; // There may be more due, or more outcomes to write.
             }
             tokio::select! {
                 () = tokio::time::sleep(this.config.poll_interval) => {}
                 () = this.wake.notified() => tokio::time::sleep(CLAIM_COALESCE).await,
-                // An attempt ended, or its outcome was written (its lease
-                // ended): a message held back (all slots busy, or a share
-                // full) may be claimable now.
-                () = freed.notified() => tokio::time::sleep(CLAIM_COALESCE).await,
+                // An attempt ended: its outcome is to be written, which
+                // ends its lease, and its slot can take a message that was
+                // held back (all slots busy, or a share full).
+                Some(outcome) = ended.recv() => {
+                    outcomes.extend(outcome);
+                    tokio::time::sleep(CLAIM_COALESCE).await;
+                }
                 _ = stop.changed() => {}
             }
         }
         // Every slot back means every attempt has ended and been sent on.
         let _ = slots.acquire_many(IN_FLIGHT_PER_PROCESS as u32).await;
         drop(done);
-        let _ = recorder.await;
+        while let Some(outcome) = ended.recv().await {
+            outcomes.extend(outcome);
+        }
+        for batch in outcomes.chunks(RECORD_BATCH) {
+            if let Err(e) = this.store.finish_messages(batch).await {
+                tracing::error!(error = %e, messages = batch.len(), "cannot record webhook attempts; they will be retried");
+            }
+        }
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// Claims up to `free` due messages and starts an attempt for each, on
-    /// a task of its own holding a slot. Returns how many it claimed.
-    async fn start_due(
+    /// Writes the `outcomes` of ended attempts (which ends their leases)
+    /// and, in the same write, claims up to `free` due messages, then
+    /// starts an attempt for each on a task of its own holding a slot.
+    /// Returns how many it claimed.
+    async fn finish_and_start(
         self: &Arc<Self>,
+        outcomes: &mut Vec<Finished>,
         free: usize,
         slots: &Arc<Semaphore>,
-        freed: &Arc<Notify>,
-        done: &mpsc::UnboundedSender<Finished>,
+        done: &mpsc::UnboundedSender<Option<Finished>>,
     ) -> usize {
+        if outcomes.is_empty() && free == 0 {
+            return 0;
+        }
         let now = self.clock.now();
         // The lease outlasts the attempt's timeout, so it only runs out when
         // this process died or stalled.
         let lease_until = now + self.config.timeout + Duration::from_secs(30);
-        let due = match self.store.claim_due_messages(now, lease_until, free as i64).await {
+        let due = match self.store.finish_and_claim(outcomes, now, lease_until, free as i64).await {
             Ok(due) => due,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim webhook messages");
-                return 0;
+                // Nothing is lost: the leases run out and the messages are tried again.
+                tracing::warn!(error = %e, outcomes = outcomes.len(), "cannot record webhook attempts or claim more");
+                Vec::new()
             }
         };
+        outcomes.clear();
         let claimed = due.len();
         for message in due {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -177,13 +202,11 @@ impl Dispatcher {
                 // runs out and the message is tried again.
                 break;
             };
-            let (this, freed, done) = (self.clone(), freed.clone(), done.clone());
+            let (this, done) = (self.clone(), done.clone());
             tokio::spawn(async move {
-                if let Some(finished) = this.deliver(message).await {
-                    let _ = done.send(finished);
-                }
+                let outcome = this.deliver(message).await;
                 drop(slot);
-                freed.notify_one();
+                let _ = done.send(outcome);
             });
         }
         claimed
@@ -243,24 +266,5 @@ impl Dispatcher {
             _ => tracing::debug!(event_id = %message.event_id, outcome = outcome.as_str(), "webhook attempt"),
         }
         Some(Finished { message, outcome, attempt })
-    }
-}
-
-/// Writes attempt outcomes as they come, each write taking whatever has
-/// finished meanwhile (one durable commit for many attempts under load).
-/// A written outcome ends its message's lease, which is what the shares
-/// count: `leases_ended` tells the claiming loop, which may have found an
-/// endpoint or tenant at its share while those leases were still held.
-async fn record(store: Arc<dyn Store>, mut outcomes: mpsc::UnboundedReceiver<Finished>, leases_ended: Arc<Notify>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        match store.finish_messages(&batch).await {
-            Ok(()) => leases_ended.notify_one(),
-            // Nothing is lost: the leases run out and the messages are tried again.
-            Err(e) => tracing::error!(
-                error = %e, messages = batch.len(), "cannot record webhook attempts; they will be retried"
-            ),
-        }
-        batch.clear();
     }
 }

@@ -18,7 +18,7 @@ use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::row;
-use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
+use crate::tx::{Tx, TxFuture, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::verifications::{count_sends_in, fraud_refusal};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -365,60 +365,44 @@ impl WebhookStore for SqlStore {
         lease_until: OffsetDateTime,
         limit: i64,
     ) -> StoreResult<Vec<DueMessage>> {
-        let (now, lease) = (to_unix_ms(now), to_unix_ms(lease_until));
-        // Which messages, and why the statement reads so little: see `claim`.
-        // A lease matters only through the attempt that follows it, whose
-        // outcome is written durably after it (and so flushes it too, in
-        // PostgreSQL's one WAL): the claim need not wait for a flush of its
-        // own. A crash before then forgets the lease, and the message is
-        // tried again, as it would be had the crash come after the attempt.
-        let claimed: Vec<DueRow> = self
-            .write_unflushed((lease, now, limit), |conn, (lease, now, limit)| {
-                Box::pin(async move {
-                    fetch!(
-                        conn,
-                        all DueRow,
-                        claim::CLAIM_DUE_MESSAGES,
-                        [*lease, *now, *limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
-                    )
-                })
-            })
-            .await
-            .map_err(map_err)?;
-        let mut due = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            due.push(DueMessage {
-                id: MessageId::from_stored(row.id),
-                event_id: EventId::from_stored(row.event_id),
-                event_type: EventType::parse(&row.event_type)
-                    .ok_or_else(|| StoreError::Damaged(format!("unknown event type {}", row.event_type)))?,
-                tenant_id: TenantId::from_stored(row.tenant_id),
-                endpoint_id: WebhookEndpointId::from_stored(row.endpoint_id),
-                url: row.url,
-                body: row.body,
-                attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-                lease: row.locked_until,
-                secrets: sealed(row.secret, row.previous_secret, row.previous_secret_expires_at),
-            });
-        }
-        Ok(due)
+        self.finish_and_claim(&[], now, lease_until, limit).await
     }
 
     async fn finish_messages(&self, finished: &[Finished]) -> StoreResult<()> {
         if finished.is_empty() {
             return Ok(());
         }
-        let input = (self.audit_key().map_err(map_err)?, finished.to_vec());
-        self.write(input, |conn, (key, finished)| {
-            Box::pin(async move {
-                for f in finished {
-                    finish_message(conn, key, f).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
-        .map_err(map_err)
+        let now = finished[0].attempt.at;
+        self.finish_and_claim(finished, now, now, 0).await.map(|_| ())
+    }
+
+    async fn finish_and_claim(
+        &self,
+        finished: &[Finished],
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<DueMessage>> {
+        let input = FinishThenClaim {
+            // Only an outcome needs the audit key (a `410 Gone` is audited).
+            key: if finished.is_empty() { None } else { Some(self.audit_key().map_err(map_err)?) },
+            finished: finished.to_vec(),
+            lease: to_unix_ms(lease_until),
+            now: to_unix_ms(now),
+            limit,
+        };
+        // Outcomes are written durably (a lost one would send its message
+        // again). A claim alone need not wait for a flush: a lease matters
+        // only through the attempt that follows it, whose outcome is
+        // written durably after it (and so flushes it too, in PostgreSQL's
+        // one WAL). A crash before then forgets the lease, and the message
+        // is tried again, as it would be had the crash come after the attempt.
+        let claimed = match finished.is_empty() {
+            true => self.write_unflushed(input, finish_then_claim).await,
+            false => self.write(input, finish_then_claim).await,
+        }
+        .map_err(map_err)?;
+        claimed.into_iter().map(due_message).collect()
     }
 
     async fn webhook_attempts(
@@ -454,6 +438,54 @@ impl WebhookStore for SqlStore {
         .map_err(map_err)?;
         Ok(n)
     }
+}
+
+/// What [`finish_then_claim`] writes and claims.
+struct FinishThenClaim {
+    key: Option<AuditKey>,
+    finished: Vec<Finished>,
+    lease: i64,
+    now: i64,
+    limit: i64,
+}
+
+/// Writes the outcomes, which ends their leases, then claims up to `limit`
+/// messages, inside `tx`: the slots those leases held can be taken by the
+/// same write. Which messages, and why the claim reads so little: see
+/// `claim`.
+fn finish_then_claim<'c>(tx: &'c mut Tx<'_>, input: &'c FinishThenClaim) -> TxFuture<'c, Vec<DueRow>> {
+    Box::pin(async move {
+        if let Some(key) = &input.key {
+            for f in &input.finished {
+                finish_message(tx, key, f).await?;
+            }
+        }
+        if input.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        fetch!(
+            tx,
+            all DueRow,
+            claim::CLAIM_DUE_MESSAGES,
+            [input.lease, input.now, input.limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
+        )
+    })
+}
+
+fn due_message(row: DueRow) -> StoreResult<DueMessage> {
+    Ok(DueMessage {
+        id: MessageId::from_stored(row.id),
+        event_id: EventId::from_stored(row.event_id),
+        event_type: EventType::parse(&row.event_type)
+            .ok_or_else(|| StoreError::Damaged(format!("unknown event type {}", row.event_type)))?,
+        tenant_id: TenantId::from_stored(row.tenant_id),
+        endpoint_id: WebhookEndpointId::from_stored(row.endpoint_id),
+        url: row.url,
+        body: row.body,
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        lease: row.locked_until,
+        secrets: sealed(row.secret, row.previous_secret, row.previous_secret_expires_at),
+    })
 }
 
 /// Logs one finished attempt and moves its message on, inside `tx`; a

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use vouchsafe_core::event::{Event, EventType};
-use vouchsafe_core::store::{DueMessage, MessageOutcome, WebhookStore};
+use vouchsafe_core::store::{DueMessage, Finished, MessageOutcome, WebhookStore};
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT};
 
-use crate::contract::{at, endpoint, finish, tenant};
+use crate::contract::{at, attempt_of, endpoint, finish, tenant};
 use crate::store;
 
 /// One queued message, as the model sees it.
@@ -132,4 +132,31 @@ async fn every_claim_takes_exactly_what_the_fair_share_rule_picks() {
         }
         assert!(!held.is_empty(), "seed {seed}: the shape held no leases, so shares were not exercised");
     }
+}
+
+/// An endpoint at its share: recording one outcome and claiming in the
+/// same write takes exactly the slot that outcome frees, and never the
+/// message just recorded.
+#[tokio::test]
+async fn an_outcome_frees_its_slot_for_the_claim_in_the_same_write() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let e = endpoint(&store, &t, EventFilter::All, true).await.id;
+    for i in 1..=40 {
+        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(i)), Some(&e)).await.unwrap();
+    }
+    let held = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
+    assert_eq!(held.len() as i64, IN_FLIGHT_PER_ENDPOINT);
+    assert!(store.claim_due_messages(at(100), at(400), 64).await.unwrap().is_empty(), "at its share");
+
+    let first = &held[0];
+    let outcome = Finished {
+        message: first.clone(),
+        outcome: MessageOutcome::Delivered,
+        attempt: attempt_of(first, "delivered", 100),
+    };
+    let next = store.finish_and_claim(&[outcome], at(100), at(400), 64).await.unwrap();
+    assert_eq!(next.len(), 1, "the one slot the outcome freed");
+    assert!(held.iter().all(|m| m.id != next[0].id), "a new message, not one in flight or just delivered");
+    assert_eq!(store.outbox_depth().await.unwrap(), 40 - 1, "the recorded one is out of the outbox");
 }

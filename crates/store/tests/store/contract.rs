@@ -411,7 +411,7 @@ pub(crate) async fn finish(store: &SqlStore, m: &DueMessage, outcome: MessageOut
     store.finish_messages(&[finished]).await.unwrap();
 }
 
-fn attempt_of(m: &DueMessage, outcome: &str, s: i64) -> Attempt {
+pub(crate) fn attempt_of(m: &DueMessage, outcome: &str, s: i64) -> Attempt {
     Attempt {
         id: AttemptId::generate(),
         message_id: m.id.clone(),
