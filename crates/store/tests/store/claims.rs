@@ -160,3 +160,48 @@ async fn an_outcome_frees_its_slot_for_the_claim_in_the_same_write() {
     assert!(held.iter().all(|m| m.id != next[0].id), "a new message, not one in flight or just delivered");
     assert_eq!(store.outbox_depth().await.unwrap(), 40 - 1, "the recorded one is out of the outbox");
 }
+
+/// A batch of outcomes written together (one statement on PostgreSQL):
+/// every attempt is logged, and each message moves on only while its lease
+/// is the one the batch names: delivered and dead ones leave the outbox, a
+/// retry waits for its time, and one whose lease ran out stays as it was.
+#[tokio::test]
+async fn a_batch_of_outcomes_moves_each_message_on_as_one_would() {
+    let (store, _db) = store().await;
+    let t = tenant(&store, "a").await;
+    let e = endpoint(&store, &t, EventFilter::All, true).await.id;
+    for i in 1..=5 {
+        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(i)), Some(&e)).await.unwrap();
+    }
+    let mut claimed = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
+    claimed.sort_by_key(|m| m.event_id.to_string());
+    assert_eq!(claimed.len(), 5);
+    let outcome = |m: &DueMessage, outcome: MessageOutcome| Finished {
+        message: m.clone(),
+        outcome,
+        attempt: attempt_of(m, outcome.as_str(), 100),
+    };
+    let mut stale = claimed[3].clone();
+    stale.lease += 1;
+    let batch = [
+        outcome(&claimed[0], MessageOutcome::Delivered),
+        outcome(&claimed[1], MessageOutcome::RetryAt(at(1_000))),
+        outcome(&claimed[2], MessageOutcome::Dead),
+        outcome(&stale, MessageOutcome::Delivered),
+    ];
+    store.finish_messages(&batch).await.unwrap();
+
+    let logged = store.webhook_attempts(&t.id, &e, None, 50).await.unwrap();
+    assert_eq!(logged.len(), 4, "every attempt is logged, the stale one too");
+    assert_eq!(store.outbox_depth().await.unwrap(), 3, "the retried one, the stale one and the untouched one");
+    assert!(store.claim_due_messages(at(101), at(400), 64).await.unwrap().is_empty(), "leased, or not yet due");
+    let later: std::collections::BTreeSet<String> = store
+        .claim_due_messages(at(1_000), at(1_400), 64)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.event_id.to_string())
+        .collect();
+    let expected = [1, 3, 4].iter().map(|&i| claimed[i].event_id.to_string()).collect();
+    assert_eq!(later, expected, "the retry when due, and the two whose leases ran out");
+}
