@@ -163,7 +163,7 @@ macro_rules! count_upsert {
 /// trip for a send's counters on PostgreSQL, and the row locks they take
 /// held no longer than that statement's transaction). Answers the first
 /// counter that was full (the caller then rolls back), or `None`.
-pub(crate) async fn count_sends_in<'a>(
+async fn count_sends_in<'a>(
     tx: &mut Tx<'_>,
     counters: &'a [SendCounter],
 ) -> Result<Option<&'a SendCounter>, sqlx::Error> {
@@ -204,22 +204,36 @@ pub(crate) async fn count_sends_in<'a>(
     Ok(None)
 }
 
+/// Counts one send inside `tx`, all or nothing, under a savepoint of its
+/// own: the refusal for the first counter that was full (every count of
+/// this send undone), or `None` when all were counted. For a write whose
+/// count stands alone or precedes what it counts (a test event's message).
+pub(crate) async fn count_sends_or_refuse(
+    tx: &mut Tx<'_>,
+    counters: &[SendCounter],
+    now: OffsetDateTime,
+) -> Result<Option<SendRefusal>, sqlx::Error> {
+    savepoint!(tx)?;
+    if let Some(full) = count_sends_in(tx, counters).await? {
+        rollback_savepoint!(tx)?;
+        return Ok(Some(fraud_refusal(full, now)));
+    }
+    release_savepoint!(tx)?;
+    Ok(None)
+}
+
 impl SqlStore {
     /// Counts one send in a write of its own that does not wait for its
     /// flush (see [`SqlStore::write_unflushed`]), all or nothing: the
-    /// first counter that was full, or `None` when all were counted.
-    async fn count_sends_unflushed(&self, counters: &[SendCounter]) -> StoreResult<Option<SendCounter>> {
-        self.write_unflushed(counters.to_vec(), |conn, counters| {
-            Box::pin(async move {
-                savepoint!(conn)?;
-                let full = count_sends_in(conn, counters).await?.cloned();
-                if full.is_some() {
-                    rollback_savepoint!(conn)?;
-                } else {
-                    release_savepoint!(conn)?;
-                }
-                Ok(full)
-            })
+    /// refusal for the first counter that was full, or `None` when all
+    /// were counted.
+    async fn count_sends_unflushed(
+        &self,
+        counters: &[SendCounter],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<SendRefusal>> {
+        self.write_unflushed(counters.to_vec(), move |conn, counters| {
+            Box::pin(count_sends_or_refuse(conn, counters, now))
         })
         .await
         .map_err(map_err)
@@ -276,7 +290,7 @@ impl<T> SendWrite<T> {
     }
 }
 
-pub(crate) fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
+fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
     SendRefusal::Fraud { scope: counter.scope, retry_after_s: counter.retry_after_s(now) }
 }
 
@@ -305,8 +319,8 @@ impl VerificationStore for SqlStore {
         // would hold the tenant's counter row locked through its flush, and
         // a tenant's starts would go one flush at a time.
         let apart = self.is_postgres();
-        if apart && let Some(full) = self.count_sends_unflushed(counters).await? {
-            return Ok(Err(fraud_refusal(&full, v.created_at)));
+        if apart && let Some(refusal) = self.count_sends_unflushed(counters, v.created_at).await? {
+            return Ok(Err(refusal));
         }
         let in_write = if apart { Vec::new() } else { counters.to_vec() };
         let input = (v.clone(), in_write, v.match_key());
@@ -674,21 +688,11 @@ impl VerificationStore for SqlStore {
     }
 
     async fn count_sends(&self, counters: &[SendCounter], now: OffsetDateTime) -> StoreResult<Result<(), SendRefusal>> {
-        let outcome = self
-            .write(counters.to_vec(), move |conn, counters| {
-                Box::pin(async move {
-                    savepoint!(conn)?;
-                    if let Some(full) = count_sends_in(conn, counters).await? {
-                        rollback_savepoint!(conn)?;
-                        return Ok(SendWrite::Refused(fraud_refusal(full, now)));
-                    }
-                    release_savepoint!(conn)?;
-                    Ok(SendWrite::Written(()))
-                })
-            })
+        let refused = self
+            .write(counters.to_vec(), move |conn, counters| Box::pin(count_sends_or_refuse(conn, counters, now)))
             .await
             .map_err(map_err)?;
-        outcome.into_result()
+        Ok(refused.map_or(Ok(()), Err))
     }
 
     async fn prune_send_counters(&self, before_ms: i64) -> StoreResult<u64> {

@@ -18,8 +18,8 @@ use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::row;
-use crate::tx::{Tx, TxFuture, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
-use crate::verifications::{count_sends_in, fraud_refusal};
+use crate::tx::{Tx, TxFuture, exec, fetch};
+use crate::verifications::count_sends_or_refuse;
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 mod claim;
@@ -345,12 +345,9 @@ impl WebhookStore for SqlStore {
         let queued = self
             .write(input, move |conn, (counter, event, endpoint)| {
                 Box::pin(async move {
-                    savepoint!(conn)?;
-                    if let Some(full) = count_sends_in(conn, std::slice::from_ref(counter)).await? {
-                        rollback_savepoint!(conn)?;
-                        return Ok(Err(fraud_refusal(full, now)));
+                    if let Some(refusal) = count_sends_or_refuse(conn, std::slice::from_ref(counter), now).await? {
+                        return Ok(Err(refusal));
                     }
-                    release_savepoint!(conn)?;
                     Ok(Ok(insert_event(conn, event, endpoint).await?))
                 })
             })

@@ -11,6 +11,10 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::store::{DueMessage, Finished, MessageOutcome, WebhookStore};
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT};
 
+use vouchsafe_core::ids::WebhookEndpointId;
+use vouchsafe_core::tenant::Tenant;
+use vouchsafe_store::SqlStore;
+
 use crate::contract::{at, attempt_of, endpoint, finish, tenant};
 use crate::store;
 
@@ -134,17 +138,23 @@ async fn every_claim_takes_exactly_what_the_fair_share_rule_picks() {
     }
 }
 
+/// A tenant with one endpoint and `n` events for it, due at 1, 2, … `n` s.
+async fn one_endpoint_with_events(store: &SqlStore, n: i64) -> (Tenant, WebhookEndpointId) {
+    let t = tenant(store, "a").await;
+    let e = endpoint(store, &t, EventFilter::All, true).await.id;
+    for i in 1..=n {
+        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(i)), Some(&e)).await.unwrap();
+    }
+    (t, e)
+}
+
 /// An endpoint at its share: recording one outcome and claiming in the
 /// same write takes exactly the slot that outcome frees, and never the
 /// message just recorded.
 #[tokio::test]
 async fn an_outcome_frees_its_slot_for_the_claim_in_the_same_write() {
     let (store, _db) = store().await;
-    let t = tenant(&store, "a").await;
-    let e = endpoint(&store, &t, EventFilter::All, true).await.id;
-    for i in 1..=40 {
-        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(i)), Some(&e)).await.unwrap();
-    }
+    one_endpoint_with_events(&store, 40).await;
     let held = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
     assert_eq!(held.len() as i64, IN_FLIGHT_PER_ENDPOINT);
     assert!(store.claim_due_messages(at(100), at(400), 64).await.unwrap().is_empty(), "at its share");
@@ -168,11 +178,7 @@ async fn an_outcome_frees_its_slot_for_the_claim_in_the_same_write() {
 #[tokio::test]
 async fn a_batch_of_outcomes_moves_each_message_on_as_one_would() {
     let (store, _db) = store().await;
-    let t = tenant(&store, "a").await;
-    let e = endpoint(&store, &t, EventFilter::All, true).await.id;
-    for i in 1..=5 {
-        store.enqueue_event(&Event::new(t.id.clone(), EventType::Ping, json!({}), at(i)), Some(&e)).await.unwrap();
-    }
+    let (t, e) = one_endpoint_with_events(&store, 5).await;
     let mut claimed = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
     claimed.sort_by_key(|m| m.event_id.to_string());
     assert_eq!(claimed.len(), 5);
