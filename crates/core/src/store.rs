@@ -734,6 +734,21 @@ pub trait UserStore {
         now: OffsetDateTime,
         lockout: &Lockout,
     ) -> StoreResult<AnswerGate>;
+    /// For an answer already found right (a code checked against the
+    /// user's own authenticators, which costs no more than counting it):
+    /// [`UserStore::reserve_answer`] for `challenge` and, only if that
+    /// counted it, [`UserStore::approve_challenge`] with `used` and the
+    /// approval's event and audit entry, in one transaction where the
+    /// engine allows (SQLite's writer: one durable commit, not two). The
+    /// approval's outcome is `None` when nothing was counted.
+    async fn reserve_and_approve(
+        &self,
+        challenge: &Challenge,
+        lockout: &Lockout,
+        used: Option<&AuthenticatorUse>,
+        now: OffsetDateTime,
+        approved: (&Event, &AuditEntry),
+    ) -> StoreResult<(AnswerGate, Option<ApprovalOutcome>)>;
     /// After a counted answer proved wrong: denies the challenge if this
     /// answer took its last attempt, and locks the user if the failures
     /// reached the threshold, each with its events once.

@@ -4,10 +4,14 @@
 //! applies the outcome in one transaction — the authenticator used up,
 //! the challenge approved or counted, the user's lockout counters, the
 //! events. SECURITY: an answer is counted (the challenge's attempt and the
-//! user's failure, in one conditional transaction) before it is
-//! evaluated, so parallel or expensive answers cannot outrun the limits;
-//! a user locked out gets `423` before anything is checked, and approval
-//! requires the user to be unlocked in the statement that approves.
+//! user's failure, in one conditional transaction) before what it proves
+//! is acted on, so parallel or expensive answers cannot outrun the limits:
+//! a passkey, a recovery code (a slow hash) or a sent code is evaluated
+//! only once counted; a TOTP, HOTP or YubiKey code, whose check costs
+//! less than the count, is checked as the challenge is read and, when
+//! right, counted and approved in one write. A user locked out gets `423`
+//! whatever the answer was, and approval requires the user to be unlocked
+//! in the statement that approves.
 
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -175,10 +179,54 @@ pub enum Answer<'a> {
     Credential(&'a serde_json::Value),
 }
 
-/// Finds what an answer proves for this challenge's factor, if anything.
-/// Recovery codes are checked under `permit` (taken before the answer was
-/// counted).
-async fn proof(
+/// What an answer proves, as far as it is known before it is counted.
+enum Proof {
+    /// Checked as soon as the challenge was read, against the user's own
+    /// authenticators: a TOTP, HOTP or YubiKey code, whose check (an HMAC
+    /// or two, an AES block) costs less than counting it. The use it
+    /// proves when right, `None` when wrong. Acted on only once counted.
+    Known(Option<AuthenticatorUse>),
+    /// Found only after the answer is counted: a passkey assertion, a
+    /// recovery code (a slow hash) or a code sent by a verification.
+    AfterCount,
+}
+
+/// What can be known of an answer before it is counted (see [`Proof`]).
+fn proof_before_count(
+    engine: &Engine,
+    c: &Challenge,
+    authenticators: &[Authenticator],
+    answer: &Answer<'_>,
+) -> ChallengeResult<Proof> {
+    let Some(kind) = c.factor.authenticator_kind() else {
+        return Ok(Proof::AfterCount);
+    };
+    if matches!(kind, AuthenticatorKind::Passkey | AuthenticatorKind::RecoveryCodes) || c.verification_id.is_some() {
+        return Ok(Proof::AfterCount);
+    }
+    let Some(code) = plausible_code(answer) else {
+        return Ok(Proof::Known(None));
+    };
+    for a in authenticators.iter().filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active) {
+        if let Some(used) = match_code(engine, a, code)? {
+            return Ok(Proof::Known(Some(used)));
+        }
+    }
+    Ok(Proof::Known(None))
+}
+
+/// The code an answer gives, if it is one that could be right.
+fn plausible_code<'a>(answer: &Answer<'a>) -> Option<&'a str> {
+    match answer {
+        Answer::Code(code) if !code.is_empty() && code.len() <= 128 => Some(code),
+        _ => None,
+    }
+}
+
+/// Finds what a counted answer proves for a factor of
+/// [`Proof::AfterCount`], if anything. Recovery codes are checked under
+/// `permit` (taken before the answer was counted).
+async fn proof_after_count(
     engine: &Engine,
     c: &Challenge,
     authenticators: Vec<Authenticator>,
@@ -186,42 +234,39 @@ async fn proof(
     answer: &Answer<'_>,
     permit: Option<Permit>,
 ) -> ChallengeResult<Option<Option<AuthenticatorUse>>> {
-    let code = match (answer, c.factor) {
-        (Answer::Credential(credential), Factor::Passkey) => {
-            let Some(ceremony) = &c.passkey_state else {
-                return Ok(None);
-            };
-            // The ceremony's challenge is single-use with the challenge itself.
-            let asserted =
-                passkeys::finish_authentication(engine, &c.tenant_id, &c.user_id, ceremony, credential).await?;
-            return Ok(asserted.map(|a| a.used));
-        }
-        (Answer::Code(code), factor) if factor != Factor::Passkey => *code,
-        _ => return Ok(None),
-    };
-    if code.is_empty() || code.len() > 128 {
-        return Ok(None);
+    if let (Answer::Credential(credential), Factor::Passkey) = (answer, c.factor) {
+        let Some(ceremony) = &c.passkey_state else {
+            return Ok(None);
+        };
+        // The ceremony's challenge is single-use with the challenge itself.
+        let asserted = passkeys::finish_authentication(engine, &c.tenant_id, &c.user_id, ceremony, credential).await?;
+        return Ok(asserted.map(|a| a.used));
     }
+    let Some(code) = plausible_code(answer).filter(|_| c.factor != Factor::Passkey) else {
+        return Ok(None);
+    };
     if let Some(verification_id) = &c.verification_id {
         let checked =
             verifications::check(engine, &c.tenant_id, actor, Target::Id(verification_id.as_str()), code).await?;
         return Ok(checked.valid.then_some(None));
     }
-    let kind = c.factor.authenticator_kind().ok_or_else(|| invalid("factor", "has nothing to check"))?;
-    let candidates: Vec<_> =
-        authenticators.into_iter().filter(|a| a.kind == kind && a.status == AuthenticatorStatus::Active).collect();
-    if kind == AuthenticatorKind::RecoveryCodes {
-        let permit = permit.ok_or(ChallengeError::Engine(EngineError::Saturated))?;
-        let sets: Vec<&Authenticator> = candidates.iter().collect();
-        return Ok(match_recovery_code(engine, permit, &sets, code).await?.map(Some));
+    if c.factor.authenticator_kind() != Some(AuthenticatorKind::RecoveryCodes) {
+        return Err(invalid("factor", "has nothing to check"));
     }
-    for a in &candidates {
-        let used = match_code(engine, a, code)?;
-        if used.is_some() {
-            return Ok(Some(used));
-        }
-    }
-    Ok(None)
+    let permit = permit.ok_or(ChallengeError::Engine(EngineError::Saturated))?;
+    let sets: Vec<&Authenticator> = authenticators
+        .iter()
+        .filter(|a| a.kind == AuthenticatorKind::RecoveryCodes && a.status == AuthenticatorStatus::Active)
+        .collect();
+    Ok(match_recovery_code(engine, permit, &sets, code).await?.map(Some))
+}
+
+/// The event and audit entry of `c`'s approval.
+fn approval_records(c: &Challenge, actor: &str, now: OffsetDateTime) -> (Event, AuditEntry) {
+    (
+        challenge_event(c, EventType::ChallengeApproved, now),
+        AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now),
+    )
 }
 
 /// The lockout rule for an answer of `user`, with the event a lock writes.
@@ -259,27 +304,21 @@ pub async fn count_answer(
     actor: &str,
 ) -> ChallengeResult<(AnswerGate, Lockout)> {
     let settings = engine.store.settings(tenant).await?.value;
-    count_answer_under(engine, &settings, tenant, user, challenge, actor).await
+    let now = engine.clock.now();
+    let lockout = lockout(tenant, user, challenge, &settings, actor, now);
+    let gate = unless_locked(engine, engine.store.reserve_answer(tenant, user, challenge, now, &lockout).await?)?;
+    Ok((gate, lockout))
 }
 
-/// [`count_answer`] under `settings`, the tenant's as already read.
-async fn count_answer_under(
-    engine: &Engine,
-    settings: &Settings,
-    tenant: &TenantId,
-    user: &str,
-    challenge: Option<&ChallengeId>,
-    actor: &str,
-) -> ChallengeResult<(AnswerGate, Lockout)> {
-    let now = engine.clock.now();
-    let lockout = lockout(tenant, user, challenge, settings, actor, now);
-    let gate = engine.store.reserve_answer(tenant, user, challenge, now, &lockout).await?;
+/// A reservation's gate, or `Locked` when the user is, or just became,
+/// locked (then this reservation may have set the lock and queued its
+/// event, which the dispatcher is woken to deliver).
+fn unless_locked(engine: &Engine, gate: AnswerGate) -> ChallengeResult<AnswerGate> {
     if let AnswerGate::Locked(until) = gate {
-        // This reservation may have set the lock (and queued its event).
         engine.wake_dispatcher.notify_one();
         return Err(ChallengeError::Locked(until));
     }
-    Ok((gate, lockout))
+    Ok(gate)
 }
 
 /// An answer that proves a user's factor outside a challenge (the caller
@@ -336,35 +375,54 @@ pub async fn verify(
     // SECURITY: a slow proof takes its permit before anything is counted,
     // so a refusal (429) changes nothing.
     let permit = if c.factor == Factor::RecoveryCode { Some(slow_hash_permit(engine)?) } else { None };
-    let (gate, lockout) = count_answer_under(engine, &settings.value, tenant, &c.user_id, Some(&c.id), actor).await?;
-    let AnswerGate::Counted { attempt, failures } = gate else {
+    let lockout = lockout(tenant, &c.user_id, Some(&c.id), &settings.value, actor, now);
+    // SECURITY: what is known before the count is acted on only after it;
+    // a right code known here is counted and approved in one write.
+    let proof = proof_before_count(engine, &c, &authenticators, &answer)?;
+    let (gate, approval) = match &proof {
+        Proof::Known(Some(used)) => {
+            let (event, audit) = approval_records(&c, actor, now);
+            engine.store.reserve_and_approve(&c, &lockout, Some(used), now, (&event, &audit)).await?
+        }
+        _ => (engine.store.reserve_answer(tenant, &c.user_id, Some(&c.id), now, &lockout).await?, None),
+    };
+    let AnswerGate::Counted { attempt, failures } = unless_locked(engine, gate)? else {
         return Ok(Answered { challenge: engine.store.challenge(tenant, id).await?, token: None });
     };
-    if let Some(used) = proof(engine, &c, authenticators, actor, &answer, permit).await? {
-        let event = challenge_event(&c, EventType::ChallengeApproved, now);
-        let audit = AuditEntry::new(actor, "challenge.approved", c.id.as_str(), c.factor.as_str(), now);
-        match engine.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await? {
-            ApprovalOutcome::Approved(approved) => {
-                engine.wake_dispatcher.notify_one();
-                metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "approved").increment(1);
-                let approved = *approved;
-                let token = engine.token_signer.sign(&approved, now);
-                tracing::info!(challenge_id = %c.id, factor = c.factor.as_str(), "challenge approved");
-                return Ok(Answered { challenge: approved, token: Some(token) });
+    let approval = match (approval, proof) {
+        (Some(outcome), _) => Some(outcome),
+        (None, Proof::AfterCount) => match proof_after_count(engine, &c, authenticators, actor, &answer, permit).await?
+        {
+            Some(used) => {
+                let (event, audit) = approval_records(&c, actor, now);
+                Some(engine.store.approve_challenge(&c, used.as_ref(), now, &event, &audit).await?)
             }
-            ApprovalOutcome::NotPending => {
-                // Denied, expired, or the user was locked meanwhile.
-                let after = engine.store.challenge(tenant, id).await?;
-                let user = engine.store.user(tenant, &c.user_id).await?;
-                if let Some(until) = user.locked_until.filter(|until| *until > now) {
-                    return Err(ChallengeError::Locked(until));
-                }
-                return Ok(Answered { challenge: after, token: None });
-            }
-            ApprovalOutcome::Replayed => {
-                tracing::warn!(target: "vouchsafe::security", challenge_id = %c.id, "a code was replayed");
-            }
+            None => None,
+        },
+        (None, Proof::Known(_)) => None,
+    };
+    match approval {
+        Some(ApprovalOutcome::Approved(approved)) => {
+            engine.wake_dispatcher.notify_one();
+            metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "approved").increment(1);
+            let approved = *approved;
+            let token = engine.token_signer.sign(&approved, now);
+            tracing::info!(challenge_id = %c.id, factor = c.factor.as_str(), "challenge approved");
+            return Ok(Answered { challenge: approved, token: Some(token) });
         }
+        Some(ApprovalOutcome::NotPending) => {
+            // Denied, expired, or the user was locked meanwhile.
+            let after = engine.store.challenge(tenant, id).await?;
+            let user = engine.store.user(tenant, &c.user_id).await?;
+            if let Some(until) = user.locked_until.filter(|until| *until > now) {
+                return Err(ChallengeError::Locked(until));
+            }
+            return Ok(Answered { challenge: after, token: None });
+        }
+        Some(ApprovalOutcome::Replayed) => {
+            tracing::warn!(target: "vouchsafe::security", challenge_id = %c.id, "a code was replayed");
+        }
+        None => {}
     }
     metrics::counter!("vouchsafe_challenge_answers_total", "factor" => c.factor.as_str(), "outcome" => "wrong")
         .increment(1);

@@ -254,6 +254,15 @@ enum Step {
     Stop(ApprovalOutcome),
 }
 
+impl Step {
+    fn into_outcome(self) -> StoreResult<ApprovalOutcome> {
+        Ok(match self {
+            Step::Done(approved) => ApprovalOutcome::Approved(Box::new((*approved).try_into()?)),
+            Step::Stop(outcome) => outcome,
+        })
+    }
+}
+
 /// SECURITY: locks a user whose counted failures reached the threshold and
 /// who is not locked yet, writing `user.locked` (event and audit entry)
 /// only when this statement set the lock: one lock, one event, however
@@ -448,6 +457,7 @@ impl SqlStore {
     }
 }
 
+mod answer;
 mod to_answer;
 
 #[async_trait]
@@ -843,54 +853,59 @@ impl UserStore for SqlStore {
         }
         let (c, used, event, audit) = (c.clone(), used.cloned(), event.clone(), audit.clone());
         let key = self.audit_key().map_err(map_err)?;
-        let step = self.write((key, c, used, event, audit), move |conn, (key, c, used, event, audit)| Box::pin(async move {
-            // Its own savepoint: a challenge no longer pending must undo the
-            // counter it already moved, and still answer, not fail.
-            savepoint!(conn)?;
-            let moved = match &used {
-                None => 1,
-                Some(AuthenticatorUse::Counter { id, value }) => exec!(
-                    conn,
-                    "UPDATE authenticators SET counter = $1, last_used_at = $2 \
-                     WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
-                    [*value, at, c.tenant_id.as_str(), id.as_str()]
-                )?,
-                Some(AuthenticatorUse::RecoveryCode { id, index }) => exec!(
-                    conn,
-                    "UPDATE recovery_codes SET used_at = $1 WHERE authenticator_id = $2 AND idx = $3 AND used_at IS NULL",
-                    [at, id.as_str(), *index]
-                )?,
-            };
-            if moved != 1 {
-                // Nothing was changed: closing the savepoint keeps nothing.
-                release_savepoint!(conn)?;
-                return Ok(Step::Stop(ApprovalOutcome::Replayed));
+        let step = self
+            .write((key, c, used, event, audit), move |conn, (key, c, used, event, audit)| {
+                Box::pin(answer::approve(conn, key, c, used.as_ref(), (event, audit), at))
+            })
+            .await
+            .map_err(map_err)?;
+        step.into_outcome()
+    }
+
+    async fn reserve_and_approve(
+        &self,
+        c: &Challenge,
+        lockout: &Lockout,
+        used: Option<&AuthenticatorUse>,
+        now: OffsetDateTime,
+        approved: (&Event, &AuditEntry),
+    ) -> StoreResult<(AnswerGate, Option<ApprovalOutcome>)> {
+        if self.is_postgres() {
+            // Each is one statement here (one round trip and commit);
+            // one transaction of both would add the round trips of its
+            // BEGIN and COMMIT.
+            let gate = self.reserve_answer(&c.tenant_id, &c.user_id, Some(&c.id), now, lockout).await?;
+            if !matches!(gate, AnswerGate::Counted { .. }) {
+                return Ok((gate, None));
             }
-            // RETURNING: the caller answers with the approved challenge as
-            // written, without reading it again.
-            let approve =
-                concat!(approve_challenge_if_approvable!("$1", "$2", "$3"), " RETURNING ", challenge_columns!());
-            let Some(approved) = fetch!(conn, optional ChallengeRow, approve, [at, c.tenant_id.as_str(), c.id.as_str()])?
-            else {
-                rollback_savepoint!(conn)?;
-                return Ok(Step::Stop(ApprovalOutcome::NotPending));
-            };
-            exec!(
-                conn,
-                "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
-                [at, c.tenant_id.as_str(), &c.user_id]
-            )?;
-            insert_event(conn, event, "").await?;
-            append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
-            release_savepoint!(conn)?;
-            Ok::<_, sqlx::Error>(Step::Done(Box::new(approved)))
-        }))
-        .await
-        .map_err(map_err)?;
-        Ok(match step {
-            Step::Done(approved) => ApprovalOutcome::Approved(Box::new((*approved).try_into()?)),
-            Step::Stop(outcome) => outcome,
-        })
+            let (event, audit) = approved;
+            return Ok((gate, Some(self.approve_challenge(c, used, now, event, audit).await?)));
+        }
+        let at = to_unix_ms(now);
+        let input = (
+            self.audit_key().map_err(map_err)?,
+            c.clone(),
+            lockout.clone(),
+            used.cloned(),
+            approved.0.clone(),
+            approved.1.clone(),
+        );
+        let (gate, step) = self
+            .write(input, move |conn, (key, c, lockout, used, event, audit)| {
+                Box::pin(async move {
+                    let gate =
+                        answer::reserve(conn, key, c.tenant_id.as_str(), &c.user_id, Some(c.id.as_str()), lockout, at)
+                            .await?;
+                    if !matches!(gate, AnswerGate::Counted { .. }) {
+                        return Ok((gate, None));
+                    }
+                    let step = answer::approve(conn, key, c, used.as_ref(), (event, audit), at).await?;
+                    Ok::<_, sqlx::Error>((gate, Some(step)))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        Ok((gate, step.map(Step::into_outcome).transpose()?))
     }
 
     async fn reserve_answer(
@@ -913,45 +928,7 @@ impl UserStore for SqlStore {
         let key = self.audit_key().map_err(map_err)?;
         let gate = self
             .write((key, tenant, user, challenge, lockout), move |conn, (key, tenant, user, challenge, lockout)| {
-                Box::pin(async move {
-                    savepoint!(conn)?;
-                    let counted = fetch!(
-                        conn,
-                        optional(i64,),
-                        count_user_answer!(),
-                        [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold)]
-                    )?;
-                    let Some((failures,)) = counted else {
-                        // Locked, or as many answers counted as the threshold allows:
-                        // the user is locked (now, if no answer has locked it yet).
-                        lock_at_threshold(conn, key, tenant, user, at, lockout).await?;
-                        let (until,) = fetch!(
-                            conn,
-                            one(i64,),
-                            "SELECT locked_until FROM users WHERE tenant_id = $1 AND id = $2",
-                            [tenant.as_str(), user.as_str()]
-                        )?;
-                        release_savepoint!(conn)?;
-                        return Ok(AnswerGate::Locked(from_unix_ms(until)));
-                    };
-                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-                    let mut attempt = 0;
-                    if let Some(id) = &challenge {
-                        let taken = fetch!(
-                            conn,
-                            optional(i64,),
-                            take_challenge_attempt!(""),
-                            [at, tenant.as_str(), user.as_str(), i64::from(lockout.threshold), id.as_str()]
-                        )?;
-                        let Some((taken,)) = taken else {
-                            rollback_savepoint!(conn)?;
-                            return Ok(AnswerGate::NotPending);
-                        };
-                        attempt = u32::try_from(taken).unwrap_or(u32::MAX);
-                    }
-                    release_savepoint!(conn)?;
-                    Ok::<_, sqlx::Error>(AnswerGate::Counted { attempt, failures })
-                })
+                Box::pin(answer::reserve(conn, key, tenant, user, challenge.as_deref(), lockout, at))
             })
             .await
             .map_err(map_err)?;

@@ -44,7 +44,7 @@ async fn user(store: &SqlStore, t: &Tenant, id: &str) {
     store.put_user(&t.id, id, &contacts, false, at(0), &audit("user.put")).await.unwrap();
 }
 
-fn totp(t: &Tenant, user: &str, status: AuthenticatorStatus) -> Authenticator {
+pub(crate) fn totp(t: &Tenant, user: &str, status: AuthenticatorStatus) -> Authenticator {
     Authenticator {
         id: AuthenticatorId::generate(),
         tenant_id: t.id.clone(),
