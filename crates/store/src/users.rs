@@ -247,6 +247,34 @@ impl TryFrom<ChallengeRow> for Challenge {
     }
 }
 
+/// What PostgreSQL's one-statement approval found: the counter moved (0
+/// or 1), the challenge approvable in its snapshot (0 or 1), and the
+/// approved challenge as the statement wrote it, if it did.
+struct ApprovalRow {
+    moved: i64,
+    approvable: i64,
+    approved: Option<ChallengeRow>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ApprovalRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let approved = row.try_get::<Option<String>, _>("id")?.map(|_| ChallengeRow::from_row(row)).transpose()?;
+        Ok(ApprovalRow { moved: row.try_get("moved")?, approvable: row.try_get("approvable")?, approved })
+    }
+}
+
+/// The same columns in place (`fetch!` reads either engine; the statement
+/// itself runs only on PostgreSQL).
+impl crate::sqlite_reads::FromSqliteRow for ApprovalRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        use crate::sqlite_reads::column;
+        let approved =
+            column::<Option<String>>(row, 2, "id")?.map(|_| ChallengeRow::from_sqlite_at(row, 2)).transpose()?;
+        Ok(ApprovalRow { moved: column(row, 0, "moved")?, approvable: column(row, 1, "approvable")?, approved })
+    }
+}
+
 /// Whether an approval went through (the approved row), or why it
 /// stopped (then rolled back).
 enum Step {
@@ -406,24 +434,26 @@ impl SqlStore {
              WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
              AND EXISTS (SELECT 1 FROM approvable) RETURNING id), approved AS (",
             approve_challenge_if_approvable!("$14", "$3", "$6"),
-            " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING id), \
-             cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
+            " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING ",
+            challenge_columns!(),
+            "), cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
              WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), ",
             approval_effects!(),
-            "SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM approvable), \
-             (SELECT COUNT(*) FROM approved)"
+            "SELECT (SELECT COUNT(*) FROM moved) AS moved, (SELECT COUNT(*) FROM approvable) AS approvable, ",
+            challenge_columns!(),
+            " FROM (SELECT 1 AS one) AS one LEFT JOIN approved ON TRUE"
         );
         let (authenticator, value) = match used {
             Some(AuthenticatorUse::Counter { id, value }) => (id.as_str().to_owned(), *value),
             _ => (String::new(), 0),
         };
         let input = (c.clone(), authenticator, value, event.clone(), audit.clone());
-        let (moved, approvable, approved) = self
+        let ApprovalRow { moved, approvable, approved } = self
             .write_statement(input, move |conn, (c, authenticator, value, event, audit)| {
                 Box::pin(async move {
                     fetch!(
                         conn,
-                        one(i64, i64, i64),
+                        one ApprovalRow,
                         approve,
                         [
                             event.id.as_str(),
@@ -449,10 +479,10 @@ impl SqlStore {
             .await
             .map_err(map_err)?;
         Ok(match (approved, approvable, moved) {
-            (1, _, _) => ApprovalOutcome::Approved(Box::new(self.challenge(&c.tenant_id, &c.id).await?)),
-            (_, 0, _) => ApprovalOutcome::NotPending,
-            (_, _, 0) if used.is_some() => ApprovalOutcome::Replayed,
-            _ => ApprovalOutcome::NotPending,
+            (Some(row), _, _) => ApprovalOutcome::Approved(Box::new(row.try_into()?)),
+            (None, 0, _) => ApprovalOutcome::NotPending,
+            (None, _, 0) if used.is_some() => ApprovalOutcome::Replayed,
+            (None, _, _) => ApprovalOutcome::NotPending,
         })
     }
 }
