@@ -111,10 +111,17 @@ impl ApiKeyStore for SqlStore {
             let row = read!(self, optional ApiKeyRow, sql, [secret_hash])?;
             row.map(ApiKey::try_from).transpose()
         };
-        // On SQLite the read is a call on a reader thread: nothing to save.
-        // On PostgreSQL it is a round trip on every request (`key_cache`).
-        let Db::Postgres { pool, keys, .. } = self.db() else { return read().await };
-        keys.follow(pool);
+        // Kept while changes to keys are heard (`key_cache`).
+        let keys = match self.db() {
+            Db::Postgres { pool, keys, .. } => {
+                keys.follow(pool);
+                keys
+            }
+            Db::Sqlite { readers, keys, .. } => {
+                keys.follow_file(readers);
+                keys
+            }
+        };
         if let Some(key) = keys.get(secret_hash) {
             return Ok(Some(key));
         }
@@ -171,14 +178,13 @@ impl ApiKeyStore for SqlStore {
                 },
             )
             .await;
-        if let Db::Postgres { keys, .. } = self.db() {
-            // This node's kept keys at once, whatever its listener has
-            // heard; every other node's within `SETTLE`, so it answers
-            // only then (see `key_cache`).
-            keys.forget_all();
-            if matches!(revoked, Ok(1)) {
-                tokio::time::sleep(key_cache::SETTLE).await;
-            }
+        // This node's kept keys at once, whatever it has heard; every other
+        // node's (or process's, on a SQLite file) within `SETTLE`, so it
+        // answers only then (see `key_cache`).
+        let (Db::Postgres { keys, .. } | Db::Sqlite { keys, .. }) = self.db();
+        keys.forget_all();
+        if matches!(revoked, Ok(1)) {
+            tokio::time::sleep(key_cache::SETTLE).await;
         }
         one_row(revoked, StoreError::NotFound)
     }

@@ -1,6 +1,9 @@
-//! API keys by the keyed hash of their secret, kept between requests on
-//! PostgreSQL. Every API request authenticates, and there reading the key
-//! was a round trip of its own: one of a wrong-code check's two.
+//! API keys by the keyed hash of their secret, kept between requests.
+//! Every API request authenticates. On PostgreSQL reading the key was a
+//! round trip of its own, one of a wrong-code check's two; on SQLite a
+//! read transaction of its own, which under a steady writer finds its
+//! connection's page cache emptied and reads its pages again (8% of the
+//! server's time on wrong TOTP answers, `bench/RESULTS.md`).
 //!
 //! A kept key must stop working on every node once it is revoked. Each
 //! revocation notifies the channel [`CHANNEL`] inside its own transaction,
@@ -27,6 +30,20 @@
 //! node accepts the key: the contract's "the key's next request answers
 //! 401" holds on every node, not just the revoking one.
 //!
+//! On SQLite the processes sharing the file (servers, the CLI, an
+//! operator's shell) have no channel, so the file counts instead: triggers
+//! add one to `meta`'s `api_key_changes` in the transaction of every
+//! change to a key, however made (migration 0016). Each process polls the
+//! count every [`BEAT`], stamping a poll before its read begins; a count
+//! that moved forgets every kept key, and kept keys are served only until
+//! [`TRUST`] after the stamp of the latest poll that read. The same bound
+//! follows: a process still serving a key revoked at R is serving on a
+//! poll whose read began before R (a later one would have seen the count
+//! move and forgotten), so it stops by R + [`TRUST`]; the revoking process
+//! waits [`SETTLE`] before it answers. One machine, one monotonic clock:
+//! no allowance for clocks is needed there, the margin is kept anyway. A
+//! poll that fails (the file unreadable, the count gone) stops serving.
+//!
 //! Only keys that exist are kept (an unknown secret reads the database each
 //! time, so an outsider cannot grow the map), and the map is bounded.
 
@@ -39,13 +56,17 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use vouchsafe_core::api_key::ApiKey;
 
+use crate::sqlite_reads::Readers;
+
 /// The channel revocations and beats are notified on.
 pub(crate) const CHANNEL: &str = "vouchsafe_api_keys";
 /// What a revocation notifies (anything that is not a beat forgets all).
 pub(crate) const REVOKED: &str = "revoked";
-/// How often each node notifies its numbered beat.
+/// How often each node notifies its numbered beat (PostgreSQL), or polls
+/// the count of key changes (SQLite).
 const BEAT: Duration = Duration::from_millis(250);
-/// How long after sending its own latest beat heard a node serves kept keys.
+/// How long after sending its own latest beat heard (or beginning its
+/// latest poll) a node serves kept keys.
 const TRUST: Duration = Duration::from_secs(1);
 /// How long a revocation waits after its commit before it answers: past
 /// [`TRUST`] by a margin for the rate at which two machines' clocks run.
@@ -149,10 +170,11 @@ impl KeyCache {
         }
     }
 
-    /// Serves until [`TRUST`] after the sending of an own beat just heard.
-    fn heard_own_beat(&self, sent: Instant) {
+    /// Serves until [`TRUST`] after `since`: the sending of an own beat
+    /// just heard, or the start of a poll that found no change.
+    fn trust_from(&self, since: Instant) {
         if let Ok(mut state) = self.state.lock() {
-            state.serve_until = Some(sent + TRUST);
+            state.serve_until = Some(since + TRUST);
         }
     }
 
@@ -165,6 +187,49 @@ impl KeyCache {
         }
         tokio::spawn(listen(Arc::downgrade(self), pool.clone()));
         tokio::spawn(beat(Arc::downgrade(self), pool.clone(), self.node.clone(), self.born));
+    }
+
+    /// Starts following changes to keys in a SQLite file (once per
+    /// cache): a poll of its count every [`BEAT`] through `readers`, until
+    /// the cache is dropped.
+    pub(crate) fn follow_file(self: &Arc<Self>, readers: &Arc<Readers>) {
+        if self.following.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(poll(Arc::downgrade(self), readers.clone()));
+    }
+}
+
+/// Polls the SQLite file's count of key changes until the cache is gone:
+/// a count that moved forgets every kept key, each poll that read serves
+/// until [`TRUST`] after it began, one that failed stops serving.
+async fn poll(cache: Weak<KeyCache>, readers: Arc<Readers>) {
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<String> = None;
+    loop {
+        tick.tick().await;
+        let Some(kept) = cache.upgrade() else { return };
+        // Stamped before the read begins, so never later than its snapshot.
+        let began = Instant::now();
+        let count = readers.read(|conn| {
+            conn.prepare_cached("SELECT value FROM meta WHERE key = 'api_key_changes'")?
+                .query_row([], |row| row.get::<_, String>(0))
+        });
+        match count {
+            Ok(count) => {
+                if last.as_ref().is_some_and(|last| *last != count) {
+                    kept.forget_all();
+                }
+                last = Some(count);
+                kept.trust_from(began);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the count of API-key changes; keys are read each time");
+                last = None;
+                kept.stop_serving();
+            }
+        }
     }
 }
 
@@ -248,7 +313,7 @@ async fn hear(cache: &Weak<KeyCache>, listener: &mut PgListener) {
         match parse_beat(notification.payload()) {
             Some(beat) if beat.node == kept.node => {
                 if own.in_sequence(beat.number) {
-                    kept.heard_own_beat(kept.born + Duration::from_millis(beat.sent_ms));
+                    kept.trust_from(kept.born + Duration::from_millis(beat.sent_ms));
                 } else {
                     kept.stop_serving();
                 }
@@ -316,24 +381,24 @@ mod tests {
         let cache = KeyCache::default();
         cache.put("h", &key(), cache.epoch());
         assert_eq!(cache.get("h"), None, "not serving: nothing kept");
-        cache.heard_own_beat(Instant::now());
+        cache.trust_from(Instant::now());
         cache.put("h", &key(), cache.epoch());
         assert_eq!(cache.get("h"), Some(key()));
-        cache.heard_own_beat(Instant::now() - TRUST);
+        cache.trust_from(Instant::now() - TRUST);
         assert_eq!(cache.get("h"), None, "a beat sent longer ago than TRUST serves nothing, however late heard");
     }
 
     #[test]
     fn a_lookup_that_began_before_a_forgetting_keeps_nothing() {
         let cache = KeyCache::default();
-        cache.heard_own_beat(Instant::now());
+        cache.trust_from(Instant::now());
         let began = cache.epoch();
         cache.forget_all();
         cache.put("h", &key(), began);
         assert_eq!(cache.get("h"), None);
         cache.put("h", &key(), cache.epoch());
         cache.stop_serving();
-        cache.heard_own_beat(Instant::now());
+        cache.trust_from(Instant::now());
         assert_eq!(cache.get("h"), None, "stopping forgets what was kept");
     }
 
@@ -352,7 +417,7 @@ mod tests {
     #[test]
     fn the_map_never_grows_past_its_bound() {
         let cache = KeyCache::default();
-        cache.heard_own_beat(Instant::now());
+        cache.trust_from(Instant::now());
         for n in 0..MAX_KEYS + 5 {
             cache.put(&format!("h{n}"), &key(), cache.epoch());
         }

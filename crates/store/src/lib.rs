@@ -72,6 +72,9 @@ pub(crate) enum Db {
         writer: group_commit::GroupCommit,
         /// The point reads of the request path, in place ([`read!`](sqlite_reads::read)).
         readers: std::sync::Arc<sqlite_reads::Readers>,
+        /// API keys kept between requests while the file's count of key
+        /// changes is polled (see `key_cache`).
+        keys: std::sync::Arc<key_cache::KeyCache>,
         /// How [`SqlStore::migrate`] opens the one other connection that
         /// may change the file, for the schema, before serving.
         schema: Box<sqlx::sqlite::SqliteConnectOptions>,
@@ -158,7 +161,7 @@ impl SqlStore {
                     .map_err(|e| crate::setup_failed(format!("cannot open SQLite database {}: {e}", path.display())))?;
                 let readers = std::sync::Arc::new(sqlite_reads::Readers::new(path));
                 Self {
-                    db: Db::Sqlite { pool, writer, readers, schema: Box::new(schema) },
+                    db: Db::Sqlite { pool, writer, readers, keys: Default::default(), schema: Box::new(schema) },
                     audit_key: Default::default(),
                     settings: Default::default(),
                 }
