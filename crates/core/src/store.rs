@@ -564,14 +564,39 @@ pub struct FailureOutcome {
 }
 
 /// The lockout rule as one answer meets it: how many counted answers lock
-/// the user, until when, and what the lock writes. The `user.locked`
-/// event and audit entry are written only by the statement that sets the
-/// lock, so one lock emits one event however many answers race.
+/// the user, until when, and whose answer it is (what a lock writes). The
+/// `user.locked` event and audit entry are written only by the statement
+/// that sets the lock, so one lock emits one event however many answers
+/// race; they are built only then ([`Lockout::locked`]), since nearly
+/// every answer locks no one.
 #[derive(Debug, Clone)]
 pub struct Lockout {
     pub threshold: u32,
     pub lock_until: OffsetDateTime,
-    pub locked: (Event, AuditEntry),
+    pub tenant: TenantId,
+    pub user: String,
+    /// The challenge answered, if the answer was to one.
+    pub challenge: Option<ChallengeId>,
+    /// Who answered, as the audit entry names them.
+    pub actor: String,
+    pub at: OffsetDateTime,
+}
+
+impl Lockout {
+    /// The `user.locked` event and audit entry of this lock.
+    pub fn locked(&self) -> (Event, AuditEntry) {
+        let mut body = serde_json::json!({
+            "user_id": self.user,
+            "locked_until": crate::clock::rfc3339(self.lock_until),
+        });
+        if let Some(id) = &self.challenge {
+            body["challenge_id"] = serde_json::json!(id.as_str());
+        }
+        (
+            Event::new(self.tenant.clone(), EventType::UserLocked, body, self.at),
+            AuditEntry::new(&self.actor, "user.locked", format!("user:{}", self.user), "locked", self.at),
+        )
+    }
 }
 
 /// Events and audit entries a failure may need, decided by the caller.
@@ -842,5 +867,37 @@ mod tests {
             .map(MessageOutcome::as_str)
             .into();
         assert_eq!(names, ["delivered", "failed", "dead", "gone"]);
+    }
+
+    /// A lock's event and audit entry name the user, the lock's end and
+    /// the challenge answered (when there was one), at the answer's time.
+    #[test]
+    fn a_lock_writes_what_its_answer_met() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let challenge = ChallengeId::generate();
+        let mut lockout = Lockout {
+            threshold: 3,
+            lock_until: at + time::Duration::seconds(300),
+            tenant: TenantId::from_stored("ten_a".into()),
+            user: "u1".into(),
+            challenge: Some(challenge.clone()),
+            actor: "key_a".into(),
+            at,
+        };
+        let (event, audit) = lockout.locked();
+        assert_eq!(
+            (event.event_type, event.tenant_id.as_str(), event.created_at),
+            (EventType::UserLocked, "ten_a", at)
+        );
+        let expected = serde_json::json!({
+            "user_id": "u1",
+            "locked_until": "2023-11-14T22:18:20Z",
+            "challenge_id": challenge.as_str(),
+        });
+        assert_eq!(event.data, expected);
+        let named = (audit.actor.as_str(), audit.action.as_str(), audit.target.as_str(), audit.outcome.as_str());
+        assert_eq!((named, audit.at), (("key_a", "user.locked", "user:u1", "locked"), at));
+        lockout.challenge = None;
+        assert_eq!(lockout.locked().0.data.get("challenge_id"), None, "no challenge, no id");
     }
 }

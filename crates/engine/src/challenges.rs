@@ -269,7 +269,8 @@ fn approval_records(c: &Challenge, actor: &str, now: OffsetDateTime) -> (Event, 
     )
 }
 
-/// The lockout rule for an answer of `user`, with the event a lock writes.
+/// The lockout rule for an answer of `user` (the event a lock writes is
+/// built only if one is: [`Lockout::locked`]).
 fn lockout(
     tenant: &TenantId,
     user: &str,
@@ -278,18 +279,14 @@ fn lockout(
     actor: &str,
     now: OffsetDateTime,
 ) -> Lockout {
-    let lock_until = now + Duration::seconds(i64::from(settings.lockout.duration_s));
-    let mut body = json!({"user_id": user, "locked_until": vouchsafe_core::clock::rfc3339(lock_until)});
-    if let Some(id) = challenge {
-        body["challenge_id"] = json!(id.as_str());
-    }
     Lockout {
         threshold: settings.lockout.threshold,
-        lock_until,
-        locked: (
-            Event::new(tenant.clone(), EventType::UserLocked, body, now),
-            AuditEntry::new(actor, "user.locked", format!("user:{user}"), "locked", now),
-        ),
+        lock_until: now + Duration::seconds(i64::from(settings.lockout.duration_s)),
+        tenant: tenant.clone(),
+        user: user.to_owned(),
+        challenge: challenge.cloned(),
+        actor: actor.to_owned(),
+        at: now,
     }
 }
 

@@ -310,8 +310,9 @@ async fn lock_at_threshold(
         [to_unix_ms(lockout.lock_until), at, tenant, user, i64::from(lockout.threshold)]
     )?;
     if locked == 1 {
-        insert_event(conn, &lockout.locked.0, "").await?;
-        append_audit(conn, key, tenant, &lockout.locked.1).await?;
+        let (event, audit) = lockout.locked();
+        insert_event(conn, &event, "").await?;
+        append_audit(conn, key, tenant, &audit).await?;
     }
     Ok(locked == 1)
 }

@@ -50,10 +50,11 @@ fn lockout(t: &Tenant, threshold: u32) -> Lockout {
     Lockout {
         threshold,
         lock_until: at(1_000),
-        locked: (
-            Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), at(3)),
-            audit("user.locked"),
-        ),
+        tenant: t.id.clone(),
+        user: "u1".into(),
+        challenge: None,
+        actor: "key_test".into(),
+        at: at(3),
     }
 }
 

@@ -684,7 +684,11 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     let lockout = Lockout {
         threshold: 1,
         lock_until: at(1_700_001_000),
-        locked: (Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), now), audit("user.locked")),
+        tenant: t.id.clone(),
+        user: "u1".into(),
+        challenge: None,
+        actor: "key_test".into(),
+        at: now,
     };
     let gate = store.reserve_answer(&t.id, "u1", Some(&first.id), now, &lockout).await.unwrap();
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
@@ -728,7 +732,11 @@ async fn an_answer_to_a_challenge_no_longer_pending_counts_nothing() {
     let lockout = Lockout {
         threshold: 3,
         lock_until: at(1_700_001_000),
-        locked: (Event::new(t.id.clone(), EventType::UserLocked, json!({"user_id": "u1"}), now), audit("user.locked")),
+        tenant: t.id.clone(),
+        user: "u1".into(),
+        challenge: None,
+        actor: "key_test".into(),
+        at: now,
     };
     let gate = store.reserve_answer(&t.id, "u1", Some(&ended.id), now, &lockout).await.unwrap();
     assert_eq!(gate, AnswerGate::NotPending);
