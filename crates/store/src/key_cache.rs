@@ -178,11 +178,18 @@ impl KeyCache {
         }
     }
 
+    /// Whether this call is the first to start following. Every key
+    /// lookup asks, so later calls only read the flag: a swap on each
+    /// would write its cache line from every worker thread.
+    fn first_to_follow(&self) -> bool {
+        !self.following.load(Ordering::Acquire) && !self.following.swap(true, Ordering::AcqRel)
+    }
+
     /// Starts following revocations (once per cache): a listener on its
     /// own connection, and this node's beats sent through `pool`. Both
     /// end soon after the cache is dropped.
     pub(crate) fn follow(self: &Arc<Self>, pool: &sqlx::PgPool) {
-        if self.following.swap(true, Ordering::AcqRel) {
+        if !self.first_to_follow() {
             return;
         }
         tokio::spawn(listen(Arc::downgrade(self), pool.clone()));
@@ -193,7 +200,7 @@ impl KeyCache {
     /// cache): a poll of its count every [`BEAT`] through `readers`, until
     /// the cache is dropped.
     pub(crate) fn follow_file(self: &Arc<Self>, readers: &Arc<Readers>) {
-        if self.following.swap(true, Ordering::AcqRel) {
+        if !self.first_to_follow() {
             return;
         }
         tokio::spawn(poll(Arc::downgrade(self), readers.clone()));
