@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::api_key::{ApiKey, NewApiKey};
 use crate::audit::{AuditEntry, AuditEvent};
-use crate::authenticator::{Authenticator, AuthenticatorUse};
+use crate::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorUse};
 use crate::caller::{CallerMethod, CallerStatus, CallerVerification};
 use crate::challenge::Challenge;
 use crate::channel::Channel;
@@ -676,6 +676,14 @@ pub trait UserStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<ImportOutcome>;
+    /// Which of `users` have an active authenticator, and of which kind:
+    /// one `(user, kind)` per such authenticator, in no order. One read
+    /// for the whole list (an import checks its users before writing).
+    async fn active_authenticators_among(
+        &self,
+        tenant: &TenantId,
+        users: &[String],
+    ) -> StoreResult<Vec<(String, AuthenticatorKind)>>;
     async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>>;
     async fn authenticator(&self, tenant: &TenantId, user: &str, id: &AuthenticatorId) -> StoreResult<Authenticator>;
     /// Unconfirmed → active, moving the counter forward (the confirming

@@ -24,7 +24,7 @@ use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
-use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
+use crate::tx::{Tx, exec, fetch};
 use crate::webhooks::{approval_effects, insert_event};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -489,6 +489,7 @@ impl SqlStore {
 }
 
 mod answer;
+mod import;
 mod to_answer;
 
 #[async_trait]
@@ -616,45 +617,15 @@ impl UserStore for SqlStore {
         now: OffsetDateTime,
         audit: &AuditEntry,
     ) -> StoreResult<ImportOutcome> {
-        let at = to_unix_ms(now);
-        let input = (self.audit_key().map_err(map_err)?, tenant.clone(), items.to_vec(), audit.clone());
-        self.write(input, move |conn, (key, tenant, items, audit)| {
-            Box::pin(async move {
-                let tenant = tenant.as_str();
-                // Its own savepoint: an import refused part-way must undo
-                // the items it already inserted, and still answer, not fail.
-                savepoint!(conn)?;
-                for (index, a) in items.iter().enumerate() {
-                    exec!(
-                        conn,
-                        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
-                         locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
-                         ON CONFLICT (tenant_id, id) DO NOTHING",
-                        [tenant, &a.user_id, at]
-                    )?;
-                    // Unconfirmed left-overs always go; an active
-                    // authenticator only when replacing.
-                    let only_unconfirmed = mode == ImportMode::KeepActive;
-                    exec!(
-                        conn,
-                        "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2 AND type = $3 \
-                         AND ($4 = FALSE OR status <> 'active')",
-                        [tenant, &a.user_id, a.kind.as_str(), only_unconfirmed]
-                    )?;
-                    // The insert itself refuses while an active one is there,
-                    // so an enrollment confirmed meanwhile is never overwritten.
-                    if insert_authenticator(conn, a, Insert::UnlessActive).await? == 0 {
-                        rollback_savepoint!(conn)?;
-                        return Ok(ImportOutcome::WouldReplace { index });
-                    }
-                }
-                append_audit(conn, key, tenant, audit).await?;
-                release_savepoint!(conn)?;
-                Ok(ImportOutcome::Imported(items.len() as u64))
-            })
-        })
-        .await
-        .map_err(map_err)
+        import::import(self, tenant, items, mode, now, audit).await
+    }
+
+    async fn active_authenticators_among(
+        &self,
+        tenant: &TenantId,
+        users: &[String],
+    ) -> StoreResult<Vec<(String, AuthenticatorKind)>> {
+        import::active_among(self, tenant, users).await
     }
 
     async fn authenticators(&self, tenant: &TenantId, user: &str) -> StoreResult<Vec<Authenticator>> {

@@ -807,4 +807,66 @@ async fn an_import_replaces_an_active_authenticator_only_when_told_to() {
 
     assert_eq!(import(vec![newcomer, again.clone()], ImportMode::Replace).await.unwrap(), ImportOutcome::Imported(2));
     assert_eq!(ids("u1").await, [again.id], "replaced when told to");
+
+    // One user's token twice in a batch: the second meets the first as
+    // it would in a batch of its own (on PostgreSQL such a batch is not
+    // written over arrays, where the two could not see each other).
+    let (first, second) = (token("u3", AuthenticatorStatus::Active), token("u3", AuthenticatorStatus::Active));
+    let twice = import(vec![first.clone(), second.clone()], ImportMode::KeepActive).await.unwrap();
+    assert_eq!(twice, ImportOutcome::WouldReplace { index: 1 });
+    assert!(ids("u3").await.is_empty(), "the batch rolled back whole");
+    assert_eq!(import(vec![first, second.clone()], ImportMode::Replace).await.unwrap(), ImportOutcome::Imported(2));
+    assert_eq!(ids("u3").await, [second.id], "the later one replaced the earlier");
+}
+
+/// An import asks about its users a batch at a time: only their active
+/// authenticators are named, with their kind, and only in this tenant.
+#[tokio::test]
+async fn the_active_authenticators_among_users_are_named_with_their_kind() {
+    use vouchsafe_core::authenticator::{Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorStatus};
+    use vouchsafe_core::ids::AuthenticatorId;
+    use vouchsafe_core::store::{ImportMode, ImportOutcome, UserStore};
+
+    let (store, _db) = store().await;
+    let (acme, other) = (tenant(&store, "acme").await, tenant(&store, "other").await);
+    let now = at(1_700_000_000);
+    let token = |tenant: &vouchsafe_core::ids::TenantId, user: &str, kind, status| Authenticator {
+        id: AuthenticatorId::generate(),
+        tenant_id: tenant.clone(),
+        user_id: user.into(),
+        kind,
+        status,
+        label: None,
+        params: AuthenticatorParams::Hotp { algorithm: vouchsafe_core::otp::Algorithm::Sha1, digits: 6 },
+        sealed: vec![1, 2, 3],
+        counter: 0,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+    };
+    let (active, pending) = (AuthenticatorStatus::Active, AuthenticatorStatus::Unconfirmed);
+    let (totp, hotp) = (AuthenticatorKind::Totp, AuthenticatorKind::Hotp);
+    let entry = audit("authenticators.imported");
+    let items = vec![
+        token(&acme.id, "ada", totp, active),
+        token(&acme.id, "ada", hotp, active),
+        token(&acme.id, "bob", hotp, pending),
+        token(&acme.id, "carl", totp, active),
+    ];
+    assert_eq!(
+        store.import_authenticators(&acme.id, &items, ImportMode::KeepActive, now, &entry).await.unwrap(),
+        ImportOutcome::Imported(4)
+    );
+    let theirs = vec![token(&other.id, "bob", totp, active)];
+    store.import_authenticators(&other.id, &theirs, ImportMode::KeepActive, now, &entry).await.unwrap();
+
+    let asked: Vec<String> = ["ada", "bob", "dan", "o'brien\"\\"].map(String::from).to_vec();
+    let mut found = store.active_authenticators_among(&acme.id, &asked).await.unwrap();
+    found.sort_by_key(|(user, kind)| (user.clone(), kind.as_str()));
+    assert_eq!(
+        found,
+        [("ada".to_owned(), hotp), ("ada".to_owned(), totp)],
+        "carl was not asked about; bob's is unconfirmed here and the active one is another tenant's"
+    );
+    assert!(store.active_authenticators_among(&acme.id, &[]).await.unwrap().is_empty());
 }

@@ -7,7 +7,7 @@
 //! in batches of one transaction each. The statement that inserts refuses
 //! to replace an active token too, so one confirmed meanwhile is kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Instant;
@@ -15,8 +15,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::json;
 use vouchsafe_core::audit::AuditEntry;
+use vouchsafe_core::authenticator::AuthenticatorKind;
 use vouchsafe_core::authenticator::import::{authenticator, parse_line};
-use vouchsafe_core::authenticator::{AuthenticatorKind, AuthenticatorStatus};
+use vouchsafe_core::ids::TenantId;
 use vouchsafe_core::otp::OtpKind;
 use vouchsafe_core::store::{ImportMode, ImportOutcome, StoreError, TenantStore, UserStore};
 
@@ -45,6 +46,33 @@ fn kind_of(kind: OtpKind) -> AuthenticatorKind {
     }
 }
 
+/// Fails, naming the earliest line, if any token would replace its user's
+/// active one: the users are asked about a batch at a time, one read each.
+async fn refuse_active(
+    store: &dyn UserStore,
+    tenant: &TenantId,
+    tokens: &HashMap<(String, AuthenticatorKind), usize>,
+) -> anyhow::Result<()> {
+    let users: Vec<String> = tokens.keys().map(|(user, _)| user.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let mut first_refused: Option<(usize, String, AuthenticatorKind)> = None;
+    for chunk in users.chunks(BATCH) {
+        for (user, kind) in store.active_authenticators_among(tenant, chunk).await? {
+            let Some(&number) = tokens.get(&(user.clone(), kind)) else { continue };
+            if first_refused.as_ref().is_none_or(|(first, ..)| number < *first) {
+                first_refused = Some((number, user, kind));
+            }
+        }
+    }
+    match first_refused {
+        Some((number, user, kind)) => bail!(
+            "line {number}: user {user:?} already has an active {} token; nothing was imported \
+             (give --replace to replace such tokens)",
+            kind.as_str()
+        ),
+        None => Ok(()),
+    }
+}
+
 pub async fn import(config: &Config, tenant: &str, file: &Path, mode: ImportMode, json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     // Each user's token of each type, and the line that names it.
@@ -64,22 +92,7 @@ pub async fn import(config: &Config, tenant: &str, file: &Path, mode: ImportMode
         other => other?,
     };
     if mode == ImportMode::KeepActive {
-        let mut first_refused: Option<(usize, &str, AuthenticatorKind)> = None;
-        for ((user, kind), &number) in &tokens {
-            let active = store.authenticators(&tenant.id, user).await?;
-            if active.iter().any(|a| a.kind == *kind && a.status == AuthenticatorStatus::Active)
-                && first_refused.is_none_or(|(first, ..)| number < first)
-            {
-                first_refused = Some((number, user, *kind));
-            }
-        }
-        if let Some((number, user, kind)) = first_refused {
-            bail!(
-                "line {number}: user {user:?} already has an active {} token; nothing was imported \
-                 (give --replace to replace such tokens)",
-                kind.as_str()
-            );
-        }
+        refuse_active(&*store, &tenant.id, &tokens).await?;
     }
     drop(tokens);
     let sealer = master.sealer();

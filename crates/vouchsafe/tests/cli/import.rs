@@ -90,6 +90,12 @@ async fn imported_tokens_sign_their_users_in() {
     let bob_seed = Totp::new(&Secret::parse_base32(BOB).unwrap(), 6, 30, Algorithm::Sha1).unwrap();
     let replaced = answer(&server, &secret, "ada", "totp", &bob_seed.generate(now)).await;
     assert_eq!(replaced["status"], "approved", "the file's seed signs ada in now: {replaced}");
+
+    // Only a token of the same type is in the way: bob's active one is HOTP.
+    std::fs::write(&file, format!("bob,otpauth://totp/Acme:bob?secret={ADA}\n")).unwrap();
+    assert_eq!(ws.run_json(&["authenticators", "import", "--json", path])["imported"], 1);
+    let both = server.get_json(&secret, "/v1/users/bob/authenticators").await;
+    assert_eq!(both["authenticators"].as_array().unwrap().len(), 2, "{both}");
 }
 
 /// Issue 16, item 19: a user named twice for one token type, or a field
