@@ -758,28 +758,24 @@ pub trait UserStore {
     /// is locked here, with its event once); one attempt is added to the
     /// pending, unexpired challenge (if any) only below its limit. Nothing
     /// is counted unless both are. A right answer later clears the user's
-    /// failures in the statement that approves.
-    async fn reserve_answer(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        challenge: Option<&ChallengeId>,
-        now: OffsetDateTime,
-        lockout: &Lockout,
-    ) -> StoreResult<AnswerGate>;
+    /// failures in the statement that approves. Whose answer it is (tenant,
+    /// user, challenge, time) is the `lockout`'s, so the count and the lock
+    /// it may write can never name two different answers.
+    async fn reserve_answer(&self, lockout: &Lockout) -> StoreResult<AnswerGate>;
     /// For an answer already found right (a code checked against the
     /// user's own authenticators, which costs no more than counting it):
     /// [`UserStore::reserve_answer`] for `challenge` and, only if that
     /// counted it, [`UserStore::approve_challenge`] with `used` and the
     /// approval's event and audit entry, in one transaction where the
     /// engine allows (SQLite's writer: one durable commit, not two). The
-    /// approval's outcome is `None` when nothing was counted.
+    /// approval's outcome is `None` when nothing was counted. The answer
+    /// is `lockout`'s, at its time; it must name `challenge` (else this
+    /// fails with `Conflict` and writes nothing).
     async fn reserve_and_approve(
         &self,
         challenge: &Challenge,
         lockout: &Lockout,
         used: Option<&AuthenticatorUse>,
-        now: OffsetDateTime,
         approved: (&Event, &AuditEntry),
     ) -> StoreResult<(AnswerGate, Option<ApprovalOutcome>)>;
     /// After a counted answer proved wrong: denies the challenge if this
@@ -794,14 +790,8 @@ pub trait UserStore {
     ) -> StoreResult<FailureOutcome>;
     /// The same for an answer with no challenge (the caller page's
     /// factor): locks the user at the threshold; the lock's end, if this
-    /// answer set it.
-    async fn settle_wrong_user_answer(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: OffsetDateTime,
-        lockout: &Lockout,
-    ) -> StoreResult<Option<OffsetDateTime>>;
+    /// answer set it. Whose answer it is, and when, is the `lockout`'s.
+    async fn settle_wrong_user_answer(&self, lockout: &Lockout) -> StoreResult<Option<OffsetDateTime>>;
     /// After a right answer with no challenge: the user's failures start
     /// again from zero.
     async fn clear_user_failures(&self, tenant: &TenantId, user: &str, now: OffsetDateTime) -> StoreResult<()>;

@@ -303,7 +303,7 @@ pub async fn count_answer(
     let settings = engine.store.settings(tenant).await?.value;
     let now = engine.clock.now();
     let lockout = lockout(tenant, user, challenge, &settings, actor, now);
-    let gate = unless_locked(engine, engine.store.reserve_answer(tenant, user, challenge, now, &lockout).await?)?;
+    let gate = unless_locked(engine, engine.store.reserve_answer(&lockout).await?)?;
     Ok((gate, lockout))
 }
 
@@ -338,7 +338,7 @@ pub async fn answer_without_challenge(
     if matches!(gate, AnswerGate::Counted { failures, .. } if failures < lockout.threshold) {
         return Ok(false);
     }
-    if let Some(until) = engine.store.settle_wrong_user_answer(tenant, user, now, &lockout).await? {
+    if let Some(until) = engine.store.settle_wrong_user_answer(&lockout).await? {
         engine.wake_dispatcher.notify_one();
         tracing::warn!(target: "vouchsafe::security", user_id = %user, %until, "user locked out");
     }
@@ -379,9 +379,9 @@ pub async fn verify(
     let (gate, approval) = match &proof {
         Proof::Known(Some(used)) => {
             let (event, audit) = approval_records(&c, actor, now);
-            engine.store.reserve_and_approve(&c, &lockout, Some(used), now, (&event, &audit)).await?
+            engine.store.reserve_and_approve(&c, &lockout, Some(used), (&event, &audit)).await?
         }
-        _ => (engine.store.reserve_answer(tenant, &c.user_id, Some(&c.id), now, &lockout).await?, None),
+        _ => (engine.store.reserve_answer(&lockout).await?, None),
     };
     let AnswerGate::Counted { attempt, failures } = unless_locked(engine, gate)? else {
         return Ok(Answered { challenge: engine.store.challenge(tenant, id).await?, token: None });

@@ -298,11 +298,9 @@ impl Step {
 async fn lock_at_threshold(
     conn: &mut Tx<'_>,
     key: &vouchsafe_core::audit::AuditKey,
-    tenant: &str,
-    user: &str,
-    at: i64,
     lockout: &Lockout,
 ) -> Result<bool, sqlx::Error> {
+    let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let locked = exec!(
         conn,
         "UPDATE users SET locked_until = $1, updated_at = $2 \
@@ -357,12 +355,10 @@ impl SqlStore {
     /// then it errs toward locking sooner, never later.
     async fn reserve_answer_in_one_statement(
         &self,
-        tenant: &TenantId,
-        user: &str,
         challenge: &ChallengeId,
-        at: i64,
         lockout: &Lockout,
     ) -> StoreResult<Option<AnswerGate>> {
+        let (tenant, user, at) = (&lockout.tenant, lockout.user.as_str(), to_unix_ms(lockout.at));
         let both = concat!(
             "WITH counted AS (",
             count_user_answer!(),
@@ -869,14 +865,17 @@ impl UserStore for SqlStore {
         c: &Challenge,
         lockout: &Lockout,
         used: Option<&AuthenticatorUse>,
-        now: OffsetDateTime,
         approved: (&Event, &AuditEntry),
     ) -> StoreResult<(AnswerGate, Option<ApprovalOutcome>)> {
+        if lockout.tenant != c.tenant_id || lockout.user != c.user_id || lockout.challenge.as_ref() != Some(&c.id) {
+            return Err(StoreError::Conflict("the answer counted is not the challenge's"));
+        }
+        let now = lockout.at;
         if self.is_postgres() {
             // Each is one statement here (one round trip and commit);
             // one transaction of both would add the round trips of its
             // BEGIN and COMMIT.
-            let gate = self.reserve_answer(&c.tenant_id, &c.user_id, Some(&c.id), now, lockout).await?;
+            let gate = self.reserve_answer(lockout).await?;
             if !matches!(gate, AnswerGate::Counted { .. }) {
                 return Ok((gate, None));
             }
@@ -895,9 +894,7 @@ impl UserStore for SqlStore {
         let (gate, step) = self
             .write(input, move |conn, (key, c, lockout, used, event, audit)| {
                 Box::pin(async move {
-                    let gate =
-                        answer::reserve(conn, key, c.tenant_id.as_str(), &c.user_id, Some(c.id.as_str()), lockout, at)
-                            .await?;
+                    let gate = answer::reserve(conn, key, lockout).await?;
                     if !matches!(gate, AnswerGate::Counted { .. }) {
                         return Ok((gate, None));
                     }
@@ -910,28 +907,16 @@ impl UserStore for SqlStore {
         Ok((gate, step.map(Step::into_outcome).transpose()?))
     }
 
-    async fn reserve_answer(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        challenge: Option<&ChallengeId>,
-        now: OffsetDateTime,
-        lockout: &Lockout,
-    ) -> StoreResult<AnswerGate> {
-        let at = to_unix_ms(now);
+    async fn reserve_answer(&self, lockout: &Lockout) -> StoreResult<AnswerGate> {
         if self.is_postgres()
-            && let Some(id) = challenge
-            && let Some(gate) = self.reserve_answer_in_one_statement(tenant, user, id, at, lockout).await?
+            && let Some(id) = &lockout.challenge
+            && let Some(gate) = self.reserve_answer_in_one_statement(id, lockout).await?
         {
             return Ok(gate);
         }
-        let (tenant, user, challenge, lockout) =
-            (tenant.to_string(), user.to_owned(), challenge.map(|c| c.as_str().to_owned()), lockout.clone());
         let key = self.audit_key().map_err(map_err)?;
         let gate = self
-            .write((key, tenant, user, challenge, lockout), move |conn, (key, tenant, user, challenge, lockout)| {
-                Box::pin(answer::reserve(conn, key, tenant, user, challenge.as_deref(), lockout, at))
-            })
+            .write((key, lockout.clone()), move |conn, (key, lockout)| Box::pin(answer::reserve(conn, key, lockout)))
             .await
             .map_err(map_err)?;
         Ok(gate)
@@ -965,8 +950,7 @@ impl UserStore for SqlStore {
                             append_audit(conn, key, c.tenant_id.as_str(), &effects.denied.1).await?;
                         }
                     }
-                    let locked =
-                        lock_at_threshold(conn, key, c.tenant_id.as_str(), &c.user_id, at, &effects.lockout).await?;
+                    let locked = lock_at_threshold(conn, key, &effects.lockout).await?;
                     let row = fetch!(conn, one ChallengeRow, select, [c.tenant_id.as_str(), c.id.as_str()])?;
                     Ok::<_, sqlx::Error>((row, locked))
                 })
@@ -976,20 +960,12 @@ impl UserStore for SqlStore {
         Ok(FailureOutcome { challenge: row.try_into()?, locked_until: locked.then_some(lock_until) })
     }
 
-    async fn settle_wrong_user_answer(
-        &self,
-        tenant: &TenantId,
-        user: &str,
-        now: OffsetDateTime,
-        lockout: &Lockout,
-    ) -> StoreResult<Option<OffsetDateTime>> {
-        let at = to_unix_ms(now);
-        let (tenant, user, lockout, lock_until) =
-            (tenant.to_string(), user.to_owned(), lockout.clone(), lockout.lock_until);
+    async fn settle_wrong_user_answer(&self, lockout: &Lockout) -> StoreResult<Option<OffsetDateTime>> {
         let key = self.audit_key().map_err(map_err)?;
+        let lock_until = lockout.lock_until;
         let locked = self
-            .write((key, tenant, user, lockout), move |conn, (key, tenant, user, lockout)| {
-                Box::pin(async move { lock_at_threshold(conn, key, tenant, user, at, lockout).await })
+            .write((key, lockout.clone()), move |conn, (key, lockout)| {
+                Box::pin(async move { lock_at_threshold(conn, key, lockout).await })
             })
             .await
             .map_err(map_err)?;

@@ -13,8 +13,9 @@
 use vouchsafe_core::audit::{AuditEntry, AuditKey};
 use vouchsafe_core::authenticator::AuthenticatorUse;
 use vouchsafe_core::challenge::Challenge;
-use vouchsafe_core::clock::from_unix_ms;
+use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::event::Event;
+use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, Lockout};
 
 use super::{ChallengeRow, Step, lock_at_threshold};
@@ -28,21 +29,15 @@ use crate::webhooks::insert_event;
 /// the challenge is no longer pending.
 ///
 /// [`UserStore::reserve_answer`]: vouchsafe_core::store::UserStore::reserve_answer
-pub(super) async fn reserve(
-    conn: &mut Tx<'_>,
-    key: &AuditKey,
-    tenant: &str,
-    user: &str,
-    challenge: Option<&str>,
-    lockout: &Lockout,
-    at: i64,
-) -> Result<AnswerGate, sqlx::Error> {
+pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout) -> Result<AnswerGate, sqlx::Error> {
+    let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
+    let challenge = lockout.challenge.as_ref().map(ChallengeId::as_str);
     savepoint!(conn)?;
     let counted = fetch!(conn, optional(i64,), count_user_answer!(), [at, tenant, user, i64::from(lockout.threshold)])?;
     let Some((failures,)) = counted else {
         // Locked, or as many answers counted as the threshold allows: the
         // user is locked (now, if no answer has locked it yet).
-        lock_at_threshold(conn, key, tenant, user, at, lockout).await?;
+        lock_at_threshold(conn, key, lockout).await?;
         let (until,) =
             fetch!(conn, one(i64,), "SELECT locked_until FROM users WHERE tenant_id = $1 AND id = $2", [tenant, user])?;
         release_savepoint!(conn)?;

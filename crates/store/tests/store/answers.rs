@@ -9,7 +9,7 @@ use vouchsafe_core::authenticator::{Authenticator, AuthenticatorStatus, Authenti
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, AuditStore, Lockout, TenantStore, UserStore};
+use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, AuditStore, Lockout, StoreError, TenantStore, UserStore};
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
 use vouchsafe_store::SqlStore;
@@ -68,7 +68,8 @@ async fn answer(
 ) -> (AnswerGate, Option<ApprovalOutcome>) {
     let event = Event::new(c.tenant_id.clone(), EventType::ChallengeApproved, json!({}), at(3));
     let used = AuthenticatorUse::Counter { id: a.id.clone(), value };
-    store.reserve_and_approve(c, lockout, Some(&used), at(3), (&event, &audit("challenge.approved"))).await.unwrap()
+    let lockout = Lockout { challenge: Some(c.id.clone()), ..lockout.clone() };
+    store.reserve_and_approve(c, &lockout, Some(&used), (&event, &audit("challenge.approved"))).await.unwrap()
 }
 
 async fn approvals(store: &SqlStore, t: &Tenant) -> usize {
@@ -141,4 +142,28 @@ async fn concurrent_copies_of_a_right_answer_approve_once() {
     assert_eq!(u32::try_from(counted).unwrap(), c.attempts, "each counted answer took one attempt");
     assert_eq!(store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter, 77);
     assert_eq!(approvals(&store, &t).await, 1);
+}
+
+/// The count and the approval are one answer's: a lockout naming another
+/// challenge (or none) is refused before anything is written, so the
+/// attempt taken and the challenge approved can never be two different
+/// challenges'.
+#[tokio::test]
+async fn an_approval_counted_against_another_challenge_is_refused() {
+    let (store, _db) = store().await;
+    let (t, a, cs) = user_with_challenges(&store, 2).await;
+    let event = Event::new(t.id.clone(), EventType::ChallengeApproved, json!({}), at(3));
+    let used = AuthenticatorUse::Counter { id: a.id.clone(), value: 60 };
+    for named in [Some(cs[1].id.clone()), None] {
+        let elsewhere = Lockout { challenge: named, ..lockout(&t, 100) };
+        let refused =
+            store.reserve_and_approve(&cs[0], &elsewhere, Some(&used), (&event, &audit("challenge.approved"))).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    }
+    for c in &cs {
+        let unchanged = store.challenge(&t.id, &c.id).await.unwrap();
+        assert_eq!((unchanged.status, unchanged.attempts), (ChallengeStatus::Pending, 0));
+    }
+    assert_eq!(store.user(&t.id, "u1").await.unwrap().failures, 0);
+    assert_eq!(store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter, a.counter);
 }

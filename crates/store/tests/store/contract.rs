@@ -690,12 +690,17 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
         actor: "key_test".into(),
         at: now,
     };
-    let gate = store.reserve_answer(&t.id, "u1", Some(&first.id), now, &lockout).await.unwrap();
+    let to = |c: &vouchsafe_core::challenge::Challenge, when| Lockout {
+        challenge: Some(c.id.clone()),
+        at: when,
+        ..lockout.clone()
+    };
+    let gate = store.reserve_answer(&to(&first, now)).await.unwrap();
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
     // The threshold is reached while the first answer is evaluated: the
     // next answer locks the user instead of being counted.
     for _ in 0..3 {
-        let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), now, &lockout).await.unwrap();
+        let gate = store.reserve_answer(&to(&second, now)).await.unwrap();
         assert_eq!(gate, AnswerGate::Locked(lockout.lock_until));
     }
     assert_eq!(store.challenge(&t.id, &second.id).await.unwrap().attempts, 0, "a refused answer counts nothing");
@@ -706,7 +711,7 @@ async fn answers_are_counted_first_and_a_lock_blocks_approval() {
     assert_eq!(events.iter().filter(|e| e.entry.action == "user.locked").count(), 1, "one lock, one event");
     // When the lock is over, counting starts afresh.
     let later = at(1_700_001_001);
-    let gate = store.reserve_answer(&t.id, "u1", Some(&second.id), later, &lockout).await.unwrap();
+    let gate = store.reserve_answer(&to(&second, later)).await.unwrap();
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
 }
 
@@ -738,11 +743,12 @@ async fn an_answer_to_a_challenge_no_longer_pending_counts_nothing() {
         actor: "key_test".into(),
         at: now,
     };
-    let gate = store.reserve_answer(&t.id, "u1", Some(&ended.id), now, &lockout).await.unwrap();
+    let to = |c: &vouchsafe_core::challenge::Challenge| Lockout { challenge: Some(c.id.clone()), ..lockout.clone() };
+    let gate = store.reserve_answer(&to(&ended)).await.unwrap();
     assert_eq!(gate, AnswerGate::NotPending);
     assert_eq!(store.user(&t.id, "u1").await.unwrap().failures, 0);
     assert_eq!(store.challenge(&t.id, &ended.id).await.unwrap().attempts, 0);
-    let gate = store.reserve_answer(&t.id, "u1", Some(&open.id), now, &lockout).await.unwrap();
+    let gate = store.reserve_answer(&to(&open)).await.unwrap();
     assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 });
 }
 
