@@ -35,8 +35,8 @@ pub(crate) const HELD: usize = 16;
 /// A kept connection idle longer than this is pinged before it is used.
 pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// How long a use waits for a connection before it fails (sqlx's pool
-/// waits as long).
+/// How long a use waits for a connection before it fails, all told: for
+/// its permit and then, if no connection is kept, for sqlx's pool.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The kept connections and the permits to use them.
@@ -46,6 +46,8 @@ pub(crate) struct HeldConnections {
     permits: Semaphore,
     /// Connections not in use, each with when it was last given back.
     idle: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+    /// [`ACQUIRE_TIMEOUT`], but in tests.
+    acquire_timeout: Duration,
 }
 
 /// One connection in use. [`HeldConnection::finish`] ends the use; one
@@ -59,13 +61,20 @@ pub(crate) struct HeldConnection<'h> {
 
 impl HeldConnections {
     pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool, permits: Semaphore::new(HELD), idle: Mutex::new(Vec::new()) }
+        Self::waiting_at_most(pool, ACQUIRE_TIMEOUT)
+    }
+
+    fn waiting_at_most(pool: PgPool, acquire_timeout: Duration) -> Self {
+        Self { pool, permits: Semaphore::new(HELD), idle: Mutex::new(Vec::new()), acquire_timeout }
     }
 
     /// A connection for one use: a kept one if any (pinged first if it sat
-    /// idle), else a new checkout from sqlx's pool.
+    /// idle), else a new checkout from sqlx's pool. One deadline covers
+    /// both waits, so a request waits at most the timeout, not the
+    /// timeout for its permit and then sqlx's own for a connection.
     pub(crate) async fn acquire(&self) -> Result<HeldConnection<'_>, sqlx::Error> {
-        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
@@ -79,7 +88,9 @@ impl HeldConnections {
                     }
                     conn
                 }
-                None => self.pool.acquire().await?,
+                None => tokio::time::timeout_at(deadline, self.pool.acquire())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??,
             };
             return Ok(HeldConnection { owner: self, conn, permit });
         }
@@ -235,6 +246,43 @@ mod tests {
             out.push(task.await.unwrap());
         }
         out
+    }
+
+    /// A use that waits for its permit and then for sqlx's pool waits at
+    /// most the one timeout in all, not each wait's own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_use_waits_at_most_one_timeout_for_its_permit_and_its_connection() {
+        let db = fresh_database_on(true).await.unwrap();
+        // No connection beyond the held set's, and sqlx's own wait far longer.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(HELD as u32)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&db.url_text)
+            .await
+            .unwrap();
+        let timeout = Duration::from_secs(2);
+        let held = HeldConnections::waiting_at_most(pool.clone(), timeout);
+        // Every permit is taken, and every connection of the pool is out
+        // beside the held set: the next use waits for both in turn.
+        let mut permits = Vec::new();
+        for _ in 0..HELD {
+            permits.push(held.permits.acquire().await.unwrap());
+        }
+        let mut outside = Vec::new();
+        for _ in 0..HELD {
+            outside.push(pool.acquire().await.unwrap());
+        }
+        let started = Instant::now();
+        let waiting = held.acquire();
+        let releasing = async {
+            tokio::time::sleep(timeout / 2).await;
+            drop(permits);
+        };
+        let (waited, ()) = tokio::join!(waiting, releasing);
+        assert!(matches!(waited, Err(sqlx::Error::PoolTimedOut)), "{:?}", waited.err());
+        let elapsed = started.elapsed();
+        assert!(elapsed >= timeout && elapsed < timeout * 2, "waited {elapsed:?}, the timeout being {timeout:?}");
+        drop(outside);
     }
 
     #[tokio::test]
