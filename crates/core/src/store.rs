@@ -315,19 +315,20 @@ pub trait WebhookStore {
     /// in one transaction. (Changes that cause events do the same inside
     /// their own transaction.)
     async fn enqueue_event(&self, event: &Event, only_endpoint: Option<&WebhookEndpointId>) -> StoreResult<usize>;
-    /// A test event: counts it against `counter` (the endpoint's hourly
-    /// limit) and, within the limit, stores `event` with one message for
-    /// `endpoint` (whatever its filter, if it is enabled), in one
-    /// transaction: a refused test queues nothing and a queued one is
-    /// counted. Answers the messages queued (0 when the endpoint is gone or
-    /// disabled meanwhile).
+    /// A test event, in one transaction: finds `endpoint` in the event's
+    /// tenant (`NotFound` if it is not there), refuses it if disabled,
+    /// counts it against `counter` (the endpoint's hourly limit) and,
+    /// within the limit, stores `event` with one message for the endpoint
+    /// (whatever its filter). The endpoint is checked inside the write, not
+    /// before it: a refused test counts and queues nothing, and a queued
+    /// one is counted. Answers the messages queued.
     async fn queue_test_event(
         &self,
         counter: &SendCounter,
         event: &Event,
         endpoint: &WebhookEndpointId,
         now: OffsetDateTime,
-    ) -> StoreResult<Result<usize, SendRefusal>>;
+    ) -> StoreResult<Result<usize, TestEventRefusal>>;
     /// Claims up to `limit` due messages of enabled endpoints, leasing them
     /// until `lease_until`. A message is claimed by one caller at a time.
     /// Claims keep the fair shares of `webhook::IN_FLIGHT_PER_ENDPOINT` and
@@ -407,6 +408,15 @@ pub enum ImportOutcome {
     WouldReplace {
         index: usize,
     },
+}
+
+/// Why a test event was not queued (an endpoint not found is `NotFound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestEventRefusal {
+    /// The endpoint is disabled.
+    Disabled,
+    /// Its hourly limit of test events is reached.
+    Limited(SendRefusal),
 }
 
 /// Why a send was refused by a limit; each carries its `Retry-After`.

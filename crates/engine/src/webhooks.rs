@@ -9,7 +9,7 @@ use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::crypto::Sealer;
 use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{TenantId, WebhookEndpointId};
-use vouchsafe_core::store::{Store, StoreError};
+use vouchsafe_core::store::{Store, StoreError, TestEventRefusal};
 use vouchsafe_core::webhook::{EventFilter, WebhookEndpoint, WebhookSecret};
 use vouchsafe_delivery::outbound::OutboundClient;
 
@@ -206,18 +206,17 @@ pub async fn send_test_event(
     tenant: &TenantId,
     id: &WebhookEndpointId,
 ) -> Result<Event, TestEventError> {
-    let endpoint = engine.store.webhook_endpoint(tenant, id).await?;
-    if !endpoint.enabled {
-        return Err(TestEventError::Disabled);
-    }
+    // The endpoint is found, and its being enabled checked, inside the
+    // write that counts and queues: not read before it.
     let now = engine.clock.now();
-    let counter = test_event_counter(tenant, &endpoint.id, now);
-    let body = json!({"endpoint_id": endpoint.id.as_str(), "test": true});
+    let counter = test_event_counter(tenant, id, now);
+    let body = json!({"endpoint_id": id.as_str(), "test": true});
     let event = Event::new(tenant.clone(), EventType::Ping, body, now);
-    let queued = match engine.store.queue_test_event(&counter, &event, &endpoint.id, now).await? {
+    let queued = match engine.store.queue_test_event(&counter, &event, id, now).await? {
         Ok(queued) => queued,
-        Err(refusal) => {
-            tracing::info!(endpoint_id = %endpoint.id, ?refusal, "test event refused: hourly limit");
+        Err(TestEventRefusal::Disabled) => return Err(TestEventError::Disabled),
+        Err(TestEventRefusal::Limited(refusal)) => {
+            tracing::info!(endpoint_id = %id, ?refusal, "test event refused: hourly limit");
             return Err(TestEventError::Limited { retry_after_s: counter.retry_after_s(now) });
         }
     };

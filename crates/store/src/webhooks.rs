@@ -12,7 +12,8 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::SendCounter;
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
 use vouchsafe_core::store::{
-    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, SendRefusal, StoreError, StoreResult, WebhookStore,
+    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, TestEventRefusal,
+    WebhookStore,
 };
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
@@ -340,19 +341,32 @@ impl WebhookStore for SqlStore {
         event: &Event,
         endpoint: &WebhookEndpointId,
         now: OffsetDateTime,
-    ) -> StoreResult<Result<usize, SendRefusal>> {
+    ) -> StoreResult<Result<usize, TestEventRefusal>> {
         let input = (counter.clone(), event.clone(), endpoint.as_str().to_owned());
         let queued = self
             .write(input, move |conn, (counter, event, endpoint)| {
                 Box::pin(async move {
-                    if let Some(refusal) = count_sends_or_refuse(conn, std::slice::from_ref(counter), now).await? {
-                        return Ok(Err(refusal));
+                    let tenant = event.tenant_id.as_str();
+                    let found = fetch!(
+                        conn,
+                        optional(bool,),
+                        "SELECT enabled FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
+                        [tenant, endpoint.as_str()]
+                    )?;
+                    match found {
+                        None => return Ok(None),
+                        Some((false,)) => return Ok(Some(Err(TestEventRefusal::Disabled))),
+                        Some((true,)) => {}
                     }
-                    Ok(Ok(insert_event(conn, event, endpoint).await?))
+                    if let Some(refusal) = count_sends_or_refuse(conn, std::slice::from_ref(counter), now).await? {
+                        return Ok(Some(Err(TestEventRefusal::Limited(refusal))));
+                    }
+                    Ok(Some(Ok(insert_event(conn, event, endpoint).await?)))
                 })
             })
             .await
-            .map_err(map_err)?;
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
         Ok(queued.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use vouchsafe_core::role::Role;
 
 use crate::fake_providers::{FakeProviders, code_in};
 use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
@@ -198,12 +199,30 @@ async fn gone_disables_the_endpoint_until_it_is_enabled_again() {
     assert!(read.body["disabled_reason"].as_str().unwrap().contains("410"));
     let refused = app.call(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), Some(&app.admin), None).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
+    let pings = app.count_rows("SELECT COUNT(*) FROM events WHERE type = 'ping'").await;
+    assert_eq!(pings, 1, "the refused test stored no event");
 
     let enabled = app.patch(&format!("/v1/webhook-endpoints/{id}"), &app.admin, json!({"enabled": true})).await;
     assert_eq!(enabled.body["enabled"], true);
     test_event(&app, &id).await;
     let log = wait_attempts(&app, &id, 2).await;
     assert_eq!(log[0]["outcome"], "delivered");
+}
+
+/// A test event names an endpoint of the caller's tenant: another
+/// tenant's, or one that does not exist, is `404` and stores nothing.
+#[tokio::test]
+async fn a_test_event_for_another_tenants_endpoint_is_not_found() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (theirs, _) = endpoint(&app, &receiver).await;
+    let (_, other, _) = app.new_tenant("other", Role::Admin).await;
+    for id in [theirs.as_str(), "whe_00000000000000000000000000"] {
+        let refused = app.call(Method::POST, &format!("/v1/webhook-endpoints/{id}/test"), Some(&other), None).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{id}: {}", refused.text);
+        assert_eq!(refused.body["error"]["code"], "not_found");
+    }
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM events").await, 0);
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ pub(crate) fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
 }
 
-fn audit(action: &str) -> AuditEntry {
+pub(crate) fn audit(action: &str) -> AuditEntry {
     audit_at(action, 1_700_000_000)
 }
 
