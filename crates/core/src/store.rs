@@ -593,6 +593,12 @@ pub struct Lockout {
 }
 
 impl Lockout {
+    /// Whether this is an answer to challenge `c` (its tenant, its user,
+    /// the challenge itself).
+    pub fn answers(&self, c: &Challenge) -> bool {
+        self.tenant == c.tenant_id && self.user == c.user_id && self.challenge.as_ref() == Some(&c.id)
+    }
+
     /// The `user.locked` event and audit entry of this lock.
     pub fn locked(&self) -> (Event, AuditEntry) {
         let mut body = serde_json::json!({

@@ -348,16 +348,13 @@ impl SqlStore {
     /// PostgreSQL: [`UserStore::reserve_answer`]'s usual case as one
     /// statement (a `WITH` that takes the challenge's attempt only if the
     /// user's answer was counted), one round trip for what was a
-    /// transaction of four. `None` when the user could not be counted
-    /// (locked, or at the threshold): the transaction then handles the
-    /// lock. When the user was counted but the challenge was no longer
+    /// transaction of four. `None` when the answer is to no challenge, or
+    /// the user could not be counted (locked, or at the threshold): the
+    /// transaction then handles it. When the user was counted but the challenge was no longer
     /// pending (a race with its settling), the count is given back; until
     /// then it errs toward locking sooner, never later.
-    async fn reserve_answer_in_one_statement(
-        &self,
-        challenge: &ChallengeId,
-        lockout: &Lockout,
-    ) -> StoreResult<Option<AnswerGate>> {
+    async fn reserve_answer_in_one_statement(&self, lockout: &Lockout) -> StoreResult<Option<AnswerGate>> {
+        let Some(challenge) = &lockout.challenge else { return Ok(None) };
         let (tenant, user, at) = (&lockout.tenant, lockout.user.as_str(), to_unix_ms(lockout.at));
         let both = concat!(
             "WITH counted AS (",
@@ -867,7 +864,7 @@ impl UserStore for SqlStore {
         used: Option<&AuthenticatorUse>,
         approved: (&Event, &AuditEntry),
     ) -> StoreResult<(AnswerGate, Option<ApprovalOutcome>)> {
-        if lockout.tenant != c.tenant_id || lockout.user != c.user_id || lockout.challenge.as_ref() != Some(&c.id) {
+        if !lockout.answers(c) {
             return Err(StoreError::Conflict("the answer counted is not the challenge's"));
         }
         let now = lockout.at;
@@ -909,8 +906,7 @@ impl UserStore for SqlStore {
 
     async fn reserve_answer(&self, lockout: &Lockout) -> StoreResult<AnswerGate> {
         if self.is_postgres()
-            && let Some(id) = &lockout.challenge
-            && let Some(gate) = self.reserve_answer_in_one_statement(id, lockout).await?
+            && let Some(gate) = self.reserve_answer_in_one_statement(lockout).await?
         {
             return Ok(gate);
         }

@@ -156,18 +156,18 @@ async fn import_batch_postgres(
     .bind(mode == ImportMode::KeepActive)
     .execute(&mut *conn)
     .await?;
-    let inserted: Vec<(String,)> = sqlx::query_as(
-        "INSERT INTO authenticators (id, tenant_id, user_id, type, status, label, params, sealed, counter, \
-         created_at, updated_at, last_used_at) \
-         SELECT i.id, $1, i.user_id, i.type, i.status, i.label, i.params, i.sealed, i.counter, i.created_at, \
+    let inserted: Vec<(String,)> = sqlx::query_as(concat!(
+        "INSERT INTO authenticators (",
+        authenticator_columns!(),
+        ") SELECT i.id, $1, i.user_id, i.type, i.status, i.label, i.params, i.sealed, i.counter, i.created_at, \
          i.updated_at, i.last_used_at \
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], \
          $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) \
          AS i (id, user_id, type, status, label, params, sealed, counter, created_at, updated_at, last_used_at) \
          WHERE NOT EXISTS (SELECT 1 FROM authenticators x WHERE x.tenant_id = $1 AND x.user_id = i.user_id \
          AND x.type = i.type AND x.status = 'active') \
-         RETURNING id",
-    )
+         RETURNING id"
+    ))
     .bind(tenant)
     .bind(text(|a| a.id.as_str()))
     .bind(&users)
