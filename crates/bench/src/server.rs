@@ -200,6 +200,9 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .env("VOUCHSAFE_LOG", "warn")
         // The benchmark's receivers run on loopback.
         .env("VOUCHSAFE_ALLOW_PRIVATE_TARGETS", "true")
+        // The webhook row spreads its test events (60 per endpoint per
+        // hour) over 200 endpoints of one tenant.
+        .env("VOUCHSAFE_WEBHOOK_ENDPOINTS_PER_TENANT", "200")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

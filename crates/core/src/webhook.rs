@@ -33,6 +33,16 @@ pub const IN_FLIGHT_PER_TENANT: i64 = 64;
 /// a slow one delays only itself.
 pub const IN_FLIGHT_PER_PROCESS: usize = 128;
 
+/// Webhook endpoints a tenant may have unless the operator sets another
+/// number (`webhook_endpoints_per_tenant`). Every event a tenant makes is
+/// queued once per endpoint in the write that makes it, and every claim of
+/// every dispatcher looks at every enabled endpoint: a tenant's admin who
+/// could make endpoints without end would slow every tenant's writes and
+/// webhooks.
+pub const DEFAULT_ENDPOINTS_PER_TENANT: u32 = 100;
+/// The most an operator may allow per tenant, so that the bound stays one.
+pub const MAX_ENDPOINTS_PER_TENANT: u32 = 1_000;
+
 /// Test events an endpoint may be sent per hour (`POST …/{id}/test`):
 /// enough to develop a receiver, too few to flood the outbox.
 pub const TEST_EVENTS_PER_HOUR: u32 = 60;

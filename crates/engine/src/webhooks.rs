@@ -32,6 +32,9 @@ pub enum EndpointError {
     /// A field is refused (`422` in the API).
     Invalid(FieldError),
     Store(StoreError),
+    /// The tenant has as many endpoints as it may (the limit); nothing
+    /// was stored (`409` in the API).
+    LimitReached(u32),
     /// Randomness or the cipher failed; the cause is kept for the log.
     Internal(vouchsafe_core::error::BoxError),
 }
@@ -73,13 +76,14 @@ pub fn seal(sealer: &Sealer, id: &WebhookEndpointId, secret: &WebhookSecret) -> 
     sealer.seal(secret.as_bytes(), &secret_context(id)).map_err(|e| EndpointError::Internal(Box::new(e)))
 }
 
-/// Creates the endpoint; its secret is returned once and never stored in
-/// the clear.
+/// Creates the endpoint, unless its tenant has `per_tenant` endpoints
+/// already; its secret is returned once and never stored in the clear.
 pub async fn create_endpoint(
     outbound: &OutboundClient,
     store: &dyn Store,
     sealer: &Sealer,
     now: OffsetDateTime,
+    per_tenant: u32,
     req: NewEndpoint<'_>,
 ) -> Result<(WebhookEndpoint, WebhookSecret), EndpointError> {
     // The fields that cost nothing first; the URL's check resolves its host.
@@ -98,7 +102,10 @@ pub async fn create_endpoint(
     };
     let secret = WebhookSecret::generate().map_err(|e| EndpointError::Internal(Box::new(e)))?;
     let audit = AuditEntry::success(req.actor, "webhook_endpoint.created", endpoint.id.as_str(), now);
-    store.create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit).await?;
+    store
+        .create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit, per_tenant)
+        .await?
+        .map_err(|_| EndpointError::LimitReached(per_tenant))?;
     Ok((endpoint, secret))
 }
 

@@ -27,13 +27,16 @@ use vouchsafe_core::clock::Clock;
 use vouchsafe_core::crypto::Sealer;
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::{Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, Store};
-use vouchsafe_core::webhook::{IN_FLIGHT_PER_PROCESS, RetrySchedule, WebhookSecret, random_unit, signature_header};
+use vouchsafe_core::webhook::{
+    DEFAULT_ENDPOINTS_PER_TENANT, IN_FLIGHT_PER_PROCESS, RetrySchedule, WebhookSecret, random_unit, signature_header,
+};
 
 use vouchsafe_delivery::outbound::OutboundClient;
 
 use crate::engine::webhooks::secret_context;
 
-/// Dispatcher settings (boot configuration).
+/// Webhook settings (boot configuration): the dispatcher's, and how many
+/// endpoints a tenant may make.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub schedule: RetrySchedule,
@@ -41,6 +44,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// How often an idle dispatcher looks for due messages.
     pub poll_interval: Duration,
+    /// Endpoints a tenant may have (see [`DEFAULT_ENDPOINTS_PER_TENANT`]).
+    pub endpoints_per_tenant: u32,
 }
 
 impl Default for WebhookConfig {
@@ -49,6 +54,7 @@ impl Default for WebhookConfig {
             schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
+            endpoints_per_tenant: DEFAULT_ENDPOINTS_PER_TENANT,
         }
     }
 }

@@ -217,6 +217,10 @@ impl From<crate::engine::webhooks::EndpointError> for ApiError {
         match e {
             E::Invalid(f) => f.into(),
             E::Store(e) => e.into(),
+            E::LimitReached(_) => Self::Conflict(
+                "the tenant has as many webhook endpoints as it may (the server's webhook_endpoints_per_tenant); \
+                 delete one first",
+            ),
             E::Internal(cause) => Self::Internal(cause),
         }
     }

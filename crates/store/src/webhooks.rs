@@ -12,8 +12,8 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::SendCounter;
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
 use vouchsafe_core::store::{
-    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, TestEventRefusal,
-    WebhookStore,
+    Attempt, DueMessage, EndpointLimitReached, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult,
+    TestEventRefusal, WebhookStore,
 };
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
@@ -181,31 +181,53 @@ impl WebhookStore for SqlStore {
         e: &WebhookEndpoint,
         sealed_secret: &[u8],
         audit: &AuditEntry,
-    ) -> StoreResult<()> {
-        self.write_audited(e.tenant_id.as_str(), audit, (e.clone(), sealed_secret.to_vec()), |conn, (e, sealed)| {
-            Box::pin(async move {
-                exec!(
-                    conn,
-                    "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, previous_secret, \
-                     previous_secret_expires_at, enabled, disabled_reason, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, NULL, $8, $9)",
-                    [
-                        e.id.as_str(),
-                        e.tenant_id.as_str(),
-                        &e.url,
-                        &e.description,
-                        e.events.to_stored(),
-                        sealed,
-                        e.enabled,
-                        to_unix_ms(e.created_at),
-                        to_unix_ms(e.updated_at),
-                    ]
-                )
+        limit: u32,
+    ) -> StoreResult<Result<(), EndpointLimitReached>> {
+        let input = (e.clone(), sealed_secret.to_vec(), i64::from(limit));
+        let created = self
+            .write_audited(e.tenant_id.as_str(), audit, input, |conn, (e, sealed, limit)| {
+                Box::pin(async move {
+                    // SECURITY: the count and the insert must see every
+                    // creation that committed before. SQLite's writer runs
+                    // one write at a time. On PostgreSQL the tenant's row
+                    // is locked first, so that concurrent creations wait
+                    // here, and the insert, a statement of its own, counts
+                    // with a snapshot taken once the lock is held (in the
+                    // same statement it would count from before the wait).
+                    // `NO KEY UPDATE` does not block the tenant's other
+                    // writes, whose foreign keys take `KEY SHARE`.
+                    if let Tx::Postgres(pg) = conn {
+                        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+                            .bind(e.tenant_id.as_str())
+                            .execute(pg.statement())
+                            .await?;
+                    }
+                    exec!(
+                        conn,
+                        "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
+                         previous_secret, previous_secret_expires_at, enabled, disabled_reason, created_at, \
+                         updated_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, NULL, NULL, $7, NULL, $8, $9 \
+                         WHERE (SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $2) < $10",
+                        [
+                            e.id.as_str(),
+                            e.tenant_id.as_str(),
+                            &e.url,
+                            &e.description,
+                            e.events.to_stored(),
+                            sealed,
+                            e.enabled,
+                            to_unix_ms(e.created_at),
+                            to_unix_ms(e.updated_at),
+                            *limit,
+                        ]
+                    )
+                })
             })
-        })
-        .await
-        .map_err(map_err)?;
-        Ok(())
+            .await
+            .map_err(map_err)?;
+        // No row and no audit entry when the tenant is at its limit.
+        Ok(if created == 1 { Ok(()) } else { Err(EndpointLimitReached) })
     }
 
     async fn webhook_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> StoreResult<WebhookEndpoint> {

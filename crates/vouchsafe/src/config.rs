@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use vouchsafe_core::webhook::RetrySchedule;
+use vouchsafe_core::webhook::{DEFAULT_ENDPOINTS_PER_TENANT, MAX_ENDPOINTS_PER_TENANT, RetrySchedule};
 use vouchsafe_server::WebhookConfig;
 use vouchsafe_store::{DatabaseUrl, SqliteSync};
 
@@ -68,6 +68,7 @@ config_keys! {
     webhook_retry_schedule_s,
     webhook_timeout_s,
     webhook_poll_interval_ms,
+    webhook_endpoints_per_tenant,
 }
 
 /// TOML writes `true` and `10`; the environment writes `"true"` and
@@ -179,6 +180,7 @@ fn defaults() -> RawConfig {
         webhook_retry_schedule_s: Some("0,5,300,1800,7200,18000,36000,50400,72000,86400".into()),
         webhook_timeout_s: Some("10".into()),
         webhook_poll_interval_ms: Some("1000".into()),
+        webhook_endpoints_per_tenant: Some(DEFAULT_ENDPOINTS_PER_TENANT.to_string()),
         ..RawConfig::default()
     }
 }
@@ -225,10 +227,16 @@ pub fn validate(raw: RawConfig) -> anyhow::Result<Config> {
         .ok()
         .filter(|ms| (10..=60_000).contains(ms))
         .ok_or_else(|| anyhow::anyhow!("webhook_poll_interval_ms: must be 10 to 60000"))?;
+    let endpoints_per_tenant: u32 = text(raw.webhook_endpoints_per_tenant)
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_ENDPOINTS_PER_TENANT).contains(n))
+        .ok_or_else(|| anyhow::anyhow!("webhook_endpoints_per_tenant: must be 1 to {MAX_ENDPOINTS_PER_TENANT}"))?;
     let webhooks = WebhookConfig {
         schedule,
         timeout: std::time::Duration::from_secs(timeout_s),
         poll_interval: std::time::Duration::from_millis(poll_ms),
+        endpoints_per_tenant,
     };
     Ok(Config {
         listen,
@@ -317,6 +325,14 @@ mod tests {
             (RawConfig { public_url: Some("ftp://x".into()), ..defaults() }, "public_url"),
             (RawConfig { sqlite_synchronous: Some("off".into()), ..defaults() }, "sqlite_synchronous"),
             (RawConfig { allow_private_targets: Some("maybe".into()), ..defaults() }, "allow_private_targets"),
+            (
+                RawConfig { webhook_endpoints_per_tenant: Some("0".into()), ..defaults() },
+                "webhook_endpoints_per_tenant",
+            ),
+            (
+                RawConfig { webhook_endpoints_per_tenant: Some("1001".into()), ..defaults() },
+                "webhook_endpoints_per_tenant",
+            ),
         ] {
             let err = validate(raw).err().unwrap().to_string();
             assert!(err.starts_with(key), "{err}");

@@ -32,7 +32,7 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::TenantStore;
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::user::Contacts;
-use vouchsafe_core::webhook::{WebhookEndpoint, WebhookSecret};
+use vouchsafe_core::webhook::{DEFAULT_ENDPOINTS_PER_TENANT, WebhookEndpoint, WebhookSecret};
 use vouchsafe_delivery::outbound::OutboundClient;
 use vouchsafe_store::testing::{TestDatabase, connect, fresh_database};
 
@@ -113,7 +113,8 @@ impl Fixture {
         let url = "http://127.0.0.1:9/hook";
         let request = NewEndpoint { tenant_id: &self.tenant.id, actor: "test", url, events, description };
         let e = &self.engine;
-        create_endpoint(&e.outbound, e.store.as_ref(), &e.sealer, self.now(), request).await
+        create_endpoint(&e.outbound, e.store.as_ref(), &e.sealer, self.now(), DEFAULT_ENDPOINTS_PER_TENANT, request)
+            .await
     }
 
     /// Subscribes a webhook endpoint to every event, so [`Self::queued`]

@@ -3,7 +3,7 @@
 
 use vouchsafe_core::event::EventType;
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::webhook::{EventFilter, TEST_EVENTS_PER_HOUR};
+use vouchsafe_core::webhook::{DEFAULT_ENDPOINTS_PER_TENANT, EventFilter, TEST_EVENTS_PER_HOUR};
 
 use super::super::error::EngineError;
 use super::super::webhooks::{
@@ -46,8 +46,15 @@ async fn an_endpoint_keeps_its_secret_sealed_to_itself() {
         events: None,
         description: None,
     };
-    let bad_url =
-        create_endpoint(&f.engine.outbound, f.engine.store.as_ref(), &f.engine.sealer, f.now(), request).await;
+    let bad_url = create_endpoint(
+        &f.engine.outbound,
+        f.engine.store.as_ref(),
+        &f.engine.sealer,
+        f.now(),
+        DEFAULT_ENDPOINTS_PER_TENANT,
+        request,
+    )
+    .await;
     assert_eq!(refused_field(bad_url), "url");
 }
 

@@ -18,7 +18,7 @@ use vouchsafe_core::settings::Settings;
 use vouchsafe_core::store::{ApiKeyStore, TenantStore};
 use vouchsafe_core::tenant::Tenant;
 
-use vouchsafe_core::webhook::RetrySchedule;
+use vouchsafe_core::webhook::{DEFAULT_ENDPOINTS_PER_TENANT, RetrySchedule};
 use vouchsafe_server::{Application, ConnectionLimits, ServerConfig, WebhookConfig};
 use vouchsafe_store::SqlStore;
 use vouchsafe_store::testing::{TestDatabase, fresh_database};
@@ -69,11 +69,16 @@ pub async fn spawn_app_at_localhost() -> TestApp {
 
 /// A server with these connection limits (header-read timeout, cap).
 pub async fn spawn_app_with_connections(connections: ConnectionLimits) -> TestApp {
-    spawn_with(true, false, connections).await
+    spawn_with(true, false, connections, DEFAULT_ENDPOINTS_PER_TENANT).await
+}
+
+/// A server that lets a tenant have at most `per_tenant` webhook endpoints.
+pub async fn spawn_app_with_endpoint_limit(per_tenant: u32) -> TestApp {
+    spawn_with(true, false, ConnectionLimits::default(), per_tenant).await
 }
 
 async fn spawn(allow_private: bool, localhost: bool) -> TestApp {
-    spawn_with(allow_private, localhost, ConnectionLimits::default()).await
+    spawn_with(allow_private, localhost, ConnectionLimits::default(), DEFAULT_ENDPOINTS_PER_TENANT).await
 }
 
 /// With `TEST_LOG` set (a filter such as `debug` or `vouchsafe_server=trace`),
@@ -88,7 +93,12 @@ fn log_if_asked() {
     }
 }
 
-async fn spawn_with(allow_private: bool, localhost: bool, connections: ConnectionLimits) -> TestApp {
+async fn spawn_with(
+    allow_private: bool,
+    localhost: bool,
+    connections: ConnectionLimits,
+    endpoints_per_tenant: u32,
+) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     log_if_asked();
     let db = fresh_database().await.expect("test database");
@@ -108,6 +118,7 @@ async fn spawn_with(allow_private: bool, localhost: bool, connections: Connectio
             schedule: RetrySchedule::parse("0,5,60,300").unwrap(),
             timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(25),
+            endpoints_per_tenant,
         },
     };
     let app = Application::build(config.clone(), store.clone(), clock.clone(), &master).await.unwrap();

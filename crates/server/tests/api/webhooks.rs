@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use vouchsafe_core::role::Role;
 
 use crate::fake_providers::{FakeProviders, code_in};
-use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with, spawn_app_with_endpoint_limit};
 use crate::receiver::Receiver;
 use crate::verifications::{MOBILE, use_twilio};
 
@@ -304,6 +304,38 @@ async fn endpoints_validate_input_and_never_show_the_secret_again() {
     }
     assert_eq!(app.delete(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await.status, StatusCode::NOT_FOUND);
+}
+
+/// A tenant has at most the server's `webhook_endpoints_per_tenant`
+/// endpoints: one more answers 409 and stores and audits nothing, another
+/// tenant has its own, and a deleted endpoint frees its place.
+#[tokio::test]
+async fn a_tenant_at_its_endpoint_limit_is_refused_with_409() {
+    let app = spawn_app_with_endpoint_limit(2).await;
+    let create = |secret: String| {
+        let app = &app;
+        async move { app.post("/v1/webhook-endpoints", &secret, json!({"url": "https://crm.example.test/h"})).await }
+    };
+    let first = create(app.admin.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(create(app.admin.clone()).await.status, StatusCode::CREATED);
+    // One statement, so an entry the chainer moves meanwhile counts once.
+    let audited = "SELECT (SELECT COUNT(*) FROM audit_pending WHERE action = 'webhook_endpoint.created') \
+                   + (SELECT COUNT(*) FROM audit_events WHERE action = 'webhook_endpoint.created')";
+
+    let refused = create(app.admin.clone()).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert!(refused.text.contains("webhook_endpoints_per_tenant"), "{}", refused.text);
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM webhook_endpoints").await, 2, "nothing stored");
+    assert_eq!(app.count_rows(audited).await, 2, "nothing audited");
+
+    let (_, other, _) = app.new_tenant("other", Role::Admin).await;
+    assert_eq!(create(other).await.status, StatusCode::CREATED, "another tenant has its own limit");
+
+    let id = first.body["id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/v1/webhook-endpoints/{id}"), &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(create(app.admin.clone()).await.status, StatusCode::CREATED, "a deleted endpoint frees its place");
 }
 
 #[tokio::test]

@@ -397,9 +397,18 @@ async fn two_nodes_chaining_at_once_keep_every_entry_once() {
 
 // ----- webhook endpoints and the outbox -----
 
-/// Creates an endpoint of tenant `t` with `filter`, enabled or not.
+/// Creates an endpoint of tenant `t` with `filter`, enabled or not (these
+/// tests make many per tenant; the limit has tests of its own).
 pub(crate) async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
-    let e = WebhookEndpoint {
+    let e = new_endpoint(t, filter, enabled);
+    let created = store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created"), u32::MAX).await;
+    assert_eq!(created.unwrap(), Ok(()));
+    e
+}
+
+/// An endpoint of tenant `t`, not stored.
+pub(crate) fn new_endpoint(t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
+    WebhookEndpoint {
         id: WebhookEndpointId::generate(),
         tenant_id: t.id.clone(),
         url: "https://crm.example.test/hook".into(),
@@ -409,9 +418,7 @@ pub(crate) async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, 
         disabled_reason: None,
         created_at: at(1),
         updated_at: at(1),
-    };
-    store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created")).await.unwrap();
-    e
+    }
 }
 
 /// Records one attempt of `m` with `outcome`.

@@ -7,6 +7,7 @@
 mod answers;
 mod claims;
 mod contract;
+mod endpoints;
 mod people;
 mod schema;
 mod test_events;

@@ -29,11 +29,17 @@ pub async fn create(
     };
     let outbound = OutboundClient::new(config.allow_private_targets, config.webhooks.timeout);
     let new = NewEndpoint { tenant_id: &tenant.id, actor: "cli", url, events, description };
-    let created = create_endpoint(&outbound, store.as_ref(), &master.sealer(), SystemClock.now(), new).await;
+    let per_tenant = config.webhooks.endpoints_per_tenant;
+    let created =
+        create_endpoint(&outbound, store.as_ref(), &master.sealer(), SystemClock.now(), per_tenant, new).await;
     store.close().await;
     let (endpoint, secret) = created.map_err(|e| match e {
         EndpointError::Invalid(f) => anyhow!("--{}: {}", f.field, f.message),
         EndpointError::Store(e) => e.into(),
+        EndpointError::LimitReached(n) => anyhow!(
+            "tenant {:?} has {n} webhook endpoints, as many as it may (webhook_endpoints_per_tenant); delete one first",
+            tenant.name
+        ),
         EndpointError::Internal(cause) => anyhow!(vouchsafe_core::error::chain(&*cause)),
     })?;
     if json {

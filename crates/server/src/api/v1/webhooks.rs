@@ -57,6 +57,7 @@ async fn load(state: &SharedState, caller: &crate::auth::Caller, id: &str) -> Re
         (status = 201, body = CreatedWebhookEndpointResponse),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]
@@ -72,8 +73,10 @@ pub async fn create_webhook_endpoint(
         events: req.events.as_deref(),
         description: req.description.as_deref(),
     };
+    let per_tenant = state.config.webhooks.endpoints_per_tenant;
     let (endpoint, secret) =
-        create_endpoint(&state.outbound, state.store.as_ref(), &state.sealer, state.clock.now(), new).await?;
+        create_endpoint(&state.outbound, state.store.as_ref(), &state.sealer, state.clock.now(), per_tenant, new)
+            .await?;
     let now = endpoint.created_at;
     let body = CreatedWebhookEndpointResponse {
         id: endpoint.id.to_string(),
