@@ -66,7 +66,9 @@ const RECORD_BATCH: usize = 256;
 /// waits for more of either before its write: under load, one write then
 /// records many outcomes and fills many slots, instead of one write (and a
 /// claim, a query over every enabled endpoint) per attempt or per event; a
-/// webhook waits 3 ms more.
+/// webhook waits 3 ms more. A wait after an attempt ends stops early once
+/// no other attempt is in flight: nothing more can end, and every slot
+/// idles until the write (see [`gather_outcomes`]).
 const CLAIM_COALESCE: Duration = Duration::from_millis(3);
 
 /// The secrets to sign with now: the current one, and the previous one
@@ -116,6 +118,31 @@ pub struct Dispatcher {
 /// busy the dispatcher is.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
+/// Collects the outcomes of attempts that end within [`CLAIM_COALESCE`],
+/// and stops as soon as none is left in flight (every slot back, and its
+/// outcome received) or a write's worth is in hand. On a fast endpoint a
+/// batch of attempts ends within a millisecond or two; waiting out the
+/// rest of the 3 ms only held their slots idle, and the slots, not the
+/// write, bounded a tenant's drain.
+async fn gather_outcomes(
+    ended: &mut mpsc::UnboundedReceiver<Option<Finished>>,
+    outcomes: &mut Vec<Finished>,
+    slots: &Semaphore,
+) {
+    let deadline = tokio::time::Instant::now() + CLAIM_COALESCE;
+    // An attempt gives its slot back just before it sends its outcome, so
+    // "none in flight" is all slots back and nothing left to receive.
+    while outcomes.len() < RECORD_BATCH && !(slots.available_permits() == IN_FLIGHT_PER_PROCESS && ended.is_empty()) {
+        tokio::select! {
+            received = ended.recv() => match received {
+                Some(outcome) => outcomes.extend(outcome),
+                None => return,
+            },
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
 impl Dispatcher {
     /// Runs until `stop` turns true, then lets the attempts in flight end
     /// and records them.
@@ -155,7 +182,7 @@ impl Dispatcher {
                 // held back (all slots busy, or a share full).
                 Some(outcome) = ended.recv() => {
                     outcomes.extend(outcome);
-                    tokio::time::sleep(CLAIM_COALESCE).await;
+                    gather_outcomes(&mut ended, &mut outcomes, &slots).await;
                 }
                 _ = stop.changed() => {}
             }
@@ -272,5 +299,53 @@ impl Dispatcher {
             _ => tracing::debug!(event_id = %message.event_id, outcome = outcome.as_str(), "webhook attempt"),
         }
         Some(Finished { message, outcome, attempt })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `in_flight` attempts out, as the loop would have them: each holds a
+    /// slot until it sends its outcome (`None`: nothing to write, which is
+    /// enough to count here).
+    fn attempts(in_flight: u32) -> (Arc<Semaphore>, Vec<tokio::sync::OwnedSemaphorePermit>) {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_PROCESS));
+        let held = (0..in_flight).map(|_| slots.clone().try_acquire_owned().unwrap()).collect();
+        (slots, held)
+    }
+
+    /// The last attempt in flight ended: the write need not wait.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_ends_at_once_when_nothing_is_left_in_flight() {
+        let (slots, _) = attempts(0);
+        let (_done, mut ended) = mpsc::unbounded_channel::<Option<Finished>>();
+        let started = tokio::time::Instant::now();
+        gather_outcomes(&mut ended, &mut Vec::new(), &slots).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    /// An attempt still in flight is waited for until it ends, and no
+    /// longer than CLAIM_COALESCE when it does not.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_lasts_until_the_last_attempt_ends_or_the_coalescing_time() {
+        let (slots, mut held) = attempts(1);
+        let (done, mut ended) = mpsc::unbounded_channel::<Option<Finished>>();
+        let started = tokio::time::Instant::now();
+        let slot = held.pop().unwrap();
+        let ends = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            drop(slot);
+            done.send(None).unwrap();
+            done
+        });
+        gather_outcomes(&mut ended, &mut Vec::new(), &slots).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(1), "it ended after 1 ms");
+
+        let (slots, _still_held) = attempts(1);
+        let _done = ends.await.unwrap();
+        let started = tokio::time::Instant::now();
+        gather_outcomes(&mut ended, &mut Vec::new(), &slots).await;
+        assert_eq!(started.elapsed(), CLAIM_COALESCE, "one never ends");
     }
 }
