@@ -6,13 +6,13 @@ use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::TenantId;
-use vouchsafe_core::provider::{CredentialInfo, ProviderConfig, ProviderKind, ProviderSettings};
+use vouchsafe_core::provider::{CredentialInfo, PROVIDERS_PER_TENANT, ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::{channels_from_text, channels_to_text};
 use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
-use crate::tx::{exec, fetch};
+use crate::tx::{Tx, exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 row! {
@@ -43,6 +43,17 @@ macro_rules! select_provider {
             $rest
         )
     };
+}
+
+row! {
+    struct CountRow {
+        n: i64,
+    }
+}
+
+/// The refusal of a provider beyond [`PROVIDERS_PER_TENANT`].
+fn at_provider_limit() -> StoreError {
+    StoreError::Conflict("the tenant has as many providers as it may; delete one first")
 }
 
 row! {
@@ -177,19 +188,34 @@ impl ProviderStore for SqlStore {
 
     async fn put_provider(&self, p: &ProviderConfig, audit: &AuditEntry) -> StoreResult<ProviderConfig> {
         let settings = p.settings.to_value().to_string();
+        // Saved only when its credential exists and the tenant is under its
+        // limit of providers (a provider saved again under its own name
+        // does not add one).
         let sql = concat!(
             "INSERT INTO providers (tenant_id, name, type, channels, priority, credential, settings, enabled, \
              created_at, updated_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9 \
-             WHERE $6 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE tenant_id = $1 AND name = $6) \
+             WHERE ($6 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE tenant_id = $1 AND name = $6)) \
+             AND ((SELECT COUNT(*) FROM providers WHERE tenant_id = $1) < $10 \
+              OR EXISTS (SELECT 1 FROM providers WHERE tenant_id = $1 AND name = $2)) \
              ON CONFLICT (tenant_id, name) DO UPDATE SET type = $3, channels = $4, priority = $5, credential = $6, \
              settings = $7, enabled = $8, updated_at = $9 ",
             "RETURNING tenant_id, name, type, channels, priority, credential, settings, enabled, created_at, updated_at"
         );
         let input = (self.audit_key().map_err(map_err)?, p.clone(), settings, audit.clone());
-        let row = self
+        let saved = self
             .write(input, move |conn, (key, p, settings, audit)| {
                 Box::pin(async move {
+                    // SECURITY: as for webhook endpoints, concurrent saves on
+                    // PostgreSQL wait for the tenant's row here, and the
+                    // insert, a statement of its own, counts with a snapshot
+                    // taken once the lock is held.
+                    if let Tx::Postgres(pg) = conn {
+                        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+                            .bind(p.tenant_id.as_str())
+                            .execute(pg.statement())
+                            .await?;
+                    }
                     let row = fetch!(
                         conn,
                         optional ProviderRow,
@@ -204,17 +230,32 @@ impl ProviderStore for SqlStore {
                             settings,
                             p.enabled,
                             to_unix_ms(p.updated_at),
+                            i64::from(PROVIDERS_PER_TENANT),
                         ]
                     )?;
-                    if row.is_some() {
-                        append_audit(conn, key, p.tenant_id.as_str(), audit).await?;
-                    }
-                    Ok(row)
+                    let Some(row) = row else {
+                        // Which condition refused it, read in the same transaction.
+                        let credential = match p.credential.as_deref() {
+                            None => 1,
+                            Some(name) => {
+                                fetch!(
+                                    conn,
+                                    one CountRow,
+                                    "SELECT COUNT(*) AS n FROM credentials WHERE tenant_id = $1 AND name = $2",
+                                    [p.tenant_id.as_str(), name]
+                                )?
+                                .n
+                            }
+                        };
+                        return Ok(Err(if credential == 0 { StoreError::NotFound } else { at_provider_limit() }));
+                    };
+                    append_audit(conn, key, p.tenant_id.as_str(), audit).await?;
+                    Ok(Ok(row))
                 })
             })
             .await
             .map_err(map_err)?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+        saved?.try_into()
     }
 
     async fn list_providers(&self, tenant: &TenantId) -> StoreResult<Vec<ProviderConfig>> {

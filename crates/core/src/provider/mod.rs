@@ -143,6 +143,12 @@ pub struct ProviderConfig {
 /// The built-in provider every tenant starts with.
 pub const CONSOLE_PROVIDER: &str = "console";
 
+/// Providers a tenant may have, the console provider among them. Every
+/// send reads all of its tenant's providers to choose the order to try
+/// them in, so without a bound a tenant's admin could make every one of
+/// its sends read as many rows as it liked, on threads every tenant uses.
+pub const PROVIDERS_PER_TENANT: u32 = 20;
+
 impl ProviderConfig {
     /// The development default: prints messages to the server log.
     pub fn console(tenant_id: TenantId, now: OffsetDateTime) -> Self {

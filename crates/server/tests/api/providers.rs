@@ -419,3 +419,24 @@ async fn a_provider_answer_is_read_only_up_to_a_limit() {
     let streamed = written.load(Ordering::SeqCst);
     assert!(streamed < 64 * 1024 * 1024, "the server read {streamed} bytes of the answer");
 }
+
+/// Every send reads all of its tenant's providers, so a tenant has at most
+/// 20 (the console provider among them): a new name beyond that answers
+/// 409 and stores nothing, an existing one may still be saved again, and a
+/// deleted one frees its place.
+#[tokio::test]
+async fn a_tenant_at_its_provider_limit_is_refused_with_409() {
+    let app = spawn_app().await;
+    let console = |priority: i32| json!({"type": "console", "channels": ["sms"], "priority": priority});
+    for n in 1..20 {
+        let saved = app.put(&format!("/v1/providers/extra-{n}"), &app.admin, console(n)).await;
+        assert_eq!(saved.status, StatusCode::OK, "{n}: {}", saved.text);
+    }
+    let refused = app.put("/v1/providers/one-more", &app.admin, console(50)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM providers").await, 20, "nothing stored");
+    assert_eq!(app.put("/v1/providers/extra-1", &app.admin, console(2)).await.status, StatusCode::OK);
+    assert_eq!(app.delete("/v1/providers/extra-1", &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.put("/v1/providers/one-more", &app.admin, console(50)).await.status, StatusCode::OK);
+}

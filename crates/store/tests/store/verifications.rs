@@ -14,7 +14,7 @@ use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::{SendCounter, counters_for};
 use vouchsafe_core::ids::{DeliveryId, VerificationId};
-use vouchsafe_core::provider::{ProviderConfig, ProviderKind, ProviderSettings};
+use vouchsafe_core::provider::{PROVIDERS_PER_TENANT, ProviderConfig, ProviderKind, ProviderSettings};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::{FraudSettings, Settings};
 use vouchsafe_core::store::{
@@ -436,6 +436,59 @@ async fn tenants_start_with_the_console_provider_and_credentials_guard_their_use
     store.delete_provider(&t.id, "twilio-main", &audit("provider.deleted", T0 + 6)).await.unwrap();
     store.delete_credential(&t.id, "twilio", &audit("credential.deleted", T0 + 6)).await.unwrap();
     assert!(matches!(store.sealed_credential(&t.id, "twilio").await, Err(StoreError::NotFound)));
+}
+
+/// Every send reads all of its tenant's providers, so a tenant has at most
+/// PROVIDERS_PER_TENANT, the console provider among them, counted inside
+/// the write: a burst of concurrent saves of new names stores exactly up to
+/// the limit; at the limit a provider is still saved again under its own
+/// name, a missing credential is still NotFound, and a deleted provider
+/// frees its place.
+#[tokio::test]
+async fn a_burst_of_new_providers_stores_exactly_up_to_the_limit() {
+    let (store, _db) = store().await;
+    let store = Arc::new(store);
+    let (t, _) = tenant(&store).await;
+    let named = |name: String| {
+        let mut p = ProviderConfig::console(t.id.clone(), at(T0 + 1));
+        p.name = name;
+        p
+    };
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let (store, p) = (store.clone(), named(format!("gw-{n}")));
+            tokio::spawn(async move { store.put_provider(&p, &audit("provider.put", T0 + 1)).await })
+        })
+        .collect();
+    let (mut saved, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => saved += 1,
+            Err(StoreError::Conflict(_)) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let limit = usize::try_from(PROVIDERS_PER_TENANT).unwrap();
+    assert_eq!((saved, refused), (limit - 1, 40 - (limit - 1)), "the console provider counts");
+    assert_eq!(store.list_providers(&t.id).await.unwrap().len(), limit);
+
+    let providers = store.list_providers(&t.id).await.unwrap();
+    let kept = providers.iter().find(|p| p.name.starts_with("gw-")).unwrap();
+    let mut again = named(kept.name.clone());
+    again.priority = 7;
+    assert_eq!(store.put_provider(&again, &audit("provider.put", T0 + 2)).await.unwrap().priority, 7);
+    let mut needs_credential = named("gw-new".into());
+    needs_credential.credential = Some("missing".into());
+    assert!(matches!(
+        store.put_provider(&needs_credential, &audit("provider.put", T0 + 2)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.put_provider(&named("gw-new".into()), &audit("provider.put", T0 + 2)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.delete_provider(&t.id, &again.name, &audit("provider.deleted", T0 + 3)).await.unwrap();
+    assert!(store.put_provider(&named("gw-new".into()), &audit("provider.put", T0 + 3)).await.is_ok());
 }
 
 #[tokio::test]

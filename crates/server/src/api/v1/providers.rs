@@ -46,6 +46,7 @@ fn to_response(p: ProviderConfig) -> ProviderResponse {
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]
