@@ -12,7 +12,7 @@ use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
-use crate::tx::{Tx, exec, fetch};
+use crate::tx::{exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 row! {
@@ -206,16 +206,8 @@ impl ProviderStore for SqlStore {
         let saved = self
             .write(input, move |conn, (key, p, settings, audit)| {
                 Box::pin(async move {
-                    // SECURITY: as for webhook endpoints, concurrent saves on
-                    // PostgreSQL wait for the tenant's row here, and the
-                    // insert, a statement of its own, counts with a snapshot
-                    // taken once the lock is held.
-                    if let Tx::Postgres(pg) = conn {
-                        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
-                            .bind(p.tenant_id.as_str())
-                            .execute(pg.statement())
-                            .await?;
-                    }
+                    // SECURITY: the count sees every save that committed before.
+                    crate::tenants::before_counting(conn, p.tenant_id.as_str()).await?;
                     let row = fetch!(
                         conn,
                         optional ProviderRow,

@@ -16,8 +16,27 @@ use crate::providers::INSERT_CONSOLE_PROVIDER;
 use crate::rows::{ServiceRow, TenantRow};
 use crate::services::insert_service;
 use crate::sqlite_reads::{FromSqliteRow, column, read, row};
-use crate::tx::exec;
+use crate::tx::{Tx, exec};
 use crate::{SqlStore, map_err, on_pool, one_row};
+
+/// SECURITY: makes the writes that count a tenant's rows against a limit
+/// (its webhook endpoints, its providers) wait for each other, so that
+/// concurrent ones cannot pass the limit together; call it first in the
+/// write, then count and insert in a statement of its own. SQLite's writer
+/// runs one write at a time already. On PostgreSQL this locks the tenant's
+/// row, and the next statement takes its snapshot once the lock is held
+/// (the lock and the count in one statement would count from before the
+/// wait). `NO KEY UPDATE` does not block the tenant's other writes, whose
+/// foreign keys take `KEY SHARE`.
+pub(crate) async fn before_counting(conn: &mut Tx<'_>, tenant: &str) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(pg) = conn {
+        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(tenant)
+            .execute(pg.statement())
+            .await?;
+    }
+    Ok(())
+}
 
 /// `SELECT` of every tenant column, followed by a literal clause.
 macro_rules! select_tenant {

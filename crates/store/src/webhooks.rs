@@ -187,21 +187,9 @@ impl WebhookStore for SqlStore {
         let created = self
             .write_audited(e.tenant_id.as_str(), audit, input, |conn, (e, sealed, limit)| {
                 Box::pin(async move {
-                    // SECURITY: the count and the insert must see every
-                    // creation that committed before. SQLite's writer runs
-                    // one write at a time. On PostgreSQL the tenant's row
-                    // is locked first, so that concurrent creations wait
-                    // here, and the insert, a statement of its own, counts
-                    // with a snapshot taken once the lock is held (in the
-                    // same statement it would count from before the wait).
-                    // `NO KEY UPDATE` does not block the tenant's other
-                    // writes, whose foreign keys take `KEY SHARE`.
-                    if let Tx::Postgres(pg) = conn {
-                        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
-                            .bind(e.tenant_id.as_str())
-                            .execute(pg.statement())
-                            .await?;
-                    }
+                    // SECURITY: the count and the insert see every creation
+                    // that committed before.
+                    crate::tenants::before_counting(conn, e.tenant_id.as_str()).await?;
                     exec!(
                         conn,
                         "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
