@@ -45,12 +45,6 @@ macro_rules! select_provider {
     };
 }
 
-row! {
-    struct CountRow {
-        n: i64,
-    }
-}
-
 /// The refusal of a provider beyond [`PROVIDERS_PER_TENANT`].
 fn at_provider_limit() -> StoreError {
     StoreError::Conflict("the tenant has as many providers as it may; delete one first")
@@ -232,11 +226,11 @@ impl ProviderStore for SqlStore {
                             Some(name) => {
                                 fetch!(
                                     conn,
-                                    one CountRow,
-                                    "SELECT COUNT(*) AS n FROM credentials WHERE tenant_id = $1 AND name = $2",
+                                    one(i64,),
+                                    "SELECT COUNT(*) FROM credentials WHERE tenant_id = $1 AND name = $2",
                                     [p.tenant_id.as_str(), name]
                                 )?
-                                .n
+                                .0
                             }
                         };
                         return Ok(Err(if credential == 0 { StoreError::NotFound } else { at_provider_limit() }));
