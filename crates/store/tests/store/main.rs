@@ -9,6 +9,7 @@ mod claims;
 mod contract;
 mod endpoints;
 mod people;
+mod room_for_updates;
 mod schema;
 mod test_events;
 mod verifications;
