@@ -67,6 +67,18 @@ impl SecretHasher {
     }
 }
 
+/// API keys a tenant may hold, revoked ones among them until they are
+/// dropped [`REVOKED_KEYS_KEPT_FOR`] after their revocation. Keys are
+/// listed whole (`GET /v1/api-keys`, revoked ones too), so without a bound
+/// a tenant's admin could create and revoke keys until one request held
+/// millions in the server's memory.
+pub const API_KEYS_PER_TENANT: u32 = 1_000;
+
+/// How long a revoked key stays listed (and counted) before it is
+/// dropped: long enough to see what was revoked lately, short enough that
+/// a tenant rotating its keys never meets the bound.
+pub const REVOKED_KEYS_KEPT_FOR: time::Duration = time::Duration::days(30);
+
 /// A stored API key (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {

@@ -10,6 +10,11 @@ use crate::ids::{ServiceId, TenantId};
 
 pub const DEFAULT_SERVICE: &str = "default";
 
+/// Services a tenant may have, its default among them. They are listed
+/// whole (`GET /v1/services`), so without a bound a tenant's admin could
+/// make one request hold as many as it liked in the server's memory.
+pub const SERVICES_PER_TENANT: u32 = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub id: ServiceId,

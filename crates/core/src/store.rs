@@ -34,6 +34,11 @@ pub enum StoreError {
     /// A unique name or value is taken.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The tenant already has as many of these as it may (a bound kept in
+    /// `core`, counted inside the write that would add one); nothing was
+    /// written.
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
     /// A conditional update found the row changed since it was read.
     #[error("changed since it was read")]
     Stale,
@@ -146,6 +151,8 @@ pub trait TenantStore {
 
 #[async_trait]
 pub trait ServiceStore {
+    /// `LimitReached` once the tenant has `SERVICES_PER_TENANT`;
+    /// `Conflict` when the name is taken.
     async fn create_service(&self, service: &Service, audit: &AuditEntry) -> StoreResult<()>;
     async fn service(&self, tenant: &TenantId, id: &ServiceId) -> StoreResult<Versioned<Service>>;
     async fn service_by_name(&self, tenant: &TenantId, name: &str) -> StoreResult<Service>;
@@ -157,6 +164,8 @@ pub trait ServiceStore {
 
 #[async_trait]
 pub trait ApiKeyStore {
+    /// `LimitReached` once the tenant holds `API_KEYS_PER_TENANT` keys,
+    /// revoked ones not yet dropped among them.
     async fn create_api_key(&self, key: &NewApiKey, audit: &AuditEntry) -> StoreResult<()>;
     /// The unrevoked key whose secret hashes to `secret_hash`.
     async fn api_key_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
@@ -164,6 +173,8 @@ pub trait ApiKeyStore {
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
     /// Revokes a key; it stops working with the next request.
     async fn revoke_api_key(&self, tenant: &TenantId, id: &ApiKeyId, audit: &AuditEntry) -> StoreResult<()>;
+    /// Drops keys revoked at or before `before`, of every tenant; how many.
+    async fn prune_revoked_api_keys(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     /// Starts an agent console session (stored by the keyed hash of its token).
     async fn create_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;

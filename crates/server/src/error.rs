@@ -70,7 +70,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound,
-            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Conflict(what) | StoreError::LimitReached(what) => Self::Conflict(what),
             StoreError::Stale => Self::Conflict("changed by someone else meanwhile; try again"),
             e @ (StoreError::Backend(_) | StoreError::Damaged(_)) => Self::Internal(Box::new(e)),
         }

@@ -2,8 +2,9 @@
 //! whose time allowed ran out (every second, with their event, so the CRM
 //! hears of it without anyone asking; conditional writes make several
 //! processes sweeping at once harmless), and drops the hourly send
-//! counters of the fraud limits once their hour is long past and console
-//! sessions once they expired. Apart, every tenth of a second, it chains
+//! counters of the fraud limits once their hour is long past, console
+//! sessions once they expired, and API keys 30 days after their revocation
+//! (`REVOKED_KEYS_KEPT_FOR`). Apart, every tenth of a second, it chains
 //! the audit entries written since (see the store's audit module): an
 //! entry waits for its HMAC that long at most.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use vouchsafe_core::api_key::REVOKED_KEYS_KEPT_FOR;
 use vouchsafe_core::clock::{Clock, to_unix_ms};
 use vouchsafe_core::fraud::BUCKET_MS;
 use vouchsafe_core::store::Store;
@@ -59,6 +61,11 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut stop: watch::
             Ok(0) => {}
             Ok(n) => tracing::debug!(pruned = n, "expired console sessions dropped"),
             Err(e) => tracing::warn!(error = %e, "could not prune console sessions"),
+        }
+        match store.prune_revoked_api_keys(clock.now() - REVOKED_KEYS_KEPT_FOR).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "API keys revoked long ago dropped"),
+            Err(e) => tracing::warn!(error = %e, "could not prune revoked API keys"),
         }
         tokio::select! {
             () = tokio::time::sleep(SWEEP_EVERY) => {}

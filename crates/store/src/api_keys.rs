@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use vouchsafe_core::api_key::{ApiKey, NewApiKey};
+use vouchsafe_core::api_key::{API_KEYS_PER_TENANT, ApiKey, NewApiKey};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::{ApiKeyId, TenantId};
@@ -81,27 +81,37 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn create_api_key(&self, new: &NewApiKey, audit: &AuditEntry) -> StoreResult<()> {
-        self.write_audited(new.key.tenant_id.as_str(), audit, new.clone(), |conn, new| {
-            let k = &new.key;
-            Box::pin(async move {
-                exec!(
-                    conn,
-                    "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-                    [
-                        k.id.as_str(),
-                        k.tenant_id.as_str(),
-                        &k.name,
-                        k.role.as_str(),
-                        &new.secret_hash,
-                        &k.hint,
-                        to_unix_ms(k.created_at)
-                    ]
-                )
+        let inserted = self
+            .write_audited(new.key.tenant_id.as_str(), audit, new.clone(), |conn, new| {
+                let k = &new.key;
+                Box::pin(async move {
+                    // SECURITY: the count sees every creation that committed before.
+                    crate::tenants::before_counting(conn, k.tenant_id.as_str()).await?;
+                    exec!(
+                        conn,
+                        "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, NULL \
+                         WHERE (SELECT COUNT(*) FROM api_keys WHERE tenant_id = $2) < $8",
+                        [
+                            k.id.as_str(),
+                            k.tenant_id.as_str(),
+                            &k.name,
+                            k.role.as_str(),
+                            &new.secret_hash,
+                            &k.hint,
+                            to_unix_ms(k.created_at),
+                            i64::from(API_KEYS_PER_TENANT)
+                        ]
+                    )
+                })
             })
-        })
-        .await
-        .map_err(map_err)?;
+            .await
+            .map_err(map_err)?;
+        if inserted == 0 {
+            return Err(StoreError::LimitReached(
+                "the tenant holds as many API keys as it may (revoked ones count for 30 days); revoke one first",
+            ));
+        }
         Ok(())
     }
 
@@ -187,5 +197,19 @@ impl ApiKeyStore for SqlStore {
             tokio::time::sleep(key_cache::SETTLE).await;
         }
         one_row(revoked, StoreError::NotFound)
+    }
+
+    async fn prune_revoked_api_keys(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        // A revoked key is refused whether its row is there or not (the
+        // lookup reads unrevoked keys only), and no node keeps it: dropping
+        // the row changes nothing but the list and the tenant's count.
+        let before = to_unix_ms(before);
+        self.write(before, |conn, before| {
+            Box::pin(async move {
+                exec!(conn, "DELETE FROM api_keys WHERE revoked_at IS NOT NULL AND revoked_at <= $1", [*before])
+            })
+        })
+        .await
+        .map_err(map_err)
     }
 }

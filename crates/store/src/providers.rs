@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::TenantId;
-use vouchsafe_core::provider::{CredentialInfo, PROVIDERS_PER_TENANT, ProviderConfig, ProviderKind, ProviderSettings};
+use vouchsafe_core::provider::{
+    CREDENTIALS_PER_TENANT, CredentialInfo, PROVIDERS_PER_TENANT, ProviderConfig, ProviderKind, ProviderSettings,
+};
 use vouchsafe_core::service::{channels_from_text, channels_to_text};
 use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
@@ -47,7 +49,7 @@ macro_rules! select_provider {
 
 /// The refusal of a provider beyond [`PROVIDERS_PER_TENANT`].
 fn at_provider_limit() -> StoreError {
-    StoreError::Conflict("the tenant has as many providers as it may; delete one first")
+    StoreError::LimitReached("the tenant has as many providers as it may; delete one first")
 }
 
 row! {
@@ -120,22 +122,33 @@ impl ProviderStore for SqlStore {
         let row = self
             .write(input, |conn, (key, tenant, name, kind, sealed, at, audit)| {
                 Box::pin(async move {
+                    // SECURITY: the count sees every save that committed before.
+                    crate::tenants::before_counting(conn, tenant.as_str()).await?;
+                    // Saved while the tenant is under its limit of
+                    // credentials, or under a name it has (a rotation).
                     let row = fetch!(
                         conn,
-                        one CredentialRow,
+                        optional CredentialRow,
                         "INSERT INTO credentials (tenant_id, name, type, sealed, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $5) \
+                         SELECT $1, $2, $3, $4, $5, $5 \
+                         WHERE (SELECT COUNT(*) FROM credentials WHERE tenant_id = $1) < $6 \
+                         OR EXISTS (SELECT 1 FROM credentials WHERE tenant_id = $1 AND name = $2) \
                          ON CONFLICT (tenant_id, name) DO UPDATE SET type = $3, sealed = $4, updated_at = $5 \
                          RETURNING name, type, created_at, updated_at",
-                        [tenant.as_str(), name, kind, sealed, *at]
+                        [tenant.as_str(), name, kind, sealed, *at, i64::from(CREDENTIALS_PER_TENANT)]
                     )?;
+                    let Some(row) = row else {
+                        return Ok(Err(StoreError::LimitReached(
+                            "the tenant has as many credentials as it may; delete one first",
+                        )));
+                    };
                     append_audit(conn, key, tenant.as_str(), audit).await?;
-                    Ok(row)
+                    Ok(Ok(row))
                 })
             })
             .await
             .map_err(map_err)?;
-        Ok(row.into())
+        Ok(row?.into())
     }
 
     async fn list_credentials(&self, tenant: &TenantId) -> StoreResult<Vec<CredentialInfo>> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::to_unix_ms;
 use vouchsafe_core::ids::{ServiceId, TenantId};
-use vouchsafe_core::service::{Service, channels_to_text};
+use vouchsafe_core::service::{SERVICES_PER_TENANT, Service, channels_to_text};
 use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
@@ -12,9 +12,10 @@ use crate::sqlite_reads::read;
 use crate::tx::{Tx, exec};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
+/// Inserts a service while its tenant has fewer than `$9`.
 pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services \
     (id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)";
+    SELECT $1, $2, $3, $4, $5, $6, 1, $7, $8 WHERE (SELECT COUNT(*) FROM services WHERE tenant_id = $2) < $9";
 
 /// `SELECT` of every service column, followed by a literal clause.
 macro_rules! select_service {
@@ -26,7 +27,8 @@ macro_rules! select_service {
     };
 }
 
-/// Inserts `s` with [`INSERT_SERVICE`] inside `tx`.
+/// Inserts `s` with [`INSERT_SERVICE`] inside `tx`, unless its tenant has
+/// [`SERVICES_PER_TENANT`] already: answers the rows inserted.
 pub(crate) async fn insert_service(tx: &mut Tx<'_>, s: &Service) -> Result<u64, sqlx::Error> {
     exec!(
         tx,
@@ -40,6 +42,7 @@ pub(crate) async fn insert_service(tx: &mut Tx<'_>, s: &Service) -> Result<u64, 
             channels_to_text(&s.channels),
             to_unix_ms(s.created_at),
             to_unix_ms(s.updated_at),
+            i64::from(SERVICES_PER_TENANT),
         ]
     )
 }
@@ -47,11 +50,19 @@ pub(crate) async fn insert_service(tx: &mut Tx<'_>, s: &Service) -> Result<u64, 
 #[async_trait]
 impl ServiceStore for SqlStore {
     async fn create_service(&self, service: &Service, audit: &AuditEntry) -> StoreResult<()> {
-        self.write_audited(service.tenant_id.as_str(), audit, service.clone(), |conn, service| {
-            Box::pin(insert_service(conn, service))
-        })
-        .await
-        .map_err(map_err)?;
+        let inserted = self
+            .write_audited(service.tenant_id.as_str(), audit, service.clone(), |conn, service| {
+                Box::pin(async move {
+                    // SECURITY: the count sees every creation that committed before.
+                    crate::tenants::before_counting(conn, service.tenant_id.as_str()).await?;
+                    insert_service(conn, service).await
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        if inserted == 0 {
+            return Err(StoreError::LimitReached("the tenant has as many services as it may; delete one first"));
+        }
         Ok(())
     }
 

@@ -149,6 +149,11 @@ pub const CONSOLE_PROVIDER: &str = "console";
 /// its sends read as many rows as it liked, on threads every tenant uses.
 pub const PROVIDERS_PER_TENANT: u32 = 20;
 
+/// Provider credentials a tenant may have. They are listed whole
+/// (`GET /v1/credentials`); a few per provider leaves room to rotate one
+/// beside the one in use.
+pub const CREDENTIALS_PER_TENANT: u32 = 50;
+
 impl ProviderConfig {
     /// The development default: prints messages to the server log.
     pub fn console(tenant_id: TenantId, now: OffsetDateTime) -> Self {

@@ -105,3 +105,35 @@ async fn bad_key_requests_name_the_field_and_create_nothing() {
     let list = app.get("/v1/api-keys", &app.admin).await;
     assert_eq!(list.body["api_keys"].as_array().unwrap().len(), 1);
 }
+
+/// Keys are listed whole, revoked ones too, so a tenant holds at most
+/// 1,000, revoked ones counted until they are dropped 30 days after their
+/// revocation: creating and revoking cannot grow the list without end.
+#[tokio::test]
+async fn a_tenant_holding_its_limit_of_keys_is_refused_with_409_revoked_ones_counting() {
+    let app = spawn_app().await;
+    let held = app.count_rows("SELECT COUNT(*) FROM api_keys").await;
+    let limit = i64::from(vouchsafe_core::api_key::API_KEYS_PER_TENANT);
+    // All but one place filled behind the server's back, as many requests would.
+    let filled = app
+        .execute_sql(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+             INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
+             SELECT 'key_filler' || i, '{}', 'filler', 'agent', 'hash-' || i, 'abcd', 0, NULL FROM n",
+            limit - held - 1,
+            app.tenant.id.as_str()
+        ))
+        .await;
+    assert_eq!(i64::try_from(filled).unwrap(), limit - held - 1);
+    let last = app.post("/v1/api-keys", &app.admin, json!({"role": "agent"})).await;
+    assert_eq!(last.status, StatusCode::CREATED, "{}", last.text);
+    let refused = app.post("/v1/api-keys", &app.admin, json!({"role": "agent"})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert!(!refused.text.contains("vsk_"), "no secret in the refusal");
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM api_keys").await, limit, "nothing stored");
+    let id = last.body["id"].as_str().unwrap();
+    assert_eq!(app.delete(&format!("/v1/api-keys/{id}"), &app.admin).await.status, StatusCode::NO_CONTENT);
+    let still = app.post("/v1/api-keys", &app.admin, json!({"role": "agent"})).await;
+    assert_eq!(still.status, StatusCode::CONFLICT, "a revoked key still counts: {}", still.text);
+}

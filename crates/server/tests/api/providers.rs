@@ -440,3 +440,24 @@ async fn a_tenant_at_its_provider_limit_is_refused_with_409() {
     assert_eq!(app.delete("/v1/providers/extra-1", &app.admin).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.put("/v1/providers/one-more", &app.admin, console(50)).await.status, StatusCode::OK);
 }
+
+/// Credentials are listed whole, so a tenant has at most 50: a new name
+/// beyond that answers 409 and stores nothing, a rotation of one it has
+/// still saves, and a deleted one frees its place.
+#[tokio::test]
+async fn a_tenant_at_its_credential_limit_is_refused_with_409() {
+    let app = spawn_app().await;
+    let limit = vouchsafe_core::provider::CREDENTIALS_PER_TENANT;
+    let token = |t: &str| json!({"type": "bearer", "token": t});
+    for n in 0..limit {
+        let saved = app.put(&format!("/v1/credentials/cred-{n}"), &app.admin, token("t")).await;
+        assert_eq!(saved.status, StatusCode::OK, "{n}: {}", saved.text);
+    }
+    let refused = app.put("/v1/credentials/one-more", &app.admin, token("t")).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM credentials").await, i64::from(limit), "nothing stored");
+    assert_eq!(app.put("/v1/credentials/cred-0", &app.admin, token("rotated")).await.status, StatusCode::OK);
+    assert_eq!(app.delete("/v1/credentials/cred-0", &app.admin).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.put("/v1/credentials/one-more", &app.admin, token("t")).await.status, StatusCode::OK);
+}

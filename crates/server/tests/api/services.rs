@@ -99,3 +99,36 @@ async fn the_default_service_can_be_renamed_but_not_deleted() {
     assert_eq!(deleted.status, StatusCode::CONFLICT);
     assert_eq!(app.get(&default, &app.admin).await.status, StatusCode::OK);
 }
+
+/// Services are listed whole, so a tenant has at most 100 (its default
+/// among them): one more answers 409 on /v1 and on the Twilio-compatible
+/// /v2, and stores nothing; a deleted one frees its place.
+#[tokio::test]
+async fn a_tenant_at_its_service_limit_is_refused_with_409() {
+    let app = spawn_app().await;
+    let limit = vouchsafe_core::service::SERVICES_PER_TENANT;
+    let mut last = String::new();
+    for n in 1..limit {
+        let created = app.post("/v1/services", &app.admin, json!({"name": format!("svc-{n}")})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{n}: {}", created.text);
+        last = created.body["id"].as_str().unwrap().to_owned();
+    }
+    let refused = app.post("/v1/services", &app.admin, json!({"name": "one-more"})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert!(refused.text.contains("as many services as it may"), "{}", refused.text);
+    let twilio = app
+        .client
+        .post(app.url("/v2/Services"))
+        .basic_auth(app.tenant.account_sid.as_str(), Some(&app.admin))
+        .form(&[("FriendlyName", "one-more")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twilio.status(), StatusCode::CONFLICT);
+    assert_eq!(twilio.json::<serde_json::Value>().await.unwrap()["code"], 20409);
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM services").await, i64::from(limit), "nothing stored");
+    assert_eq!(app.delete(&format!("/v1/services/{last}"), &app.admin).await.status, StatusCode::NO_CONTENT);
+    let created = app.post("/v1/services", &app.admin, json!({"name": "one-more"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+}

@@ -41,7 +41,7 @@ pub(crate) async fn tenant(store: &SqlStore, name: &str) -> Tenant {
     t
 }
 
-fn new_key(tenant: &TenantId, hash: &str) -> NewApiKey {
+pub(crate) fn new_key(tenant: &TenantId, hash: &str) -> NewApiKey {
     NewApiKey {
         key: ApiKey {
             id: ApiKeyId::generate(),
@@ -369,7 +369,7 @@ async fn two_nodes_chaining_at_once_keep_every_entry_once() {
     let other_node = vouchsafe_store::testing::connect(&db).await.unwrap();
     let t = tenant(&store, "a").await;
     let mut tasks = Vec::new();
-    for i in 0..120 {
+    for i in 0..90 {
         let node = if i % 2 == 0 { store.clone() } else { other_node.clone() };
         let service = Service::new(t.id.clone(), &format!("s{i}"), None, None, None, at(5)).unwrap();
         tasks.push(tokio::spawn(async move {
@@ -385,11 +385,11 @@ async fn two_nodes_chaining_at_once_keep_every_entry_once() {
         task.await.unwrap().unwrap();
     }
     let events = store.audit_events(&t.id, 0, 1000).await.unwrap();
-    assert_eq!(events.len(), 121, "tenant.created and 120 services");
+    assert_eq!(events.len(), 91, "tenant.created and 90 services (the tenant may have 100)");
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=121).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=91).collect::<Vec<_>>());
     let targets: std::collections::BTreeSet<_> = events.iter().map(|e| e.entry.target.clone()).collect();
-    assert_eq!(targets.len(), 121, "no entry chained twice");
+    assert_eq!(targets.len(), 91, "no entry chained twice");
     let check = verify_chain(&audit_key().unwrap(), &events, other_node.audit_head(&t.id).await.unwrap());
     assert!(check.valid, "{check:?}");
     assert_eq!(store.chain_audit().await.unwrap(), 0, "nothing is left pending");

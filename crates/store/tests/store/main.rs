@@ -11,6 +11,7 @@ mod endpoints;
 mod people;
 mod room_for_updates;
 mod schema;
+mod tenant_limits;
 mod test_events;
 mod verifications;
 

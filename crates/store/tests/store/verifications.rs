@@ -464,7 +464,7 @@ async fn a_burst_of_new_providers_stores_exactly_up_to_the_limit() {
     for task in tasks {
         match task.await.unwrap() {
             Ok(_) => saved += 1,
-            Err(StoreError::Conflict(_)) => refused += 1,
+            Err(StoreError::LimitReached(_)) => refused += 1,
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -485,7 +485,7 @@ async fn a_burst_of_new_providers_stores_exactly_up_to_the_limit() {
     ));
     assert!(matches!(
         store.put_provider(&named("gw-new".into()), &audit("provider.put", T0 + 2)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::LimitReached(_))
     ));
     store.delete_provider(&t.id, &again.name, &audit("provider.deleted", T0 + 3)).await.unwrap();
     assert!(store.put_provider(&named("gw-new".into()), &audit("provider.put", T0 + 3)).await.is_ok());

@@ -38,6 +38,7 @@ fn to_response(key: ApiKey) -> ApiKeyResponse {
         (status = 201, body = CreatedApiKeyResponse),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]

@@ -45,6 +45,7 @@ fn credential(req: CredentialRequest) -> Credential {
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]

@@ -110,7 +110,9 @@ impl From<EngineError> for V2Error {
             EngineError::Saturated => Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too many requests"),
             EngineError::FactorRequired => Self::new(StatusCode::CONFLICT, 20409, "A second factor is required"),
             // The same outcome as on /v1: the object changed or exists.
-            EngineError::Store(StoreError::Conflict(what)) => Self::new(StatusCode::CONFLICT, 20409, what),
+            EngineError::Store(StoreError::Conflict(what) | StoreError::LimitReached(what)) => {
+                Self::new(StatusCode::CONFLICT, 20409, what)
+            }
             EngineError::Store(StoreError::Stale) => {
                 Self::new(StatusCode::CONFLICT, 20409, "Changed by someone else meanwhile; try again")
             }

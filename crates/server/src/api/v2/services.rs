@@ -74,7 +74,12 @@ fn name_taken(e: StoreError) -> V2Error {
     tag = "twilio-compatible",
     security(("basic" = [])),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`FriendlyName`, `CodeLength`?"),
-    responses((status = 201, body = TwilioService), (status = 400, body = TwilioError), (status = 401, body = TwilioError))
+    responses(
+        (status = 201, body = TwilioService),
+        (status = 400, body = TwilioError),
+        (status = 401, body = TwilioError),
+        (status = 409, body = TwilioError)
+    )
 )]
 pub async fn create_service(
     State(state): State<SharedState>,
