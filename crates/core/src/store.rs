@@ -689,7 +689,8 @@ pub trait UserStore {
     /// Adds an authenticator (with its recovery-code hashes, if any). With
     /// `replace_kind`, the user's other authenticators of the same kind are
     /// removed in the same transaction (a new set of recovery codes revokes
-    /// the old one).
+    /// the old one). `LimitReached` once the user has
+    /// `AUTHENTICATORS_PER_USER`, unconfirmed ones among them.
     async fn create_authenticator(
         &self,
         authenticator: &Authenticator,

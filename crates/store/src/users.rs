@@ -5,12 +5,15 @@
 //! conditional statement, so a code is accepted once and a crash loses
 //! no attempt count.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::authenticator::recovery::StoredCode;
 use vouchsafe_core::authenticator::{
-    Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorStatus, AuthenticatorUse,
+    AUTHENTICATORS_PER_USER, Authenticator, AuthenticatorKind, AuthenticatorParams, AuthenticatorStatus,
+    AuthenticatorUse,
 };
 use vouchsafe_core::challenge::{Challenge, ChallengeStatus, Factor};
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
@@ -44,12 +47,20 @@ macro_rules! user_columns {
 /// [`Insert::UnlessActive`], only while its user has no active
 /// authenticator of its kind (the statement itself decides).
 async fn insert_authenticator(tx: &mut Tx<'_>, a: &Authenticator, how: Insert) -> Result<u64, sqlx::Error> {
+    // The limit is written into the text, as the statements share their parameters.
+    static UNDER_LIMIT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            concat!(
+                "INSERT INTO authenticators (",
+                authenticator_columns!(),
+                ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE (\
+                 SELECT COUNT(*) FROM authenticators WHERE tenant_id = $2 AND user_id = $3) < {}"
+            ),
+            AUTHENTICATORS_PER_USER
+        )
+    });
     let sql = match how {
-        Insert::Always => concat!(
-            "INSERT INTO authenticators (",
-            authenticator_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ),
+        Insert::UnderLimit => UNDER_LIMIT.as_str(),
         Insert::UnlessActive => concat!(
             "INSERT INTO authenticators (",
             authenticator_columns!(),
@@ -78,11 +89,35 @@ async fn insert_authenticator(tx: &mut Tx<'_>, a: &Authenticator, how: Insert) -
     )
 }
 
-/// Whether [`insert_authenticator`] may add beside an active one.
+/// When [`insert_authenticator`] adds one.
 #[derive(Clone, Copy)]
 enum Insert {
-    Always,
+    /// While its user has fewer than [`AUTHENTICATORS_PER_USER`] (an
+    /// enrollment; the caller locks the user first, see
+    /// [`before_counting_authenticators`]).
+    UnderLimit,
+    /// While its user has no active one of its kind (an import, which
+    /// first drops the user's unconfirmed ones of that kind, so it
+    /// replaces rather than adds).
     UnlessActive,
+}
+
+/// SECURITY: makes enrollments of one user wait for each other, so that
+/// concurrent ones cannot pass [`AUTHENTICATORS_PER_USER`] together; call
+/// it first in the write, then count and insert in a statement of its
+/// own. SQLite's writer runs one write at a time already. On PostgreSQL
+/// this locks the user's row (the statement after it takes its snapshot
+/// once the lock is held), as `tenants::before_counting` does the
+/// tenant's.
+async fn before_counting_authenticators(conn: &mut Tx<'_>, tenant: &str, user: &str) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(pg) = conn {
+        sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE")
+            .bind(tenant)
+            .bind(user)
+            .execute(pg.statement())
+            .await?;
+    }
+    Ok(())
 }
 
 row! {
@@ -586,7 +621,12 @@ impl UserStore for SqlStore {
                         [tenant, user, kind]
                     )?;
                 }
-                insert_authenticator(conn, a, Insert::Always).await?;
+                before_counting_authenticators(conn, tenant, user).await?;
+                if insert_authenticator(conn, a, Insert::UnderLimit).await? == 0 {
+                    return Ok(Err(StoreError::LimitReached(
+                        "the user has as many authenticators as they may; delete one first",
+                    )));
+                }
                 for (index, code) in recovery_codes.iter().enumerate() {
                     exec!(
                         conn,
@@ -595,11 +635,12 @@ impl UserStore for SqlStore {
                         [a.id.as_str(), i64::try_from(index).unwrap_or(i64::MAX), &code.hash, &code.tag]
                     )?;
                 }
-                append_audit(conn, key, tenant, audit).await
+                append_audit(conn, key, tenant, audit).await?;
+                Ok(Ok(()))
             })
         })
         .await
-        .map_err(map_err)
+        .map_err(map_err)?
     }
 
     async fn import_authenticators(

@@ -19,6 +19,14 @@ pub use params::AuthenticatorParams;
 /// The longest issuer or label, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 100;
 
+/// Authenticators a user may have, of every kind, unconfirmed ones among
+/// them. Every answer to a challenge reads all of its user's, and each
+/// enrollment adds one (its secret shown to whoever enrolled it, who can
+/// then confirm it), so without a bound an agent key could make every
+/// answer of a user read, unseal and try as many as it liked, on threads
+/// every tenant uses.
+pub const AUTHENTICATORS_PER_USER: u32 = 20;
+
 /// An authenticator's issuer or label, wherever it comes from (enrollment,
 /// passkey registration, an imported token): 1 to 100 bytes, no `:` (it
 /// separates issuer and account in an otpauth URI) and no control

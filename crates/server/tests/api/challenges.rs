@@ -394,3 +394,30 @@ async fn redirect_hosts_cannot_reach_the_csp_header() {
         assert_eq!(reply.body["error"]["field"], "redirect_url", "{bad}");
     }
 }
+
+/// Every answer reads all of its user's authenticators, so a user has at
+/// most 20, unconfirmed ones among them: one more enrollment (whoever
+/// holds an agent key could otherwise enroll, and confirm, without end)
+/// answers 409 and stores nothing; a deleted one frees its place.
+#[tokio::test]
+async fn a_user_at_their_authenticator_limit_is_refused_with_409() {
+    let app = spawn_app().await;
+    user(&app, "u20", json!({})).await;
+    let limit = vouchsafe_core::authenticator::AUTHENTICATORS_PER_USER;
+    let mut first = String::new();
+    for n in 0..limit {
+        let enrolled = enroll(&app, "u20", json!({"type": "totp"})).await;
+        assert_eq!(enrolled.status, StatusCode::CREATED, "{n}: {}", enrolled.text);
+        if n == 0 {
+            first = enrolled.body["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let refused = enroll(&app, "u20", json!({"type": "totp"})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "conflict");
+    assert!(!refused.text.contains("otpauth"), "no secret in the refusal");
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM authenticators").await, i64::from(limit), "nothing stored");
+    let gone = app.delete(&format!("/v1/users/u20/authenticators/{first}"), &app.admin).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.text);
+    assert_eq!(enroll(&app, "u20", json!({"type": "totp"})).await.status, StatusCode::CREATED);
+}

@@ -346,3 +346,52 @@ async fn caller_verifications_end_once_with_their_event() {
     assert_eq!(entries.iter().filter(|e| e.entry.action == "ended").count(), 2);
     assert_eq!(entries.iter().filter(|e| e.entry.action == "failed").count(), 1, "only the failing wrong code");
 }
+
+/// Every answer reads all of its user's authenticators, so a user has at
+/// most AUTHENTICATORS_PER_USER, unconfirmed ones among them, counted
+/// inside the write: a burst of concurrent enrollments of one user stores
+/// exactly up to the limit and audits only what it stored; another user
+/// keeps room of their own, and a deleted authenticator frees its place.
+#[tokio::test]
+async fn a_burst_of_enrollments_of_one_user_stores_exactly_up_to_the_limit() {
+    let (store, _db) = store().await;
+    let store = std::sync::Arc::new(store);
+    let t = tenant(&store, "a").await;
+    user(&store, &t, "u1").await;
+    user(&store, &t, "u2").await;
+    let head = store.audit_head(&t.id).await.unwrap();
+    let limit = usize::try_from(vouchsafe_core::authenticator::AUTHENTICATORS_PER_USER).unwrap();
+    let tasks: Vec<_> = (0..limit + 20)
+        .map(|_| {
+            let (store, a) = (store.clone(), totp(&t, "u1", AuthenticatorStatus::Unconfirmed));
+            tokio::spawn(
+                async move { store.create_authenticator(&a, &[], false, &audit("authenticator.created")).await },
+            )
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(StoreError::LimitReached(_)) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (limit, 20));
+    let held = store.authenticators(&t.id, "u1").await.unwrap();
+    assert_eq!(held.len(), limit);
+    assert_eq!(
+        store.audit_head(&t.id).await.unwrap() - head,
+        i64::try_from(limit).unwrap(),
+        "refusals are not audited"
+    );
+
+    let other = totp(&t, "u2", AuthenticatorStatus::Unconfirmed);
+    store.create_authenticator(&other, &[], false, &audit("authenticator.created")).await.unwrap();
+    store.delete_authenticator(&t.id, "u1", &held[0].id, &audit("authenticator.deleted")).await.unwrap();
+    let again = totp(&t, "u1", AuthenticatorStatus::Unconfirmed);
+    store.create_authenticator(&again, &[], false, &audit("authenticator.created")).await.unwrap();
+    let one_more = totp(&t, "u1", AuthenticatorStatus::Unconfirmed);
+    let refused = store.create_authenticator(&one_more, &[], false, &audit("authenticator.created")).await;
+    assert!(matches!(refused, Err(StoreError::LimitReached(_))));
+}

@@ -132,6 +132,7 @@ pub async fn delete_user(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "conflict: the user has 20 authenticators, unconfirmed ones among them"),
         (status = 429, body = ErrorBody, description = "rate_limited: every slow-hash thread is busy (recovery codes; with Retry-After)")
     )
 )]
