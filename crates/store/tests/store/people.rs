@@ -369,15 +369,7 @@ async fn a_burst_of_enrollments_of_one_user_stores_exactly_up_to_the_limit() {
             )
         })
         .collect();
-    let (mut stored, mut refused) = (0, 0);
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => stored += 1,
-            Err(StoreError::LimitReached(_)) => refused += 1,
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!((stored, refused), (limit, 20));
+    assert_eq!(crate::tenant_limits::tally(tasks).await, (limit, 20));
     let held = store.authenticators(&t.id, "u1").await.unwrap();
     assert_eq!(held.len(), limit);
     assert_eq!(

@@ -17,7 +17,7 @@ use crate::contract::{at, audit, new_key, tenant};
 use crate::store;
 
 /// Splits the outcomes of a burst into (stored, refused at the limit).
-async fn tally(tasks: Vec<tokio::task::JoinHandle<Result<(), StoreError>>>) -> (usize, usize) {
+pub(crate) async fn tally(tasks: Vec<tokio::task::JoinHandle<Result<(), StoreError>>>) -> (usize, usize) {
     let (mut stored, mut refused) = (0, 0);
     for task in tasks {
         match task.await.unwrap() {
