@@ -296,14 +296,15 @@ pub struct Attempt {
 pub trait WebhookStore {
     /// Stores `endpoint` unless its tenant already has `limit` endpoints
     /// (enabled or not), counted inside the write that stores it, so that
-    /// concurrent creations cannot pass the limit together.
+    /// concurrent creations cannot pass the limit together: then
+    /// `LimitReached`, and nothing is stored.
     async fn create_webhook_endpoint(
         &self,
         endpoint: &WebhookEndpoint,
         sealed_secret: &[u8],
         audit: &AuditEntry,
         limit: u32,
-    ) -> StoreResult<Result<(), EndpointLimitReached>>;
+    ) -> StoreResult<()>;
     async fn webhook_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> StoreResult<WebhookEndpoint>;
     async fn list_webhook_endpoints(&self, tenant: &TenantId) -> StoreResult<Vec<WebhookEndpoint>>;
     /// Saves url, description, events, enabled and disabled_reason.
@@ -424,10 +425,6 @@ pub enum ImportOutcome {
         index: usize,
     },
 }
-
-/// A webhook endpoint was not created: its tenant has as many as it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointLimitReached;
 
 /// Why a test event was not queued (an endpoint not found is `NotFound`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -102,10 +102,12 @@ pub async fn create_endpoint(
     };
     let secret = WebhookSecret::generate().map_err(|e| EndpointError::Internal(Box::new(e)))?;
     let audit = AuditEntry::success(req.actor, "webhook_endpoint.created", endpoint.id.as_str(), now);
-    store
-        .create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit, per_tenant)
-        .await?
-        .map_err(|_| EndpointError::LimitReached(per_tenant))?;
+    store.create_webhook_endpoint(&endpoint, &seal(sealer, &endpoint.id, &secret)?, &audit, per_tenant).await.map_err(
+        |e| match e {
+            StoreError::LimitReached(_) => EndpointError::LimitReached(per_tenant),
+            other => other.into(),
+        },
+    )?;
     Ok((endpoint, secret))
 }
 

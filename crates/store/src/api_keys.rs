@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use vouchsafe_core::api_key::{API_KEYS_PER_TENANT, ApiKey, NewApiKey};
+use vouchsafe_core::api_key::{API_KEYS_PER_TENANT, ApiKey, NewApiKey, REVOKED_KEYS_KEPT_FOR};
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
 use vouchsafe_core::ids::{ApiKeyId, TenantId};
@@ -10,6 +10,7 @@ use vouchsafe_core::store::{ApiKeyStore, ConsoleSession, StoreError, StoreResult
 
 use crate::rows::ApiKeyRow;
 use crate::sqlite_reads::read;
+use crate::tenants::{Counted, before_counting};
 use crate::tx::{Tx, exec};
 use crate::{Db, SqlStore, key_cache, map_err, on_pool, one_row};
 
@@ -86,7 +87,7 @@ impl ApiKeyStore for SqlStore {
                 let k = &new.key;
                 Box::pin(async move {
                     // SECURITY: the count sees every creation that committed before.
-                    crate::tenants::before_counting(conn, k.tenant_id.as_str()).await?;
+                    before_counting(conn, Counted::Tenant(k.tenant_id.as_str())).await?;
                     exec!(
                         conn,
                         "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hint, created_at, revoked_at) \
@@ -107,6 +108,8 @@ impl ApiKeyStore for SqlStore {
             })
             .await
             .map_err(map_err)?;
+        // The message names REVOKED_KEYS_KEPT_FOR's 30 days.
+        const _: () = assert!(REVOKED_KEYS_KEPT_FOR.whole_days() == 30);
         if inserted == 0 {
             return Err(StoreError::LimitReached(
                 "the tenant holds as many API keys as it may (revoked ones count for 30 days); revoke one first",

@@ -14,6 +14,7 @@ use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
+use crate::tenants::{Counted, before_counting};
 use crate::tx::{exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -123,7 +124,7 @@ impl ProviderStore for SqlStore {
             .write(input, |conn, (key, tenant, name, kind, sealed, at, audit)| {
                 Box::pin(async move {
                     // SECURITY: the count sees every save that committed before.
-                    crate::tenants::before_counting(conn, tenant.as_str()).await?;
+                    before_counting(conn, Counted::Tenant(tenant.as_str())).await?;
                     // Saved while the tenant is under its limit of
                     // credentials, or under a name it has (a rotation).
                     let row = fetch!(
@@ -214,7 +215,7 @@ impl ProviderStore for SqlStore {
             .write(input, move |conn, (key, p, settings, audit)| {
                 Box::pin(async move {
                     // SECURITY: the count sees every save that committed before.
-                    crate::tenants::before_counting(conn, p.tenant_id.as_str()).await?;
+                    before_counting(conn, Counted::Tenant(p.tenant_id.as_str())).await?;
                     let row = fetch!(
                         conn,
                         optional ProviderRow,

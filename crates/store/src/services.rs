@@ -9,6 +9,7 @@ use vouchsafe_core::store::{ServiceStore, StoreError, StoreResult, Versioned};
 
 use crate::rows::ServiceRow;
 use crate::sqlite_reads::read;
+use crate::tenants::{Counted, before_counting};
 use crate::tx::{Tx, exec};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
@@ -54,7 +55,7 @@ impl ServiceStore for SqlStore {
             .write_audited(service.tenant_id.as_str(), audit, service.clone(), |conn, service| {
                 Box::pin(async move {
                     // SECURITY: the count sees every creation that committed before.
-                    crate::tenants::before_counting(conn, service.tenant_id.as_str()).await?;
+                    before_counting(conn, Counted::Tenant(service.tenant_id.as_str())).await?;
                     insert_service(conn, service).await
                 })
             })

@@ -19,21 +19,38 @@ use crate::sqlite_reads::{FromSqliteRow, column, read, row};
 use crate::tx::{Tx, exec};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
-/// SECURITY: makes the writes that count a tenant's rows against a limit
-/// (its webhook endpoints, its providers) wait for each other, so that
-/// concurrent ones cannot pass the limit together; call it first in the
-/// write, then count and insert in a statement of its own. SQLite's writer
-/// runs one write at a time already. On PostgreSQL this locks the tenant's
-/// row, and the next statement takes its snapshot once the lock is held
-/// (the lock and the count in one statement would count from before the
-/// wait). `NO KEY UPDATE` does not block the tenant's other writes, whose
-/// foreign keys take `KEY SHARE`.
-pub(crate) async fn before_counting(conn: &mut Tx<'_>, tenant: &str) -> Result<(), sqlx::Error> {
+/// Whose rows a write counts against a limit.
+#[derive(Clone, Copy)]
+pub(crate) enum Counted<'a> {
+    /// A tenant's: its webhook endpoints, providers, credentials, services
+    /// and API keys.
+    Tenant(&'a str),
+    /// A user's authenticators.
+    User { tenant: &'a str, user: &'a str },
+}
+
+/// SECURITY: makes the writes that count the same owner's rows against a
+/// limit wait for each other, so that concurrent ones cannot pass the
+/// limit together; call it first in the write, then count and insert in a
+/// statement of its own. SQLite's writer runs one write at a time already.
+/// On PostgreSQL this locks the owner's row (the tenant's, or the user's),
+/// and the next statement takes its snapshot once the lock is held (the
+/// lock and the count in one statement would count from before the wait).
+/// `NO KEY UPDATE` does not block the owner's other writes, whose foreign
+/// keys take `KEY SHARE`.
+pub(crate) async fn before_counting(conn: &mut Tx<'_>, owner: Counted<'_>) -> Result<(), sqlx::Error> {
     if let Tx::Postgres(pg) = conn {
-        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(tenant)
-            .execute(pg.statement())
-            .await?;
+        let lock = match owner {
+            Counted::Tenant(tenant) => {
+                sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE").bind(tenant)
+            }
+            Counted::User { tenant, user } => {
+                sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE")
+                    .bind(tenant)
+                    .bind(user)
+            }
+        };
+        lock.execute(pg.statement()).await?;
     }
     Ok(())
 }

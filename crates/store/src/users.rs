@@ -27,6 +27,7 @@ use vouchsafe_core::user::{Contacts, User};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::{read, row};
+use crate::tenants::{Counted, before_counting};
 use crate::tx::{Tx, exec, fetch};
 use crate::webhooks::{approval_effects, insert_event};
 use crate::{SqlStore, map_err, on_pool, one_row};
@@ -93,31 +94,13 @@ async fn insert_authenticator(tx: &mut Tx<'_>, a: &Authenticator, how: Insert) -
 #[derive(Clone, Copy)]
 enum Insert {
     /// While its user has fewer than [`AUTHENTICATORS_PER_USER`] (an
-    /// enrollment; the caller locks the user first, see
-    /// [`before_counting_authenticators`]).
+    /// enrollment; the caller locks the user first, with
+    /// `tenants::before_counting`).
     UnderLimit,
     /// While its user has no active one of its kind (an import, which
     /// first drops the user's unconfirmed ones of that kind, so it
     /// replaces rather than adds).
     UnlessActive,
-}
-
-/// SECURITY: makes enrollments of one user wait for each other, so that
-/// concurrent ones cannot pass [`AUTHENTICATORS_PER_USER`] together; call
-/// it first in the write, then count and insert in a statement of its
-/// own. SQLite's writer runs one write at a time already. On PostgreSQL
-/// this locks the user's row (the statement after it takes its snapshot
-/// once the lock is held), as `tenants::before_counting` does the
-/// tenant's.
-async fn before_counting_authenticators(conn: &mut Tx<'_>, tenant: &str, user: &str) -> Result<(), sqlx::Error> {
-    if let Tx::Postgres(pg) = conn {
-        sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE")
-            .bind(tenant)
-            .bind(user)
-            .execute(pg.statement())
-            .await?;
-    }
-    Ok(())
 }
 
 row! {
@@ -621,7 +604,8 @@ impl UserStore for SqlStore {
                         [tenant, user, kind]
                     )?;
                 }
-                before_counting_authenticators(conn, tenant, user).await?;
+                // SECURITY: the count sees every enrollment that committed before.
+                before_counting(conn, Counted::User { tenant, user }).await?;
                 if insert_authenticator(conn, a, Insert::UnderLimit).await? == 0 {
                     return Ok(Err(StoreError::LimitReached(
                         "the user has as many authenticators as they may; delete one first",

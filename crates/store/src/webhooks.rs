@@ -12,13 +12,14 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::SendCounter;
 use vouchsafe_core::ids::{AttemptId, EventId, MessageId, TenantId, WebhookEndpointId};
 use vouchsafe_core::store::{
-    Attempt, DueMessage, EndpointLimitReached, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult,
-    TestEventRefusal, WebhookStore,
+    Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, StoreError, StoreResult, TestEventRefusal,
+    WebhookStore,
 };
 use vouchsafe_core::webhook::{EventFilter, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT, WebhookEndpoint};
 
 use crate::audit::append_audit;
 use crate::sqlite_reads::row;
+use crate::tenants::{Counted, before_counting};
 use crate::tx::{Tx, TxFuture, exec, fetch};
 use crate::verifications::count_sends_or_refuse;
 use crate::{SqlStore, map_err, on_pool, one_row};
@@ -182,14 +183,14 @@ impl WebhookStore for SqlStore {
         sealed_secret: &[u8],
         audit: &AuditEntry,
         limit: u32,
-    ) -> StoreResult<Result<(), EndpointLimitReached>> {
+    ) -> StoreResult<()> {
         let input = (e.clone(), sealed_secret.to_vec(), i64::from(limit));
         let created = self
             .write_audited(e.tenant_id.as_str(), audit, input, |conn, (e, sealed, limit)| {
                 Box::pin(async move {
                     // SECURITY: the count and the insert see every creation
                     // that committed before.
-                    crate::tenants::before_counting(conn, e.tenant_id.as_str()).await?;
+                    before_counting(conn, Counted::Tenant(e.tenant_id.as_str())).await?;
                     exec!(
                         conn,
                         "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, \
@@ -215,7 +216,12 @@ impl WebhookStore for SqlStore {
             .await
             .map_err(map_err)?;
         // No row and no audit entry when the tenant is at its limit.
-        Ok(if created == 1 { Ok(()) } else { Err(EndpointLimitReached) })
+        if created == 0 {
+            return Err(StoreError::LimitReached(
+                "the tenant has as many webhook endpoints as it may; delete one first",
+            ));
+        }
+        Ok(())
     }
 
     async fn webhook_endpoint(&self, tenant: &TenantId, id: &WebhookEndpointId) -> StoreResult<WebhookEndpoint> {

@@ -401,8 +401,7 @@ async fn two_nodes_chaining_at_once_keep_every_entry_once() {
 /// tests make many per tenant; the limit has tests of its own).
 pub(crate) async fn endpoint(store: &SqlStore, t: &Tenant, filter: EventFilter, enabled: bool) -> WebhookEndpoint {
     let e = new_endpoint(t, filter, enabled);
-    let created = store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created"), u32::MAX).await;
-    assert_eq!(created.unwrap(), Ok(()));
+    store.create_webhook_endpoint(&e, b"sealed", &audit("webhook_endpoint.created"), u32::MAX).await.unwrap();
     e
 }
 
