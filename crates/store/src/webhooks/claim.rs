@@ -16,7 +16,9 @@
 //! so its work must not grow with the backlog or the share.
 //! - `endpoints` counts each enabled endpoint's due messages, leased or
 //!   not, up to its share, from the index (`webhook_messages_endpoint_due`,
-//!   migration 0013), and its leases; endpoints of a tenant at its share
+//!   migration 0013), and its leases (from `webhook_messages_leased`, which
+//!   holds leased messages only and serves only a statement that says
+//!   `locked_until > 0`, migration 0018); endpoints of a tenant at its share
 //!   are skipped, so a claim while it is full reads next to nothing.
 //! - `level` is the lowest slot by which every tenant has as many
 //!   candidates as it may take (`$3`, or its share less its leases): turns
@@ -45,9 +47,9 @@
 pub(super) const CLAIM_DUE_MESSAGES: &str = "\
 WITH RECURSIVE levels (k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM levels WHERE k < $4), \
 busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
- WHERE status = 'pending' AND locked_until >= $2 GROUP BY endpoint_id), \
+ WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2 GROUP BY endpoint_id), \
 busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
- WHERE status = 'pending' AND locked_until >= $2 GROUP BY tenant_id), \
+ WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2 GROUP BY tenant_id), \
 endpoints AS MATERIALIZED (SELECT w.id AS endpoint_id, w.tenant_id, COALESCE(be.n, 0) AS busy, \
  (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = w.id AND x.status = 'pending' \
   AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT $4) d) AS due \
@@ -88,3 +90,97 @@ attempts, locked_until, \
 (SELECT w.previous_secret FROM webhook_endpoints w WHERE w.id = webhook_messages.endpoint_id) AS previous_secret, \
 (SELECT w.previous_secret_expires_at FROM webhook_endpoints w \
  WHERE w.id = webhook_messages.endpoint_id) AS previous_secret_expires_at";
+
+#[cfg(test)]
+mod tests {
+    //! These run on PostgreSQL whatever `TEST_DB` says: they read its
+    //! planner's choices, which is where a claim went wrong.
+
+    use sqlx::{Connection, PgConnection};
+
+    use super::CLAIM_DUE_MESSAGES;
+    use crate::testing::fresh_database_on;
+
+    const ENDPOINTS: i64 = 200;
+    const PER_ENDPOINT: i64 = 50;
+
+    /// Rows a plan node threw away (its filters', over all its loops),
+    /// summed over the plan: what the claim read and did not take.
+    fn rows_thrown_away(node: &serde_json::Value) -> f64 {
+        let own = ["Rows Removed by Filter", "Rows Removed by Join Filter"]
+            .iter()
+            .filter_map(|key| node[*key].as_f64())
+            .sum::<f64>()
+            * node["Actual Loops"].as_f64().unwrap_or(1.0);
+        let children = node["Plans"].as_array().map_or(0.0, |plans| plans.iter().map(rows_thrown_away).sum());
+        own + children
+    }
+
+    /// The claim's work on a full outbox when the planner's statistics
+    /// were taken while everything in it had been delivered, as a queue's
+    /// statistics usually are, and the plan is the generic one a prepared
+    /// statement keeps. `sql` is the claim's text.
+    async fn thrown_away_with_stale_statistics(sql: &str) -> f64 {
+        let db = fresh_database_on(true).await.unwrap();
+        let pool = crate::postgres::connect(&db.url_text).await.unwrap();
+        crate::postgres::migrate(&pool).await.unwrap();
+        pool.close().await;
+        let mut conn = PgConnection::connect(&db.url_text).await.unwrap();
+        for statement in [
+            "INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) \
+             VALUES ('ten_a', 'a', 'AC1', 'svc_a', 0)"
+                .to_owned(),
+            format!(
+                "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, secret, enabled, \
+                 created_at, updated_at) \
+                 SELECT 'we_' || g, 'ten_a', 'http://127.0.0.1/', '', '*', '\\x00', TRUE, g, g \
+                 FROM generate_series(1, {ENDPOINTS}) g"
+            ),
+            format!(
+                "INSERT INTO events (id, tenant_id, type, body, created_at) \
+                 SELECT 'ev_' || g, 'ten_a', 'webhook.test', '{{}}', g FROM generate_series(1, {n}) g",
+                n = ENDPOINTS * PER_ENDPOINT
+            ),
+            // Yesterday's traffic, all delivered, when the statistics were taken.
+            format!(
+                "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
+                 next_attempt_at, locked_until, created_at, updated_at) \
+                 SELECT 'old_' || g, 'ev_' || g, 'we_' || (1 + g % {ENDPOINTS}), 'ten_a', 'delivered', 1, 0, 0, g, g \
+                 FROM generate_series(1, {n}) g",
+                n = ENDPOINTS * PER_ENDPOINT
+            ),
+            "ANALYZE webhook_messages".to_owned(),
+            // Today's burst: every endpoint's share and more, all due.
+            format!(
+                "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
+                 next_attempt_at, locked_until, created_at, updated_at) \
+                 SELECT 'wm_' || g, 'ev_' || g, 'we_' || (1 + g % {ENDPOINTS}), 'ten_a', 'pending', 0, g, 0, g, g \
+                 FROM generate_series(1, {n}) g",
+                n = ENDPOINTS * PER_ENDPOINT
+            ),
+            "SET plan_cache_mode = force_generic_plan".to_owned(),
+            format!("PREPARE claim (bigint, bigint, bigint, bigint, bigint) AS {sql}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+        }
+        let (plan,): (serde_json::Value,) =
+            sqlx::query_as("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim(1000000000, 1000000, 64, 16, 64)")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        rows_thrown_away(&plan[0]["Plan"])
+    }
+
+    /// The claim must not read every pending message once per endpoint,
+    /// whatever the statistics say: its reads are to stay near the slots
+    /// it can take. When an index led by status could serve its
+    /// per-endpoint reads (before migration 0018), PostgreSQL's planner
+    /// took it on statistics like these, and threw away rows by the
+    /// million here (pending messages times endpoints, three times over).
+    #[tokio::test]
+    async fn a_claim_on_stale_statistics_reads_only_each_endpoints_first_messages() {
+        let messages = (ENDPOINTS * PER_ENDPOINT) as f64;
+        let thrown_away = thrown_away_with_stale_statistics(CLAIM_DUE_MESSAGES).await;
+        assert!(thrown_away < messages, "the claim threw away {thrown_away} rows for an outbox of {messages}");
+    }
+}
