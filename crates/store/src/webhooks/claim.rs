@@ -14,12 +14,18 @@
 //!
 //! How little it reads (the cost): a claim runs whenever an attempt ends,
 //! so its work must not grow with the backlog or the share.
+//! - `leases` reads the attempts in flight once, from
+//!   `webhook_messages_leased`, which holds leased messages only and serves
+//!   only a statement that says `locked_until > 0` (migration 0018: led by
+//!   status, it served PostgreSQL's per-endpoint reads whenever statistics
+//!   said few messages were pending, and each read every pending message).
+//!   It is materialized so that SQLite reads it through that index, not
+//!   through a scan of the due index in `endpoint_id` order for the
+//!   `GROUP BY`; `busy_endpoints` and `busy_tenants` count it.
 //! - `endpoints` counts each enabled endpoint's due messages, leased or
 //!   not, up to its share, from the index (`webhook_messages_endpoint_due`,
-//!   migration 0013), and its leases (from `webhook_messages_leased`, which
-//!   holds leased messages only and serves only a statement that says
-//!   `locked_until > 0`, migration 0018); endpoints of a tenant at its share
-//!   are skipped, so a claim while it is full reads next to nothing.
+//!   migration 0013); endpoints of a tenant at its share are skipped, so a
+//!   claim while it is full reads next to nothing.
 //! - `level` is the lowest slot by which every tenant has as many
 //!   candidates as it may take (`$3`, or its share less its leases): turns
 //!   go by slot first, so no message in a later slot can be taken. Under
@@ -29,10 +35,10 @@
 //! - `cutoffs` finds the due time of each endpoint's `level`-th due message,
 //!   and `ranked` reads only messages up to it, by index, endpoint by
 //!   endpoint. `CROSS JOIN` and `+m.locked_until` keep SQLite from reading
-//!   every unleased message through the lease index instead.
+//!   them through another index instead.
 //! - The `UPDATE` finds the chosen rows by id; its repeated claim condition
-//!   is one expression so SQLite does not drive it from the lease index
-//!   (every pending message) either.
+//!   is one expression so SQLite does not drive it from an index over
+//!   pending messages either.
 //!
 //! Concurrency: the `UPDATE`'s `WHERE` repeats the claim condition, so when
 //! two nodes pick the same rows, the second one's `UPDATE` finds them leased
@@ -46,10 +52,10 @@
 
 pub(super) const CLAIM_DUE_MESSAGES: &str = "\
 WITH RECURSIVE levels (k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM levels WHERE k < $4), \
-busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM webhook_messages \
- WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2 GROUP BY endpoint_id), \
-busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM webhook_messages \
- WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2 GROUP BY tenant_id), \
+leases AS MATERIALIZED (SELECT endpoint_id, tenant_id FROM webhook_messages \
+ WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2), \
+busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM leases GROUP BY endpoint_id), \
+busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM leases GROUP BY tenant_id), \
 endpoints AS MATERIALIZED (SELECT w.id AS endpoint_id, w.tenant_id, COALESCE(be.n, 0) AS busy, \
  (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = w.id AND x.status = 'pending' \
   AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT $4) d) AS due \
@@ -93,8 +99,8 @@ attempts, locked_until, \
 
 #[cfg(test)]
 mod tests {
-    //! These run on PostgreSQL whatever `TEST_DB` says: they read its
-    //! planner's choices, which is where a claim went wrong.
+    //! These read each engine's plan for the claim whatever `TEST_DB`
+    //! says: PostgreSQL's, with statistics that mislead it, and SQLite's.
 
     use sqlx::{Connection, PgConnection};
 
@@ -182,5 +188,46 @@ mod tests {
         let messages = (ENDPOINTS * PER_ENDPOINT) as f64;
         let thrown_away = thrown_away_with_stale_statistics(CLAIM_DUE_MESSAGES).await;
         assert!(thrown_away < messages, "the claim threw away {thrown_away} rows for an outbox of {messages}");
+    }
+}
+
+#[cfg(test)]
+mod sqlite_plan {
+    //! The claim's plan on SQLite: the planner has no statistics there, so
+    //! the plan is fixed by the text and the indexes, and reading it is the
+    //! test.
+
+    use super::CLAIM_DUE_MESSAGES;
+    use crate::SqliteSync;
+    use crate::testing::fresh_database_on;
+
+    /// Every read of `webhook_messages` in the claim goes by index to the
+    /// rows it wants (`SEARCH`): a `SCAN` reads the whole outbox, delivered
+    /// messages too, on every claim. Before the leases were materialized,
+    /// SQLite counted them by scanning the due index in endpoint order.
+    #[tokio::test]
+    async fn every_read_of_the_outbox_in_a_claim_is_an_index_search() {
+        let db = fresh_database_on(false).await.unwrap();
+        let crate::DatabaseUrl::Sqlite { path, .. } = &db.url else { unreachable!("asked for SQLite") };
+        let (pool, options) = crate::sqlite::connect(path, SqliteSync::Full).await.unwrap();
+        crate::sqlite::migrate(&options).await.unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {CLAIM_DUE_MESSAGES}");
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(2_i64)
+            .bind(1_i64)
+            .bind(64_i64)
+            .bind(16_i64)
+            .bind(64_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let reads: Vec<&str> =
+            plan.iter().map(|(.., detail)| detail.as_str()).filter(|d| d.contains("webhook_messages")).collect();
+        assert!(
+            reads.iter().any(|d| d.contains("webhook_messages_leased")),
+            "the leases come from their index: {reads:#?}"
+        );
+        let scans: Vec<&&str> = reads.iter().filter(|d| d.starts_with("SCAN")).collect();
+        assert!(scans.is_empty(), "the claim scans the outbox: {scans:#?}");
     }
 }
