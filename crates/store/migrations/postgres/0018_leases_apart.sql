@@ -5,7 +5,7 @@
 -- said few messages were pending, which is what they say of an outbox
 -- most of the time (delivered messages stay): a claim then read every
 -- pending message once per endpoint, and a burst of 10,000 test events
--- over 200 endpoints was delivered at 650 a second instead of 2,000.
+-- over 200 endpoints was delivered at 650 a second.
 -- This one holds only leased messages (unleased ones have locked_until 0),
 -- and only a statement that says `locked_until > 0` may use it: the
 -- claim's count of attempts in flight. The outbox depth counts pending

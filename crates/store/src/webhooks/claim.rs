@@ -105,6 +105,7 @@ mod tests {
     use sqlx::{Connection, PgConnection};
 
     use super::CLAIM_DUE_MESSAGES;
+    use crate::SqliteSync;
     use crate::testing::fresh_database_on;
 
     const ENDPOINTS: i64 = 200;
@@ -125,8 +126,8 @@ mod tests {
     /// The claim's work on a full outbox when the planner's statistics
     /// were taken while everything in it had been delivered, as a queue's
     /// statistics usually are, and the plan is the generic one a prepared
-    /// statement keeps. `sql` is the claim's text.
-    async fn thrown_away_with_stale_statistics(sql: &str) -> f64 {
+    /// statement keeps.
+    async fn thrown_away_with_stale_statistics() -> f64 {
         let db = fresh_database_on(true).await.unwrap();
         let pool = crate::postgres::connect(&db.url_text).await.unwrap();
         crate::postgres::migrate(&pool).await.unwrap();
@@ -165,7 +166,7 @@ mod tests {
                 n = ENDPOINTS * PER_ENDPOINT
             ),
             "SET plan_cache_mode = force_generic_plan".to_owned(),
-            format!("PREPARE claim (bigint, bigint, bigint, bigint, bigint) AS {sql}"),
+            format!("PREPARE claim (bigint, bigint, bigint, bigint, bigint) AS {CLAIM_DUE_MESSAGES}"),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
         }
@@ -186,22 +187,12 @@ mod tests {
     #[tokio::test]
     async fn a_claim_on_stale_statistics_reads_only_each_endpoints_first_messages() {
         let messages = (ENDPOINTS * PER_ENDPOINT) as f64;
-        let thrown_away = thrown_away_with_stale_statistics(CLAIM_DUE_MESSAGES).await;
+        let thrown_away = thrown_away_with_stale_statistics().await;
         assert!(thrown_away < messages, "the claim threw away {thrown_away} rows for an outbox of {messages}");
     }
-}
 
-#[cfg(test)]
-mod sqlite_plan {
-    //! The claim's plan on SQLite: the planner has no statistics there, so
-    //! the plan is fixed by the text and the indexes, and reading it is the
-    //! test.
-
-    use super::CLAIM_DUE_MESSAGES;
-    use crate::SqliteSync;
-    use crate::testing::fresh_database_on;
-
-    /// Every read of `webhook_messages` in the claim goes by index to the
+    /// On SQLite the planner has no statistics, so the plan is fixed by
+    /// the text and the indexes, and reading it is the test. Every read of `webhook_messages` in the claim goes by index to the
     /// rows it wants (`SEARCH`): a `SCAN` reads the whole outbox, delivered
     /// messages too, on every claim. Before the leases were materialized,
     /// SQLite counted them by scanning the due index in endpoint order.
