@@ -13,10 +13,11 @@
 //! transaction claims messages for the free slots (`finish_and_claim`).
 //! Recording an outcome ends its lease, so a slot is reused in the write
 //! that frees it, with no second write or wait in between: that cycle is
-//! what bounds one endpoint's rate, at 16 attempts in flight. Nothing is
-//! kept in memory that the outbox does not hold, so a crash at any point
-//! loses no event: an unfinished lease simply runs out and the message is
-//! tried again.
+//! what bounds one endpoint's rate, at 16 attempts in flight. Outcomes
+//! whose write failed are kept to be written again while their leases
+//! last. Nothing else is kept in memory that the outbox does not hold, so
+//! a crash at any point loses no event: an unfinished lease simply runs
+//! out and the message is tried again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +144,27 @@ async fn gather_outcomes(
     }
 }
 
+/// After a write that failed, keeps the outcomes to write again with the
+/// next one (at the latest a poll interval later), as long as their leases
+/// last. Dropped, an outcome would leave its message leased until the lease
+/// ran out (the attempt's timeout and 30 s more) and then sent again,
+/// although its receiver had it: one failed write (a connection lost, a
+/// pool that timed out) held a drain up for that long. Once a lease has run
+/// out, the message may be claimed again, and the outcome is dropped: its
+/// message is sent again, as after a crash. Writing an outcome again is
+/// safe even if the failed write committed (see the store's `finish_all`).
+fn keep_while_leased(outcomes: &mut Vec<Finished>, now: OffsetDateTime) {
+    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let before = outcomes.len();
+    outcomes.retain(|f| f.message.lease > now_ms);
+    if outcomes.len() < before {
+        tracing::warn!(
+            dropped = before - outcomes.len(),
+            "webhook attempts not recorded before their leases ran out; their messages will be sent again"
+        );
+    }
+}
+
 impl Dispatcher {
     /// Runs until `stop` turns true, then lets the attempts in flight end
     /// and records them.
@@ -204,7 +226,8 @@ impl Dispatcher {
     /// Writes the `outcomes` of ended attempts (which ends their leases)
     /// and, in the same write, claims up to `free` due messages, then
     /// starts an attempt for each on a task of its own holding a slot.
-    /// Returns how many it claimed.
+    /// Returns how many it claimed. `outcomes` is emptied once written,
+    /// and kept if the write failed (see [`keep_while_leased`]).
     async fn finish_and_start(
         self: &Arc<Self>,
         outcomes: &mut Vec<Finished>,
@@ -220,14 +243,16 @@ impl Dispatcher {
         // this process died or stalled.
         let lease_until = now + self.config.timeout + Duration::from_secs(30);
         let due = match self.store.finish_and_claim(outcomes, now, lease_until, free as i64).await {
-            Ok(due) => due,
+            Ok(due) => {
+                outcomes.clear();
+                due
+            }
             Err(e) => {
-                // Nothing is lost: the leases run out and the messages are tried again.
-                tracing::warn!(error = %e, outcomes = outcomes.len(), "cannot record webhook attempts or claim more");
+                tracing::warn!(error = %e, outcomes = outcomes.len(), "cannot record webhook attempts or claim more; will try again");
+                keep_while_leased(outcomes, now);
                 Vec::new()
             }
         };
-        outcomes.clear();
         let claimed = due.len();
         for message in due {
             let Ok(slot) = slots.clone().try_acquire_owned() else {

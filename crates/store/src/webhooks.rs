@@ -526,6 +526,13 @@ fn due_message(row: DueRow) -> StoreResult<DueMessage> {
 /// with an audit entry) is one statement over arrays, one round trip where
 /// two per attempt were; on SQLite, in the writer's own process, the
 /// statements run one attempt at a time.
+///
+/// Writing the same outcomes again changes nothing more: the dispatcher
+/// writes them again after a write that failed, which may have committed
+/// all the same (its answer lost with the connection). An attempt is
+/// logged once by its id, a message moves on only while the lease the
+/// outcome names is its lease, and an endpoint is disabled (and audited)
+/// only while it is enabled.
 async fn finish_all(tx: &mut Tx<'_>, key: &AuditKey, finished: &[Finished]) -> Result<(), sqlx::Error> {
     let (gone, rest): (Vec<&Finished>, Vec<&Finished>) =
         finished.iter().partition(|f| f.outcome == MessageOutcome::Gone);
@@ -553,7 +560,8 @@ async fn finish_batch_postgres(conn: &mut sqlx::PgConnection, finished: &[&Finis
         "WITH logged AS (INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, \
          attempt, at, status_code, latency_ms, error, outcome) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[])) \
+         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[]) \
+         ON CONFLICT (id) DO NOTHING) \
          UPDATE webhook_messages m SET status = u.status, next_attempt_at = u.next_at, locked_until = 0, \
          updated_at = u.at FROM UNNEST($13::text[], $14::bigint[], $8::bigint[], $2::text[], $15::bigint[]) \
          AS u (status, next_at, at, id, lease) WHERE m.id = u.id AND m.locked_until = u.lease",
@@ -593,12 +601,14 @@ async fn finish_message(tx: &mut Tx<'_>, key: &AuditKey, finished: &Finished) ->
     let Finished { message: m, outcome, attempt: a } = finished;
     let (status, next_at) = moved_to(*outcome);
     // The attempt happened, so it is logged even if the lease ran out
-    // meanwhile; the message moves on only while the lease is ours.
+    // meanwhile; the message moves on only while the lease is ours. Once:
+    // an outcome is written again after a write whose answer was lost
+    // (see `finish_all`).
     exec!(
         tx,
         "INSERT INTO webhook_attempts (id, message_id, tenant_id, endpoint_id, event_id, event_type, \
          attempt, at, status_code, latency_ms, error, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
         [
             a.id.as_str(),
             a.message_id.as_str(),

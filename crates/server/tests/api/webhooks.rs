@@ -391,3 +391,87 @@ async fn an_approved_verification_reaches_the_endpoint_that_wants_it() {
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!((got[0]["type"].as_str(), got[0]["verified"].as_bool()), (Some("verification.approved"), Some(true)));
 }
+
+/// Makes the database refuse (or accept again) every row of the attempt
+/// log, with a trigger: a real failed write of the dispatcher's outcomes,
+/// as a lost connection or a pool that timed out would make one.
+async fn refuse_attempt_rows(app: &TestApp, refuse: bool) {
+    match (&app.db.url, refuse) {
+        (vouchsafe_store::DatabaseUrl::Sqlite { .. }, true) => {
+            app.execute_sql(
+                "CREATE TRIGGER refuse_attempts BEFORE INSERT ON webhook_attempts \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            )
+            .await;
+        }
+        (vouchsafe_store::DatabaseUrl::Postgres(_), true) => {
+            app.execute_sql(
+                "CREATE FUNCTION refuse_attempts() RETURNS trigger LANGUAGE plpgsql \
+                 AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            )
+            .await;
+            app.execute_sql(
+                "CREATE TRIGGER refuse_attempts BEFORE INSERT ON webhook_attempts \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_attempts()",
+            )
+            .await;
+        }
+        (vouchsafe_store::DatabaseUrl::Sqlite { .. }, false) => {
+            app.execute_sql("DROP TRIGGER refuse_attempts").await;
+        }
+        (vouchsafe_store::DatabaseUrl::Postgres(_), false) => {
+            app.execute_sql("DROP TRIGGER refuse_attempts ON webhook_attempts").await;
+        }
+    }
+}
+
+/// An attempt whose outcome could not be written (the database refused
+/// it) is written again once the database takes it, while its lease
+/// lasts: the receiver gets the event once, and the message does not sit
+/// leased until the lease runs out (the server's clock never moves here,
+/// so it never would).
+#[tokio::test]
+async fn an_outcome_whose_write_failed_is_written_again_and_not_sent_again() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    refuse_attempt_rows(&app, true).await;
+    let event_id = test_event(&app, &id).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    // Several of the dispatcher's polls (25 ms apart) meet the refusal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM webhook_attempts").await, 0, "the write was refused");
+
+    refuse_attempt_rows(&app, false).await;
+    let log = wait_attempts(&app, &id, 1).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["outcome"], "delivered");
+    assert_eq!(log[0]["event_id"], event_id.as_str());
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM webhook_messages WHERE status = 'delivered'").await, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().await.len(), 1, "sent once");
+}
+
+/// An outcome still unwritten when its lease runs out is dropped: the
+/// message may be claimed again by then, and is sent again (with its id),
+/// as after a crash. Nothing is held for ever behind a write that fails.
+#[tokio::test]
+async fn an_outcome_unwritten_when_its_lease_runs_out_is_sent_again() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    refuse_attempt_rows(&app, true).await;
+    let event_id = test_event(&app, &id).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    // The lease is the attempt's timeout (5 s here) and 30 s more.
+    app.clock.advance(time::Duration::seconds(36));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    refuse_attempt_rows(&app, false).await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(got.iter().all(|r| r["id"] == event_id.as_str()), "sent again with its id");
+    let log = wait_attempts(&app, &id, 1).await;
+    assert_eq!(log.len(), 1, "only the attempt written: {log:?}");
+    assert_eq!(log[0]["attempt"], 2);
+    assert_eq!(log[0]["outcome"], "delivered");
+}

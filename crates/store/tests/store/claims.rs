@@ -211,3 +211,33 @@ async fn a_batch_of_outcomes_moves_each_message_on_as_one_would() {
     let expected = [1, 3, 4].iter().map(|&i| claimed[i].event_id.to_string()).collect();
     assert_eq!(later, expected, "the retry when due, and the two whose leases ran out");
 }
+
+/// A batch of outcomes written twice, as the dispatcher writes it again
+/// after a write that failed but may have committed (its answer lost with
+/// the connection): the second write succeeds and changes nothing, in a
+/// batch (one statement on PostgreSQL) and alone.
+#[tokio::test]
+async fn outcomes_written_twice_are_recorded_once() {
+    let (store, _db) = store().await;
+    let (t, e) = one_endpoint_with_events(&store, 3).await;
+    let claimed = store.claim_due_messages(at(100), at(400), 64).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let outcome = |m: &DueMessage, outcome: MessageOutcome| Finished {
+        message: m.clone(),
+        outcome,
+        attempt: attempt_of(m, outcome.as_str(), 100),
+    };
+    let batch =
+        [outcome(&claimed[0], MessageOutcome::Delivered), outcome(&claimed[1], MessageOutcome::RetryAt(at(1_000)))];
+    let alone = [outcome(&claimed[2], MessageOutcome::Dead)];
+    for _ in 0..2 {
+        store.finish_messages(&batch).await.unwrap();
+        store.finish_messages(&alone).await.unwrap();
+    }
+    let logged = store.webhook_attempts(&t.id, &e, None, 50).await.unwrap();
+    assert_eq!(logged.len(), 3, "each attempt logged once");
+    assert_eq!(store.outbox_depth().await.unwrap(), 1, "only the retry is left");
+    let later = store.claim_due_messages(at(1_000), at(1_400), 64).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].id, claimed[1].id, "the retry, when due");
+}
