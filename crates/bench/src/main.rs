@@ -60,6 +60,11 @@ struct Args {
     /// Folder for the JSON results (one file per run).
     #[arg(long, default_value = "bench/results")]
     results_dir: PathBuf,
+    /// Append the server's log (warnings and errors) to this file; without
+    /// it the log is dropped. For a row that stalls: a failed write or a
+    /// timeout says so there.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
     /// Load a running privacyIDEA at this URL instead (see
     /// bench/peers/privacyidea.sh, which sets it up and passes this).
     #[arg(long)]
@@ -159,7 +164,7 @@ fn main() -> anyhow::Result<()> {
     for &engine in &args.engine {
         eprintln!("HTTP load against {} on {}…", args.bin.display(), engine.label());
         let run = runtime.block_on(async {
-            let server = server::start(&args.bin, engine, &args.postgres_url).await?;
+            let server = server::start(&args.bin, engine, &args.postgres_url, args.server_log.as_deref()).await?;
             let http = scenarios::run(&server, &args.concurrency, args.seconds, &wanted).await?;
             let webhooks = match wanted.has(scenarios::Scenario::Webhooks) {
                 true => Some(scenarios::webhook_throughput(&server).await?),
@@ -381,7 +386,7 @@ fn run_soak(args: &Args, minutes: u64, machine: &str) -> anyhow::Result<()> {
     let engine = args.engine.first().copied().unwrap_or(Engine::Sqlite);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (soak, peak) = runtime.block_on(async {
-        let server = server::start(&args.bin, engine, &args.postgres_url).await?;
+        let server = server::start(&args.bin, engine, &args.postgres_url, args.server_log.as_deref()).await?;
         let soak = soak::run(&server, minutes).await?;
         anyhow::Ok((soak, server.peak_rss_mib()))
     })?;

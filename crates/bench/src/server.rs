@@ -170,8 +170,9 @@ async fn fresh_database(engine: Engine, dir: &Path, postgres_url: &str) -> anyho
 }
 
 /// Creates a fresh database, runs `init`, starts `serve` and waits for
-/// `/healthz`, timing start-up from process spawn to the first `200`.
-pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Result<Server> {
+/// `/healthz`, timing start-up from process spawn to the first `200`. The
+/// server's log goes to the end of `log`, if named.
+pub async fn start(bin: &Path, engine: Engine, postgres_url: &str, log: Option<&Path>) -> anyhow::Result<Server> {
     let bin =
         std::fs::canonicalize(bin).with_context(|| format!("{} not found; cargo build --release", bin.display()))?;
     let dir = tempfile::tempdir()?;
@@ -189,6 +190,16 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         .context("init printed no secret")?
         .to_owned();
 
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the server log {}", path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -204,7 +215,7 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str) -> anyhow::Re
         // hour) over 200 endpoints of one tenant.
         .env("VOUCHSAFE_WEBHOOK_ENDPOINTS_PER_TENANT", "200")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()?;
     let mut server = Server {
         child: KillOnDrop(child),
