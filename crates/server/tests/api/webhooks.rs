@@ -425,6 +425,19 @@ async fn refuse_attempt_rows(app: &TestApp, refuse: bool) {
     }
 }
 
+/// A server whose database refuses the attempt log's rows, and a test
+/// event it has sent to the receiver: the app, the receiver, the
+/// endpoint's id and the event's.
+async fn delivered_while_attempt_rows_are_refused() -> (TestApp, Receiver, String, String) {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    refuse_attempt_rows(&app, true).await;
+    let event_id = test_event(&app, &id).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    (app, receiver, id, event_id)
+}
+
 /// An attempt whose outcome could not be written (the database refused
 /// it) is written again once the database takes it, while its lease
 /// lasts: the receiver gets the event once, and the message does not sit
@@ -432,12 +445,7 @@ async fn refuse_attempt_rows(app: &TestApp, refuse: bool) {
 /// so it never would).
 #[tokio::test]
 async fn an_outcome_whose_write_failed_is_written_again_and_not_sent_again() {
-    let app = spawn_app().await;
-    let receiver = Receiver::start();
-    let (id, _) = endpoint(&app, &receiver).await;
-    refuse_attempt_rows(&app, true).await;
-    let event_id = test_event(&app, &id).await;
-    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let (app, receiver, id, event_id) = delivered_while_attempt_rows_are_refused().await;
     // Several of the dispatcher's polls (25 ms apart) meet the refusal.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.count_rows("SELECT COUNT(*) FROM webhook_attempts").await, 0, "the write was refused");
@@ -457,12 +465,7 @@ async fn an_outcome_whose_write_failed_is_written_again_and_not_sent_again() {
 /// as after a crash. Nothing is held for ever behind a write that fails.
 #[tokio::test]
 async fn an_outcome_unwritten_when_its_lease_runs_out_is_sent_again() {
-    let app = spawn_app().await;
-    let receiver = Receiver::start();
-    let (id, _) = endpoint(&app, &receiver).await;
-    refuse_attempt_rows(&app, true).await;
-    let event_id = test_event(&app, &id).await;
-    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let (app, receiver, id, event_id) = delivered_while_attempt_rows_are_refused().await;
     // The lease is the attempt's timeout (5 s here) and 30 s more.
     app.clock.advance(time::Duration::seconds(36));
     tokio::time::sleep(Duration::from_millis(300)).await;
