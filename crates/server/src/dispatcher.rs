@@ -249,7 +249,9 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::warn!(error = %e, outcomes = outcomes.len(), "cannot record webhook attempts or claim more; will try again");
-                keep_while_leased(outcomes, now);
+                // Read the clock again: a failed write may have waited long
+                // (a pool's timeout is 10 s).
+                keep_while_leased(outcomes, self.clock.now());
                 Vec::new()
             }
         };
