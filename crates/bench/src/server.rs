@@ -214,6 +214,13 @@ pub async fn start(bin: &Path, engine: Engine, postgres_url: &str, log: Option<&
         // The webhook row spreads its test events (60 per endpoint per
         // hour) over 200 endpoints of one tenant.
         .env("VOUCHSAFE_WEBHOOK_ENDPOINTS_PER_TENANT", "200")
+        // The webhook row's backlog is built while the receiver holds the
+        // deliveries in flight. Held past the attempt timeout (10 s by
+        // default), they would fail and wait out the retry schedule, so on
+        // a slow spell, when queueing the backlog took longer than that,
+        // the drain timed the schedule too. The longest timeout allowed
+        // keeps a hold a hold; a receiver that answers is not affected.
+        .env("VOUCHSAFE_WEBHOOK_TIMEOUT_S", "120")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()?;
