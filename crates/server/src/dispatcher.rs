@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
-use vouchsafe_core::clock::Clock;
+use vouchsafe_core::clock::{Clock, to_unix_ms};
 use vouchsafe_core::crypto::Sealer;
 use vouchsafe_core::ids::{AttemptId, WebhookEndpointId};
 use vouchsafe_core::store::{Attempt, DueMessage, Finished, MessageOutcome, SealedSecrets, Store};
@@ -154,9 +154,11 @@ async fn gather_outcomes(
 /// message is sent again, as after a crash. Writing an outcome again is
 /// safe even if the failed write committed (see the store's `finish_all`).
 fn keep_while_leased(outcomes: &mut Vec<Finished>, now: OffsetDateTime) {
-    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let now_ms = to_unix_ms(now);
     let before = outcomes.len();
-    outcomes.retain(|f| f.message.lease > now_ms);
+    // The claim's own rule: a message is claimable again once its lease is
+    // before now (`locked_until < now`).
+    outcomes.retain(|f| f.message.lease >= now_ms);
     if outcomes.len() < before {
         tracing::warn!(
             dropped = before - outcomes.len(),

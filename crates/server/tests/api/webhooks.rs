@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vouchsafe_core::role::Role;
+use vouchsafe_store::DatabaseUrl;
 
 use crate::fake_providers::{FakeProviders, code_in};
 use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with, spawn_app_with_endpoint_limit};
@@ -397,14 +398,14 @@ async fn an_approved_verification_reaches_the_endpoint_that_wants_it() {
 /// as a lost connection or a pool that timed out would make one.
 async fn refuse_attempt_rows(app: &TestApp, refuse: bool) {
     match (&app.db.url, refuse) {
-        (vouchsafe_store::DatabaseUrl::Sqlite { .. }, true) => {
+        (DatabaseUrl::Sqlite { .. }, true) => {
             app.execute_sql(
                 "CREATE TRIGGER refuse_attempts BEFORE INSERT ON webhook_attempts \
                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
             )
             .await;
         }
-        (vouchsafe_store::DatabaseUrl::Postgres(_), true) => {
+        (DatabaseUrl::Postgres(_), true) => {
             app.execute_sql(
                 "CREATE FUNCTION refuse_attempts() RETURNS trigger LANGUAGE plpgsql \
                  AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
@@ -416,10 +417,10 @@ async fn refuse_attempt_rows(app: &TestApp, refuse: bool) {
             )
             .await;
         }
-        (vouchsafe_store::DatabaseUrl::Sqlite { .. }, false) => {
+        (DatabaseUrl::Sqlite { .. }, false) => {
             app.execute_sql("DROP TRIGGER refuse_attempts").await;
         }
-        (vouchsafe_store::DatabaseUrl::Postgres(_), false) => {
+        (DatabaseUrl::Postgres(_), false) => {
             app.execute_sql("DROP TRIGGER refuse_attempts ON webhook_attempts").await;
         }
     }

@@ -192,9 +192,10 @@ mod tests {
     }
 
     /// On SQLite the planner has no statistics, so the plan is fixed by
-    /// the text and the indexes, and reading it is the test. Every read of `webhook_messages` in the claim goes by index to the
-    /// rows it wants (`SEARCH`): a `SCAN` reads the whole outbox, delivered
-    /// messages too, on every claim. Before the leases were materialized,
+    /// the text and the indexes, and reading it is the test. Every read of
+    /// `webhook_messages` in the claim goes by index to the rows it wants
+    /// (`SEARCH`): a `SCAN` reads the whole outbox, delivered messages
+    /// too, on every claim. Before the leases were materialized,
     /// SQLite counted them by scanning the due index in endpoint order.
     #[tokio::test]
     async fn every_read_of_the_outbox_in_a_claim_is_an_index_search() {
