@@ -496,10 +496,12 @@ fn finish_then_claim<'c>(tx: &'c mut Tx<'_>, input: &'c FinishThenClaim) -> TxFu
         if input.limit <= 0 {
             return Ok(Vec::new());
         }
+        let claim =
+            if tx.is_postgres() { claim::CLAIM_DUE_MESSAGES_POSTGRES } else { claim::CLAIM_DUE_MESSAGES_SQLITE };
         fetch!(
             tx,
             all DueRow,
-            claim::CLAIM_DUE_MESSAGES,
+            claim,
             [input.lease, input.now, input.limit, IN_FLIGHT_PER_ENDPOINT, IN_FLIGHT_PER_TENANT]
         )
     })
