@@ -31,14 +31,6 @@ pub(crate) enum Tx<'c> {
     Postgres(PgTx<'c>),
 }
 
-impl Tx<'_> {
-    /// Whether this is a PostgreSQL transaction, for the rare statement
-    /// whose text must differ by engine.
-    pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self, Tx::Postgres(_))
-    }
-}
-
 /// A PostgreSQL connection running one write's statements, and where that
 /// write stands with its savepoints.
 ///

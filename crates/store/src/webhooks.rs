@@ -496,8 +496,10 @@ fn finish_then_claim<'c>(tx: &'c mut Tx<'_>, input: &'c FinishThenClaim) -> TxFu
         if input.limit <= 0 {
             return Ok(Vec::new());
         }
-        let claim =
-            if tx.is_postgres() { claim::CLAIM_DUE_MESSAGES_POSTGRES } else { claim::CLAIM_DUE_MESSAGES_SQLITE };
+        let claim = match tx {
+            Tx::Postgres(_) => claim::CLAIM_DUE_MESSAGES_POSTGRES,
+            Tx::Writer(_) => claim::CLAIM_DUE_MESSAGES_SQLITE,
+        };
         fetch!(
             tx,
             all DueRow,

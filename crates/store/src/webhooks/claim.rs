@@ -201,8 +201,9 @@ mod tests {
         );
         let prepare =
             format!("PREPARE claim (bigint, bigint, bigint, bigint, bigint) AS {CLAIM_DUE_MESSAGES_POSTGRES}");
+        let execute = "EXECUTE claim(1000000000, 1000000, 64, 16, 64)";
         // The generic plan is made at the first EXECUTE and kept.
-        let plan_now = "EXECUTE claim(1000000000, 1000000, 64, 16, 64)".to_owned();
+        let plan_now = execute.to_owned();
         let burst = format!(
             "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
              next_attempt_at, locked_until, created_at, updated_at) \
@@ -219,7 +220,7 @@ mod tests {
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
         }
         let (plan,): (serde_json::Value,) =
-            sqlx::query_as("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim(1000000000, 1000000, 64, 16, 64)")
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, FORMAT JSON) {execute}")))
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
