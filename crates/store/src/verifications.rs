@@ -290,7 +290,7 @@ impl<T> SendWrite<T> {
     }
 }
 
-fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
+pub(crate) fn fraud_refusal(counter: &SendCounter, now: OffsetDateTime) -> SendRefusal {
     SendRefusal::Fraud { scope: counter.scope, retry_after_s: counter.retry_after_s(now) }
 }
 

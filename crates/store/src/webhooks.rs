@@ -25,6 +25,7 @@ use crate::verifications::count_sends_or_refuse;
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 mod claim;
+mod test_event;
 
 /// Stores `event` and fans it out to the tenant's enabled endpoints whose
 /// filter takes it (all of them, or only `only` when not empty), inside
@@ -358,6 +359,9 @@ impl WebhookStore for SqlStore {
         endpoint: &WebhookEndpointId,
         now: OffsetDateTime,
     ) -> StoreResult<Result<usize, TestEventRefusal>> {
+        if self.is_postgres() {
+            return self.queue_test_event_in_one_statement(counter, event, endpoint.as_str(), now).await;
+        }
         let input = (counter.clone(), event.clone(), endpoint.as_str().to_owned());
         let queued = self
             .write(input, move |conn, (counter, event, endpoint)| {

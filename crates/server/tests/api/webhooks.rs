@@ -226,6 +226,37 @@ async fn a_test_event_for_another_tenants_endpoint_is_not_found() {
     assert_eq!(app.count_rows("SELECT COUNT(*) FROM events").await, 0);
 }
 
+/// A hundred test events to one endpoint at once: exactly its hourly
+/// limit is queued, each with its event and its one message, and the rest
+/// are `429 rate_limited` with a `Retry-After` and leave nothing behind
+/// (the count is the conditional write that queues, not a read before it).
+#[tokio::test]
+async fn a_hundred_concurrent_test_events_queue_exactly_the_hourly_limit() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start();
+    let (id, _) = endpoint(&app, &receiver).await;
+    let path = format!("/v1/webhook-endpoints/{id}/test");
+    let replies =
+        futures::future::join_all((0..100).map(|_| app.call(Method::POST, &path, Some(&app.admin), None))).await;
+    let queued = replies.iter().filter(|r| r.status == StatusCode::ACCEPTED).count();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert_eq!(
+        (queued, limited.len()),
+        (60, 40),
+        "only 202 and 429: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for refused in limited {
+        assert_eq!(refused.body["error"]["code"], "rate_limited", "{}", refused.text);
+        let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM events WHERE type = 'ping'").await, 60);
+    let messages = format!("SELECT COUNT(*) FROM webhook_messages WHERE endpoint_id = '{id}'");
+    assert_eq!(app.count_rows(&messages).await, 60);
+    assert_eq!(receiver.wait_for(60, Duration::from_secs(20)).await.len(), 60);
+}
+
 #[tokio::test]
 async fn ping_reports_health_and_says_plainly_what_a_403_means() {
     let app = spawn_app().await;
