@@ -85,6 +85,10 @@ pub(crate) enum Db {
         /// The request path's point reads and writes: connections held
         /// out of `pool` between uses (see `postgres_held`).
         held: std::sync::Arc<postgres_held::HeldConnections>,
+        /// The same for writes that do not wait for their flush, over a
+        /// pool of its own whose sessions have `synchronous_commit` off
+        /// (see [`SqlStore::write_unflushed`]).
+        unflushed: std::sync::Arc<postgres_held::HeldConnections>,
         /// API keys kept between requests while revocations are heard
         /// (see `key_cache`).
         keys: std::sync::Arc<key_cache::KeyCache>,
@@ -109,35 +113,36 @@ pub(crate) use on_pool;
 /// is run again before it gives up.
 const MAX_RERUNS: usize = 8;
 
-/// Whether a PostgreSQL write's commit waits for its WAL flush.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Flush {
-    Wait,
-    DoNotWait,
-}
-
-/// A PostgreSQL write: `body` in a transaction of its own on a held
-/// connection (see [`SqlStore::write`] and [`SqlStore::write_unflushed`]).
-async fn write_postgres<I, T, F>(
-    held: &postgres_held::HeldConnections,
-    flush: Flush,
-    input: &I,
-    body: F,
-) -> Result<T, sqlx::Error>
+/// A PostgreSQL write: `body` in a transaction of its own on a connection
+/// of `held` (see [`SqlStore::write`] and [`SqlStore::write_unflushed`]:
+/// whether its commit waits for the flush is the connections' setting).
+async fn write_postgres<I, T, F>(held: &postgres_held::HeldConnections, input: &I, body: F) -> Result<T, sqlx::Error>
 where
     F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T>,
 {
     let mut conn = held.acquire().await?;
     let written = async {
         let mut open = sqlx::Connection::begin(&mut *conn).await?;
-        if flush == Flush::DoNotWait {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *open).await?;
-        }
         let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), input).await?;
         open.commit().await?;
         Ok(out)
     }
     .await;
+    conn.finish(written)
+}
+
+/// A PostgreSQL write of one statement, with no transaction around it, on
+/// a connection of `held` (see [`SqlStore::write_statement`]).
+async fn write_statement_postgres<I, T, F>(
+    held: &postgres_held::HeldConnections,
+    input: &I,
+    statement: F,
+) -> Result<T, sqlx::Error>
+where
+    F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T>,
+{
+    let mut conn = held.acquire().await?;
+    let written = statement(&mut tx::Tx::Postgres(tx::PgTx::autocommit(&mut conn)), input).await;
     conn.finish(written)
 }
 
@@ -168,9 +173,18 @@ impl SqlStore {
             }
             DatabaseUrl::Postgres(url) => {
                 let pool = postgres::connect(url).await?;
-                let held = std::sync::Arc::new(postgres_held::HeldConnections::new(pool.clone()));
+                let held = postgres_held::HeldConnections::new(pool.clone(), postgres_held::HELD);
+                let unflushed = postgres_held::HeldConnections::new(
+                    postgres::connect_unflushed(url).await?,
+                    postgres_held::UNFLUSHED,
+                );
                 Self {
-                    db: Db::Postgres { pool, held, keys: Default::default() },
+                    db: Db::Postgres {
+                        pool,
+                        held: std::sync::Arc::new(held),
+                        unflushed: std::sync::Arc::new(unflushed),
+                        keys: Default::default(),
+                    },
                     audit_key: Default::default(),
                     settings: Default::default(),
                 }
@@ -228,8 +242,10 @@ impl SqlStore {
         if let Err(e) = vouchsafe_core::store::AuditStore::chain_audit(self).await {
             tracing::warn!(error = %vouchsafe_core::error::chain(&e), "audit entries left to chain later");
         }
-        if let Db::Postgres { held, .. } = &self.db {
+        if let Db::Postgres { held, unflushed, .. } = &self.db {
             held.release_all();
+            unflushed.release_all();
+            unflushed.pool().close().await;
         }
         on_pool!(&self.db, pool => pool.close().await)
     }
@@ -268,7 +284,7 @@ impl SqlStore {
                 }
                 Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
             }
-            Db::Postgres { held, .. } => write_postgres(held, Flush::Wait, &input, body).await,
+            Db::Postgres { held, .. } => write_postgres(held, &input, body).await,
         }
     }
 
@@ -279,9 +295,9 @@ impl SqlStore {
     }
 
     /// PostgreSQL only: [`SqlStore::write`] whose commit does not wait for
-    /// its WAL to reach the disk (`synchronous_commit` off for this one
-    /// transaction), so the row locks it takes are held for a round trip,
-    /// not for a disk flush. A row every send of a tenant counts (its
+    /// its WAL to reach the disk (on a connection whose session has
+    /// `synchronous_commit` off), so the row locks it takes are held for a
+    /// round trip, not for a disk flush. A row every send of a tenant counts (its
     /// send counter) otherwise lets only one commit through per flush.
     ///
     /// Such a write becomes durable with the next durable commit of any
@@ -297,7 +313,7 @@ impl SqlStore {
         F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
     {
         match &self.db {
-            Db::Postgres { held, .. } => write_postgres(held, Flush::DoNotWait, &input, body).await,
+            Db::Postgres { unflushed, .. } => write_postgres(unflushed, &input, body).await,
             Db::Sqlite { .. } => self.write(input, body).await,
         }
     }
@@ -317,11 +333,24 @@ impl SqlStore {
     {
         match &self.db {
             Db::Sqlite { .. } => self.write(input, statement).await,
-            Db::Postgres { held, .. } => {
-                let mut conn = held.acquire().await?;
-                let written = statement(&mut tx::Tx::Postgres(tx::PgTx::autocommit(&mut conn)), &input).await;
-                conn.finish(written)
-            }
+            Db::Postgres { held, .. } => write_statement_postgres(held, &input, statement).await,
+        }
+    }
+
+    /// [`SqlStore::write_statement`] whose commit does not wait for its
+    /// flush on PostgreSQL, as [`SqlStore::write_unflushed`]'s: the row
+    /// locks the statement takes are held while it runs and no longer, no
+    /// round trip of a transaction's `COMMIT` after it. Each statement of
+    /// `statement` is a transaction of its own there.
+    pub(crate) async fn write_statement_unflushed<I, T, F>(&self, input: I, statement: F) -> Result<T, sqlx::Error>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
+    {
+        match &self.db {
+            Db::Sqlite { .. } => self.write(input, statement).await,
+            Db::Postgres { unflushed, .. } => write_statement_postgres(unflushed, &input, statement).await,
         }
     }
 

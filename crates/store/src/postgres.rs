@@ -1,7 +1,9 @@
 //! PostgreSQL: the pool and its migrations.
 
+use std::str::FromStr;
+
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use vouchsafe_core::store::StoreError;
 
 /// Connections beyond the request path's ([`crate::postgres_held::HELD`]),
@@ -15,6 +17,24 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .connect(url)
         .await
         // sqlx's connect errors name the host, never the password.
+        .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))
+}
+
+/// The connections of [`crate::SqlStore::write_unflushed`] and
+/// [`crate::SqlStore::write_statement_unflushed`]: their sessions start
+/// with `synchronous_commit` off, so a statement on one commits without
+/// waiting for its flush even outside a transaction (as `SET LOCAL` would
+/// need one: two more round trips, with the statement's row locks held
+/// through them).
+pub(crate) async fn connect_unflushed(url: &str) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))?
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(crate::postgres_held::UNFLUSHED as u32)
+        .acquire_timeout(crate::postgres_held::ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
         .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))
 }
 

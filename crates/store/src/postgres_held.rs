@@ -20,7 +20,10 @@
 //!
 //! At most [`HELD`] connections are out at once (a fair semaphore orders
 //! the waiters); sqlx's pool is sized above that, so listings and
-//! migrations always find a connection of their own.
+//! migrations always find a connection of their own. A second set of
+//! [`UNFLUSHED`] holds the connections of writes that do not wait for
+//! their flush, from a pool of its own whose sessions start with
+//! `synchronous_commit` off.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,6 +34,11 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How many connections the request path may use at once.
 pub(crate) const HELD: usize = 16;
+
+/// How many more it may use at once for writes that do not wait for their
+/// flush (a send's counters, a claim of webhook messages): each holds its
+/// connection for one short statement or transaction.
+pub(crate) const UNFLUSHED: usize = 8;
 
 /// A kept connection idle longer than this is pinged before it is used.
 pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -60,12 +68,13 @@ pub(crate) struct HeldConnection<'h> {
 }
 
 impl HeldConnections {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self::waiting_at_most(pool, ACQUIRE_TIMEOUT)
+    /// At most `permits` connections of `pool` out at once.
+    pub(crate) fn new(pool: PgPool, permits: usize) -> Self {
+        Self::waiting_at_most(pool, permits, ACQUIRE_TIMEOUT)
     }
 
-    fn waiting_at_most(pool: PgPool, acquire_timeout: Duration) -> Self {
-        Self { pool, permits: Semaphore::new(HELD), idle: Mutex::new(Vec::new()), acquire_timeout }
+    fn waiting_at_most(pool: PgPool, permits: usize, acquire_timeout: Duration) -> Self {
+        Self { pool, permits: Semaphore::new(permits), idle: Mutex::new(Vec::new()), acquire_timeout }
     }
 
     /// A connection for one use: a kept one if any (pinged first if it sat
@@ -94,6 +103,11 @@ impl HeldConnections {
             };
             return Ok(HeldConnection { owner: self, conn, permit });
         }
+    }
+
+    /// The pool the connections come from.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Gives every kept connection back to sqlx's pool and stops keeping
@@ -148,7 +162,7 @@ mod tests {
         let db = fresh_database_on(true).await.unwrap();
         let pool =
             sqlx::postgres::PgPoolOptions::new().max_connections(HELD as u32 + 2).connect(&db.url_text).await.unwrap();
-        (HeldConnections::new(pool.clone()), pool)
+        (HeldConnections::new(pool.clone(), HELD), pool)
     }
 
     async fn backend_pid(held: &HeldConnections) -> i32 {
@@ -261,7 +275,7 @@ mod tests {
             .await
             .unwrap();
         let timeout = Duration::from_secs(2);
-        let held = HeldConnections::waiting_at_most(pool.clone(), timeout);
+        let held = HeldConnections::waiting_at_most(pool.clone(), HELD, timeout);
         // Every permit is taken, and every connection of the pool is out
         // beside the held set: the next use waits for both in turn.
         let mut permits = Vec::new();

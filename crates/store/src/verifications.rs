@@ -158,15 +158,19 @@ macro_rules! count_upsert {
     };
 }
 
-/// Increments every counter of one send inside the open transaction `tx`,
-/// each only while it is under its limit, three to a statement (one round
-/// trip for a send's counters on PostgreSQL, and the row locks they take
-/// held no longer than that statement's transaction). Answers the first
-/// counter that was full (the caller then rolls back), or `None`.
-async fn count_sends_in<'a>(
-    tx: &mut Tx<'_>,
-    counters: &'a [SendCounter],
-) -> Result<Option<&'a SendCounter>, sqlx::Error> {
+/// What counting one send's counters did: those counted, and the first
+/// that was full (counting stops with that counter's statement).
+struct Counting<'a> {
+    counted: Vec<&'a SendCounter>,
+    full: Option<&'a SendCounter>,
+}
+
+/// Increments every counter of one send on `tx`, each only while it is
+/// under its limit, three to a statement (one round trip for a send's
+/// counters on PostgreSQL, and the row locks they take held no longer
+/// than that statement's transaction). Stops after the statement that
+/// found a counter full: the caller then undoes what was counted.
+async fn count_sends_in<'a>(tx: &mut Tx<'_>, counters: &'a [SendCounter]) -> Result<Counting<'a>, sqlx::Error> {
     // Binds each counter's five values, in the order of its row.
     macro_rules! count {
         ([$($c:ident),+], $sql:expr) => {
@@ -178,6 +182,7 @@ async fn count_sends_in<'a>(
             )?
         };
     }
+    let mut counting = Counting { counted: Vec::new(), full: None };
     for chunk in counters.chunks(3) {
         let counted: Vec<(String, String)> = match chunk {
             [a] => count!([a], count_upsert!("($1, $2, $3, $4, 1)"; "WHEN TRUE THEN CAST($5 AS BIGINT)")),
@@ -197,11 +202,14 @@ async fn count_sends_in<'a>(
             _ => unreachable!("chunks of at most three"),
         };
         let was_counted = |c: &SendCounter| counted.iter().any(|(scope, key)| scope == c.scope && *key == c.key);
-        if let Some(full) = chunk.iter().find(|c| !was_counted(c)) {
-            return Ok(Some(full));
+        let (this_counted, full): (Vec<&SendCounter>, Vec<&SendCounter>) = chunk.iter().partition(|c| was_counted(c));
+        counting.counted.extend(this_counted);
+        if let Some(first) = full.first() {
+            counting.full = Some(first);
+            break;
         }
     }
-    Ok(None)
+    Ok(counting)
 }
 
 /// Counts one send inside `tx`, all or nothing, under a savepoint of its
@@ -214,7 +222,7 @@ pub(crate) async fn count_sends_or_refuse(
     now: OffsetDateTime,
 ) -> Result<Option<SendRefusal>, sqlx::Error> {
     savepoint!(tx)?;
-    if let Some(full) = count_sends_in(tx, counters).await? {
+    if let Some(full) = count_sends_in(tx, counters).await?.full {
         rollback_savepoint!(tx)?;
         return Ok(Some(fraud_refusal(full, now)));
     }
@@ -223,20 +231,38 @@ pub(crate) async fn count_sends_or_refuse(
 }
 
 impl SqlStore {
-    /// Counts one send in a write of its own that does not wait for its
-    /// flush (see [`SqlStore::write_unflushed`]), all or nothing: the
-    /// refusal for the first counter that was full, or `None` when all
-    /// were counted.
+    /// Counts one send in a statement of its own that does not wait for
+    /// its flush (see [`SqlStore::write_statement_unflushed`]), all or
+    /// nothing: the refusal for the first counter that was full, or `None`
+    /// when all were counted. Each counter's row is locked only while the
+    /// statement runs: in a transaction it stayed locked through the round
+    /// trips to its `COMMIT`, and a tenant's starts, which all count its
+    /// one tenant-wide counter, waited on each other for them. With no
+    /// transaction to roll back, a refused send gives back the counts it
+    /// made; until it has, those counters are one over, which can only
+    /// refuse another send sooner, never let one through.
     async fn count_sends_unflushed(
         &self,
         counters: &[SendCounter],
         now: OffsetDateTime,
     ) -> StoreResult<Option<SendRefusal>> {
-        self.write_unflushed(counters.to_vec(), move |conn, counters| {
-            Box::pin(count_sends_or_refuse(conn, counters, now))
-        })
-        .await
-        .map_err(map_err)
+        let (counted, full) = self
+            .write_statement_unflushed(counters.to_vec(), |conn, counters| {
+                Box::pin(async move {
+                    let counting = count_sends_in(conn, counters).await?;
+                    let counted: Vec<SendCounter> = counting.counted.into_iter().cloned().collect();
+                    Ok((counted, counting.full.cloned()))
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        let Some(full) = full else {
+            return Ok(None);
+        };
+        if !counted.is_empty() {
+            self.uncount_sends(&counted).await;
+        }
+        Ok(Some(fraud_refusal(&full, now)))
     }
 
     /// Gives back the counts of a send counted by
@@ -367,7 +393,7 @@ impl VerificationStore for SqlStore {
                         }
                         other => other?,
                     };
-                    if let Some(full) = count_sends_in(conn, counters).await? {
+                    if let Some(full) = count_sends_in(conn, counters).await?.full {
                         rollback_savepoint!(conn)?;
                         return Ok(SendWrite::Refused(fraud_refusal(full, v.created_at)));
                     }
@@ -444,7 +470,7 @@ impl VerificationStore for SqlStore {
                             _ => SendWrite::NotFound,
                         });
                     };
-                    if let Some(full) = count_sends_in(conn, counters).await? {
+                    if let Some(full) = count_sends_in(conn, counters).await?.full {
                         rollback_savepoint!(conn)?;
                         return Ok(SendWrite::Refused(fraud_refusal(full, r.now)));
                     }

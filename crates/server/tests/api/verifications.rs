@@ -321,6 +321,33 @@ async fn fraud_limits_cap_sends_per_tenant_and_prefix() {
     assert_eq!(fake.seen().len(), 3);
 }
 
+/// A hundred starts to a hundred numbers at once against a tenant cap of
+/// ten: exactly ten are sent and stored, and the rest are `429` and leave
+/// no verification behind. The counters are counted by the statement
+/// that checks them, and a refused send gives back what it counted, so
+/// the cap holds under any interleaving and the refused ones do not use
+/// it up.
+#[tokio::test]
+async fn a_hundred_concurrent_starts_send_exactly_the_tenant_cap() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let patch = json!({"fraud": {"max_sends_per_tenant_per_hour": 10, "max_sends_per_prefix_per_hour": 1000}});
+    assert_eq!(app.patch("/v1/settings", &app.admin, patch).await.status, StatusCode::OK);
+    let numbers: Vec<String> = (0..100).map(|i| format!("+4474001239{i:02}")).collect();
+    let replies = futures::future::join_all(numbers.iter().map(|to| start(&app, to, "sms"))).await;
+    let sent = replies.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert_eq!((sent, refused.len()), (10, 90), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(refused.iter().all(|r| r.code() == "max_send_attempts_reached"));
+    assert_eq!(fake.wait_for("twilio_sms", 10).await.len(), 10);
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM verifications").await, 10);
+    // The refused starts gave back their destinations' counts: each of
+    // those numbers may still be sent to once the tenant's cap allows.
+    let counted = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM send_counters WHERE scope = 'destination'";
+    assert_eq!(app.count_rows(counted).await, 10);
+}
+
 /// Brute force: 20 live verifications, each guessed at (in a 4-digit code
 /// space) until the server says it is settled. Exactly the attempt limit
 /// of wrong guesses is counted for each, none approves, and the right code
