@@ -9,7 +9,7 @@ use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
 use vouchsafe_core::store::{DeliveryStore, StoreError, StoreResult};
 
-use crate::tx::exec;
+use crate::tx::{Tx, exec};
 use crate::webhooks::insert_event;
 use crate::{SqlStore, map_err, on_pool};
 
@@ -63,35 +63,45 @@ impl TryFrom<DeliveryRow> for Delivery {
     }
 }
 
+/// Inserts delivery `d` on `tx`.
+async fn insert_delivery(tx: &mut Tx<'_>, d: &Delivery) -> Result<u64, sqlx::Error> {
+    exec!(
+        tx,
+        "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
+         result, provider, provider_message_id, error, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        [
+            d.id.as_str(),
+            d.tenant_id.as_str(),
+            d.verification_id.as_ref().map(VerificationId::as_str),
+            d.channel.as_str(),
+            &d.to,
+            d.country.as_deref(),
+            d.status.as_str(),
+            d.result.as_str(),
+            d.provider.as_deref(),
+            d.provider_message_id.as_deref(),
+            d.error.as_deref(),
+            to_unix_ms(d.created_at),
+            to_unix_ms(d.updated_at),
+        ]
+    )
+}
+
 #[async_trait]
 impl DeliveryStore for SqlStore {
     async fn record_delivery(&self, d: &Delivery, event: Option<&Event>) -> StoreResult<()> {
-        self.write((d.clone(), event.cloned()), |conn, (d, event)| {
+        let Some(event) = event else {
+            // A delivery alone is one statement: one round trip on PostgreSQL.
+            return self
+                .write_statement(d.clone(), |conn, d| Box::pin(async move { insert_delivery(conn, d).await.map(drop) }))
+                .await
+                .map_err(map_err);
+        };
+        self.write((d.clone(), event.clone()), |conn, (d, event)| {
             Box::pin(async move {
-                exec!(
-                    conn,
-                    "INSERT INTO deliveries (id, tenant_id, verification_id, channel, destination, country, status, \
-                 result, provider, provider_message_id, error, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    [
-                        d.id.as_str(),
-                        d.tenant_id.as_str(),
-                        d.verification_id.as_ref().map(VerificationId::as_str),
-                        d.channel.as_str(),
-                        &d.to,
-                        d.country.as_deref(),
-                        d.status.as_str(),
-                        d.result.as_str(),
-                        d.provider.as_deref(),
-                        d.provider_message_id.as_deref(),
-                        d.error.as_deref(),
-                        to_unix_ms(d.created_at),
-                        to_unix_ms(d.updated_at),
-                    ]
-                )?;
-                if let Some(event) = event {
-                    insert_event(conn, event, "").await?;
-                }
+                insert_delivery(conn, d).await?;
+                insert_event(conn, event, "").await?;
                 Ok(())
             })
         })

@@ -230,7 +230,101 @@ pub(crate) async fn count_sends_or_refuse(
     Ok(None)
 }
 
+/// Marks the pending verification of a destination (`$2` service, `$3`
+/// key) expired once its time is up (`$1` now), freeing its one-pending
+/// slot for a new one.
+const EXPIRE_PENDING: &str = "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
+     AND destination_key = $3 AND status = 'pending' AND expires_at <= $1";
+
+/// A new verification's row: its columns bound as `$1`–`$19` by
+/// [`insert_verification!`].
+const INSERT_VERIFICATION: &str = concat!(
+    "INSERT INTO verifications (",
+    verification_columns!(),
+    ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+);
+
+/// PostgreSQL's [`EXPIRE_PENDING`] and [`INSERT_VERIFICATION`] in one
+/// statement (same parameters; the expiry's are `$17`, `$3` and `$19`).
+/// The insert reads a count of the expired rows, so the expiry has run to
+/// the end before the row is inserted; the one-pending index then finds
+/// the row it expired deleted by this statement, and only a verification
+/// still pending stops the insert (no row comes back).
+const CREATE_VERIFICATION_POSTGRES: &str = concat!(
+    "WITH expired AS (UPDATE verifications SET status = 'expired', updated_at = $17 WHERE service_id = $3 \
+     AND destination_key = $19 AND status = 'pending' AND expires_at <= $17 RETURNING 1) \
+     INSERT INTO verifications (",
+    verification_columns!(),
+    ", destination_key) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
+     FROM (SELECT COUNT(*) FROM expired) AS freed \
+     ON CONFLICT (service_id, destination_key) WHERE status = 'pending' DO NOTHING RETURNING 1"
+);
+
+/// Runs `$sql` with `[$how]` (`[exec]`, or `[fetch row,]`) on `$conn`,
+/// binding verification `$v`'s columns and its destination key `$key`.
+macro_rules! insert_verification {
+    ($conn:expr, [$how:ident $($row:tt)*], $sql:expr, $v:expr, $key:expr) => {
+        $how!(
+            $conn,
+            $($row)*
+            $sql,
+            [
+                $v.id.as_str(),
+                $v.tenant_id.as_str(),
+                $v.service_id.as_str(),
+                &$v.to,
+                $v.channel.as_str(),
+                $v.locale.as_deref(),
+                $v.country.as_deref(),
+                $v.status.as_str(),
+                &$v.code_hash,
+                i64::from($v.attempts),
+                i64::from($v.max_attempts),
+                i64::from($v.send_count),
+                to_unix_ms($v.window_started_at),
+                i64::from($v.window_sends),
+                to_unix_ms($v.last_sent_at),
+                to_unix_ms($v.expires_at),
+                to_unix_ms($v.created_at),
+                to_unix_ms($v.updated_at),
+                $key,
+            ]
+        )
+    };
+}
+
 impl SqlStore {
+    /// PostgreSQL's [`VerificationStore::create_verification`]: the send's
+    /// counters first, in a statement that does not wait for its flush
+    /// ([`SqlStore::count_sends_unflushed`]); then the verification in one
+    /// statement ([`CREATE_VERIFICATION_POSTGRES`]), whose durable commit
+    /// carries the counts to disk too. Inside one transaction the counters
+    /// would stay locked through the verification's flush, and a tenant's
+    /// starts would go one flush at a time.
+    async fn create_verification_in_one_statement(
+        &self,
+        v: &Verification,
+        counters: &[SendCounter],
+    ) -> StoreResult<Result<(), SendRefusal>> {
+        if let Some(refusal) = self.count_sends_unflushed(counters, v.created_at).await? {
+            return Ok(Err(refusal));
+        }
+        let inserted = self
+            .write_statement((v.clone(), v.match_key()), |conn, (v, key)| {
+                Box::pin(async move {
+                    insert_verification!(conn, [fetch optional(i32,),], CREATE_VERIFICATION_POSTGRES, v, key)
+                })
+            })
+            .await
+            .map_err(map_err)?;
+        if inserted.is_none() {
+            // This send was not made: its counts are given back.
+            self.uncount_sends(counters).await;
+            return Err(StoreError::Conflict("already exists"));
+        }
+        Ok(Ok(()))
+    }
+
     /// Counts one send in a statement of its own that does not wait for
     /// its flush (see [`SqlStore::write_statement_unflushed`]), all or
     /// nothing: the refusal for the first counter that was full, or `None`
@@ -332,60 +426,17 @@ impl VerificationStore for SqlStore {
         v: &Verification,
         counters: &[SendCounter],
     ) -> StoreResult<Result<(), SendRefusal>> {
-        let now = to_unix_ms(v.created_at);
-        let insert = concat!(
-            "INSERT INTO verifications (",
-            verification_columns!(),
-            ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)"
-        );
-        // PostgreSQL: the counters first, in a commit of their own that
-        // does not wait for its flush (`write_unflushed`); this write's
-        // durable commit then carries them to disk. Inside this write they
-        // would hold the tenant's counter row locked through its flush, and
-        // a tenant's starts would go one flush at a time.
-        let apart = self.is_postgres();
-        if apart && let Some(refusal) = self.count_sends_unflushed(counters, v.created_at).await? {
-            return Ok(Err(refusal));
+        if self.is_postgres() {
+            return self.create_verification_in_one_statement(v, counters).await;
         }
-        let in_write = if apart { Vec::new() } else { counters.to_vec() };
-        let input = (v.clone(), in_write, v.match_key());
+        let now = to_unix_ms(v.created_at);
         let outcome = self
-            .write(input, move |conn, (v, counters, key)| {
+            .write((v.clone(), counters.to_vec(), v.match_key()), move |conn, (v, counters, key)| {
                 Box::pin(async move {
                     savepoint!(conn)?;
                     // Write first: frees the one-pending slot of an expired verification.
-                    exec!(
-                        conn,
-                        "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
-                 AND destination_key = $3 AND status = 'pending' AND expires_at <= $1",
-                        [now, v.service_id.as_str(), key]
-                    )?;
-                    let inserted = exec!(
-                        conn,
-                        insert,
-                        [
-                            v.id.as_str(),
-                            v.tenant_id.as_str(),
-                            v.service_id.as_str(),
-                            &v.to,
-                            v.channel.as_str(),
-                            v.locale.as_deref(),
-                            v.country.as_deref(),
-                            v.status.as_str(),
-                            &v.code_hash,
-                            i64::from(v.attempts),
-                            i64::from(v.max_attempts),
-                            i64::from(v.send_count),
-                            to_unix_ms(v.window_started_at),
-                            i64::from(v.window_sends),
-                            to_unix_ms(v.last_sent_at),
-                            to_unix_ms(v.expires_at),
-                            now,
-                            to_unix_ms(v.updated_at),
-                            key,
-                        ]
-                    );
+                    exec!(conn, EXPIRE_PENDING, [now, v.service_id.as_str(), key])?;
+                    let inserted = insert_verification!(conn, [exec], INSERT_VERIFICATION, v, key);
                     match inserted {
                         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                             rollback_savepoint!(conn)?;
@@ -403,10 +454,6 @@ impl VerificationStore for SqlStore {
             })
             .await
             .map_err(map_err)?;
-        if apart && matches!(outcome, SendWrite::AlreadyExists) {
-            // This send was not made: its counts are given back.
-            self.uncount_sends(counters).await;
-        }
         outcome.into_result()
     }
 

@@ -71,6 +71,24 @@ async fn a_start_to_a_pending_destination_resends_under_its_limits() {
     assert!(matches!(third, Err(EngineError::SendLimit(SendRefusal::MaxSends { retry_after_s: 538 }))), "{third:?}");
 }
 
+/// A start to a destination whose pending verification has run out of
+/// time opens a new one: the write that stores it marks the old one
+/// expired first, freeing the destination's one pending slot.
+#[tokio::test]
+async fn a_start_after_the_ttl_opens_a_new_verification() {
+    let f = fixture(Settings::default()).await;
+    let tenant = f.tenant.id.clone();
+    let first = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    f.clock.advance(time::Duration::seconds(601));
+    let second = start(&f.engine, sms_to(&tenant, "+447400123456")).await.unwrap();
+    assert_ne!(second.id, first.id, "a new verification");
+    assert_eq!(second.send_count, 1);
+    let old = f.engine.store.verification(&tenant, &first.id).await.unwrap();
+    assert_eq!(old.status, VerificationStatus::Expired);
+    let new = f.engine.store.verification(&tenant, &second.id).await.unwrap();
+    assert_eq!(new.status, VerificationStatus::Pending);
+}
+
 /// A check that finds a verification's time run out writes the expiry
 /// down once, with its audit entry, and answers it expired.
 #[tokio::test]
