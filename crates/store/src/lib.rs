@@ -174,10 +174,8 @@ impl SqlStore {
             DatabaseUrl::Postgres(url) => {
                 let pool = postgres::connect(url).await?;
                 let held = postgres_held::HeldConnections::new(pool.clone(), postgres_held::HELD);
-                let unflushed = postgres_held::HeldConnections::new(
-                    postgres::connect_unflushed(url).await?,
-                    postgres_held::UNFLUSHED,
-                );
+                let unflushed =
+                    postgres_held::HeldConnections::new(postgres::connect_unflushed(url)?, postgres_held::UNFLUSHED);
                 Self {
                     db: Db::Postgres {
                         pool,

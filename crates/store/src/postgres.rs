@@ -25,17 +25,16 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
 /// with `synchronous_commit` off, so a statement on one commits without
 /// waiting for its flush even outside a transaction (as `SET LOCAL` would
 /// need one: two more round trips, with the statement's row locks held
-/// through them).
-pub(crate) async fn connect_unflushed(url: &str) -> Result<PgPool, StoreError> {
+/// through them). Opened on first use: [`connect`] has already found the
+/// database, and start-up need not wait for a second handshake.
+pub(crate) fn connect_unflushed(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))?
         .options([("synchronous_commit", "off")]);
-    PgPoolOptions::new()
+    Ok(PgPoolOptions::new()
         .max_connections(crate::postgres_held::UNFLUSHED as u32)
         .acquire_timeout(crate::postgres_held::ACQUIRE_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|e| crate::setup_failed(format!("cannot connect to PostgreSQL: {e}")))
+        .connect_lazy_with(options))
 }
 
 pub(crate) async fn describe(pool: &PgPool) -> Result<String, StoreError> {
