@@ -58,6 +58,35 @@ mod tests {
 
     use crate::testing::fresh_database_on;
 
+    /// Where each kind of write's `synchronous_commit` comes from: the
+    /// server's own setting for the durable ones (whatever the server says,
+    /// their commits wait as it does), the session's start-up options
+    /// (`off`) for the unflushed ones. A durable write on an unflushed
+    /// connection would answer before its commit reached the disk; this
+    /// fails if the two sets of connections are ever swapped or merged.
+    #[tokio::test]
+    async fn only_the_unflushed_writes_run_on_sessions_that_skip_the_flush() {
+        let db = fresh_database_on(true).await.unwrap();
+        let store = crate::SqlStore::connect(&db.url).await.unwrap();
+        fn read_setting<'c>(conn: &'c mut crate::tx::Tx<'_>, _: &'c ()) -> crate::tx::TxFuture<'c, (String, String)> {
+            let setting = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'";
+            Box::pin(async move { crate::tx::fetch!(conn, one(String, String), setting, []) })
+        }
+        let durable =
+            [store.write((), read_setting).await.unwrap(), store.write_statement((), read_setting).await.unwrap()];
+        for (_, source) in &durable {
+            assert_ne!(source, "client", "a durable write's session set its own synchronous_commit");
+        }
+        let unflushed = [
+            store.write_unflushed((), read_setting).await.unwrap(),
+            store.write_statement_unflushed((), read_setting).await.unwrap(),
+        ];
+        for found in unflushed {
+            assert_eq!(found, ("off".to_owned(), "client".to_owned()));
+        }
+        store.close().await;
+    }
+
     /// Each table looked up by id on the request path (by the store's
     /// condition, `tenant_id = $1 AND id = $2`), and rows to fill it with
     /// (`g` runs from 1 to 5,000).
