@@ -230,11 +230,25 @@ pub(crate) async fn count_sends_or_refuse(
     Ok(None)
 }
 
-/// Marks the pending verification of a destination (`$2` service, `$3`
-/// key) expired once its time is up (`$1` now), freeing its one-pending
-/// slot for a new one.
-const EXPIRE_PENDING: &str = "UPDATE verifications SET status = 'expired', updated_at = $1 WHERE service_id = $2 \
-     AND destination_key = $3 AND status = 'pending' AND expires_at <= $1";
+/// Marks the pending verification of a destination (service `$service`,
+/// key `$key`) expired once its time is up (now `$at`), freeing its
+/// one-pending slot for a new one (each argument the placeholder that
+/// binds it): written once for the transaction (SQLite) and the one
+/// statement (PostgreSQL) that store a new verification.
+macro_rules! expire_pending {
+    ($at:literal, $service:literal, $key:literal) => {
+        concat!(
+            "UPDATE verifications SET status = 'expired', updated_at = ",
+            $at,
+            " WHERE service_id = ",
+            $service,
+            " AND destination_key = ",
+            $key,
+            " AND status = 'pending' AND expires_at <= ",
+            $at
+        )
+    };
+}
 
 /// A new verification's row: its columns bound as `$1`–`$19` by
 /// [`insert_verification!`].
@@ -244,16 +258,17 @@ const INSERT_VERIFICATION: &str = concat!(
     ", destination_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
 );
 
-/// PostgreSQL's [`EXPIRE_PENDING`] and [`INSERT_VERIFICATION`] in one
-/// statement (same parameters; the expiry's are `$17`, `$3` and `$19`).
+/// PostgreSQL's [`expire_pending!`] and [`INSERT_VERIFICATION`] in one
+/// statement (the insert's parameters; the expiry's are `$17`, `$3` and
+/// `$19`).
 /// The insert reads a count of the expired rows, so the expiry has run to
 /// the end before the row is inserted; the one-pending index then finds
 /// the row it expired deleted by this statement, and only a verification
 /// still pending stops the insert (no row comes back).
 const CREATE_VERIFICATION_POSTGRES: &str = concat!(
-    "WITH expired AS (UPDATE verifications SET status = 'expired', updated_at = $17 WHERE service_id = $3 \
-     AND destination_key = $19 AND status = 'pending' AND expires_at <= $17 RETURNING 1) \
-     INSERT INTO verifications (",
+    "WITH expired AS (",
+    expire_pending!("$17", "$3", "$19"),
+    " RETURNING 1) INSERT INTO verifications (",
     verification_columns!(),
     ", destination_key) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
      FROM (SELECT COUNT(*) FROM expired) AS freed \
@@ -435,7 +450,7 @@ impl VerificationStore for SqlStore {
                 Box::pin(async move {
                     savepoint!(conn)?;
                     // Write first: frees the one-pending slot of an expired verification.
-                    exec!(conn, EXPIRE_PENDING, [now, v.service_id.as_str(), key])?;
+                    exec!(conn, expire_pending!("$1", "$2", "$3"), [now, v.service_id.as_str(), key])?;
                     let inserted = insert_verification!(conn, [exec], INSERT_VERIFICATION, v, key);
                     match inserted {
                         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
