@@ -41,17 +41,12 @@
 //!   fan-out to many endpoints that is slot 1, and each endpoint gives one
 //!   candidate instead of its share. Counting by level is cheap: endpoints
 //!   are grouped by (tenant, leases, due) before the levels are summed.
-//! - `ranked` reads, endpoint by endpoint and by index, only an endpoint's
-//!   first `level` due messages, leased or not, and numbers the unleased
-//!   ones after its leases. At most `busy` of those are leased, so every
-//!   message that could take a slot up to `level` is among them. The one
-//!   place the engines' texts differ:
-//!   - on PostgreSQL, a `LATERAL` subquery with that `LIMIT`, one probe
-//!     per endpoint, keeps the order whatever the planner estimates;
-//!   - SQLite has no `LATERAL`: `cutoffs` finds the due time of each
-//!     endpoint's `level`-th due message, and `ranked` reads the unleased
-//!     messages up to it. `CROSS JOIN` and `+m.locked_until` keep SQLite
-//!     from reading them through another index instead.
+//! - `cutoffs` finds the due time of each endpoint's `level`-th due message,
+//!   and `ranked` reads only messages up to it, by index, endpoint by
+//!   endpoint. `CROSS JOIN` and `+m.locked_until` keep SQLite from reading
+//!   them through another index instead; on PostgreSQL, a `LATERAL`
+//!   subquery per cutoff keeps the order whatever the planner estimates
+//!   (the one place the engines' texts differ).
 //! - The `UPDATE` finds the chosen rows by id; its repeated claim condition
 //!   is one expression so SQLite does not drive it from an index over
 //!   pending messages either.
@@ -99,6 +94,11 @@ tenant_levels AS (SELECT s.tenant_id, COALESCE(MIN(CASE WHEN s.n >= \
  FROM supply s LEFT JOIN busy_tenants bt ON bt.tenant_id = s.tenant_id \
  WHERE COALESCE(bt.n, 0) < $5 GROUP BY s.tenant_id), \
 level AS (SELECT COALESCE(MAX(k), 0) AS k FROM tenant_levels), \
+cutoffs AS MATERIALIZED (SELECT e.endpoint_id, e.busy, \
+ COALESCE((SELECT x.next_attempt_at FROM webhook_messages x WHERE x.endpoint_id = e.endpoint_id \
+  AND x.status = 'pending' AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at \
+  LIMIT 1 OFFSET (SELECT k FROM level) - 1), $2) AS due_by \
+ FROM endpoints e WHERE e.due > e.busy AND e.busy < (SELECT k FROM level)), \
 ",
             $ranked,
             "turns AS (SELECT r.id, r.next_attempt_at, COALESCE(bt.n, 0) AS tenant_busy, \
@@ -125,12 +125,7 @@ attempts, locked_until, \
 /// SQLite's claim: `CROSS JOIN` and `+m.locked_until` keep its planner
 /// reading the messages endpoint by endpoint, from the due index.
 pub(super) const CLAIM_DUE_MESSAGES_SQLITE: &str = claim_due_messages!(
-    "cutoffs AS MATERIALIZED (SELECT e.endpoint_id, e.busy, \
-     COALESCE((SELECT x.next_attempt_at FROM webhook_messages x WHERE x.endpoint_id = e.endpoint_id \
-      AND x.status = 'pending' AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at \
-      LIMIT 1 OFFSET (SELECT k FROM level) - 1), $2) AS due_by \
-     FROM endpoints e WHERE e.due > e.busy AND e.busy < (SELECT k FROM level)), \
-     ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
+    "ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
      ROW_NUMBER() OVER (PARTITION BY m.endpoint_id ORDER BY m.next_attempt_at, m.id) + c.busy AS endpoint_slot \
      FROM cutoffs c CROSS JOIN webhook_messages m WHERE m.endpoint_id = c.endpoint_id AND m.status = 'pending' \
      AND m.next_attempt_at <= c.due_by AND +m.locked_until < $2), "
@@ -140,17 +135,15 @@ pub(super) const CLAIM_DUE_MESSAGES_SQLITE: &str = claim_due_messages!(
 /// and a generic plan made while the outbox was empty (a held connection
 /// keeps one until the table is next analyzed) put the pending messages
 /// first and compared every one with every endpoint's cutoff. A
-/// `LATERAL` subquery with a `LIMIT` is run once per endpoint, as
-/// written, whatever the estimates: by index, at most `level` messages,
-/// the leased among them thrown away after the `LIMIT`. One probe where
-/// a cutoff and then the messages up to it took two.
+/// `LATERAL` subquery with a `LIMIT` is run once per cutoff, as written,
+/// whatever the estimates: by index, at most the slots the endpoint can
+/// fill.
 pub(super) const CLAIM_DUE_MESSAGES_POSTGRES: &str = claim_due_messages!(
     "ranked AS (SELECT m.id, m.tenant_id, m.next_attempt_at, \
-     ROW_NUMBER() OVER (PARTITION BY e.endpoint_id ORDER BY m.next_attempt_at, m.id) + e.busy AS endpoint_slot \
-     FROM endpoints e CROSS JOIN LATERAL (SELECT x.id, x.tenant_id, x.next_attempt_at, x.locked_until \
-      FROM webhook_messages x WHERE x.endpoint_id = e.endpoint_id AND x.status = 'pending' \
-      AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at, x.id LIMIT (SELECT k FROM level)) m \
-     WHERE e.due > e.busy AND e.busy < (SELECT k FROM level) AND m.locked_until < $2), "
+     ROW_NUMBER() OVER (PARTITION BY c.endpoint_id ORDER BY m.next_attempt_at, m.id) + c.busy AS endpoint_slot \
+     FROM cutoffs c CROSS JOIN LATERAL (SELECT x.id, x.tenant_id, x.next_attempt_at FROM webhook_messages x \
+      WHERE x.endpoint_id = c.endpoint_id AND x.status = 'pending' AND x.next_attempt_at <= c.due_by \
+      AND x.locked_until < $2 ORDER BY x.next_attempt_at, x.id LIMIT (SELECT k FROM level) - c.busy) m), "
 );
 
 #[cfg(test)]
