@@ -153,6 +153,8 @@ mod tests {
 
     use sqlx::{Connection, PgConnection};
 
+    use vouchsafe_core::webhook::IN_FLIGHT_PER_ENDPOINT;
+
     use super::{CLAIM_DUE_MESSAGES_POSTGRES, CLAIM_DUE_MESSAGES_SQLITE};
     use crate::SqliteSync;
     use crate::testing::fresh_database_on;
@@ -172,6 +174,22 @@ mod tests {
         own + children
     }
 
+    /// Rows read from the outbox (`webhook_messages`), summed over the
+    /// plan's scans of it and all their loops: what the claim read.
+    fn outbox_rows_read(node: &serde_json::Value) -> f64 {
+        let own = if node["Relation Name"] == "webhook_messages" {
+            let removed = ["Rows Removed by Filter", "Rows Removed by Index Recheck"]
+                .iter()
+                .filter_map(|key| node[*key].as_f64())
+                .sum::<f64>();
+            (node["Actual Rows"].as_f64().unwrap_or(0.0) + removed) * node["Actual Loops"].as_f64().unwrap_or(1.0)
+        } else {
+            0.0
+        };
+        let children = node["Plans"].as_array().map_or(0.0, |plans| plans.iter().map(outbox_rows_read).sum());
+        own + children
+    }
+
     /// What PostgreSQL's planner knew when it planned the claim.
     #[derive(Clone, Copy)]
     enum Planned {
@@ -187,7 +205,7 @@ mod tests {
     /// The claim's work on a full outbox, every endpoint's share and more
     /// due, with the plan made as `planned` says, and generic, as a
     /// prepared statement keeps it.
-    async fn thrown_away_on_a_full_outbox(planned: Planned) -> f64 {
+    async fn plan_on_a_full_outbox(planned: Planned) -> serde_json::Value {
         let db = fresh_database_on(true).await.unwrap();
         let pool = crate::postgres::connect(&db.url_text).await.unwrap();
         crate::postgres::migrate(&pool).await.unwrap();
@@ -241,7 +259,7 @@ mod tests {
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
-        rows_thrown_away(&plan[0]["Plan"])
+        plan[0]["Plan"].clone()
     }
 
     /// The claim must not read every pending message once per endpoint,
@@ -253,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_on_stale_statistics_reads_only_each_endpoints_first_messages() {
         let messages = (ENDPOINTS * PER_ENDPOINT) as f64;
-        let thrown_away = thrown_away_on_a_full_outbox(Planned::OnStatisticsOfDeliveredMessages).await;
+        let thrown_away = rows_thrown_away(&plan_on_a_full_outbox(Planned::OnStatisticsOfDeliveredMessages).await);
         assert!(thrown_away < messages, "the claim threw away {thrown_away} rows for an outbox of {messages}");
     }
 
@@ -266,8 +284,25 @@ mod tests {
     #[tokio::test]
     async fn a_claim_planned_on_an_empty_outbox_reads_only_each_endpoints_first_messages() {
         let messages = (ENDPOINTS * PER_ENDPOINT) as f64;
-        let thrown_away = thrown_away_on_a_full_outbox(Planned::WhileTheOutboxWasEmpty).await;
+        let thrown_away = rows_thrown_away(&plan_on_a_full_outbox(Planned::WhileTheOutboxWasEmpty).await);
         assert!(thrown_away < messages, "the claim threw away {thrown_away} rows for an outbox of {messages}");
+    }
+
+    /// At fan-out (every endpoint has due messages, none is leased) slot 1
+    /// fills the tenant's share, so a claim needs each endpoint's first
+    /// due message and little more: it glances at two per endpoint, finds
+    /// its cutoff and reads the one message up to it (928 rows here).
+    /// Counting every endpoint's due messages up to its share of 16, as
+    /// before 31236b0, read 3,728. So did a `LATERAL` probe without the
+    /// cutoff (tried in 7083eb4): ordered by due time and id, which the
+    /// index does not hold, PostgreSQL's incremental sort read at least
+    /// 32 rows of each endpoint before its `LIMIT`, 10,528 in all.
+    #[tokio::test]
+    async fn a_claim_at_fan_out_reads_a_few_messages_per_endpoint() {
+        let read = outbox_rows_read(&plan_on_a_full_outbox(Planned::OnStatisticsOfDeliveredMessages).await);
+        let half_a_share = (IN_FLIGHT_PER_ENDPOINT / 2) as f64;
+        let bound = half_a_share * ENDPOINTS as f64;
+        assert!(read < bound, "the claim read {read} rows of the outbox over {ENDPOINTS} endpoints");
     }
 
     /// On SQLite the planner has no statistics, so the plan is fixed by
