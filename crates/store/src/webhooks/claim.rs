@@ -61,6 +61,35 @@
 //! [`IN_FLIGHT_PER_ENDPOINT`]: vouchsafe_core::webhook::IN_FLIGHT_PER_ENDPOINT
 //! [`IN_FLIGHT_PER_TENANT`]: vouchsafe_core::webhook::IN_FLIGHT_PER_TENANT
 
+/// How many of endpoint `$endpoint`'s messages are due, leased or not,
+/// counted from the due index up to `$limit`.
+macro_rules! due_count {
+    ($endpoint:literal, $($limit:tt)+) => {
+        concat!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = ",
+            $endpoint,
+            " AND x.status = 'pending' AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT ",
+            $($limit)+,
+            ") d)"
+        )
+    };
+}
+
+/// Where `glance` stops counting: two, or the endpoint's share if less.
+macro_rules! glance_cap {
+    () => {
+        "CASE WHEN $4 < 2 THEN $4 ELSE 2 END"
+    };
+}
+
+/// What a tenant may take in this claim: `$3`, or its share less its
+/// leases (`bt.n`, from `busy_tenants`) if that is less.
+macro_rules! tenant_may_take {
+    () => {
+        "CASE WHEN $3 < $5 - COALESCE(bt.n, 0) THEN $3 ELSE $5 - COALESCE(bt.n, 0) END"
+    };
+}
+
 /// The claim with `ranked`, the reading of each endpoint's messages up to
 /// its cutoff, as each engine's planner must be told it.
 macro_rules! claim_due_messages {
@@ -72,25 +101,28 @@ leases AS MATERIALIZED (SELECT endpoint_id, tenant_id FROM webhook_messages \
  WHERE status = 'pending' AND locked_until > 0 AND locked_until >= $2), \
 busy_endpoints AS (SELECT endpoint_id, COUNT(*) AS n FROM leases GROUP BY endpoint_id), \
 busy_tenants AS (SELECT tenant_id, COUNT(*) AS n FROM leases GROUP BY tenant_id), \
-glance AS MATERIALIZED (SELECT w.id AS endpoint_id, w.tenant_id, COALESCE(be.n, 0) AS busy, \
- (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = w.id AND x.status = 'pending' \
-  AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT CASE WHEN $4 < 2 THEN $4 ELSE 2 END) d) AS due \
+glance AS MATERIALIZED (SELECT w.id AS endpoint_id, w.tenant_id, COALESCE(be.n, 0) AS busy, ",
+            due_count!("w.id", glance_cap!()),
+            " AS due \
  FROM webhook_endpoints w LEFT JOIN busy_endpoints be ON be.endpoint_id = w.id WHERE w.enabled = TRUE \
  AND w.tenant_id NOT IN (SELECT tenant_id FROM busy_tenants WHERE n >= $5)), \
 short AS (SELECT g.tenant_id FROM glance g LEFT JOIN busy_tenants bt ON bt.tenant_id = g.tenant_id \
- GROUP BY g.tenant_id, bt.n HAVING SUM(CASE WHEN g.due > g.busy THEN g.due - g.busy ELSE 0 END) < \
- CASE WHEN $3 < $5 - COALESCE(bt.n, 0) THEN $3 ELSE $5 - COALESCE(bt.n, 0) END), \
+ GROUP BY g.tenant_id, bt.n HAVING SUM(CASE WHEN g.due > g.busy THEN g.due - g.busy ELSE 0 END) < ",
+            tenant_may_take!(),
+            "), \
 endpoints AS MATERIALIZED (SELECT g.endpoint_id, g.tenant_id, g.busy, \
- CASE WHEN g.due = CASE WHEN $4 < 2 THEN $4 ELSE 2 END AND g.tenant_id IN (SELECT tenant_id FROM short) THEN \
- (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_messages x WHERE x.endpoint_id = g.endpoint_id \
-  AND x.status = 'pending' AND x.next_attempt_at <= $2 ORDER BY x.next_attempt_at LIMIT $4) d) \
- ELSE g.due END AS due FROM glance g), \
+ CASE WHEN g.due = ",
+            glance_cap!(),
+            " AND g.tenant_id IN (SELECT tenant_id FROM short) THEN ",
+            due_count!("g.endpoint_id", "$4"),
+            " ELSE g.due END AS due FROM glance g), \
 shapes AS (SELECT tenant_id, busy, due, COUNT(*) AS n FROM endpoints WHERE due > busy GROUP BY tenant_id, busy, due), \
 supply AS (SELECT s.tenant_id, l.k, \
  SUM(s.n * CASE WHEN l.k <= s.busy THEN 0 WHEN s.due < l.k THEN s.due - s.busy ELSE l.k - s.busy END) AS n \
  FROM shapes s CROSS JOIN levels l GROUP BY s.tenant_id, l.k), \
-tenant_levels AS (SELECT s.tenant_id, COALESCE(MIN(CASE WHEN s.n >= \
- CASE WHEN $3 < $5 - COALESCE(bt.n, 0) THEN $3 ELSE $5 - COALESCE(bt.n, 0) END THEN s.k END), $4) AS k \
+tenant_levels AS (SELECT s.tenant_id, COALESCE(MIN(CASE WHEN s.n >= ",
+            tenant_may_take!(),
+            " THEN s.k END), $4) AS k \
  FROM supply s LEFT JOIN busy_tenants bt ON bt.tenant_id = s.tenant_id \
  WHERE COALESCE(bt.n, 0) < $5 GROUP BY s.tenant_id), \
 level AS (SELECT COALESCE(MAX(k), 0) AS k FROM tenant_levels), \
@@ -162,32 +194,31 @@ mod tests {
     const ENDPOINTS: i64 = 200;
     const PER_ENDPOINT: i64 = 50;
 
-    /// Rows a plan node threw away (its filters', over all its loops),
-    /// summed over the plan: what the claim read and did not take.
-    fn rows_thrown_away(node: &serde_json::Value) -> f64 {
-        let own = ["Rows Removed by Filter", "Rows Removed by Join Filter"]
-            .iter()
-            .filter_map(|key| node[*key].as_f64())
-            .sum::<f64>()
-            * node["Actual Loops"].as_f64().unwrap_or(1.0);
-        let children = node["Plans"].as_array().map_or(0.0, |plans| plans.iter().map(rows_thrown_away).sum());
+    /// `per_loop` of every node of a plan, times the node's loops, summed.
+    fn over_plan(node: &serde_json::Value, per_loop: &dyn Fn(&serde_json::Value) -> f64) -> f64 {
+        let own = per_loop(node) * node["Actual Loops"].as_f64().unwrap_or(1.0);
+        let children = node["Plans"].as_array().map_or(0.0, |plans| plans.iter().map(|p| over_plan(p, per_loop)).sum());
         own + children
     }
 
-    /// Rows read from the outbox (`webhook_messages`), summed over the
-    /// plan's scans of it and all their loops: what the claim read.
-    fn outbox_rows_read(node: &serde_json::Value) -> f64 {
-        let own = if node["Relation Name"] == "webhook_messages" {
-            let removed = ["Rows Removed by Filter", "Rows Removed by Index Recheck"]
-                .iter()
-                .filter_map(|key| node[*key].as_f64())
-                .sum::<f64>();
-            (node["Actual Rows"].as_f64().unwrap_or(0.0) + removed) * node["Actual Loops"].as_f64().unwrap_or(1.0)
-        } else {
-            0.0
-        };
-        let children = node["Plans"].as_array().map_or(0.0, |plans| plans.iter().map(outbox_rows_read).sum());
-        own + children
+    /// The sum of a plan node's `keys`, those it has.
+    fn counted(node: &serde_json::Value, keys: &[&str]) -> f64 {
+        keys.iter().filter_map(|key| node[*key].as_f64()).sum()
+    }
+
+    /// Rows the plan's nodes threw away (their filters'): what the claim
+    /// read and did not take.
+    fn rows_thrown_away(plan: &serde_json::Value) -> f64 {
+        over_plan(plan, &|node| counted(node, &["Rows Removed by Filter", "Rows Removed by Join Filter"]))
+    }
+
+    /// Rows the plan's scans of the outbox (`webhook_messages`) read, kept
+    /// or thrown away: what the claim read.
+    fn outbox_rows_read(plan: &serde_json::Value) -> f64 {
+        over_plan(plan, &|node| match node["Relation Name"] == "webhook_messages" {
+            true => counted(node, &["Actual Rows", "Rows Removed by Filter", "Rows Removed by Index Recheck"]),
+            false => 0.0,
+        })
     }
 
     /// What PostgreSQL's planner knew when it planned the claim.
