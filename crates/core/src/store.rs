@@ -67,6 +67,20 @@ pub struct SettingsAndService {
     pub service: Service,
     /// Whether the service is the tenant's default one.
     pub is_default: bool,
+    /// The version of the tenant's providers, as the same read found it:
+    /// a send made for this request asks for them at this version.
+    pub providers_version: i64,
+}
+
+/// A tenant's providers as a send needs them: in the order they are
+/// tried, with the credentials they name still sealed (opened only when a
+/// provider is tried), all as one read found them at `version`.
+#[derive(Debug, Clone, Default)]
+pub struct ProvidersToSend {
+    pub version: i64,
+    pub providers: Vec<ProviderConfig>,
+    /// Sealed credentials by name, of the providers that name one.
+    pub sealed: std::collections::HashMap<String, Vec<u8>>,
 }
 
 /// Everything the server needs from storage, one sub-trait per concern.
@@ -403,6 +417,14 @@ pub trait ProviderStore {
     async fn put_provider(&self, provider: &ProviderConfig, audit: &AuditEntry) -> StoreResult<ProviderConfig>;
     /// Every provider of the tenant, in the order they are tried.
     async fn list_providers(&self, tenant: &TenantId) -> StoreResult<Vec<ProviderConfig>>;
+    /// The tenant's providers for a send, at version `seen` when the
+    /// caller read it in this request (then served without a read while
+    /// that version is kept), else as read now.
+    async fn providers_to_send(
+        &self,
+        tenant: &TenantId,
+        seen: Option<i64>,
+    ) -> StoreResult<std::sync::Arc<ProvidersToSend>>;
     async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 

@@ -161,7 +161,13 @@ pub async fn create(engine: &Engine, req: NewCaller<'_>) -> EngineResult<CallerV
     };
     let delivery = send(
         engine,
-        SendRequest { tenant_id: req.tenant_id.clone(), verification_id: None, country: cv.country(), message },
+        SendRequest {
+            tenant_id: req.tenant_id.clone(),
+            providers_version: None,
+            verification_id: None,
+            country: cv.country(),
+            message,
+        },
     )
     .await?;
     if delivery.status != vouchsafe_core::delivery::DeliveryStatus::Sent {

@@ -9,6 +9,7 @@ use vouchsafe_core::channel::Channel;
 use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{DeliveryId, TenantId};
+use vouchsafe_core::store::SettingsAndService;
 use vouchsafe_core::verification::{Destination, DestinationError, OtpPolicy};
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{Values, render, render_custom};
@@ -46,7 +47,9 @@ pub enum Delivered {
 pub async fn deliver(engine: &Engine, new: NewDelivery) -> EngineResult<Delivered> {
     let tenant = &new.tenant_id;
     let channel = new.channel;
-    let (settings, service, is_default) = settings_and_service(engine, tenant, None).await?;
+    let SettingsAndService { settings, service, is_default, providers_version } =
+        settings_and_service(engine, tenant, None).await?;
+    let settings = settings.value;
     let country = settings.number_country(new.default_country.as_deref())?;
     let to = match Destination::parse_in(channel, "to", &new.to, country) {
         Ok(to) => to,
@@ -90,7 +93,13 @@ pub async fn deliver(engine: &Engine, new: NewDelivery) -> EngineResult<Delivere
         experience_id: new.experience_id,
         status_callback: None,
     };
-    let request = SendRequest { tenant_id: tenant.clone(), verification_id: None, country, message };
+    let request = SendRequest {
+        tenant_id: tenant.clone(),
+        providers_version: Some(providers_version),
+        verification_id: None,
+        country,
+        message,
+    };
     let delivery = match send(engine, request).await {
         Ok(delivery) => delivery,
         Err(e) => {

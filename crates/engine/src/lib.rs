@@ -43,7 +43,7 @@ use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::ids::{ServiceId, TenantId};
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::Settings;
-use vouchsafe_core::store::Store;
+use vouchsafe_core::store::{SettingsAndService, Store};
 use vouchsafe_core::verification::CodeHasher;
 use vouchsafe_delivery::failover::{BreakerPolicy, Failover};
 use vouchsafe_delivery::outbound::OutboundClient;
@@ -114,11 +114,11 @@ pub async fn settings_and_service(
     engine: &Engine,
     tenant: &TenantId,
     service_id: Option<&str>,
-) -> EngineResult<(Settings, Service, bool)> {
+) -> EngineResult<SettingsAndService> {
     let id = service_id.map(|text| ServiceId::parse(text).ok_or(EngineError::NotFound)).transpose()?;
-    // One read: the settings, the service and which is the default.
-    let found = engine.store.settings_and_service(tenant, id.as_ref()).await?;
-    Ok((found.settings.value, found.service, found.is_default))
+    // One read: the settings, the service, which is the default and the
+    // providers' version.
+    Ok(engine.store.settings_and_service(tenant, id.as_ref()).await?)
 }
 
 /// The name messages give the sender: the service's name, or the tenant's

@@ -4,28 +4,27 @@
 //! when every provider failed).
 
 use serde_json::json;
-use vouchsafe_core::channel::Channel;
 use vouchsafe_core::delivery::{Delivery, DeliveryResult, DeliveryStatus};
 use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::ids::{DeliveryId, TenantId, VerificationId};
-use vouchsafe_core::provider::{Credential, ProviderConfig, ProviderKind, send_order};
+use vouchsafe_core::provider::{Credential, ProviderKind, send_order};
 use vouchsafe_delivery::failover::{OpenCredential, Outcome};
 use vouchsafe_delivery::provider::OutgoingMessage;
 
 use super::Engine;
 use super::error::EngineResult;
 
-/// The tenant's enabled providers of `channel`, in the order to try them.
-async fn candidates(engine: &Engine, tenant: &TenantId, channel: Channel) -> EngineResult<Vec<ProviderConfig>> {
-    Ok(send_order(engine.store.list_providers(tenant).await?, channel))
-}
-
 /// A credential in the clear, for a provider about to send.
 pub async fn open_credential(engine: &Engine, tenant: &TenantId, name: &str) -> Result<Credential, String> {
     let sealed = engine.store.sealed_credential(tenant, name).await.map_err(|e| e.to_string())?;
+    open_sealed(engine, tenant, name, &sealed)
+}
+
+/// Opens credential `name` of `tenant` from its sealed bytes.
+fn open_sealed(engine: &Engine, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<Credential, String> {
     let opened = engine
         .sealer
-        .open(&sealed, &Credential::seal_context(tenant, name))
+        .open(sealed, &Credential::seal_context(tenant, name))
         .map_err(|_| "the credential does not open with this master key".to_owned())?;
     serde_json::from_slice(&opened).map_err(|_| "the credential is unreadable".to_owned())
 }
@@ -38,6 +37,10 @@ fn status_callback(engine: &Engine, id: &DeliveryId) -> String {
 /// What a send is for, so the delivery record can say.
 pub struct SendRequest {
     pub tenant_id: TenantId,
+    /// The version of the tenant's providers this request's read of its
+    /// settings found (`SettingsAndService::providers_version`): the send
+    /// uses them as they were then, served without a read when kept.
+    pub providers_version: Option<i64>,
     pub verification_id: Option<VerificationId>,
     pub country: Option<String>,
     pub message: OutgoingMessage,
@@ -47,13 +50,21 @@ pub struct SendRequest {
 pub async fn send(engine: &Engine, mut request: SendRequest) -> EngineResult<Delivery> {
     let id = DeliveryId::generate();
     let channel = request.message.channel;
-    let candidates = candidates(engine, &request.tenant_id, channel).await?;
+    let providers = engine.store.providers_to_send(&request.tenant_id, request.providers_version).await?;
+    let candidates = send_order(&providers.providers, channel);
     if candidates.iter().any(|c| c.kind() == ProviderKind::Twilio) {
         request.message.status_callback = Some(status_callback(engine, &id));
     }
     let tenant = &request.tenant_id;
-    let open: &OpenCredential<'_> =
-        &|name: String| Box::pin(async move { open_credential(engine, tenant, &name).await });
+    let sealed = &providers.sealed;
+    let open: &OpenCredential<'_> = &|name: String| {
+        Box::pin(async move {
+            // A provider names only a credential that exists (the store
+            // refuses it otherwise, and refuses to delete one in use).
+            let sealed = sealed.get(&name).ok_or_else(|| format!("credential {name} is missing"))?;
+            open_sealed(engine, tenant, &name, sealed)
+        })
+    };
     let outcome = engine.failover.send(&candidates, open, &request.message).await;
     let now = engine.clock.now();
     let mut delivery = Delivery {

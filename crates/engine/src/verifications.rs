@@ -16,7 +16,7 @@ use vouchsafe_core::event::{Event, EventType};
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{TenantId, VerificationId};
 use vouchsafe_core::otp::random_numeric_code;
-use vouchsafe_core::store::{ReadForCheck, Resend, StoreError};
+use vouchsafe_core::store::{ReadForCheck, Resend, SettingsAndService, StoreError};
 use vouchsafe_core::verification::{
     Destination, DestinationError, OtpPolicy, Verification, VerificationStatus, plausible_code, same_hash,
 };
@@ -64,7 +64,9 @@ pub async fn start(engine: &Engine, req: StartRequest<'_>) -> EngineResult<Verif
     let channel = Channel::parse(req.channel)
         .ok_or_else(|| EngineError::Invalid(FieldError::new("channel", "must be sms, voice or email")))?;
     let locale = parse_locale(req.locale)?;
-    let (settings, service, is_default) = settings_and_service(engine, req.tenant_id, req.service_id).await?;
+    let SettingsAndService { settings, service, is_default, providers_version } =
+        settings_and_service(engine, req.tenant_id, req.service_id).await?;
+    let settings = settings.value;
     if !service.channels.contains(&channel) {
         return Err(EngineError::Invalid(FieldError::new("channel", "this service does not send on that channel")));
     }
@@ -143,6 +145,7 @@ pub async fn start(engine: &Engine, req: StartRequest<'_>) -> EngineResult<Verif
         engine,
         SendRequest {
             tenant_id: req.tenant_id.clone(),
+            providers_version: Some(providers_version),
             verification_id: Some(verification.id.clone()),
             country: verification.country.clone(),
             message,
@@ -190,7 +193,8 @@ pub async fn find(engine: &Engine, tenant: &TenantId, target: Target<'_>) -> Eng
             Ok(engine.store.verification(tenant, &id).await?)
         }
         Target::To { to, service_id } => {
-            let (settings, service, _) = settings_and_service(engine, tenant, service_id).await?;
+            let SettingsAndService { settings, service, .. } = settings_and_service(engine, tenant, service_id).await?;
+            let settings = settings.value;
             // Matched on the destination's key: E.164, or the address in lower case.
             let channel = if to.contains('@') { Channel::Email } else { Channel::Voice };
             let country = settings.number_country(None).map_err(EngineError::Invalid)?;

@@ -45,13 +45,13 @@ mod postgres_held;
 mod providers;
 mod rows;
 mod services;
-mod settings_cache;
 mod sqlite;
 mod sqlite_reads;
 mod tenants;
 pub(crate) mod tx;
 mod users;
 mod verifications;
+mod versioned_cache;
 mod webhooks;
 
 pub use database_url::{DatabaseUrl, SqliteSync};
@@ -153,7 +153,9 @@ pub struct SqlStore {
     /// Set once the master key is loaded; audited writes refuse without it.
     audit_key: std::sync::Arc<std::sync::OnceLock<vouchsafe_core::audit::AuditKey>>,
     /// Tenants' settings as last parsed, by version.
-    settings: std::sync::Arc<settings_cache::SettingsCache>,
+    settings: std::sync::Arc<versioned_cache::VersionedCache<vouchsafe_core::settings::Settings>>,
+    /// Tenants' providers as last read for a send, by version.
+    providers: std::sync::Arc<versioned_cache::VersionedCache<std::sync::Arc<vouchsafe_core::store::ProvidersToSend>>>,
 }
 
 impl SqlStore {
@@ -169,6 +171,7 @@ impl SqlStore {
                     db: Db::Sqlite { pool, writer, readers, keys: Default::default(), schema: Box::new(schema) },
                     audit_key: Default::default(),
                     settings: Default::default(),
+                    providers: Default::default(),
                 }
             }
             DatabaseUrl::Postgres(url) => {
@@ -185,6 +188,7 @@ impl SqlStore {
                     },
                     audit_key: Default::default(),
                     settings: Default::default(),
+                    providers: Default::default(),
                 }
             }
         })

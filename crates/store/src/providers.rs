@@ -1,7 +1,11 @@
 //! Provider credentials (sealed; this crate never sees them in the clear)
 //! and providers.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use vouchsafe_core::audit::AuditEntry;
 use vouchsafe_core::clock::{from_unix_ms, to_unix_ms};
@@ -10,12 +14,12 @@ use vouchsafe_core::provider::{
     CREDENTIALS_PER_TENANT, CredentialInfo, PROVIDERS_PER_TENANT, ProviderConfig, ProviderKind, ProviderSettings,
 };
 use vouchsafe_core::service::{channels_from_text, channels_to_text};
-use vouchsafe_core::store::{ProviderStore, StoreError, StoreResult};
+use vouchsafe_core::store::{ProviderStore, ProvidersToSend, StoreError, StoreResult};
 
 use crate::audit::append_audit;
-use crate::sqlite_reads::{read, row};
+use crate::sqlite_reads::{FromSqliteRow, column, read, row};
 use crate::tenants::{Counted, before_counting};
-use crate::tx::{exec, fetch};
+use crate::tx::{Tx, exec, fetch};
 use crate::{SqlStore, map_err, on_pool, one_row};
 
 row! {
@@ -46,6 +50,14 @@ macro_rules! select_provider {
             $rest
         )
     };
+}
+
+/// Moves the version a send keeps `tenant`'s providers at
+/// (`versioned_cache.rs`). Every write a send could see calls it in its
+/// own transaction: a provider saved or deleted, a credential saved (a
+/// rotation changes what a provider opens).
+async fn providers_changed(conn: &mut Tx<'_>, tenant: &str) -> Result<u64, sqlx::Error> {
+    exec!(conn, "UPDATE tenants SET providers_version = providers_version + 1 WHERE id = $1", [tenant])
 }
 
 /// The refusal of a provider beyond [`PROVIDERS_PER_TENANT`].
@@ -91,6 +103,46 @@ impl TryFrom<ProviderRow> for ProviderConfig {
             created_at: from_unix_ms(r.created_at),
             updated_at: from_unix_ms(r.updated_at),
             name: r.name,
+        })
+    }
+}
+
+/// The tenant's providers in the order they are tried, each with the
+/// credential it names (still sealed) and the providers' version, all
+/// from one statement so they agree. A provider's columns come first, in
+/// `ProviderRow`'s order.
+const PROVIDERS_TO_SEND: &str = "SELECT p.tenant_id, p.name, p.type, p.channels, p.priority, p.credential, \
+    p.settings, p.enabled, p.created_at, p.updated_at, c.sealed AS sealed, t.providers_version AS providers_version \
+    FROM tenants t JOIN providers p ON p.tenant_id = t.id \
+    LEFT JOIN credentials c ON c.tenant_id = p.tenant_id AND c.name = p.credential \
+    WHERE t.id = $1 ORDER BY p.priority, p.name";
+
+/// Where the columns after a provider's ten sit.
+const AFTER_PROVIDER: usize = 10;
+
+/// One row of [`PROVIDERS_TO_SEND`].
+struct ProviderToSendRow {
+    provider: ProviderRow,
+    sealed: Option<Vec<u8>>,
+    version: i64,
+}
+
+impl<'r> FromRow<'r, PgRow> for ProviderToSendRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            provider: ProviderRow::from_row(row)?,
+            sealed: row.try_get("sealed")?,
+            version: row.try_get("providers_version")?,
+        })
+    }
+}
+
+impl FromSqliteRow for ProviderToSendRow {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            provider: ProviderRow::from_sqlite(row)?,
+            sealed: column(row, AFTER_PROVIDER, "sealed")?,
+            version: column(row, AFTER_PROVIDER + 1, "providers_version")?,
         })
     }
 }
@@ -143,6 +195,7 @@ impl ProviderStore for SqlStore {
                             "the tenant has as many credentials as it may; delete one first",
                         )));
                     };
+                    providers_changed(conn, tenant.as_str()).await?;
                     append_audit(conn, key, tenant.as_str(), audit).await?;
                     Ok(Ok(row))
                 })
@@ -249,6 +302,7 @@ impl ProviderStore for SqlStore {
                         };
                         return Ok(Err(if credential == 0 { StoreError::NotFound } else { at_provider_limit() }));
                     };
+                    providers_changed(conn, p.tenant_id.as_str()).await?;
                     append_audit(conn, key, p.tenant_id.as_str(), audit).await?;
                     Ok(Ok(row))
                 })
@@ -265,11 +319,42 @@ impl ProviderStore for SqlStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn providers_to_send(&self, tenant: &TenantId, seen: Option<i64>) -> StoreResult<Arc<ProvidersToSend>> {
+        if let Some(kept) = seen.and_then(|version| self.providers.get(tenant.as_str(), version)) {
+            return Ok(kept);
+        }
+        // On the send path of every start whose tenant's providers are not
+        // kept at the version its request found: read in place on SQLite.
+        let rows = read!(self, all ProviderToSendRow, PROVIDERS_TO_SEND, [tenant.as_str()])?;
+        // No providers at all: nothing to keep (and no version was read).
+        let Some(version) = rows.first().map(|row| row.version) else {
+            return Ok(Arc::default());
+        };
+        let mut to_send = ProvidersToSend { version, ..ProvidersToSend::default() };
+        for row in rows {
+            if let (Some(name), Some(sealed)) = (&row.provider.credential, row.sealed) {
+                to_send.sealed.insert(name.clone(), sealed);
+            }
+            to_send.providers.push(row.provider.try_into()?);
+        }
+        let to_send = Arc::new(to_send);
+        self.providers.put(tenant.as_str(), version, &to_send);
+        Ok(to_send)
+    }
+
     async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()> {
         one_row(
             self.write_audited(tenant.as_str(), audit, (tenant.clone(), name.to_owned()), |conn, (tenant, name)| {
                 Box::pin(async move {
-                    exec!(conn, "DELETE FROM providers WHERE tenant_id = $1 AND name = $2", [tenant.as_str(), name])
+                    let deleted = exec!(
+                        conn,
+                        "DELETE FROM providers WHERE tenant_id = $1 AND name = $2",
+                        [tenant.as_str(), name]
+                    )?;
+                    if deleted > 0 {
+                        providers_changed(conn, tenant.as_str()).await?;
+                    }
+                    Ok(deleted)
                 })
             })
             .await,

@@ -92,11 +92,11 @@ row! {
 /// A tenant's settings with one of its services (`$2`, or the tenant's
 /// default one when null), `$3` the settings' version kept parsed. The
 /// service's columns come first, in `ServiceRow`'s order, then the
-/// settings', then the default service's id.
+/// settings', then the default service's id and the providers' version.
 const SETTINGS_AND_SERVICE: &str = concat!(
     "SELECT sv.*, ",
     found_settings_columns!("$3"),
-    ", t.default_service_id AS default_service_id \
+    ", t.default_service_id AS default_service_id, t.providers_version AS providers_version \
      FROM tenants t JOIN tenant_settings s ON s.tenant_id = t.id \
      JOIN (SELECT id, tenant_id, name, code_length, ttl_s, channels, version, created_at, updated_at \
      FROM services) sv ON sv.tenant_id = t.id AND sv.id = COALESCE($2, t.default_service_id) \
@@ -110,6 +110,7 @@ struct SettingsAndServiceRow {
     service: ServiceRow,
     settings: FoundSettingsRow,
     default_service_id: String,
+    providers_version: i64,
 }
 
 impl<'r> FromRow<'r, PgRow> for SettingsAndServiceRow {
@@ -118,6 +119,7 @@ impl<'r> FromRow<'r, PgRow> for SettingsAndServiceRow {
             service: ServiceRow::from_row(row)?,
             settings: FoundSettingsRow::from_row(row)?,
             default_service_id: row.try_get("default_service_id")?,
+            providers_version: row.try_get("providers_version")?,
         })
     }
 }
@@ -128,6 +130,7 @@ impl FromSqliteRow for SettingsAndServiceRow {
             service: ServiceRow::from_sqlite(row)?,
             settings: FoundSettingsRow::from_sqlite_at(row, AFTER_SERVICE)?,
             default_service_id: column(row, AFTER_SERVICE + 2, "default_service_id")?,
+            providers_version: column(row, AFTER_SERVICE + 3, "providers_version")?,
         })
     }
 }
@@ -242,7 +245,7 @@ impl TenantStore for SqlStore {
         let settings = self.settings_found(tenant, row.settings).await?;
         let service = Versioned::<Service>::from(row.service).value;
         let is_default = service.id.as_str() == row.default_service_id;
-        Ok(SettingsAndService { settings, service, is_default })
+        Ok(SettingsAndService { settings, service, is_default, providers_version: row.providers_version })
     }
 
     async fn replace_settings(

@@ -208,9 +208,9 @@ impl ProviderConfig {
 /// server's log; it is a development stand-in, never a fallback: it is
 /// kept only when it is the channel's only enabled provider, so when a
 /// real provider fails the send fails instead of landing in a log.
-pub fn send_order(providers: Vec<ProviderConfig>, channel: Channel) -> Vec<ProviderConfig> {
+pub fn send_order(providers: &[ProviderConfig], channel: Channel) -> Vec<ProviderConfig> {
     let mut usable: Vec<ProviderConfig> =
-        providers.into_iter().filter(|p| p.enabled && p.channels.contains(&channel)).collect();
+        providers.iter().filter(|p| p.enabled && p.channels.contains(&channel)).cloned().collect();
     if usable.iter().any(|p| p.kind() != ProviderKind::Console) {
         usable.retain(|p| p.kind() != ProviderKind::Console);
     }
@@ -334,10 +334,10 @@ mod tests {
         twilio.channels = vec![Channel::Sms, Channel::Voice];
         let names = |list: Vec<ProviderConfig>| list.into_iter().map(|p| p.name).collect::<Vec<_>>();
         let both = vec![twilio.clone(), console.clone()];
-        assert_eq!(names(send_order(both.clone(), Channel::Sms)), ["twilio"]);
-        assert_eq!(names(send_order(both.clone(), Channel::Email)), ["console"], "the only provider of email");
+        assert_eq!(names(send_order(&both, Channel::Sms)), ["twilio"]);
+        assert_eq!(names(send_order(&both, Channel::Email)), ["console"], "the only provider of email");
         twilio.enabled = false;
-        assert_eq!(names(send_order(vec![twilio, console], Channel::Sms)), ["console"]);
+        assert_eq!(names(send_order(&[twilio, console], Channel::Sms)), ["console"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::json;
 use time::Duration;
 
 use crate::fake_providers::{FakeProviders, Mode, TELESIGN_CUSTOMER, TELESIGN_KEY, TWILIO_SID, TWILIO_TOKEN, code_in};
-use crate::helpers::{TestApp, metric, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, metric, spawn_app, spawn_app_with, spawn_second_node};
 use crate::smtp_sink::SmtpSink;
 use crate::verifications::{LANDLINE, MOBILE, use_twilio};
 
@@ -189,6 +189,60 @@ async fn the_http_provider_fills_its_template_and_authenticates() {
     assert_eq!((seen.json["to"].as_str(), seen.json["channel"].as_str()), (Some(MOBILE), Some("sms")));
     let code = seen.json["code"].as_str().unwrap();
     assert_eq!(seen.json["text"], format!("Your vouchsafe verification code is: {code}"));
+}
+
+/// Sends keep a tenant's providers in memory by version: a credential
+/// rotated or a provider changed, through this node or another, is used by
+/// the very next send on every node (a start, and a delivery of a code the
+/// CRM made).
+#[tokio::test]
+async fn the_next_send_on_any_node_uses_a_rotated_credential_and_a_changed_provider() {
+    let app = spawn_app().await;
+    let second = spawn_second_node(&app).await;
+    let fake = FakeProviders::start().await;
+    bearer_credential(&app).await;
+    http_provider(&app, &fake, "gateway", 5, 2_000).await;
+    app.delete("/v1/providers/console", &app.admin).await;
+    let start_on = async |base: &str, to: &str| {
+        let reply = app
+            .client
+            .post(format!("{base}/v1/verifications"))
+            .bearer_auth(&app.admin)
+            .json(&json!({"to": to, "channel": "sms"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED);
+    };
+    let authorization = |seen: &[crate::fake_providers::Seen]| seen.last().unwrap().authorization.clone().unwrap();
+    // Both nodes send once, so both keep the providers.
+    start_on(&app.base, "+447400123401").await;
+    start_on(&second, "+447400123402").await;
+    assert_eq!(authorization(&fake.wait_for("http/gateway", 2).await), "Bearer hook-token-secret");
+
+    let rotated =
+        app.put("/v1/credentials/hook", &app.admin, json!({"type": "bearer", "token": "hook-token-new"})).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    start_on(&second, "+447400123403").await;
+    assert_eq!(authorization(&fake.wait_for("http/gateway", 3).await), "Bearer hook-token-new", "the other node");
+    start_on(&app.base, "+447400123404").await;
+    assert_eq!(authorization(&fake.wait_for("http/gateway", 4).await), "Bearer hook-token-new", "this node");
+
+    // Another provider ahead of it: the other node tries it first.
+    http_provider(&app, &fake, "ahead", 1, 2_000).await;
+    start_on(&second, "+447400123405").await;
+    assert_eq!(fake.wait_for("http/ahead", 1).await.len(), 1);
+    let delivery = app
+        .post("/v1/deliveries", &app.admin, json!({"to": "+447400123406", "channel": "sms", "code": "482913"}))
+        .await;
+    assert_eq!(
+        (delivery.body["provider"].as_str(), delivery.body["result"].as_str()),
+        (Some("ahead"), Some("SUCCESS"))
+    );
+    assert_eq!(app.delete("/v1/providers/ahead", &app.admin).await.status, StatusCode::NO_CONTENT);
+    start_on(&second, "+447400123407").await;
+    assert_eq!(fake.wait_for("http/gateway", 5).await.len(), 5, "a deleted provider is no longer tried");
+    assert_eq!(fake.seen_of("http/ahead").len(), 2);
 }
 
 #[tokio::test]

@@ -18,8 +18,8 @@ use vouchsafe_core::provider::{PROVIDERS_PER_TENANT, ProviderConfig, ProviderKin
 use vouchsafe_core::service::Service;
 use vouchsafe_core::settings::{FraudSettings, Settings};
 use vouchsafe_core::store::{
-    AuditStore, DeliveryStore, ProviderStore, ReadForCheck, Resend, SendRefusal, StoreError, TenantStore,
-    VerificationStore, WebhookStore,
+    AuditStore, DeliveryStore, ProviderStore, ProvidersToSend, ReadForCheck, Resend, SendRefusal, StoreError,
+    TenantStore, VerificationStore, WebhookStore,
 };
 use vouchsafe_core::tenant::Tenant;
 use vouchsafe_core::verification::{Destination, OtpPolicy, Verification, VerificationStatus};
@@ -27,7 +27,7 @@ use vouchsafe_core::webhook::EventFilter;
 use vouchsafe_store::SqlStore;
 
 use crate::store;
-use vouchsafe_store::testing::{connect, is_postgres};
+use vouchsafe_store::testing::{connect, execute_behind_the_stores, is_postgres};
 
 fn at(s: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s).unwrap()
@@ -436,6 +436,71 @@ async fn tenants_start_with_the_console_provider_and_credentials_guard_their_use
     store.delete_provider(&t.id, "twilio-main", &audit("provider.deleted", T0 + 6)).await.unwrap();
     store.delete_credential(&t.id, "twilio", &audit("credential.deleted", T0 + 6)).await.unwrap();
     assert!(matches!(store.sealed_credential(&t.id, "twilio").await, Err(StoreError::NotFound)));
+}
+
+/// A send asks for its tenant's providers at the version its request's
+/// read of the settings found, and is served from memory while that
+/// version is kept. Every write of a provider or of a credential moves the
+/// version in its own transaction, so another node sees each at once; a
+/// change that moves no version (SQL behind the stores' backs) goes unseen
+/// until one does, which shows the kept copy is what is served.
+#[tokio::test]
+async fn a_send_sees_every_provider_write_made_before_its_request_read_the_settings() {
+    let (store, db) = store().await;
+    let node = connect(&db).await.unwrap();
+    let (t, _) = tenant(&store).await;
+    let to_send = async |node: &SqlStore| {
+        let seen = node.settings_and_service(&t.id, None).await.unwrap().providers_version;
+        let found = node.providers_to_send(&t.id, Some(seen)).await.unwrap();
+        assert_eq!(found.version, seen, "the providers as they were at the version found");
+        found
+    };
+    let names = |found: &ProvidersToSend| found.providers.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    let first = to_send(&node).await;
+    assert_eq!((names(&first), first.sealed.len()), (vec!["console".to_owned()], 0));
+
+    store
+        .put_credential(&t.id, "twilio", "basic", b"sealed-bytes", at(T0), &audit("credential.put", T0))
+        .await
+        .unwrap();
+    let mut twilio = ProviderConfig::console(t.id.clone(), at(T0));
+    twilio.name = "twilio-main".into();
+    twilio.channels = vec![Channel::Sms];
+    twilio.priority = 10;
+    twilio.credential = Some("twilio".into());
+    twilio.settings = ProviderSettings::parse(ProviderKind::Twilio, &json!({"from": "+15005550006"})).unwrap();
+    store.put_provider(&twilio, &audit("provider.put", T0)).await.unwrap();
+    let saved = to_send(&node).await;
+    assert!(saved.version > first.version);
+    assert_eq!(names(&saved), ["twilio-main", "console"]);
+    assert_eq!(saved.sealed.get("twilio").map(Vec::as_slice), Some(&b"sealed-bytes"[..]));
+
+    store
+        .put_credential(&t.id, "twilio", "basic", b"rotated", at(T0 + 1), &audit("credential.put", T0 + 1))
+        .await
+        .unwrap();
+    let rotated = to_send(&node).await;
+    assert_eq!(rotated.sealed.get("twilio").map(Vec::as_slice), Some(&b"rotated"[..]), "a rotation is seen");
+
+    twilio.enabled = false;
+    store.put_provider(&twilio, &audit("provider.put", T0 + 2)).await.unwrap();
+    assert!(!to_send(&node).await.providers[0].enabled, "a provider switched off is seen");
+
+    store.delete_provider(&t.id, "twilio-main", &audit("provider.deleted", T0 + 3)).await.unwrap();
+    let deleted = to_send(&node).await;
+    assert_eq!(names(&deleted), ["console"]);
+
+    let behind = async |sql: &'static str| execute_behind_the_stores(&db, sql).await.unwrap();
+    assert_eq!(behind("UPDATE providers SET priority = 7").await, 1);
+    assert_eq!(to_send(&node).await.providers[0].priority, 1000, "served from memory at the version found");
+    assert_eq!(behind("UPDATE tenants SET providers_version = providers_version + 1").await, 1);
+    let moved = to_send(&node).await;
+    assert_eq!(moved.providers[0].priority, 7, "read again once the version moves");
+
+    let stale = node.providers_to_send(&t.id, Some(first.version)).await.unwrap();
+    assert_eq!((stale.version, names(&stale)), (moved.version, names(&moved)), "an older version reads afresh");
+    let unseen = node.providers_to_send(&t.id, None).await.unwrap();
+    assert_eq!(unseen.version, moved.version, "a send that read no version reads now");
 }
 
 /// Every send reads all of its tenant's providers, so a tenant has at most

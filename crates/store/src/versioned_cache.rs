@@ -1,12 +1,14 @@
-//! Parsed tenant settings, kept per tenant with the version they were read
-//! at. Every request that applies a tenant's rules reads its settings, and
-//! parsing the JSON document (with the current defaults laid under it)
-//! cost more than the read itself. A read still asks the database for the
-//! version, one integer by primary key, so a change made by another node
-//! or by the CLI is seen by the next request exactly as before: every
-//! write of the document moves its version (`replace_settings` is a
-//! conditional write on it), and only an unchanged document is neither
-//! sent nor parsed again (`tenants.rs::found_settings_columns!`).
+//! What a tenant's configuration parses to, kept per tenant with the
+//! version it was read at. Every request that applies a tenant's rules
+//! reads its settings, and every send its providers; parsing them cost
+//! more than the read itself. A reader still learns the current version
+//! from the database, in a statement it makes anyway (one integer by
+//! primary key), so a change made by another node or by the CLI is seen by
+//! the next request exactly as before: every write of the settings moves
+//! their version (`replace_settings` is a conditional write on it), every
+//! write of a provider or of a credential moves the providers' version
+//! (`providers.rs::providers_changed`), and only what is unchanged at the
+//! version found is served from here.
 //!
 //! The map is bounded: tenants are made by administrators, not by
 //! outsiders, but should there be more than `MAX_TENANTS` of them the
@@ -15,30 +17,34 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use vouchsafe_core::settings::Settings;
-
 const MAX_TENANTS: usize = 10_000;
 
-#[derive(Debug, Default)]
-pub(crate) struct SettingsCache {
-    parsed: Mutex<HashMap<String, (i64, Settings)>>,
+#[derive(Debug)]
+pub(crate) struct VersionedCache<T> {
+    parsed: Mutex<HashMap<String, (i64, T)>>,
 }
 
-impl SettingsCache {
-    /// The settings of `tenant` as parsed at `version`, if they were.
-    pub(crate) fn get(&self, tenant: &str, version: i64) -> Option<Settings> {
+impl<T> Default for VersionedCache<T> {
+    fn default() -> Self {
+        Self { parsed: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Clone> VersionedCache<T> {
+    /// What `tenant`'s configuration parsed to at `version`, if it was.
+    pub(crate) fn get(&self, tenant: &str, version: i64) -> Option<T> {
         let parsed = self.parsed.lock().ok()?;
-        parsed.get(tenant).filter(|(at, _)| *at == version).map(|(_, settings)| settings.clone())
+        parsed.get(tenant).filter(|(at, _)| *at == version).map(|(_, value)| value.clone())
     }
 
-    /// The version `tenant`'s settings are kept parsed at, if they are.
+    /// The version `tenant`'s configuration is kept parsed at, if it is.
     pub(crate) fn version(&self, tenant: &str) -> Option<i64> {
         self.parsed.lock().ok()?.get(tenant).map(|(at, _)| *at)
     }
 
-    /// Keeps `settings`, parsed at `version` (a newer version replaces an
+    /// Keeps `value`, parsed at `version` (a newer version replaces an
     /// older one, never the other way round).
-    pub(crate) fn put(&self, tenant: &str, version: i64, settings: &Settings) {
+    pub(crate) fn put(&self, tenant: &str, version: i64, value: &T) {
         let Ok(mut parsed) = self.parsed.lock() else { return };
         if parsed.get(tenant).is_some_and(|(at, _)| *at > version) {
             return;
@@ -46,17 +52,19 @@ impl SettingsCache {
         if parsed.len() >= MAX_TENANTS && !parsed.contains_key(tenant) {
             parsed.clear();
         }
-        parsed.insert(tenant.to_owned(), (version, settings.clone()));
+        parsed.insert(tenant.to_owned(), (version, value.clone()));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use vouchsafe_core::settings::Settings;
+
     use super::*;
 
     #[test]
-    fn settings_are_served_only_at_the_version_they_were_parsed_at() {
-        let cache = SettingsCache::default();
+    fn a_value_is_served_only_at_the_version_it_was_parsed_at() {
+        let cache = VersionedCache::default();
         let mut newer = Settings::default();
         newer.lockout.threshold = 3;
         cache.put("ten_a", 1, &Settings::default());
@@ -70,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_map_never_grows_past_its_bound() {
-        let cache = SettingsCache::default();
+        let cache = VersionedCache::default();
         for n in 0..MAX_TENANTS + 5 {
             cache.put(&format!("ten_{n}"), 1, &Settings::default());
         }
