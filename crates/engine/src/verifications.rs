@@ -29,9 +29,10 @@ use super::send::{SendRequest, send};
 use super::{parse_locale, sender_name, settings_and_service};
 use vouchsafe_core::field_error::FieldError;
 
-/// How many times a start re-reads after losing a race with another start
-/// for the same destination.
-const START_RACES: u32 = 5;
+/// How many rounds a start makes: the first opens a verification without
+/// reading, each later one reads after a conflict (a pending one, or a race
+/// lost to another start for the same destination).
+const START_RACES: u32 = 6;
 
 pub struct StartRequest<'a> {
     pub tenant_id: &'a TenantId,
@@ -78,14 +79,21 @@ pub async fn start(engine: &Engine, req: StartRequest<'_>) -> EngineResult<Verif
     let policy = OtpPolicy::resolve(&settings, &service);
     let code = random_numeric_code(policy.code_length).map_err(EngineError::internal)?;
     let mut verification = None;
-    for _ in 0..START_RACES {
+    for round in 0..START_RACES {
         let now = engine.clock.now();
         let counters = counters_for(req.tenant_id, &to, &settings.fraud, now);
-        let pending = engine
-            .store
-            .verification_by_to(req.tenant_id, &service.id, &to.match_key())
-            .await?
-            .filter(|v| v.status_at(now) == VerificationStatus::Pending);
+        // Most starts find no pending verification: the first round tries
+        // to open one without reading, and only a conflict (one is pending)
+        // reads it to resend on it.
+        let pending = if round == 0 {
+            None
+        } else {
+            engine
+                .store
+                .verification_by_to(req.tenant_id, &service.id, &to.match_key())
+                .await?
+                .filter(|v| v.status_at(now) == VerificationStatus::Pending)
+        };
         if let Some(pending) = pending {
             let resend = Resend {
                 tenant_id: req.tenant_id.clone(),
