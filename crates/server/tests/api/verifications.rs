@@ -348,6 +348,34 @@ async fn a_hundred_concurrent_starts_send_exactly_the_tenant_cap() {
     assert_eq!(app.count_rows(counted).await, 10);
 }
 
+/// A hundred starts to one number at once: a start opens its
+/// verification without reading first, so all hundred try to open one.
+/// Exactly one does and sends; the other 99 find it pending and are
+/// refused by its resend cooldown (`429`), none fails for the race, and
+/// the send counters hold the one send alone.
+#[tokio::test]
+async fn a_hundred_concurrent_starts_to_one_number_open_one_verification_and_send_once() {
+    let app = spawn_app().await;
+    let fake = FakeProviders::start().await;
+    use_twilio(&app, &fake).await;
+    let to = "+447400123988";
+    let replies = futures::future::join_all((0..100).map(|_| start(&app, to, "sms"))).await;
+    let statuses: Vec<_> = replies.iter().map(|r| r.status).collect();
+    let sent: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::CREATED).collect();
+    let refused = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!((sent.len(), refused.count()), (1, 99), "{statuses:?}");
+    assert!(
+        replies.iter().filter(|r| r.status != StatusCode::CREATED).all(|r| r.code() == "max_send_attempts_reached")
+    );
+    assert_eq!(fake.wait_for("twilio_sms", 1).await.len(), 1);
+    assert_eq!(app.count_rows("SELECT COUNT(*) FROM verifications").await, 1);
+    let counted = "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM send_counters WHERE scope = 'destination'";
+    assert_eq!(app.count_rows(counted).await, 1, "the refused starts gave back what they counted");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(fake.seen_of("twilio_sms").len(), 1, "no second message");
+    assert_eq!(sent[0].body["send_count"], 1, "{}", sent[0].text);
+}
+
 /// Brute force: 20 live verifications, each guessed at (in a 4-digit code
 /// space) until the server says it is settled. Exactly the attempt limit
 /// of wrong guesses is counted for each, none approves, and the right code
