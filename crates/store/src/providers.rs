@@ -109,13 +109,15 @@ impl TryFrom<ProviderRow> for ProviderConfig {
 
 /// The tenant's providers in the order they are tried, each with the
 /// credential it names (still sealed) and the providers' version, all
-/// from one statement so they agree. A provider's columns come first, in
-/// `ProviderRow`'s order.
-const PROVIDERS_TO_SEND: &str = "SELECT p.tenant_id, p.name, p.type, p.channels, p.priority, p.credential, \
-    p.settings, p.enabled, p.created_at, p.updated_at, c.sealed AS sealed, t.providers_version AS providers_version \
-    FROM tenants t JOIN providers p ON p.tenant_id = t.id \
-    LEFT JOIN credentials c ON c.tenant_id = p.tenant_id AND c.name = p.credential \
-    WHERE t.id = $1 ORDER BY p.priority, p.name";
+/// from one statement so they agree. A provider's columns come first, as
+/// [`select_provider!`] selects them for `ProviderRow`.
+const PROVIDERS_TO_SEND: &str = concat!(
+    "SELECT p.*, c.sealed AS sealed, t.providers_version AS providers_version FROM (",
+    select_provider!("WHERE tenant_id = $1"),
+    ") p JOIN tenants t ON t.id = p.tenant_id \
+     LEFT JOIN credentials c ON c.tenant_id = p.tenant_id AND c.name = p.credential \
+     ORDER BY p.priority, p.name"
+);
 
 /// Where the columns after a provider's ten sit.
 const AFTER_PROVIDER: usize = 10;
