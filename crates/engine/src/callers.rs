@@ -16,6 +16,7 @@ use vouchsafe_core::field_error::FieldError;
 use vouchsafe_core::fraud::counters_for;
 use vouchsafe_core::ids::{CallerVerificationId, TenantId};
 use vouchsafe_core::otp::random_numeric_code;
+use vouchsafe_core::store::SettingsAndService;
 use vouchsafe_core::verification::plausible_code;
 use vouchsafe_delivery::provider::OutgoingMessage;
 use vouchsafe_delivery::templates::{caller_template, render_caller};
@@ -23,9 +24,9 @@ use vouchsafe_delivery::templates::{caller_template, render_caller};
 use super::Engine;
 use super::authenticators::match_code;
 use super::error::{EngineError, EngineResult};
-use super::parse_locale;
 use super::send::{SendRequest, send};
 use super::verifications::destination;
+use super::{parse_locale, settings_and_service};
 
 fn invalid(field: &str, message: &str) -> EngineError {
     EngineError::Invalid(FieldError::new(field, message))
@@ -87,7 +88,11 @@ pub async fn create(engine: &Engine, req: NewCaller<'_>) -> EngineResult<CallerV
     if let Some(agent) = req.agent_id {
         text_field("agent_id", agent, 200)?;
     }
-    let settings = engine.store.settings(req.tenant_id).await?.value;
+    // The settings with the providers' version the send may use its kept
+    // providers at (the default service comes along, unused).
+    let SettingsAndService { settings, providers_version, .. } =
+        settings_and_service(engine, req.tenant_id, None).await?;
+    let settings = settings.value;
     let requested =
         req.channel.map(|c| Channel::parse(c).ok_or_else(|| invalid("channel", "must be sms, voice or email")));
     let channel = pick_channel(
@@ -163,7 +168,7 @@ pub async fn create(engine: &Engine, req: NewCaller<'_>) -> EngineResult<CallerV
         engine,
         SendRequest {
             tenant_id: req.tenant_id.clone(),
-            providers_version: None,
+            providers_version,
             verification_id: None,
             country: cv.country(),
             message,

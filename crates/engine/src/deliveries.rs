@@ -93,13 +93,7 @@ pub async fn deliver(engine: &Engine, new: NewDelivery) -> EngineResult<Delivere
         experience_id: new.experience_id,
         status_callback: None,
     };
-    let request = SendRequest {
-        tenant_id: tenant.clone(),
-        providers_version: Some(providers_version),
-        verification_id: None,
-        country,
-        message,
-    };
+    let request = SendRequest { tenant_id: tenant.clone(), providers_version, verification_id: None, country, message };
     let delivery = match send(engine, request).await {
         Ok(delivery) => delivery,
         Err(e) => {

@@ -153,7 +153,7 @@ pub async fn start(engine: &Engine, req: StartRequest<'_>) -> EngineResult<Verif
         engine,
         SendRequest {
             tenant_id: req.tenant_id.clone(),
-            providers_version: Some(providers_version),
+            providers_version,
             verification_id: Some(verification.id.clone()),
             country: verification.country.clone(),
             message,

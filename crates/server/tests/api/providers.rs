@@ -193,8 +193,8 @@ async fn the_http_provider_fills_its_template_and_authenticates() {
 
 /// Sends keep a tenant's providers in memory by version: a credential
 /// rotated or a provider changed, through this node or another, is used by
-/// the very next send on every node (a start, and a delivery of a code the
-/// CRM made).
+/// the very next send on every node (a start, a delivery of a code the
+/// CRM made, a caller verification's message).
 #[tokio::test]
 async fn the_next_send_on_any_node_uses_a_rotated_credential_and_a_changed_provider() {
     let app = spawn_app().await;
@@ -243,6 +243,21 @@ async fn the_next_send_on_any_node_uses_a_rotated_credential_and_a_changed_provi
     start_on(&second, "+447400123407").await;
     assert_eq!(fake.wait_for("http/gateway", 5).await.len(), 5, "a deleted provider is no longer tried");
     assert_eq!(fake.seen_of("http/ahead").len(), 2);
+
+    // A caller verification's message, too, on the node that did not rotate.
+    let rotated =
+        app.put("/v1/credentials/hook", &app.admin, json!({"type": "bearer", "token": "hook-token-third"})).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let caller = app
+        .client
+        .post(format!("{second}/v1/caller-verifications"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"record_id": "500xx01", "phone": "+447400123408"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(caller.status(), StatusCode::CREATED);
+    assert_eq!(authorization(&fake.wait_for("http/gateway", 6).await), "Bearer hook-token-third", "a caller's message");
 }
 
 #[tokio::test]
