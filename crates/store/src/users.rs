@@ -333,17 +333,46 @@ async fn lock_at_threshold(
     Ok(locked == 1)
 }
 
+/// Whether user `$3` of tenant `$2` may have an answer counted at `$1`
+/// against the lockout threshold `$4`: unlocked and under it, or locked
+/// until a time that is up. Written once for the count and for the check
+/// of a known-right answer's single write (`users::answer`).
+macro_rules! user_countable {
+    () => {
+        "((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1))"
+    };
+}
+
+/// A countable user's failures with one more answer counted: after a lock
+/// whose time is up, this answer is the first.
+macro_rules! counted_failures {
+    () => {
+        "CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END"
+    };
+}
+
 /// Counts an answer of user `$3` of tenant `$2` at `$1` against the
 /// lockout threshold `$4`, while the user is unlocked and under it. A lock
 /// whose time is up is over: counting starts afresh, with this answer as
 /// the first failure (the threshold is at least 1, `core::settings`).
 macro_rules! count_user_answer {
     () => {
-        "UPDATE users SET failures = CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END, \
-         locked_until = 0, updated_at = $1 \
-         WHERE tenant_id = $2 AND id = $3 \
-         AND ((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1)) \
-         RETURNING failures"
+        concat!(
+            "UPDATE users SET failures = ",
+            counted_failures!(),
+            ", locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
+            user_countable!(),
+            " RETURNING failures"
+        )
+    };
+}
+
+/// Whether challenge `$5` of user `$3` (tenant `$2`) can take an answer's
+/// attempt at `$1`: pending, unexpired, attempts left.
+macro_rules! challenge_takeable {
+    () => {
+        "tenant_id = $2 AND id = $5 AND user_id = $3 AND status = 'pending' AND expires_at > $1 \
+         AND attempts < max_attempts"
     };
 }
 
@@ -353,9 +382,8 @@ macro_rules! count_user_answer {
 macro_rules! take_challenge_attempt {
     ($and:literal) => {
         concat!(
-            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 \
-             WHERE tenant_id = $2 AND id = $5 AND user_id = $3 AND status = 'pending' AND expires_at > $1 \
-             AND attempts < max_attempts",
+            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 WHERE ",
+            challenge_takeable!(),
             $and,
             " RETURNING attempts"
         )
@@ -915,14 +943,7 @@ impl UserStore for SqlStore {
         );
         let (gate, step) = self
             .write(input, move |conn, (key, c, lockout, used, event, audit)| {
-                Box::pin(async move {
-                    let gate = answer::reserve(conn, key, lockout).await?;
-                    if !matches!(gate, AnswerGate::Counted { .. }) {
-                        return Ok((gate, None));
-                    }
-                    let step = answer::approve(conn, key, c, used.as_ref(), (event, audit), at).await?;
-                    Ok::<_, sqlx::Error>((gate, Some(step)))
-                })
+                Box::pin(answer::reserve_and_approve(conn, key, c, lockout, used.as_ref(), (event, audit), at))
             })
             .await
             .map_err(map_err)?;

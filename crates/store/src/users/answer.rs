@@ -4,7 +4,9 @@
 //! [`UserStore::approve_challenge`]); an answer already known right (a
 //! code the user's own authenticators checked as soon as the challenge was
 //! read) takes both in one write ([`UserStore::reserve_and_approve`]): on
-//! SQLite one durable commit where it waited for two.
+//! SQLite one durable commit where it waited for two. There, in the usual
+//! case, the two steps are folded into one (see [`count_and_approve`]):
+//! each row is written once, and no savepoint is opened.
 //!
 //! [`UserStore::reserve_answer`]: vouchsafe_core::store::UserStore::reserve_answer
 //! [`UserStore::approve_challenge`]: vouchsafe_core::store::UserStore::approve_challenge
@@ -112,4 +114,100 @@ pub(super) async fn approve(
     append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
     release_savepoint!(conn)?;
     Ok(Step::Done(Box::new(approved)))
+}
+
+/// [`UserStore::reserve_and_approve`]'s transaction on SQLite's writer:
+/// [`count_and_approve`] when it applies, else the reservation and, only
+/// if it counted the answer, the approval.
+///
+/// [`UserStore::reserve_and_approve`]: vouchsafe_core::store::UserStore::reserve_and_approve
+pub(super) async fn reserve_and_approve(
+    conn: &mut Tx<'_>,
+    key: &AuditKey,
+    c: &Challenge,
+    lockout: &Lockout,
+    used: Option<&AuthenticatorUse>,
+    records: (&Event, &AuditEntry),
+    at: i64,
+) -> Result<(AnswerGate, Option<Step>), sqlx::Error> {
+    if let Some(AuthenticatorUse::Counter { id, value }) = used
+        && let Some(done) = count_and_approve(conn, key, c, lockout, (id.as_str(), *value), records, at).await?
+    {
+        return Ok(done);
+    }
+    let gate = reserve(conn, key, lockout).await?;
+    if !matches!(gate, AnswerGate::Counted { .. }) {
+        return Ok((gate, None));
+    }
+    let step = approve(conn, key, c, used, records, at).await?;
+    Ok((gate, Some(step)))
+}
+
+/// The usual case of a known-right code, with each row written once: the
+/// user countable and the challenge able to take an attempt (read on the
+/// writer's connection, inside the transaction that then writes), and the
+/// code's step new to its authenticator. Then the counter moves, the
+/// challenge takes its attempt and is approved in one update, and the
+/// user's count is cleared in one: what counting and then approving leave,
+/// without the two updates and two savepoints in between. Each update
+/// keeps its own conditions, and one that finds them false fails the
+/// write. `None`, with nothing written, when any of it does not hold (a
+/// locked user, an ended challenge, a replayed step): the two steps then
+/// decide, and count, as they always have.
+async fn count_and_approve(
+    conn: &mut Tx<'_>,
+    key: &AuditKey,
+    c: &Challenge,
+    lockout: &Lockout,
+    (authenticator, value): (&str, i64),
+    (event, audit): (&Event, &AuditEntry),
+    at: i64,
+) -> Result<Option<(AnswerGate, Option<Step>)>, sqlx::Error> {
+    let (tenant, user, threshold) = (c.tenant_id.as_str(), c.user_id.as_str(), i64::from(lockout.threshold));
+    let counts = concat!(
+        "SELECT (SELECT ",
+        counted_failures!(),
+        " FROM users WHERE tenant_id = $2 AND id = $3 AND ",
+        user_countable!(),
+        "), (SELECT attempts + 1 FROM challenges WHERE ",
+        challenge_takeable!(),
+        ")"
+    );
+    let (failures, attempt) =
+        fetch!(conn, one(Option<i64>, Option<i64>), counts, [at, tenant, user, threshold, c.id.as_str()])?;
+    let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
+    let moved = exec!(
+        conn,
+        "UPDATE authenticators SET counter = $1, last_used_at = $2 \
+         WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
+        [value, at, tenant, authenticator]
+    )?;
+    if moved != 1 {
+        return Ok(None);
+    }
+    let approve = concat!(
+        "UPDATE challenges SET attempts = attempts + 1, status = 'approved', verified_at = $1, updated_at = $1 \
+         WHERE ",
+        challenge_takeable!(),
+        " RETURNING ",
+        challenge_columns!()
+    );
+    let approved = fetch!(conn, optional ChallengeRow, approve, [at, tenant, user, threshold, c.id.as_str()])?;
+    let clear = concat!(
+        "UPDATE users SET failures = 0, locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
+        user_countable!()
+    );
+    let cleared = exec!(conn, clear, [at, tenant, user, threshold])?;
+    let Some(approved) = approved.filter(|_| cleared == 1) else {
+        // Read true a statement ago in this same transaction: the write
+        // fails (and its group is rolled back) rather than half happen.
+        return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));
+    };
+    insert_event(conn, event, "").await?;
+    append_audit(conn, key, tenant, audit).await?;
+    let gate = AnswerGate::Counted {
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+    };
+    Ok(Some((gate, Some(Step::Done(Box::new(approved))))))
 }

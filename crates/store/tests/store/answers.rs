@@ -167,3 +167,38 @@ async fn an_approval_counted_against_another_challenge_is_refused() {
     assert_eq!(store.user(&t.id, "u1").await.unwrap().failures, 0);
     assert_eq!(store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter, a.counter);
 }
+
+/// What a right answer reports as counted, and leaves, is what counting
+/// it and then approving it would: a user with failures has this answer
+/// counted on top of them, a user whose lock ran out starts afresh at
+/// one, and either way the approval clears the count and the lock.
+#[tokio::test]
+async fn a_right_answer_counts_as_the_two_steps_would_and_clears_the_count() {
+    let (store, _db) = store().await;
+    let (t, a, cs) = user_with_challenges(&store, 2).await;
+    let user = || async { store.user(&t.id, "u1").await.unwrap() };
+    let five = lockout(&t, 5);
+    for _ in 0..2 {
+        assert!(matches!(store.reserve_answer(&five).await.unwrap(), AnswerGate::Counted { .. }));
+    }
+    let (gate, outcome) = answer(&store, &cs[0], &a, 50, &five).await;
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 3 });
+    assert!(matches!(outcome, Some(ApprovalOutcome::Approved(_))), "{outcome:?}");
+    assert_eq!((user().await.failures, user().await.locked_until), (0, None));
+
+    // One failure at a threshold of one locks the user until 10 s.
+    let briefly = Lockout { lock_until: at(10), ..lockout(&t, 1) };
+    assert!(matches!(store.reserve_answer(&briefly).await.unwrap(), AnswerGate::Counted { .. }));
+    assert_eq!(store.reserve_answer(&briefly).await.unwrap(), AnswerGate::Locked(at(10)));
+    let after = Lockout { at: at(20), ..briefly };
+    let (gate, outcome) = answer(&store, &cs[1], &a, 51, &after).await;
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 1 }, "a lock that ran out counts afresh");
+    let Some(ApprovalOutcome::Approved(approved)) = outcome else { panic!("not approved: {outcome:?}") };
+    assert_eq!(
+        (approved.status, approved.attempts, approved.verified_at),
+        (ChallengeStatus::Approved, 1, Some(at(20)))
+    );
+    assert_eq!((user().await.failures, user().await.locked_until), (0, None));
+    assert_eq!(store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter, 51);
+    assert_eq!(approvals(&store, &t).await, 2);
+}
