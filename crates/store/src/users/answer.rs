@@ -25,6 +25,12 @@ use crate::audit::append_audit;
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
 
+/// Moves authenticator `$4`'s (tenant `$3`) counter forward to `$1` at
+/// `$2`, only while it is active and the step is new to it: a replayed
+/// step moves nothing. The one statement both ways of approving use.
+const MOVE_COUNTER: &str = "UPDATE authenticators SET counter = $1, last_used_at = $2 \
+    WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1";
+
 /// The reservation ([`UserStore::reserve_answer`]'s transaction), under a
 /// savepoint of its own: the user counted, or locked at the threshold;
 /// then the challenge's attempt taken, or the user's count undone when
@@ -80,12 +86,9 @@ pub(super) async fn approve(
     savepoint!(conn)?;
     let moved = match used {
         None => 1,
-        Some(AuthenticatorUse::Counter { id, value }) => exec!(
-            conn,
-            "UPDATE authenticators SET counter = $1, last_used_at = $2 \
-             WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
-            [*value, at, c.tenant_id.as_str(), id.as_str()]
-        )?,
+        Some(AuthenticatorUse::Counter { id, value }) => {
+            exec!(conn, MOVE_COUNTER, [*value, at, c.tenant_id.as_str(), id.as_str()])?
+        }
         Some(AuthenticatorUse::RecoveryCode { id, index }) => exec!(
             conn,
             "UPDATE recovery_codes SET used_at = $1 WHERE authenticator_id = $2 AND idx = $3 AND used_at IS NULL",
@@ -176,12 +179,7 @@ async fn count_and_approve(
     let (failures, attempt) =
         fetch!(conn, one(Option<i64>, Option<i64>), counts, [at, tenant, user, threshold, c.id.as_str()])?;
     let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
-    let moved = exec!(
-        conn,
-        "UPDATE authenticators SET counter = $1, last_used_at = $2 \
-         WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1",
-        [value, at, tenant, authenticator]
-    )?;
+    let moved = exec!(conn, MOVE_COUNTER, [value, at, tenant, authenticator])?;
     if moved != 1 {
         return Ok(None);
     }
