@@ -139,6 +139,7 @@ fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", synchronous(sync))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+    crate::sqlite::plan_once(&conn)?;
     Ok(conn)
 }
 
@@ -213,6 +214,17 @@ mod tests {
         let setup = Connection::open(&path).unwrap();
         setup.execute_batch("PRAGMA journal_mode = wal; CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
         (GroupCommit::start(&path, SqliteSync::Full).unwrap(), path)
+    }
+
+    /// The writer keeps each statement's plan: a claim's `LIMIT $3`,
+    /// bound anew at every claim, used to have SQLite parse and plan the
+    /// whole claim again each time (see `sqlite::plan_once`).
+    #[test]
+    fn the_writer_prepares_a_statement_once_whatever_its_limit() {
+        let (group, path) = writer_on_fresh_file("plan-once");
+        drop(group);
+        let conn = open(&path, SqliteSync::Full).unwrap();
+        assert_eq!(crate::sqlite::times_prepared_again(&conn).unwrap(), 0);
     }
 
     /// Many concurrent writers share transactions; a job that fails after

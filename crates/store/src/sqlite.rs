@@ -14,6 +14,34 @@ use crate::{SqliteSync, map_err};
 /// the same for the pool, the group-commit writer and the readers.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Keeps each prepared statement's plan for its whole life, whatever is
+/// bound to it: SQLite's query planner stability guarantee (QPSG), set on
+/// the writer's and the readers' connections.
+///
+/// Without it, SQLite (3.51) compiles a bound `LIMIT $n` into the plan as
+/// a constant, and binding that parameter again, even to the same value,
+/// expires the statement: every run of a cached statement with one was
+/// parsed and planned afresh. The webhook claim (`LIMIT $3`) spent a
+/// quarter of the writer thread re-preparing itself (`bench/RESULTS.md`).
+/// The guarantee also forgoes plans chosen from bound values by STAT4
+/// samples or `LIKE` prefixes, which this store never asks for: it runs
+/// no `ANALYZE`, and its plans are fixed by text and indexes.
+pub(crate) fn plan_once(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
+/// How often `conn` prepared a cached `LIMIT $1` query again while it
+/// ran three times with three limits: 0 when [`plan_once`] holds.
+#[cfg(test)]
+pub(crate) fn times_prepared_again(conn: &rusqlite::Connection) -> rusqlite::Result<i32> {
+    let sql = "SELECT n FROM t ORDER BY n LIMIT $1";
+    for limit in 1..=3_i64 {
+        conn.prepare_cached(sql)?.query_map([limit], |row| row.get::<_, i64>(0))?.collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(conn.prepare_cached(sql)?.get_status(rusqlite::StatementStatus::RePrepare))
+}
+
 /// Opens the read-only pool for listings, and answers it with the options
 /// migrations open their connection with. The group-commit writer opens
 /// its own connection, with the same pragmas; it alone writes rows.

@@ -54,6 +54,7 @@ impl Readers {
         // answers at a million users from 7,308 to 9,517/s
         // (bench/RESULTS.md).
         conn.pragma_update(None, "mmap_size", 0)?;
+        crate::sqlite::plan_once(&conn)?;
         Ok(conn)
     }
 
@@ -297,6 +298,15 @@ mod tests {
         assert_eq!(readers.idle.lock().unwrap().len(), 1, "one thread reading needs one connection");
         let mapped = readers.read(|conn| conn.query_row("PRAGMA mmap_size", [], |r| r.get::<_, i64>(0))).unwrap();
         assert_eq!(mapped, 0, "lookups read the file without a memory map");
+    }
+
+    /// A reader keeps each statement's plan too, whatever its bound
+    /// `LIMIT` (see `sqlite::plan_once`).
+    #[test]
+    fn a_reader_prepares_a_statement_once_whatever_its_limit() {
+        let (path, _writer) = fresh_file("plan-once");
+        let readers = Readers::new(&path);
+        assert_eq!(readers.read(crate::sqlite::times_prepared_again).unwrap(), 0);
     }
 
     /// A SELECT that lists columns in another order than the struct's
