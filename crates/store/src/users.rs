@@ -500,7 +500,7 @@ impl SqlStore {
                             to_unix_ms(event.created_at),
                             c.tenant_id.as_str(),
                             event.event_type.as_str(),
-                            "",
+                            "", // $5, not read (see `approval_effects!`)
                             c.id.as_str(),
                             authenticator.as_str(),
                             event.body(),

@@ -647,7 +647,7 @@ impl VerificationStore for SqlStore {
                                 to_unix_ms(event.created_at),
                                 v.tenant_id.as_str(),
                                 event.event_type.as_str(),
-                                "",
+                                "", // $5, not read (see `approval_effects!`)
                                 v.id.as_str(),
                                 &v.code_hash,
                                 event.body(),

@@ -38,30 +38,46 @@ pub(crate) async fn insert_event(tx: &mut Tx<'_>, event: &Event, only: &str) -> 
         "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
         [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
     )?;
-    exec!(tx, fan_out!(), [event.id.as_str(), at, event.tenant_id.as_str(), event.event_type.as_str(), only])
+    let (id, tenant) = (event.id.as_str(), event.tenant_id.as_str());
+    match only {
+        "" => exec!(tx, fan_out!(), [id, at, tenant, event.event_type.as_str()]),
+        endpoint => exec!(tx, fan_out!(to "$4"), [id, at, tenant, endpoint]),
+    }
 }
 
-/// The statement that queues event `$1` (type `$4`, tenant `$3`, at `$2`)
-/// for the tenant's enabled endpoints whose filter takes it, or only for
-/// endpoint `$5` when that is not empty; its `WHERE` comes last, so a
-/// caller may add a condition. The message id joins event and endpoint
-/// ids: unique per pair, made in SQL so the fan-out is one statement. An
-/// event for one named endpoint (a `test`) goes to it whatever its filter.
+/// The statement that queues event `$1` (tenant `$3`, at `$2`) for the
+/// tenant's enabled endpoints: `fan_out!()` for those whose filter takes
+/// type `$4`, `fan_out!(to "$N")` for the one endpoint `$N` whatever its
+/// filter (a `test`). Its `WHERE` comes last, so a caller may add a
+/// condition. The message id joins event and endpoint ids: unique per
+/// pair, made in SQL so the fan-out is one statement.
+///
+/// The one endpoint is its own text, found by its key: as an `OR` of the
+/// fan-out's condition, SQLite read the tenant's every endpoint (by the
+/// tenant's index) to queue a test event for one of them.
 macro_rules! fan_out {
     () => {
-        "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
-         next_attempt_at, locked_until, created_at, updated_at) \
-         SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
-         WHERE tenant_id = $3 AND enabled = TRUE \
-         AND (($5 = '' AND (events = '*' OR events LIKE '%,' || $4 || ',%')) OR id = $5)"
+        $crate::webhooks::fan_out!(@where "(events = '*' OR events LIKE '%,' || $4 || ',%')")
+    };
+    (to $endpoint:literal) => {
+        $crate::webhooks::fan_out!(@where "id = ", $endpoint)
+    };
+    (@where $($which:literal),+) => {
+        concat!(
+            "INSERT INTO webhook_messages (id, event_id, endpoint_id, tenant_id, status, attempts, \
+             next_attempt_at, locked_until, created_at, updated_at) \
+             SELECT $1 || '.' || id, $1, id, tenant_id, 'pending', 0, $2, 0, $2, $2 FROM webhook_endpoints \
+             WHERE tenant_id = $3 AND enabled = TRUE AND ",
+            $($which),+
+        )
     };
 }
 pub(crate) use fan_out;
 
 /// What a one-statement approval on PostgreSQL writes after its `approved`
 /// CTE, each only if that CTE returned a row: the event (`$1` id, `$2` at,
-/// `$3` tenant, `$4` type, `$8` body) with its messages ([`fan_out!`],
-/// `$5` empty) and the audit entry (`$9` at, `$10` actor, `$11` action,
+/// `$3` tenant, `$4` type, `$8` body) with its messages ([`fan_out!`]; `$5`
+/// is not read) and the audit entry (`$9` at, `$10` actor, `$11` action,
 /// `$12` target, `$13` outcome). Three CTEs, `event`, `messages` and
 /// `audit`: the caller ends the CTE before them with a comma, and its
 /// final `SELECT` follows them directly.

@@ -36,7 +36,7 @@ const QUEUE_TEST_EVENT: &str = concat!(
      event AS (INSERT INTO events (id, tenant_id, type, body, created_at) \
      SELECT $1, $3, $4, $6, $2 FROM counted RETURNING id), \
      messages AS (",
-    fan_out!(),
+    fan_out!(to "$5"),
     " AND EXISTS (SELECT 1 FROM event) RETURNING 1) \
      SELECT (SELECT enabled FROM endpoint), (SELECT COUNT(*) FROM counted), (SELECT COUNT(*) FROM messages)"
 );
@@ -82,5 +82,31 @@ impl SqlStore {
             (Some(true), 0) => Ok(Err(TestEventRefusal::Limited(fraud_refusal(counter, now)))),
             (Some(true), _) => Ok(Ok(usize::try_from(queued).unwrap_or(usize::MAX))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::SqliteSync;
+    use crate::testing::fresh_database_on;
+
+    /// A test event for one endpoint finds it by its key: as an `OR` of
+    /// the fan-out's condition, SQLite read every endpoint of the tenant,
+    /// by the tenant's index, to queue one message.
+    #[tokio::test]
+    async fn a_test_event_reads_its_one_endpoint_by_key() {
+        let db = fresh_database_on(false).await.unwrap();
+        let crate::DatabaseUrl::Sqlite { path, .. } = &db.url else { unreachable!("asked for SQLite") };
+        let (pool, options) = crate::sqlite::connect(path, SqliteSync::Full).await.unwrap();
+        crate::sqlite::migrate(&options).await.unwrap();
+        let sql = concat!("EXPLAIN QUERY PLAN ", super::fan_out!(to "$4"));
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sql).bind("ev_1").bind(1_i64).bind("ten_a").bind("we_1").fetch_all(&pool).await.unwrap();
+        let reads: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
+        assert!(
+            reads.iter().all(|d| !d.contains("webhook_endpoints") || d.contains("(id=?)")),
+            "the endpoint is read by its key: {reads:#?}"
+        );
+        assert!(reads.iter().any(|d| d.contains("webhook_endpoints")), "the plan reads the endpoints: {reads:#?}");
     }
 }
