@@ -67,6 +67,17 @@ pub async fn fresh_database_on(postgres: bool) -> Result<TestDatabase, String> {
     }
 }
 
+/// A fresh SQLite database, migrated, with its read-only pool: what a test
+/// of a statement's plan reads the plan from (`EXPLAIN QUERY PLAN`).
+#[cfg(test)]
+pub(crate) async fn migrated_sqlite() -> (TestDatabase, sqlx::SqlitePool) {
+    let db = fresh_database_on(false).await.unwrap();
+    let DatabaseUrl::Sqlite { path, .. } = &db.url else { unreachable!("asked for SQLite") };
+    let (pool, options) = crate::sqlite::connect(path, SqliteSync::Full).await.unwrap();
+    crate::sqlite::migrate(&options).await.unwrap();
+    (db, pool)
+}
+
 /// The audit key of stores made by [`connect`]: any fixed key, since a
 /// test's checks need only agree with its writes.
 pub fn audit_key() -> Result<vouchsafe_core::audit::AuditKey, String> {

@@ -188,7 +188,6 @@ mod tests {
     use vouchsafe_core::webhook::IN_FLIGHT_PER_ENDPOINT;
 
     use super::{CLAIM_DUE_MESSAGES_POSTGRES, CLAIM_DUE_MESSAGES_SQLITE};
-    use crate::SqliteSync;
     use crate::testing::fresh_database_on;
 
     const ENDPOINTS: i64 = 200;
@@ -344,10 +343,7 @@ mod tests {
     /// SQLite counted them by scanning the due index in endpoint order.
     #[tokio::test]
     async fn every_read_of_the_outbox_in_a_claim_is_an_index_search() {
-        let db = fresh_database_on(false).await.unwrap();
-        let crate::DatabaseUrl::Sqlite { path, .. } = &db.url else { unreachable!("asked for SQLite") };
-        let (pool, options) = crate::sqlite::connect(path, SqliteSync::Full).await.unwrap();
-        crate::sqlite::migrate(&options).await.unwrap();
+        let (_db, pool) = crate::testing::migrated_sqlite().await;
         let sql = format!("EXPLAIN QUERY PLAN {CLAIM_DUE_MESSAGES_SQLITE}");
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(2_i64)

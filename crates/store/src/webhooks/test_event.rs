@@ -87,18 +87,12 @@ impl SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::SqliteSync;
-    use crate::testing::fresh_database_on;
-
     /// A test event for one endpoint finds it by its key: as an `OR` of
     /// the fan-out's condition, SQLite read every endpoint of the tenant,
     /// by the tenant's index, to queue one message.
     #[tokio::test]
     async fn a_test_event_reads_its_one_endpoint_by_key() {
-        let db = fresh_database_on(false).await.unwrap();
-        let crate::DatabaseUrl::Sqlite { path, .. } = &db.url else { unreachable!("asked for SQLite") };
-        let (pool, options) = crate::sqlite::connect(path, SqliteSync::Full).await.unwrap();
-        crate::sqlite::migrate(&options).await.unwrap();
+        let (_db, pool) = crate::testing::migrated_sqlite().await;
         let sql = concat!("EXPLAIN QUERY PLAN ", super::fan_out!(to "$4"));
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(sql).bind("ev_1").bind(1_i64).bind("ten_a").bind("we_1").fetch_all(&pool).await.unwrap();
