@@ -417,14 +417,10 @@ pub trait ProviderStore {
     async fn put_provider(&self, provider: &ProviderConfig, audit: &AuditEntry) -> StoreResult<ProviderConfig>;
     /// Every provider of the tenant, in the order they are tried.
     async fn list_providers(&self, tenant: &TenantId) -> StoreResult<Vec<ProviderConfig>>;
-    /// The tenant's providers for a send, at version `seen` when the
-    /// caller read it in this request (then served without a read while
-    /// that version is kept), else as read now.
-    async fn providers_to_send(
-        &self,
-        tenant: &TenantId,
-        seen: Option<i64>,
-    ) -> StoreResult<std::sync::Arc<ProvidersToSend>>;
+    /// The tenant's providers for a send, at version `seen`, the one the
+    /// caller's read of the settings found in this request: served without
+    /// a read while that version is kept, else read now.
+    async fn providers_to_send(&self, tenant: &TenantId, seen: i64) -> StoreResult<std::sync::Arc<ProvidersToSend>>;
     async fn delete_provider(&self, tenant: &TenantId, name: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 

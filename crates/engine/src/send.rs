@@ -50,7 +50,7 @@ pub struct SendRequest {
 pub async fn send(engine: &Engine, mut request: SendRequest) -> EngineResult<Delivery> {
     let id = DeliveryId::generate();
     let channel = request.message.channel;
-    let providers = engine.store.providers_to_send(&request.tenant_id, Some(request.providers_version)).await?;
+    let providers = engine.store.providers_to_send(&request.tenant_id, request.providers_version).await?;
     let candidates = send_order(&providers.providers, channel);
     if candidates.iter().any(|c| c.kind() == ProviderKind::Twilio) {
         request.message.status_callback = Some(status_callback(engine, &id));

@@ -321,8 +321,8 @@ impl ProviderStore for SqlStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn providers_to_send(&self, tenant: &TenantId, seen: Option<i64>) -> StoreResult<Arc<ProvidersToSend>> {
-        if let Some(kept) = seen.and_then(|version| self.providers.get(tenant.as_str(), version)) {
+    async fn providers_to_send(&self, tenant: &TenantId, seen: i64) -> StoreResult<Arc<ProvidersToSend>> {
+        if let Some(kept) = self.providers.get(tenant.as_str(), seen) {
             return Ok(kept);
         }
         // On the send path of every start whose tenant's providers are not
