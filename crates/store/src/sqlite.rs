@@ -126,3 +126,20 @@ pub(crate) async fn migrate(options: &SqliteConnectOptions) -> Result<(), StoreE
     let _ = conn.close().await;
     migrated.map_err(|e| failed(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The bundled SQLite is built as `.cargo/config.toml` says: no global
+    /// memory count and no shared page-cache pool, whose mutexes every
+    /// reader and the writer took (see the comment there). A checkout built
+    /// without that file fails here rather than quietly running slower.
+    #[test]
+    fn the_bundled_sqlite_keeps_no_global_memory_count_or_cache_pool() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut statement = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> =
+            statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    }
+}
