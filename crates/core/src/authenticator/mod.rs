@@ -5,7 +5,7 @@
 //! TOTP step accepted, the next HOTP counter, the last YubiKey counter —
 //! and it only ever moves forward, by a conditional write.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -14,6 +14,7 @@ use crate::field_error::FieldError;
 use crate::ids::{AuthenticatorId, TenantId};
 
 mod params;
+mod sealed_form;
 pub use params::AuthenticatorParams;
 
 /// The longest issuer or label, in bytes of UTF-8.
@@ -91,8 +92,9 @@ impl AuthenticatorStatus {
     }
 }
 
-/// The secret part of an authenticator, sealed as JSON. Wiped on drop.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+/// The secret part of an authenticator, sealed as JSON (read back by
+/// `sealed_form`). Wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Zeroize, ZeroizeOnDrop)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuthenticatorSecret {
     /// TOTP and HOTP: the shared seed.
@@ -121,7 +123,7 @@ impl AuthenticatorSecret {
     /// Opens the sealed secret of `a`.
     pub fn open(sealer: &Sealer, a: &Authenticator) -> Result<Self, CryptoError> {
         let plain = sealer.open(&a.sealed, &Authenticator::seal_context(&a.tenant_id, &a.id))?;
-        serde_json::from_slice(&plain).map_err(|_| CryptoError::Open)
+        sealed_form::read(&plain).ok_or(CryptoError::Open)
     }
 }
 
