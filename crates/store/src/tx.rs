@@ -131,12 +131,17 @@ pub(crate) use exec;
 macro_rules! fetch {
     ($tx:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match &mut *$tx {
-            $crate::tx::Tx::Writer(c) => c
-                .prepare_cached($sql)
-                .and_then(|mut s| {
-                    $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*])
-                })
-                .map_err($crate::tx::from_rusqlite),
+            $crate::tx::Tx::Writer(c) => {
+                // One per call site, of one SQL text (see `Layout`).
+                static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
+                let sql: &'static str = $sql;
+                c.prepare_cached(sql)
+                    .and_then(|mut s| {
+                        let columns = s.column_count();
+                        LAYOUT.read(columns, || $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
+                    })
+                    .map_err($crate::tx::from_rusqlite)
+            }
             $crate::tx::Tx::Postgres(c) => {
                 $crate::tx::fetch!(@sqlx $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, c)
             }
