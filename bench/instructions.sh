@@ -13,7 +13,11 @@
 # about 50 times slower than natively; 5 s into the row the counts are
 # zeroed, 25 s later dumped, and the dump's total is divided by the
 # requests the generator sent meanwhile. Needs valgrind (Debian's package)
-# and a release build of vouchsafe-bench.
+# and a release build of vouchsafe-bench. Count on an otherwise idle
+# machine: the server's timed background work (the checkpointer, the
+# dispatcher's ticks) is counted too, and a busier machine spreads it over
+# fewer requests (one binary: 241,238 per wrong TOTP answer idle, 249,355
+# beside a CI run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
