@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rusqlite::{Connection, OpenFlags, ToSql};
 use vouchsafe_core::store::{StoreError, StoreResult};
@@ -231,18 +231,25 @@ fn bit(index: usize) -> u64 {
 /// site take each column at its index unchecked. A read that found a
 /// column elsewhere, left one unread (an outer join's null branch, a
 /// column no field takes) or failed proves nothing, and the site keeps
-/// checking.
-pub(crate) struct Layout(AtomicBool);
+/// checking. The trust is for the one text that was checked (the same
+/// `&'static str`, address and length): a site that chooses between texts
+/// (a caller verification's ending does) reads the others checked.
+pub(crate) struct Layout(OnceLock<&'static str>);
 
 impl Layout {
     pub(crate) const fn new() -> Self {
-        Self(AtomicBool::new(false))
+        Self(OnceLock::new())
     }
 
     /// Runs `read`, which reads the rows of a statement of `columns`
-    /// columns prepared from this call site's SQL.
-    pub(crate) fn read<T>(&self, columns: usize, read: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-        let in_place = self.0.load(Ordering::Relaxed);
+    /// columns prepared from `sql`.
+    pub(crate) fn read<T>(
+        &self,
+        sql: &'static str,
+        columns: usize,
+        read: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let in_place = self.0.get().is_some_and(|checked| std::ptr::eq(*checked, sql));
         let start = if in_place { Reading::InPlace } else { Reading::Checking { found: 0, moved: false } };
         let _restore = Restore(READING.replace(start));
         let out = read();
@@ -252,14 +259,14 @@ impl Layout {
             && let Reading::Checking { found, moved: false } = READING.get()
             && found == u64::MAX >> (64 - columns)
         {
-            self.0.store(true, Ordering::Relaxed);
+            let _ = self.0.set(sql);
         }
         out
     }
 
     #[cfg(test)]
-    fn in_place(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+    fn in_place(&self, sql: &'static str) -> bool {
+        self.0.get().is_some_and(|checked| std::ptr::eq(*checked, sql))
     }
 }
 
@@ -316,12 +323,12 @@ macro_rules! read {
     ($store:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match $store.db() {
             $crate::Db::Sqlite { readers, .. } => readers.read(|conn| {
-                // One per call site, of one SQL text (see `Layout`).
+                // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
                 let sql: &'static str = $sql;
                 let mut statement = conn.prepare_cached(sql)?;
                 let columns = statement.column_count();
-                LAYOUT.read(columns, || $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*]))
+                LAYOUT.read(sql, columns, || $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*]))
             }),
             $crate::Db::Postgres { held, .. } => async {
                 let mut conn = held.acquire().await?;
@@ -402,11 +409,11 @@ mod tests {
 
     /// One read at a call site through a [`Layout`] (as `read!` makes
     /// them), with its own static.
-    fn read_at(readers: &Readers, layout: &Layout, sql: &str, n: i64) -> StoreResult<NumberRow> {
+    fn read_at(readers: &Readers, layout: &Layout, sql: &'static str, n: i64) -> StoreResult<NumberRow> {
         readers.read(|conn| {
             let mut statement = conn.prepare_cached(sql)?;
             let columns = statement.column_count();
-            layout.read(columns, || query_one::<NumberRow>(&mut statement, &[&n]))
+            layout.read(sql, columns, || query_one::<NumberRow>(&mut statement, &[&n]))
         })
     }
 
@@ -420,12 +427,17 @@ mod tests {
         let layout = Layout::new();
         let sql = "SELECT n, name FROM t WHERE n = $1";
         assert!(matches!(read_at(&readers, &layout, sql, 9), Err(StoreError::NotFound)));
-        assert!(!layout.in_place(), "a read that found no row checked nothing");
+        assert!(!layout.in_place(sql), "a read that found no row checked nothing");
         assert_eq!(read_at(&readers, &layout, sql, 1).unwrap().label.as_deref(), Some("one"));
-        assert!(layout.in_place());
+        assert!(layout.in_place(sql));
         let row = read_at(&readers, &layout, sql, 2).unwrap();
         assert_eq!((row.n, row.label), (2, None));
         assert!(matches!(READING.get(), Reading::Checking { .. }), "reads outside a call site still check");
+        // Another text at the same site is not trusted for the first's sake.
+        let other = "SELECT name, n FROM t WHERE n = $1";
+        let row = read_at(&readers, &layout, other, 1).unwrap();
+        assert_eq!((row.n, row.label.as_deref()), (1, Some("one")));
+        assert!(!layout.in_place(other) && layout.in_place(sql));
     }
 
     /// A call site whose statement has its columns elsewhere, or one its
@@ -440,7 +452,7 @@ mod tests {
             for _ in 0..2 {
                 let row = read_at(&readers, &layout, sql, 7).unwrap();
                 assert_eq!((row.n, row.label.as_deref()), (7, Some("seven")), "{sql}");
-                assert!(!layout.in_place(), "{sql}");
+                assert!(!layout.in_place(sql), "{sql}");
             }
         }
     }

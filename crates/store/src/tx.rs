@@ -132,13 +132,13 @@ macro_rules! fetch {
     ($tx:expr, $fetch:ident $row:ty, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match &mut *$tx {
             $crate::tx::Tx::Writer(c) => {
-                // One per call site, of one SQL text (see `Layout`).
+                // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
                 let sql: &'static str = $sql;
                 c.prepare_cached(sql)
                     .and_then(|mut s| {
                         let columns = s.column_count();
-                        LAYOUT.read(columns, || $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
+                        LAYOUT.read(sql, columns, || $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
                     })
                     .map_err($crate::tx::from_rusqlite)
             }
