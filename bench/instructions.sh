@@ -3,7 +3,7 @@
 # by valgrind's callgrind: the same count for the same binary whatever the
 # machine's spell, where rates on this 2-core machine move by ±20% between
 # runs. For judging a change that saves a few percent (bench/RESULTS.md,
-# "At 09b0f0e").
+# "At 595d29d").
 #
 #   bash bench/instructions.sh BIN SCENARIO 'ROW LABEL'
 #   bash bench/instructions.sh target/release/vouchsafe totp 'wrong TOTP code, 1000 users'

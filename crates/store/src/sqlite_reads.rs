@@ -241,18 +241,21 @@ impl Layout {
         Self(OnceLock::new())
     }
 
-    /// Runs `read`, which reads the rows of a statement of `columns`
-    /// columns prepared from `sql`.
+    /// Prepares `sql` on `conn` (from its cache) and runs `read`, which
+    /// reads the statement's rows: what `read!` and `fetch!` do at each
+    /// call site, with the site's own `Layout`.
     pub(crate) fn read<T>(
         &self,
+        conn: &Connection,
         sql: &'static str,
-        columns: usize,
-        read: impl FnOnce() -> rusqlite::Result<T>,
+        read: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        let in_place = self.0.get().is_some_and(|checked| std::ptr::eq(*checked, sql));
+        let mut statement = conn.prepare_cached(sql)?;
+        let columns = statement.column_count();
+        let in_place = self.in_place(sql);
         let start = if in_place { Reading::InPlace } else { Reading::Checking { found: 0, moved: false } };
         let _restore = Restore(READING.replace(start));
-        let out = read();
+        let out = read(&mut statement);
         if !in_place
             && out.is_ok()
             && (1..=64).contains(&columns)
@@ -264,7 +267,6 @@ impl Layout {
         out
     }
 
-    #[cfg(test)]
     fn in_place(&self, sql: &'static str) -> bool {
         self.0.get().is_some_and(|checked| std::ptr::eq(*checked, sql))
     }
@@ -325,10 +327,9 @@ macro_rules! read {
             $crate::Db::Sqlite { readers, .. } => readers.read(|conn| {
                 // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
-                let sql: &'static str = $sql;
-                let mut statement = conn.prepare_cached(sql)?;
-                let columns = statement.column_count();
-                LAYOUT.read(sql, columns, || $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*]))
+                LAYOUT.read(conn, $sql, |statement| {
+                    $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
+                })
             }),
             $crate::Db::Postgres { held, .. } => async {
                 let mut conn = held.acquire().await?;
@@ -340,13 +341,13 @@ macro_rules! read {
         }
     };
     (@sqlite one $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_one::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_one::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlite optional $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_optional::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_optional::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlite all $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_all::<$row>(&mut $statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_all::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@pool one $query:expr, $conn:ident) => { $query.fetch_one(&mut *$conn).await };
     (@pool optional $query:expr, $conn:ident) => { $query.fetch_optional(&mut *$conn).await };
@@ -410,11 +411,7 @@ mod tests {
     /// One read at a call site through a [`Layout`] (as `read!` makes
     /// them), with its own static.
     fn read_at(readers: &Readers, layout: &Layout, sql: &'static str, n: i64) -> StoreResult<NumberRow> {
-        readers.read(|conn| {
-            let mut statement = conn.prepare_cached(sql)?;
-            let columns = statement.column_count();
-            layout.read(sql, columns, || query_one::<NumberRow>(&mut statement, &[&n]))
-        })
+        readers.read(|conn| layout.read(conn, sql, |statement| query_one::<NumberRow>(statement, &[&n])))
     }
 
     /// Once a read has found every column where its row reads it, the call

@@ -134,12 +134,8 @@ macro_rules! fetch {
             $crate::tx::Tx::Writer(c) => {
                 // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
-                let sql: &'static str = $sql;
-                c.prepare_cached(sql)
-                    .and_then(|mut s| {
-                        let columns = s.column_count();
-                        LAYOUT.read(sql, columns, || $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
-                    })
+                LAYOUT
+                    .read(c, $sql, |s| $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
                     .map_err($crate::tx::from_rusqlite)
             }
             $crate::tx::Tx::Postgres(c) => {
@@ -148,13 +144,13 @@ macro_rules! fetch {
         }
     };
     (@writer one $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_one::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_one::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@writer optional $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_optional::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_optional::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@writer all $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_all::<$row>(&mut $s, &[$(&$bind as &dyn rusqlite::ToSql),*])
+        $crate::sqlite_reads::query_all::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
     };
     (@sqlx one $query:expr, $c:ident) => { $query.fetch_one($c.statement()).await };
     (@sqlx all $query:expr, $c:ident) => { $query.fetch_all($c.statement()).await };
