@@ -4,6 +4,13 @@
 //! events and audit entries — are written in one transaction, each step a
 //! conditional statement, so a code is accepted once and a crash loses
 //! no attempt count.
+//!
+//! On PostgreSQL, where writers run side by side, every write that locks
+//! more than one of a user's rows takes them in one order — the user's
+//! row first, then an authenticator or recovery code, then the challenge —
+//! so two writes for one user wait on each other in turn and never
+//! deadlock (a counted answer and an approval racing did: each held the
+//! row the other wanted next).
 
 use std::sync::LazyLock;
 
@@ -186,9 +193,24 @@ macro_rules! challenge_columns {
 /// pending, unexpired, within its attempts, its user not locked (each
 /// argument the placeholder that binds it). Written once for the
 /// approval's `UPDATE` and, on PostgreSQL, the guard of the counter it
-/// moves in the same statement.
+/// moves in the same statement. `$unlocked`, when given, says how the
+/// user is read: by default from `users`; PostgreSQL's one-statement
+/// approval reads the row its `held` CTE has locked (see the module).
 macro_rules! challenge_approvable {
     ($at:literal, $tenant:literal, $id:literal) => {
+        challenge_approvable!(
+            $at,
+            $tenant,
+            $id,
+            concat!(
+                "NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = challenges.tenant_id \
+                 AND u.id = challenges.user_id AND u.locked_until > ",
+                $at,
+                ")"
+            )
+        )
+    };
+    ($at:literal, $tenant:literal, $id:literal, $unlocked:expr) => {
         concat!(
             "tenant_id = ",
             $tenant,
@@ -196,24 +218,31 @@ macro_rules! challenge_approvable {
             $id,
             " AND status = 'pending' AND expires_at > ",
             $at,
-            " AND attempts <= max_attempts AND NOT EXISTS (SELECT 1 FROM users u \
-             WHERE u.tenant_id = challenges.tenant_id AND u.id = challenges.user_id AND u.locked_until > ",
-            $at,
-            ")"
+            " AND attempts <= max_attempts AND ",
+            $unlocked
         )
+    };
+}
+
+/// [`challenge_approvable!`]'s user condition in PostgreSQL's
+/// one-statement approval: the user's row as its `held` CTE locked it,
+/// at `$14`.
+macro_rules! held_user_unlocked {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM held WHERE locked_until > $14)"
     };
 }
 
 /// Approves the challenge [`challenge_approvable!`] names, at `$at`.
 macro_rules! approve_challenge_if_approvable {
-    ($at:literal, $tenant:literal, $id:literal) => {
+    ($at:literal, $tenant:literal, $id:literal $(, $unlocked:expr)?) => {
         concat!(
             "UPDATE challenges SET status = 'approved', verified_at = ",
             $at,
             ", updated_at = ",
             $at,
             " WHERE ",
-            challenge_approvable!($at, $tenant, $id)
+            challenge_approvable!($at, $tenant, $id $(, $unlocked)?)
         )
     };
 }
@@ -390,6 +419,14 @@ macro_rules! take_challenge_attempt {
     };
 }
 
+/// Takes user `user`'s row (on PostgreSQL; SQLite's one writer needs no
+/// lock) before a write locks any other row of theirs, the order the
+/// module sets. The same lock as [`before_counting`]'s, taken for order
+/// rather than for a count.
+async fn hold_user_first(conn: &mut Tx<'_>, tenant: &str, user: &str) -> Result<(), sqlx::Error> {
+    before_counting(conn, Counted::User { tenant, user }).await
+}
+
 impl SqlStore {
     /// PostgreSQL: [`UserStore::reserve_answer`]'s usual case as one
     /// statement (a `WITH` that takes the challenge's attempt only if the
@@ -467,13 +504,17 @@ impl SqlStore {
     ) -> StoreResult<ApprovalOutcome> {
         // `approvable` is read once, in the statement's snapshot: it guards
         // the counter and tells a replay from a challenge no longer pending.
+        // `held` locks the user's row before any other (see the module):
+        // both conditions read the user through it, and every row lock
+        // this statement takes comes after theirs.
         let approve = concat!(
-            "WITH approvable AS (SELECT id FROM challenges WHERE ",
-            challenge_approvable!("$14", "$3", "$6"),
+            "WITH held AS (SELECT locked_until FROM users WHERE tenant_id = $3 AND id = $16 FOR NO KEY UPDATE), \
+             approvable AS (SELECT id FROM challenges WHERE ",
+            challenge_approvable!("$14", "$3", "$6", held_user_unlocked!()),
             "), moved AS (UPDATE authenticators SET counter = $15, last_used_at = $14 \
              WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
              AND EXISTS (SELECT 1 FROM approvable) RETURNING id), approved AS (",
-            approve_challenge_if_approvable!("$14", "$3", "$6"),
+            approve_challenge_if_approvable!("$14", "$3", "$6", held_user_unlocked!()),
             " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING ",
             challenge_columns!(),
             "), cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
@@ -592,6 +633,7 @@ impl UserStore for SqlStore {
             .write_audited(tenant.as_str(), audit, (tenant.clone(), id.to_owned()), |conn, (tenant, id)| {
                 Box::pin(async move {
                     let (tenant, id) = (tenant.as_str(), id.as_str());
+                    hold_user_first(conn, tenant, id).await?;
                     exec!(
                         conn,
                         "DELETE FROM recovery_codes WHERE authenticator_id IN \
@@ -619,6 +661,10 @@ impl UserStore for SqlStore {
         self.write(input, move |conn, (key, a, recovery_codes, audit)| {
             Box::pin(async move {
                 let (tenant, user, kind) = (a.tenant_id.as_str(), a.user_id.as_str(), a.kind.as_str());
+                // SECURITY: the count below sees every enrollment that
+                // committed before. First, before the deletes: the user's
+                // row leads the locks (see the module).
+                before_counting(conn, Counted::User { tenant, user }).await?;
                 if replace_kind {
                     exec!(
                         conn,
@@ -632,8 +678,6 @@ impl UserStore for SqlStore {
                         [tenant, user, kind]
                     )?;
                 }
-                // SECURITY: the count sees every enrollment that committed before.
-                before_counting(conn, Counted::User { tenant, user }).await?;
                 if insert_authenticator(conn, a, Insert::UnderLimit).await? == 0 {
                     return Ok(Err(StoreError::LimitReached(
                         "the user has as many authenticators as they may; delete one first",
@@ -980,7 +1024,9 @@ impl UserStore for SqlStore {
             .write((key, c, effects), move |conn, (key, c, effects)| {
                 Box::pin(async move {
                     if took_last {
-                        // The answer that took the last attempt ends the challenge.
+                        // The answer that took the last attempt ends the
+                        // challenge; the lockout below may write the user.
+                        hold_user_first(conn, c.tenant_id.as_str(), &c.user_id).await?;
                         let denied = exec!(
                             conn,
                             "UPDATE challenges SET status = 'denied', updated_at = $1 \

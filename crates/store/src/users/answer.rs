@@ -84,6 +84,13 @@ pub(super) async fn approve(
     at: i64,
 ) -> Result<Step, sqlx::Error> {
     savepoint!(conn)?;
+    // The user's row first (see the `users` module on lock order); the
+    // savepoint undoes this when nothing is approved.
+    exec!(
+        conn,
+        "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+        [at, c.tenant_id.as_str(), &c.user_id]
+    )?;
     let moved = match used {
         None => 1,
         Some(AuthenticatorUse::Counter { id, value }) => {
@@ -96,8 +103,7 @@ pub(super) async fn approve(
         )?,
     };
     if moved != 1 {
-        // Nothing was changed: closing the savepoint keeps nothing.
-        release_savepoint!(conn)?;
+        rollback_savepoint!(conn)?;
         return Ok(Step::Stop(ApprovalOutcome::Replayed));
     }
     // RETURNING: the caller answers with the approved challenge as
@@ -108,11 +114,6 @@ pub(super) async fn approve(
         rollback_savepoint!(conn)?;
         return Ok(Step::Stop(ApprovalOutcome::NotPending));
     };
-    exec!(
-        conn,
-        "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
-        [at, c.tenant_id.as_str(), &c.user_id]
-    )?;
     insert_event(conn, event, "").await?;
     append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
     release_savepoint!(conn)?;

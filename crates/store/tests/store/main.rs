@@ -8,6 +8,7 @@ mod answers;
 mod claims;
 mod contract;
 mod endpoints;
+mod lock_order;
 mod people;
 mod room_for_updates;
 mod schema;
