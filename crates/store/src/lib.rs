@@ -113,26 +113,57 @@ pub(crate) use on_pool;
 /// is run again before it gives up.
 const MAX_RERUNS: usize = 8;
 
+/// How many times a PostgreSQL write is run again after the server
+/// rolled it back to break a deadlock or a serialization conflict.
+const MAX_PG_RETRIES: usize = 3;
+
+/// Whether PostgreSQL rolled the write back whole for a conflict with a
+/// concurrent one (`40P01` deadlock, `40001` serialization failure): it
+/// changed nothing, and running it again is safe. The store takes a
+/// user's rows in one order (see `users`), so this is a last resort,
+/// logged where it happens.
+fn rolled_back_for_a_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// Whether a PostgreSQL write that failed with `e` after `retries`
+/// reruns is run again: only for a conflict, up to [`MAX_PG_RETRIES`].
+fn rerun_after(e: &sqlx::Error, retries: usize) -> bool {
+    let again = retries < MAX_PG_RETRIES && rolled_back_for_a_conflict(e);
+    if again {
+        tracing::warn!(error = %e, retries, "a PostgreSQL write was rolled back for a conflict; running it again");
+    }
+    again
+}
+
 /// A PostgreSQL write: `body` in a transaction of its own on a connection
 /// of `held` (see [`SqlStore::write`] and [`SqlStore::write_unflushed`]:
-/// whether its commit waits for the flush is the connections' setting).
+/// whether its commit waits for the flush is the connections' setting),
+/// run again if the server rolls it back for a conflict.
 async fn write_postgres<I, T, F>(held: &postgres_held::HeldConnections, input: &I, body: F) -> Result<T, sqlx::Error>
 where
     F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T>,
 {
-    let mut conn = held.acquire().await?;
-    let written = async {
-        let mut open = sqlx::Connection::begin(&mut *conn).await?;
-        let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), input).await?;
-        open.commit().await?;
-        Ok(out)
+    let mut retries = 0;
+    loop {
+        let mut conn = held.acquire().await?;
+        let written = async {
+            let mut open = sqlx::Connection::begin(&mut *conn).await?;
+            let out = body(&mut tx::Tx::Postgres(tx::PgTx::transaction(&mut open)), input).await?;
+            open.commit().await?;
+            Ok(out)
+        }
+        .await;
+        match conn.finish(written) {
+            Err(e) if rerun_after(&e, retries) => retries += 1,
+            done => return done,
+        }
     }
-    .await;
-    conn.finish(written)
 }
 
 /// A PostgreSQL write of one statement, with no transaction around it, on
-/// a connection of `held` (see [`SqlStore::write_statement`]).
+/// a connection of `held` (see [`SqlStore::write_statement`]), run again
+/// if the server rolls its first statement back for a conflict.
 async fn write_statement_postgres<I, T, F>(
     held: &postgres_held::HeldConnections,
     input: &I,
@@ -141,9 +172,19 @@ async fn write_statement_postgres<I, T, F>(
 where
     F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T>,
 {
-    let mut conn = held.acquire().await?;
-    let written = statement(&mut tx::Tx::Postgres(tx::PgTx::autocommit(&mut conn)), input).await;
-    conn.finish(written)
+    let mut retries = 0;
+    loop {
+        let mut conn = held.acquire().await?;
+        let mut autocommit = tx::Tx::Postgres(tx::PgTx::autocommit(&mut conn));
+        let written = statement(&mut autocommit, input).await;
+        // Each statement commits on its own: only a write whose first
+        // statement was rolled back has changed nothing.
+        let nothing_committed = matches!(&autocommit, tx::Tx::Postgres(pg) if pg.statements() <= 1);
+        match conn.finish(written) {
+            Err(e) if nothing_committed && rerun_after(&e, retries) => retries += 1,
+            done => return done,
+        }
+    }
 }
 
 /// The store: one pool, either engine.

@@ -48,23 +48,32 @@ pub(crate) struct PgTx<'c> {
     at_start: bool,
     /// Real savepoints open (taken after the transaction's first statement).
     real_savepoints: u32,
+    /// Statements handed the connection so far: outside a transaction,
+    /// whether more than one may have committed.
+    statements: u32,
 }
 
 impl<'c> PgTx<'c> {
     /// `conn` inside a transaction just begun.
     pub(crate) fn transaction(conn: &'c mut sqlx::PgConnection) -> Self {
-        PgTx { conn, at_start: true, real_savepoints: 0 }
+        PgTx { conn, at_start: true, real_savepoints: 0, statements: 0 }
     }
 
     /// `conn` outside any transaction: each statement is its own.
     pub(crate) fn autocommit(conn: &'c mut sqlx::PgConnection) -> Self {
-        PgTx { conn, at_start: false, real_savepoints: 0 }
+        PgTx { conn, at_start: false, real_savepoints: 0, statements: 0 }
     }
 
     /// The connection, for a statement about to run.
     pub(crate) fn statement(&mut self) -> &mut sqlx::PgConnection {
         self.at_start = false;
+        self.statements += 1;
         self.conn
+    }
+
+    /// How many statements have been handed the connection.
+    pub(crate) fn statements(&self) -> u32 {
+        self.statements
     }
 
     /// Opens a savepoint: a mark in place if nothing has run yet.

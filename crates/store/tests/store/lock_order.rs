@@ -227,3 +227,67 @@ async fn deleting_a_user_or_replacing_an_authenticator_takes_the_user_first() {
     deleted.unwrap();
     assert!(matches!(store.user(&f.t.id, "u1").await, Err(StoreError::NotFound)));
 }
+
+/// Runs `write` into a deadlock with a connection of the test's: the test
+/// holds the challenge, the write takes the user and waits for the
+/// challenge, and the test then asks for the user. PostgreSQL breaks the
+/// cycle by rolling the write back (the test's connection waits longer
+/// before it looks for deadlocks); once the test lets go, the write's
+/// result. On SQLite, where one writer runs writes in turn, just the
+/// write's result.
+async fn deadlocked_once<T: Send + 'static>(
+    db: &TestDatabase,
+    f: &Fixture,
+    write: impl Future<Output = T> + Send + 'static,
+) -> T {
+    if !is_postgres() {
+        return write.await;
+    }
+    let mut holder = PgConnection::connect(&db.url_text).await.unwrap();
+    let mut watcher = PgConnection::connect(&db.url_text).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(f.c.id.as_str())
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let running = tokio::spawn(write);
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let until = Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut watcher).await.unwrap() == 0 {
+        assert!(Instant::now() < until, "the write never waited for the challenge");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Granted once PostgreSQL has rolled the write back.
+    sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = 'u1' FOR NO KEY UPDATE")
+        .bind(f.t.id.as_str())
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    running.await.unwrap()
+}
+
+/// A write PostgreSQL rolls back to break a deadlock changed nothing, and
+/// the store runs it again: the caller sees it done, not a 500. Both ways
+/// of writing: a transaction (the last wrong answer) and one statement on
+/// its own (counting an answer).
+#[tokio::test]
+async fn a_write_rolled_back_to_break_a_deadlock_runs_again() {
+    let (store, db) = store().await;
+    let f = fixture(&store).await;
+    let (s, counted) = (store.clone(), lockout(&f));
+    let gate = deadlocked_once(&db, &f, async move { s.reserve_answer(&counted).await }).await;
+    assert_eq!(gate.unwrap(), AnswerGate::Counted { attempt: 1, failures: 1 }, "counted once");
+
+    let (s, c) = (store.clone(), f.c.clone());
+    let denied = Event::new(f.t.id.clone(), EventType::ChallengeDenied, json!({}), at(3));
+    let effects = FailureEffects { lockout: lockout(&f), denied: (denied, audit("challenge.denied")) };
+    let outcome =
+        deadlocked_once(&db, &f, async move { s.settle_wrong_answer(&c, c.max_attempts, at(3), &effects).await }).await;
+    let settled = outcome.unwrap().challenge;
+    assert_eq!((settled.status, settled.attempts), (ChallengeStatus::Denied, 1));
+    assert_eq!(store.user(&f.t.id, "u1").await.unwrap().failures, 1, "the count was not taken twice");
+}
