@@ -327,7 +327,11 @@ impl SqlStore {
                 }
                 Err(sqlx::Error::Protocol("write rolled back too often by failing neighbours".into()))
             }
-            Db::Postgres { held, .. } => write_postgres(held, &input, body).await,
+            // Boxed, as every PostgreSQL branch on a hot path: sqlx's
+            // futures are kilobytes, and inline they would make this
+            // future, and its callers', that size on SQLite too
+            // (`tests/store/future_sizes.rs`).
+            Db::Postgres { held, .. } => Box::pin(write_postgres(held, &input, body)).await,
         }
     }
 
@@ -356,7 +360,7 @@ impl SqlStore {
         F: for<'c> Fn(&'c mut tx::Tx<'_>, &'c I) -> tx::TxFuture<'c, T> + Send + Sync + 'static,
     {
         match &self.db {
-            Db::Postgres { unflushed, .. } => write_postgres(unflushed, &input, body).await,
+            Db::Postgres { unflushed, .. } => Box::pin(write_postgres(unflushed, &input, body)).await,
             Db::Sqlite { .. } => self.write(input, body).await,
         }
     }
@@ -376,7 +380,7 @@ impl SqlStore {
     {
         match &self.db {
             Db::Sqlite { .. } => self.write(input, statement).await,
-            Db::Postgres { held, .. } => write_statement_postgres(held, &input, statement).await,
+            Db::Postgres { held, .. } => Box::pin(write_statement_postgres(held, &input, statement)).await,
         }
     }
 
@@ -393,7 +397,7 @@ impl SqlStore {
     {
         match &self.db {
             Db::Sqlite { .. } => self.write(input, statement).await,
-            Db::Postgres { unflushed, .. } => write_statement_postgres(unflushed, &input, statement).await,
+            Db::Postgres { unflushed, .. } => Box::pin(write_statement_postgres(unflushed, &input, statement)).await,
         }
     }
 

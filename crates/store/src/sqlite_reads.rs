@@ -331,11 +331,15 @@ macro_rules! read {
                     $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
                 })
             }),
-            $crate::Db::Postgres { held, .. } => async {
+            // Boxed: sqlx's futures are kilobytes, and inline they would
+            // make every caller's future that size on SQLite too, copied
+            // whole each time it is moved (a tenth of an answer's
+            // instructions, counted by callgrind).
+            $crate::Db::Postgres { held, .. } => Box::pin(async {
                 let mut conn = held.acquire().await?;
                 let read = $crate::sqlite_reads::read!(@pool $fetch sqlx::query_as::<_, $row>($sql)$(.bind($bind))*, conn);
                 conn.finish(read)
-            }
+            })
             .await
             .map_err($crate::map_err),
         }

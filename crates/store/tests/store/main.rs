@@ -8,6 +8,7 @@ mod answers;
 mod claims;
 mod contract;
 mod endpoints;
+mod future_sizes;
 mod lock_order;
 mod people;
 mod room_for_updates;

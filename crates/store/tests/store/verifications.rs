@@ -35,14 +35,14 @@ fn at(s: i64) -> OffsetDateTime {
 
 const T0: i64 = 1_700_000_000;
 
-async fn tenant(store: &SqlStore) -> (Tenant, Service) {
+pub(crate) async fn tenant(store: &SqlStore) -> (Tenant, Service) {
     let (t, default) = Tenant::new("acme", at(T0)).unwrap();
     let audit = AuditEntry::success("cli", "tenant.created", t.id.as_str(), at(T0));
     store.create_tenant(&t, &default, &Settings::default(), &audit).await.unwrap();
     (t, default)
 }
 
-fn pending(service: &Service, to: &str, hash: &str, now: i64) -> Verification {
+pub(crate) fn pending(service: &Service, to: &str, hash: &str, now: i64) -> Verification {
     let policy = OtpPolicy::resolve(&Settings::default(), service);
     let to = Destination::parse(Channel::Sms, "to", to).unwrap();
     Verification::new(VerificationId::generate(), service, &to, Channel::Sms, None, hash.into(), &policy, at(now))
