@@ -31,6 +31,56 @@ use crate::webhooks::insert_event;
 const MOVE_COUNTER: &str = "UPDATE authenticators SET counter = $1, last_used_at = $2 \
     WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1";
 
+/// What counting an answer of user `$3` (tenant `$2`, at `$1`, threshold
+/// `$4`) to challenge `$5` would leave, read without writing: the user's
+/// failures, or `NULL` if they cannot be counted; the challenge's
+/// attempts, or `NULL` if it cannot take one. SQLite's writer reads it
+/// inside the transaction that then writes, where nothing else writes in
+/// between.
+const COUNTS: &str = concat!(
+    "SELECT (SELECT ",
+    counted_failures!(),
+    " FROM users WHERE tenant_id = $2 AND id = $3 AND ",
+    user_countable!(),
+    "), (SELECT attempts + 1 FROM challenges WHERE ",
+    challenge_takeable!(),
+    ")"
+);
+
+/// The reservation's usual case on SQLite's writer, each row written once
+/// with no `RETURNING` and no savepoint: the counts read first
+/// ([`COUNTS`]), then the two updates, each keeping its own conditions.
+/// SQLite answers a `RETURNING` through a temporary b-tree, opened and
+/// zeroed a page at a time, and journals a savepoint's pages: together
+/// about a tenth of a wrong answer's instructions. An update that finds
+/// its conditions false, read true a statement ago, fails the write.
+/// `None`, with nothing written, when the user cannot be counted or the
+/// challenge cannot take an attempt, or on PostgreSQL, where writes run
+/// side by side and the reservation's own statements decide.
+async fn count_in_place(conn: &mut Tx<'_>, lockout: &Lockout) -> Result<Option<AnswerGate>, sqlx::Error> {
+    let (Tx::Writer(_), Some(challenge)) = (&*conn, &lockout.challenge) else { return Ok(None) };
+    let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
+    let (threshold, id) = (i64::from(lockout.threshold), challenge.as_str());
+    let (failures, attempt) = fetch!(conn, one(Option<i64>, Option<i64>), COUNTS, [at, tenant, user, threshold, id])?;
+    let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
+    let count = concat!(
+        "UPDATE users SET failures = ",
+        counted_failures!(),
+        ", locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
+        user_countable!()
+    );
+    let counted = exec!(conn, count, [at, tenant, user, threshold])?;
+    let take = concat!("UPDATE challenges SET attempts = attempts + 1, updated_at = $1 WHERE ", challenge_takeable!());
+    let taken = exec!(conn, take, [at, tenant, user, threshold, id])?;
+    if (counted, taken) != (1, 1) {
+        return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));
+    }
+    Ok(Some(AnswerGate::Counted {
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+    }))
+}
+
 /// The reservation ([`UserStore::reserve_answer`]'s transaction), under a
 /// savepoint of its own: the user counted, or locked at the threshold;
 /// then the challenge's attempt taken, or the user's count undone when
@@ -38,6 +88,9 @@ const MOVE_COUNTER: &str = "UPDATE authenticators SET counter = $1, last_used_at
 ///
 /// [`UserStore::reserve_answer`]: vouchsafe_core::store::UserStore::reserve_answer
 pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout) -> Result<AnswerGate, sqlx::Error> {
+    if let Some(gate) = count_in_place(conn, lockout).await? {
+        return Ok(gate);
+    }
     let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let challenge = lockout.challenge.as_ref().map(ChallengeId::as_str);
     savepoint!(conn)?;
@@ -168,17 +221,8 @@ async fn count_and_approve(
     at: i64,
 ) -> Result<Option<(AnswerGate, Option<Step>)>, sqlx::Error> {
     let (tenant, user, threshold) = (c.tenant_id.as_str(), c.user_id.as_str(), i64::from(lockout.threshold));
-    let counts = concat!(
-        "SELECT (SELECT ",
-        counted_failures!(),
-        " FROM users WHERE tenant_id = $2 AND id = $3 AND ",
-        user_countable!(),
-        "), (SELECT attempts + 1 FROM challenges WHERE ",
-        challenge_takeable!(),
-        ")"
-    );
     let (failures, attempt) =
-        fetch!(conn, one(Option<i64>, Option<i64>), counts, [at, tenant, user, threshold, c.id.as_str()])?;
+        fetch!(conn, one(Option<i64>, Option<i64>), COUNTS, [at, tenant, user, threshold, c.id.as_str()])?;
     let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
     let moved = exec!(conn, MOVE_COUNTER, [value, at, tenant, authenticator])?;
     if moved != 1 {
