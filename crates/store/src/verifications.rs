@@ -697,11 +697,25 @@ impl VerificationStore for SqlStore {
         // the last attempt, or the verification ended — does the audited
         // transaction below run; its own `WHERE` decides that case.
         let not_last = concat!(count_wrong_code_not_last!(), " RETURNING ", verification_columns!());
+        let reread =
+            concat!("SELECT ", verification_columns!(), " FROM verifications WHERE tenant_id = $2 AND id = $3");
         let counted = self
             .write_statement((tenant.clone(), id.clone()), move |conn, (tenant, id)| {
-                Box::pin(
-                    async move { fetch!(conn, optional VerificationRow, not_last, [at, tenant.as_str(), id.as_str()]) },
-                )
+                Box::pin(async move {
+                    let (tenant, id) = (tenant.as_str(), id.as_str());
+                    if matches!(conn, Tx::Writer(_)) {
+                        // SQLite's writer: the update, then the row read back
+                        // in the same transaction, where nothing else writes.
+                        // A `RETURNING` there opens a temporary b-tree and
+                        // zeroes its page (a twentieth of a wrong-code check's
+                        // instructions).
+                        if exec!(conn, count_wrong_code_not_last!(), [at, tenant, id])? == 0 {
+                            return Ok(None);
+                        }
+                        return fetch!(conn, optional VerificationRow, reread, [at, tenant, id]);
+                    }
+                    fetch!(conn, optional VerificationRow, not_last, [at, tenant, id])
+                })
             })
             .await
             .map_err(map_err)?;
