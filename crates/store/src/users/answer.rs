@@ -231,21 +231,23 @@ async fn count_and_approve(
     let approve = concat!(
         "UPDATE challenges SET attempts = attempts + 1, status = 'approved', verified_at = $1, updated_at = $1 \
          WHERE ",
-        challenge_takeable!(),
-        " RETURNING ",
-        challenge_columns!()
+        challenge_takeable!()
     );
-    let approved = fetch!(conn, optional ChallengeRow, approve, [at, tenant, user, threshold, c.id.as_str()])?;
+    let approved = exec!(conn, approve, [at, tenant, user, threshold, c.id.as_str()])?;
     let clear = concat!(
         "UPDATE users SET failures = 0, locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
         user_countable!()
     );
     let cleared = exec!(conn, clear, [at, tenant, user, threshold])?;
-    let Some(approved) = approved.filter(|_| cleared == 1) else {
+    if (approved, cleared) != (1, 1) {
         // Read true a statement ago in this same transaction: the write
         // fails (and its group is rolled back) rather than half happen.
         return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));
-    };
+    }
+    // Read back, as written, for the caller's answer: no `RETURNING` on
+    // SQLite's writer (see `count_in_place`).
+    let written = concat!("SELECT ", challenge_columns!(), " FROM challenges WHERE tenant_id = $1 AND id = $2");
+    let approved = fetch!(conn, one ChallengeRow, written, [tenant, c.id.as_str()])?;
     insert_event(conn, event, "").await?;
     append_audit(conn, key, tenant, audit).await?;
     let gate = AnswerGate::Counted {
