@@ -95,6 +95,36 @@ fn others(f: &Fixture) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Statements that lock one row of `f`'s, for the test's own connection.
+const LOCK_USER: &str = "SELECT 1 FROM users WHERE tenant_id = $1 AND id = 'u1' FOR NO KEY UPDATE";
+const LOCK_CHALLENGE: &str = "SELECT 1 FROM challenges WHERE id = $1 FOR NO KEY UPDATE";
+
+/// A connection of the test's own, in a transaction holding the row that
+/// `lock` (binding `key`) locks, and `write` started once it holds it;
+/// answers the connection and the running write once the write waits for
+/// a lock. `setup` runs in the transaction first.
+async fn hold_then_start<T: Send + 'static>(
+    db: &TestDatabase,
+    setup: &str,
+    (lock, key): (&'static str, &str),
+    write: impl Future<Output = T> + Send + 'static,
+) -> (PgConnection, tokio::task::JoinHandle<T>) {
+    let mut holder = PgConnection::connect(&db.url_text).await.unwrap();
+    let mut watcher = PgConnection::connect(&db.url_text).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(setup.to_owned())).execute(&mut holder).await.unwrap();
+    sqlx::query(lock).bind(key).execute(&mut holder).await.unwrap();
+    let running = tokio::spawn(write);
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let until = Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut watcher).await.unwrap() == 0 {
+        assert!(Instant::now() < until, "the write never waited for the row held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (holder, running)
+}
+
 /// Runs `write` while user `u1`'s row is held, and answers which of the
 /// user's other rows (see [`others`]) the write had locked by the time it
 /// waited for the user's; then lets the write finish and answers its
@@ -107,22 +137,7 @@ async fn locked_before_the_user<T: Send + 'static>(
     if !is_postgres() {
         return (Vec::new(), write.await);
     }
-    let mut holder = PgConnection::connect(&db.url_text).await.unwrap();
-    let mut watcher = PgConnection::connect(&db.url_text).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = 'u1' FOR NO KEY UPDATE")
-        .bind(f.t.id.as_str())
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let running = tokio::spawn(write);
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let until = Instant::now() + Duration::from_secs(10);
-    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut watcher).await.unwrap() == 0 {
-        assert!(Instant::now() < until, "the write never waited for the user's row");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (mut holder, running) = hold_then_start(db, "SELECT 1", (LOCK_USER, f.t.id.as_str()), write).await;
     let mut taken = Vec::new();
     for (name, sql) in others(f) {
         sqlx::query("SAVEPOINT probe").execute(&mut holder).await.unwrap();
@@ -243,29 +258,11 @@ async fn deadlocked_once<T: Send + 'static>(
     if !is_postgres() {
         return write.await;
     }
-    let mut holder = PgConnection::connect(&db.url_text).await.unwrap();
-    let mut watcher = PgConnection::connect(&db.url_text).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SET LOCAL deadlock_timeout = '60s'").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM challenges WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(f.c.id.as_str())
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let running = tokio::spawn(write);
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let until = Instant::now() + Duration::from_secs(10);
-    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut watcher).await.unwrap() == 0 {
-        assert!(Instant::now() < until, "the write never waited for the challenge");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The test's connection looks for deadlocks last: the write is the one rolled back.
+    let setup = "SET LOCAL deadlock_timeout = '60s'";
+    let (mut holder, running) = hold_then_start(db, setup, (LOCK_CHALLENGE, f.c.id.as_str()), write).await;
     // Granted once PostgreSQL has rolled the write back.
-    sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND id = 'u1' FOR NO KEY UPDATE")
-        .bind(f.t.id.as_str())
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    sqlx::query(LOCK_USER).bind(f.t.id.as_str()).execute(&mut holder).await.unwrap();
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     running.await.unwrap()
 }
