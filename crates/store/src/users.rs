@@ -384,15 +384,19 @@ macro_rules! counted_failures {
 /// lockout threshold `$4`, while the user is unlocked and under it. A lock
 /// whose time is up is over: counting starts afresh, with this answer as
 /// the first failure (the threshold is at least 1, `core::settings`).
+/// `returning` answers the failures counted (SQLite's writer counts in
+/// place without it, see `answer::count_in_place`).
 macro_rules! count_user_answer {
     () => {
         concat!(
             "UPDATE users SET failures = ",
             counted_failures!(),
             ", locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
-            user_countable!(),
-            " RETURNING failures"
+            user_countable!()
         )
+    };
+    (returning) => {
+        concat!(count_user_answer!(), " RETURNING failures")
     };
 }
 
@@ -407,15 +411,13 @@ macro_rules! challenge_takeable {
 
 /// Takes one attempt of challenge `$5` of user `$3` (tenant `$2`, at
 /// `$1`) while it is pending, unexpired and has attempts left; `$and` is
-/// added to its conditions.
+/// added to its conditions. `returning` answers the attempts taken.
 macro_rules! take_challenge_attempt {
     ($and:literal) => {
-        concat!(
-            "UPDATE challenges SET attempts = attempts + 1, updated_at = $1 WHERE ",
-            challenge_takeable!(),
-            $and,
-            " RETURNING attempts"
-        )
+        concat!("UPDATE challenges SET attempts = attempts + 1, updated_at = $1 WHERE ", challenge_takeable!(), $and)
+    };
+    ($and:literal, returning) => {
+        concat!(take_challenge_attempt!($and), " RETURNING attempts")
     };
 }
 
@@ -441,9 +443,9 @@ impl SqlStore {
         let (tenant, user, at) = (&lockout.tenant, lockout.user.as_str(), to_unix_ms(lockout.at));
         let both = concat!(
             "WITH counted AS (",
-            count_user_answer!(),
+            count_user_answer!(returning),
             "), taken AS (",
-            take_challenge_attempt!(" AND EXISTS (SELECT 1 FROM counted)"),
+            take_challenge_attempt!(" AND EXISTS (SELECT 1 FROM counted)", returning),
             ") SELECT (SELECT failures FROM counted), (SELECT attempts FROM taken)"
         );
         let input = (tenant.to_string(), user.to_owned(), challenge.as_str().to_owned(), i64::from(lockout.threshold));

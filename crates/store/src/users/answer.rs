@@ -63,15 +63,8 @@ async fn count_in_place(conn: &mut Tx<'_>, lockout: &Lockout) -> Result<Option<A
     let (threshold, id) = (i64::from(lockout.threshold), challenge.as_str());
     let (failures, attempt) = fetch!(conn, one(Option<i64>, Option<i64>), COUNTS, [at, tenant, user, threshold, id])?;
     let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
-    let count = concat!(
-        "UPDATE users SET failures = ",
-        counted_failures!(),
-        ", locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
-        user_countable!()
-    );
-    let counted = exec!(conn, count, [at, tenant, user, threshold])?;
-    let take = concat!("UPDATE challenges SET attempts = attempts + 1, updated_at = $1 WHERE ", challenge_takeable!());
-    let taken = exec!(conn, take, [at, tenant, user, threshold, id])?;
+    let counted = exec!(conn, count_user_answer!(), [at, tenant, user, threshold])?;
+    let taken = exec!(conn, take_challenge_attempt!(""), [at, tenant, user, threshold, id])?;
     if (counted, taken) != (1, 1) {
         return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));
     }
@@ -94,7 +87,8 @@ pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout
     let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let challenge = lockout.challenge.as_ref().map(ChallengeId::as_str);
     savepoint!(conn)?;
-    let counted = fetch!(conn, optional(i64,), count_user_answer!(), [at, tenant, user, i64::from(lockout.threshold)])?;
+    let counted =
+        fetch!(conn, optional(i64,), count_user_answer!(returning), [at, tenant, user, i64::from(lockout.threshold)])?;
     let Some((failures,)) = counted else {
         // Locked, or as many answers counted as the threshold allows: the
         // user is locked (now, if no answer has locked it yet).
@@ -110,7 +104,7 @@ pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout
         let taken = fetch!(
             conn,
             optional(i64,),
-            take_challenge_attempt!(""),
+            take_challenge_attempt!("", returning),
             [at, tenant, user, i64::from(lockout.threshold), id]
         )?;
         let Some((taken,)) = taken else {

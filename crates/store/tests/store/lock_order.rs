@@ -53,16 +53,16 @@ async fn fixture(store: &SqlStore) -> Fixture {
     store.create_tenant(&t, &default, &Settings::default(), &audit("tenant.created")).await.unwrap();
     let contacts = Contacts { phone: None, email: None, display_name: None };
     store.put_user(&t.id, "u1", &contacts, false, at(0), &audit("user.put")).await.unwrap();
-    let totp = totp(&t, "u1", AuthenticatorStatus::Active);
-    store.create_authenticator(&totp, &[], false, &audit("authenticator.created")).await.unwrap();
-    let mut codes = crate::people::totp(&t, "u1", AuthenticatorStatus::Active);
+    let code = totp(&t, "u1", AuthenticatorStatus::Active);
+    store.create_authenticator(&code, &[], false, &audit("authenticator.created")).await.unwrap();
+    let mut codes = totp(&t, "u1", AuthenticatorStatus::Active);
     codes.kind = AuthenticatorKind::RecoveryCodes;
     codes.params = AuthenticatorParams::RecoveryCodes { count: 1 };
     let stored = [StoredCode { hash: "h0".into(), tag: "t0".into() }];
     store.create_authenticator(&codes, &stored, true, &audit("authenticator.created")).await.unwrap();
     let c = challenge(&t, "u1", 300);
     store.create_challenge(&c, &audit("challenge.created")).await.unwrap();
-    Fixture { t, totp, codes, c }
+    Fixture { t, totp: code, codes, c }
 }
 
 fn lockout(f: &Fixture) -> Lockout {
