@@ -28,7 +28,8 @@ command -v valgrind > /dev/null || { echo "valgrind is missing (apt-get install 
 [ -x target/release/vouchsafe-bench ] || { echo "build it first: cargo build --release -p vouchsafe-bench" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'kill "$bench" 2> /dev/null || true; rm -rf "$work"' EXIT
+# The server too: the generator killed leaves its child running.
+trap 'kill "$bench" 2> /dev/null || true; pkill -f "callgrind-out-file=$work" || true; rm -rf "$work"' EXIT
 cat > "$work/serve.sh" << EOF
 #!/usr/bin/env bash
 if [ "\$1" = serve ]; then

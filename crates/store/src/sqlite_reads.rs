@@ -87,53 +87,47 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Binds `values` to `statement`'s `$1`, `$2`, … by their numbers. SQLite
-/// treats `$1` as a name and numbers a statement's parameters in the order
-/// they first appear, so binding by position would give `$5` the fourth
-/// value in a statement that names `$5` before `$4`.
-fn bind_numbered(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<()> {
-    for index in 1..=statement.parameter_count() {
-        let name = statement.parameter_name(index).unwrap_or("?");
-        let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
-        let Some(number) = number else {
-            return Err(rusqlite::Error::InvalidParameterName(name.to_owned()));
-        };
-        let value = values.get(number - 1).ok_or(rusqlite::Error::InvalidParameterCount(number, values.len()))?;
+/// The number of each of `statement`'s parameters, in SQLite's order:
+/// SQLite treats `$1` as a name and numbers a statement's parameters in
+/// the order they first appear, so binding by position would give `$5`
+/// the fourth value in a statement that names `$5` before `$4`.
+fn parameter_numbers(statement: &rusqlite::Statement<'_>) -> rusqlite::Result<Box<[usize]>> {
+    (1..=statement.parameter_count())
+        .map(|index| {
+            let name = statement.parameter_name(index).unwrap_or("?");
+            let number = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
+            number.ok_or_else(|| rusqlite::Error::InvalidParameterName(name.to_owned()))
+        })
+        .collect()
+}
+
+/// Binds to each of `statement`'s parameters the value its number in
+/// `numbers` (see [`parameter_numbers`]) names.
+fn bind_numbered(
+    statement: &mut rusqlite::Statement<'_>,
+    numbers: &[usize],
+    values: &[&dyn ToSql],
+) -> rusqlite::Result<()> {
+    for (index, number) in (1..).zip(numbers) {
+        let value = values.get(number - 1).ok_or(rusqlite::Error::InvalidParameterCount(*number, values.len()))?;
         statement.raw_bind_parameter(index, value)?;
     }
     Ok(())
 }
 
-/// Runs `statement` with `values` (see [`bind_numbered`]); the rows it changed.
-pub(crate) fn execute(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<u64> {
-    bind_numbered(statement, values)?;
-    statement.raw_execute().map(|n| n as u64)
-}
-
-/// The first row of `statement` with `values`, if any.
-pub(crate) fn query_optional<T: FromSqliteRow>(
-    statement: &mut rusqlite::Statement<'_>,
-    values: &[&dyn ToSql],
-) -> rusqlite::Result<Option<T>> {
-    bind_numbered(statement, values)?;
+/// The first row of `statement` (its values bound), if any.
+pub(crate) fn query_optional<T: FromSqliteRow>(statement: &mut rusqlite::Statement<'_>) -> rusqlite::Result<Option<T>> {
     let mut rows = statement.raw_query();
     rows.next()?.map(T::from_sqlite).transpose()
 }
 
-/// The first row of `statement` with `values`; none is `QueryReturnedNoRows`.
-pub(crate) fn query_one<T: FromSqliteRow>(
-    statement: &mut rusqlite::Statement<'_>,
-    values: &[&dyn ToSql],
-) -> rusqlite::Result<T> {
-    query_optional(statement, values)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+/// The first row of `statement` (its values bound); none is `QueryReturnedNoRows`.
+pub(crate) fn query_one<T: FromSqliteRow>(statement: &mut rusqlite::Statement<'_>) -> rusqlite::Result<T> {
+    query_optional(statement)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Every row of `statement` with `values`.
-pub(crate) fn query_all<T: FromSqliteRow>(
-    statement: &mut rusqlite::Statement<'_>,
-    values: &[&dyn ToSql],
-) -> rusqlite::Result<Vec<T>> {
-    bind_numbered(statement, values)?;
+/// Every row of `statement` (its values bound).
+pub(crate) fn query_all<T: FromSqliteRow>(statement: &mut rusqlite::Statement<'_>) -> rusqlite::Result<Vec<T>> {
     let mut rows = statement.raw_query();
     let mut all = Vec::new();
     while let Some(row) = rows.next()? {
@@ -234,23 +228,32 @@ fn bit(index: usize) -> u64 {
 /// checking. The trust is for the one text that was checked (the same
 /// `&'static str`, address and length): a site that chooses between texts
 /// (a caller verification's ending does) reads the others checked.
-pub(crate) struct Layout(OnceLock<&'static str>);
+///
+/// A call site keeps its text's parameter numbers too: looking each
+/// parameter's name up in SQLite and parsing it took 1.6% of a wrong TOTP
+/// answer's instructions, for an answer fixed by the text.
+pub(crate) struct Layout {
+    checked: OnceLock<&'static str>,
+    numbers: OnceLock<(&'static str, Box<[usize]>)>,
+}
 
 impl Layout {
     pub(crate) const fn new() -> Self {
-        Self(OnceLock::new())
+        Self { checked: OnceLock::new(), numbers: OnceLock::new() }
     }
 
-    /// Prepares `sql` on `conn` (from its cache) and runs `read`, which
-    /// reads the statement's rows: what `read!` and `fetch!` do at each
-    /// call site, with the site's own `Layout`.
+    /// Prepares `sql` on `conn` (from its cache), binds `values` and runs
+    /// `read`, which reads the statement's rows: what `read!` and `fetch!`
+    /// do at each call site, with the site's own `Layout`.
     pub(crate) fn read<T>(
         &self,
         conn: &Connection,
         sql: &'static str,
+        values: &[&dyn ToSql],
         read: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
         let mut statement = conn.prepare_cached(sql)?;
+        self.bind(&mut statement, sql, values)?;
         let columns = statement.column_count();
         let in_place = self.in_place(sql);
         let start = if in_place { Reading::InPlace } else { Reading::Checking { found: 0, moved: false } };
@@ -262,13 +265,42 @@ impl Layout {
             && let Reading::Checking { found, moved: false } = READING.get()
             && found == u64::MAX >> (64 - columns)
         {
-            let _ = self.0.set(sql);
+            let _ = self.checked.set(sql);
         }
         out
     }
 
+    /// Prepares `sql` on `conn`, binds `values` and runs it: what `exec!`
+    /// does at each call site. The rows it changed.
+    pub(crate) fn execute(&self, conn: &Connection, sql: &'static str, values: &[&dyn ToSql]) -> rusqlite::Result<u64> {
+        let mut statement = conn.prepare_cached(sql)?;
+        self.bind(&mut statement, sql, values)?;
+        statement.raw_execute().map(|n| n as u64)
+    }
+
+    /// Binds `values` to `statement`, prepared from `sql`, by the numbers
+    /// its parameters are named by: this site's kept numbers if they are
+    /// `sql`'s (the same `&'static str`), else looked up (and kept, for
+    /// the first text the site binds).
+    fn bind(
+        &self,
+        statement: &mut rusqlite::Statement<'_>,
+        sql: &'static str,
+        values: &[&dyn ToSql],
+    ) -> rusqlite::Result<()> {
+        if let Some((kept_for, numbers)) = self.numbers.get()
+            && std::ptr::eq(*kept_for, sql)
+        {
+            return bind_numbered(statement, numbers, values);
+        }
+        let numbers = parameter_numbers(statement)?;
+        bind_numbered(statement, &numbers, values)?;
+        let _ = self.numbers.set((sql, numbers));
+        Ok(())
+    }
+
     fn in_place(&self, sql: &'static str) -> bool {
-        self.0.get().is_some_and(|checked| std::ptr::eq(*checked, sql))
+        self.checked.get().is_some_and(|checked| std::ptr::eq(*checked, sql))
     }
 }
 
@@ -327,8 +359,8 @@ macro_rules! read {
             $crate::Db::Sqlite { readers, .. } => readers.read(|conn| {
                 // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
-                LAYOUT.read(conn, $sql, |statement| {
-                    $crate::sqlite_reads::read!(@sqlite $fetch statement, $row, [$($bind),*])
+                LAYOUT.read(conn, $sql, &[$(&$bind as &dyn rusqlite::ToSql),*], |statement| {
+                    $crate::sqlite_reads::read!(@sqlite $fetch statement, $row)
                 })
             }),
             // Boxed: sqlx's futures are kilobytes, and inline they would
@@ -344,15 +376,9 @@ macro_rules! read {
             .map_err($crate::map_err),
         }
     };
-    (@sqlite one $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_one::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
-    (@sqlite optional $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_optional::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
-    (@sqlite all $statement:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_all::<$row>($statement, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
+    (@sqlite one $statement:ident, $row:ty) => { $crate::sqlite_reads::query_one::<$row>($statement) };
+    (@sqlite optional $statement:ident, $row:ty) => { $crate::sqlite_reads::query_optional::<$row>($statement) };
+    (@sqlite all $statement:ident, $row:ty) => { $crate::sqlite_reads::query_all::<$row>($statement) };
     (@pool one $query:expr, $conn:ident) => { $query.fetch_one(&mut *$conn).await };
     (@pool optional $query:expr, $conn:ident) => { $query.fetch_optional(&mut *$conn).await };
     (@pool all $query:expr, $conn:ident) => { $query.fetch_all(&mut *$conn).await };
@@ -415,7 +441,7 @@ mod tests {
     /// One read at a call site through a [`Layout`] (as `read!` makes
     /// them), with its own static.
     fn read_at(readers: &Readers, layout: &Layout, sql: &'static str, n: i64) -> StoreResult<NumberRow> {
-        readers.read(|conn| layout.read(conn, sql, |statement| query_one::<NumberRow>(statement, &[&n])))
+        readers.read(|conn| layout.read(conn, sql, &[&n], query_one::<NumberRow>))
     }
 
     /// Once a read has found every column where its row reads it, the call
@@ -490,23 +516,24 @@ mod tests {
     }
 
     /// `$N` binds the N-th value wherever it first appears in the text,
-    /// and a repeated `$N` is one parameter.
+    /// and a repeated `$N` is one parameter; a call site binds by the
+    /// numbers it kept for its text, and by its own for another text.
     #[test]
     fn parameters_bind_by_their_number_not_their_order() {
         let (path, writer) = fresh_file("numbered");
-        writer.execute("INSERT INTO t (n, name) VALUES (5, 'five')", []).unwrap();
+        writer.execute("INSERT INTO t (n, name) VALUES (5, 'five'), (6, 'six')", []).unwrap();
         let readers = Readers::new(&path);
-        let row: Option<NumberRow> = readers
-            .read(|conn| {
-                let mut statement = conn.prepare("SELECT n, name FROM t WHERE name = $2 AND n = $1 AND n = $1")?;
-                query_optional(&mut statement, &[&5_i64, &"five"])
-            })
-            .unwrap();
-        assert_eq!(row.map(|r| r.n), Some(5));
-        let missing = readers.read(|conn| {
-            let mut statement = conn.prepare("SELECT n, name FROM t WHERE n = $3")?;
-            query_optional::<NumberRow>(&mut statement, &[&5_i64])
-        });
+        let layout = Layout::new();
+        let read = |sql: &'static str, values: &[&dyn ToSql]| {
+            readers.read(|conn| layout.read(conn, sql, values, query_optional::<NumberRow>)).map(|r| r.map(|r| r.n))
+        };
+        let named_late = "SELECT n, name FROM t WHERE name = $2 AND n = $1 AND n = $1";
+        assert_eq!(read(named_late, &[&5_i64, &"five"]).unwrap(), Some(5));
+        assert_eq!(read(named_late, &[&6_i64, &"six"]).unwrap(), Some(6), "bound by the numbers kept");
+        assert_eq!(read(named_late, &[&6_i64, &"five"]).unwrap(), None);
+        let named_early = "SELECT n, name FROM t WHERE n = $1 AND name = $2";
+        assert_eq!(read(named_early, &[&6_i64, &"six"]).unwrap(), Some(6), "another text, its own numbers");
+        let missing = read("SELECT n, name FROM t WHERE n = $3", &[&5_i64]);
         assert!(matches!(missing, Err(StoreError::Backend(_))), "a value missing for $3 is an error");
     }
 

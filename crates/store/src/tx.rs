@@ -120,12 +120,11 @@ pub(crate) type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, sqlx::Er
 macro_rules! exec {
     ($tx:expr, $sql:expr, [$($bind:expr),* $(,)?]) => {
         match &mut *$tx {
-            $crate::tx::Tx::Writer(c) => c
-                .prepare_cached($sql)
-                .and_then(|mut s| {
-                    $crate::sqlite_reads::execute(&mut s, &[$(&$bind as &dyn rusqlite::ToSql),*])
-                })
-                .map_err($crate::tx::from_rusqlite),
+            $crate::tx::Tx::Writer(c) => {
+                // One per call site: it keeps the text's parameter numbers (see `Layout`).
+                static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
+                LAYOUT.execute(c, $sql, &[$(&$bind as &dyn rusqlite::ToSql),*]).map_err($crate::tx::from_rusqlite)
+            }
             $crate::tx::Tx::Postgres(c) => {
                 sqlx::query($sql)$(.bind($bind))*.execute(c.statement()).await.map(|r| r.rows_affected())
             }
@@ -144,7 +143,7 @@ macro_rules! fetch {
                 // One per call site; it trusts the one text it checked (see `Layout`).
                 static LAYOUT: $crate::sqlite_reads::Layout = $crate::sqlite_reads::Layout::new();
                 LAYOUT
-                    .read(c, $sql, |s| $crate::tx::fetch!(@writer $fetch s, $row, [$($bind),*]))
+                    .read(c, $sql, &[$(&$bind as &dyn rusqlite::ToSql),*], |s| $crate::tx::fetch!(@writer $fetch s, $row))
                     .map_err($crate::tx::from_rusqlite)
             }
             $crate::tx::Tx::Postgres(c) => {
@@ -152,15 +151,9 @@ macro_rules! fetch {
             }
         }
     };
-    (@writer one $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_one::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
-    (@writer optional $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_optional::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
-    (@writer all $s:ident, $row:ty, [$($bind:expr),*]) => {
-        $crate::sqlite_reads::query_all::<$row>($s, &[$(&$bind as &dyn rusqlite::ToSql),*])
-    };
+    (@writer one $s:ident, $row:ty) => { $crate::sqlite_reads::query_one::<$row>($s) };
+    (@writer optional $s:ident, $row:ty) => { $crate::sqlite_reads::query_optional::<$row>($s) };
+    (@writer all $s:ident, $row:ty) => { $crate::sqlite_reads::query_all::<$row>($s) };
     (@sqlx one $query:expr, $c:ident) => { $query.fetch_one($c.statement()).await };
     (@sqlx all $query:expr, $c:ident) => { $query.fetch_all($c.statement()).await };
     (@sqlx optional $query:expr, $c:ident) => { $query.fetch_optional($c.statement()).await };
