@@ -48,39 +48,49 @@ fn is_safe_request_id(value: &[u8]) -> bool {
         && value.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-async fn sanitize_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+fn sanitize_request_id(req: &mut Request) {
     if req.headers().get_all(&REQUEST_ID).iter().count() > 1
         || req.headers().get(&REQUEST_ID).is_some_and(|v| !is_safe_request_id(v.as_bytes()))
     {
         req.headers_mut().remove(&REQUEST_ID);
     }
-    next.run(req).await
 }
 
 /// SECURITY: nothing the server answers is for a cache: API answers carry
 /// secrets (enrollment seeds and recovery codes, key and webhook secrets,
 /// result tokens) and pages carry state. A response that says nothing of
 /// caching says `no-store`.
-async fn no_store_by_default(req: Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(req).await;
+fn no_store_by_default(response: &mut Response) {
     if !response.headers().contains_key(axum::http::header::CACHE_CONTROL) {
         response
             .headers_mut()
             .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     }
+}
+
+/// The request's id sanitized on the way in, `no-store` on the way out:
+/// one middleware, where each `from_fn` layer costs every request a boxed
+/// future and a clone of the service inside it.
+async fn headers_in_and_out(mut req: Request, next: axum::middleware::Next) -> Response {
+    sanitize_request_id(&mut req);
+    let mut response = next.run(req).await;
+    no_store_by_default(&mut response);
     response
 }
 
 pub fn apply(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(crate::metrics::track)).layer(
+    router.layer(
         ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(sanitize_request_id))
-            .layer(axum::middleware::from_fn(no_store_by_default))
+            .layer(axum::middleware::from_fn(headers_in_and_out))
             .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(CatchPanicLayer::custom(panic_response))
+            // In the same stack: a layer of its own wrapped every route in
+            // one more boxed service. Above the body's timeout, which
+            // changes the body's type where `from_fn` takes axum's own.
+            .layer(axum::middleware::from_fn(crate::metrics::track))
             // SECURITY: a body must arrive in time too (heads are timed by the listener).
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
             .layer(DefaultBodyLimit::max(BODY_LIMIT)),
