@@ -252,8 +252,7 @@ impl Layout {
         values: &[&dyn ToSql],
         read: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        let mut statement = conn.prepare_cached(sql)?;
-        self.bind(&mut statement, sql, values)?;
+        let mut statement = self.prepared(conn, sql, values)?;
         let columns = statement.column_count();
         let in_place = self.in_place(sql);
         let start = if in_place { Reading::InPlace } else { Reading::Checking { found: 0, moved: false } };
@@ -273,30 +272,30 @@ impl Layout {
     /// Prepares `sql` on `conn`, binds `values` and runs it: what `exec!`
     /// does at each call site. The rows it changed.
     pub(crate) fn execute(&self, conn: &Connection, sql: &'static str, values: &[&dyn ToSql]) -> rusqlite::Result<u64> {
-        let mut statement = conn.prepare_cached(sql)?;
-        self.bind(&mut statement, sql, values)?;
-        statement.raw_execute().map(|n| n as u64)
+        self.prepared(conn, sql, values)?.raw_execute().map(|n| n as u64)
     }
 
-    /// Binds `values` to `statement`, prepared from `sql`, by the numbers
-    /// its parameters are named by: this site's kept numbers if they are
-    /// `sql`'s (the same `&'static str`), else looked up (and kept, for
-    /// the first text the site binds).
-    fn bind(
+    /// `sql` prepared on `conn` (from its cache) with `values` bound by
+    /// the numbers its parameters are named by: this site's kept numbers if
+    /// they are `sql`'s (the same `&'static str`), else looked up (and
+    /// kept, for the first text the site binds).
+    fn prepared<'c>(
         &self,
-        statement: &mut rusqlite::Statement<'_>,
+        conn: &'c Connection,
         sql: &'static str,
         values: &[&dyn ToSql],
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+        let mut statement = conn.prepare_cached(sql)?;
         if let Some((kept_for, numbers)) = self.numbers.get()
             && std::ptr::eq(*kept_for, sql)
         {
-            return bind_numbered(statement, numbers, values);
+            bind_numbered(&mut statement, numbers, values)?;
+            return Ok(statement);
         }
-        let numbers = parameter_numbers(statement)?;
-        bind_numbered(statement, &numbers, values)?;
+        let numbers = parameter_numbers(&statement)?;
+        bind_numbered(&mut statement, &numbers, values)?;
         let _ = self.numbers.set((sql, numbers));
-        Ok(())
+        Ok(statement)
     }
 
     fn in_place(&self, sql: &'static str) -> bool {
