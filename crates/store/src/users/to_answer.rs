@@ -129,3 +129,20 @@ pub(super) async fn challenge_to_answer(
     let challenge = challenge.try_into()?;
     Ok(ChallengeToAnswer { challenge, settings, authenticators })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The answer's read takes the user's authenticators in order from
+    /// their index: with an index on the user alone, SQLite sorted the
+    /// rows in a temporary b-tree at every answer (migration 0020).
+    #[tokio::test]
+    async fn an_answer_reads_its_authenticators_without_sorting() {
+        let (_db, pool) = crate::testing::migrated_sqlite().await;
+                let sql = format!("EXPLAIN QUERY PLAN {}", super::SQL);
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind("ten_a").bind("ch_1").bind(-1_i64).fetch_all(&pool).await.unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
+        assert!(steps.iter().any(|d| d.contains("authenticators_by_user_in_order")), "read by the index: {steps:#?}");
+        assert!(steps.iter().all(|d| !d.contains("TEMP B-TREE")), "nothing sorted: {steps:#?}");
+    }
+}
