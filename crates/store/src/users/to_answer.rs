@@ -138,9 +138,14 @@ mod tests {
     #[tokio::test]
     async fn an_answer_reads_its_authenticators_without_sorting() {
         let (_db, pool) = crate::testing::migrated_sqlite().await;
-                let sql = format!("EXPLAIN QUERY PLAN {}", super::SQL);
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind("ten_a").bind("ch_1").bind(-1_i64).fetch_all(&pool).await.unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", super::SQL);
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind("ten_a")
+            .bind("ch_1")
+            .bind(-1_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
         let steps: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
         assert!(steps.iter().any(|d| d.contains("authenticators_by_user_in_order")), "read by the index: {steps:#?}");
         assert!(steps.iter().all(|d| !d.contains("TEMP B-TREE")), "nothing sorted: {steps:#?}");
