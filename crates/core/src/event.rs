@@ -1,7 +1,8 @@
 //! Events the server sends to the CRM (API.md, "Webhooks"): their types and
 //! the body every endpoint receives, `{"type", "timestamp", "data"}`.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -53,29 +54,49 @@ pub struct Event {
     pub id: EventId,
     pub tenant_id: TenantId,
     pub event_type: EventType,
-    pub data: Value,
     pub created_at: OffsetDateTime,
+    /// The body every endpoint receives, rendered from `data` when the
+    /// event is made (see [`Event::body`]).
+    body: String,
 }
 
 impl Event {
     pub fn new(tenant_id: TenantId, event_type: EventType, data: Value, now: OffsetDateTime) -> Self {
-        Self { id: EventId::generate(), tenant_id, event_type, data, created_at: now }
+        let body = render_body(event_type, now, &data);
+        Self { id: EventId::generate(), tenant_id, event_type, created_at: now, body }
     }
 
-    /// The JSON body sent to endpoints. Rendered once, when the event is
-    /// stored, so every retry sends (and signs) the very same bytes.
-    pub fn body(&self) -> String {
-        json!({
-            "type": self.event_type.as_str(),
-            "timestamp": self.created_at.format(&Rfc3339).unwrap_or_default(),
-            "data": self.data,
-        })
-        .to_string()
+    /// The JSON body sent to endpoints, `{"data", "timestamp", "type"}`.
+    /// Rendered once, when the event is made, so every retry sends (and
+    /// signs) the very same bytes, and so the store writes a string: on
+    /// SQLite the event is written by the one writer thread every write
+    /// waits for, and it used to copy `data`'s tree, print it and drop it
+    /// there, at every approval.
+    pub fn body(&self) -> &str {
+        &self.body
     }
+}
+
+/// The body: the fields in the order a `json!` map of them printed them
+/// (its keys sorted), so bodies read the same bytes as before it was
+/// written from borrowed fields.
+fn render_body(event_type: EventType, at: OffsetDateTime, data: &Value) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        data: &'a Value,
+        timestamp: String,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let body = Body { data, timestamp: at.format(&Rfc3339).unwrap_or_default(), kind: event_type.as_str() };
+    // Strings and a `Value` always serialize.
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -90,7 +111,19 @@ mod tests {
     fn the_body_has_type_timestamp_and_data() {
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let e = Event::new(TenantId::generate(), EventType::Ping, json!({"hello": 1}), at);
-        let body: Value = serde_json::from_str(&e.body()).unwrap();
+        let body: Value = serde_json::from_str(e.body()).unwrap();
         assert_eq!(body, json!({"type": "ping", "timestamp": "2023-11-14T22:13:20Z", "data": {"hello": 1}}));
+    }
+
+    /// The bytes, not only the document: a body is signed as rendered, and
+    /// bodies rendered before and after a release must read alike.
+    #[test]
+    fn the_body_is_rendered_as_a_sorted_map_of_its_fields() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let data = json!({"verification_id": "ver_1", "status": "approved", "nested": {"b": [1, "two"], "a": null}});
+        let e = Event::new(TenantId::generate(), EventType::VerificationApproved, data.clone(), at);
+        let as_a_map = json!({"type": "verification.approved", "timestamp": "2023-11-14T22:13:20Z", "data": data});
+        assert_eq!(e.body(), as_a_map.to_string());
+        assert!(e.body().starts_with(r#"{"data":{"nested":{"a":null,"b":[1,"two"]},"#), "{}", e.body());
     }
 }

@@ -943,10 +943,12 @@ mod tests {
             "locked_until": "2023-11-14T22:18:20Z",
             "challenge_id": challenge.as_str(),
         });
-        assert_eq!(event.data, expected);
+        let body: serde_json::Value = serde_json::from_str(event.body()).unwrap();
+        assert_eq!(body["data"], expected);
         let named = (audit.actor.as_str(), audit.action.as_str(), audit.target.as_str(), audit.outcome.as_str());
         assert_eq!((named, audit.at), (("key_a", "user.locked", "user:u1", "locked"), at));
         lockout.challenge = None;
-        assert_eq!(lockout.locked().0.data.get("challenge_id"), None, "no challenge, no id");
+        let body: serde_json::Value = serde_json::from_str(lockout.locked().0.body()).unwrap();
+        assert_eq!(body["data"].get("challenge_id"), None, "no challenge, no id");
     }
 }

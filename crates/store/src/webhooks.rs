@@ -32,11 +32,10 @@ mod test_event;
 /// the open transaction `tx`. Answers the number of messages queued.
 pub(crate) async fn insert_event(tx: &mut Tx<'_>, event: &Event, only: &str) -> Result<u64, sqlx::Error> {
     let at = to_unix_ms(event.created_at);
-    let body = event.body();
     exec!(
         tx,
         "INSERT INTO events (id, tenant_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-        [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), &body, at]
+        [event.id.as_str(), event.tenant_id.as_str(), event.event_type.as_str(), event.body(), at]
     )?;
     let (id, tenant) = (event.id.as_str(), event.tenant_id.as_str());
     match only {

@@ -129,7 +129,8 @@ async fn test_events_are_queued_within_their_hourly_limit() {
     let (other, _) = f.endpoint(None, None).await.unwrap();
     let ping = send_test_event(&f.engine, &f.tenant.id, &e.id).await.unwrap();
     assert_eq!(ping.event_type, EventType::Ping);
-    assert_eq!(ping.data["endpoint_id"], e.id.as_str());
+    let body: serde_json::Value = serde_json::from_str(ping.body()).unwrap();
+    assert_eq!(body["data"]["endpoint_id"], e.id.as_str());
     let due = f.engine.store.claim_due_messages(f.now(), f.now() + time::Duration::minutes(1), 100).await.unwrap();
     let endpoints: Vec<_> = due.iter().map(|m| m.endpoint_id.clone()).collect();
     assert_eq!(endpoints, vec![e.id.clone()], "queued for that endpoint only, whatever its filter");

@@ -217,7 +217,7 @@ pub async fn ping_webhook_endpoint(
         .ok_or_else(|| ApiError::Internal("cannot open the endpoint secret".into()))?;
     let event =
         Event::new(caller.tenant_id.clone(), EventType::Ping, json!({"endpoint_id": endpoint.id.as_str()}), now);
-    let body = event.body();
+    let body = event.body().to_owned();
     let started = Instant::now();
     let sent = state.outbound.post(&endpoint.url, signed_headers(&secrets, event.id.as_str(), now, &body), body).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
