@@ -55,8 +55,8 @@ pub struct Event {
     pub tenant_id: TenantId,
     pub event_type: EventType,
     pub created_at: OffsetDateTime,
-    /// The body every endpoint receives, rendered from `data` when the
-    /// event is made (see [`Event::body`]).
+    /// The body every endpoint receives, rendered from the data the event
+    /// was made with (see [`Event::body`]).
     body: String,
 }
 
@@ -77,9 +77,9 @@ impl Event {
     }
 }
 
-/// The body: the fields in the order a `json!` map of them printed them
-/// (its keys sorted), so bodies read the same bytes as before it was
-/// written from borrowed fields.
+/// The body, its fields in the order a `json!` map of them printed them
+/// (its keys sorted): the bytes bodies had when they were rendered from
+/// such a map.
 fn render_body(event_type: EventType, at: OffsetDateTime, data: &Value) -> String {
     #[derive(Serialize)]
     struct Body<'a> {
