@@ -23,7 +23,7 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
 if [ ! -d tests/support/node/node_modules/twilio ] || [ ! -d tests/support/node/node_modules/playwright-core ]; then
-  (cd tests/support/node && npm install --no-progress --loglevel=error)
+  bash scripts/npm-install.sh tests/support/node
 fi
 if ! command -v java >/dev/null; then
   $SUDO apt-get update -qq

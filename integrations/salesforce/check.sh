@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules/prettier-plugin-apex ] || [ ! -d node_modules/@salesforce/code-analyzer-pmd-engine ] ||
   [ ! -d node_modules/@salesforce/cli ] || [ ! -x node_modules/node/bin/node ] ||
   [ ! -d node_modules/@salesforce/sfdx-lwc-jest ]; then
-  npm install --no-progress --loglevel=error
+  bash ../../scripts/npm-install.sh
 fi
 command -v java >/dev/null || { echo "java is missing (Debian: openjdk-17-jre-headless)"; exit 1; }
 LIB="$PWD/node_modules/@salesforce/code-analyzer-pmd-engine/dist/java-lib"
