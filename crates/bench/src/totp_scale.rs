@@ -46,20 +46,24 @@ pub(crate) type Seed = [u8; 20];
 /// The user's TOTP code of this moment (the right answer now).
 pub(crate) fn code_now(seed: &Seed) -> Option<String> {
     let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).ok()?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Some(totp.generate(now))
+    Some(totp.generate(unix_now()))
 }
 
-/// A six-digit code that is none of the user's codes two steps either
-/// side of now: of six candidates at most five can be taken.
-fn surely_wrong_code(seed: &Seed) -> String {
+/// Seconds since the epoch, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A six-digit code that is none of the user's codes from two steps
+/// before `from` to two steps after `until` (seconds since the epoch):
+/// of one candidate more than there are steps, at least one is free.
+fn surely_wrong_code(seed: &Seed, from: u64, until: u64) -> String {
     let Ok(totp) = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1) else {
         return "000000".to_owned();
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let step = totp.step(now);
-    let near: Vec<String> = (step.saturating_sub(2)..=step + 2).map(|s| totp.generate_step(s)).collect();
-    (0..6).map(|n| format!("{n:06}")).find(|code| !near.contains(code)).unwrap_or_default()
+    let taken: Vec<String> =
+        (totp.step(from).saturating_sub(2)..=totp.step(until) + 2).map(|s| totp.generate_step(s)).collect();
+    (0..=taken.len()).map(|n| format!("{n:06}")).find(|code| !taken.contains(code)).unwrap_or_default()
 }
 
 /// Writes users `from..to` as `USER_ID,otpauth://…` lines, imports them
@@ -154,15 +158,20 @@ async fn measure_once(
 ) -> anyhow::Result<Measurement> {
     eprintln!("  opening {CHALLENGES} challenges over {users} users");
     let challenges = open_challenges(server, users, dice).await?;
-    let (secret, seeds) = (server.secret.clone(), seeds.clone());
-    let make: load::MakeRequest = Arc::new(move |n| {
-        if n >= challenges.len() * ATTEMPTS {
-            return None;
-        }
-        let (id, user) = &challenges[n % challenges.len()];
-        let code = surely_wrong_code(&seeds[*user]);
-        Some(load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&secret), &serde_json::json!({"code": code})))
-    });
+    // Each challenge's request is made once, before the clock starts, with
+    // a code wrong for the whole run (its seconds and a minute more), so
+    // that the generator's HMACs and JSON are not what is measured.
+    let from = unix_now();
+    let until = from + seconds + 60;
+    let requests: Vec<Vec<u8>> = challenges
+        .iter()
+        .map(|(id, user)| {
+            let body = serde_json::json!({"code": surely_wrong_code(&seeds[*user], from, until)});
+            load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&server.secret), &body)
+        })
+        .collect();
+    let make: load::MakeRequest =
+        Arc::new(move |n| (n < requests.len() * ATTEMPTS).then(|| requests[n % requests.len()].clone()));
     let refused = load::accept_json(|answered: Answered| answered.status != "approved");
     let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
     Ok(load::run(&label, &server.target(), make, refused, concurrency, seconds).await)
@@ -246,4 +255,28 @@ async fn measure_right(
     });
     let approved = load::accept_json(|answered: Answered| answered.status == "approved");
     Ok(load::run(&label, &server.target(), make, approved, concurrency, seconds).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wrong code is none of the user's codes at any step of the
+    /// window, two steps of margin either side, for windows of one step
+    /// and of many.
+    #[test]
+    fn a_surely_wrong_code_is_no_code_of_the_window() {
+        let mut dice = Dice(7);
+        for (from, until) in [(1_700_000_000, 1_700_000_010), (1_700_000_000, 1_700_000_600)] {
+            for _ in 0..50 {
+                let seed: Seed = std::array::from_fn(|_| dice.next() as u8);
+                let wrong = surely_wrong_code(&seed, from, until);
+                let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).unwrap();
+                assert_eq!(wrong.len(), 6, "{wrong}");
+                for step in totp.step(from) - 2..=totp.step(until) + 2 {
+                    assert_ne!(totp.generate_step(step), wrong, "step {step}");
+                }
+            }
+        }
+    }
 }
