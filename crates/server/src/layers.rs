@@ -12,7 +12,7 @@ use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
@@ -23,6 +23,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How long a request body may take to arrive once its head has.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Request ids made here: random (version 4) UUIDs, as tower-http's
+/// `MakeRequestUuid` makes them, but drawn from the thread's generator
+/// (a CSPRNG seeded by the OS and reseeded as it goes) where that asked
+/// the OS for each one: a `getrandom` system call on every request, the
+/// only one a request made that was not its socket's or its database's.
+#[derive(Clone, Copy)]
+struct MakeRandomUuid;
+
+impl MakeRequestId for MakeRandomUuid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        use rand::RngExt;
+        let id = uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok().map(RequestId::new)
+    }
+}
 
 fn make_span(req: &Request) -> tracing::Span {
     let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
@@ -83,7 +100,7 @@ pub fn apply(router: Router) -> Router {
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(headers_in_and_out))
             .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRandomUuid))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(CatchPanicLayer::custom(panic_response))
@@ -122,4 +139,28 @@ pub async fn docs_headers(req: axum::extract::Request, next: axum::middleware::N
         headers.insert(name, axum::http::HeaderValue::from_static(value));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids made here are version 4 UUIDs in their usual text, each
+    /// new: the shape tower-http's `MakeRequestUuid` gave them.
+    #[test]
+    fn request_ids_are_distinct_random_uuids() {
+        let request = axum::http::Request::new(());
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| {
+                let id = MakeRandomUuid.make_request_id(&request).unwrap_or_else(|| panic!("an id"));
+                id.header_value().to_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000, "every id is new");
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(*id, parsed.hyphenated().to_string(), "lower case, hyphenated");
+        }
+    }
 }
