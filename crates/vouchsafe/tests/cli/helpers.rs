@@ -79,6 +79,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub log: Arc<Mutex<String>>,
+    /// The thread copying the server's stderr into `log`, until the pipe closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -97,7 +99,7 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // Logged before announcing readiness, so the ready line is in
                 // the log by the time the test reads it.
@@ -116,7 +118,7 @@ impl Server {
         let listen = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("serve never became ready; log:\n{}", log.lock().unwrap()));
-        Server { child, base: format!("http://{listen}"), log }
+        Server { child, base: format!("http://{listen}"), log, reader: Some(reader) }
     }
 
     /// `GET {path}` with a bearer key; the JSON answer, whatever its status.
@@ -136,10 +138,15 @@ impl Server {
     }
 
     /// Waits for the process to exit; `None` if it did not within `limit`.
+    /// Once it has, the log holds every line it wrote: the lines still in
+    /// the pipe when it exited are read before this returns.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    reader.join().unwrap();
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -54,7 +54,7 @@ async fn logs_never_contain_secrets_even_at_trace_level() {
     let init = ws.run_json(&["init", "--json"]);
     let admin = init["secret"].as_str().unwrap().to_owned();
     let key_id = init["key_id"].as_str().unwrap().to_owned();
-    let server = Server::start(&ws, "trace");
+    let mut server = Server::start(&ws, "trace");
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.base);
 
@@ -76,8 +76,9 @@ async fn logs_never_contain_secrets_even_at_trace_level() {
     // A wrong secret, one character off, is not logged either.
     let wrong = format!("{}x", &admin[..admin.len() - 1]);
     client.get(url("/v1/tenant")).bearer_auth(&wrong).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
+    // The whole log: the server stopped, every line it wrote read.
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(10)).expect("the server must exit after the signal");
     let log = server.log();
     assert!(log.contains("API key created"), "the log must show the requests at all:\n{log}");
     for secret in [&admin, &new_secret, &wrong] {
@@ -134,7 +135,7 @@ async fn codes_credentials_and_numbers_stay_out_of_the_logs() {
     let ws = workspace().await;
     let init = ws.run_json(&["init", "--json"]);
     let admin = init["secret"].as_str().unwrap().to_owned();
-    let server =
+    let mut server =
         Server::start_with(&ws, &[], &[("VOUCHSAFE_LOG", "trace"), ("VOUCHSAFE_ALLOW_PRIVATE_TARGETS", "true")]);
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.base);
@@ -166,7 +167,9 @@ async fn codes_credentials_and_numbers_stay_out_of_the_logs() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The whole log: the server stopped, every line it wrote read.
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(10)).expect("the server must exit after the signal");
     let log = server.log();
     assert!(log.contains("verification code sent") && log.contains("verification approved"), "{log}");
     assert!(log.contains("+44********56"), "numbers are logged masked");
