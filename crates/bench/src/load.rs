@@ -100,6 +100,13 @@ pub fn post_json(path: &str, bearer: Option<&str>, json: &serde_json::Value) -> 
     request("POST", path, bearer, Some(("application/json", json.to_string().as_bytes())))
 }
 
+/// Requests made before the clock starts, sent in turn round the pool
+/// `rounds` times, then no more: building them (JSON, codes) is then not
+/// what is measured.
+pub fn rounds(requests: Vec<Vec<u8>>, rounds: usize) -> MakeRequest {
+    Arc::new(move |n| (n < requests.len() * rounds).then(|| requests[n % requests.len()].clone()))
+}
+
 /// What one scenario at one concurrency measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measurement {
@@ -440,6 +447,15 @@ mod tests {
         let described = describe(409, long.as_bytes());
         assert!(described.starts_with("409 'x"), "{described}");
         assert_eq!(described.chars().count(), "409 ".len() + 160);
+    }
+
+    #[test]
+    fn rounds_sends_the_pool_in_turn_then_stops() {
+        let make = rounds(vec![b"a".to_vec(), b"b".to_vec()], 2);
+        let sent: Vec<Option<Vec<u8>>> = (0..5).map(|n| make(n)).collect();
+        let (a, b) = (Some(b"a".to_vec()), Some(b"b".to_vec()));
+        assert_eq!(sent, vec![a.clone(), b.clone(), a, b, None]);
+        assert_eq!(rounds(Vec::new(), 3)(0), None, "an empty pool sends nothing");
     }
 
     #[test]

@@ -48,13 +48,11 @@ struct Checked {
     valid: bool,
 }
 
-/// Checks the right code against verification `n` of `ids` (each once),
-/// or a wrong code against verification `n % len` (each `WRONG_ATTEMPTS`
-/// times, round the pool), until they run out. Each verification's
-/// request is made once, before the clock starts, so that building JSON
-/// is not what is measured.
+/// Checks the right code against each verification of `ids` once, or a
+/// wrong code against each `WRONG_ATTEMPTS` times, round the pool, until
+/// they run out (see [`load::rounds`]).
 fn checks(server: &Server, ids: &[(String, String)], wrong: bool) -> MakeRequest {
-    let requests: Vec<Vec<u8>> = ids
+    let requests = ids
         .iter()
         .map(|(id, code)| {
             let code = if wrong { "0000000000" } else { code.as_str() };
@@ -62,8 +60,7 @@ fn checks(server: &Server, ids: &[(String, String)], wrong: bool) -> MakeRequest
             load::post_json("/v1/verifications/check", Some(&server.secret), &body)
         })
         .collect();
-    let uses = if wrong { WRONG_ATTEMPTS } else { 1 };
-    Arc::new(move |n| (n < requests.len() * uses).then(|| requests[n % requests.len()].clone()))
+    load::rounds(requests, if wrong { WRONG_ATTEMPTS } else { 1 })
 }
 
 /// Lifts the send limits (the benchmark sends to many numbers from one

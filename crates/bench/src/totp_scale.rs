@@ -43,10 +43,15 @@ impl Dice {
 /// One enrolled user's TOTP seed.
 pub(crate) type Seed = [u8; 20];
 
+/// The user's TOTP generator, with the parameters every enrolled user
+/// has (the `otpauth://` URIs of `import_users` name none: the defaults).
+fn user_totp(seed: &Seed) -> Option<Totp> {
+    Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).ok()
+}
+
 /// The user's TOTP code of this moment (the right answer now).
 pub(crate) fn code_now(seed: &Seed) -> Option<String> {
-    let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).ok()?;
-    Some(totp.generate(unix_now()))
+    Some(user_totp(seed)?.generate(unix_now()))
 }
 
 /// Seconds since the epoch, now.
@@ -55,14 +60,22 @@ fn unix_now() -> u64 {
 }
 
 /// A six-digit code that is none of the user's codes from two steps
-/// before `from` to two steps after `until` (seconds since the epoch):
-/// of one candidate more than there are steps, at least one is free.
+/// before `from` to two steps after `until` (seconds since the epoch).
 fn surely_wrong_code(seed: &Seed, from: u64, until: u64) -> String {
-    let Ok(totp) = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1) else {
+    let Some(totp) = user_totp(seed) else {
         return "000000".to_owned();
     };
-    let taken: Vec<String> =
-        (totp.step(from).saturating_sub(2)..=totp.step(until) + 2).map(|s| totp.generate_step(s)).collect();
+    first_code_not_in(&codes_around(&totp, from, until))
+}
+
+/// The user's codes from two steps before `from` to two steps after `until`.
+fn codes_around(totp: &Totp, from: u64, until: u64) -> Vec<String> {
+    (totp.step(from).saturating_sub(2)..=totp.step(until) + 2).map(|s| totp.generate_step(s)).collect()
+}
+
+/// The first six-digit code, counting up from `000000`, that `taken` does
+/// not hold: of one candidate more than `taken` has, one is free.
+fn first_code_not_in(taken: &[String]) -> String {
     (0..=taken.len()).map(|n| format!("{n:06}")).find(|code| !taken.contains(code)).unwrap_or_default()
 }
 
@@ -163,15 +176,14 @@ async fn measure_once(
     // that the generator's HMACs and JSON are not what is measured.
     let from = unix_now();
     let until = from + seconds + 60;
-    let requests: Vec<Vec<u8>> = challenges
+    let requests = challenges
         .iter()
         .map(|(id, user)| {
             let body = serde_json::json!({"code": surely_wrong_code(&seeds[*user], from, until)});
             load::post_json(&format!("/v1/challenges/{id}/verify"), Some(&server.secret), &body)
         })
         .collect();
-    let make: load::MakeRequest =
-        Arc::new(move |n| (n < requests.len() * ATTEMPTS).then(|| requests[n % requests.len()].clone()));
+    let make = load::rounds(requests, ATTEMPTS);
     let refused = load::accept_json(|answered: Answered| answered.status != "approved");
     let label = format!("POST /v1/challenges/{{id}}/verify, wrong TOTP code, {users} users");
     Ok(load::run(&label, &server.target(), make, refused, concurrency, seconds).await)
@@ -261,9 +273,29 @@ async fn measure_right(
 mod tests {
     use super::*;
 
-    /// The wrong code is none of the user's codes at any step of the
-    /// window, two steps of margin either side, for windows of one step
-    /// and of many.
+    /// The codes ruled out are every step's of the window, two steps of
+    /// margin either side, for windows of one step and of many.
+    #[test]
+    fn the_codes_ruled_out_cover_the_whole_window() {
+        let totp = user_totp(&[7; 20]).unwrap();
+        for (from, until) in [(1_700_000_000, 1_700_000_010), (1_700_000_000, 1_700_000_600)] {
+            let steps: Vec<u64> = (totp.step(from) - 2..=totp.step(until) + 2).collect();
+            let codes: Vec<String> = steps.iter().map(|&s| totp.generate_step(s)).collect();
+            assert_eq!(codes_around(&totp, from, until), codes, "steps {steps:?}");
+        }
+        assert_eq!(codes_around(&totp, 1_700_000_000, 1_700_000_600).len(), 20 + 1 + 4);
+    }
+
+    #[test]
+    fn the_first_free_code_is_never_one_taken() {
+        let taken = |codes: &[&str]| codes.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+        assert_eq!(first_code_not_in(&[]), "000000");
+        assert_eq!(first_code_not_in(&taken(&["000000", "000001", "000003"])), "000002");
+        assert_eq!(first_code_not_in(&taken(&["000003", "000000", "000002", "000001", "000004"])), "000005");
+    }
+
+    /// Put together: the wrong code is none of the user's codes at any
+    /// step of the window.
     #[test]
     fn a_surely_wrong_code_is_no_code_of_the_window() {
         let mut dice = Dice(7);
@@ -271,7 +303,7 @@ mod tests {
             for _ in 0..50 {
                 let seed: Seed = std::array::from_fn(|_| dice.next() as u8);
                 let wrong = surely_wrong_code(&seed, from, until);
-                let totp = Totp::new(&Secret::from_bytes(seed.to_vec()), 6, 30, Algorithm::Sha1).unwrap();
+                let totp = user_totp(&seed).unwrap();
                 assert_eq!(wrong.len(), 6, "{wrong}");
                 for step in totp.step(from) - 2..=totp.step(until) + 2 {
                     assert_ne!(totp.generate_step(step), wrong, "step {step}");

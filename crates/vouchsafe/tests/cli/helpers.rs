@@ -137,6 +137,14 @@ impl Server {
         assert!(status.success());
     }
 
+    /// Stops the server (SIGTERM) and returns its whole log, every line
+    /// it wrote read once it has exited.
+    pub fn stop(&mut self) -> String {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(10)).expect("the server must exit after SIGTERM");
+        self.log()
+    }
+
     /// Waits for the process to exit; `None` if it did not within `limit`.
     /// Once it has, the log holds every line it wrote: the lines still in
     /// the pipe when it exited are read before this returns.

@@ -76,10 +76,7 @@ async fn logs_never_contain_secrets_even_at_trace_level() {
     // A wrong secret, one character off, is not logged either.
     let wrong = format!("{}x", &admin[..admin.len() - 1]);
     client.get(url("/v1/tenant")).bearer_auth(&wrong).send().await.unwrap();
-    // The whole log: the server stopped, every line it wrote read.
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(10)).expect("the server must exit after the signal");
-    let log = server.log();
+    let log = server.stop();
     assert!(log.contains("API key created"), "the log must show the requests at all:\n{log}");
     for secret in [&admin, &new_secret, &wrong] {
         assert!(!log.contains(&secret[4..]), "a secret reached the log");
@@ -167,10 +164,7 @@ async fn codes_credentials_and_numbers_stay_out_of_the_logs() {
             .await
             .unwrap();
     }
-    // The whole log: the server stopped, every line it wrote read.
-    server.signal("TERM");
-    server.wait_exit(Duration::from_secs(10)).expect("the server must exit after the signal");
-    let log = server.log();
+    let log = server.stop();
     assert!(log.contains("verification code sent") && log.contains("verification approved"), "{log}");
     assert!(log.contains("+44********56"), "numbers are logged masked");
     assert!(!log.contains(&code), "a code reached the log");
