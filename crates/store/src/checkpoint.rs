@@ -2,25 +2,39 @@
 //! rather than inside its commits.
 //!
 //! SQLite's own checkpoint runs inside the commit that takes the WAL past
-//! 1,000 pages, so the group-commit writer would copy those pages into the
-//! database file and fsync it while every job of that batch, and every
-//! job queued behind it, waits. With a large table the pages are scattered
-//! (a million users: each answer dirties a different leaf), and that
-//! fsync took 16–18 ms, several times a second: it was the p99 of TOTP
-//! answers at a million users. Here a thread of its own, with its own
-//! connection, runs a `PASSIVE` checkpoint shortly after commits, which
-//! copies what the WAL holds without taking the write lock or waiting for
-//! readers, so the writer keeps committing meanwhile.
+//! its threshold, so the group-commit writer would copy those pages into
+//! the database file and fsync it while every job of that batch, and
+//! every job queued behind it, waits. With a large table the pages are
+//! scattered (a million users: each answer dirties a different leaf), and
+//! that fsync took 16–18 ms at 1,000 pages, several times a second, and
+//! 75–100 ms at tens of thousands: it was the p99 of TOTP answers at a
+//! million users (bench/RESULTS.md).
 //!
-//! The writer's own automatic checkpoint stays on, as the backstop: when
-//! the WAL reaches 1,000 pages it still checkpoints, finds almost every
-//! page already copied and synced, and lets the next transaction start
-//! the WAL again from its beginning (only a checkpoint that finishes with
-//! no commit after it can, which under steady load only the writer's
-//! own does). Nothing here changes what is durable: a commit is durable
-//! once the WAL is synced, before any checkpoint.
+//! So a thread of its own, with its own connection, does nearly all of
+//! it, every [`PAUSE`]: a `PASSIVE` checkpoint copies what the WAL holds
+//! without taking the write lock or waiting for readers, and the thread
+//! then syncs the database file itself. SQLite syncs it only when a copy
+//! reaches the WAL's end, which while the writer commits every
+//! millisecond it almost never does, so without that sync the pages stay
+//! dirty in the kernel for the writer's checkpoint to flush. The thread
+//! copies and syncs again while a pass found much to copy, then asks the
+//! writer for the tail: between two batches, after their callers have
+//! their answers, the writer runs a `PASSIVE` checkpoint of its own,
+//! which copies the few frames left, reaches the WAL's end (no commit can
+//! come between), syncs a file with little left to flush, and so lets
+//! the next transaction start the WAL again from its beginning.
+//!
+//! Waiting [`PAUSE`] between rounds copies a page rewritten many times in
+//! that while once, and keeps the database file's writes in a few large
+//! flushes away from the writer's thread. SQLite's own checkpoint stays
+//! on as the backstop, at [`BACKSTOP_PAGES`], far above what a round
+//! leaves. Nothing here changes what is durable: a commit is durable once
+//! the WAL is synced, before any checkpoint, and SQLite never reuses the
+//! WAL before the database file holds and has synced all of it.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -28,34 +42,70 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::SqliteSync;
 
-/// The least time between two checkpoints: the WAL pages written meanwhile
-/// are copied together (a page rewritten many times is copied once), and
-/// the database file is synced at most this often.
-const PAUSE: Duration = Duration::from_millis(20);
+/// The least time between two rounds of checkpoints: the WAL pages written
+/// meanwhile are copied together (a page rewritten many times is copied
+/// once), and the database file is synced a few times a round at most.
+const PAUSE: Duration = Duration::from_millis(500);
 
-/// Tells the checkpoint thread that commits happened; cheap enough to call
-/// after every one. The thread ends when this is dropped.
+/// A pass that copied fewer frames than this leaves the rest to the
+/// writer: about what the writer copies in a millisecond or two.
+const TAIL_FRAMES: i64 = 512;
+
+/// Passes a round makes at most before it hands the writer the tail.
+const MAX_PASSES: usize = 3;
+
+/// The writer's own automatic checkpoint (SQLite's `wal_autocheckpoint`,
+/// in pages): it runs only if the rounds fall this far behind, about a
+/// second and a half of the heaviest load the benchmark makes (a million
+/// users' wrong answers, about 30,000 pages a second) and 200 MiB of WAL.
+pub(crate) const BACKSTOP_PAGES: i64 = 50_000;
+
+/// The writer's side: cheap to call after every commit. The thread ends
+/// when this is dropped.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     nudge: SyncSender<()>,
+    /// Set by the thread when only the WAL's tail is left to copy.
+    tail: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
     /// Opens a connection to the file at `path` and starts the thread.
     pub(crate) fn start(path: &Path, sync: SqliteSync) -> Result<Self, String> {
         let conn = open(path, sync).map_err(|e| e.to_string())?;
+        // Only for `fdatasync`: Linux syncs a file through any descriptor.
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let (nudge, nudged) = sync_channel(1);
+        let tail = Arc::new(AtomicBool::new(false));
+        let wants_tail = tail.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &nudged))
+            .spawn(move || run(&conn, &file, &nudged, &wants_tail))
             .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
-        Ok(Self { nudge })
+        Ok(Self { nudge, tail })
     }
 
-    /// Asks for a checkpoint soon; a request already waiting covers this one.
+    /// Asks for a round soon; a request already waiting covers this one.
     pub(crate) fn nudge(&self) {
         match self.nudge.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
+    }
+
+    /// Copies the WAL's tail on the writer's connection, if the thread asked
+    /// for it, between two of its transactions. Asked again after the next
+    /// batch if a reader held the copy back from the WAL's end.
+    pub(crate) fn copy_tail(&self, writer: &Connection) {
+        if !self.tail.load(Ordering::Relaxed) {
+            return;
+        }
+        match checkpoint(writer) {
+            Ok(wal) if !wal.reached_end() => {}
+            Ok(_) => self.tail.store(false, Ordering::Relaxed),
+            Err(e) => {
+                self.tail.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
+            }
         }
     }
 }
@@ -69,16 +119,68 @@ fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn run(conn: &Connection, nudged: &Receiver<()>) {
+/// What a checkpoint left: the WAL's frames, and how many of them the
+/// database file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wal {
+    frames: i64,
+    copied: i64,
+}
+
+impl Wal {
+    /// Whether the database file holds the whole WAL (SQLite then synced it).
+    fn reached_end(self) -> bool {
+        self.copied == self.frames
+    }
+
+    /// Frames this checkpoint copied, given what the one before left: all
+    /// it holds if the WAL started again from its beginning meanwhile.
+    fn copied_since(self, before: Wal) -> i64 {
+        if self.frames < before.frames || self.copied < before.copied {
+            self.copied
+        } else {
+            self.copied - before.copied
+        }
+    }
+}
+
+/// A `PASSIVE` checkpoint on `conn`: copies what it can without waiting.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Wal> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok(Wal { frames: row.get(1)?, copied: row.get(2)? }))
+}
+
+fn run(conn: &Connection, file: &std::fs::File, nudged: &Receiver<()>, tail: &AtomicBool) {
+    let mut last = Wal { frames: 0, copied: 0 };
     while nudged.recv().is_ok() {
-        // PASSIVE never waits: busy (the writer's own checkpoint is
-        // running) or not, the next nudge tries again.
-        let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0));
-        if let Err(e) = checkpoint {
+        if let Err(e) = round(conn, file, tail, &mut last) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
         std::thread::sleep(PAUSE);
     }
+}
+
+/// One round: passes of copy and sync while they find much to copy, then
+/// the tail handed to the writer. `last` is what the last pass left.
+///
+/// A pass cannot tell whether it reached the WAL's end: it reports the
+/// frames the WAL held when it began, and the writer commits while it
+/// copies. So each pass that copied anything syncs the file (with nothing
+/// left dirty, a sync costs little), and only the writer's own checkpoint,
+/// which no commit can interleave, finishes the WAL.
+fn round(conn: &Connection, file: &std::fs::File, tail: &AtomicBool, last: &mut Wal) -> Result<(), String> {
+    for _ in 0..MAX_PASSES {
+        let wal = checkpoint(conn).map_err(|e| e.to_string())?;
+        let copied = wal.copied_since(*last);
+        *last = wal;
+        if copied > 0 {
+            file.sync_data().map_err(|e| format!("syncing the database file: {e}"))?;
+        }
+        if copied < TAIL_FRAMES {
+            break;
+        }
+    }
+    tail.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -107,5 +209,67 @@ mod tests {
         }
         drop(checkpointer);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A WAL file at a fresh path, with about 100 pages committed to it
+    /// and not yet copied, and SQLite's own checkpoint off; its writer.
+    fn wal_with_pages(name: &str) -> (std::path::PathBuf, Connection) {
+        let path = std::env::temp_dir().join(format!("vouchsafe-checkpoint-{name}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode = wal; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)")
+            .unwrap();
+        writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        writer.execute("INSERT INTO t (b) SELECT zeroblob(400000)", []).unwrap();
+        (path, writer)
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn a_round_copies_and_then_asks_the_writer_for_the_tail() {
+        let (path, _writer) = wal_with_pages("round");
+        let before = file_len(&path);
+        let (conn, file) = (open(&path, SqliteSync::Full).unwrap(), std::fs::File::open(&path).unwrap());
+        let (tail, mut last) = (AtomicBool::new(false), Wal { frames: 0, copied: 0 });
+        round(&conn, &file, &tail, &mut last).unwrap();
+        assert!(tail.load(Ordering::Relaxed), "the round handed the tail to the writer");
+        assert!(last.copied >= 90, "the round copied the WAL's pages: {last:?}");
+        assert!(file_len(&path) >= before + 300_000, "the pages are in the database file");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_writer_copies_the_tail_only_when_asked_and_then_is_not_asked_again() {
+        let (path, writer) = wal_with_pages("tail");
+        let before = file_len(&path);
+        let (nudge, _nudged) = sync_channel(1);
+        let checkpointer = Checkpointer { nudge, tail: Arc::new(AtomicBool::new(false)) };
+        checkpointer.copy_tail(&writer);
+        assert_eq!(file_len(&path), before, "unasked, the writer copies nothing");
+        checkpointer.tail.store(true, Ordering::Relaxed);
+        checkpointer.copy_tail(&writer);
+        assert!(file_len(&path) >= before + 300_000, "asked, the writer copied the WAL into the database file");
+        assert!(!checkpointer.tail.load(Ordering::Relaxed), "a tail copied to the WAL's end is not asked for again");
+        // The whole WAL is in the database file, so the next commit starts
+        // the WAL again from its beginning rather than growing it.
+        writer.execute("INSERT INTO t (b) VALUES (x'01')", []).unwrap();
+        let wal = checkpoint(&writer).unwrap();
+        assert!(wal.frames < 10, "the WAL started again: {wal:?}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn frames_copied_count_from_the_last_pass_or_from_a_wal_started_again() {
+        let last = Wal { frames: 900, copied: 400 };
+        assert_eq!(Wal { frames: 1000, copied: 900 }.copied_since(last), 500);
+        assert_eq!(Wal { frames: 900, copied: 400 }.copied_since(last), 0);
+        assert_eq!(Wal { frames: 300, copied: 120 }.copied_since(last), 120, "the WAL started again");
+        assert_eq!(Wal { frames: 1000, copied: 100 }.copied_since(last), 100, "started again and grew past it");
+        assert!(Wal { frames: 5, copied: 5 }.reached_end());
+        assert!(!Wal { frames: 5, copied: 4 }.reached_end());
     }
 }

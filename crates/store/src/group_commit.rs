@@ -138,6 +138,7 @@ fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "wal")?;
     conn.pragma_update(None, "synchronous", synchronous(sync))?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", crate::checkpoint::BACKSTOP_PAGES)?;
     conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
     crate::sqlite::plan_once(&conn)?;
     Ok(conn)
@@ -172,6 +173,8 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, checkpointer: &Chec
         for finish in finishes.drain(..) {
             finish(ended.clone());
         }
+        // After the answers: the next batch waits for this, this one does not.
+        checkpointer.copy_tail(&conn);
         // A job left unrun (the group ended before its turn) is dropped with
         // its answer channel; its caller runs it again.
         batch.clear();
@@ -225,6 +228,50 @@ mod tests {
         drop(group);
         let conn = open(&path, SqliteSync::Full).unwrap();
         assert_eq!(crate::sqlite::times_prepared_again(&conn).unwrap(), 0);
+    }
+
+    /// SQLite's own checkpoint, which would run inside a commit, waits
+    /// for the WAL to reach the backstop; until then the checkpoint thread
+    /// and the writer between batches keep the WAL short.
+    #[test]
+    fn the_writers_own_checkpoint_is_only_the_backstop() {
+        let (group, path) = writer_on_fresh_file("backstop");
+        drop(group);
+        let conn = open(&path, SqliteSync::Full).unwrap();
+        let pages: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)).unwrap();
+        assert_eq!(pages, crate::checkpoint::BACKSTOP_PAGES);
+    }
+
+    /// Under steady writes the WAL starts again from its beginning long
+    /// before SQLite's own checkpoint would (its backstop is far above what
+    /// this test writes): the checkpoint thread copies, the writer copies
+    /// the tail between batches, and the WAL file stops growing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_writes_keep_the_wal_short_without_the_backstop() {
+        let (group, path) = writer_on_fresh_file("wal-short");
+        let wal = path.with_extension("db-wal");
+        let (mut written, page) = (0u64, 4096u64);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // Each commit adds a row of two pages; stop once four times the
+        // WAL file's size has gone through it.
+        while written < 4 * std::fs::metadata(&wal).map_or(0, |m| m.len()).max(page * 100) {
+            assert!(std::time::Instant::now() < deadline, "the WAL kept growing: {written} bytes written");
+            group
+                .write(|conn| {
+                    crate::tx::run_in_place(async move {
+                        exec!(conn, "INSERT INTO t (n) SELECT coalesce(max(n), 0) + 1 FROM t", [])?;
+                        exec!(conn, "CREATE TABLE IF NOT EXISTS b (x BLOB)", [])?;
+                        exec!(conn, "INSERT INTO b (x) VALUES (zeroblob(6000))", [])?;
+                        Ok(())
+                    })
+                })
+                .await
+                .unwrap();
+            written += 2 * page;
+        }
+        assert!(written / page < crate::checkpoint::BACKSTOP_PAGES as u64, "the backstop was never reached");
+        drop(group);
+        let _ = std::fs::remove_file(&path);
     }
 
     /// Many concurrent writers share transactions; a job that fails after
