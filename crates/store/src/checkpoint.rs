@@ -55,9 +55,9 @@ const TAIL_FRAMES: i64 = 512;
 const MAX_PASSES: usize = 3;
 
 /// The writer's own automatic checkpoint (SQLite's `wal_autocheckpoint`,
-/// in pages): it runs only if the rounds fall this far behind, about a
-/// second and a half of the heaviest load the benchmark makes (a million
-/// users' wrong answers, about 30,000 pages a second) and 200 MiB of WAL.
+/// in pages): it runs only if the rounds fall this far behind, about
+/// three seconds of the heaviest load the benchmark makes (a million
+/// users' wrong answers, about 18,000 pages a second) and 200 MiB of WAL.
 pub(crate) const BACKSTOP_PAGES: i64 = 50_000;
 
 /// The writer's side: cheap to call after every commit. The thread ends
