@@ -128,9 +128,11 @@ struct Wal {
 }
 
 impl Wal {
-    /// Whether the database file holds the whole WAL (SQLite then synced it).
+    /// Whether the database file holds the whole WAL (SQLite then synced
+    /// it). A checkpoint refused as busy (another was running) reports −1
+    /// for both, and reached nothing.
     fn reached_end(self) -> bool {
-        self.copied == self.frames
+        self.frames >= 0 && self.copied == self.frames
     }
 
     /// Frames this checkpoint copied, given what the one before left: all
@@ -170,6 +172,10 @@ fn run(conn: &Connection, file: &std::fs::File, nudged: &Receiver<()>, tail: &At
 fn round(conn: &Connection, file: &std::fs::File, tail: &AtomicBool, last: &mut Wal) -> Result<(), String> {
     for _ in 0..MAX_PASSES {
         let wal = checkpoint(conn).map_err(|e| e.to_string())?;
+        if wal.frames < 0 {
+            // Busy: the writer's own checkpoint is running; it copies.
+            break;
+        }
         let copied = wal.copied_since(*last);
         *last = wal;
         if copied > 0 {
@@ -271,5 +277,6 @@ mod tests {
         assert_eq!(Wal { frames: 1000, copied: 100 }.copied_since(last), 100, "started again and grew past it");
         assert!(Wal { frames: 5, copied: 5 }.reached_end());
         assert!(!Wal { frames: 5, copied: 4 }.reached_end());
+        assert!(!Wal { frames: -1, copied: -1 }.reached_end(), "a busy checkpoint copied nothing");
     }
 }
