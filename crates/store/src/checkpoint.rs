@@ -206,7 +206,14 @@ fn round(conn: &Connection, file: &File, tail: &AtomicBool, last: &mut Wal) -> R
         let copied = wal.copied_since(*last);
         *last = wal;
         if copied > 0 {
-            ranges += write_out(file, copied).map_err(|e| format!("writing the database file out: {e}"))?;
+            match write_out(file, copied) {
+                Ok(written) => ranges += written,
+                // The sync below writes the pass out at once, as it did
+                // before ranges: slower for the writer, never wrong.
+                Err(e) => WRITE_OUT_FAILED.call_once(|| {
+                    tracing::warn!(error = %e, "cannot write the database file out by ranges; syncing it at once");
+                }),
+            }
             file.sync_data().map_err(|e| format!("syncing the database file: {e}"))?;
         }
         if copied < TAIL_FRAMES {
@@ -216,6 +223,9 @@ fn round(conn: &Connection, file: &File, tail: &AtomicBool, last: &mut Wal) -> R
     tail.store(true, Ordering::Relaxed);
     Ok(ranges)
 }
+
+/// Warns once, not every pass, when [`write_out`] fails.
+static WRITE_OUT_FAILED: std::sync::Once = std::sync::Once::new();
 
 /// Writes the database file out a range at a time, [`RANGE_GAP`] apart,
 /// after a pass copied `copied` frames into it: as many ranges as the
@@ -322,6 +332,21 @@ mod tests {
         let (tail, mut last) = (AtomicBool::new(false), Wal { frames: 0, copied: 0 });
         let ranges = round(&conn, &file, &tail, &mut last).unwrap();
         assert!(ranges >= 3, "the copy of {} frames was written out in ranges: {ranges}", last.copied);
+        assert!(file_len(&path) >= before + 4_000_000, "the pages are in the database file");
+        assert!(tail.load(Ordering::Relaxed), "and the tail handed to the writer");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A write-out that fails (here: a descriptor that cannot be mapped)
+    /// leaves the pass to the one sync after it, and the round goes on.
+    #[test]
+    fn a_failed_write_out_falls_back_to_one_sync() {
+        let (path, writer) = wal_with_pages("fallback");
+        writer.execute("INSERT INTO t (b) SELECT zeroblob(4000000)", []).unwrap();
+        let before = file_len(&path);
+        let (conn, read_only) = (open(&path, SqliteSync::Full).unwrap(), File::open(&path).unwrap());
+        let (tail, mut last) = (AtomicBool::new(false), Wal { frames: 0, copied: 0 });
+        assert_eq!(round(&conn, &read_only, &tail, &mut last).unwrap(), 0, "nothing written out by ranges");
         assert!(file_len(&path) >= before + 4_000_000, "the pages are in the database file");
         assert!(tail.load(Ordering::Relaxed), "and the tail handed to the writer");
         let _ = std::fs::remove_file(&path);
