@@ -64,8 +64,8 @@ const TAIL_FRAMES: i64 = 512;
 /// before, and five leave the writer a tail of a few hundred frames.
 const MAX_PASSES: usize = 5;
 
-/// Frames of a pass written out per range of the database file, at most
-/// about: a pass that copied fewer is synced at once.
+/// Frames of a pass written out per range of the database file, about: a
+/// pass that copied fewer than two ranges' worth is synced at once.
 const FRAMES_PER_RANGE: i64 = 256;
 
 /// The pause between two ranges' write-outs: the writer's WAL syncs in
