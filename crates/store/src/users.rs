@@ -5,6 +5,13 @@
 //! conditional statement, so a code is accepted once and a crash loses
 //! no attempt count.
 //!
+//! A user's consecutive failures are counted in `user_failures`, a row
+//! only while there are some (migration 0021): a wrong answer writes that
+//! small table, not the user's row in `users`, which with a million users
+//! was a page of its own each time. The lock they cause stays in `users`,
+//! on the row every write for the user locks first, so a check of it made
+//! after that lock reads the latest lock.
+//!
 //! On PostgreSQL, where writers run side by side, every write that locks
 //! more than one of a user's rows takes them in one order — the user's
 //! row first, then an authenticator or recovery code, then the challenge —
@@ -45,9 +52,24 @@ macro_rules! authenticator_columns {
     };
 }
 
+/// A user's columns as [`UserRow`] reads them, from `users` with the
+/// failure count beside it ([`failures_of_user!`]).
 macro_rules! user_columns {
     () => {
-        "tenant_id, id, phone, email, display_name, privileged, failures, locked_until, created_at, updated_at"
+        concat!(
+            "tenant_id, id, phone, email, display_name, privileged, ",
+            failures_of_user!(),
+            " AS failures, locked_until, created_at, updated_at"
+        )
+    };
+}
+
+/// The failures counted for the user of the `users` row in scope: their
+/// row in `user_failures`, or 0 without one.
+macro_rules! failures_of_user {
+    () => {
+        "COALESCE((SELECT f.failures FROM user_failures f \
+         WHERE f.tenant_id = users.tenant_id AND f.user_id = users.id), 0)"
     };
 }
 
@@ -350,8 +372,12 @@ async fn lock_at_threshold(
     let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let locked = exec!(
         conn,
-        "UPDATE users SET locked_until = $1, updated_at = $2 \
-         WHERE tenant_id = $3 AND id = $4 AND locked_until = 0 AND failures >= $5",
+        concat!(
+            "UPDATE users SET locked_until = $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND locked_until = 0 AND ",
+            failures_of_user!(),
+            " >= $5"
+        ),
         [to_unix_ms(lockout.lock_until), at, tenant, user, i64::from(lockout.threshold)]
     )?;
     if locked == 1 {
@@ -368,7 +394,7 @@ async fn lock_at_threshold(
 /// of a known-right answer's single write (`users::answer`).
 macro_rules! user_countable {
     () => {
-        "((locked_until = 0 AND failures < $4) OR (locked_until > 0 AND locked_until <= $1))"
+        concat!("((locked_until = 0 AND ", failures_of_user!(), " < $4) OR (locked_until > 0 AND locked_until <= $1))")
     };
 }
 
@@ -376,29 +402,41 @@ macro_rules! user_countable {
 /// whose time is up, this answer is the first.
 macro_rules! counted_failures {
     () => {
-        "CASE WHEN locked_until > 0 THEN 1 ELSE failures + 1 END"
+        concat!("CASE WHEN locked_until > 0 THEN 1 ELSE ", failures_of_user!(), " + 1 END")
     };
 }
 
 /// Counts an answer of user `$3` of tenant `$2` at `$1` against the
 /// lockout threshold `$4`, while the user is unlocked and under it. A lock
 /// whose time is up is over: counting starts afresh, with this answer as
-/// the first failure (the threshold is at least 1, `core::settings`).
-/// `returning` answers the failures counted (SQLite's writer counts in
-/// place without it, see `answer::count_in_place`).
+/// the first failure (the threshold is at least 1, `core::settings`), and
+/// [`END_LOCK_THAT_IS_UP`] then clears the lock. The count is read beside
+/// the user's row, so on PostgreSQL the user's row must be locked by an
+/// earlier statement ([`hold_user_first`]): then no count can commit
+/// between the read and the write. `returning` answers the failures
+/// counted (SQLite's writer counts in place without it, see
+/// `answer::count_in_place`).
 macro_rules! count_user_answer {
     () => {
         concat!(
-            "UPDATE users SET failures = ",
+            "INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) SELECT tenant_id, id, ",
             counted_failures!(),
-            ", locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
-            user_countable!()
+            ", $1 FROM users WHERE tenant_id = $2 AND id = $3 AND ",
+            user_countable!(),
+            " ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = excluded.failures, \
+             updated_at = excluded.updated_at"
         )
     };
     (returning) => {
         concat!(count_user_answer!(), " RETURNING failures")
     };
 }
+
+/// Ends user `$3`'s (tenant `$2`) lock whose time is up at `$1`, after
+/// [`count_user_answer!`] counted their first answer since. Changes
+/// nothing for a user who is unlocked or still locked.
+const END_LOCK_THAT_IS_UP: &str = "UPDATE users SET locked_until = 0, updated_at = $1 \
+    WHERE tenant_id = $2 AND id = $3 AND locked_until > 0 AND locked_until <= $1";
 
 /// Whether challenge `$5` of user `$3` (tenant `$2`) can take an answer's
 /// attempt at `$1`: pending, unexpired, attempts left.
@@ -441,10 +479,25 @@ impl SqlStore {
     async fn reserve_answer_in_one_statement(&self, lockout: &Lockout) -> StoreResult<Option<AnswerGate>> {
         let Some(challenge) = &lockout.challenge else { return Ok(None) };
         let (tenant, user, at) = (&lockout.tenant, lockout.user.as_str(), to_unix_ms(lockout.at));
+        // `held` locks the user's row first (see the module) and reads its
+        // lock as of that lock. The count is an upsert on the latest row,
+        // whatever the statement's snapshot holds: one insert for an
+        // unlocked user (counted while under the threshold), one for the
+        // first answer after a lock whose time is up (counted from 1, and
+        // the lock ended).
         let both = concat!(
-            "WITH counted AS (",
-            count_user_answer!(returning),
-            "), taken AS (",
+            "WITH held AS (SELECT locked_until FROM users WHERE tenant_id = $2 AND id = $3 FOR NO KEY UPDATE), \
+             counted_unlocked AS (INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) \
+             SELECT $2, $3, 1, $1 FROM held WHERE locked_until = 0 \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = user_failures.failures + 1, updated_at = $1 \
+             WHERE user_failures.failures < $4 RETURNING failures), \
+             counted_after_lock AS (INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) \
+             SELECT $2, $3, 1, $1 FROM held WHERE locked_until > 0 AND locked_until <= $1 \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = 1, updated_at = $1 RETURNING failures), \
+             lock_ended AS (UPDATE users SET locked_until = 0, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND EXISTS (SELECT 1 FROM counted_after_lock)), \
+             counted AS (SELECT failures FROM counted_unlocked UNION ALL SELECT failures FROM counted_after_lock), \
+             taken AS (",
             take_challenge_attempt!(" AND EXISTS (SELECT 1 FROM counted)", returning),
             ") SELECT (SELECT failures FROM counted), (SELECT attempts FROM taken)"
         );
@@ -472,8 +525,8 @@ impl SqlStore {
                     Box::pin(async move {
                         exec!(
                             conn,
-                            "UPDATE users SET failures = failures - 1, updated_at = $1 \
-                             WHERE tenant_id = $2 AND id = $3 AND failures > 0",
+                            "UPDATE user_failures SET failures = failures - 1, updated_at = $1 \
+                             WHERE tenant_id = $2 AND user_id = $3 AND failures > 0",
                             [at, tenant.as_str(), user.as_str()]
                         )
                     })
@@ -519,8 +572,8 @@ impl SqlStore {
             approve_challenge_if_approvable!("$14", "$3", "$6", held_user_unlocked!()),
             " AND ($7 = '' OR EXISTS (SELECT 1 FROM moved)) RETURNING ",
             challenge_columns!(),
-            "), cleared AS (UPDATE users SET failures = 0, updated_at = $14 \
-             WHERE tenant_id = $3 AND id = $16 AND EXISTS (SELECT 1 FROM approved)), ",
+            "), cleared AS (DELETE FROM user_failures \
+             WHERE tenant_id = $3 AND user_id = $16 AND EXISTS (SELECT 1 FROM approved)), ",
             approval_effects!(),
             "SELECT (SELECT COUNT(*) FROM moved) AS moved, (SELECT COUNT(*) FROM approvable) AS approvable, ",
             challenge_columns!(),
@@ -587,9 +640,8 @@ impl UserStore for SqlStore {
     ) -> StoreResult<User> {
         let at = to_unix_ms(now);
         let sql = concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7) \
+            "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, locked_until, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) \
              ON CONFLICT (tenant_id, id) DO UPDATE SET phone = $3, email = $4, display_name = $5, privileged = $6, \
              updated_at = $7 RETURNING ",
             user_columns!()
@@ -644,6 +696,7 @@ impl UserStore for SqlStore {
                     )?;
                     exec!(conn, "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
                     exec!(conn, "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
+                    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
                     exec!(conn, "DELETE FROM users WHERE tenant_id = $1 AND id = $2", [tenant, id])
                 })
             })
@@ -1062,16 +1115,18 @@ impl UserStore for SqlStore {
         Ok(locked.then_some(lock_until))
     }
 
-    async fn clear_user_failures(&self, tenant: &TenantId, user: &str, now: OffsetDateTime) -> StoreResult<()> {
-        let at = to_unix_ms(now);
+    async fn clear_user_failures(&self, tenant: &TenantId, user: &str, _now: OffsetDateTime) -> StoreResult<()> {
         let (tenant, user) = (tenant.to_string(), user.to_owned());
-        self.write((tenant, user), move |conn, (tenant, user)| Box::pin(async move {
-            exec!(
-                conn,
-                "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND locked_until = 0",
-                [at, tenant.as_str(), user.as_str()]
-            )
-        }))
+        self.write((tenant, user), move |conn, (tenant, user)| {
+            Box::pin(async move {
+                exec!(
+                    conn,
+                    "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2 \
+                 AND EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 AND locked_until = 0)",
+                    [tenant.as_str(), user.as_str()]
+                )
+            })
+        })
         .await
         .map_err(map_err)?;
         Ok(())

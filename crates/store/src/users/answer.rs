@@ -20,7 +20,7 @@ use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, Lockout};
 
-use super::{ChallengeRow, Step, lock_at_threshold};
+use super::{ChallengeRow, END_LOCK_THAT_IS_UP, Step, hold_user_first, lock_at_threshold};
 use crate::audit::append_audit;
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
@@ -32,20 +32,27 @@ const MOVE_COUNTER: &str = "UPDATE authenticators SET counter = $1, last_used_at
     WHERE tenant_id = $3 AND id = $4 AND status = 'active' AND counter < $1";
 
 /// What counting an answer of user `$3` (tenant `$2`, at `$1`, threshold
-/// `$4`) to challenge `$5` would leave, read without writing: the user's
-/// failures, or `NULL` if they cannot be counted; the challenge's
-/// attempts, or `NULL` if it cannot take one. SQLite's writer reads it
-/// inside the transaction that then writes, where nothing else writes in
-/// between.
+/// `$4`) to challenge `$5` would leave, read without writing: no row if
+/// the user cannot be counted; else their failures counted, whether it
+/// ends a lock whose time is up, and the challenge's attempts, or `NULL`
+/// if it cannot take one. The conditions are those of
+/// [`count_user_answer!`] and `user_countable!`, with the user's count
+/// read once, by a join. SQLite's writer reads it inside the transaction
+/// that then writes, where nothing else writes in between.
 const COUNTS: &str = concat!(
-    "SELECT (SELECT ",
-    counted_failures!(),
-    " FROM users WHERE tenant_id = $2 AND id = $3 AND ",
-    user_countable!(),
-    "), (SELECT attempts + 1 FROM challenges WHERE ",
+    "SELECT CASE WHEN u.locked_until > 0 THEN 1 ELSE COALESCE(f.failures, 0) + 1 END, u.locked_until > 0, \
+     (SELECT attempts + 1 FROM challenges WHERE ",
     challenge_takeable!(),
-    ")"
+    ") FROM users u LEFT JOIN user_failures f ON f.tenant_id = u.tenant_id AND f.user_id = u.id \
+     WHERE u.tenant_id = $2 AND u.id = $3 \
+     AND ((u.locked_until = 0 AND COALESCE(f.failures, 0) < $4) OR (u.locked_until > 0 AND u.locked_until <= $1))"
 );
+
+/// Sets user `$2`'s (tenant `$1`) failures to `$3` at `$4`: the count
+/// [`COUNTS`] read, written by SQLite's writer in the same transaction.
+const SET_FAILURES: &str = "INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) \
+    VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = excluded.failures, updated_at = excluded.updated_at";
 
 /// The reservation's usual case on SQLite's writer, each row written once
 /// with no `RETURNING` and no savepoint: the counts read first
@@ -61,9 +68,12 @@ async fn count_in_place(conn: &mut Tx<'_>, lockout: &Lockout) -> Result<Option<A
     let (Tx::Writer(_), Some(challenge)) = (&*conn, &lockout.challenge) else { return Ok(None) };
     let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let (threshold, id) = (i64::from(lockout.threshold), challenge.as_str());
-    let (failures, attempt) = fetch!(conn, one(Option<i64>, Option<i64>), COUNTS, [at, tenant, user, threshold, id])?;
-    let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
-    let counted = exec!(conn, count_user_answer!(), [at, tenant, user, threshold])?;
+    let counts = fetch!(conn, optional(i64, bool, Option<i64>), COUNTS, [at, tenant, user, threshold, id])?;
+    let Some((failures, ends_a_lock, Some(attempt))) = counts else { return Ok(None) };
+    let counted = exec!(conn, SET_FAILURES, [tenant, user, failures, at])?;
+    if ends_a_lock {
+        exec!(conn, END_LOCK_THAT_IS_UP, [at, tenant, user])?;
+    }
     let taken = exec!(conn, take_challenge_attempt!(""), [at, tenant, user, threshold, id])?;
     if (counted, taken) != (1, 1) {
         return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));
@@ -86,6 +96,9 @@ pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout
     }
     let (tenant, user, at) = (lockout.tenant.as_str(), lockout.user.as_str(), to_unix_ms(lockout.at));
     let challenge = lockout.challenge.as_ref().map(ChallengeId::as_str);
+    // The count is read beside the user's row: on PostgreSQL that row is
+    // locked first, so no other count commits between the read and the write.
+    hold_user_first(conn, tenant, user).await?;
     savepoint!(conn)?;
     let counted =
         fetch!(conn, optional(i64,), count_user_answer!(returning), [at, tenant, user, i64::from(lockout.threshold)])?;
@@ -98,6 +111,7 @@ pub(super) async fn reserve(conn: &mut Tx<'_>, key: &AuditKey, lockout: &Lockout
         release_savepoint!(conn)?;
         return Ok(AnswerGate::Locked(from_unix_ms(until)));
     };
+    exec!(conn, END_LOCK_THAT_IS_UP, [at, tenant, user])?;
     let failures = u32::try_from(failures).unwrap_or(u32::MAX);
     let mut attempt = 0;
     if let Some(id) = challenge {
@@ -131,13 +145,8 @@ pub(super) async fn approve(
     at: i64,
 ) -> Result<Step, sqlx::Error> {
     savepoint!(conn)?;
-    // The user's row first (see the `users` module on lock order); the
-    // savepoint undoes this when nothing is approved.
-    exec!(
-        conn,
-        "UPDATE users SET failures = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
-        [at, c.tenant_id.as_str(), &c.user_id]
-    )?;
+    // The user's row first (see the `users` module on lock order).
+    hold_user_first(conn, c.tenant_id.as_str(), &c.user_id).await?;
     let moved = match used {
         None => 1,
         Some(AuthenticatorUse::Counter { id, value }) => {
@@ -161,6 +170,7 @@ pub(super) async fn approve(
         rollback_savepoint!(conn)?;
         return Ok(Step::Stop(ApprovalOutcome::NotPending));
     };
+    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [c.tenant_id.as_str(), &c.user_id])?;
     insert_event(conn, event, "").await?;
     append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
     release_savepoint!(conn)?;
@@ -215,9 +225,8 @@ async fn count_and_approve(
     at: i64,
 ) -> Result<Option<(AnswerGate, Option<Step>)>, sqlx::Error> {
     let (tenant, user, threshold) = (c.tenant_id.as_str(), c.user_id.as_str(), i64::from(lockout.threshold));
-    let (failures, attempt) =
-        fetch!(conn, one(Option<i64>, Option<i64>), COUNTS, [at, tenant, user, threshold, c.id.as_str()])?;
-    let (Some(failures), Some(attempt)) = (failures, attempt) else { return Ok(None) };
+    let counts = fetch!(conn, optional(i64, bool, Option<i64>), COUNTS, [at, tenant, user, threshold, c.id.as_str()])?;
+    let Some((failures, ends_a_lock, Some(attempt))) = counts else { return Ok(None) };
     let moved = exec!(conn, MOVE_COUNTER, [value, at, tenant, authenticator])?;
     if moved != 1 {
         return Ok(None);
@@ -228,12 +237,13 @@ async fn count_and_approve(
         challenge_takeable!()
     );
     let approved = exec!(conn, approve, [at, tenant, user, threshold, c.id.as_str()])?;
-    let clear = concat!(
-        "UPDATE users SET failures = 0, locked_until = 0, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND ",
-        user_countable!()
-    );
-    let cleared = exec!(conn, clear, [at, tenant, user, threshold])?;
-    if (approved, cleared) != (1, 1) {
+    // The count cleared, and a lock whose time is up ended: what counting
+    // this answer and then approving leave.
+    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [tenant, user])?;
+    if ends_a_lock {
+        exec!(conn, END_LOCK_THAT_IS_UP, [at, tenant, user])?;
+    }
+    if approved != 1 {
         // Read true a statement ago in this same transaction: the write
         // fails (and its group is rolled back) rather than half happen.
         return Err(sqlx::Error::Protocol("an answer's count changed under its own transaction".into()));

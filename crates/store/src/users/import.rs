@@ -98,8 +98,8 @@ async fn import_one_by_one(
     for (index, a) in items.iter().enumerate() {
         exec!(
             conn,
-            "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, \
-             locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, 0, $3, $3) \
+            "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, \
+             locked_until, created_at, updated_at) VALUES ($1, $2, NULL, NULL, NULL, FALSE, 0, $3, $3) \
              ON CONFLICT (tenant_id, id) DO NOTHING",
             [tenant, &a.user_id, at]
         )?;
@@ -136,8 +136,8 @@ async fn import_batch_postgres(
     let users = text(|a| &a.user_id);
     let kinds = text(|a| a.kind.as_str());
     sqlx::query(
-        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, locked_until, \
-         created_at, updated_at) SELECT $1, u, NULL, NULL, NULL, FALSE, 0, 0, $3, $3 FROM UNNEST($2::text[]) AS u \
+        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, locked_until, \
+         created_at, updated_at) SELECT $1, u, NULL, NULL, NULL, FALSE, 0, $3, $3 FROM UNNEST($2::text[]) AS u \
          ON CONFLICT (tenant_id, id) DO NOTHING",
     )
     .bind(tenant)

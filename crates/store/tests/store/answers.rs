@@ -202,3 +202,25 @@ async fn a_right_answer_counts_as_the_two_steps_would_and_clears_the_count() {
     assert_eq!(store.authenticator(&t.id, "u1", &a.id).await.unwrap().counter, 51);
     assert_eq!(approvals(&store, &t).await, 2);
 }
+
+/// A wrong answer's count is the user's row in `user_failures`, not a
+/// write of their row in `users`: with a million users that row was a
+/// page of its own at each answer (`bench/RESULTS.md`). The user's
+/// `updated_at` says whether their row was written; their count is read
+/// beside it, and a right answer deletes it.
+#[tokio::test]
+async fn a_count_writes_the_users_failures_not_their_row() {
+    let (store, _db) = store().await;
+    let (t, a, challenges) = user_with_challenges(&store, 2).await;
+    let before = store.user(&t.id, "u1").await.unwrap();
+    let counted = Lockout { challenge: Some(challenges[0].id.clone()), ..lockout(&t, 5) };
+    assert_eq!(store.reserve_answer(&counted).await.unwrap(), AnswerGate::Counted { attempt: 1, failures: 1 });
+    assert_eq!(store.reserve_answer(&counted).await.unwrap(), AnswerGate::Counted { attempt: 2, failures: 2 });
+    let after = store.user(&t.id, "u1").await.unwrap();
+    assert_eq!(after.failures, 2, "the count is read beside the user");
+    assert_eq!(after.updated_at, before.updated_at, "the user's row was written");
+    let (gate, outcome) = answer(&store, &challenges[1], &a, 50, &lockout(&t, 5)).await;
+    assert_eq!(gate, AnswerGate::Counted { attempt: 1, failures: 3 });
+    assert!(matches!(outcome, Some(ApprovalOutcome::Approved(_))), "{outcome:?}");
+    assert_eq!(store.user(&t.id, "u1").await.unwrap().failures, 0, "a right answer clears the count");
+}

@@ -92,6 +92,7 @@ fn others(f: &Fixture) -> Vec<(&'static str, String)> {
         ("the TOTP authenticator", lock("authenticators", "id", f.totp.id.as_str())),
         ("the recovery codes' authenticator", lock("authenticators", "id", f.codes.id.as_str())),
         ("the recovery code", lock("recovery_codes", "authenticator_id", f.codes.id.as_str())),
+        ("the user's failure count", lock("user_failures", "user_id", "u1")),
     ]
 }
 
@@ -198,6 +199,21 @@ async fn counting_an_answer_takes_the_user_before_the_challenge() {
     let (taken, gate) = locked_before_the_user(&db, &f, async move { s.reserve_answer(&lockout).await }).await;
     assert_eq!(taken, Vec::<&str>::new());
     assert_eq!(gate.unwrap(), AnswerGate::Counted { attempt: 1, failures: 1 });
+}
+
+/// Counting the answer of a user who has failures already waits for the
+/// user before it takes their failure count's row (an upsert of a row
+/// that exists locks it) or the challenge's attempt.
+#[tokio::test]
+async fn counting_again_takes_the_user_before_the_failure_count() {
+    let (store, db) = store().await;
+    let f = fixture(&store).await;
+    let first = store.reserve_answer(&lockout(&f)).await.unwrap();
+    assert_eq!(first, AnswerGate::Counted { attempt: 1, failures: 1 });
+    let (s, lockout) = (store.clone(), lockout(&f));
+    let (taken, gate) = locked_before_the_user(&db, &f, async move { s.reserve_answer(&lockout).await }).await;
+    assert_eq!(taken, Vec::<&str>::new());
+    assert_eq!(gate.unwrap(), AnswerGate::Counted { attempt: 2, failures: 2 });
 }
 
 /// The wrong answer that took a challenge's last attempt waits for the

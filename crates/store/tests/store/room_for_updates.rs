@@ -10,8 +10,14 @@ use vouchsafe_store::testing::{connect, fresh_database_on};
 
 /// The tables updated on the request path, and the most of each page a
 /// bulk load may fill.
-const UPDATED_PER_REQUEST: [(&str, u32); 5] =
-    [("verifications", 80), ("challenges", 80), ("deliveries", 90), ("users", 90), ("authenticators", 90)];
+const UPDATED_PER_REQUEST: [(&str, u32); 6] = [
+    ("verifications", 80),
+    ("challenges", 80),
+    ("deliveries", 90),
+    ("users", 90),
+    ("authenticators", 90),
+    ("user_failures", 80),
+];
 
 async fn migrated_postgres() -> PgPool {
     let db = fresh_database_on(true).await.unwrap();
@@ -25,7 +31,7 @@ async fn pages_of_users(pool: &PgPool) -> Vec<(String, i64)> {
 }
 
 #[tokio::test]
-async fn answers_counted_on_imported_users_leave_each_user_on_its_page() {
+async fn locks_set_on_imported_users_leave_each_user_on_its_page() {
     let pool = migrated_postgres().await;
     sqlx::query(
         "INSERT INTO tenants (id, name, account_sid, default_service_id, created_at) VALUES ('t', 't', 'AC1', 's', 0)",
@@ -35,9 +41,9 @@ async fn answers_counted_on_imported_users_leave_each_user_on_its_page() {
     .unwrap();
     // Packed as an import packs them: one statement, page after page.
     sqlx::query(
-        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, failures, locked_until, \
+        "INSERT INTO users (tenant_id, id, phone, email, display_name, privileged, locked_until, \
          created_at, updated_at) \
-         SELECT 't', 'user-' || lpad(n::text, 5, '0'), NULL, NULL, NULL, FALSE, 0, 0, 0, 0 \
+         SELECT 't', 'user-' || lpad(n::text, 5, '0'), NULL, NULL, NULL, FALSE, 0, 0, 0 \
          FROM generate_series(1, 3000) AS n",
     )
     .execute(&pool)
@@ -45,13 +51,13 @@ async fn answers_counted_on_imported_users_leave_each_user_on_its_page() {
     .unwrap();
     let before = pages_of_users(&pool).await;
     assert!(before.iter().map(|(_, page)| page).max() > Some(&10), "the users fill many pages");
-    // A wrong answer for every twentieth user (about five on each page),
-    // each committed on its own, as answers are. Few enough that the room
+    // A lock for every twentieth user (about five on each page), each
+    // committed on its own, as the answers that set them are. Few enough that the room
     // holds their new versions without pruning the old ones, which a
     // snapshot held anywhere in the cluster could put off.
-    let answered: Vec<_> = before.iter().step_by(20).collect();
-    for (id, _) in &answered {
-        sqlx::query("UPDATE users SET failures = failures + 1, updated_at = 1 WHERE tenant_id = 't' AND id = $1")
+    let locked: Vec<_> = before.iter().step_by(20).collect();
+    for (id, _) in &locked {
+        sqlx::query("UPDATE users SET locked_until = 2, updated_at = 1 WHERE tenant_id = 't' AND id = $1")
             .bind(id)
             .execute(&pool)
             .await
@@ -59,9 +65,9 @@ async fn answers_counted_on_imported_users_leave_each_user_on_its_page() {
     }
     let after = pages_of_users(&pool).await;
     let moved = before.iter().zip(&after).filter(|((_, was), (_, is))| was != is).count();
-    // At 100% (PostgreSQL's default) at least the first answered user of
+    // At 100% (PostgreSQL's default) at least the first locked user of
     // each packed page moved, adding an entry to the users' index.
-    assert_eq!(moved, 0, "{moved} of {} answered users moved to another page", answered.len());
+    assert_eq!(moved, 0, "{moved} of {} locked users moved to another page", locked.len());
 }
 
 #[tokio::test]
