@@ -390,21 +390,33 @@ async fn lock_at_threshold(
 
 /// Whether user `$3` of tenant `$2` may have an answer counted at `$1`
 /// against the lockout threshold `$4`: unlocked and under it, or locked
-/// until a time that is up. Written once for the count and for the check
-/// of a known-right answer's single write (`users::answer`).
+/// until a time that is up. Written once for the count and for the read
+/// of SQLite's writer (`users::answer::COUNTS`); `$failures` is how the
+/// statement reads the user's count ([`failures_of_user!`] by default).
 macro_rules! user_countable {
     () => {
-        concat!("((locked_until = 0 AND ", failures_of_user!(), " < $4) OR (locked_until > 0 AND locked_until <= $1))")
+        user_countable!(failures_of_user!())
+    };
+    ($failures:expr) => {
+        concat!("((locked_until = 0 AND ", $failures, " < $4) OR (locked_until > 0 AND locked_until <= $1))")
     };
 }
 
 /// A countable user's failures with one more answer counted: after a lock
-/// whose time is up, this answer is the first.
+/// whose time is up, this answer is the first. `$failures` as in
+/// [`user_countable!`].
 macro_rules! counted_failures {
     () => {
-        concat!("CASE WHEN locked_until > 0 THEN 1 ELSE ", failures_of_user!(), " + 1 END")
+        counted_failures!(failures_of_user!())
+    };
+    ($failures:expr) => {
+        concat!("CASE WHEN locked_until > 0 THEN 1 ELSE ", $failures, " + 1 END")
     };
 }
+
+/// Deletes user `$2`'s (tenant `$1`) failure count: a right answer's
+/// clearing, or the user's deletion.
+const CLEAR_FAILURES: &str = "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2";
 
 /// Counts an answer of user `$3` of tenant `$2` at `$1` against the
 /// lockout threshold `$4`, while the user is unlocked and under it. A lock
@@ -696,7 +708,7 @@ impl UserStore for SqlStore {
                     )?;
                     exec!(conn, "DELETE FROM authenticators WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
                     exec!(conn, "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
-                    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [tenant, id])?;
+                    exec!(conn, CLEAR_FAILURES, [tenant, id])?;
                     exec!(conn, "DELETE FROM users WHERE tenant_id = $1 AND id = $2", [tenant, id])
                 })
             })

@@ -20,7 +20,7 @@ use vouchsafe_core::event::Event;
 use vouchsafe_core::ids::ChallengeId;
 use vouchsafe_core::store::{AnswerGate, ApprovalOutcome, Lockout};
 
-use super::{ChallengeRow, END_LOCK_THAT_IS_UP, Step, hold_user_first, lock_at_threshold};
+use super::{CLEAR_FAILURES, ChallengeRow, END_LOCK_THAT_IS_UP, Step, hold_user_first, lock_at_threshold};
 use crate::audit::append_audit;
 use crate::tx::{Tx, exec, fetch, release_savepoint, rollback_savepoint, savepoint};
 use crate::webhooks::insert_event;
@@ -35,17 +35,18 @@ const MOVE_COUNTER: &str = "UPDATE authenticators SET counter = $1, last_used_at
 /// `$4`) to challenge `$5` would leave, read without writing: no row if
 /// the user cannot be counted; else their failures counted, whether it
 /// ends a lock whose time is up, and the challenge's attempts, or `NULL`
-/// if it cannot take one. The conditions are those of
-/// [`count_user_answer!`] and `user_countable!`, with the user's count
-/// read once, by a join. SQLite's writer reads it inside the transaction
-/// that then writes, where nothing else writes in between.
+/// if it cannot take one. The conditions are [`count_user_answer!`]'s,
+/// with the user's count read once, by a join (`locked_until` is only in
+/// `users`). SQLite's writer reads it inside the transaction that then
+/// writes, where nothing else writes in between.
 const COUNTS: &str = concat!(
-    "SELECT CASE WHEN u.locked_until > 0 THEN 1 ELSE COALESCE(f.failures, 0) + 1 END, u.locked_until > 0, \
-     (SELECT attempts + 1 FROM challenges WHERE ",
+    "SELECT ",
+    counted_failures!("COALESCE(f.failures, 0)"),
+    ", locked_until > 0, (SELECT attempts + 1 FROM challenges WHERE ",
     challenge_takeable!(),
-    ") FROM users u LEFT JOIN user_failures f ON f.tenant_id = u.tenant_id AND f.user_id = u.id \
-     WHERE u.tenant_id = $2 AND u.id = $3 \
-     AND ((u.locked_until = 0 AND COALESCE(f.failures, 0) < $4) OR (u.locked_until > 0 AND u.locked_until <= $1))"
+    ") FROM users LEFT JOIN user_failures f ON f.tenant_id = users.tenant_id AND f.user_id = users.id \
+     WHERE users.tenant_id = $2 AND users.id = $3 AND ",
+    user_countable!("COALESCE(f.failures, 0)")
 );
 
 /// Sets user `$2`'s (tenant `$1`) failures to `$3` at `$4`: the count
@@ -170,7 +171,7 @@ pub(super) async fn approve(
         rollback_savepoint!(conn)?;
         return Ok(Step::Stop(ApprovalOutcome::NotPending));
     };
-    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [c.tenant_id.as_str(), &c.user_id])?;
+    exec!(conn, CLEAR_FAILURES, [c.tenant_id.as_str(), &c.user_id])?;
     insert_event(conn, event, "").await?;
     append_audit(conn, key, c.tenant_id.as_str(), audit).await?;
     release_savepoint!(conn)?;
@@ -239,7 +240,7 @@ async fn count_and_approve(
     let approved = exec!(conn, approve, [at, tenant, user, threshold, c.id.as_str()])?;
     // The count cleared, and a lock whose time is up ended: what counting
     // this answer and then approving leave.
-    exec!(conn, "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2", [tenant, user])?;
+    exec!(conn, CLEAR_FAILURES, [tenant, user])?;
     if ends_a_lock {
         exec!(conn, END_LOCK_THAT_IS_UP, [at, tenant, user])?;
     }
