@@ -15,6 +15,7 @@ mod room_for_updates;
 mod schema;
 mod tenant_limits;
 mod test_events;
+mod upgrade;
 mod verifications;
 
 use vouchsafe_store::SqlStore;
