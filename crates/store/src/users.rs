@@ -246,6 +246,21 @@ macro_rules! challenge_approvable {
     };
 }
 
+/// PostgreSQL's one-statement writes take the user's row first (see the
+/// module on lock order) in a `held` CTE: user `$user` of tenant
+/// `$tenant`, with their lock as of taking the row.
+macro_rules! held_user {
+    ($tenant:literal, $user:literal) => {
+        concat!(
+            "held AS (SELECT locked_until FROM users WHERE tenant_id = ",
+            $tenant,
+            " AND id = ",
+            $user,
+            " FOR NO KEY UPDATE)"
+        )
+    };
+}
+
 /// [`challenge_approvable!`]'s user condition in PostgreSQL's
 /// one-statement approval: the user's row as its `held` CTE locked it,
 /// at `$14`.
@@ -415,8 +430,18 @@ macro_rules! counted_failures {
 }
 
 /// Deletes user `$2`'s (tenant `$1`) failure count: a right answer's
-/// clearing, or the user's deletion.
-const CLEAR_FAILURES: &str = "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2";
+/// clearing, or the user's deletion; [`clear_user_failures`] adds its
+/// condition.
+///
+/// [`clear_user_failures`]: vouchsafe_core::store::UserStore::clear_user_failures
+macro_rules! clear_failures {
+    () => {
+        "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2"
+    };
+}
+
+/// [`clear_failures!`] as it is run on its own.
+const CLEAR_FAILURES: &str = clear_failures!();
 
 /// Counts an answer of user `$3` of tenant `$2` at `$1` against the
 /// lockout threshold `$4`, while the user is unlocked and under it. A lock
@@ -498,8 +523,9 @@ impl SqlStore {
         // first answer after a lock whose time is up (counted from 1, and
         // the lock ended).
         let both = concat!(
-            "WITH held AS (SELECT locked_until FROM users WHERE tenant_id = $2 AND id = $3 FOR NO KEY UPDATE), \
-             counted_unlocked AS (INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) \
+            "WITH ",
+            held_user!("$2", "$3"),
+            ", counted_unlocked AS (INSERT INTO user_failures (tenant_id, user_id, failures, updated_at) \
              SELECT $2, $3, 1, $1 FROM held WHERE locked_until = 0 \
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET failures = user_failures.failures + 1, updated_at = $1 \
              WHERE user_failures.failures < $4 RETURNING failures), \
@@ -575,8 +601,9 @@ impl SqlStore {
         // both conditions read the user through it, and every row lock
         // this statement takes comes after theirs.
         let approve = concat!(
-            "WITH held AS (SELECT locked_until FROM users WHERE tenant_id = $3 AND id = $16 FOR NO KEY UPDATE), \
-             approvable AS (SELECT id FROM challenges WHERE ",
+            "WITH ",
+            held_user!("$3", "$16"),
+            ", approvable AS (SELECT id FROM challenges WHERE ",
             challenge_approvable!("$14", "$3", "$6", held_user_unlocked!()),
             "), moved AS (UPDATE authenticators SET counter = $15, last_used_at = $14 \
              WHERE tenant_id = $3 AND id = $7 AND status = 'active' AND counter < $15 \
@@ -1133,8 +1160,10 @@ impl UserStore for SqlStore {
             Box::pin(async move {
                 exec!(
                     conn,
-                    "DELETE FROM user_failures WHERE tenant_id = $1 AND user_id = $2 \
-                 AND EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 AND locked_until = 0)",
+                    concat!(
+                        clear_failures!(),
+                        " AND EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 AND locked_until = 0)"
+                    ),
                     [tenant.as_str(), user.as_str()]
                 )
             })
