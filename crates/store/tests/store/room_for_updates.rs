@@ -52,9 +52,9 @@ async fn locks_set_on_imported_users_leave_each_user_on_its_page() {
     let before = pages_of_users(&pool).await;
     assert!(before.iter().map(|(_, page)| page).max() > Some(&10), "the users fill many pages");
     // A lock for every twentieth user (about five on each page), each
-    // committed on its own, as the answers that set them are. Few enough that the room
-    // holds their new versions without pruning the old ones, which a
-    // snapshot held anywhere in the cluster could put off.
+    // committed on its own, as the answers that set them are. Few enough
+    // that the room holds their new versions without pruning the old
+    // ones, which a snapshot held anywhere in the cluster could put off.
     let locked: Vec<_> = before.iter().step_by(20).collect();
     for (id, _) in &locked {
         sqlx::query("UPDATE users SET locked_until = 2, updated_at = 1 WHERE tenant_id = 't' AND id = $1")
